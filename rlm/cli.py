@@ -1,0 +1,183 @@
+"""The ``rlm`` command line.
+
+Commands:
+    rlm run TASK.json         run a task (``-`` reads stdin); the ExecuteResponse on stdout
+    rlm tasks show ID         a task's status and result
+    rlm tasks list            the newest tasks
+    rlm tasks cancel ID       cancel a running task
+    rlm operations            the operations tasks may name
+
+Exit codes: 0 the task completed, 1 it failed or was cancelled, 2 the request was refused
+(the error envelope goes to stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rlm.config import get_settings
+from rlm.errors import RLMError
+
+__all__ = ["main"]
+
+
+def _dump(obj: Any) -> str:
+    if hasattr(obj, "to_wire"):
+        obj = obj.to_wire()
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _fail(err: RLMError) -> int:
+    sys.stderr.write(_dump({"error": err.to_payload()}) + "\n")
+    return 2
+
+
+def _connect(address: str | None) -> Any:
+    from rlm.runtime import connect
+
+    return connect(address)
+
+
+def _read_task(path: str) -> Any:
+    from rlm.errors import InvalidInput
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise InvalidInput(f"cannot read {path}: {err.strerror}", field="task") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidInput(f"{path} is not JSON: {err}", field="task") from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    request = _read_task(args.task)
+    hv = _connect(args.address)
+    task_id = hv.submit(request)
+    console = Console(stderr=True)
+    show_bar = console.is_terminal and not args.quiet
+    try:
+        if show_bar:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                handle = bar.add_task(task_id, total=None)
+                while True:
+                    status = hv.status(task_id)
+                    if status.progress is not None:
+                        bar.update(
+                            handle, completed=status.progress.current, total=status.progress.total
+                        )
+                    if status.status in ("completed", "failed", "cancelled"):
+                        break
+                    time.sleep(0.1)
+        result = hv.result(task_id)
+    except KeyboardInterrupt:
+        hv.cancel(task_id)
+        console.print(f"cancelled {task_id}")
+        return 130
+    sys.stdout.write(_dump(result) + "\n")
+    return 0 if result.status == "completed" else 1
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    if args.address is None:
+        # Without a cluster to ask, read the record straight from the state file: fast, and
+        # what a restarted engine would report (except live progress).
+        from rlm.errors import TaskNotFound
+        from rlm.tasks.store import TaskStore
+
+        record = TaskStore(get_settings().database_path).get(args.task_id)
+        if record is None:
+            raise TaskNotFound(args.task_id)
+        status = record.to_status()
+    else:
+        status = _connect(args.address).status(args.task_id)
+    sys.stdout.write(_dump(status) + "\n")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from rlm.tasks.store import TaskStore
+
+    records = TaskStore(get_settings().database_path).list(limit=args.limit)
+    sys.stdout.write(_dump([r.to_status().to_wire(exclude={"result"}) for r in records]) + "\n")
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    response = _connect(args.address).cancel(args.task_id)
+    sys.stdout.write(_dump(response) + "\n")
+    return 0 if response.status == "cancelled" else 1
+
+
+def _cmd_operations(args: argparse.Namespace) -> int:
+    from rlm.operations import default_registry
+
+    reg = default_registry()
+    rows = [{"name": n, "input": reg.get(n).input_kind} for n in reg.names()]
+    sys.stdout.write(_dump(rows) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rlm``."""
+    parser = argparse.ArgumentParser(prog="rlm", description="RLM Hypervisor")
+    parser.add_argument(
+        "--address", default=None, help="Ray cluster to use (default: start a local one)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a task from a JSON file ('-' for stdin)")
+    run.add_argument("task")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+
+    tasks = sub.add_parser("tasks", help="inspect and cancel tasks")
+    tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True)
+    show = tasks_sub.add_parser("show", help="a task's status and result")
+    show.add_argument("task_id")
+    show.set_defaults(func=_cmd_show)
+    listing = tasks_sub.add_parser("list", help="the newest tasks")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(func=_cmd_list)
+    cancel = tasks_sub.add_parser("cancel", help="cancel a running task")
+    cancel.add_argument("task_id")
+    cancel.set_defaults(func=_cmd_cancel)
+
+    ops = sub.add_parser("operations", help="the operations tasks may name")
+    ops.set_defaults(func=_cmd_operations)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rlm`` command; returns its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except RLMError as err:
+        return _fail(err)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Settings, read once from the environment (``RLM_`` prefix, nested with ``__``).
+
+Example:
+    ``RLM_STATE_DIR=/var/lib/rlm RLM_ENGINE__AGENTS=8 rlm serve``
+
+Settings are built by :func:`get_settings` (cached) on the driver and handed to actors as
+plain objects; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["EngineSettings", "Settings", "get_settings"]
+
+
+class EngineSettings(BaseModel):
+    """How the execution engine sizes its agent pool and plans trees."""
+
+    agents: int | None = Field(
+        default=None, ge=1, le=4096, description="Agent actors in the pool; default: cluster CPUs."
+    )
+    calls_per_agent: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Agent calls kept in flight per agent, so no agent idles between calls.",
+    )
+    default_max_depth: int = Field(default=8, ge=0, le=32)
+    default_fanout: int = Field(default=4, ge=2, le=1024)
+    max_leaves: int = Field(
+        default=4096, ge=1, le=1_000_000, description="Upper bound on leaves the planner makes."
+    )
+    leaf_cost: float = Field(
+        default=65_536.0,
+        gt=0,
+        description="Target cost units per leaf (one unit ~ one item of linear work).",
+    )
+    cancel_grace_s: float = Field(
+        default=10.0, gt=0, description="How long a cancel waits for in-flight calls to stop."
+    )
+
+
+class Settings(BaseSettings):
+    """Every setting of RLM Hypervisor.
+
+    Attributes:
+        env: ``production`` refuses insecure defaults (e.g. a generated JWT secret).
+        state_dir: Where the SQLite state file and generated secrets live.
+        database_url: Use this database instead of SQLite in ``state_dir``.
+        ray_address: Join this Ray cluster instead of starting a local one.
+        namespace: Ray namespace of the singleton actors.
+        engine: Execution engine settings.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="RLM_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    env: Literal["development", "production"] = "development"
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".rlm")
+    database_url: str | None = None
+    ray_address: str | None = None
+    namespace: str = "rlm"
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite state file inside ``state_dir``."""
+        return self.state_dir / "state.db"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,70 @@
+"""Running a plan's agent calls: the one definition of what each call computes.
+
+The Ray runtime and the in-process reference executor both call :func:`run_call`, so the
+distributed tree computes exactly what :func:`run_plan_locally` computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rlm.inputs import Items, PreparedInput, slice_items
+from rlm.operations.base import Operation
+from rlm.planning import NodeKind, Plan
+
+__all__ = ["execute_direct", "run_call", "run_plan_locally"]
+
+
+def run_call(
+    op: Operation,
+    kind: NodeKind,
+    items: Items | None,
+    start: int,
+    end: int,
+    child_partials: Sequence[Any],
+    params: Any,
+) -> Any:
+    """One agent call.
+
+    Args:
+        op: The operation.
+        kind: ``leaf``, ``combine`` or ``fold``.
+        items: The whole input (sliced here, as a view for arrays); unused by ``combine``.
+        start: First item of the call's range.
+        end: One past the last item.
+        child_partials: Partials of the node's children, in order.
+        params: The operation's parsed parameters.
+
+    Returns:
+        The node's partial.
+    """
+    if kind == "leaf":
+        assert items is not None
+        return op.leaf_at(slice_items(items, start, end), start, params)
+    if kind == "combine":
+        return op.combine(list(child_partials), params)
+    assert items is not None
+    return op.fold_at(child_partials[0], slice_items(items, start, end), start, params)
+
+
+def run_plan_locally(plan: Plan, prepared: PreparedInput) -> Any:
+    """Run every call of ``plan`` in this process, in dependency order; return the output."""
+    partials: list[Any] = [None] * len(plan.nodes)
+    for node in plan.nodes:
+        partials[node.index] = run_call(
+            prepared.operation,
+            node.kind,
+            prepared.items,
+            node.start,
+            node.end,
+            [partials[c] for c in node.children],
+            prepared.params,
+        )
+    return prepared.operation.finish(partials[plan.root.index], prepared.params)
+
+
+def execute_direct(prepared: PreparedInput) -> Any:
+    """The output with no decomposition at all: one leaf over every item, then finish."""
+    op = prepared.operation
+    return op.finish(op.leaf_at(prepared.items, 0, prepared.params), prepared.params)

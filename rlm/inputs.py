@@ -1,0 +1,158 @@
+"""Reading a task's ``input``: which operation, with which parameters, over which items.
+
+``input`` is ``{"items": [...], "operation": "sum", "params": {...}}``. ``text`` (a string,
+split into lines) may stand in for ``items``. From Python, ``items`` may be a numpy or Arrow
+array; numeric arrays are used as they are, without a conversion to a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from rlm.errors import InvalidInput
+from rlm.operations.base import InputKind, Operation
+from rlm.operations.registry import OperationRegistry
+
+__all__ = ["PreparedInput", "Items", "prepare_input", "prepare_items", "slice_items"]
+
+#: Items as operations see them: a 1-D numpy array for numbers, a list otherwise.
+Items = np.ndarray[Any, Any] | list[Any]
+
+_INPUT_KEYS = {"items", "text", "operation", "params"}
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """A validated input: the operation, its parsed parameters and the prepared items."""
+
+    operation: Operation
+    params: Any
+    items: Items
+
+    @property
+    def n_items(self) -> int:
+        """How many items the input holds."""
+        return len(self.items)
+
+
+def _numeric_array(items: Any) -> np.ndarray[Any, Any]:
+    if isinstance(items, pa.ChunkedArray):
+        items = items.combine_chunks()
+    if isinstance(items, pa.Array):
+        if not (pa.types.is_integer(items.type) or pa.types.is_floating(items.type)):
+            raise InvalidInput(
+                f"this operation needs numbers; the Arrow array holds {items.type}",
+                field="input.items",
+            )
+        if items.null_count:
+            raise InvalidInput("the items hold nulls", field="input.items")
+        # Zero-copy where Arrow's layout allows it (no nulls, primitive type).
+        items = items.to_numpy(zero_copy_only=False)
+    if isinstance(items, np.ndarray):
+        if items.ndim != 1:
+            raise InvalidInput("items must be one-dimensional", field="input.items")
+        if items.dtype.kind in "iu" or items.dtype.kind == "f":
+            return items
+        if items.dtype.kind == "b":
+            return items.astype(np.int64)
+        raise InvalidInput(
+            f"this operation needs numbers; the array holds {items.dtype}", field="input.items"
+        )
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        raise InvalidInput("items must be a list", field="input.items")
+    is_int = True
+    for i, x in enumerate(items):
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise InvalidInput(
+                f"this operation needs numbers; item {i} is {type(x).__name__}",
+                {"index": i},
+                field=f"input.items[{i}]",
+            )
+        if not isinstance(x, int):
+            is_int = False
+    if is_int:
+        try:
+            return np.asarray(items, dtype=np.int64)
+        except OverflowError:
+            pass  # beyond int64: float64 keeps the magnitude
+    arr = np.asarray(items, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise InvalidInput("items must be finite numbers", field="input.items")
+    return arr
+
+
+def prepare_items(items: Any, kind: InputKind) -> Items:
+    """Shape ``items`` the way an operation of ``kind`` expects.
+
+    Raises:
+        InvalidInput: the items do not fit the operation.
+    """
+    if kind == "numbers":
+        return _numeric_array(items)
+    if isinstance(items, pa.ChunkedArray | pa.Array):
+        items = items.to_pylist()
+    elif isinstance(items, np.ndarray):
+        items = items.tolist()
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        raise InvalidInput("items must be a list", field="input.items")
+    out = list(items)
+    if kind == "text":
+        for i, x in enumerate(out):
+            if not isinstance(x, str):
+                raise InvalidInput(
+                    f"this operation needs strings; item {i} is {type(x).__name__}",
+                    {"index": i},
+                    field=f"input.items[{i}]",
+                )
+    return out
+
+
+def prepare_input(raw: Any, registry: OperationRegistry) -> PreparedInput:
+    """Validate a task's ``input`` against the registry.
+
+    Args:
+        raw: The request's ``input``.
+        registry: Operations that may be named.
+
+    Raises:
+        InvalidInput: naming the bad field (``input.operation``, ``input.items``...).
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(
+            'input must be an object like {"items": [...], "operation": "sum"}', field="input"
+        )
+    unknown = set(raw) - _INPUT_KEYS
+    if unknown:
+        raise InvalidInput(
+            f"unknown input field {sorted(unknown)[0]!r}", field=f"input.{sorted(unknown)[0]}"
+        )
+    if "operation" not in raw:
+        raise InvalidInput("input.operation is required", field="input.operation")
+    op = registry.get(raw["operation"])
+    params_raw = raw.get("params")
+    if params_raw is None:
+        params_raw = {}
+    if not isinstance(params_raw, Mapping):
+        raise InvalidInput("params must be an object", field="input.params")
+    params = op.parse_params(params_raw)
+    has_items, has_text = "items" in raw, "text" in raw
+    if has_items == has_text:
+        raise InvalidInput("give exactly one of input.items or input.text", field="input.items")
+    if has_text:
+        text = raw["text"]
+        if not isinstance(text, str):
+            raise InvalidInput("text must be a string", field="input.text")
+        items: Any = text.splitlines()
+    else:
+        items = raw["items"]
+    return PreparedInput(op, params, prepare_items(items, op.input_kind))
+
+
+def slice_items(items: Items, start: int, end: int) -> Items:
+    """Items ``[start, end)``: a view for numpy arrays, a list slice otherwise."""
+    return items[start:end]

@@ -1,0 +1,83 @@
+"""The base of every wire model: camelCase on the wire, snake_case in Python, strict."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from rlm.errors import InvalidInput
+
+__all__ = ["WireModel", "parse_model", "validation_error_to_invalid_input"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class WireModel(BaseModel):
+    """A model that crosses the API: camelCase aliases, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=False,
+        ser_json_inf_nan="null",
+    )
+
+    def to_wire(self, **kwargs: Any) -> dict[str, Any]:
+        """The JSON-ready dict with camelCase keys, unset optional fields left out."""
+        kwargs.setdefault("exclude_none", True)
+        return self.model_dump(mode="json", by_alias=True, **kwargs)
+
+
+def _loc_to_field(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def validation_error_to_invalid_input(err: ValidationError, prefix: str = "") -> InvalidInput:
+    """Turn pydantic's error into INVALID_INPUT naming the first bad field.
+
+    Args:
+        err: The validation error.
+        prefix: A path to put before every field (e.g. ``body``).
+
+    Returns:
+        An :class:`InvalidInput` whose ``details`` hold ``field`` and every ``errors`` entry.
+    """
+    errors = []
+    for e in err.errors(include_url=False, include_context=False, include_input=False):
+        field = _loc_to_field(tuple(e["loc"]))
+        if prefix:
+            field = f"{prefix}.{field}" if field else prefix
+        errors.append({"field": field, "message": e["msg"], "type": e["type"]})
+    first = errors[0] if errors else {"field": prefix, "message": "invalid"}
+    return InvalidInput(
+        f"{first['field'] or 'request'}: {first['message']}",
+        {"field": first["field"], "errors": errors},
+    )
+
+
+def parse_model(cls: type[M], data: Any, *, prefix: str = "") -> M:
+    """Validate ``data`` (a model, a dict or JSON text) into ``cls``.
+
+    Raises:
+        InvalidInput: naming the first invalid field.
+    """
+    if isinstance(data, cls):
+        return data
+    try:
+        if isinstance(data, str | bytes):
+            return cls.model_validate_json(data)
+        if isinstance(data, BaseModel):
+            data = data.model_dump(by_alias=True)
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise validation_error_to_invalid_input(err, prefix) from None

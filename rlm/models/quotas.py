@@ -1,0 +1,168 @@
+"""Quota shapes: user windows, allocation checks, team pools, transfers, the org tree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from rlm.models.base import WireModel
+
+__all__ = [
+    "AllocationCheck",
+    "AllocationDecision",
+    "OrgQuotaUpdate",
+    "Organization",
+    "OrganizationHierarchy",
+    "ProjectAllocation",
+    "QuotaConfig",
+    "QuotaPeriod",
+    "QuotaTransfer",
+    "TeamConfig",
+    "TeamMember",
+    "TeamQuotaStatus",
+    "TeamUsage",
+    "UserQuotaStatus",
+]
+
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class QuotaPeriod(WireModel):
+    """One window (daily, weekly or monthly) of a user's quota."""
+
+    agents_used: int
+    agents_limit: int
+    agents_remaining: int
+    compute_hours_used: float
+    compute_hours_limit: float
+    reset_time: datetime
+    exceeded: bool
+
+
+class UserQuotaStatus(WireModel):
+    """``GET /quotas/user/{userId}``."""
+
+    user_id: str
+    daily: QuotaPeriod
+    weekly: QuotaPeriod
+    monthly: QuotaPeriod
+    current_concurrent_agents: int
+    max_concurrent_agents: int
+
+
+class AllocationCheck(WireModel):
+    """``POST /quotas/user/{userId}/check``'s body."""
+
+    agents_requested: Annotated[int, Field(ge=1, le=1_000_000)]
+    session_id: Annotated[str, Field(max_length=200)] | None = None
+
+
+class AllocationDecision(WireModel):
+    """The answer of an allocation check (a dry run: nothing is charged)."""
+
+    allowed: bool
+    reason: str
+
+
+class QuotaConfig(WireModel):
+    """A user's limits."""
+
+    user_id: str
+    daily_agent_limit: NonNegInt
+    weekly_agent_limit: NonNegInt
+    monthly_agent_limit: NonNegInt
+    daily_compute_hours: NonNegFloat
+    max_concurrent_agents: NonNegInt
+    max_storage_gb: NonNegFloat
+
+
+class TeamConfig(WireModel):
+    """A team's pool."""
+
+    team_name: str
+    total_agent_pool: NonNegInt
+    total_compute_hours: NonNegFloat
+    total_storage_gb: NonNegFloat
+
+
+class TeamUsage(WireModel):
+    """A team's usage against its pool."""
+
+    agents_used: int
+    agents_total: int
+    compute_used: float
+    compute_total: float
+    storage_used: float
+    storage_total: float
+
+
+class TeamMember(WireModel):
+    """A member of a team and the share of the pool allocated to it."""
+
+    user_id: str
+    role: str = "member"
+    agents_allocated: NonNegInt = 0
+    compute_hours_allocated: NonNegFloat = 0.0
+    agents_used: NonNegInt = 0
+    compute_hours_used: NonNegFloat = 0.0
+
+
+class ProjectAllocation(WireModel):
+    """A project's share of a team pool."""
+
+    project_id: str
+    name: str = ""
+    agents_allocated: NonNegInt = 0
+    compute_hours_allocated: NonNegFloat = 0.0
+
+
+class TeamQuotaStatus(WireModel):
+    """``GET /quotas/team/{teamId}``."""
+
+    team_id: str
+    config: TeamConfig
+    usage: TeamUsage
+    members: list[TeamMember]
+    projects: list[ProjectAllocation]
+
+
+class QuotaTransfer(WireModel):
+    """``POST /quotas/team/{teamId}/transfers``'s body."""
+
+    from_user_id: str
+    to_user_id: str
+    agents: NonNegInt = 0
+    compute_hours: NonNegFloat = 0.0
+
+
+class Organization(WireModel):
+    """A node of the enterprise org tree."""
+
+    org_id: str
+    name: str = ""
+    parent_id: str | None = None
+    agents: NonNegInt = 0
+    compute_hours: NonNegFloat = 0.0
+    storage_gb: NonNegFloat = 0.0
+    agents_used: NonNegInt = 0
+    compute_hours_used: NonNegFloat = 0.0
+
+
+class OrganizationHierarchy(WireModel):
+    """``GET /quotas/enterprise/org/{orgId}/hierarchy``; ancestors are listed root first."""
+
+    org: Organization
+    ancestors: list[Organization]
+    descendants: list[Organization]
+    siblings: list[Organization]
+
+
+class OrgQuotaUpdate(WireModel):
+    """``PATCH /quotas/enterprise/org/{orgId}``'s body; absent fields stay as they are."""
+
+    agents: NonNegInt | None = None
+    compute_hours: NonNegFloat | None = None
+    storage_gb: NonNegFloat | None = Field(default=None, alias="storageGB")

@@ -1,0 +1,132 @@
+"""Task shapes: execute requests and responses, task status, cancel, OOLONG tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from rlm.models.base import WireModel
+
+__all__ = [
+    "CancelResponse",
+    "Complexity",
+    "ErrorInfo",
+    "ExecuteOptions",
+    "ExecuteRequest",
+    "ExecuteResponse",
+    "OOLONGResult",
+    "OOLONGTask",
+    "Priority",
+    "Progress",
+    "TaskState",
+    "TaskStatus",
+    "TaskType",
+]
+
+TaskType = Literal["recursive", "parallel", "sequential"]
+Complexity = Literal["linear", "quadratic", "exponential"]
+Priority = Literal["low", "normal", "high", "critical"]
+TaskState = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+#: One day: the longest a task may be allowed to run.
+MAX_TIMEOUT_MS = 86_400_000
+
+
+class ExecuteOptions(WireModel):
+    """``ExecuteRequest.options``. ``leafSize``, ``fanout`` and ``async`` are extensions."""
+
+    max_depth: Annotated[int, Field(ge=0, le=32)] | None = None
+    timeout_ms: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)] | None = None
+    priority: Priority = "normal"
+    leaf_size: Annotated[int, Field(ge=1)] | None = None
+    fanout: Annotated[int, Field(ge=2, le=1024)] | None = None
+    async_: bool = Field(default=False, alias="async")
+
+
+class ExecuteRequest(WireModel):
+    """``POST /execute``'s body.
+
+    ``input`` is ``{"items": [...], "operation": "sum", "params": {...}}``; ``text`` (a string
+    split into lines) may stand in for ``items``.
+    """
+
+    type: TaskType
+    description: Annotated[str, Field(max_length=10_000)]
+    complexity: Complexity = "linear"
+    input: Any
+    expected_output: Any = None
+    options: ExecuteOptions = Field(default_factory=ExecuteOptions)
+
+
+class ErrorInfo(WireModel):
+    """The ``error`` of a failed task or request."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class ExecuteResponse(WireModel):
+    """The result of a task. ``score`` (extension) is set when ``expectedOutput`` was given."""
+
+    task_id: str
+    status: Literal["pending", "running", "completed", "failed", "cancelled"]
+    output: Any = None
+    execution_time_ms: float
+    agent_calls: int
+    decomposition_depth: int
+    success: bool
+    score: float | None = None
+    error: ErrorInfo | None = None
+
+
+class Progress(WireModel):
+    """Completed over planned agent calls."""
+
+    current: int
+    total: int
+    percentage: float
+
+
+class TaskStatus(WireModel):
+    """``GET /tasks/{taskId}``."""
+
+    task_id: str
+    status: TaskState
+    progress: Progress | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    result: ExecuteResponse | None = None
+
+
+class CancelResponse(WireModel):
+    """``POST /tasks/{taskId}/cancel``."""
+
+    task_id: str
+    status: Literal["cancelled", "already_completed", "not_found"]
+    message: str
+
+
+class OOLONGTask(WireModel):
+    """A benchmark task in the OOLONG style."""
+
+    id: str
+    type: TaskType
+    description: str
+    complexity: Complexity
+    input: Any
+    expected_output: Any = None
+
+
+class OOLONGResult(WireModel):
+    """The result of an :class:`OOLONGTask`."""
+
+    task_id: str
+    output: Any
+    execution_time_ms: float
+    agent_calls: int
+    decomposition_depth: int
+    success: bool

@@ -1,0 +1,185 @@
+"""Agents: the Ray actors that run a plan's leaves, combines and folds.
+
+An agent is an async actor with one worker thread: calls queue on the thread, so an agent runs
+one call at a time while the next waits beside it (the engine keeps a few in flight per agent so
+none idles between calls). Each call runs under its task's cancellation token; a cancel sets the
+token (operations poll it with ``check_cancelled``) and Ray cancels the awaiting coroutine.
+
+An agent never raises out of a call: it returns ``(partial, meta)`` where ``meta`` says whether
+the call worked, how long it kept the agent busy, or which error the user should see. Only a
+crash of the agent's process surfaces as a Ray error, which the engine reports as
+INTERNAL_ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import ray
+
+from rlm.errors import RLMError
+from rlm.execution import run_call
+from rlm.operations.base import Operation
+from rlm.operations.context import CallCancelled, cancellation_scope
+from rlm.planning import NodeKind
+
+__all__ = ["Agent", "AgentActor", "ItemsSource"]
+
+#: How a call gets the task input: ``("ref", [ref])`` — one object in the object store that
+#: every agent reads (and caches) — or ``("inline", items)`` for inputs small enough that
+#: shipping them with the call is cheaper than a fetch from the store.
+ItemsSource = tuple[str, Any]
+
+#: Exceptions from an operation that mean the input or parameters were wrong for it.
+_USER_ERRORS = (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError)
+
+
+class Agent:
+    """Runs agent calls; wrapped as :data:`AgentActor` at the edge.
+
+    Args:
+        index: The agent's place in the pool (for logs and tests).
+        cache_inputs: How many task inputs to keep deserialised.
+    """
+
+    def __init__(self, index: int, cache_inputs: int = 4) -> None:
+        self._index = index
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-agent-{index}")
+        self._tokens: dict[str, threading.Event] = {}
+        self._active: dict[str, int] = {}
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
+        self._inputs: OrderedDict[bytes, Any] = OrderedDict()
+        self._cache_inputs = cache_inputs
+        self._running: str | None = None
+
+    def ping(self) -> dict[str, int]:
+        """The agent's index and process id."""
+        return {"index": self._index, "pid": os.getpid()}
+
+    def busy(self) -> dict[str, Any]:
+        """What the agent is doing: the task whose call runs on its thread, and calls held."""
+        return {"running": self._running, "active": dict(self._active)}
+
+    def cancel(self, task_id: str) -> None:
+        """Stop the task's running call at its next check, and refuse its later calls."""
+        self._cancelled[task_id] = None
+        while len(self._cancelled) > 10_000:
+            self._cancelled.popitem(last=False)
+        token = self._tokens.get(task_id)
+        if token is not None:
+            token.set()
+
+    async def _items(self, source: ItemsSource) -> Any:
+        kind, payload = source
+        if kind == "inline":
+            return payload
+        # The input travels once through the object store; each agent deserialises it once
+        # (numpy arrays are zero-copy views of shared memory) and slices its own ranges.
+        ref = payload[0]
+        key = ref.binary()
+        if key in self._inputs:
+            self._inputs.move_to_end(key)
+            return self._inputs[key]
+        value = await ref
+        self._inputs[key] = value
+        while len(self._inputs) > self._cache_inputs:
+            self._inputs.popitem(last=False)
+        return value
+
+    async def run(
+        self,
+        task_id: str,
+        op: Operation,
+        kind: NodeKind,
+        items: ItemsSource | None,
+        start: int,
+        end: int,
+        params: Any,
+        *child_partials: Any,
+    ) -> tuple[Any, dict[str, Any]]:
+        """Run one agent call.
+
+        Returns:
+            ``(partial, meta)``; ``meta`` is ``{"ok": True, "busyS": s}`` or
+            ``{"ok": False, "error": {code, message, details}}``.
+        """
+        if task_id in self._cancelled:
+            return None, {"ok": False, "cancelled": True, "busyS": 0.0}
+        token = self._tokens.setdefault(task_id, threading.Event())
+        self._active[task_id] = self._active.get(task_id, 0) + 1
+        try:
+            values = await self._items(items) if items is not None else None
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._thread,
+                self._call,
+                task_id,
+                token,
+                op,
+                kind,
+                values,
+                start,
+                end,
+                child_partials,
+                params,
+            )
+        except asyncio.CancelledError:
+            token.set()
+            raise
+        finally:
+            self._active[task_id] -= 1
+            if not self._active[task_id]:
+                del self._active[task_id]
+                self._tokens.pop(task_id, None)
+
+    def _call(
+        self,
+        task_id: str,
+        token: threading.Event,
+        op: Operation,
+        kind: NodeKind,
+        items: Any,
+        start: int,
+        end: int,
+        child_partials: tuple[Any, ...],
+        params: Any,
+    ) -> tuple[Any, dict[str, Any]]:
+        t0 = time.perf_counter()
+        self._running = task_id
+        try:
+            if token.is_set():
+                raise CallCancelled("the task was cancelled")
+            with cancellation_scope(token):
+                partial = run_call(op, kind, items, start, end, child_partials, params)
+        except CallCancelled:
+            return None, {"ok": False, "cancelled": True, "busyS": time.perf_counter() - t0}
+        except RLMError as err:
+            return None, {"ok": False, "error": err.to_payload(), "busyS": time.perf_counter() - t0}
+        except _USER_ERRORS as err:
+            payload = {
+                "code": "INVALID_INPUT",
+                "message": f"operation {op.name!r} failed on this input: {err}",
+                "details": {"operation": op.name, "error": type(err).__name__},
+            }
+            return None, {"ok": False, "error": payload, "busyS": time.perf_counter() - t0}
+        except Exception as err:
+            payload = {
+                "code": "INTERNAL_ERROR",
+                "message": f"operation {op.name!r} crashed: {type(err).__name__}",
+                "details": {"operation": op.name, "error": type(err).__name__},
+            }
+            return None, {"ok": False, "error": payload, "busyS": time.perf_counter() - t0}
+        finally:
+            self._running = None
+        return partial, {"ok": True, "busyS": time.perf_counter() - t0}
+
+
+#: The agent as a Ray actor. ``num_cpus=0``: the pool is sized to the cluster's CPUs by the
+#: engine, and holding no Ray CPU leaves room for Serve replicas and the user's own tasks.
+AgentActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=256)(Agent)

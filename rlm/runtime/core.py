@@ -1,0 +1,440 @@
+"""The engine core: one singleton actor that owns the task table and runs execution trees.
+
+The core keeps every agent call of every task in one ready queue ordered by priority, and
+keeps at most ``agents * calls_per_agent`` calls in flight. A call's inputs are object
+references: the task input (one ``ray.put`` by the caller) and its children's partials, which
+Ray hands from agent to agent without passing through the core. The core only sees each call's
+small ``meta`` answer, and the root's partial, which it finishes into the output.
+
+Why one actor for records and scheduling: an ``execute`` then costs two hops (caller → core →
+agent) instead of three, the live progress of a running task sits next to its record, and a
+status read needs no second actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from rlm.config import Settings
+from rlm.errors import InternalError, RLMError, TaskNotFound, TaskTimeout, error_from_payload
+from rlm.jsonable import to_jsonable
+from rlm.models.tasks import CancelResponse, ErrorInfo, ExecuteResponse, Priority, TaskStatus
+from rlm.operations.base import Operation
+from rlm.planning import Plan, PlanNode
+from rlm.runtime.agents import AgentActor, ItemsSource
+from rlm.scheduling import ReadyQueue
+from rlm.scoring import score
+from rlm.tasks.record import TaskRecord
+from rlm.tasks.store import TaskStore
+
+__all__ = ["CoreActor", "HypervisorCore", "TaskSpec"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskSpec:
+    """Everything the core needs to run a task, prepared and validated by the caller."""
+
+    task_id: str
+    type: str
+    description: str
+    priority: Priority
+    owner_id: str
+    org_id: str | None
+    team_id: str | None
+    request: dict[str, Any]
+    operation: Operation
+    params: Any
+    items: ItemsSource
+    plan: Plan
+    timeout_ms: int | None
+    expected_output: Any = None
+    has_expected_output: bool = False
+
+
+@dataclass
+class _Run:
+    spec: TaskSpec
+    seq: int
+    record: TaskRecord
+    t0: float = 0.0
+    remaining: dict[int, int] = field(default_factory=dict)
+    partials: dict[int, ray.ObjectRef] = field(default_factory=dict)
+    inflight: dict[int, tuple[int, ray.ObjectRef, asyncio.Future[Any]]] = field(
+        default_factory=dict
+    )
+    completed: int = 0
+    busy_s: float = 0.0
+    finished: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None
+
+
+class HypervisorCore:
+    """Task table + scheduler; wrapped as :data:`CoreActor`.
+
+    Args:
+        settings: The service settings (state directory, engine sizing).
+        agents: Pool size; default the cluster's CPU count.
+    """
+
+    def __init__(self, settings: Settings, agents: int | None = None) -> None:
+        self._settings = settings
+        self._instance_id = uuid.uuid4().hex
+        self._store = TaskStore(settings.database_path)
+        self._store.register_instance(self._instance_id)
+        interrupted = self._store.recover_interrupted(self._instance_id)
+        if interrupted:
+            log.warning("marked %d interrupted task(s) failed", len(interrupted))
+        n = agents or settings.engine.agents or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._agents = [AgentActor.remote(i) for i in range(n)]
+        self._load = [0] * n
+        self._capacity = n * settings.engine.calls_per_agent
+        self._inflight = 0
+        self._ready: ReadyQueue[tuple[_Run, PlanNode]] = ReadyQueue()
+        self._runs: dict[str, _Run] = {}
+        self._seq = 0
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    # -- public methods (each answers ("ok", value) or ("err", payload)) ---------------------
+
+    async def ready(self) -> dict[str, Any]:
+        """Wait until every agent answers; the pool's size and pids."""
+        self._ensure_heartbeat()
+        pings = await asyncio.gather(*(a.ping.remote() for a in self._agents))
+        return {
+            "agents": len(self._agents),
+            "pids": [p["pid"] for p in pings],
+            "corePid": os.getpid(),
+        }
+
+    async def agents_busy(self) -> list[dict[str, Any]]:
+        """What each agent is doing right now."""
+        return list(await asyncio.gather(*(a.busy.remote() for a in self._agents)))
+
+    async def agent_pids(self) -> list[int]:
+        """Each agent's process id (tests use it to kill one)."""
+        return [p["pid"] for p in await asyncio.gather(*(a.ping.remote() for a in self._agents))]
+
+    async def submit(self, spec: TaskSpec) -> tuple[str, Any]:
+        """Record a task and queue its leaves; answers at once with the taskId."""
+        try:
+            self._start(spec)
+        except RLMError as err:
+            return "err", err.to_payload()
+        return "ok", spec.task_id
+
+    async def execute(self, spec: TaskSpec) -> tuple[str, Any]:
+        """Submit and wait for the result in one call."""
+        try:
+            run = self._start(spec)
+        except RLMError as err:
+            return "err", err.to_payload()
+        await run.done.wait()
+        assert run.record.result is not None
+        return "ok", run.record.result
+
+    async def wait(
+        self, task_id: str, owner_id: str | None, timeout_s: float | None
+    ) -> tuple[str, Any]:
+        """Wait until the task ends (or ``timeout_s`` passes); its record's result."""
+        run = self._runs.get(task_id)
+        if run is not None and self._visible(run.record, owner_id):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.done.wait(), timeout_s)
+            if run.record.result is not None:
+                return "ok", run.record.result
+            return "ok", None
+        record = self._store.get(task_id)
+        if record is None or not self._visible(record, owner_id):
+            return "err", TaskNotFound(task_id).to_payload()
+        return "ok", record.result
+
+    async def status(self, task_id: str, owner_id: str | None) -> tuple[str, Any]:
+        """The task's status with live progress."""
+        record = self._record(task_id)
+        if record is None or not self._visible(record, owner_id):
+            return "err", TaskNotFound(task_id).to_payload()
+        return "ok", record.to_status()
+
+    async def list_tasks(self, owner_id: str | None, limit: int = 50) -> list[TaskStatus]:
+        """The newest tasks (of ``owner_id`` when given)."""
+        records = self._store.list(owner_id=owner_id, limit=limit)
+        return [(self._record(r.task_id) or r).to_status() for r in records]
+
+    async def cancel(self, task_id: str, owner_id: str | None) -> tuple[str, Any]:
+        """Stop the task's tree; answers once no call of it is running."""
+        run = self._runs.get(task_id)
+        if run is None or not self._visible(run.record, owner_id):
+            record = self._store.get(task_id)
+            if record is None or not self._visible(record, owner_id):
+                return "ok", CancelResponse(
+                    task_id=task_id, status="not_found", message="no such task"
+                )
+            return "ok", CancelResponse(
+                task_id=task_id,
+                status="already_completed",
+                message=f"the task had already ended ({record.status})",
+            )
+        if run.finished:
+            await run.done.wait()
+            return "ok", CancelResponse(
+                task_id=task_id,
+                status="already_completed",
+                message=f"the task had already ended ({run.record.status})",
+            )
+        await self._stop(run, "cancelled", None)
+        return "ok", CancelResponse(
+            task_id=task_id, status="cancelled", message="the task was cancelled"
+        )
+
+    async def running(self) -> dict[str, int]:
+        """Counts for health checks: tasks running, calls in flight and queued."""
+        return {"tasks": len(self._runs), "inflight": self._inflight, "queued": len(self._ready)}
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat_task is None:
+            self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                self._store.heartbeat(self._instance_id)
+            except Exception:  # pragma: no cover - a locked file must not kill the loop
+                log.exception("heartbeat failed")
+
+    def _start(self, spec: TaskSpec) -> _Run:
+        self._ensure_heartbeat()
+        if spec.task_id in self._runs or self._store.get(spec.task_id) is not None:
+            raise InternalError(f"task id {spec.task_id!r} is already taken")
+        record = TaskRecord(
+            task_id=spec.task_id,
+            status="pending",
+            created_at=datetime.now(UTC),
+            type=spec.type,
+            description=spec.description,
+            priority=spec.priority,
+            owner_id=spec.owner_id,
+            org_id=spec.org_id,
+            team_id=spec.team_id,
+            request=spec.request,
+            planned_calls=spec.plan.agent_calls,
+            instance_id=self._instance_id,
+        )
+        self._store.put(record)
+        self._seq += 1
+        run = _Run(spec=spec, seq=self._seq, record=record)
+        run.t0 = time.perf_counter()
+        self._runs[spec.task_id] = run
+        for node in spec.plan.nodes:
+            if node.children:
+                run.remaining[node.index] = len(node.children)
+            else:
+                self._ready.push(
+                    (run, node), priority=spec.priority, task_seq=run.seq, order=node.index
+                )
+        if spec.timeout_ms is not None:
+            run.timer = asyncio.get_running_loop().call_later(
+                spec.timeout_ms / 1000.0, self._on_timeout, run
+            )
+        self._pump()
+        return run
+
+    def _pump(self) -> None:
+        while self._inflight < self._capacity and self._ready:
+            run, node = self._ready.pop()
+            if run.finished:
+                continue
+            self._dispatch(run, node)
+
+    def _dispatch(self, run: _Run, node: PlanNode) -> None:
+        if run.record.status == "pending":
+            run.record = run.record.evolve(status="running", started_at=datetime.now(UTC))
+        agent = min(range(len(self._agents)), key=self._load.__getitem__)
+        children = [run.partials.pop(c) for c in node.children]
+        items = None if node.kind == "combine" else run.spec.items
+        partial_ref, meta_ref = (
+            self._agents[agent]
+            .run.options(num_returns=2)
+            .remote(
+                run.spec.task_id,
+                run.spec.operation,
+                node.kind,
+                items,
+                node.start,
+                node.end,
+                run.spec.params,
+                *children,
+            )
+        )
+        self._load[agent] += 1
+        self._inflight += 1
+        fut: asyncio.Future[Any] = asyncio.wrap_future(meta_ref.future())
+        run.inflight[node.index] = (agent, partial_ref, fut)
+        fut.add_done_callback(lambda f: self._on_call_done(run, node, agent, partial_ref, f))
+
+    def _on_call_done(
+        self,
+        run: _Run,
+        node: PlanNode,
+        agent: int,
+        partial_ref: ray.ObjectRef,
+        fut: asyncio.Future[Any],
+    ) -> None:
+        self._load[agent] -= 1
+        self._inflight -= 1
+        run.inflight.pop(node.index, None)
+        try:
+            if run.finished:
+                return
+            try:
+                meta = fut.result()
+            except (RayError, asyncio.CancelledError) as err:
+                msg = "an agent worker died while running the task"
+                if not isinstance(err, ray.exceptions.RayActorError):
+                    msg = f"an agent call failed: {type(err).__name__}"
+                asyncio.get_running_loop().create_task(
+                    self._stop(run, "failed", InternalError(msg, {"agent": agent}))
+                )
+                return
+            run.busy_s += float(meta.get("busyS", 0.0))
+            if not meta.get("ok"):
+                if meta.get("cancelled"):
+                    return
+                failure = error_from_payload(meta["error"])
+                asyncio.get_running_loop().create_task(self._stop(run, "failed", failure))
+                return
+            run.completed += 1
+            run.record = run.record.evolve(completed_calls=run.completed)
+            if node.parent is None:
+                asyncio.get_running_loop().create_task(self._finish(run, partial_ref))
+                return
+            run.partials[node.index] = partial_ref
+            run.remaining[node.parent] -= 1
+            if run.remaining[node.parent] == 0:
+                parent = run.spec.plan.nodes[node.parent]
+                self._ready.push(
+                    (run, parent), priority=run.spec.priority, task_seq=run.seq, order=parent.index
+                )
+        finally:
+            self._pump()
+
+    def _on_timeout(self, run: _Run) -> None:
+        if not run.finished:
+            timeout_ms = run.spec.timeout_ms
+            err = TaskTimeout(
+                f"the task ran past its timeout of {timeout_ms} ms and was stopped",
+                {"timeoutMs": timeout_ms},
+            )
+            asyncio.get_running_loop().create_task(self._stop(run, "failed", err))
+
+    async def _finish(self, run: _Run, partial_ref: ray.ObjectRef) -> None:
+        spec = run.spec
+        try:
+            partial = await partial_ref
+            output = to_jsonable(spec.operation.finish(partial, spec.params))
+        except RLMError as err:
+            await self._stop(run, "failed", err)
+            return
+        except Exception as err:
+            await self._stop(
+                run,
+                "failed",
+                InternalError(f"finishing the output failed: {type(err).__name__}: {err}"),
+            )
+            return
+        if run.finished:
+            return
+        task_score = score(output, spec.expected_output) if spec.has_expected_output else None
+        self._end(run, "completed", output=output, task_score=task_score)
+
+    async def _stop(self, run: _Run, status: str, error: RLMError | None) -> None:
+        if run.finished:
+            await run.done.wait()
+            return
+        run.finished = True
+        if run.timer is not None:
+            run.timer.cancel()
+        # Tell every agent holding a call of this task, cancel the calls, and wait until
+        # none of them runs any more, so a cancel leaves nothing of the tree behind.
+        pending = list(run.inflight.values())
+        for agent in {a for a, _, _ in pending}:
+            self._agents[agent].cancel.remote(run.spec.task_id)
+        for _, ref, _ in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, recursive=True)
+        if pending:
+            await asyncio.wait(
+                [f for _, _, f in pending], timeout=self._settings.engine.cancel_grace_s
+            )
+        run.partials.clear()
+        self._end(run, status, error=error)
+
+    def _end(
+        self,
+        run: _Run,
+        status: str,
+        *,
+        output: Any = None,
+        error: RLMError | None = None,
+        task_score: float | None = None,
+    ) -> None:
+        run.finished = True
+        if run.timer is not None:
+            run.timer.cancel()
+        now = datetime.now(UTC)
+        result = ExecuteResponse(
+            task_id=run.spec.task_id,
+            status=status,  # type: ignore[arg-type]
+            output=output,
+            execution_time_ms=round((time.perf_counter() - run.t0) * 1000.0, 3),
+            agent_calls=run.completed,
+            decomposition_depth=run.spec.plan.depth if status == "completed" else 0,
+            success=status == "completed" and (task_score is None or task_score >= 1.0),
+            score=task_score,
+            error=None
+            if error is None
+            else ErrorInfo(code=error.code, message=error.message, details=error.details or None),
+        )
+        run.record = run.record.evolve(
+            status=status,
+            completed_at=now,
+            started_at=run.record.started_at or now,
+            completed_calls=run.completed,
+            result=result,
+        )
+        try:
+            self._store.put(run.record)
+        except Exception:  # pragma: no cover - the waiter still gets the result
+            log.exception("could not persist the record of task %s", run.spec.task_id)
+        self._runs.pop(run.spec.task_id, None)
+        run.done.set()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _record(self, task_id: str) -> TaskRecord | None:
+        run = self._runs.get(task_id)
+        return run.record if run is not None else self._store.get(task_id)
+
+    @staticmethod
+    def _visible(record: TaskRecord, owner_id: str | None) -> bool:
+        return owner_id is None or record.owner_id == owner_id
+
+
+#: The core as a Ray actor: async, so thousands of calls and waiters share one event loop.
+CoreActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)(HypervisorCore)

@@ -1,0 +1,361 @@
+"""The Python API: ``rlm.connect()`` and the :class:`Hypervisor` it returns.
+
+Example:
+    >>> import rlm
+    >>> hv = rlm.connect()                                          # doctest: +SKIP
+    >>> hv.execute({"type": "recursive", "description": "Sum",
+    ...             "input": {"items": [1, 2, 3, 4, 5], "operation": "sum"}}).output
+    15
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import ray
+
+from rlm.config import Settings, get_settings
+from rlm.errors import InternalError, error_from_payload
+from rlm.inputs import prepare_input
+from rlm.models.base import parse_model
+from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
+from rlm.operations.base import Chunk, FunctionOperation, InputKind, Operation
+from rlm.operations.registry import OperationRegistry, default_registry
+from rlm.planning import plan_task
+from rlm.runtime.agents import ItemsSource
+from rlm.runtime.core import CoreActor, TaskSpec
+
+__all__ = ["Hypervisor", "connect"]
+
+log = logging.getLogger(__name__)
+
+#: Inputs up to this size travel with each call instead of through the object store.
+_INLINE_BYTES = 32 * 1024
+
+#: Items beyond this many are summarised, not copied, in the stored request.
+_MAX_STORED_ITEMS = 10_000
+
+
+def _unwrap(answer: tuple[str, Any]) -> Any:
+    kind, value = answer
+    if kind == "err":
+        raise error_from_payload(value)
+    return value
+
+
+def _summarise_input(raw: Any) -> Any:
+    if not isinstance(raw, Mapping):
+        return raw
+    out = dict(raw)
+    items = out.get("items")
+    if isinstance(items, np.ndarray | pa.Array | pa.ChunkedArray):
+        out["items"] = {"summary": f"{type(items).__name__} of {len(items)} items"}
+    elif isinstance(items, Sequence) and len(items) > _MAX_STORED_ITEMS:
+        out["items"] = {"summary": f"list of {len(items)} items"}
+    text = out.get("text")
+    if isinstance(text, str) and len(text) > 1_000_000:
+        out["text"] = {"summary": f"text of {len(text)} characters"}
+    try:
+        return orjson.loads(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY))
+    except TypeError:
+        return {"summary": "input that is not JSON"}
+
+
+class Hypervisor:
+    """Runs tasks on the engine of one Ray cluster and state directory.
+
+    Build it with :func:`connect`. Methods that take a request accept the API document's dict
+    shape or an :class:`~rlm.models.tasks.ExecuteRequest`.
+
+    Args:
+        settings: The settings the engine was started with.
+        core: The engine's core actor.
+        registry: Operations tasks may name (the built-ins when omitted).
+        owns_ray: Whether :meth:`close` should shut Ray down.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        core: Any,
+        registry: OperationRegistry | None = None,
+        *,
+        owns_ray: bool = False,
+    ) -> None:
+        self.settings = settings
+        self._core = core
+        self.registry = registry if registry is not None else default_registry()
+        self._owns_ray = owns_ray
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def register_operation(
+        self,
+        op: Operation | str,
+        *,
+        leaf: Callable[[Chunk, Any], Any] | None = None,
+        combine: Callable[[Sequence[Any], Any], Any] | None = None,
+        finish: Callable[[Any, Any], Any] | None = None,
+        input_kind: InputKind = "any",
+        replace: bool = False,
+    ) -> Operation:
+        """Register an operation tasks may then name in ``input.operation``.
+
+        Pass an :class:`~rlm.operations.base.Operation`, or a name with ``leaf`` and
+        ``combine`` functions (``finish`` optional).
+
+        Raises:
+            InvalidInput: the name is malformed or taken.
+        """
+        if isinstance(op, str):
+            if leaf is None or combine is None:
+                raise TypeError("register_operation(name, ...) needs leaf= and combine=")
+            op = FunctionOperation(
+                op, leaf=leaf, combine=combine, finish=finish, input_kind=input_kind
+            )
+        return self.registry.register(op, replace=replace)
+
+    def operation(
+        self,
+        name: str,
+        *,
+        combine: Callable[[Sequence[Any], Any], Any],
+        finish: Callable[[Any, Any], Any] | None = None,
+        input_kind: InputKind = "any",
+        replace: bool = False,
+    ) -> Callable[[Callable[[Chunk, Any], Any]], Callable[[Chunk, Any], Any]]:
+        """Decorator: register the decorated ``leaf(chunk, params)`` as operation ``name``."""
+        return self.registry.operation(
+            name, combine=combine, finish=finish, input_kind=input_kind, replace=replace
+        )
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        request: ExecuteRequest | Mapping[str, Any],
+        *,
+        owner_id: str = "local",
+        org_id: str | None = None,
+        team_id: str | None = None,
+    ) -> TaskSpec:
+        """Validate and plan a request, and put its input into the object store once.
+
+        Raises:
+            InvalidInput: naming the first bad field.
+        """
+        req = parse_model(ExecuteRequest, request)
+        prepared = prepare_input(req.input, self.registry)
+        engine = self.settings.engine
+        opts = req.options
+        plan = plan_task(
+            req.type,
+            prepared.n_items,
+            complexity=req.complexity,
+            leaf_size=opts.leaf_size,
+            fanout=opts.fanout or engine.default_fanout,
+            max_depth=engine.default_max_depth if opts.max_depth is None else opts.max_depth,
+            leaf_cost=engine.leaf_cost,
+            max_leaves=engine.max_leaves,
+        )
+        items = prepared.items
+        nbytes = items.nbytes if isinstance(items, np.ndarray) else 16 * len(items)
+        # Large inputs go into the object store once; the caller owns them (Ray's ownership
+        # model), so they live as long as this process.
+        source: ItemsSource = (
+            ("inline", items) if nbytes <= _INLINE_BYTES else ("ref", [ray.put(items)])
+        )
+        fields_set = req.model_fields_set
+        stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
+        stored["input"] = _summarise_input(req.input)
+        return TaskSpec(
+            task_id=f"task-{uuid.uuid4().hex}",
+            type=req.type,
+            description=req.description,
+            priority=opts.priority,
+            owner_id=owner_id,
+            org_id=org_id,
+            team_id=team_id,
+            request=stored,
+            operation=prepared.operation,
+            params=prepared.params,
+            items=source,
+            plan=plan,
+            timeout_ms=opts.timeout_ms,
+            expected_output=req.expected_output,
+            has_expected_output="expected_output" in fields_set,
+        )
+
+    def submit(self, request: ExecuteRequest | Mapping[str, Any], **owner: Any) -> str:
+        """Start a task and return its taskId at once."""
+        return str(_unwrap(ray.get(self._core.submit.remote(self.prepare(request, **owner)))))
+
+    def execute(self, request: ExecuteRequest | Mapping[str, Any], **owner: Any) -> ExecuteResponse:
+        """Run a task and wait for its result.
+
+        A task that fails while running (timeout, an operation error, a crashed agent) returns
+        a response with ``status`` ``failed`` and its ``error``; a request that is not valid
+        raises :class:`~rlm.errors.InvalidInput` before anything runs.
+        """
+        result: ExecuteResponse = _unwrap(
+            ray.get(self._core.execute.remote(self.prepare(request, **owner)))
+        )
+        return result
+
+    def status(self, task_id: str, *, owner_id: str | None = None) -> TaskStatus:
+        """The task's status and progress.
+
+        Raises:
+            TaskNotFound: no such task (for ``owner_id``, when given).
+        """
+        status: TaskStatus = _unwrap(ray.get(self._core.status.remote(task_id, owner_id)))
+        return status
+
+    def result(
+        self, task_id: str, *, timeout: float | None = None, owner_id: str | None = None
+    ) -> ExecuteResponse:
+        """Wait for the task to end and return its result.
+
+        Raises:
+            TaskNotFound: no such task.
+            TimeoutError: ``timeout`` seconds passed first (the task keeps running).
+        """
+        result: ExecuteResponse | None = _unwrap(
+            ray.get(self._core.wait.remote(task_id, owner_id, timeout))
+        )
+        if result is None:
+            raise TimeoutError(f"task {task_id} is still running after {timeout} s")
+        return result
+
+    def cancel(self, task_id: str, *, owner_id: str | None = None) -> CancelResponse:
+        """Cancel the task; answers once none of its agent calls runs any more."""
+        response: CancelResponse = _unwrap(ray.get(self._core.cancel.remote(task_id, owner_id)))
+        return response
+
+    def tasks(self, *, owner_id: str | None = None, limit: int = 50) -> list[TaskStatus]:
+        """The newest tasks, newest first."""
+        listed: list[TaskStatus] = ray.get(self._core.list_tasks.remote(owner_id, limit))
+        return listed
+
+    # -- async twins for servers --------------------------------------------------------------
+
+    async def submit_async(self, request: ExecuteRequest | Mapping[str, Any], **owner: Any) -> str:
+        """:meth:`submit` for an event loop."""
+        return str(_unwrap(await self._core.submit.remote(self.prepare(request, **owner))))
+
+    async def execute_async(
+        self, request: ExecuteRequest | Mapping[str, Any], **owner: Any
+    ) -> ExecuteResponse:
+        """:meth:`execute` for an event loop."""
+        result: ExecuteResponse = _unwrap(
+            await self._core.execute.remote(self.prepare(request, **owner))
+        )
+        return result
+
+    async def status_async(self, task_id: str, *, owner_id: str | None = None) -> TaskStatus:
+        """:meth:`status` for an event loop."""
+        status: TaskStatus = _unwrap(await self._core.status.remote(task_id, owner_id))
+        return status
+
+    async def result_async(
+        self, task_id: str, *, timeout: float | None = None, owner_id: str | None = None
+    ) -> ExecuteResponse | None:
+        """:meth:`result` for an event loop; ``None`` when ``timeout`` passed first."""
+        result: ExecuteResponse | None = _unwrap(
+            await self._core.wait.remote(task_id, owner_id, timeout)
+        )
+        return result
+
+    async def cancel_async(self, task_id: str, *, owner_id: str | None = None) -> CancelResponse:
+        """:meth:`cancel` for an event loop."""
+        response: CancelResponse = _unwrap(await self._core.cancel.remote(task_id, owner_id))
+        return response
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def agent_pids(self) -> list[int]:
+        """The process id of each agent in the pool."""
+        pids: list[int] = ray.get(self._core.agent_pids.remote())
+        return pids
+
+    def agents_busy(self) -> list[dict[str, Any]]:
+        """What each agent is doing now: ``{"running": taskId | None, "active": {...}}``."""
+        busy: list[dict[str, Any]] = ray.get(self._core.agents_busy.remote())
+        return busy
+
+    def engine_info(self) -> dict[str, Any]:
+        """The pool's size and the process ids of the core and the agents."""
+        info: dict[str, Any] = ray.get(self._core.ready.remote())
+        return info
+
+    def shutdown_engine(self) -> None:
+        """Stop the engine's actors (the state file keeps every record)."""
+        ray.kill(self._core, no_restart=True)
+
+    def close(self) -> None:
+        """Disconnect; shuts the local Ray down when :func:`connect` started it."""
+        if self._owns_ray and ray.is_initialized():
+            self.shutdown_engine()
+            ray.shutdown()
+
+    def __enter__(self) -> Hypervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def core_actor_name(settings: Settings) -> str:
+    """The singleton core's name: one engine per state directory."""
+    digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:12]
+    return f"rlm-core-{digest}"
+
+
+def connect(
+    address: str | None = None,
+    *,
+    settings: Settings | None = None,
+    agents: int | None = None,
+    registry: OperationRegistry | None = None,
+) -> Hypervisor:
+    """Connect to (or start) the engine and return a :class:`Hypervisor`.
+
+    Args:
+        address: A Ray cluster to join (``auto``, ``ray://host:10001``...); by default the
+            settings' ``ray_address``, then ``RAY_ADDRESS``, then a new local Ray.
+        settings: Settings to use instead of the environment's.
+        agents: Agent pool size (default: the cluster's CPUs).
+        registry: The operations tasks may name (default: the built-ins).
+
+    Raises:
+        InternalError: the engine did not come up.
+    """
+    settings = settings or get_settings()
+    owns_ray = False
+    if not ray.is_initialized():
+        ray.init(
+            address=address or settings.ray_address,
+            namespace=settings.namespace,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+        owns_ray = True
+    core = CoreActor.options(
+        name=core_actor_name(settings),
+        namespace=settings.namespace,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(settings, agents)
+    try:
+        ray.get(core.ready.remote(), timeout=120)
+    except Exception as err:  # pragma: no cover - depends on the cluster
+        raise InternalError(f"the engine did not start: {err}") from err
+    return Hypervisor(settings, core, registry, owns_ray=owns_ray)

@@ -1,0 +1,283 @@
+"""The task table in SQLite (WAL): task records and the instances that run them.
+
+Every instance of the engine registers itself with its pid, host and a heartbeat. At start-up an
+instance marks as failed ("interrupted") the pending and running tasks of every instance that is
+gone: its process no longer exists on this host, or its heartbeat is stale. Two engines sharing
+one state directory therefore never mark each other's live tasks as interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rlm.models.tasks import ErrorInfo, ExecuteResponse
+from rlm.tasks.record import TaskRecord
+
+__all__ = ["INTERRUPTED_MESSAGE", "TaskStore", "open_sqlite"]
+
+INTERRUPTED_MESSAGE = "interrupted: the service stopped while the task was running"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    type TEXT NOT NULL,
+    description TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    org_id TEXT,
+    team_id TEXT,
+    request_json TEXT NOT NULL,
+    planned_calls INTEGER NOT NULL,
+    completed_calls INTEGER NOT NULL,
+    started_at TEXT,
+    completed_at TEXT,
+    result_json TEXT,
+    instance_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner_id, created_at);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL
+);
+"""
+
+
+def open_sqlite(path: Path) -> sqlite3.Connection:
+    """Open (creating) a SQLite file in WAL mode, safe for several processes.
+
+    Args:
+        path: The database file; its directory is created with mode 0700.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a process crash; only a power loss may drop the last commits.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat()
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class TaskStore:
+    """Task records in a SQLite file.
+
+    Args:
+        path: The database file.
+        clock: Wall-clock seconds (injected for tests).
+        stale_after_s: A heartbeat older than this marks an instance as gone.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] | None = None,
+        stale_after_s: float = 30.0,
+    ) -> None:
+        import time
+
+        self._clock = clock or time.time
+        self._stale_after_s = stale_after_s
+        self._lock = threading.Lock()
+        self._conn = open_sqlite(path)
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def register_instance(self, instance_id: str) -> None:
+        """Record this process as a live engine instance."""
+        now = self._clock()
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?)",
+                (instance_id, os.getpid(), socket.gethostname(), now, now),
+            )
+
+    def heartbeat(self, instance_id: str) -> None:
+        """Tell other instances this one is alive."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE instances SET heartbeat_at = ? WHERE instance_id = ?",
+                (self._clock(), instance_id),
+            )
+
+    def _instance_gone(self, row: tuple[Any, ...] | None) -> bool:
+        if row is None:
+            return True
+        pid, host, heartbeat_at = row
+        if host == socket.gethostname() and not _pid_alive(int(pid)):
+            return True
+        return bool(self._clock() - float(heartbeat_at) > self._stale_after_s)
+
+    def recover_interrupted(self, instance_id: str) -> list[str]:
+        """Mark the unfinished tasks of gone instances (and of this one) failed.
+
+        Returns:
+            The ids of the tasks marked interrupted.
+        """
+        now = datetime.now(UTC)
+        marked: list[str] = []
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT task_id, instance_id FROM tasks WHERE status IN ('pending', 'running')"
+            ).fetchall()
+            gone: dict[str, bool] = {}
+            for task_id, owner_instance in rows:
+                if owner_instance not in gone:
+                    inst = c.execute(
+                        "SELECT pid, host, heartbeat_at FROM instances WHERE instance_id = ?",
+                        (owner_instance,),
+                    ).fetchone()
+                    gone[owner_instance] = owner_instance == instance_id or self._instance_gone(
+                        inst
+                    )
+                if not gone[owner_instance]:
+                    continue
+                record = self._row_to_record(
+                    c.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+                )
+                started = record.started_at or record.created_at
+                result = ExecuteResponse(
+                    task_id=task_id,
+                    status="failed",
+                    execution_time_ms=max(0.0, (now - started).total_seconds() * 1000),
+                    agent_calls=record.completed_calls,
+                    decomposition_depth=0,
+                    success=False,
+                    error=ErrorInfo(code="INTERNAL_ERROR", message=INTERRUPTED_MESSAGE),
+                )
+                self._write(c, record.evolve(status="failed", completed_at=now, result=result))
+                marked.append(task_id)
+            c.execute(
+                "DELETE FROM instances WHERE instance_id != ? AND heartbeat_at < ?",
+                (instance_id, self._clock() - 7 * 86400),
+            )
+        return marked
+
+    # -- records -----------------------------------------------------------------------------
+
+    def put(self, record: TaskRecord) -> None:
+        """Insert or replace a record."""
+        with self._tx() as c:
+            self._write(c, record)
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        """The record of ``task_id``, if any."""
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        return None if row is None else self._row_to_record(row)
+
+    def list(
+        self, *, owner_id: str | None = None, org_id: str | None = None, limit: int = 100
+    ) -> list[TaskRecord]:
+        """The newest records, optionally only an owner's or an org's."""
+        query, args = "SELECT * FROM tasks", []
+        clauses = []
+        if owner_id is not None:
+            clauses.append("owner_id = ?")
+            args.append(owner_id)
+        if org_id is not None:
+            clauses.append("org_id = ?")
+            args.append(org_id)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += " ORDER BY created_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(query, (*args, limit)).fetchall()
+        return [self._row_to_record(r) for r in rows]
+
+    @staticmethod
+    def _write(c: sqlite3.Connection, r: TaskRecord) -> None:
+        c.execute(
+            "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                r.task_id,
+                r.status,
+                _ts(r.created_at),
+                r.type,
+                r.description,
+                r.priority,
+                r.owner_id,
+                r.org_id,
+                r.team_id,
+                json.dumps(r.request),
+                r.planned_calls,
+                r.completed_calls,
+                _ts(r.started_at),
+                _ts(r.completed_at),
+                None if r.result is None else r.result.model_dump_json(by_alias=True),
+                r.instance_id,
+            ),
+        )
+
+    @staticmethod
+    def _row_to_record(row: tuple[Any, ...]) -> TaskRecord:
+        created = _dt(row[2])
+        assert created is not None
+        return TaskRecord(
+            task_id=row[0],
+            status=row[1],
+            created_at=created,
+            type=row[3],
+            description=row[4],
+            priority=row[5],
+            owner_id=row[6],
+            org_id=row[7],
+            team_id=row[8],
+            request=json.loads(row[9]),
+            planned_calls=row[10],
+            completed_calls=row[11],
+            started_at=_dt(row[12]),
+            completed_at=_dt(row[13]),
+            result=None if row[14] is None else ExecuteResponse.model_validate_json(row[14]),
+            instance_id=row[15],
+        )

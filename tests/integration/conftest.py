@@ -1,0 +1,61 @@
+"""One local Ray per test session (num_cpus=2), and engines on temporary state directories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+from ray import cloudpickle
+
+import rlm
+from rlm.config import EngineSettings, Settings
+from tests.integration import ops as test_ops
+
+# The test operations live in this test package, which Ray's workers cannot import: ship them
+# by value, as Ray does for functions a notebook defines.
+cloudpickle.register_pickle_by_value(test_ops)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="rlm-tests",
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+def make_settings(state_dir: Path, **engine: object) -> Settings:
+    """Settings for an engine of two agents on ``state_dir``."""
+    return Settings(
+        state_dir=state_dir,
+        engine=EngineSettings(agents=2, cancel_grace_s=5.0, **engine),  # type: ignore[arg-type]
+    )
+
+
+def with_test_ops(hv: rlm.Hypervisor) -> rlm.Hypervisor:
+    """Register the slow and failing operations the tests use."""
+    for op in test_ops.OPERATIONS:
+        hv.register_operation(op, replace=True)
+    return hv
+
+
+@pytest.fixture(scope="session")
+def hv(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[rlm.Hypervisor]:
+    settings = make_settings(tmp_path_factory.mktemp("engine"))
+    hv = with_test_ops(rlm.connect(settings=settings))
+    yield hv
+    hv.shutdown_engine()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
+    os.environ.pop("RLM_STATE_DIR", None)

@@ -1,0 +1,49 @@
+"""Operations the integration tests use: slow ones (to cancel and time out) and failing ones."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rlm.errors import InvalidInput
+from rlm.operations import Operation, check_cancelled
+
+
+class SlowSum(Operation):
+    """A sum whose leaves take ``params.seconds`` each, checking for a cancel every 10 ms."""
+
+    name = "slow_sum"
+    input_kind = "numbers"
+
+    def parse_params(self, params: Mapping[str, Any]) -> Any:
+        seconds = params.get("seconds", 0.5)
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 60:
+            raise InvalidInput("seconds must be 0..60", field="input.params.seconds")
+        return float(seconds)
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        deadline = time.monotonic() + params
+        while time.monotonic() < deadline:
+            check_cancelled()
+            time.sleep(0.01)
+        return int(chunk.sum())
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return sum(partials)
+
+
+class Explode(Operation):
+    """A leaf that fails the way a user's bug would."""
+
+    name = "explode"
+    input_kind = "numbers"
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        raise ValueError("this operation always fails")
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return 0
+
+
+OPERATIONS: list[Operation] = [SlowSum(), Explode()]

@@ -1,0 +1,143 @@
+"""Timeouts, cancels, crashed agents, priorities and restarts on a real local Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import rlm
+from tests.integration.conftest import make_settings, with_test_ops
+
+pytestmark = pytest.mark.integration
+
+
+def _slow(seconds: float, n: int = 8, **options: object) -> dict[str, object]:
+    return {
+        "type": "parallel",
+        "description": "slow",
+        "input": {"items": list(range(n)), "operation": "slow_sum", "params": {"seconds": seconds}},
+        "options": {"leafSize": 1, **options},
+    }
+
+
+def _wait_running(hv: rlm.Hypervisor, task_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while hv.status(task_id).status != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _assert_nothing_runs(hv: rlm.Hypervisor, task_id: str) -> None:
+    for agent in hv.agents_busy():
+        assert agent["running"] != task_id
+        assert task_id not in agent["active"]
+
+
+def test_timeout_stops_the_whole_tree(hv: rlm.Hypervisor) -> None:
+    t0 = time.monotonic()
+    result = hv.execute(_slow(5.0, timeoutMs=400))
+    assert time.monotonic() - t0 < 4.0
+    assert result.status == "failed" and not result.success
+    assert result.error is not None and result.error.code == "TIMEOUT"
+    assert result.error.details == {"timeoutMs": 400}
+    assert hv.status(result.task_id).status == "failed"
+    _assert_nothing_runs(hv, result.task_id)
+
+
+def test_cancel_mid_run_leaves_nothing_running(hv: rlm.Hypervisor) -> None:
+    task_id = hv.submit(_slow(5.0))
+    _wait_running(hv, task_id)
+    t0 = time.monotonic()
+    response = hv.cancel(task_id)
+    assert time.monotonic() - t0 < 4.0
+    assert response.status == "cancelled"
+    _assert_nothing_runs(hv, task_id)
+    status = hv.status(task_id)
+    assert status.status == "cancelled"
+    assert status.result is not None and status.result.agent_calls == 0
+    assert hv.cancel(task_id).status == "already_completed"
+    assert hv.cancel("task-nope").status == "not_found"
+
+
+def test_a_killed_agent_is_internal_error_not_a_hang(hv: rlm.Hypervisor) -> None:
+    task_id = hv.submit(_slow(3.0, n=4))
+    _wait_running(hv, task_id)
+    time.sleep(0.2)
+    victim = next(
+        pid
+        for pid, busy in zip(hv.agent_pids(), hv.agents_busy(), strict=True)
+        if busy["running"] == task_id
+    )
+    os.kill(victim, signal.SIGKILL)
+    result = hv.result(task_id, timeout=60)
+    assert result.status == "failed"
+    assert result.error is not None and result.error.code == "INTERNAL_ERROR"
+    assert "agent" in result.error.message
+    # The pool heals: the agent restarts and the next task runs.
+    ok = hv.execute(
+        {
+            "type": "parallel",
+            "description": "after",
+            "input": {"items": list(range(10)), "operation": "sum"},
+            "options": {"leafSize": 1},
+        }
+    )
+    assert ok.output == 45
+
+
+def test_waiting_tasks_start_in_priority_order(hv: rlm.Hypervisor) -> None:
+    # 2 agents x 2 calls in flight: 12 slow low-priority leaves saturate the pool.
+    low = hv.submit(_slow(0.3, n=12, priority="low"))
+    _wait_running(hv, low)
+    normal = hv.submit(_slow(0.05, n=1, priority="normal"))
+    critical = hv.submit(_slow(0.05, n=1, priority="critical"))
+    r_normal, r_critical = hv.result(normal, timeout=60), hv.result(critical, timeout=60)
+    assert r_normal.status == r_critical.status == "completed"
+    s_low, s_normal, s_critical = (hv.status(t) for t in (low, normal, critical))
+    assert s_critical.started_at is not None and s_normal.started_at is not None
+    assert s_critical.started_at <= s_normal.started_at
+    assert s_critical.completed_at is not None
+    # Both jumped ahead of the low task's queued leaves.
+    assert hv.result(low, timeout=60).status == "completed"
+    assert s_low.status == "running"
+
+
+def test_records_survive_a_restart(ray_session: None, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    hv = with_test_ops(rlm.connect(settings=settings))
+    done = hv.execute(
+        {
+            "type": "recursive",
+            "description": "kept",
+            "input": {"items": [1, 2, 3], "operation": "sum"},
+        }
+    )
+    running = hv.submit(_slow(30.0, n=2))
+    _wait_running(hv, running)
+    core_pid = hv.engine_info()["corePid"]
+    hv.shutdown_engine()
+    deadline = time.monotonic() + 30
+    while True:  # the killed core's process must be gone before a new one looks
+        try:
+            os.kill(core_pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    again = rlm.connect(settings=settings)
+    try:
+        kept = again.status(done.task_id)
+        assert kept.status == "completed"
+        assert kept.result is not None and kept.result.output == 6
+        interrupted = again.status(running)
+        assert interrupted.status == "failed"
+        assert interrupted.result is not None and interrupted.result.error is not None
+        assert "interrupted" in interrupted.result.error.message
+        assert again.cancel(running).status == "already_completed"
+    finally:
+        again.shutdown_engine()

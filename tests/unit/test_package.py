@@ -1,0 +1,61 @@
+"""The public surface, and the rule that the pure core does not import Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import rlm
+
+PURE_MODULES = [
+    "rlm",
+    "rlm.config",
+    "rlm.errors",
+    "rlm.models",
+    "rlm.operations",
+    "rlm.planning",
+    "rlm.inputs",
+    "rlm.execution",
+    "rlm.scoring",
+    "rlm.scheduling",
+    "rlm.tasks",
+    "rlm.cli",
+]
+
+
+def test_exports_are_exactly_what_we_mean() -> None:
+    assert rlm.__all__ == sorted(rlm.__all__)
+    assert set(rlm.__all__) == {
+        "CancelResponse",
+        "ExecuteRequest",
+        "ExecuteResponse",
+        "Forbidden",
+        "FunctionOperation",
+        "Hypervisor",
+        "InternalError",
+        "InvalidInput",
+        "Operation",
+        "OperationRegistry",
+        "QuotaExceeded",
+        "RLMError",
+        "RateLimited",
+        "Settings",
+        "TaskNotFound",
+        "TaskStatus",
+        "TaskTimeout",
+        "Unauthorized",
+        "__version__",
+        "check_cancelled",
+        "connect",
+        "get_settings",
+    }
+
+
+def test_pure_modules_do_not_import_ray() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in PURE_MODULES)
+        + "bad = [m for m in sys.modules if m == 'ray' or m.startswith('ray.')]\n"
+        + "assert not bad, bad[:5]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,100 @@
+"""The task table: records survive reopening; unfinished tasks of gone instances fail."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rlm.models.tasks import ExecuteResponse
+from rlm.tasks import INTERRUPTED_MESSAGE, TaskRecord, TaskStore
+
+
+def _record(task_id: str, status: str, instance: str, owner: str = "alice") -> TaskRecord:
+    return TaskRecord(
+        task_id=task_id,
+        status=status,  # type: ignore[arg-type]
+        created_at=datetime.now(UTC),
+        type="recursive",
+        description="d",
+        priority="normal",
+        owner_id=owner,
+        request={"type": "recursive"},
+        planned_calls=10,
+        completed_calls=3,
+        instance_id=instance,
+    )
+
+
+def test_records_survive_reopening(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = TaskStore(db)
+    result = ExecuteResponse(
+        task_id="t1",
+        status="completed",
+        output=[1, {"a": 2}],
+        execution_time_ms=1.5,
+        agent_calls=3,
+        decomposition_depth=1,
+        success=True,
+        score=1.0,
+    )
+    store.put(_record("t1", "completed", "i1").evolve(result=result, completed_calls=10))
+    store.close()
+    again = TaskStore(db).get("t1")
+    assert again is not None
+    assert again.result == result
+    status = again.to_status()
+    assert status.progress is not None and status.progress.percentage == 100.0
+
+
+def test_recovery_fails_tasks_of_dead_instances_only(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = TaskStore(db)
+    # An instance whose process is gone: a child that has exited.
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(child.stdout)
+    store.register_instance("live")
+    store._conn.execute(
+        "INSERT INTO instances VALUES ('dead', ?, ?, 0, ?)",
+        (dead_pid, __import__("socket").gethostname(), store._clock()),
+    )
+    store.put(_record("running-dead", "running", "dead"))
+    store.put(_record("pending-dead", "pending", "dead"))
+    store.put(_record("running-live", "running", "live"))
+    store.put(_record("done", "completed", "dead"))
+    marked = TaskStore(db).recover_interrupted("new")
+    assert sorted(marked) == ["pending-dead", "running-dead"]
+    rec = store.get("running-dead")
+    assert rec is not None and rec.status == "failed"
+    assert rec.result is not None and rec.result.error is not None
+    assert rec.result.error.message == INTERRUPTED_MESSAGE
+    assert rec.result.agent_calls == 3
+    live = store.get("running-live")
+    assert live is not None and live.status == "running"
+
+
+def test_stale_heartbeat_counts_as_gone(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = TaskStore(tmp_path / "s.db", clock=lambda: now[0], stale_after_s=30)
+    store.register_instance("other")
+    store.put(_record("t", "running", "other"))
+    now[0] += 10
+    assert store.recover_interrupted("me") == []
+    now[0] += 60
+    assert store.recover_interrupted("me") == ["t"]
+
+
+def test_listing_by_owner(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "s.db")
+    for i in range(3):
+        store.put(_record(f"a{i}", "completed", "i", owner="alice"))
+    store.put(_record("b0", "completed", "i", owner="bob"))
+    assert {r.task_id for r in store.list(owner_id="alice")} == {"a0", "a1", "a2"}
+    assert len(store.list(limit=2)) == 2
