@@ -21,7 +21,9 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import ray
+from ray import cloudpickle
 
 from rlm.errors import RLMError
 from rlm.execution import run_call
@@ -36,6 +38,31 @@ __all__ = ["Agent", "AgentActor", "ItemsSource"]
 #: shipping them with the call is cheaper than a fetch from the store.
 ItemsSource = tuple[str, Any]
 
+#: Partials up to about this many bytes travel inline with a call's answer.
+_SMALL_BYTES = 64 * 1024
+
+
+def _is_small(value: Any, depth: int = 0) -> bool:
+    """A cheap, conservative guess whether ``value`` pickles to under ``_SMALL_BYTES``."""
+    if value is None or isinstance(value, bool | int | float | complex):
+        return True
+    if isinstance(value, str | bytes):
+        return len(value) < _SMALL_BYTES
+    if isinstance(value, np.generic):
+        return True
+    if isinstance(value, np.ndarray):
+        return bool(value.nbytes < _SMALL_BYTES and value.dtype != object)
+    if depth > 2:
+        return False
+    if isinstance(value, list | tuple | set | frozenset):
+        return len(value) <= 256 and all(_is_small(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return len(value) <= 256 and all(
+            _is_small(k, depth + 1) and _is_small(v, depth + 1) for k, v in value.items()
+        )
+    return False
+
+
 #: Exceptions from an operation that mean the input or parameters were wrong for it.
 _USER_ERRORS = (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError)
 
@@ -48,8 +75,10 @@ class Agent:
         cache_inputs: How many task inputs to keep deserialised.
     """
 
-    def __init__(self, index: int, cache_inputs: int = 4) -> None:
+    def __init__(self, index: int, cache_inputs: int = 4, *, in_process: bool = False) -> None:
         self._index = index
+        self._in_process = in_process
+        self._ops: OrderedDict[bytes, Operation] = OrderedDict()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-agent-{index}")
         self._tokens: dict[str, threading.Event] = {}
         self._active: dict[str, int] = {}
@@ -92,36 +121,48 @@ class Agent:
             self._inputs.popitem(last=False)
         return value
 
+    def _operation(self, op: bytes | Operation) -> Operation:
+        if not isinstance(op, bytes):
+            return op
+        # The core pickles a task's operation once; each agent unpickles it once.
+        cached = self._ops.get(op)
+        if cached is None:
+            cached = cloudpickle.loads(op)
+            self._ops[op] = cached
+            while len(self._ops) > 64:
+                self._ops.popitem(last=False)
+        return cached
+
     async def run(
         self,
         task_id: str,
-        op: Operation,
+        op: bytes | Operation,
         kind: NodeKind,
         items: ItemsSource | None,
         start: int,
         end: int,
         params: Any,
         *child_partials: Any,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> dict[str, Any]:
         """Run one agent call.
 
         Returns:
-            ``(partial, meta)``; ``meta`` is ``{"ok": True, "busyS": s}`` or
-            ``{"ok": False, "error": {code, message, details}}``.
+            ``meta``: ``{"ok": True, "busyS": s, "partial": value}`` (or ``"partialRef"``, an
+            object reference, for a large partial) or ``{"ok": False, "error": {...}}``.
         """
         if task_id in self._cancelled:
-            return None, {"ok": False, "cancelled": True, "busyS": 0.0}
+            return {"ok": False, "cancelled": True, "busyS": 0.0}
         token = self._tokens.setdefault(task_id, threading.Event())
         self._active[task_id] = self._active.get(task_id, 0) + 1
         try:
             values = await self._items(items) if items is not None else None
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
+            partial, meta = await loop.run_in_executor(
                 self._thread,
                 self._call,
                 task_id,
                 token,
-                op,
+                self._operation(op),
                 kind,
                 values,
                 start,
@@ -137,6 +178,14 @@ class Agent:
             if not self._active[task_id]:
                 del self._active[task_id]
                 self._tokens.pop(task_id, None)
+        if meta["ok"]:
+            # Small partials ride back inline with the answer; large ones go into the object
+            # store, and only their reference travels (to the parent call, not the core).
+            if self._in_process or _is_small(partial):
+                meta["partial"] = partial
+            else:
+                meta["partialRef"] = ray.put(partial)
+        return meta
 
     def _call(
         self,
