@@ -6,6 +6,8 @@ Commands:
     rlm tasks list            the newest tasks
     rlm tasks cancel ID       cancel a running task
     rlm operations            the operations tasks may name
+    rlm serve                 run the HTTP API on Ray Serve (embedded defaults)
+    rlm token --sub ID        print a token the running server accepts
 
 Exit codes: 0 the task completed, 1 it failed or was cancelled, 2 the request was refused
 (the error envelope goes to stderr), 130 interrupted.
@@ -23,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from rlm import __version__
 from rlm.config import get_settings
 from rlm.errors import RLMError
 
@@ -137,12 +140,80 @@ def _cmd_operations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token(args: argparse.Namespace) -> int:
+    from rlm.auth.keys import load_signing_key
+    from rlm.auth.tokens import issue_token
+
+    settings = get_settings()
+    key = load_signing_key(settings.auth, settings.state_dir, settings.env)
+    token = issue_token(
+        args.sub,
+        args.scopes.split(),
+        args.tier,
+        args.team,
+        args.org,
+        args.ttl,
+        settings=settings.auth,
+        key=key,
+    )
+    sys.stdout.write(token + "\n")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    import ray
+    from ray import serve
+
+    from serve_app.deployment import build_app
+
+    base = get_settings()
+    server = base.server.model_copy(
+        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    )
+    settings = base.model_copy(update={"server": server})
+    address = args.address or settings.ray_address
+    ray.init(
+        address=address,
+        namespace=settings.namespace,
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        serve.start(http_options={"host": server.host, "port": server.port})
+        serve.run(build_app(settings), name="rlm", route_prefix="/", blocking=False)
+        url = f"http://{server.host}:{server.port}"
+        sys.stdout.write(
+            f"RLM Hypervisor is serving on {url}/v1 (state in {settings.state_dir})\n"
+            f"  API docs:  {url}/docs\n"
+            f"  health:    curl {url}/v1/health\n"
+            '  a token:   rlm token --sub alice --scopes "rlm:execute rlm:read" --tier user\n'
+            "Press Ctrl-C to stop.\n"
+        )
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.stdout.write("stopping...\n")
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rlm``."""
     parser = argparse.ArgumentParser(prog="rlm", description="RLM Hypervisor")
     parser.add_argument(
         "--address", default=None, help="Ray cluster to use (default: start a local one)"
     )
+    parser.add_argument("--version", action="version", version=f"rlm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a task from a JSON file ('-' for stdin)")
@@ -161,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = tasks_sub.add_parser("cancel", help="cancel a running task")
     cancel.add_argument("task_id")
     cancel.set_defaults(func=_cmd_cancel)
+
+    srv = sub.add_parser("serve", help="run the HTTP API on Ray Serve")
+    srv.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    srv.set_defaults(func=_cmd_serve)
+
+    tok = sub.add_parser("token", help="print a token the running server accepts")
+    tok.add_argument("--sub", required=True, help="the user id")
+    tok.add_argument("--scopes", default="rlm:execute rlm:read", help="space-separated scopes")
+    tok.add_argument("--tier", default="user", help="anonymous|user|power_user|admin|enterprise")
+    tok.add_argument("--team", default=None)
+    tok.add_argument("--org", default=None)
+    tok.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    tok.set_defaults(func=_cmd_token)
 
     ops = sub.add_parser("operations", help="the operations tasks may name")
     ops.set_defaults(func=_cmd_operations)

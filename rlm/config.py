@@ -16,7 +16,24 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["EngineSettings", "Settings", "get_settings"]
+from rlm.auth.settings import AuthSettings
+
+__all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
+
+
+class ServerSettings(BaseModel):
+    """The HTTP API on Ray Serve."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Larger request bodies are refused."
+    )
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    max_ongoing_requests: int = Field(default=256, ge=1)
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: int = Field(default=64, ge=1)
 
 
 class EngineSettings(BaseModel):
@@ -56,6 +73,8 @@ class Settings(BaseSettings):
         ray_address: Join this Ray cluster instead of starting a local one.
         namespace: Ray namespace of the singleton actors.
         engine: Execution engine settings.
+        server: HTTP API settings.
+        auth: JWT verification and minting.
     """
 
     model_config = SettingsConfigDict(
@@ -68,6 +87,13 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     namespace: str = "rlm"
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    operations: list[str] = Field(
+        default_factory=list,
+        description="Extra operations for requests to name: 'module:attribute' paths to an "
+        "Operation or a list of them (HTTP callers can only name registered operations).",
+    )
 
     @property
     def database_path(self) -> Path:

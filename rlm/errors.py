@@ -55,6 +55,8 @@ class RLMError(Exception):
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = dict(details or {})
+        #: Extra HTTP headers for the error answer (``Retry-After``, ``RateLimit``...).
+        self.headers: dict[str, str] = {}
 
     def to_payload(self) -> dict[str, Any]:
         """The ``error`` object of the API's JSON envelope."""
@@ -72,6 +74,11 @@ class RLMError(Exception):
         err = cls.__new__(cls)
         RLMError.__init__(err, message, details)
         return err
+
+    def with_headers(self, headers: dict[str, str]) -> RLMError:
+        """This error, with ``headers`` added to its HTTP answer."""
+        self.headers.update(headers)
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, details={self.details!r})"

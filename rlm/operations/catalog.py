@@ -1,31 +1,67 @@
-"""Every built-in operation (placeholder: sum only until the catalogue lands)."""
+"""Every built-in operation, one instance each.
+
+The catalogue by concept:
+
+- :mod:`~rlm.operations.numeric`: sum, product, min, max, mean, count, variance;
+- :mod:`~rlm.operations.collection_ops`: sort, distinct, top_k, count_by, histogram, concat,
+  filter, map (the last two use :mod:`~rlm.operations.expressions`);
+- :mod:`~rlm.operations.text`: word_count, line_count, grep (:mod:`~rlm.operations.regex`);
+- :mod:`~rlm.operations.pairwise`: pairs;
+- :mod:`~rlm.operations.labels`: label_counts, label_stats (OOLONG-style aggregation).
+
+Operations are module-level classes holding no callables, so they pickle and can be shipped
+to Ray actors.
+
+Example:
+    >>> sorted(op.name for op in builtin_operations())[:4]
+    ['concat', 'count', 'count_by', 'distinct']
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-
 from rlm.operations.base import Operation
+from rlm.operations.collection_ops import (
+    Concat,
+    CountBy,
+    Distinct,
+    Filter,
+    Histogram,
+    Map,
+    Sort,
+    TopK,
+)
+from rlm.operations.labels import LabelCounts, LabelStats
+from rlm.operations.numeric import Count, Max, Mean, Min, Product, Sum, Variance
+from rlm.operations.pairwise import Pairs
+from rlm.operations.text import Grep, LineCount, WordCount
 
 __all__ = ["builtin_operations"]
 
-
-class _Sum(Operation):
-    name = "sum"
-    input_kind = "numbers"
-
-    def leaf(self, chunk: Any, params: Any) -> Any:
-        return chunk.sum() if len(chunk) else 0
-
-    def combine(self, partials: Sequence[Any], params: Any) -> Any:
-        return sum(partials)
-
-    def finish(self, partial: Any, params: Any) -> Any:
-        return partial.item() if isinstance(partial, np.generic) else partial
+_BUILTINS: tuple[type[Operation], ...] = (
+    Sum,
+    Product,
+    Min,
+    Max,
+    Mean,
+    Count,
+    Variance,
+    Sort,
+    Distinct,
+    TopK,
+    CountBy,
+    Histogram,
+    Concat,
+    Filter,
+    Map,
+    WordCount,
+    LineCount,
+    Grep,
+    Pairs,
+    LabelCounts,
+    LabelStats,
+)
 
 
 def builtin_operations() -> list[Operation]:
-    """One instance of each built-in operation."""
-    return [_Sum()]
+    """A new instance of every built-in operation, in catalogue order."""
+    return [cls() for cls in _BUILTINS]

@@ -99,8 +99,34 @@ class OperationRegistry:
         return len(self._ops)
 
 
-def default_registry() -> OperationRegistry:
-    """A new registry holding every built-in operation."""
+def default_registry(extra: Iterable[str] = ()) -> OperationRegistry:
+    """A new registry holding every built-in operation, plus ``extra`` ones.
+
+    Args:
+        extra: ``"module:attribute"`` paths, each naming an :class:`Operation` or a list of
+            them (the ``operations`` setting).
+
+    Raises:
+        InvalidInput: a path that does not import, or names no operation.
+    """
+    import importlib
+
     from rlm.operations.catalog import builtin_operations
 
-    return OperationRegistry(builtin_operations())
+    registry = OperationRegistry(builtin_operations())
+    for path in extra:
+        module_name, _, attr = path.partition(":")
+        try:
+            found = getattr(importlib.import_module(module_name), attr or "OPERATIONS")
+        except (ImportError, AttributeError) as err:
+            raise InvalidInput(
+                f"cannot load operations {path!r}: {err}", field="operations"
+            ) from None
+        ops = found if isinstance(found, list | tuple) else [found]
+        for op in ops:
+            if not isinstance(op, Operation):
+                raise InvalidInput(
+                    f"{path!r} holds {type(op).__name__}, not an Operation", field="operations"
+                )
+            registry.register(op, replace=True)
+    return registry

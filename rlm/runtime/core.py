@@ -26,21 +26,27 @@ from typing import Any
 import ray
 from ray import cloudpickle
 
+from rlm.admission import Admission, Viewer
 from rlm.config import Settings
 from rlm.errors import InternalError, RLMError, TaskNotFound, TaskTimeout, error_from_payload
 from rlm.jsonable import to_jsonable
-from rlm.models.tasks import CancelResponse, ErrorInfo, ExecuteResponse, Priority, TaskStatus
+from rlm.models.tasks import CancelResponse, ErrorInfo, ExecuteResponse, Priority
 from rlm.operations.base import Operation
 from rlm.planning import Plan, PlanNode
+from rlm.ratelimit import RateLimiter
 from rlm.runtime.agents import Agent, AgentActor, ItemsSource
 from rlm.scheduling import ReadyQueue
 from rlm.scoring import score
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
 
-__all__ = ["CoreActor", "HypervisorCore", "TaskSpec"]
+__all__ = ["Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
 
 log = logging.getLogger(__name__)
+
+#: What every public method of the core answers: ``("ok", value, headers)`` or
+#: ``("err", error payload, headers)``; ``headers`` are the rate-limit headers for HTTP.
+Answer = tuple[str, Any, dict[str, str]]
 
 #: The agent index of the core's in-process agent.
 _LOCAL = -1
@@ -73,6 +79,7 @@ class _Run:
     seq: int
     record: TaskRecord
     op_bytes: bytes
+    admission: Admission | None = None
     t0: float = 0.0
     remaining: dict[int, int] = field(default_factory=dict)
     partials: dict[int, Any] = field(default_factory=dict)
@@ -105,6 +112,7 @@ class HypervisorCore:
         self._local = Agent(_LOCAL, in_process=True)
         self._load = [0] * n
         self._down: set[int] = set()
+        self._limiter = RateLimiter()
         self._inflight = 0
         self._ready: ReadyQueue[tuple[_Run, PlanNode]] = ReadyQueue()
         self._runs: dict[str, _Run] = {}
@@ -132,81 +140,170 @@ class HypervisorCore:
         """Each agent's process id (tests use it to kill one)."""
         return [p["pid"] for p in await asyncio.gather(*(a.ping.remote() for a in self._agents))]
 
-    async def submit(self, spec: TaskSpec) -> tuple[str, Any]:
-        """Record a task and queue its leaves; answers at once with the taskId."""
+    async def admit(self, admission: Admission | None) -> Answer:
+        """Count one request against its caller's rate limits."""
         try:
-            self._start(spec)
+            headers = self._admit(admission)
         except RLMError as err:
-            return "err", err.to_payload()
-        return "ok", spec.task_id
+            return "err", err.to_payload(), err.headers
+        return "ok", None, headers
 
-    async def execute(self, spec: TaskSpec) -> tuple[str, Any]:
-        """Submit and wait for the result in one call."""
+    async def submit(self, spec: TaskSpec, admission: Admission | None = None) -> Answer:
+        """Admit, record and queue a task; answers at once with the taskId."""
         try:
-            run = self._start(spec)
+            headers = self._admit(admission, spec)
+            self._start(spec, admission)
         except RLMError as err:
-            return "err", err.to_payload()
+            return "err", err.to_payload(), err.headers
+        return "ok", spec.task_id, headers
+
+    async def execute(self, spec: TaskSpec, admission: Admission | None = None) -> Answer:
+        """Admit and run a task, and wait for its result, in one call."""
+        try:
+            headers = self._admit(admission, spec)
+            run = self._start(spec, admission)
+        except RLMError as err:
+            return "err", err.to_payload(), err.headers
         await run.done.wait()
         assert run.record.result is not None
-        return "ok", run.record.result
+        return "ok", run.record.result, headers
 
     async def wait(
-        self, task_id: str, owner_id: str | None, timeout_s: float | None
-    ) -> tuple[str, Any]:
-        """Wait until the task ends (or ``timeout_s`` passes); its record's result."""
+        self,
+        task_id: str,
+        viewer: Viewer | None,
+        timeout_s: float | None,
+        admission: Admission | None = None,
+    ) -> Answer:
+        """Wait until the task ends (or ``timeout_s`` passes); its result, or ``None``."""
+        try:
+            headers = self._admit(admission)
+        except RLMError as err:
+            return "err", err.to_payload(), err.headers
         run = self._runs.get(task_id)
-        if run is not None and self._visible(run.record, owner_id):
+        if run is not None and self._visible(run.record, viewer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.done.wait(), timeout_s)
-            if run.record.result is not None:
-                return "ok", run.record.result
-            return "ok", None
+            return "ok", run.record.result, headers
         record = self._store.get(task_id)
-        if record is None or not self._visible(record, owner_id):
-            return "err", TaskNotFound(task_id).to_payload()
-        return "ok", record.result
+        if record is None or not self._visible(record, viewer):
+            return "err", TaskNotFound(task_id).to_payload(), headers
+        return "ok", record.result, headers
 
-    async def status(self, task_id: str, owner_id: str | None) -> tuple[str, Any]:
+    async def status(
+        self, task_id: str, viewer: Viewer | None, admission: Admission | None = None
+    ) -> Answer:
         """The task's status with live progress."""
+        try:
+            headers = self._admit(admission)
+        except RLMError as err:
+            return "err", err.to_payload(), err.headers
         record = self._record(task_id)
-        if record is None or not self._visible(record, owner_id):
-            return "err", TaskNotFound(task_id).to_payload()
-        return "ok", record.to_status()
+        if record is None or not self._visible(record, viewer):
+            return "err", TaskNotFound(task_id).to_payload(), headers
+        return "ok", record.to_status(), headers
 
-    async def list_tasks(self, owner_id: str | None, limit: int = 50) -> list[TaskStatus]:
-        """The newest tasks (of ``owner_id`` when given)."""
-        records = self._store.list(owner_id=owner_id, limit=limit)
-        return [(self._record(r.task_id) or r).to_status() for r in records]
+    async def list_tasks(
+        self, viewer: Viewer | None, limit: int = 50, admission: Admission | None = None
+    ) -> Answer:
+        """The newest tasks the viewer may see."""
+        try:
+            headers = self._admit(admission)
+        except RLMError as err:
+            return "err", err.to_payload(), err.headers
+        if viewer is None:
+            records = self._store.list(limit=limit)
+        elif viewer.admin and viewer.org_id is not None:
+            records = self._store.list(org_id=viewer.org_id, limit=limit)
+            records += [
+                r
+                for r in self._store.list(owner_id=viewer.user_id, limit=limit)
+                if r.org_id != viewer.org_id
+            ]
+            records = sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
+        else:
+            records = self._store.list(owner_id=viewer.user_id, limit=limit)
+        return "ok", [(self._record(r.task_id) or r).to_status() for r in records], headers
 
-    async def cancel(self, task_id: str, owner_id: str | None) -> tuple[str, Any]:
+    async def cancel(
+        self, task_id: str, viewer: Viewer | None, admission: Admission | None = None
+    ) -> Answer:
         """Stop the task's tree; answers once no call of it is running."""
+        try:
+            headers = self._admit(admission)
+        except RLMError as err:
+            return "err", err.to_payload(), err.headers
         run = self._runs.get(task_id)
-        if run is None or not self._visible(run.record, owner_id):
+        if run is None or not self._visible(run.record, viewer):
             record = self._store.get(task_id)
-            if record is None or not self._visible(record, owner_id):
-                return "ok", CancelResponse(
+            if record is None or not self._visible(record, viewer):
+                response = CancelResponse(
                     task_id=task_id, status="not_found", message="no such task"
                 )
-            return "ok", CancelResponse(
-                task_id=task_id,
-                status="already_completed",
-                message=f"the task had already ended ({record.status})",
-            )
+            else:
+                response = CancelResponse(
+                    task_id=task_id,
+                    status="already_completed",
+                    message=f"the task had already ended ({record.status})",
+                )
+            return "ok", response, headers
         if run.finished:
             await run.done.wait()
-            return "ok", CancelResponse(
+            response = CancelResponse(
                 task_id=task_id,
                 status="already_completed",
                 message=f"the task had already ended ({run.record.status})",
             )
+            return "ok", response, headers
         await self._stop(run, "cancelled", None)
-        return "ok", CancelResponse(
+        response = CancelResponse(
             task_id=task_id, status="cancelled", message="the task was cancelled"
         )
+        return "ok", response, headers
 
     async def running(self) -> dict[str, int]:
         """Counts for health checks: tasks running, calls in flight and queued."""
         return {"tasks": len(self._runs), "inflight": self._inflight, "queued": len(self._ready)}
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def _admit(self, admission: Admission | None, spec: TaskSpec | None = None) -> dict[str, str]:
+        """Check the request rate (and a task's concurrent agents) and count them, or raise.
+
+        A refused request counts for nothing: the rate is only peeked until every check has
+        passed, and the agents are only leased then.
+        """
+        if admission is None:
+            return {}
+        rate = self._limiter.peek(admission.key, admission.limits)
+        headers = rate.headers()
+        if not rate.allowed:
+            try:
+                rate.raise_if_rejected()
+            except RLMError as err:
+                raise err.with_headers(headers) from None
+        if spec is not None:
+            wanted = self._agents_wanted(spec)
+            lease = self._limiter.acquire(
+                admission.key, wanted, admission.limits.concurrent_agents, lease_id=spec.task_id
+            )
+            if not lease.allowed:
+                try:
+                    lease.raise_if_rejected()
+                except RLMError as err:
+                    raise err.with_headers({"Retry-After": "1"}) from None
+        counted = self._limiter.check_and_consume(admission.key, admission.limits)
+        if not counted.allowed:  # cannot happen in one actor; never run uncounted regardless
+            if spec is not None:
+                self._limiter.release(spec.task_id)
+            counted.raise_if_rejected()
+        return counted.headers()
+
+    def _agents_wanted(self, spec: TaskSpec) -> int:
+        """Agents a task holds at once: one per leaf, at most the pool."""
+        if self._runs_locally_spec(spec):
+            return 1
+        return max(1, min(len(spec.plan.leaves), len(self._agents)))
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -222,9 +319,10 @@ class HypervisorCore:
             except Exception:  # pragma: no cover - a locked file must not kill the loop
                 log.exception("heartbeat failed")
 
-    def _start(self, spec: TaskSpec) -> _Run:
+    def _start(self, spec: TaskSpec, admission: Admission | None = None) -> _Run:
         self._ensure_heartbeat()
         if spec.task_id in self._runs or self._store.get(spec.task_id) is not None:
+            self._release(spec.task_id, admission)
             raise InternalError(f"task id {spec.task_id!r} is already taken")
         record = TaskRecord(
             task_id=spec.task_id,
@@ -243,7 +341,11 @@ class HypervisorCore:
         self._store.put(record)
         self._seq += 1
         run = _Run(
-            spec=spec, seq=self._seq, record=record, op_bytes=cloudpickle.dumps(spec.operation)
+            spec=spec,
+            seq=self._seq,
+            record=record,
+            op_bytes=cloudpickle.dumps(spec.operation),
+            admission=admission,
         )
         run.t0 = time.perf_counter()
         self._runs[spec.task_id] = run
@@ -295,7 +397,10 @@ class HypervisorCore:
         fut.add_done_callback(lambda f: self._on_call_done(run, node, agent, f))
 
     def _runs_locally(self, run: _Run) -> bool:
-        spec = run.spec
+        return self._runs_locally_spec(run.spec)
+
+    @staticmethod
+    def _runs_locally_spec(spec: TaskSpec) -> bool:
         return (
             len(spec.plan.nodes) == 1
             and spec.items[0] == "inline"
@@ -465,7 +570,12 @@ class HypervisorCore:
         except Exception:  # pragma: no cover - the waiter still gets the result
             log.exception("could not persist the record of task %s", run.spec.task_id)
         self._runs.pop(run.spec.task_id, None)
+        self._release(run.spec.task_id, run.admission)
         run.done.set()
+
+    def _release(self, task_id: str, admission: Admission | None) -> None:
+        if admission is not None:
+            self._limiter.release(task_id)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -474,8 +584,8 @@ class HypervisorCore:
         return run.record if run is not None else self._store.get(task_id)
 
     @staticmethod
-    def _visible(record: TaskRecord, owner_id: str | None) -> bool:
-        return owner_id is None or record.owner_id == owner_id
+    def _visible(record: TaskRecord, viewer: Viewer | None) -> bool:
+        return viewer is None or viewer.may_see(record.owner_id, record.org_id)
 
 
 #: The core as a Ray actor: async, so thousands of calls and waiters share one event loop.

@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 import ray
 
+from rlm.admission import Viewer
 from rlm.config import Settings, get_settings
 from rlm.errors import InternalError, error_from_payload
 from rlm.inputs import prepare_input
@@ -43,8 +44,8 @@ _INLINE_BYTES = 32 * 1024
 _MAX_STORED_ITEMS = 10_000
 
 
-def _unwrap(answer: tuple[str, Any]) -> Any:
-    kind, value = answer
+def _unwrap(answer: tuple[str, Any, dict[str, str]]) -> Any:
+    kind, value, _ = answer
     if kind == "err":
         raise error_from_payload(value)
     return value
@@ -91,7 +92,7 @@ class Hypervisor:
     ) -> None:
         self.settings = settings
         self._core = core
-        self.registry = registry if registry is not None else default_registry()
+        self.registry = registry if registry is not None else default_registry(settings.operations)
         self._owns_ray = owns_ray
 
     # -- operations ---------------------------------------------------------------------------
@@ -209,17 +210,17 @@ class Hypervisor:
         )
         return result
 
-    def status(self, task_id: str, *, owner_id: str | None = None) -> TaskStatus:
+    def status(self, task_id: str, *, viewer: Viewer | None = None) -> TaskStatus:
         """The task's status and progress.
 
         Raises:
-            TaskNotFound: no such task (for ``owner_id``, when given).
+            TaskNotFound: no such task (that ``viewer`` may see, when given).
         """
-        status: TaskStatus = _unwrap(ray.get(self._core.status.remote(task_id, owner_id)))
+        status: TaskStatus = _unwrap(ray.get(self._core.status.remote(task_id, viewer)))
         return status
 
     def result(
-        self, task_id: str, *, timeout: float | None = None, owner_id: str | None = None
+        self, task_id: str, *, timeout: float | None = None, viewer: Viewer | None = None
     ) -> ExecuteResponse:
         """Wait for the task to end and return its result.
 
@@ -228,55 +229,39 @@ class Hypervisor:
             TimeoutError: ``timeout`` seconds passed first (the task keeps running).
         """
         result: ExecuteResponse | None = _unwrap(
-            ray.get(self._core.wait.remote(task_id, owner_id, timeout))
+            ray.get(self._core.wait.remote(task_id, viewer, timeout))
         )
         if result is None:
             raise TimeoutError(f"task {task_id} is still running after {timeout} s")
         return result
 
-    def cancel(self, task_id: str, *, owner_id: str | None = None) -> CancelResponse:
+    def cancel(self, task_id: str, *, viewer: Viewer | None = None) -> CancelResponse:
         """Cancel the task; answers once none of its agent calls runs any more."""
-        response: CancelResponse = _unwrap(ray.get(self._core.cancel.remote(task_id, owner_id)))
+        response: CancelResponse = _unwrap(ray.get(self._core.cancel.remote(task_id, viewer)))
         return response
 
-    def tasks(self, *, owner_id: str | None = None, limit: int = 50) -> list[TaskStatus]:
+    def tasks(self, *, viewer: Viewer | None = None, limit: int = 50) -> list[TaskStatus]:
         """The newest tasks, newest first."""
-        listed: list[TaskStatus] = ray.get(self._core.list_tasks.remote(owner_id, limit))
+        listed: list[TaskStatus] = _unwrap(ray.get(self._core.list_tasks.remote(viewer, limit)))
         return listed
 
-    # -- async twins for servers --------------------------------------------------------------
+    # -- for servers: async, admitted, with the rate-limit headers ----------------------------
 
-    async def submit_async(self, request: ExecuteRequest | Mapping[str, Any], **owner: Any) -> str:
-        """:meth:`submit` for an event loop."""
-        return str(_unwrap(await self._core.submit.remote(self.prepare(request, **owner))))
+    async def ask(self, method: str, *args: Any) -> tuple[Any, dict[str, str]]:
+        """Call a core method from an event loop; its value and rate-limit headers.
 
-    async def execute_async(
-        self, request: ExecuteRequest | Mapping[str, Any], **owner: Any
-    ) -> ExecuteResponse:
-        """:meth:`execute` for an event loop."""
-        result: ExecuteResponse = _unwrap(
-            await self._core.execute.remote(self.prepare(request, **owner))
-        )
-        return result
+        Raises:
+            RLMError: the core's error, with its HTTP headers attached.
+        """
+        kind, value, headers = await getattr(self._core, method).remote(*args)
+        if kind == "err":
+            raise error_from_payload(value).with_headers(headers)
+        return value, headers
 
-    async def status_async(self, task_id: str, *, owner_id: str | None = None) -> TaskStatus:
-        """:meth:`status` for an event loop."""
-        status: TaskStatus = _unwrap(await self._core.status.remote(task_id, owner_id))
-        return status
-
-    async def result_async(
-        self, task_id: str, *, timeout: float | None = None, owner_id: str | None = None
-    ) -> ExecuteResponse | None:
-        """:meth:`result` for an event loop; ``None`` when ``timeout`` passed first."""
-        result: ExecuteResponse | None = _unwrap(
-            await self._core.wait.remote(task_id, owner_id, timeout)
-        )
-        return result
-
-    async def cancel_async(self, task_id: str, *, owner_id: str | None = None) -> CancelResponse:
-        """:meth:`cancel` for an event loop."""
-        response: CancelResponse = _unwrap(await self._core.cancel.remote(task_id, owner_id))
-        return response
+    async def running_async(self) -> dict[str, int]:
+        """The engine's load: tasks running, calls in flight, calls queued."""
+        running: dict[str, int] = await self._core.running.remote()
+        return running
 
     # -- lifecycle ----------------------------------------------------------------------------
 

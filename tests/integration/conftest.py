@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 from ray import cloudpickle
 
 import rlm
@@ -17,19 +16,6 @@ from tests.integration import ops as test_ops
 # The test operations live in this test package, which Ray's workers cannot import: ship them
 # by value, as Ray does for functions a notebook defines.
 cloudpickle.register_pickle_by_value(test_ops)
-
-
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        namespace="rlm-tests",
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    yield
-    ray.shutdown()
 
 
 def make_settings(state_dir: Path, **engine: object) -> Settings:

@@ -47,3 +47,19 @@ class Explode(Operation):
 
 
 OPERATIONS: list[Operation] = [SlowSum(), Explode()]
+
+
+class Crash(Operation):
+    """A leaf that fails the way a bug of ours would (not the user's input)."""
+
+    name = "crash"
+    input_kind = "numbers"
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        raise RuntimeError("internal failure")
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return 0
+
+
+OPERATIONS.append(Crash())

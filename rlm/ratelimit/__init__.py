@@ -1,0 +1,25 @@
+"""Rate limits: requests per minute and per hour, and concurrent agents, per key.
+
+Pure logic (no Ray): :class:`RateLimiter` is a plain class the runtime runs as one shared actor.
+See :mod:`rlm.ratelimit.limiter` for the algorithm and its accuracy, and
+:mod:`rlm.ratelimit.decision` for the response headers (draft-ietf-httpapi-ratelimit-headers-07).
+"""
+
+from __future__ import annotations
+
+from rlm.ratelimit.concurrency import AgentLeases, ConcurrencyDecision
+from rlm.ratelimit.decision import PolicyState, RateDecision
+from rlm.ratelimit.limiter import HOUR_GRANULARITY_S, RateLimiter, RequestLimiter, enforce
+from rlm.ratelimit.window import SlidingWindow
+
+__all__ = [
+    "HOUR_GRANULARITY_S",
+    "AgentLeases",
+    "ConcurrencyDecision",
+    "PolicyState",
+    "RateDecision",
+    "RateLimiter",
+    "RequestLimiter",
+    "SlidingWindow",
+    "enforce",
+]

@@ -1,0 +1,60 @@
+"""``create_app(settings, hv)``: the FastAPI application of the HTTP API.
+
+The app holds no state of its own: tasks, rate-limit counters and quotas live in the engine's
+singleton actor, so every Serve replica answers alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+import rlm
+from rlm.auth.keys import load_verification_keys
+from rlm.config import Settings
+from serve_app.context import BodyLimit, install_error_handlers, request_id_of
+from serve_app.routes import health, tasks
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/v1"
+
+
+def create_app(settings: Settings, hv: Any) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: Service settings (auth keys are loaded from them once, here).
+        hv: The engine (an :class:`rlm.Hypervisor`), or anything with its ``ask`` method.
+
+    Returns:
+        The FastAPI application, routes under ``/v1``.
+    """
+    app = FastAPI(
+        title="RLM Hypervisor API",
+        version=rlm.__version__,
+        description="Recursive language-model workloads on Ray: tasks, quotas, storage.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.auth = settings.auth
+    app.state.keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)
+    app.state.hv = hv
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_ids(request: Request, call_next: Any) -> Any:
+        # Serve's proxy already tags requests and answers with X-Request-ID; elsewhere we do.
+        tagged = "x-request-id" in request.headers
+        rid = request_id_of(request)
+        response = await call_next(request)
+        if not tagged:
+            response.headers["X-Request-ID"] = rid
+        return response
+
+    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(tasks.router, prefix=API_PREFIX)
+    return app

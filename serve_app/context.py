@@ -1,0 +1,125 @@
+"""Per-request plumbing: request ids, rate-limit headers, body size, the error handlers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rlm.errors import InternalError, InvalidInput, RLMError
+from rlm.models.base import _loc_to_field
+from serve_app.responses import error_response
+
+__all__ = ["BodyLimit", "install_error_handlers", "request_id_of"]
+
+log = logging.getLogger("rlm.api")
+
+
+def request_id_of(request: Request) -> str:
+    """The request's id (from ``X-Request-ID`` when sane, else a new one)."""
+    rid: str | None = getattr(request.state, "request_id", None)
+    if rid is None:
+        given = request.headers.get("x-request-id", "")
+        rid = given if 0 < len(given) <= 128 and given.isprintable() else f"req-{uuid.uuid4().hex}"
+        request.state.request_id = rid
+    return rid
+
+
+class BodyLimit:
+    """Refuse bodies over ``max_bytes`` (by header or as they stream) before a route reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = InvalidInput(
+            f"the request body is larger than {self.max_bytes} bytes",
+            {"maxBytes": self.max_bytes},
+            field="body",
+        )
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send, too_big)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise too_big
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, err: RLMError) -> None:
+        request = Request(scope, receive)
+        response = error_response(err, request_id_of(request))
+        response.status_code = 413
+        await response(scope, receive, send)
+
+
+def _validation_to_invalid_input(exc: RequestValidationError) -> InvalidInput:
+    errors = []
+    for e in exc.errors():
+        loc = tuple(e.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            where, loc = str(loc[0]), loc[1:]
+        else:
+            where = "body"
+        field = _loc_to_field(loc) or where
+        if e.get("type") == "json_invalid":
+            field = "body"
+        errors.append({"field": field, "message": str(e.get("msg", "invalid")), "in": where})
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    return InvalidInput(
+        f"{first['field']}: {first['message']}", {"field": first["field"], "errors": errors}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every failure, FastAPI's own included, in the one envelope."""
+
+    async def rlm_error(request: Request, exc: Exception) -> Any:
+        assert isinstance(exc, RLMError)
+        return error_response(exc, request_id_of(request), getattr(request.state, "rate", None))
+
+    async def validation(request: Request, exc: Exception) -> Any:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(_validation_to_invalid_input(exc), request_id_of(request))
+
+    async def http_error(request: Request, exc: Exception) -> Any:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "INVALID_INPUT")
+        err = RLMError(str(exc.detail))
+        body_err = err.to_payload() | {"code": code}
+        from serve_app.responses import FastJSON
+
+        return FastJSON(
+            {"error": body_err, "requestId": request_id_of(request)},
+            status_code=exc.status_code,
+            headers=dict(exc.headers or {}),
+        )
+
+    async def crash(request: Request, exc: Exception) -> Any:
+        rid = request_id_of(request)
+        log.exception("request %s failed", rid)
+        return error_response(
+            InternalError("the service failed to answer this request", {"requestId": rid}), rid
+        )
+
+    app.add_exception_handler(RLMError, rlm_error)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, crash)

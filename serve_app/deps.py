@@ -1,0 +1,92 @@
+"""Dependencies every route declares: who is calling, with which scope, under which limits.
+
+``Caller`` authenticates (an anonymous caller is keyed by its address) and checks the route's
+scope. Routes that reach the engine pass ``caller.admission`` with their call, so the rate limit
+is counted in the same hop; other routes use ``admitted``, which counts it first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from rlm.admission import Admission, Viewer
+from rlm.auth.principal import Principal
+from rlm.auth.scopes import SCOPE_ADMIN
+from rlm.auth.tokens import authenticate
+from rlm.errors import Unauthorized
+
+__all__ = ["Caller", "authenticated", "admitted"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of a request."""
+
+    principal: Principal
+
+    @property
+    def admission(self) -> Admission:
+        """Its rate-limit key and tier limits."""
+        return Admission(self.principal.rate_limit_key, self.principal.limits)
+
+    @property
+    def viewer(self) -> Viewer:
+        """Whose tasks it may see."""
+        p = self.principal
+        return Viewer(p.user_id, p.org, p.has_scope(SCOPE_ADMIN))
+
+    @property
+    def owner(self) -> dict[str, Any]:
+        """The owner fields of the tasks it starts."""
+        p = self.principal
+        return {"owner_id": p.user_id, "org_id": p.org, "team_id": p.team}
+
+
+def _principal(request: Request) -> Principal:
+    state = request.app.state
+    client = request.client.host if request.client is not None else "unknown"
+    return authenticate(request.headers.get("authorization"), client, state.keys, state.auth)
+
+
+async def _admit(request: Request, principal: Principal) -> None:
+    _, headers = await request.app.state.hv.ask(
+        "admit", Admission(principal.rate_limit_key, principal.limits)
+    )
+    request.state.rate = headers
+
+
+def authenticated(scope: str | None) -> Callable[[Request], Awaitable[Caller]]:
+    """A dependency: the caller, holding ``scope``; the rate is counted by the engine call.
+
+    Anonymous callers are counted here (by address) and then refused with 401.
+    """
+
+    async def dependency(request: Request) -> Caller:
+        principal = _principal(request)
+        if principal.is_anonymous and scope is not None:
+            await _admit(request, principal)
+            raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
+        if scope is not None:
+            principal.require_scope(scope)
+        return Caller(principal)
+
+    return dependency
+
+
+def admitted(scope: str | None) -> Callable[[Request], Awaitable[Caller]]:
+    """A dependency: the caller, holding ``scope``, with this request counted (or refused)."""
+
+    async def dependency(request: Request) -> Caller:
+        principal = _principal(request)
+        await _admit(request, principal)
+        if principal.is_anonymous and scope is not None:
+            raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
+        if scope is not None:
+            principal.require_scope(scope)
+        return Caller(principal)
+
+    return dependency

@@ -1,0 +1,38 @@
+"""JSON answers: orjson-encoded, and the one error envelope."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from starlette.responses import JSONResponse
+
+from rlm.errors import RLMError
+
+__all__ = ["FastJSON", "error_response"]
+
+
+class FastJSON(JSONResponse):
+    """A JSON response encoded with orjson (numpy values included)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:
+            # orjson refuses integers beyond 64 bits (exact sums and products can be larger).
+            return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+
+
+def error_response(
+    err: RLMError, request_id: str, headers: dict[str, str] | None = None
+) -> FastJSON:
+    """``{"error": {code, message, details?}, "requestId"}`` with the error's status."""
+    merged = {**(headers or {}), **err.headers}
+    if err.status == 401:
+        merged.setdefault("WWW-Authenticate", 'Bearer realm="rlm"')
+    if err.status == 429 and "Retry-After" not in merged:
+        retry = err.details.get("retryAfterS", 1)
+        merged["Retry-After"] = str(max(1, int(-(-float(retry) // 1))))
+    body = {"error": err.to_payload(), "requestId": request_id}
+    return FastJSON(body, status_code=err.status, headers=merged)

@@ -1,0 +1,90 @@
+"""A real Serve app over HTTP on loopback, and tokens signed with real keys."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from ray import serve
+
+from rlm.auth.keys import load_signing_key
+from rlm.auth.tokens import issue_token
+from rlm.config import EngineSettings, ServerSettings, Settings
+from serve_app.deployment import build_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Api:
+    """The running API: its base URL, settings, and a token minter."""
+
+    base_url: str
+    settings: Settings
+
+    def token(
+        self,
+        sub: str | None = None,
+        scopes: str = "rlm:execute rlm:read",
+        tier: str = "user",
+        **claims: object,
+    ) -> str:
+        key = load_signing_key(self.settings.auth, self.settings.state_dir, self.settings.env)
+        return issue_token(
+            sub or f"user-{uuid.uuid4().hex[:8]}",
+            scopes.split(),
+            tier,
+            settings=self.settings.auth,
+            key=key,
+            **claims,  # type: ignore[arg-type]
+        )
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def api(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    state: Path = tmp_path_factory.mktemp("api-state")
+    port = _free_port()
+    settings = Settings(
+        state_dir=state,
+        engine=EngineSettings(agents=2, cancel_grace_s=5.0),
+        server=ServerSettings(port=port, min_replicas=1, max_replicas=1),
+        operations=["tests.integration.ops:OPERATIONS"],
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(settings), name="rlm-test", route_prefix="/", blocking=False)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the API did not come up"
+        time.sleep(0.5)
+    yield Api(base, settings)
+    serve.delete("rlm-test")
+
+
+@pytest.fixture
+def user(api: Api) -> Callable[..., httpx.Client]:
+    """A client factory for fresh users (each has its own rate-limit counters)."""
+
+    def make(**kwargs: object) -> httpx.Client:
+        return api.client(api.token(**kwargs))  # type: ignore[arg-type]
+
+    return make
