@@ -48,6 +48,12 @@ class EngineSettings(BaseModel):
         le=64,
         description="Agent calls kept in flight per agent, so no agent idles between calls.",
     )
+    max_batch: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Most ready calls of one task sent to an agent in one message.",
+    )
     default_max_depth: int = Field(default=8, ge=0, le=32)
     default_fanout: int = Field(default=4, ge=2, le=1024)
     max_leaves: int = Field(

@@ -48,6 +48,14 @@ class ReadyQueue(Generic[T]):
         """
         return heapq.heappop(self._heap)[-1]
 
+    def peek(self) -> T:
+        """The most urgent item, left in the queue.
+
+        Raises:
+            IndexError: the queue is empty.
+        """
+        return self._heap[0][-1]
+
     def __len__(self) -> int:
         return len(self._heap)
 

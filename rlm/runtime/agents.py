@@ -31,7 +31,10 @@ from rlm.operations.base import Operation
 from rlm.operations.context import CallCancelled, cancellation_scope
 from rlm.planning import NodeKind
 
-__all__ = ["Agent", "AgentActor", "ItemsSource"]
+__all__ = ["Agent", "AgentActor", "CallSpec", "ItemsSource"]
+
+#: One call of a batch: ``(taskId, operation, kind, items, start, end, params, children)``.
+CallSpec = tuple[str, "bytes | Operation", str, "ItemsSource | None", int, int, Any, Any]
 
 #: How a call gets the task input: ``("ref", [ref])`` — one object in the object store that
 #: every agent reads (and caches) — or ``("inline", items)`` for inputs small enough that
@@ -144,48 +147,70 @@ class Agent:
         params: Any,
         *child_partials: Any,
     ) -> dict[str, Any]:
-        """Run one agent call.
+        """Run one agent call (Ray has resolved the children's partials).
 
         Returns:
             ``meta``: ``{"ok": True, "busyS": s, "partial": value}`` (or ``"partialRef"``, an
             object reference, for a large partial) or ``{"ok": False, "error": {...}}``.
         """
-        if task_id in self._cancelled:
-            return {"ok": False, "cancelled": True, "busyS": 0.0}
-        token = self._tokens.setdefault(task_id, threading.Event())
-        self._active[task_id] = self._active.get(task_id, 0) + 1
+        call = (task_id, op, kind, items, start, end, params, child_partials)
+        return (await self.run_batch([call]))[0]
+
+    async def run_batch(self, calls: list[CallSpec]) -> list[dict[str, Any]]:
+        """Run several calls of one task in order, in one message; a meta for each.
+
+        The engine sends a batch when a task has many calls ready at once, so the cost of a
+        Ray message is shared by several agent calls. Children's partials that are object
+        references are resolved here.
+        """
+        task_ids = {c[0] for c in calls}
+        tokens = {t: self._tokens.setdefault(t, threading.Event()) for t in task_ids}
+        for t in task_ids:
+            self._active[t] = self._active.get(t, 0) + 1
         try:
-            values = await self._items(items) if items is not None else None
+            prepared = []
+            for task_id, op, kind, items, start, end, params, children in calls:
+                values = await self._items(items) if items is not None else None
+                kids = [await c if isinstance(c, ray.ObjectRef) else c for c in children]
+                prepared.append(
+                    (
+                        task_id,
+                        tokens[task_id],
+                        self._operation(op),
+                        kind,
+                        values,
+                        start,
+                        end,
+                        tuple(kids),
+                        params,
+                    )
+                )
             loop = asyncio.get_running_loop()
-            partial, meta = await loop.run_in_executor(
-                self._thread,
-                self._call,
-                task_id,
-                token,
-                self._operation(op),
-                kind,
-                values,
-                start,
-                end,
-                child_partials,
-                params,
-            )
+            outcomes = await loop.run_in_executor(self._thread, self._call_many, prepared)
         except asyncio.CancelledError:
-            token.set()
+            for token in tokens.values():
+                token.set()
             raise
         finally:
-            self._active[task_id] -= 1
-            if not self._active[task_id]:
-                del self._active[task_id]
-                self._tokens.pop(task_id, None)
-        if meta["ok"]:
-            # Small partials ride back inline with the answer; large ones go into the object
-            # store, and only their reference travels (to the parent call, not the core).
-            if self._in_process or _is_small(partial):
-                meta["partial"] = partial
-            else:
-                meta["partialRef"] = ray.put(partial)
-        return meta
+            for t in task_ids:
+                self._active[t] -= 1
+                if not self._active[t]:
+                    del self._active[t]
+                    self._tokens.pop(t, None)
+        metas = []
+        for partial, meta in outcomes:
+            if meta["ok"]:
+                # Small partials ride back inline with the answer; large ones go into the
+                # object store, and only their reference travels (to the parent call).
+                if self._in_process or _is_small(partial):
+                    meta["partial"] = partial
+                else:
+                    meta["partialRef"] = ray.put(partial)
+            metas.append(meta)
+        return metas
+
+    def _call_many(self, prepared: list[tuple[Any, ...]]) -> list[tuple[Any, dict[str, Any]]]:
+        return [self._call(*args) for args in prepared]
 
     def _call(
         self,
@@ -202,7 +227,7 @@ class Agent:
         t0 = time.perf_counter()
         self._running = task_id
         try:
-            if token.is_set():
+            if token.is_set() or task_id in self._cancelled:
                 raise CallCancelled("the task was cancelled")
             with cancellation_scope(token):
                 partial = run_call(op, kind, items, start, end, child_partials, params)

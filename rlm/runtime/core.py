@@ -34,7 +34,7 @@ from rlm.models.tasks import CancelResponse, ErrorInfo, ExecuteResponse, Priorit
 from rlm.operations.base import Operation
 from rlm.planning import Plan, PlanNode
 from rlm.ratelimit import RateLimiter
-from rlm.runtime.agents import Agent, AgentActor, ItemsSource
+from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource
 from rlm.scheduling import ReadyQueue
 from rlm.scoring import score
 from rlm.tasks.record import TaskRecord
@@ -369,32 +369,72 @@ class HypervisorCore:
             run, node = self._ready.pop()
             if run.finished:
                 continue
-            self._dispatch(run, node)
+            nodes = [node]
+            if not self._runs_locally(run):
+                # Share the queue among the free slots: when a task has many short calls ready,
+                # several travel in one message to an agent. Only short ones: a batch of long
+                # calls would hold an agent past the moment a more urgent task arrives.
+                free = capacity - self._inflight
+                size = min(
+                    self._settings.engine.max_batch,
+                    len(self._ready) // free + 1,
+                    self._batch_budget(run),
+                )
+                while len(nodes) < size and self._ready and self._ready.peek()[0] is run:
+                    nodes.append(self._ready.pop()[1])
+            self._dispatch(run, nodes)
 
-    def _dispatch(self, run: _Run, node: PlanNode) -> None:
+    @staticmethod
+    def _batch_budget(run: _Run) -> int:
+        """How many of this task's calls fit in one message: about 5 ms of agent time."""
+        if run.completed == 0:
+            return 1
+        mean = run.busy_s / run.completed
+        return max(1, int(0.005 / max(mean, 1e-6)))
+
+    def _dispatch(self, run: _Run, nodes: list[PlanNode]) -> None:
         if run.record.status == "pending":
             run.record = run.record.evolve(status="running", started_at=datetime.now(UTC))
-        children = [run.partials.pop(c) for c in node.children]
-        items = None if node.kind == "combine" else run.spec.items
-        args = (run.spec.task_id, run.op_bytes, node.kind, items, node.start, node.end)
+        calls: list[CallSpec] = []
+        for node in nodes:
+            children = tuple(run.partials.pop(c) for c in node.children)
+            items = None if node.kind == "combine" else run.spec.items
+            calls.append(
+                (
+                    run.spec.task_id,
+                    run.op_bytes,
+                    node.kind,
+                    items,
+                    node.start,
+                    node.end,
+                    run.spec.params,
+                    children,
+                )
+            )
+        single = len(calls) == 1
         if self._runs_locally(run):
             # A one-call task over a small inline input with a built-in operation runs on the
             # core's own agent: the same Agent code, two network hops fewer.
             agent = _LOCAL
-            call = asyncio.get_running_loop().create_task(
-                self._local.run(*args, run.spec.params, *children)
-            )
+            call = asyncio.get_running_loop().create_task(self._local.run_batch(calls))
             handle: Any = call
             fut: asyncio.Future[Any] = call
+            single = False
         else:
             up = [i for i in range(len(self._agents)) if i not in self._down]
             agent = min(up, key=self._load.__getitem__)
-            handle = self._agents[agent].run.remote(*args, run.spec.params, *children)
+            if single:
+                # Children's partials as top-level arguments: Ray resolves references itself.
+                *head, params, children = calls[0]
+                handle = self._agents[agent].run.remote(*head, params, *children)
+            else:
+                handle = self._agents[agent].run_batch.remote(calls)
             self._load[agent] += 1
             fut = asyncio.wrap_future(handle.future())
         self._inflight += 1
-        run.inflight[node.index] = (agent, handle, fut)
-        fut.add_done_callback(lambda f: self._on_call_done(run, node, agent, f))
+        for node in nodes:
+            run.inflight[node.index] = (agent, handle, fut)
+        fut.add_done_callback(lambda f: self._on_calls_done(run, nodes, agent, f, single))
 
     def _runs_locally(self, run: _Run) -> bool:
         return self._runs_locally_spec(run.spec)
@@ -407,22 +447,24 @@ class HypervisorCore:
             and type(spec.operation).__module__.startswith("rlm.operations.")
         )
 
-    def _on_call_done(
+    def _on_calls_done(
         self,
         run: _Run,
-        node: PlanNode,
+        nodes: list[PlanNode],
         agent: int,
         fut: asyncio.Future[Any],
+        single: bool,
     ) -> None:
         if agent != _LOCAL:
             self._load[agent] -= 1
         self._inflight -= 1
-        run.inflight.pop(node.index, None)
+        for node in nodes:
+            run.inflight.pop(node.index, None)
         try:
             if run.finished:
                 return
             try:
-                meta = fut.result()
+                answer = fut.result()
             except (Exception, asyncio.CancelledError) as err:
                 if isinstance(err, ray.exceptions.RayActorError):
                     msg = "an agent worker died while running the task"
@@ -433,28 +475,35 @@ class HypervisorCore:
                     self._stop(run, "failed", InternalError(msg, {"agent": agent}))
                 )
                 return
-            run.busy_s += float(meta.get("busyS", 0.0))
-            if not meta.get("ok"):
-                if meta.get("cancelled"):
+            metas = [answer] if single else answer
+            for node, meta in zip(nodes, metas, strict=True):
+                if not self._on_call_meta(run, node, meta):
                     return
-                failure = error_from_payload(meta["error"])
-                asyncio.get_running_loop().create_task(self._stop(run, "failed", failure))
-                return
-            run.completed += 1
-            run.record = run.record.evolve(completed_calls=run.completed)
-            partial = meta["partialRef"] if "partialRef" in meta else meta.get("partial")
-            if node.parent is None:
-                asyncio.get_running_loop().create_task(self._finish(run, partial))
-                return
-            run.partials[node.index] = partial
-            run.remaining[node.parent] -= 1
-            if run.remaining[node.parent] == 0:
-                parent = run.spec.plan.nodes[node.parent]
-                self._ready.push(
-                    (run, parent), priority=run.spec.priority, task_seq=run.seq, order=parent.index
-                )
         finally:
             self._pump()
+
+    def _on_call_meta(self, run: _Run, node: PlanNode, meta: dict[str, Any]) -> bool:
+        """Account one finished call; false when the task stops here."""
+        run.busy_s += float(meta.get("busyS", 0.0))
+        if not meta.get("ok"):
+            if not meta.get("cancelled"):
+                failure = error_from_payload(meta["error"])
+                asyncio.get_running_loop().create_task(self._stop(run, "failed", failure))
+            return False
+        run.completed += 1
+        run.record = run.record.evolve(completed_calls=run.completed)
+        partial = meta["partialRef"] if "partialRef" in meta else meta.get("partial")
+        if node.parent is None:
+            asyncio.get_running_loop().create_task(self._finish(run, partial))
+            return True
+        run.partials[node.index] = partial
+        run.remaining[node.parent] -= 1
+        if run.remaining[node.parent] == 0:
+            parent = run.spec.plan.nodes[node.parent]
+            self._ready.push(
+                (run, parent), priority=run.spec.priority, task_seq=run.seq, order=parent.index
+            )
+        return True
 
     def _mark_down(self, agent: int) -> None:
         # Ray restarts a dead agent; until it answers again, no call is sent to it (a call
@@ -513,7 +562,7 @@ class HypervisorCore:
             run.timer.cancel()
         # Tell every agent holding a call of this task, cancel the calls, and wait until
         # none of them runs any more, so a cancel leaves nothing of the tree behind.
-        pending = list(run.inflight.values())
+        pending = list({id(h): (a, h, f) for a, h, f in run.inflight.values()}.values())
         for agent in {a for a, _, _ in pending}:
             if agent == _LOCAL:
                 self._local.cancel(run.spec.task_id)

@@ -1,0 +1,50 @@
+"""The Python SDK of the RLM Hypervisor API.
+
+Example:
+    >>> from rlm_hypervisor import RLMClient
+    >>> client = RLMClient(api_key="your-api-key")  # doctest: +SKIP
+    >>> result = client.execute({
+    ...     "type": "recursive",
+    ...     "description": "Process items",
+    ...     "input": {"items": [1, 2, 3, 4, 5], "operation": "sum"},
+    ... })  # doctest: +SKIP
+    >>> print(f"Result: {result.output}")  # doctest: +SKIP
+    Result: 15
+
+Errors are the server's own classes from :mod:`rlm.errors` (re-exported here), with
+``request_id`` and ``status_code`` set on each raised instance. The SDK needs httpx and
+pydantic, never Ray.
+"""
+
+from __future__ import annotations
+
+from rlm.errors import (
+    Forbidden,
+    InternalError,
+    InvalidInput,
+    QuotaExceeded,
+    RateLimited,
+    RLMError,
+    TaskNotFound,
+    TaskTimeout,
+    Unauthorized,
+)
+from rlm_hypervisor._version import __version__
+from rlm_hypervisor.client import AsyncRLMClient, RLMClient
+from rlm_hypervisor.result import ExecuteResult
+
+__all__ = [
+    "AsyncRLMClient",
+    "ExecuteResult",
+    "Forbidden",
+    "InternalError",
+    "InvalidInput",
+    "QuotaExceeded",
+    "RLMClient",
+    "RLMError",
+    "RateLimited",
+    "TaskNotFound",
+    "TaskTimeout",
+    "Unauthorized",
+    "__version__",
+]

@@ -1,0 +1,363 @@
+"""Every API call as data: method, path, body, headers, and how to read the answer.
+
+The sync and async clients send the same :class:`Call` objects, so each endpoint's wire
+details (camelCase bodies, query parameters, headers, response parsing, whether a repeat is
+safe) are written once, here, and tested without a network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from rlm.models import (
+    AllocationCheck,
+    AllocationDecision,
+    CancelResponse,
+    ExecuteRequest,
+    OrganizationHierarchy,
+    OrgQuotaUpdate,
+    QuotaTransfer,
+    SecurityContext,
+    SecurityEvent,
+    SecurityValidateRequest,
+    SecurityValidateResponse,
+    StorageReadRequest,
+    TaskStatus,
+    TeamQuotaStatus,
+    UserQuotaStatus,
+    parse_model,
+)
+from rlm_hypervisor._errors import unexpected_response
+from rlm_hypervisor.result import ExecuteResult
+
+__all__ = [
+    "AsyncSend",
+    "Call",
+    "DEFAULT_SERVER_TASK_TIMEOUT_S",
+    "EXECUTE_GRACE_S",
+    "Send",
+    "cancel_task",
+    "check_allocation",
+    "execute",
+    "get_task",
+    "health",
+    "list_tasks",
+    "org_hierarchy",
+    "security_events",
+    "storage_read",
+    "team_quota",
+    "transfer",
+    "update_org",
+    "user_quota",
+    "validate_input",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+M = TypeVar("M", bound=BaseModel)
+
+#: How long the server lets a task without ``timeoutMs`` run (``Settings.request_timeout_s``).
+DEFAULT_SERVER_TASK_TIMEOUT_S = 600.0
+#: Extra read time over a task's budget, so the server's TIMEOUT answer wins the race.
+EXECUTE_GRACE_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T_co]):
+    """One request and the reader of its successful answer.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path under the base URL, ids already percent-encoded.
+        parse: Turns a 2xx response into the value the SDK method returns.
+        json: The JSON body, if any.
+        params: Query parameters.
+        headers: Headers added to the client's own.
+        idempotent: Whether repeating the call after a 5xx or a lost answer is safe.
+        timeout: A per-call timeout overriding the client's (``None``: the client's).
+    """
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T_co]
+    json: Any = None
+    params: Mapping[str, str | int] | None = None
+    headers: Mapping[str, str] | None = None
+    idempotent: bool = True
+    timeout: httpx.Timeout | None = None
+
+
+class Send(Protocol):
+    """What a sync resource needs from its client: send a call, get its value."""
+
+    def __call__(self, call: Call[T], /) -> T: ...
+
+
+class AsyncSend(Protocol):
+    """What an async resource needs from its client."""
+
+    def __call__(self, call: Call[T], /) -> Awaitable[T]: ...
+
+
+def _segment(value: str) -> str:
+    # Ids go into the path; encode "/" and friends so an id cannot address another resource.
+    return quote(str(value), safe="")
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError as err:
+        raise unexpected_response(response, "JSON document", str(err)) from None
+
+
+@functools.cache
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
+
+
+def _validate(response: httpx.Response, tp: Any, data: Any, what: str) -> Any:
+    # Lax on the way in (datetimes arrive as strings; the wire models are strict for requests).
+    try:
+        return _adapter(tp).validate_python(data, strict=False)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise unexpected_response(response, what, f"{where}: {first['msg']}") from None
+
+
+def _model(cls: type[M]) -> Callable[[httpx.Response], M]:
+    def parse(response: httpx.Response) -> M:
+        result: M = _validate(response, cls, _json(response), cls.__name__)
+        return result
+
+    return parse
+
+
+def _object(response: httpx.Response) -> dict[str, Any]:
+    body = _json(response)
+    if not isinstance(body, dict):
+        raise unexpected_response(response, "JSON object", f"got {type(body).__name__}")
+    return body
+
+
+def _list_of(cls: type[M], key: str) -> Callable[[httpx.Response], list[M]]:
+    # Lists arrive as {"<key>": [...]}; a bare array is accepted too.
+    def parse(response: httpx.Response) -> list[M]:
+        body = _json(response)
+        items = body.get(key) if isinstance(body, dict) else body
+        tp = list[cls]  # type: ignore[valid-type]
+        result: list[M] = _validate(response, tp, items, f"list of {cls.__name__}")
+        return result
+
+    return parse
+
+
+def _execute_result(response: httpx.Response) -> ExecuteResult:
+    body = _object(response)
+    try:
+        return ExecuteResult.model_validate(body, strict=False)
+    except ValidationError:
+        pass
+    # A 202 may carry only {"taskId", "status"}: read those two and nothing else.
+    task_id, status = body.get("taskId"), body.get("status", "pending")
+    if not isinstance(task_id, str) or status not in ("pending", "running"):
+        raise unexpected_response(response, "ExecuteResponse", "no taskId and status")
+    return ExecuteResult.pending(task_id, status)
+
+
+def _bytes(response: httpx.Response) -> bytes:
+    content_type = response.headers.get("Content-Type", "")
+    if not content_type.startswith("application/json"):
+        return response.content
+    # A server that ignored "Accept: application/octet-stream" answers the JSON form.
+    data = _object(response).get("data")
+    if not isinstance(data, str):
+        raise unexpected_response(response, "StorageReadResponse", "data: not a string")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise unexpected_response(response, "StorageReadResponse", f"data: {err}") from None
+
+
+def execute(
+    request: Mapping[str, Any] | ExecuteRequest, *, respond_async: bool, timeout: float
+) -> Call[ExecuteResult]:
+    """``POST /execute``.
+
+    The request is validated here (raising :class:`~rlm.errors.InvalidInput` before any
+    network traffic) and sent in camelCase. A synchronous execute holds the connection for the
+    whole task, so its read timeout is stretched to the task's budget (``options.timeoutMs``,
+    else the server's default) plus a grace; connect and write keep ``timeout``.
+
+    Args:
+        request: An ``ExecuteRequest`` or its dict (camelCase or snake_case keys).
+        respond_async: Ask for ``202 {"taskId", "status": "pending"}`` instead of the result.
+        timeout: The client's per-request timeout in seconds.
+    """
+    req = parse_model(ExecuteRequest, request)
+    headers: dict[str, str] = {}
+    http_timeout: httpx.Timeout | None = None
+    if respond_async:
+        req = req.model_copy(update={"options": req.options.model_copy(update={"async_": True})})
+        headers["Prefer"] = "respond-async"
+    elif not req.options.async_:
+        budget_s = (
+            req.options.timeout_ms / 1000.0
+            if req.options.timeout_ms is not None
+            else DEFAULT_SERVER_TASK_TIMEOUT_S
+        )
+        http_timeout = httpx.Timeout(timeout, read=max(timeout, budget_s + EXECUTE_GRACE_S))
+    return Call(
+        "POST",
+        "/execute",
+        _execute_result,
+        json=req.to_wire(),
+        headers=headers or None,
+        # Not idempotent: a repeat after a 5xx could run and bill the task twice.
+        idempotent=False,
+        timeout=http_timeout,
+    )
+
+
+def health() -> Call[dict[str, Any]]:
+    """``GET /health`` (needs no credentials)."""
+    return Call("GET", "/health", _object)
+
+
+def get_task(task_id: str) -> Call[TaskStatus]:
+    """``GET /tasks/{taskId}``."""
+    return Call("GET", f"/tasks/{_segment(task_id)}", _model(TaskStatus))
+
+
+def cancel_task(task_id: str) -> Call[CancelResponse]:
+    """``POST /tasks/{taskId}/cancel`` (idempotent: a second cancel changes nothing)."""
+    return Call("POST", f"/tasks/{_segment(task_id)}/cancel", _model(CancelResponse))
+
+
+def list_tasks(limit: int) -> Call[list[TaskStatus]]:
+    """``GET /tasks?limit=`` (an extension) answering ``{"tasks": [...]}``."""
+    return Call("GET", "/tasks", _list_of(TaskStatus, "tasks"), params={"limit": limit})
+
+
+def user_quota(user_id: str | None) -> Call[UserQuotaStatus]:
+    """``GET /quotas/user/{userId}``; ``None`` asks for ``me``, the token's own user."""
+    user = "me" if user_id is None else _segment(user_id)
+    return Call("GET", f"/quotas/user/{user}", _model(UserQuotaStatus))
+
+
+def check_allocation(
+    user_id: str, agents_requested: int, session_id: str | None
+) -> Call[AllocationDecision]:
+    """``POST /quotas/user/{userId}/check`` (a dry run, so safe to repeat)."""
+    body = parse_model(
+        AllocationCheck, {"agents_requested": agents_requested, "session_id": session_id}
+    )
+    return Call(
+        "POST",
+        f"/quotas/user/{_segment(user_id)}/check",
+        _model(AllocationDecision),
+        json=body.to_wire(),
+    )
+
+
+def team_quota(team_id: str) -> Call[TeamQuotaStatus]:
+    """``GET /quotas/team/{teamId}``."""
+    return Call("GET", f"/quotas/team/{_segment(team_id)}", _model(TeamQuotaStatus))
+
+
+def transfer(
+    team_id: str,
+    from_user_id: str,
+    to_user_id: str,
+    agents: int,
+    compute_hours: float,
+    idempotency_key: str | None,
+) -> Call[dict[str, Any]]:
+    """``POST /quotas/team/{teamId}/transfers`` with an ``Idempotency-Key``.
+
+    Without a key from the caller one is generated, so the client's own retries (after a 5xx
+    or a lost answer) cannot move the quota twice; that is what makes the call idempotent.
+    """
+    body = parse_model(
+        QuotaTransfer,
+        {
+            "from_user_id": from_user_id,
+            "to_user_id": to_user_id,
+            "agents": agents,
+            "compute_hours": compute_hours,
+        },
+    )
+    key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+    return Call(
+        "POST",
+        f"/quotas/team/{_segment(team_id)}/transfers",
+        _object,
+        json=body.to_wire(),
+        headers={"Idempotency-Key": key},
+    )
+
+
+def org_hierarchy(org_id: str) -> Call[OrganizationHierarchy]:
+    """``GET /quotas/enterprise/org/{orgId}/hierarchy``."""
+    return Call(
+        "GET",
+        f"/quotas/enterprise/org/{_segment(org_id)}/hierarchy",
+        _model(OrganizationHierarchy),
+    )
+
+
+def update_org(
+    org_id: str, agents: int | None, compute_hours: float | None, storage_gb: float | None
+) -> Call[dict[str, Any]]:
+    """``PATCH /quotas/enterprise/org/{orgId}``: only the given limits are sent.
+
+    Idempotent: it sets absolute limits, so a repeat leaves the same state.
+    """
+    body = parse_model(
+        OrgQuotaUpdate,
+        {"agents": agents, "compute_hours": compute_hours, "storage_gb": storage_gb},
+    )
+    return Call("PATCH", f"/quotas/enterprise/org/{_segment(org_id)}", _object, json=body.to_wire())
+
+
+def storage_read(connector: str, key: str, start: int, end: int, method: str) -> Call[bytes]:
+    """``POST /storage/read`` asking for the raw bytes (``Accept: application/octet-stream``)."""
+    body = parse_model(
+        StorageReadRequest,
+        {"connector": connector, "key": key, "start": start, "end": end, "method": method},
+    )
+    return Call(
+        "POST",
+        "/storage/read",
+        _bytes,
+        json=body.to_wire(),
+        headers={"Accept": "application/octet-stream"},
+    )
+
+
+def validate_input(
+    text: str, context: dict[str, Any] | SecurityContext | None
+) -> Call[SecurityValidateResponse]:
+    """``POST /security/validate`` (a check with no effect on the input, so safe to repeat)."""
+    body = parse_model(SecurityValidateRequest, {"input": text, "context": context})
+    return Call("POST", "/security/validate", _model(SecurityValidateResponse), json=body.to_wire())
+
+
+def security_events(severity: str | None, limit: int) -> Call[list[SecurityEvent]]:
+    """``GET /security/events?severity=&limit=`` answering ``{"events": [...]}`` or a list."""
+    params: dict[str, str | int] = {"limit": limit}
+    if severity is not None:
+        params["severity"] = severity
+    return Call("GET", "/security/events", _list_of(SecurityEvent, "events"), params=params)

@@ -1,0 +1,358 @@
+"""The client's namespaces (``client.tasks``, ``.quotas``, ``.storage``, ``.security``).
+
+Each method builds a :class:`~rlm_hypervisor._calls.Call` and hands it to the client, which
+owns the connection, the retries and the error mapping; the async classes mirror the sync ones
+method for method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rlm.models import (
+    AllocationDecision,
+    CancelResponse,
+    OrganizationHierarchy,
+    SecurityContext,
+    SecurityEvent,
+    SecurityValidateResponse,
+    TaskStatus,
+    TeamQuotaStatus,
+    UserQuotaStatus,
+)
+from rlm_hypervisor import _calls
+from rlm_hypervisor._calls import AsyncSend, Send
+from rlm_hypervisor.result import TERMINAL_STATES, ExecuteResult
+
+__all__ = [
+    "AsyncQuotasAPI",
+    "AsyncSecurityAPI",
+    "AsyncStorageAPI",
+    "AsyncTasksAPI",
+    "QuotasAPI",
+    "SecurityAPI",
+    "StorageAPI",
+    "TasksAPI",
+]
+
+
+def _check_wait_args(timeout: float | None, poll_interval: float) -> None:
+    if poll_interval <= 0:
+        raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be non-negative, got {timeout}")
+
+
+def _wait_timed_out(task_id: str, state: str, timeout: float | None) -> TimeoutError:
+    return TimeoutError(
+        f"task {task_id!r} is still {state} after {timeout} s; it keeps running on the server "
+        "(wait again, or stop it with client.tasks.cancel)"
+    )
+
+
+class TasksAPI:
+    """``client.tasks``: status, cancellation, waiting and listing."""
+
+    def __init__(
+        self, send: Send, sleep: Callable[[float], None], clock: Callable[[], float]
+    ) -> None:
+        self._send = send
+        self._sleep = sleep
+        self._clock = clock
+
+    def get(self, task_id: str) -> TaskStatus:
+        """The task's current status (``GET /tasks/{taskId}``).
+
+        Raises:
+            TaskNotFound: no such task for this caller.
+        """
+        return self._send(_calls.get_task(task_id))
+
+    def cancel(self, task_id: str) -> CancelResponse:
+        """Ask the server to stop the task (``POST /tasks/{taskId}/cancel``).
+
+        Returns:
+            ``status`` is ``cancelled``, ``already_completed`` or ``not_found``.
+        """
+        return self._send(_calls.cancel_task(task_id))
+
+    def wait(
+        self, task_id: str, *, timeout: float | None = None, poll_interval: float = 0.2
+    ) -> ExecuteResult:
+        """Poll the task until it is completed, failed or cancelled.
+
+        A failed task is returned, not raised: check ``success`` or call
+        :meth:`ExecuteResult.raise_for_error`.
+
+        Args:
+            task_id: The task to wait for.
+            timeout: Seconds to wait at most; ``None`` waits as long as the task runs.
+            poll_interval: Seconds between polls.
+
+        Raises:
+            TimeoutError: the task was still running after ``timeout`` (it is not cancelled).
+            TaskNotFound: no such task for this caller.
+        """
+        _check_wait_args(timeout, poll_interval)
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            status = self.get(task_id)
+            if status.status in TERMINAL_STATES:
+                return ExecuteResult.from_status(status)
+            pause = poll_interval
+            if deadline is not None:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise _wait_timed_out(task_id, status.status, timeout)
+                # One last poll right at the deadline rather than sleeping past it.
+                pause = min(pause, remaining)
+            self._sleep(pause)
+
+    def list(self, limit: int = 50) -> list[TaskStatus]:
+        """The caller's most recent tasks (``GET /tasks``, an extension), newest first."""
+        return self._send(_calls.list_tasks(limit))
+
+
+class QuotasAPI:
+    """``client.quotas``: user, team and organisation quotas."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    def get_status(self, user_id: str | None = None) -> UserQuotaStatus:
+        """A user's daily, weekly and monthly windows (``GET /quotas/user/{userId}``).
+
+        Args:
+            user_id: The user; ``None`` means the API key's own user (``GET /quotas/user/me``,
+                an alias the server resolves from the credentials).
+        """
+        return self._send(_calls.user_quota(user_id))
+
+    def check(
+        self, user_id: str, agents_requested: int, session_id: str | None = None
+    ) -> AllocationDecision:
+        """Whether ``agents_requested`` more agents would be admitted now (a dry run)."""
+        return self._send(_calls.check_allocation(user_id, agents_requested, session_id))
+
+    def team(self, team_id: str) -> TeamQuotaStatus:
+        """A team's pool, usage, members and projects (``GET /quotas/team/{teamId}``)."""
+        return self._send(_calls.team_quota(team_id))
+
+    def transfer(
+        self,
+        team_id: str,
+        from_user_id: str,
+        to_user_id: str,
+        agents: int = 0,
+        compute_hours: float = 0.0,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Move part of one member's allocation to another (``POST .../transfers``).
+
+        Args:
+            team_id: The team.
+            from_user_id: The member giving.
+            to_user_id: The member receiving.
+            agents: Agents to move.
+            compute_hours: Compute hours to move.
+            idempotency_key: Sent as ``Idempotency-Key``; one is generated when ``None``, so
+                retries of this call cannot transfer twice. Pass your own to make *your*
+                retries (of the whole method) safe too.
+
+        Returns:
+            The server's JSON answer.
+        """
+        return self._send(
+            _calls.transfer(
+                team_id, from_user_id, to_user_id, agents, compute_hours, idempotency_key
+            )
+        )
+
+    def org_hierarchy(self, org_id: str) -> OrganizationHierarchy:
+        """An organisation with its ancestors (root first), descendants and siblings."""
+        return self._send(_calls.org_hierarchy(org_id))
+
+    def update_org(
+        self,
+        org_id: str,
+        agents: int | None = None,
+        compute_hours: float | None = None,
+        storage_gb: float | None = None,
+    ) -> dict[str, Any]:
+        """Set an organisation's limits (``PATCH``); limits left ``None`` are not changed.
+
+        Returns:
+            The server's JSON answer.
+        """
+        return self._send(_calls.update_org(org_id, agents, compute_hours, storage_gb))
+
+
+class StorageAPI:
+    """``client.storage``: byte-range reads."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    def read(self, connector: str, key: str, start: int, end: int, method: str = "auto") -> bytes:
+        """Bytes ``start`` (inclusive) to ``end`` (exclusive) of an object.
+
+        Args:
+            connector: ``local``, ``s3``, ``gcs``...
+            key: The object's key.
+            start: The first byte.
+            end: One past the last byte; fewer bytes come back at the end of the object.
+            method: ``auto``, ``mmap``, ``direct``, ``async`` or ``standard``.
+        """
+        return self._send(_calls.storage_read(connector, key, start, end, method))
+
+
+class SecurityAPI:
+    """``client.security``: input validation and the audit log."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    def validate(
+        self, input: str, context: dict[str, Any] | SecurityContext | None = None
+    ) -> SecurityValidateResponse:
+        """Check ``input`` against the security policies (``POST /security/validate``).
+
+        Args:
+            input: The text to check.
+            context: ``{"userId", "action", "resource"}`` (any subset).
+        """
+        return self._send(_calls.validate_input(input, context))
+
+    def events(self, severity: str | None = None, limit: int = 100) -> list[SecurityEvent]:
+        """Recent audit-log entries (``GET /security/events``), optionally of one severity."""
+        return self._send(_calls.security_events(severity, limit))
+
+
+class AsyncTasksAPI:
+    """``client.tasks`` of :class:`AsyncRLMClient`; see :class:`TasksAPI`."""
+
+    def __init__(
+        self,
+        send: AsyncSend,
+        sleep: Callable[[float], Awaitable[None]],
+        clock: Callable[[], float],
+    ) -> None:
+        self._send = send
+        self._sleep = sleep
+        self._clock = clock
+
+    async def get(self, task_id: str) -> TaskStatus:
+        """See :meth:`TasksAPI.get`."""
+        return await self._send(_calls.get_task(task_id))
+
+    async def cancel(self, task_id: str) -> CancelResponse:
+        """See :meth:`TasksAPI.cancel`."""
+        return await self._send(_calls.cancel_task(task_id))
+
+    async def wait(
+        self, task_id: str, *, timeout: float | None = None, poll_interval: float = 0.2
+    ) -> ExecuteResult:
+        """See :meth:`TasksAPI.wait`.
+
+        Raises:
+            TimeoutError: the task was still running after ``timeout`` (it is not cancelled).
+        """
+        _check_wait_args(timeout, poll_interval)
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            status = await self.get(task_id)
+            if status.status in TERMINAL_STATES:
+                return ExecuteResult.from_status(status)
+            pause = poll_interval
+            if deadline is not None:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise _wait_timed_out(task_id, status.status, timeout)
+                pause = min(pause, remaining)
+            await self._sleep(pause)
+
+    async def list(self, limit: int = 50) -> list[TaskStatus]:
+        """See :meth:`TasksAPI.list`."""
+        return await self._send(_calls.list_tasks(limit))
+
+
+class AsyncQuotasAPI:
+    """``client.quotas`` of :class:`AsyncRLMClient`; see :class:`QuotasAPI`."""
+
+    def __init__(self, send: AsyncSend) -> None:
+        self._send = send
+
+    async def get_status(self, user_id: str | None = None) -> UserQuotaStatus:
+        """See :meth:`QuotasAPI.get_status` (``None``: the key's own user, via ``me``)."""
+        return await self._send(_calls.user_quota(user_id))
+
+    async def check(
+        self, user_id: str, agents_requested: int, session_id: str | None = None
+    ) -> AllocationDecision:
+        """See :meth:`QuotasAPI.check`."""
+        return await self._send(_calls.check_allocation(user_id, agents_requested, session_id))
+
+    async def team(self, team_id: str) -> TeamQuotaStatus:
+        """See :meth:`QuotasAPI.team`."""
+        return await self._send(_calls.team_quota(team_id))
+
+    async def transfer(
+        self,
+        team_id: str,
+        from_user_id: str,
+        to_user_id: str,
+        agents: int = 0,
+        compute_hours: float = 0.0,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`QuotasAPI.transfer`."""
+        return await self._send(
+            _calls.transfer(
+                team_id, from_user_id, to_user_id, agents, compute_hours, idempotency_key
+            )
+        )
+
+    async def org_hierarchy(self, org_id: str) -> OrganizationHierarchy:
+        """See :meth:`QuotasAPI.org_hierarchy`."""
+        return await self._send(_calls.org_hierarchy(org_id))
+
+    async def update_org(
+        self,
+        org_id: str,
+        agents: int | None = None,
+        compute_hours: float | None = None,
+        storage_gb: float | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`QuotasAPI.update_org`."""
+        return await self._send(_calls.update_org(org_id, agents, compute_hours, storage_gb))
+
+
+class AsyncStorageAPI:
+    """``client.storage`` of :class:`AsyncRLMClient`; see :class:`StorageAPI`."""
+
+    def __init__(self, send: AsyncSend) -> None:
+        self._send = send
+
+    async def read(
+        self, connector: str, key: str, start: int, end: int, method: str = "auto"
+    ) -> bytes:
+        """See :meth:`StorageAPI.read`."""
+        return await self._send(_calls.storage_read(connector, key, start, end, method))
+
+
+class AsyncSecurityAPI:
+    """``client.security`` of :class:`AsyncRLMClient`; see :class:`SecurityAPI`."""
+
+    def __init__(self, send: AsyncSend) -> None:
+        self._send = send
+
+    async def validate(
+        self, input: str, context: dict[str, Any] | SecurityContext | None = None
+    ) -> SecurityValidateResponse:
+        """See :meth:`SecurityAPI.validate`."""
+        return await self._send(_calls.validate_input(input, context))
+
+    async def events(self, severity: str | None = None, limit: int = 100) -> list[SecurityEvent]:
+        """See :meth:`SecurityAPI.events`."""
+        return await self._send(_calls.security_events(severity, limit))
