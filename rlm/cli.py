@@ -32,14 +32,19 @@ from rlm.errors import RLMError
 __all__ = ["main"]
 
 
-def _dump(obj: Any) -> str:
+def _dump(obj: Any, *, indent: bool = True) -> str:
     if hasattr(obj, "to_wire"):
         obj = obj.to_wire()
-    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode()
+    option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
+    try:
+        return orjson.dumps(obj, option=option).decode()
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(obj, indent=2 if indent else None)
 
 
 def _fail(err: RLMError) -> int:
-    sys.stderr.write(_dump({"error": err.to_payload()}) + "\n")
+    # One line, last on stderr: easy for a script to read after any log lines.
+    sys.stderr.write(_dump({"error": err.to_payload()}, indent=False) + "\n")
     return 2
 
 
@@ -66,7 +71,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from rlm.inputs import prepare_input
+    from rlm.models.base import parse_model
+    from rlm.models.tasks import ExecuteRequest
+    from rlm.operations import default_registry
+
     request = _read_task(args.task)
+    # Refuse a bad request before paying for a Ray start.
+    parsed = parse_model(ExecuteRequest, request)
+    prepare_input(parsed.input, default_registry(get_settings().operations))
     hv = _connect(args.address)
     task_id = hv.submit(request)
     console = Console(stderr=True)

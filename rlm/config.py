@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlm.auth.settings import AuthSettings
+from rlm.storage.settings import StorageSettings, with_local_default
 
 __all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
 
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
         engine: Execution engine settings.
         server: HTTP API settings.
         auth: JWT verification and minting.
+        storage: Named storage connectors (``local`` is always there).
     """
 
     model_config = SettingsConfigDict(
@@ -95,11 +97,17 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     operations: list[str] = Field(
         default_factory=list,
         description="Extra operations for requests to name: 'module:attribute' paths to an "
         "Operation or a list of them (HTTP callers can only name registered operations).",
     )
+
+    @property
+    def storage_settings(self) -> StorageSettings:
+        """Storage settings with the embedded ``local`` connector at ``<state_dir>/data``."""
+        return with_local_default(self.storage, self.state_dir)
 
     @property
     def database_path(self) -> Path:

@@ -13,8 +13,9 @@ from fastapi import FastAPI, Request
 import rlm
 from rlm.auth.keys import load_verification_keys
 from rlm.config import Settings
+from rlm.storage import StorageService
 from serve_app.context import BodyLimit, install_error_handlers, request_id_of
-from serve_app.routes import health, tasks
+from serve_app.routes import health, storage, tasks
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.state.auth = settings.auth
     app.state.keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)
     app.state.hv = hv
+    app.state.storage = StorageService(settings.storage_settings)
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -57,4 +59,5 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
+    app.include_router(storage.router, prefix=API_PREFIX)
     return app

@@ -1,0 +1,53 @@
+"""``/storage/read``: a byte range of an object in a named connector."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from starlette.responses import Response
+
+from rlm.auth.scopes import SCOPE_READ
+from rlm.models.errors import ErrorEnvelope
+from rlm.models.storage import StorageReadRequest, StorageReadResponse
+from serve_app.deps import Caller, admitted
+from serve_app.responses import FastJSON
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["storage"])
+
+
+@router.post(
+    "/storage/read",
+    response_model=StorageReadResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        **{code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)},
+    },
+    summary="Read a byte range",
+)
+async def read(
+    body: StorageReadRequest,
+    request: Request,
+    caller: Annotated[Caller, Depends(admitted(SCOPE_READ))],
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    """Bytes ``[start, end)`` of ``key`` in ``connector``: base64 in JSON, or raw bytes when
+    the request says ``Accept: application/octet-stream``."""
+    del caller
+    service = request.app.state.storage
+    # Reads block (disk, or a remote GET): keep them off the event loop.
+    result = await asyncio.to_thread(service.read_request, body)
+    headers = getattr(request.state, "rate", None) or {}
+    if accept is not None and "application/octet-stream" in accept:
+        meta = {
+            "X-Read-Method": result.method,
+            "X-Latency-Ms": f"{result.latency_ms:.3f}",
+            "X-Object-Size": str(result.size),
+        }
+        return Response(
+            bytes(result.data), media_type="application/octet-stream", headers={**headers, **meta}
+        )
+    return FastJSON(result.to_wire(), headers=headers)
