@@ -7,7 +7,7 @@ import json
 
 from benchmarks._report import machine
 
-SUITES = ["engine"]
+SUITES = ["engine", "api", "storage_reads"]
 
 
 def main() -> None:

@@ -94,14 +94,19 @@ def _emit(figure: str, unit: str, ours: float, baseline: float, name: str, **ext
     )
 
 
-def main() -> None:
+def run(quick: bool = False) -> None:
+    """Run the storage figures (``quick``: a smaller file, fewer rounds)."""
+    main(["--size-mib", "64", "--rounds", "3", "--reps", "100"] if quick else [])
+
+
+def main(argv: list[str] | None = None) -> None:
     """Write a temporary file, run every figure, print the JSON lines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--reps", type=int, default=400)
     parser.add_argument("--dir", type=Path, default=None, help="where the temp file goes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     size = args.size_mib * MIB
     span = size - MIB
     common = {"size_mib": args.size_mib, "rounds": args.rounds, "reps": args.reps}
