@@ -198,7 +198,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        serve.start(http_options={"host": server.host, "port": server.port})
+        serve.start(
+            http_options={
+                "host": server.host,
+                "port": server.port,
+                "request_timeout_s": server.request_timeout_s,
+            }
+        )
         serve.run(build_app(settings), name="rlm", route_prefix="/", blocking=False)
         url = f"http://{server.host}:{server.port}"
         sys.stdout.write(
