@@ -31,7 +31,7 @@ from rlm.operations.collection_ops import (
     TopK,
 )
 from rlm.operations.labels import LabelCounts, LabelStats
-from rlm.operations.numeric import Count, Max, Mean, Min, Product, Sum, Variance
+from rlm.operations.numeric import Count, ExactSum, Max, Mean, Min, Product, Sum, Variance
 from rlm.operations.pairwise import Pairs
 from rlm.operations.text import Grep, LineCount, WordCount
 
@@ -39,6 +39,7 @@ __all__ = ["builtin_operations"]
 
 _BUILTINS: tuple[type[Operation], ...] = (
     Sum,
+    ExactSum,
     Product,
     Min,
     Max,

@@ -36,10 +36,16 @@ __all__ = ["Agent", "AgentActor", "CallSpec", "ItemsSource"]
 #: One call of a batch: ``(taskId, operation, kind, items, start, end, params, children)``.
 CallSpec = tuple[str, "bytes | Operation", str, "ItemsSource | None", int, int, Any, Any]
 
-#: How a call gets the task input: ``("ref", [ref])`` — one object in the object store that
-#: every agent reads (and caches) — or ``("inline", items)`` for inputs small enough that
-#: shipping them with the call is cheaper than a fetch from the store.
-ItemsSource = tuple[str, Any]
+#: How a call gets the task input: ``("inline", items)`` for inputs small enough to ship with
+#: each call; ``("ref", [ref], key)`` — one object in the object store, which the agent reads
+#: and keeps under ``key``; ``("cached", key)`` — what the agent already keeps (an agent that
+#: does not, e.g. after a restart, answers ``needInput`` and the engine sends the reference).
+ItemsSource = tuple[Any, ...]
+
+
+class _NeedInput(Exception):
+    """The agent does not hold the input a ``cached`` call names."""
+
 
 #: Partials up to about this many bytes travel inline with a call's answer.
 _SMALL_BYTES = 64 * 1024
@@ -86,7 +92,8 @@ class Agent:
         self._tokens: dict[str, threading.Event] = {}
         self._active: dict[str, int] = {}
         self._cancelled: OrderedDict[str, None] = OrderedDict()
-        self._inputs: OrderedDict[bytes, Any] = OrderedDict()
+        self._inputs: OrderedDict[str, Any] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Any]] = {}
         self._cache_inputs = cache_inputs
         self._running: str | None = None
 
@@ -108,17 +115,32 @@ class Agent:
             token.set()
 
     async def _items(self, source: ItemsSource) -> Any:
-        kind, payload = source
+        kind = source[0]
         if kind == "inline":
-            return payload
-        # The input travels once through the object store; each agent deserialises it once
-        # (numpy arrays are zero-copy views of shared memory) and slices its own ranges.
-        ref = payload[0]
-        key = ref.binary()
+            return source[1]
+        # The input travels once through the object store, and its reference once to each
+        # agent (passing a reference costs the owner a round of bookkeeping): later calls of
+        # the task name it by key. Numpy inputs are zero-copy views of shared memory.
+        key = source[-1]
         if key in self._inputs:
             self._inputs.move_to_end(key)
             return self._inputs[key]
-        value = await ref
+        loading = self._loading.get(key)
+        if loading is not None:
+            return await asyncio.shield(loading)
+        if kind == "cached":
+            raise _NeedInput(key)
+        loading = asyncio.get_running_loop().create_future()
+        self._loading[key] = loading
+        try:
+            value = await source[1][0]
+        except BaseException as err:
+            loading.set_exception(err)
+            loading.exception()  # retrieved: no "never retrieved" warning
+            raise
+        finally:
+            self._loading.pop(key, None)
+        loading.set_result(value)
         self._inputs[key] = value
         while len(self._inputs) > self._cache_inputs:
             self._inputs.popitem(last=False)
@@ -168,9 +190,13 @@ class Agent:
         for t in task_ids:
             self._active[t] = self._active.get(t, 0) + 1
         try:
-            prepared = []
+            prepared: list[tuple[Any, ...] | None] = []
             for task_id, op, kind, items, start, end, params, children in calls:
-                values = await self._items(items) if items is not None else None
+                try:
+                    values = await self._items(items) if items is not None else None
+                except _NeedInput:
+                    prepared.append(None)
+                    continue
                 kids = [await c if isinstance(c, ray.ObjectRef) else c for c in children]
                 prepared.append(
                     (
@@ -186,7 +212,12 @@ class Agent:
                     )
                 )
             loop = asyncio.get_running_loop()
-            outcomes = await loop.run_in_executor(self._thread, self._call_many, prepared)
+            runnable = [p for p in prepared if p is not None]
+            done = iter(await loop.run_in_executor(self._thread, self._call_many, runnable))
+            outcomes: list[tuple[Any, dict[str, Any]]] = [
+                (None, {"ok": False, "needInput": True, "busyS": 0.0}) if p is None else next(done)
+                for p in prepared
+            ]
         except asyncio.CancelledError:
             for token in tokens.values():
                 token.set()

@@ -80,6 +80,8 @@ class _Run:
     record: TaskRecord
     op_bytes: bytes
     admission: Admission | None = None
+    has_input: set[int] = field(default_factory=set)
+    sent: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     t0: float = 0.0
     remaining: dict[int, int] = field(default_factory=dict)
     partials: dict[int, Any] = field(default_factory=dict)
@@ -385,6 +387,17 @@ class HypervisorCore:
             self._dispatch(run, nodes)
 
     @staticmethod
+    def _items_for(run: _Run, agent: int) -> ItemsSource:
+        """The input as this agent should get it: by reference once, then by key."""
+        source = run.spec.items
+        if source[0] == "inline":
+            return source
+        if agent in run.has_input:
+            return ("cached", run.spec.task_id)
+        run.has_input.add(agent)
+        return ("ref", source[1], run.spec.task_id)
+
+    @staticmethod
     def _batch_budget(run: _Run) -> int:
         """How many of this task's calls fit in one message: about 5 ms of agent time."""
         if run.completed == 0:
@@ -396,9 +409,12 @@ class HypervisorCore:
         if run.record.status == "pending":
             run.record = run.record.evolve(status="running", started_at=datetime.now(UTC))
         calls: list[CallSpec] = []
+        up = [i for i in range(len(self._agents)) if i not in self._down]
+        agent = _LOCAL if self._runs_locally(run) else min(up, key=self._load.__getitem__)
         for node in nodes:
             children = tuple(run.partials.pop(c) for c in node.children)
-            items = None if node.kind == "combine" else run.spec.items
+            run.sent[node.index] = children
+            items = None if node.kind == "combine" else self._items_for(run, agent)
             calls.append(
                 (
                     run.spec.task_id,
@@ -415,14 +431,11 @@ class HypervisorCore:
         if self._runs_locally(run):
             # A one-call task over a small inline input with a built-in operation runs on the
             # core's own agent: the same Agent code, two network hops fewer.
-            agent = _LOCAL
             call = asyncio.get_running_loop().create_task(self._local.run_batch(calls))
             handle: Any = call
             fut: asyncio.Future[Any] = call
             single = False
         else:
-            up = [i for i in range(len(self._agents)) if i not in self._down]
-            agent = min(up, key=self._load.__getitem__)
             if single:
                 # Children's partials as top-level arguments: Ray resolves references itself.
                 *head, params, children = calls[0]
@@ -485,6 +498,15 @@ class HypervisorCore:
     def _on_call_meta(self, run: _Run, node: PlanNode, meta: dict[str, Any]) -> bool:
         """Account one finished call; false when the task stops here."""
         run.busy_s += float(meta.get("busyS", 0.0))
+        sent = run.sent.pop(node.index, ())
+        if meta.get("needInput"):
+            # The agent lost the input (it restarted): send the reference again.
+            run.has_input.clear()
+            run.partials.update(zip(node.children, sent, strict=True))
+            self._ready.push(
+                (run, node), priority=run.spec.priority, task_seq=run.seq, order=node.index
+            )
+            return True
         if not meta.get("ok"):
             if not meta.get("cancelled"):
                 failure = error_from_payload(meta["error"])

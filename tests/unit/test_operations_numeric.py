@@ -99,9 +99,10 @@ def test_float_product_does_not_overflow_midway() -> None:
         direct("product", [1e300, 1e300])
 
 
-def test_float_sum_overflow_is_an_error_not_infinity() -> None:
+@pytest.mark.parametrize("name", ["sum", "fsum"])
+def test_float_sum_overflow_is_an_error_not_infinity(name: str) -> None:
     with pytest.raises(InvalidInput, match="too large"):
-        direct("sum", [1.7e308, 1.7e308])
+        direct(name, [1.7e308, 1.7e308])
 
 
 def test_unsigned_and_small_dtypes_from_python_callers() -> None:
@@ -127,12 +128,16 @@ def test_float_sum_mean_variance_are_correctly_rounded(xs: list[float], leaf_siz
     total = exact_sum(xs)
     mean = total / n
     variance = sum(((Fraction(x) - mean) ** 2 for x in xs), Fraction(0)) / n
-    assert direct("sum", xs) == float(total)
+    assert direct("fsum", xs) == float(total)
     assert direct("mean", xs) == float(mean)
     assert direct("variance", xs) == float(variance)
     # Exact partials: trees give the very same float, not merely a close one.
     assert tree("variance", xs, leaf_size) == float(variance)
-    assert tree("sum", xs, leaf_size) == float(total)
+    assert tree("fsum", xs, leaf_size) == float(total)
+    # The fast sum stays within the classic bound of a floating-point summation.
+    bound = 2 * len(xs) * 2.0**-52 * sum(abs(x) for x in xs)
+    assert abs(tree("sum", xs, leaf_size) - float(total)) <= bound
+    assert abs(direct("sum", xs) - float(total)) <= bound
 
 
 @settings(max_examples=60, deadline=None)
@@ -159,7 +164,7 @@ def test_block_and_flush_paths_stay_exact(xs: list[float]) -> None:
         n = len(xs)
         mean = exact_sum(xs) / n
         variance = sum(((Fraction(x) - mean) ** 2 for x in xs), Fraction(0)) / n
-        assert direct("sum", xs) == float(exact_sum(xs))
+        assert direct("fsum", xs) == float(exact_sum(xs))
         assert direct("variance", xs) == float(variance)
 
 
@@ -167,6 +172,14 @@ def test_large_float_input() -> None:
     rng = np.random.default_rng(7)
     xs = rng.normal(size=100_000) * np.exp(rng.normal(size=100_000) * 5)
     expected = math.fsum(xs.tolist())  # fsum is correctly rounded too
-    assert direct("sum", xs) == expected
-    assert tree("sum", xs, leaf_size=30_000) == expected
+    assert direct("fsum", xs) == expected
+    assert tree("fsum", xs, leaf_size=30_000) == expected
+    bound = 2 * len(xs) * 2.0**-52 * float(np.abs(xs).sum())
+    assert abs(tree("sum", xs, leaf_size=30_000) - expected) <= bound
     assert math.isclose(tree("variance", xs, leaf_size=30_000), float(np.var(xs)), rel_tol=1e-9)
+
+
+def test_fast_sum_of_many_floats_matches_numpy() -> None:
+    xs = np.random.default_rng(3).random(100_000)
+    assert tree("sum", xs, 7_000) == pytest.approx(float(np.sum(xs)), rel=1e-12)
+    assert direct("sum", xs) == float(np.sum(xs))
