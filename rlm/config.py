@@ -65,6 +65,12 @@ class EngineSettings(BaseModel):
         gt=0,
         description="Target cost units per leaf (one unit ~ one item of linear work).",
     )
+    vector_leaf_factor: float = Field(
+        default=16.0,
+        ge=1,
+        description="Built-in numeric operations run vectorised (numpy): their leaves take "
+        "this many times the items, so each still costs well above a call's overhead.",
+    )
     cancel_grace_s: float = Field(
         default=10.0, gt=0, description="How long a cancel waits for in-flight calls to stop."
     )

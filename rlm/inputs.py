@@ -1,8 +1,10 @@
 """Reading a task's ``input``: which operation, with which parameters, over which items.
 
 ``input`` is ``{"items": [...], "operation": "sum", "params": {...}}``. ``text`` (a string,
-split into lines) may stand in for ``items``. From Python, ``items`` may be a numpy or Arrow
-array; numeric arrays are used as they are, without a conversion to a list.
+split into lines) may stand in for ``items``, and so may ``source``: a file in storage
+(``{connector, key, start?, end?, format}``) that each leaf reads its own range of. From
+Python, ``items`` may be a numpy or Arrow array; numeric arrays are used as they are, without a
+conversion to a list.
 """
 
 from __future__ import annotations
@@ -15,29 +17,63 @@ import numpy as np
 import pyarrow as pa
 
 from rlm.errors import InvalidInput
+from rlm.models.base import parse_model
+from rlm.models.storage import SourceSpec
 from rlm.operations.base import InputKind, Operation
 from rlm.operations.registry import OperationRegistry
 
-__all__ = ["PreparedInput", "Items", "prepare_input", "prepare_items", "slice_items"]
+__all__ = [
+    "SOURCE_FORMATS",
+    "Items",
+    "PreparedInput",
+    "prepare_input",
+    "prepare_items",
+    "slice_items",
+]
 
 #: Items as operations see them: a 1-D numpy array for numbers, a list otherwise.
 Items = np.ndarray[Any, Any] | list[Any]
 
-_INPUT_KEYS = {"items", "text", "operation", "params"}
+_INPUT_KEYS = {"items", "text", "source", "operation", "params"}
 
 
 @dataclass(frozen=True)
 class PreparedInput:
-    """A validated input: the operation, its parsed parameters and the prepared items."""
+    """A validated input: the operation, its parameters, and the items or a storage source."""
 
     operation: Operation
     params: Any
     items: Items
+    source: SourceSpec | None = None
 
     @property
     def n_items(self) -> int:
-        """How many items the input holds."""
+        """How many items the input holds (0 for a source, whose size the engine reads)."""
         return len(self.items)
+
+
+#: Which source formats each kind of operation reads.
+SOURCE_FORMATS: dict[str, frozenset[str]] = {
+    "numbers": frozenset({"int64", "float64"}),
+    "text": frozenset({"lines"}),
+    "any": frozenset({"lines", "int64", "float64", "bytes", "arrow"}),
+}
+
+
+def _prepare_source(raw: Any, op: Operation) -> SourceSpec:
+    spec = parse_model(SourceSpec, raw, prefix="input.source")
+    if spec.format not in SOURCE_FORMATS[op.input_kind]:
+        raise InvalidInput(
+            f"operation {op.name!r} cannot read a {spec.format!r} source",
+            {"formats": sorted(SOURCE_FORMATS[op.input_kind])},
+            field="input.source.format",
+        )
+    if getattr(op, "needs_offset", False):
+        raise InvalidInput(
+            f"operation {op.name!r} reports item positions and needs items, not a source",
+            field="input.source",
+        )
+    return spec
 
 
 def _numeric_array(items: Any) -> np.ndarray[Any, Any]:
@@ -140,9 +176,14 @@ def prepare_input(raw: Any, registry: OperationRegistry) -> PreparedInput:
     if not isinstance(params_raw, Mapping):
         raise InvalidInput("params must be an object", field="input.params")
     params = op.parse_params(params_raw)
-    has_items, has_text = "items" in raw, "text" in raw
-    if has_items == has_text:
-        raise InvalidInput("give exactly one of input.items or input.text", field="input.items")
+    given = [k for k in ("items", "text", "source") if k in raw]
+    if len(given) != 1:
+        raise InvalidInput(
+            "give exactly one of input.items, input.text or input.source", field="input.items"
+        )
+    if given == ["source"]:
+        return PreparedInput(op, params, [], _prepare_source(raw["source"], op))
+    has_text = given == ["text"]
     if has_text:
         text = raw["text"]
         if not isinstance(text, str):

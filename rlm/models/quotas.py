@@ -76,7 +76,7 @@ class QuotaConfig(WireModel):
     monthly_agent_limit: NonNegInt
     daily_compute_hours: NonNegFloat
     max_concurrent_agents: NonNegInt
-    max_storage_gb: NonNegFloat
+    max_storage_gb: NonNegFloat = Field(alias="maxStorageGB")
 
 
 class TeamConfig(WireModel):
@@ -85,7 +85,7 @@ class TeamConfig(WireModel):
     team_name: str
     total_agent_pool: NonNegInt
     total_compute_hours: NonNegFloat
-    total_storage_gb: NonNegFloat
+    total_storage_gb: NonNegFloat = Field(alias="totalStorageGB")
 
 
 class TeamUsage(WireModel):
@@ -146,7 +146,7 @@ class Organization(WireModel):
     parent_id: str | None = None
     agents: NonNegInt = 0
     compute_hours: NonNegFloat = 0.0
-    storage_gb: NonNegFloat = 0.0
+    storage_gb: NonNegFloat = Field(default=0.0, alias="storageGB")
     agents_used: NonNegInt = 0
     compute_hours_used: NonNegFloat = 0.0
 

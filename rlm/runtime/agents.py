@@ -30,6 +30,8 @@ from rlm.execution import run_call
 from rlm.operations.base import Operation
 from rlm.operations.context import CallCancelled, cancellation_scope
 from rlm.planning import NodeKind
+from rlm.storage.items import SourceItems
+from rlm.storage.service import StorageService
 
 __all__ = ["Agent", "AgentActor", "CallSpec", "ItemsSource"]
 
@@ -39,7 +41,8 @@ CallSpec = tuple[str, "bytes | Operation", str, "ItemsSource | None", int, int, 
 #: How a call gets the task input: ``("inline", items)`` for inputs small enough to ship with
 #: each call; ``("ref", [ref], key)`` — one object in the object store, which the agent reads
 #: and keeps under ``key``; ``("cached", key)`` — what the agent already keeps (an agent that
-#: does not, e.g. after a restart, answers ``needInput`` and the engine sends the reference).
+#: does not, e.g. after a restart, answers ``needInput`` and the engine sends the reference);
+#: ``("source", spec, ranges, storage settings, as_list)`` — a file each leaf reads a range of.
 ItemsSource = tuple[Any, ...]
 
 
@@ -94,6 +97,7 @@ class Agent:
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self._inputs: OrderedDict[str, Any] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Any]] = {}
+        self._storage: dict[str, StorageService] = {}
         self._cache_inputs = cache_inputs
         self._running: str | None = None
 
@@ -114,10 +118,21 @@ class Agent:
         if token is not None:
             token.set()
 
+    def _source_items(self, source: ItemsSource) -> Any:
+        _, spec, ranges, storage, as_list = source
+        key = storage.model_dump_json()
+        service = self._storage.get(key)
+        if service is None:
+            service = self._storage[key] = StorageService(storage)
+        return SourceItems(service, spec, ranges, as_list=as_list)
+
     async def _items(self, source: ItemsSource) -> Any:
         kind = source[0]
         if kind == "inline":
             return source[1]
+        if kind == "source":
+            # Each leaf reads its own byte range of the file, nothing more.
+            return self._source_items(source)
         # The input travels once through the object store, and its reference once to each
         # agent (passing a reference costs the owner a round of bookkeeping): later calls of
         # the task name it by key. Numpy inputs are zero-copy views of shared memory.

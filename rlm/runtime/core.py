@@ -390,7 +390,7 @@ class HypervisorCore:
     def _items_for(run: _Run, agent: int) -> ItemsSource:
         """The input as this agent should get it: by reference once, then by key."""
         source = run.spec.items
-        if source[0] == "inline":
+        if source[0] in ("inline", "source"):
             return source
         if agent in run.has_input:
             return ("cached", run.spec.task_id)

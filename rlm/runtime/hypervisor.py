@@ -24,14 +24,22 @@ import ray
 from rlm.admission import Viewer
 from rlm.config import Settings, get_settings
 from rlm.errors import InternalError, error_from_payload
-from rlm.inputs import prepare_input
+from rlm.inputs import PreparedInput, prepare_input
 from rlm.models.base import parse_model
-from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
+from rlm.models.tasks import (
+    CancelResponse,
+    ExecuteRequest,
+    ExecuteResponse,
+    TaskStatus,
+    TaskType,
+)
 from rlm.operations.base import Chunk, FunctionOperation, InputKind, Operation
 from rlm.operations.registry import OperationRegistry, default_registry
-from rlm.planning import plan_task
+from rlm.planning import Plan, plan_task
 from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
+from rlm.storage.inputs import split_source
+from rlm.storage.service import StorageService
 
 __all__ = ["Hypervisor", "connect"]
 
@@ -69,6 +77,13 @@ def _summarise_input(raw: Any) -> Any:
         return {"summary": "input that is not JSON"}
 
 
+def _cost_factor(op: Operation, vector_factor: float) -> float:
+    # Built-in numeric operations are numpy calls: an item costs them a nanosecond, not the
+    # microsecond of a Python-level operation, so their leaves hold more items.
+    builtin = type(op).__module__.startswith("rlm.operations.")
+    return vector_factor if builtin and op.input_kind == "numbers" else 1.0
+
+
 class Hypervisor:
     """Runs tasks on the engine of one Ray cluster and state directory.
 
@@ -94,6 +109,7 @@ class Hypervisor:
         self._core = core
         self.registry = registry if registry is not None else default_registry(settings.operations)
         self._owns_ray = owns_ray
+        self._storage: StorageService | None = None
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -156,23 +172,24 @@ class Hypervisor:
         prepared = prepare_input(req.input, self.registry)
         engine = self.settings.engine
         opts = req.options
-        plan = plan_task(
-            req.type,
-            prepared.n_items,
-            complexity=req.complexity,
-            leaf_size=opts.leaf_size,
-            fanout=opts.fanout or engine.default_fanout,
-            max_depth=engine.default_max_depth if opts.max_depth is None else opts.max_depth,
-            leaf_cost=engine.leaf_cost,
-            max_leaves=engine.max_leaves,
-        )
-        items = prepared.items
-        nbytes = items.nbytes if isinstance(items, np.ndarray) else 16 * len(items)
-        # Large inputs go into the object store once; the caller owns them (Ray's ownership
-        # model), so they live as long as this process.
-        source: ItemsSource = (
-            ("inline", items) if nbytes <= _INLINE_BYTES else ("ref", [ray.put(items)])
-        )
+        plan_args: dict[str, Any] = {
+            "complexity": req.complexity,
+            "fanout": opts.fanout or engine.default_fanout,
+            "max_depth": engine.default_max_depth if opts.max_depth is None else opts.max_depth,
+            "leaf_cost": engine.leaf_cost
+            * _cost_factor(prepared.operation, engine.vector_leaf_factor),
+            "max_leaves": engine.max_leaves,
+        }
+        source: ItemsSource
+        if prepared.source is not None:
+            plan, source = self._plan_source(req.type, prepared, opts.leaf_size, plan_args)
+        else:
+            plan = plan_task(req.type, prepared.n_items, leaf_size=opts.leaf_size, **plan_args)
+            items = prepared.items
+            nbytes = items.nbytes if isinstance(items, np.ndarray) else 16 * len(items)
+            # Large inputs go into the object store once; the caller owns them (Ray's
+            # ownership model), so they live as long as this process.
+            source = ("inline", items) if nbytes <= _INLINE_BYTES else ("ref", [ray.put(items)])
         fields_set = req.model_fields_set
         stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
         stored["input"] = _summarise_input(req.input)
@@ -193,6 +210,36 @@ class Hypervisor:
             expected_output=req.expected_output,
             has_expected_output="expected_output" in fields_set,
         )
+
+    @property
+    def storage(self) -> StorageService:
+        """The storage service of this process (connectors from the settings)."""
+        if self._storage is None:
+            self._storage = StorageService(self.settings.storage_settings)
+        return self._storage
+
+    def _plan_source(
+        self,
+        type_: TaskType,
+        prepared: PreparedInput,
+        leaf_size: int | None,
+        plan_args: dict[str, Any],
+    ) -> tuple[Plan, ItemsSource]:
+        """Plan over a storage source: cut it into leaf ranges without reading it whole."""
+        spec = prepared.source
+        assert spec is not None
+        if spec.format == "arrow":
+            units = max(1, len(split_source(self.storage, spec, 1 << 30)))
+        else:
+            size = self.storage.size(spec.connector, spec.key)
+            span = min(spec.end or size, size) - min(spec.start or 0, size)
+            # Numbers plan by element; text and bytes by ~64-byte units (a short line).
+            units = span // 8 if spec.format in ("int64", "float64") else span // 64
+        sizing = plan_task(type_, max(units, 0), leaf_size=leaf_size, **plan_args)
+        ranges = split_source(self.storage, spec, max(1, len(sizing.leaves)))
+        plan = plan_task(type_, len(ranges), leaf_size=1, **plan_args)
+        as_list = prepared.operation.input_kind == "any" and spec.format in ("int64", "float64")
+        return plan, ("source", spec, ranges, self.storage.settings, as_list)
 
     def submit(self, request: ExecuteRequest | Mapping[str, Any], **owner: Any) -> str:
         """Start a task and return its taskId at once."""

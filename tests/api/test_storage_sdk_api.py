@@ -124,3 +124,37 @@ def test_sdk_storage_and_async_client(api: Api, blob: bytes) -> None:
             return result.output
 
     assert asyncio.run(go()) == 6
+
+
+def test_storage_backed_task_over_http_needs_read_scope(api: Api) -> None:
+    import numpy as np
+
+    root = api.settings.state_dir / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    values = np.arange(200_000, dtype=np.int64)
+    values.tofile(root / "range.i64")
+    body = {
+        "type": "recursive",
+        "description": "sum a file",
+        "input": {
+            "source": {"connector": "local", "key": "range.i64", "format": "int64"},
+            "operation": "sum",
+        },
+        "options": {"leafSize": 50_000},
+    }
+    with api.client(api.token(scopes="rlm:execute")) as client:
+        refused = client.post("/execute", json=body)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["details"]["requiredScope"] == "rlm:read"
+    with api.client(api.token(scopes="rlm:execute rlm:read")) as client:
+        response = client.post("/execute", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["output"] == int(values.sum())
+        escape = {
+            **body,
+            "input": {
+                **body["input"],
+                "source": {"connector": "local", "key": "../state.db", "format": "int64"},
+            },
+        }
+        assert client.post("/execute", json=escape).status_code == 403

@@ -63,3 +63,19 @@ class Crash(Operation):
 
 
 OPERATIONS.append(Crash())
+
+
+class Probe(Operation):
+    """Reports, per leaf, whether the chunk it got was a writable array (it must not be)."""
+
+    name = "probe_chunks"
+    input_kind = "numbers"
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        return [[bool(chunk.flags.writeable), chunk.base is not None, len(chunk)]]
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return [row for p in partials for row in p]
+
+
+OPERATIONS.append(Probe())

@@ -1,0 +1,191 @@
+"""The ledger's entities, which of them changed, and their stored form.
+
+Every piece of quota state is an entity named ``(kind, key)`` (see :mod:`rlm.quotas.changes`).
+:class:`LedgerState` owns them all, records the keys a call touches, and encodes entities to
+JSON-ready dicts for a snapshot or for the rows a store writes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm.errors import InvalidInput
+from rlm.models.quotas import QuotaConfig
+from rlm.quotas.accounts import UserAccount
+from rlm.quotas.changes import KINDS, ChangeSet, EntityKey, Snapshot
+from rlm.quotas.orgs import Org, OrgTree
+from rlm.quotas.records import Reservation, Settlement, TransferReceipt
+from rlm.quotas.teams import Member, Team, TeamBook, member_key, split_member_key
+
+__all__ = ["LedgerState", "META", "SNAPSHOT_VERSION"]
+
+SNAPSHOT_VERSION = 1
+META: EntityKey = ("meta", "ledger")
+
+
+@dataclass(eq=False)
+class LedgerState:
+    """All quota entities and the set of keys changed since the last :meth:`pop_changes`.
+
+    Attributes:
+        changed: Keys to persist; a new state starts with the meta row so a store has one.
+        users: Accounts by user id.
+        teams: Teams, their members and transfer receipts.
+        orgs: The org tree.
+        open: Open reservations by id.
+        open_by_task: Open reservation id by task id (derived; not stored).
+        settled: Settlements by reservation id (kept for idempotent repeats); stored in the
+            reservation's own row.
+        events: Undelivered webhook payloads by zero-padded sequence number.
+        next_event: The next event sequence number.
+    """
+
+    changed: set[EntityKey] = field(default_factory=lambda: {META})
+    users: dict[str, UserAccount] = field(default_factory=dict)
+    teams: TeamBook = field(init=False)
+    orgs: OrgTree = field(init=False)
+    open: dict[str, Reservation] = field(default_factory=dict)
+    open_by_task: dict[str, str] = field(default_factory=dict)
+    settled: dict[str, Settlement] = field(default_factory=dict)
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_event: int = 0
+
+    def __post_init__(self) -> None:
+        # Teams and orgs record their own changes into the same set.
+        self.teams = TeamBook(self.changed)
+        self.orgs = OrgTree(self.changed)
+
+    def touch(self, res: Reservation) -> None:
+        """Mark every entity a reservation's counters live in as changed."""
+        self.changed.add(("user", res.user_id))
+        if res.team_id is not None:
+            self.changed.add(("team", res.team_id))
+            self.changed.add(("member", member_key(res.team_id, res.user_id)))
+        self.changed.update(("org", o) for o in res.org_ids)
+
+    def add_event(self, payload: dict[str, Any]) -> str:
+        """Queue a webhook payload; returns its key."""
+        key = f"{self.next_event:016d}"
+        self.next_event += 1
+        self.events[key] = payload
+        self.changed.add(("event", key))
+        self.changed.add(META)
+        return key
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        """Remove and return every queued payload, oldest first."""
+        out = list(self.events.values())
+        self.changed.update(("event", k) for k in self.events)
+        self.events.clear()
+        return out
+
+    def pop_changes(self) -> ChangeSet:
+        """The rows changed since the last call (upserts and deletes), then forget them."""
+        changes = ChangeSet()
+        for kind, key in self.changed:
+            data = self.encode(kind, key)
+            if data is None:
+                changes.deletes.append((kind, key))
+            else:
+                changes.upserts.append((kind, key, data))
+        self.changed.clear()
+        return changes
+
+    def snapshot(self) -> Snapshot:
+        """Every entity, ``{kind: {key: data}}`` (all kinds present)."""
+        keys: list[EntityKey] = [META]
+        keys += [("user", k) for k in self.users]
+        keys += [("config", k) for k, u in self.users.items() if u.config is not None]
+        keys += [("team", k) for k in self.teams.teams]
+        keys += [
+            ("member", member_key(t.team_id, u))
+            for t in self.teams.teams.values()
+            for u in t.members
+        ]
+        keys += [("org", k) for k in self.orgs.orgs]
+        keys += [("reservation", k) for k in self.open]
+        keys += [("reservation", k) for k in self.settled]
+        keys += [("transfer", k) for k in self.teams.receipts]
+        keys += [("event", k) for k in self.events]
+        snap: Snapshot = {kind: {} for kind in KINDS}
+        for kind, key in keys:
+            data = self.encode(kind, key)
+            if data is not None:
+                snap[kind][key] = data
+        return snap
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> LedgerState:
+        """Rebuild the state :meth:`snapshot` (or a store) wrote.
+
+        Raises:
+            InvalidInput: Unknown snapshot version, or a broken org tree.
+        """
+        meta = snapshot.get("meta", {}).get("ledger", {"version": SNAPSHOT_VERSION})
+        if meta.get("version") != SNAPSHOT_VERSION:
+            raise InvalidInput(f"unsupported quota snapshot version {meta.get('version')!r}")
+        rows = {kind: snapshot.get(kind, {}) for kind in KINDS}
+        state = cls(next_event=int(meta.get("nextEventSeq", 0)))
+        state.users = {k: UserAccount.from_dict(v) for k, v in rows["user"].items()}
+        for user_id, config in rows["config"].items():
+            state.users[user_id].config = QuotaConfig.model_validate(config, strict=False)
+        state.teams.teams = {k: Team.from_dict(v) for k, v in rows["team"].items()}
+        for data in rows["member"].values():
+            state.teams.get(data["teamId"]).members[data["userId"]] = Member.from_dict(data)
+        state.teams.receipts = {
+            k: TransferReceipt.from_dict(v) for k, v in rows["transfer"].items()
+        }
+        state.orgs.orgs = {k: Org.from_dict(v) for k, v in rows["org"].items()}
+        state.orgs.relink()
+        for key, data in rows["reservation"].items():
+            if "settled" in data:
+                state.settled[key] = Settlement.from_dict(data["settled"])
+            else:
+                state.open[key] = Reservation.from_dict(data)
+        state.open_by_task = {r.task_id: k for k, r in state.open.items()}
+        state.events = {k: copy.deepcopy(rows["event"][k]) for k in sorted(rows["event"])}
+        state.changed.clear()
+        if "ledger" not in snapshot.get("meta", {}):
+            state.changed.add(META)  # a new store: write the meta row with the first call
+        return state
+
+    def encode(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The stored form of one entity, or ``None`` if it no longer exists."""
+        if kind == "user":
+            user = self.users.get(key)
+            return None if user is None else user.to_dict()
+        if kind == "reservation":
+            # One row per reservation, open or settled: settling rewrites the row instead of
+            # deleting it and adding another, which halves the rows a compaction writes.
+            res = self.open.get(key)
+            if res is not None:
+                return res.to_dict()
+            done = self.settled.get(key)
+            return None if done is None else {"settled": done.to_dict()}
+        if kind == "config":
+            account = self.users.get(key)
+            config = None if account is None else account.config
+            return None if config is None else config.model_dump(mode="json")
+        if kind == "team":
+            team = self.teams.teams.get(key)
+            return None if team is None else team.to_dict()
+        if kind == "member":
+            team_id, user_id = split_member_key(key)
+            owner = self.teams.teams.get(team_id)
+            member = None if owner is None else owner.members.get(user_id)
+            return None if member is None else member.to_dict(team_id)
+        if kind == "org":
+            org = self.orgs.orgs.get(key)
+            return None if org is None else org.to_dict()
+        if kind == "transfer":
+            receipt = self.teams.receipts.get(key)
+            return None if receipt is None else receipt.to_dict()
+        if kind == "event":
+            event = self.events.get(key)
+            # A copy: the caller that drains the event may mutate it; the stored row must not.
+            return None if event is None else copy.deepcopy(event)
+        if (kind, key) == META:
+            return {"version": SNAPSHOT_VERSION, "nextEventSeq": self.next_event}
+        return None

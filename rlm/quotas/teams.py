@@ -1,0 +1,432 @@
+"""Team pools: members, their allocations, project allocations and transfers between members.
+
+A team's pool is counted over the **calendar month** (UTC): ``usage.agentsUsed`` is what the
+team's members held (charged + reserved) this month, and resets on the 1st at 00:00 UTC. A
+member's usage against its allocation uses the same monthly window.
+
+A member *with* an allocation can never hold more than it; a member without one draws on the
+pool alone. Σ member allocations ≤ pool and Σ project allocations ≤ pool always hold.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm.errors import InvalidInput
+from rlm.models.quotas import (
+    ProjectAllocation,
+    TeamConfig,
+    TeamMember,
+    TeamQuotaStatus,
+    TeamUsage,
+)
+from rlm.quotas.changes import EntityKey
+from rlm.quotas.counters import WindowCounter, from_micro, to_micro
+from rlm.quotas.inputs import check_count, check_id
+from rlm.quotas.records import TransferReceipt
+from rlm.quotas.windows import WindowStarts
+
+__all__ = ["Member", "Project", "Team", "TeamBook", "member_key", "split_member_key"]
+
+
+@functools.lru_cache(maxsize=65_536)
+def member_key(team_id: str, user_id: str) -> str:
+    """The state-store key of one membership (JSON, so ids may hold any character)."""
+    # Cached: every admission that charges a team marks its member's row by this key.
+    return json.dumps([team_id, user_id])
+
+
+@functools.lru_cache(maxsize=65_536)
+def split_member_key(key: str) -> tuple[str, str]:
+    """The ``(team_id, user_id)`` of a :func:`member_key`."""
+    team_id, user_id = json.loads(key)
+    return str(team_id), str(user_id)
+
+
+@dataclass(slots=True)
+class Member:
+    """One user's membership of a team.
+
+    Attributes:
+        user_id: The member.
+        role: Free text (``member``, ``lead``, ...).
+        allocated: Whether the team capped this member (then ``*_allocated`` apply).
+        agents_allocated: Agent calls per month the member may hold.
+        compute_allocated: Micro-hours per month.
+        usage: The member's monthly usage of the pool.
+    """
+
+    user_id: str
+    role: str
+    allocated: bool
+    agents_allocated: int
+    compute_allocated: int
+    usage: WindowCounter
+
+    def view(self, starts: WindowStarts) -> TeamMember:
+        """The API's ``TeamMember`` (an uncapped member shows allocations of 0)."""
+        agents, compute = self.usage.held(starts.monthly)
+        return TeamMember(
+            user_id=self.user_id,
+            role=self.role,
+            agents_allocated=self.agents_allocated,
+            compute_hours_allocated=from_micro(self.compute_allocated),
+            agents_used=agents,
+            compute_hours_used=from_micro(compute),
+        )
+
+    def to_dict(self, team_id: str) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "teamId": team_id,
+            "userId": self.user_id,
+            "role": self.role,
+            "allocated": self.allocated,
+            "agentsAllocated": self.agents_allocated,
+            "computeAllocated": self.compute_allocated,
+            "usage": self.usage.to_row(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Member:
+        """Rebuild a member written by :meth:`to_dict`."""
+        return cls(
+            user_id=data["userId"],
+            role=data["role"],
+            allocated=bool(data["allocated"]),
+            agents_allocated=int(data["agentsAllocated"]),
+            compute_allocated=int(data["computeAllocated"]),
+            usage=WindowCounter.from_row(data["usage"]),
+        )
+
+
+@dataclass(slots=True)
+class Project:
+    """A project's share of the pool (bookkeeping: reservations are not charged to projects)."""
+
+    project_id: str
+    name: str
+    agents_allocated: int
+    compute_allocated: int
+
+    def view(self) -> ProjectAllocation:
+        """The API's ``ProjectAllocation``."""
+        return ProjectAllocation(
+            project_id=self.project_id,
+            name=self.name,
+            agents_allocated=self.agents_allocated,
+            compute_hours_allocated=from_micro(self.compute_allocated),
+        )
+
+
+@dataclass(slots=True)
+class Team:
+    """A team's pool and members.
+
+    Attributes:
+        team_id: The team.
+        name: Display name.
+        agent_pool: Agent calls per month for the whole team.
+        compute_pool: Micro-hours per month.
+        storage_pool: Micro-GB (reported only).
+        usage: The team's monthly usage.
+        members: Members by user id (persisted as separate rows).
+        projects: Project allocations by id.
+    """
+
+    team_id: str
+    name: str
+    agent_pool: int
+    compute_pool: int
+    storage_pool: int
+    usage: WindowCounter
+    members: dict[str, Member] = field(default_factory=dict)
+    projects: dict[str, Project] = field(default_factory=dict)
+
+    def member(self, user_id: str) -> Member:
+        """The membership of ``user_id``.
+
+        Raises:
+            InvalidInput: ``user_id`` is not a member.
+        """
+        found = self.members.get(user_id)
+        if found is None:
+            raise InvalidInput(
+                f"user {user_id!r} is not a member of team {self.team_id!r}",
+                {"teamId": self.team_id, "userId": user_id},
+                field="userId",
+            )
+        return found
+
+    def allocated_totals(self, *, skip: str | None = None) -> tuple[int, int]:
+        """Σ agent and micro-hour allocations of capped members, leaving out ``skip``."""
+        agents = compute = 0
+        for m in self.members.values():
+            if m.allocated and m.user_id != skip:
+                agents += m.agents_allocated
+                compute += m.compute_allocated
+        return agents, compute
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (members are stored as their own rows)."""
+        return {
+            "teamId": self.team_id,
+            "name": self.name,
+            "agentPool": self.agent_pool,
+            "computePool": self.compute_pool,
+            "storagePool": self.storage_pool,
+            "usage": self.usage.to_row(),
+            "projects": [
+                [p.project_id, p.name, p.agents_allocated, p.compute_allocated]
+                for p in self.projects.values()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Team:
+        """Rebuild a team written by :meth:`to_dict` (without members)."""
+        return cls(
+            team_id=data["teamId"],
+            name=data["name"],
+            agent_pool=int(data["agentPool"]),
+            compute_pool=int(data["computePool"]),
+            storage_pool=int(data["storagePool"]),
+            usage=WindowCounter.from_row(data["usage"]),
+            projects={p[0]: Project(p[0], p[1], int(p[2]), int(p[3])) for p in data["projects"]},
+        )
+
+
+class TeamBook:
+    """All teams, with the operations that keep their allocations within their pools.
+
+    Args:
+        changed: The ledger's set of entity keys to persist; every mutation adds to it.
+    """
+
+    def __init__(self, changed: set[EntityKey]) -> None:
+        self.teams: dict[str, Team] = {}
+        self.receipts: dict[str, TransferReceipt] = {}
+        self._changed = changed
+
+    def get(self, team_id: str) -> Team:
+        """The team ``team_id``.
+
+        Raises:
+            InvalidInput: No such team.
+        """
+        team = self.teams.get(team_id)
+        if team is None:
+            raise InvalidInput(f"team {team_id!r} does not exist", field="teamId")
+        return team
+
+    def create(
+        self,
+        team_id: str,
+        team_name: str,
+        total_agent_pool: int,
+        total_compute_hours: float,
+        total_storage_gb: float,
+        starts: WindowStarts,
+    ) -> Team:
+        """Create a team with an empty membership."""
+        check_id(team_id, "teamId")
+        if team_id in self.teams:
+            raise InvalidInput(f"team {team_id!r} already exists", field="teamId")
+        team = Team(
+            team_id=team_id,
+            name=team_name,
+            agent_pool=check_count(total_agent_pool, "totalAgentPool"),
+            compute_pool=to_micro(total_compute_hours, field="totalComputeHours"),
+            storage_pool=to_micro(total_storage_gb, field="totalStorageGB"),
+            usage=WindowCounter(starts.monthly),
+        )
+        self.teams[team_id] = team
+        self._changed.add(("team", team_id))
+        return team
+
+    def add_member(self, team_id: str, user_id: str, role: str, starts: WindowStarts) -> Member:
+        """Add ``user_id`` to the team (uncapped) or change the role of an existing member."""
+        team = self.get(team_id)
+        check_id(user_id, "userId")
+        member = team.members.get(user_id)
+        if member is None:
+            member = Member(user_id, role, False, 0, 0, WindowCounter(starts.monthly))
+            team.members[user_id] = member
+        else:
+            member.role = role
+        self._changed.add(("member", member_key(team_id, user_id)))
+        return member
+
+    def set_member_allocation(
+        self, team_id: str, user_id: str, agents: int, compute_hours: float, starts: WindowStarts
+    ) -> Member:
+        """Cap a member at ``agents`` calls and ``compute_hours`` per month.
+
+        Raises:
+            InvalidInput: Σ allocations would exceed the pool, or the cap is below what the
+                member already holds this month; nothing changes.
+        """
+        team = self.get(team_id)
+        member = team.member(user_id)
+        agents = check_count(agents, "agents")
+        compute = to_micro(compute_hours, field="computeHours")
+        others_agents, others_compute = team.allocated_totals(skip=user_id)
+        if others_agents + agents > team.agent_pool:
+            raise _over_pool(team, "agents", others_agents + agents, team.agent_pool)
+        if others_compute + compute > team.compute_pool:
+            raise _over_pool(team, "computeHours", others_compute + compute, team.compute_pool)
+        held_agents, held_compute = member.usage.held(starts.monthly)
+        if agents < held_agents or compute < held_compute:
+            raise InvalidInput(
+                f"allocation of {user_id!r} would fall below what it already used this month",
+                {"agentsUsed": held_agents, "computeHoursUsed": from_micro(held_compute)},
+                field="agents" if agents < held_agents else "computeHours",
+            )
+        member.allocated = True
+        member.agents_allocated = agents
+        member.compute_allocated = compute
+        self._changed.add(("member", member_key(team_id, user_id)))
+        return member
+
+    def set_project_allocation(
+        self, team_id: str, project_id: str, name: str, agents: int, compute_hours: float
+    ) -> Project:
+        """Allocate part of the pool to a project (Σ project allocations ≤ pool).
+
+        Raises:
+            InvalidInput: Σ project allocations would exceed the pool; nothing changes.
+        """
+        team = self.get(team_id)
+        check_id(project_id, "projectId")
+        agents = check_count(agents, "agents")
+        compute = to_micro(compute_hours, field="computeHours")
+        others = [p for p in team.projects.values() if p.project_id != project_id]
+        total_agents = sum(p.agents_allocated for p in others) + agents
+        total_compute = sum(p.compute_allocated for p in others) + compute
+        if total_agents > team.agent_pool:
+            raise _over_pool(team, "agents", total_agents, team.agent_pool)
+        if total_compute > team.compute_pool:
+            raise _over_pool(team, "computeHours", total_compute, team.compute_pool)
+        project = Project(project_id, name, agents, compute)
+        team.projects[project_id] = project
+        self._changed.add(("team", team_id))
+        return project
+
+    def transfer(
+        self,
+        team_id: str,
+        from_user_id: str,
+        to_user_id: str,
+        agents: int,
+        compute_hours: float,
+        idempotency_key: str | None,
+        starts: WindowStarts,
+    ) -> TransferReceipt:
+        """Move allocation from one capped member to another; Σ allocations is unchanged.
+
+        Raises:
+            InvalidInput: Unknown team or member, a member without an allocation, nothing to
+                move, the giver would fall below its usage, or the idempotency key was used
+                with a different body. Nothing changes.
+        """
+        agents = check_count(agents, "agents")
+        compute = to_micro(compute_hours, field="computeHours")
+        if idempotency_key is not None:
+            earlier = self.receipts.get(idempotency_key)
+            if earlier is not None:
+                if earlier.same_request(team_id, from_user_id, to_user_id, agents, compute):
+                    return earlier
+                raise InvalidInput(
+                    "idempotency key was already used with a different transfer",
+                    {"idempotencyKey": idempotency_key},
+                    field="idempotencyKey",
+                )
+        team = self.get(team_id)
+        giver, taker = team.member(from_user_id), team.member(to_user_id)
+        if from_user_id == to_user_id:
+            raise InvalidInput("a transfer needs two different members", field="toUserId")
+        if agents == 0 and compute == 0:
+            raise InvalidInput("a transfer must move agents or compute hours", field="agents")
+        for m, name in ((giver, "fromUserId"), (taker, "toUserId")):
+            if not m.allocated:
+                # Giving an uncapped member an allocation would silently cap it; refuse.
+                raise InvalidInput(
+                    f"member {m.user_id!r} has no allocation; set one before transferring",
+                    field=name,
+                )
+        held_agents, held_compute = giver.usage.held(starts.monthly)
+        if giver.agents_allocated - agents < held_agents:
+            raise InvalidInput(
+                f"{from_user_id!r} would keep less than the {held_agents} agent calls it used",
+                {"agentsAllocated": giver.agents_allocated, "agentsUsed": held_agents},
+                field="agents",
+            )
+        if giver.compute_allocated - compute < held_compute:
+            raise InvalidInput(
+                f"{from_user_id!r} would keep less compute than it used",
+                {
+                    "computeHoursAllocated": from_micro(giver.compute_allocated),
+                    "computeHoursUsed": from_micro(held_compute),
+                },
+                field="computeHours",
+            )
+        giver.agents_allocated -= agents
+        giver.compute_allocated -= compute
+        taker.agents_allocated += agents
+        taker.compute_allocated += compute
+        receipt = TransferReceipt(
+            transfer_id=idempotency_key or f"xfer_{uuid.uuid4().hex}",
+            team_id=team_id,
+            from_user_id=from_user_id,
+            to_user_id=to_user_id,
+            agents=agents,
+            compute_micro=compute,
+            from_agents_allocated=giver.agents_allocated,
+            from_compute_micro_allocated=giver.compute_allocated,
+            to_agents_allocated=taker.agents_allocated,
+            to_compute_micro_allocated=taker.compute_allocated,
+            transferred_at=starts.now,
+        )
+        if idempotency_key is not None:
+            self.receipts[idempotency_key] = receipt
+            self._changed.add(("transfer", idempotency_key))
+        self._changed.add(("member", member_key(team_id, from_user_id)))
+        self._changed.add(("member", member_key(team_id, to_user_id)))
+        return receipt
+
+    def status(self, team_id: str, starts: WindowStarts) -> TeamQuotaStatus:
+        """The API's ``TeamQuotaStatus`` (storage is reported, not tracked: used is 0)."""
+        team = self.get(team_id)
+        agents, compute = team.usage.held(starts.monthly)
+        return TeamQuotaStatus(
+            team_id=team.team_id,
+            config=TeamConfig(
+                team_name=team.name,
+                total_agent_pool=team.agent_pool,
+                total_compute_hours=from_micro(team.compute_pool),
+                total_storage_gb=from_micro(team.storage_pool),
+            ),
+            usage=TeamUsage(
+                agents_used=agents,
+                agents_total=team.agent_pool,
+                compute_used=from_micro(compute),
+                compute_total=from_micro(team.compute_pool),
+                storage_used=0.0,
+                storage_total=from_micro(team.storage_pool),
+            ),
+            members=[m.view(starts) for m in team.members.values()],
+            projects=[p.view() for p in team.projects.values()],
+        )
+
+
+def _over_pool(team: Team, resource: str, total: int, pool: int) -> InvalidInput:
+    scaled = (total, pool) if resource == "agents" else (from_micro(total), from_micro(pool))
+    return InvalidInput(
+        f"allocations of team {team.team_id!r} would exceed its {resource} pool",
+        {"resource": resource, "allocated": scaled[0], "pool": scaled[1]},
+        field=resource,
+    )

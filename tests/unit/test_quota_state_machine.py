@@ -1,0 +1,480 @@
+"""A random walk over the quota ledger, checked against a plain reference model.
+
+The reference model keeps every charge with the instant it was made and every open
+reservation; the usage any level should report is then just a sum over the charges whose
+window is the current one, plus the open holds. Rules reserve, reconcile, release, reap,
+transfer, re-allocate, patch orgs and move the clock (across day, ISO week and month
+boundaries, including 29 February 2028).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    rule,
+)
+
+from rlm.errors import InvalidInput, QuotaExceeded
+from rlm.models.quotas import QuotaConfig
+from rlm.quotas import PERIODS, FrozenClock, QuotaLedger, QuotaStore, Reservation, window_start
+
+USERS = ("u0", "u1", "u2", "u3", "u4")
+# u1 is an uncapped team member; u3 is charged at the root directly (the only way an ancestor's
+# cap can bind, since children's caps sum to at most their parent's); u4 is in no org or team.
+USER_ORG = {"u0": "a1", "u1": "a", "u2": "b", "u3": "root", "u4": None}
+MEMBERS = ("u0", "u1", "u2")
+ORGS = ("root", "a", "b", "a1")
+PARENT = {"root": None, "a": "root", "b": "root", "a1": "a"}
+LIMITS = {"daily": 40, "weekly": 100, "monthly": 200}
+# u4's small windows fill often, so threshold alerts fire (and roll over) in most runs.
+SMALL_LIMITS = {"daily": 10, "weekly": 25, "monthly": 50}
+
+
+def _limits(user: str) -> dict[str, int]:
+    return SMALL_LIMITS if user == "u4" else LIMITS
+
+
+DAILY_COMPUTE_MICRO = 1_000_000
+
+STARTS = (
+    datetime(2028, 2, 28, 20, tzinfo=UTC),  # leap day next, then March
+    datetime(2027, 12, 31, 22, tzinfo=UTC),  # new year inside ISO week 52 of 2027
+    datetime(2028, 4, 30, 23, tzinfo=UTC),  # a Sunday: day, week and month end together
+    datetime(2028, 1, 31, 23, 30, tzinfo=UTC),  # 31st -> 1st
+)
+
+COMPUTE_STEPS = (0.0, 0.125, 0.25, 0.5)
+
+
+@dataclass
+class Charge:
+    at: datetime
+    entities: frozenset[tuple[str, str]]
+    agents: int
+    compute: int
+
+
+def _entities(res: Reservation) -> frozenset[tuple[str, str]]:
+    out = {("user", res.user_id)}
+    if res.team_id is not None:
+        out |= {("team", res.team_id), ("member", res.user_id)}
+    out |= {("org", o) for o in res.org_ids}
+    return frozenset(out)
+
+
+def _micro(hours: float) -> int:
+    return round(hours * 1_000_000)
+
+
+def _held(row: list[Any], month_start: datetime) -> tuple[int, int]:
+    start = datetime.fromisoformat(row[0]).replace(tzinfo=UTC)
+    if start < month_start:
+        return row[2], row[4]
+    return row[1] + row[2], row[3] + row[4]
+
+
+class QuotaMachine(RuleBasedStateMachine):
+    reservations = Bundle("reservations")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FrozenClock(STARTS[0])
+        self.ledger = QuotaLedger(self.clock)
+        self.charges: list[Charge] = []
+        self.open: dict[str, Reservation] = {}
+        self.settled: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        self.keys: dict[str, tuple[str, str, int, float]] = {}
+        self.receipts: dict[str, Any] = {}
+        self.allocations_total = (0, 0)
+        self.task_seq = 0
+        # Every step's changes go to a real store (compacting often), which must then hold
+        # exactly the ledger's state: the change tracking misses nothing.
+        self.tmp = tempfile.TemporaryDirectory()
+        self.path = Path(self.tmp.name) / "quotas.db"
+        self.store = QuotaStore(self.path, compact_every=5)
+
+    def teardown(self) -> None:
+        try:
+            snap = self.ledger.snapshot()
+            assert QuotaLedger.restore(snap, self.clock).snapshot() == snap
+            self.store.apply(self.ledger.pop_changes())
+            self.store.close()
+            with QuotaStore(self.path) as reopened:
+                assert reopened.load() == snap
+        finally:
+            self.tmp.cleanup()
+
+    # -- setup -----------------------------------------------------------------------------
+
+    @initialize(start=st.sampled_from(STARTS))
+    def setup(self, start: datetime) -> None:
+        self.clock.set(start)
+        led = self.ledger
+        # Caps tight enough that every level, not only the user's day, refuses now and then.
+        led.create_org("root", "Root", None, 80, 8.0, 100.0)
+        led.create_org("a", "A", "root", 40, 5.0, 50.0)
+        led.create_org("b", "B", "root", 30, 2.0, 40.0)
+        led.create_org("a1", "A1", "a", 25, 3.0, 20.0)
+        for user in USERS:
+            led.set_user_config(
+                QuotaConfig(
+                    user_id=user,
+                    daily_agent_limit=_limits(user)["daily"],
+                    weekly_agent_limit=_limits(user)["weekly"],
+                    monthly_agent_limit=_limits(user)["monthly"],
+                    daily_compute_hours=DAILY_COMPUTE_MICRO / 1e6,
+                    max_concurrent_agents=3,
+                    max_storage_gb=1.0,
+                )
+            )
+            led.set_user_org(user, USER_ORG[user])
+        led.create_team("t", "Team", 100, 6.0, 10.0)
+        for user in MEMBERS:
+            led.add_member("t", user)
+        led.set_member_allocation("t", "u0", 45, 2.0)
+        led.set_member_allocation("t", "u2", 35, 1.5)
+        self.allocations_total = (80, _micro(3.5))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _expect_unchanged(self, before: dict[str, Any]) -> None:
+        assert self.ledger.snapshot() == before, "a refused call changed the ledger"
+
+    def _record_settlement(self, res: Reservation, agents: int, compute: int) -> None:
+        del self.open[res.reservation_id]
+        self.charges.append(Charge(self.clock.now(), _entities(res), agents, compute))
+        self.events.extend(self.ledger.drain_events())
+
+    # -- rules -----------------------------------------------------------------------------
+
+    @rule(
+        target=reservations,
+        user=st.sampled_from(USERS),
+        agents=st.one_of(st.integers(1, 6), st.integers(1, 30)),
+        concurrent=st.integers(1, 2),
+        use_team=st.booleans(),
+        explicit_org=st.booleans(),
+        compute=st.sampled_from(COMPUTE_STEPS),
+    )
+    def reserve(
+        self,
+        user: str,
+        agents: int,
+        concurrent: int,
+        use_team: bool,
+        explicit_org: bool,
+        compute: float,
+    ) -> str:
+        team = "t" if use_team and user in MEMBERS else None
+        org = USER_ORG[user] if explicit_org else None
+        self.task_seq += 1
+        kwargs: dict[str, Any] = {
+            "tier": "user",
+            "team_id": team,
+            "org_id": org,
+            "concurrent_agents": concurrent,
+            "compute_hours": compute,
+        }
+        before = self.ledger.snapshot()
+        decision = self.ledger.check(user, agents, **kwargs)
+        self._expect_unchanged(before)
+        try:
+            res = self.ledger.reserve(user, agents, task_id=f"task-{self.task_seq}", **kwargs)
+        except QuotaExceeded as err:
+            refusal = err
+        else:
+            assert decision.allowed
+            assert res.org_ids == self._chain(USER_ORG[user])
+            self.open[res.reservation_id] = res
+            STATS["reserved"] += 1
+            return res.reservation_id
+        assert not decision.allowed
+        assert decision.reason == refusal.message
+        assert {"resource", "period", "limit", "used", "resetTime"} <= set(refusal.details)
+        datetime.fromisoformat(refusal.details["resetTime"].replace("Z", "+00:00"))
+        self._expect_unchanged(before)
+        STATS["refused"] += 1
+        return "refused"
+
+    @rule(
+        target=reservations,
+        user=st.sampled_from(MEMBERS),
+        agents=st.integers(1, 25),
+        compute=st.sampled_from(COMPUTE_STEPS),
+    )
+    def reserve_in_team(self, user: str, agents: int, compute: float) -> str:
+        # Rules are drawn uniformly; a second admission rule keeps the pools under pressure.
+        return self.reserve(user, agents, 1, True, False, compute)
+
+    @rule(agents=st.integers(1, 6), compute=st.sampled_from(COMPUTE_STEPS))
+    def run_small_task(self, agents: int, compute: float) -> None:
+        # Reserve and settle in full at once for u4, whose small windows then cross the alert
+        # thresholds (and roll over) in most runs.
+        res_id = self.reserve("u4", agents, 1, False, False, compute)
+        self.reconcile(res_id, 1.0, 1.0)
+
+    def _chain(self, org: str | None) -> tuple[str, ...]:
+        out: list[str] = []
+        while org is not None:
+            out.append(org)
+            org = PARENT[org]
+        return tuple(out)
+
+    @rule(
+        res_id=consumes(reservations),
+        fraction=st.one_of(st.sampled_from((0.0, 1.0)), st.floats(0, 1)),
+        compute_share=st.one_of(st.just(1.0), st.floats(0, 1)),
+    )
+    def reconcile(self, res_id: str, fraction: float, compute_share: float) -> None:
+        res = self.open.get(res_id)
+        if res is None:
+            return
+        agents = int(res.agents * fraction)
+        steps = [c for c in COMPUTE_STEPS if _micro(c) <= res.compute_micro]
+        compute = steps[int(compute_share * (len(steps) - 1))]
+        first = self.ledger.reconcile(res_id, agents, compute)
+        assert first.agent_calls == agents
+        assert first.compute_micro == _micro(compute)
+        before = self.ledger.snapshot()
+        assert self.ledger.reconcile(res_id, agents + 1, compute) == first
+        assert self.ledger.release(res_id) == first
+        self._expect_unchanged(before)
+        self._record_settlement(res, agents, _micro(compute))
+
+    @rule(res_id=consumes(reservations))
+    def reconcile_in_full(self, res_id: str) -> None:
+        self.reconcile(res_id, 1.0, 1.0)
+
+    @rule(res_id=consumes(reservations))
+    def release(self, res_id: str) -> None:
+        res = self.open.get(res_id)
+        if res is None:
+            return
+        done = self.ledger.release(res_id)
+        assert done.released
+        assert done.agent_calls == 0
+        assert self.ledger.release(res_id) == done
+        self._record_settlement(res, 0, 0)
+
+    def reap(self, hours: int) -> None:
+        cutoff = self.clock.now() - timedelta(hours=hours)
+        expected = {r for r, res in self.open.items() if res.created_at <= cutoff}
+        done = self.ledger.reap_expired(timedelta(hours=hours))
+        assert {s.reservation_id for s in done} == expected
+        for settlement in done:
+            self._record_settlement(self.open[settlement.reservation_id], 0, 0)
+
+    @rule(
+        minutes=st.one_of(
+            st.integers(1, 180),
+            st.integers(1, 48).map(lambda h: 60 * h),
+            st.integers(1, 40).map(lambda d: 1440 * d),
+        ),
+        reap_after=st.one_of(st.none(), st.integers(1, 72)),
+    )
+    def advance(self, minutes: int, reap_after: int | None) -> None:
+        self.clock.advance(timedelta(minutes=minutes))
+        if reap_after is not None:
+            self.reap(reap_after)
+
+    @rule(
+        # Mostly the capped members: transfers involving uncapped u1 are refused.
+        giver=st.sampled_from(("u0", "u2", "u0", "u2", "u1")),
+        taker=st.sampled_from(("u2", "u0", "u2", "u0", "u1")),
+        agents=st.integers(0, 30),
+        compute=st.sampled_from((0.0, 0.5, 1.0, 4.0)),
+        key=st.sampled_from((None, "k1", "k2", "k3")),
+    )
+    def transfer(
+        self, giver: str, taker: str, agents: int, compute: float, key: str | None
+    ) -> None:
+        before = self.ledger.snapshot()
+        body = (giver, taker, agents, compute)
+        try:
+            receipt = self.ledger.transfer("t", giver, taker, agents, compute, key)
+        except InvalidInput:
+            self._expect_unchanged(before)
+            if key is not None and key in self.keys:
+                assert self.keys[key] != body
+            return
+        if key is not None:
+            if key in self.keys:
+                assert self.keys[key] == body
+                assert receipt == self.receipts[key]
+                self._expect_unchanged(before)
+                return
+            self.keys[key] = body
+            self.receipts[key] = receipt
+        assert receipt.agents == agents
+
+    @rule(member=st.sampled_from(MEMBERS), agents=st.integers(0, 80), compute=st.integers(0, 4))
+    def allocate(self, member: str, agents: int, compute: int) -> None:
+        status = self.ledger.team_status("t")
+        before = self.ledger.snapshot()
+        old = next(m for m in status.members if m.user_id == member)
+        was_capped = before["member"]['["t", "' + member + '"]']["allocated"]
+        try:
+            self.ledger.set_member_allocation("t", member, agents, float(compute))
+        except InvalidInput:
+            self._expect_unchanged(before)
+            return
+        total_agents, total_compute = self.allocations_total
+        if was_capped:
+            total_agents -= old.agents_allocated
+            total_compute -= _micro(old.compute_hours_allocated)
+        self.allocations_total = (total_agents + agents, total_compute + _micro(compute))
+
+    @rule(
+        org=st.sampled_from(ORGS),
+        agents=st.one_of(st.none(), st.integers(0, 100)),
+        compute=st.one_of(st.none(), st.integers(0, 15)),
+    )
+    def patch(self, org: str, agents: int | None, compute: int | None) -> None:
+        before = self.ledger.snapshot()
+        try:
+            view = self.ledger.patch_org(org, agents, None if compute is None else float(compute))
+        except InvalidInput:
+            self._expect_unchanged(before)
+            return
+        if agents is not None:
+            assert view.agents == agents
+
+    # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def ledger_agrees_with_the_model(self) -> None:
+        # One invariant reading the ledger once per step: the checks below share the reads.
+        held, charged = self._model_usage()
+        statuses = {user: self.ledger.user_status(user) for user in USERS}
+        snap = self.ledger.snapshot()
+        self.store.apply(self.ledger.pop_changes())
+        assert self.store.load() == snap
+        self._check_users(statuses, held)
+        self._check_team(snap, held)
+        self._check_orgs(snap, held)
+        self._check_alerts(statuses, charged)
+
+    def _model_usage(
+        self,
+    ) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
+        """(entity, period, unit) -> amount held (charged + open) and charged, this window."""
+        now = self.clock.now()
+        current = {p: window_start(p, now) for p in PERIODS}
+        held: Counter[tuple[Any, ...]] = Counter()
+        charged: Counter[tuple[Any, ...]] = Counter()
+        for c in self.charges:
+            for period in PERIODS:
+                if window_start(period, c.at) == current[period]:
+                    for entity in c.entities:
+                        for out in (held, charged):
+                            out[entity, period, "agents"] += c.agents
+                            out[entity, period, "compute"] += c.compute
+        for res in self.open.values():
+            for entity in _entities(res):
+                for period in PERIODS:
+                    held[entity, period, "agents"] += res.agents
+                    held[entity, period, "compute"] += res.compute_micro
+        return held, charged
+
+    def _check_users(self, statuses: dict[str, Any], held: Counter[tuple[Any, ...]]) -> None:
+        for user, status in statuses.items():
+            for period in PERIODS:
+                view = getattr(status, period)
+                assert view.agents_used == held[("user", user), period, "agents"]
+                assert _micro(view.compute_hours_used) == held[("user", user), period, "compute"]
+                assert view.agents_limit == _limits(user)[period]
+                assert view.agents_used <= view.agents_limit
+                assert view.compute_hours_used <= view.compute_hours_limit
+                assert view.agents_remaining == max(0, view.agents_limit - view.agents_used)
+                assert view.exceeded == (
+                    view.agents_used >= view.agents_limit
+                    or view.compute_hours_used >= view.compute_hours_limit
+                )
+            leased = sum(r.concurrent_agents for r in self.open.values() if r.user_id == user)
+            assert status.current_concurrent_agents == leased <= status.max_concurrent_agents
+
+    def _check_team(self, snap: dict[str, Any], held: Counter[tuple[Any, ...]]) -> None:
+        status = self.ledger.team_status("t")
+        capped = {u for u in MEMBERS if snap["member"][f'["t", "{u}"]']["allocated"]}
+        members = [m for m in status.members if m.user_id in capped]
+        total_agents = sum(m.agents_allocated for m in members)
+        total_compute = sum(_micro(m.compute_hours_allocated) for m in members)
+        # Transfers move allocation; only set_member_allocation changes the total.
+        assert (total_agents, total_compute) == self.allocations_total
+        assert total_agents <= status.config.total_agent_pool
+        assert total_compute <= _micro(status.config.total_compute_hours)
+        usage = status.usage
+        assert usage.agents_used == held[("team", "t"), "monthly", "agents"] <= usage.agents_total
+        assert _micro(usage.compute_used) == held[("team", "t"), "monthly", "compute"]
+        assert usage.compute_used <= usage.compute_total
+        for member in status.members:
+            entity = ("member", member.user_id)
+            assert member.agents_used == held[entity, "monthly", "agents"]
+            if member.user_id in capped:
+                assert member.agents_used <= member.agents_allocated
+                assert member.compute_hours_used <= member.compute_hours_allocated
+
+    def _check_orgs(self, snap: dict[str, Any], held: Counter[tuple[Any, ...]]) -> None:
+        orgs = snap["org"]
+        month = window_start("monthly", self.clock.now())
+        for org in ORGS:
+            view = self.ledger.organization(org)
+            assert view.agents_used == held[("org", org), "monthly", "agents"] <= view.agents
+            assert _micro(view.compute_hours_used) == held[("org", org), "monthly", "compute"]
+            assert view.compute_hours_used <= view.compute_hours
+            children = [c for c in ORGS if PARENT[c] == org]
+            for field in ("agents", "compute", "storage"):
+                assert all(orgs[c][field] <= orgs[org][field] for c in children)
+                assert sum(orgs[c][field] for c in children) <= orgs[org][field]
+            direct = _held(orgs[org]["direct"], month)
+            subtree = _held(orgs[org]["subtree"], month)
+            below = [_held(orgs[c]["subtree"], month) for c in children]
+            assert subtree[0] == direct[0] + sum(b[0] for b in below)
+            assert subtree[1] == direct[1] + sum(b[1] for b in below)
+
+    def _check_alerts(self, statuses: dict[str, Any], charged: Counter[tuple[Any, ...]]) -> None:
+        seen: set[tuple[str, str, int, str]] = set()
+        for event in self.events:
+            data = event["data"]
+            period = data["period"]
+            mark = (data["userId"], period, data["threshold"], data["usage"][period]["resetTime"])
+            assert mark not in seen, f"duplicate alert {mark}"
+            seen.add(mark)
+        for user, status in statuses.items():
+            for period in PERIODS:
+                agents = charged[("user", user), period, "agents"]
+                compute = charged[("user", user), period, "compute"]
+                view = getattr(status, period)
+                reset = view.reset_time.isoformat().replace("+00:00", "Z")
+                for threshold in (80, 100):
+                    reached = agents * 100 >= threshold * view.agents_limit or (
+                        compute * 100 >= threshold * _micro(view.compute_hours_limit)
+                    )
+                    if reached and (agents or compute):
+                        assert (user, period, threshold, reset) in seen
+
+
+STATS: Counter[str] = Counter()
+
+TestQuotaMachine = QuotaMachine.TestCase
+TestQuotaMachine.settings = settings(
+    max_examples=50,
+    stateful_step_count=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
