@@ -42,6 +42,9 @@ async def execute(
     """Run a task and answer with its result; ``options.async`` or ``Prefer: respond-async``
     answers 202 at once with the taskId, to poll with ``GET /tasks/{taskId}``."""
     hv = request.app.state.hv
+    if isinstance(body.input, dict) and "source" in body.input:
+        # A task over a file in storage reads it: it needs the read scope as well.
+        caller.principal.require_scope(SCOPE_READ)
     spec = hv.prepare(body, **caller.owner)
     if body.options.async_ or (prefer is not None and "respond-async" in prefer.lower()):
         task_id, headers = await hv.ask("submit", spec, caller.admission)
