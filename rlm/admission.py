@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlm.auth.tiers import TierLimits
+from rlm.auth.tiers import Tier, TierLimits
 
 __all__ = ["Admission", "Viewer"]
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The rate-limit key and tier limits of one request."""
+    """The rate-limit key and tier limits of one request, and whose quotas it draws on."""
 
     key: str
     limits: TierLimits
+    user_id: str | None = None
+    tier: Tier = "user"
+    team_id: str | None = None
+    org_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from rlm.auth.keys import load_verification_keys
 from rlm.config import Settings
 from rlm.storage import StorageService
 from serve_app.context import BodyLimit, install_error_handlers, request_id_of
-from serve_app.routes import health, storage, tasks
+from serve_app.routes import health, quotas, storage, tasks
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -60,4 +60,5 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
     app.include_router(storage.router, prefix=API_PREFIX)
+    app.include_router(quotas.router, prefix=API_PREFIX)
     return app

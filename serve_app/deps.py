@@ -30,8 +30,16 @@ class Caller:
 
     @property
     def admission(self) -> Admission:
-        """Its rate-limit key and tier limits."""
-        return Admission(self.principal.rate_limit_key, self.principal.limits)
+        """Its rate-limit key, tier limits, and the quotas its tasks draw on."""
+        p = self.principal
+        return Admission(
+            p.rate_limit_key,
+            p.limits,
+            user_id=None if p.is_anonymous else p.user_id,
+            tier=p.tier,
+            team_id=p.team,
+            org_id=p.org,
+        )
 
     @property
     def viewer(self) -> Viewer:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -33,6 +35,10 @@ def error_response(
         merged.setdefault("WWW-Authenticate", 'Bearer realm="rlm"')
     if err.status == 429 and "Retry-After" not in merged:
         retry = err.details.get("retryAfterS", 1)
+        reset = err.details.get("resetTime")
+        if isinstance(reset, str):
+            with contextlib.suppress(ValueError):
+                retry = (datetime.fromisoformat(reset) - datetime.now(UTC)).total_seconds()
         merged["Retry-After"] = str(max(1, int(-(-float(retry) // 1))))
     body = {"error": err.to_payload(), "requestId": request_id}
     return FastJSON(body, status_code=err.status, headers=merged)

@@ -33,6 +33,7 @@ from rlm.jsonable import to_jsonable
 from rlm.models.tasks import CancelResponse, ErrorInfo, ExecuteResponse, Priority
 from rlm.operations.base import Operation
 from rlm.planning import Plan, PlanNode
+from rlm.quotas.service import QuotaLedgerService
 from rlm.ratelimit import RateLimiter
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource
 from rlm.scheduling import ReadyQueue
@@ -115,6 +116,11 @@ class HypervisorCore:
         self._load = [0] * n
         self._down: set[int] = set()
         self._limiter = RateLimiter()
+        self._reservations: dict[str, str] = {}
+        self._quotas = QuotaLedgerService(settings.state_dir / "quotas.db")
+        # No task of a previous engine is still running: give back what they held.
+        for held in self._quotas.open_reservations():
+            self._quotas.release(held.reservation_id)
         self._inflight = 0
         self._ready: ReadyQueue[tuple[_Run, PlanNode]] = ReadyQueue()
         self._runs: dict[str, _Run] = {}
@@ -263,6 +269,21 @@ class HypervisorCore:
         )
         return "ok", response, headers
 
+    async def quota(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        admission: Admission | None = None,
+    ) -> Answer:
+        """Call a method of the quota ledger (status, check, configure...), admitted first."""
+        try:
+            headers = self._admit(admission)
+            value = getattr(self._quotas, method)(*args, **kwargs)
+        except RLMError as err:
+            return "err", err.to_payload(), err.headers
+        return "ok", value, headers
+
     async def running(self) -> dict[str, int]:
         """Counts for health checks: tasks running, calls in flight and queued."""
         return {"tasks": len(self._runs), "inflight": self._inflight, "queued": len(self._ready)}
@@ -294,12 +315,59 @@ class HypervisorCore:
                     lease.raise_if_rejected()
                 except RLMError as err:
                     raise err.with_headers({"Retry-After": "1"}) from None
+            try:
+                self._reserve(admission, spec, wanted)
+            except RLMError as err:
+                self._limiter.release(spec.task_id)
+                raise err.with_headers(headers) from None
         counted = self._limiter.check_and_consume(admission.key, admission.limits)
         if not counted.allowed:  # cannot happen in one actor; never run uncounted regardless
             if spec is not None:
                 self._limiter.release(spec.task_id)
+                self._settle(spec.task_id, 0, 0.0)
             counted.raise_if_rejected()
         return counted.headers()
+
+    def _reserve(self, admission: Admission, spec: TaskSpec, concurrent: int) -> None:
+        """Hold the planned agent calls on the user, team and org quotas, all or nothing."""
+        if admission.user_id is None:
+            return
+        team_id = (
+            admission.team_id if self._known(self._quotas.team_status, admission.team_id) else None
+        )
+        org_id = (
+            admission.org_id if self._known(self._quotas.organization, admission.org_id) else None
+        )
+        held = self._quotas.reserve(
+            admission.user_id,
+            spec.plan.agent_calls,
+            tier=admission.tier,
+            task_id=spec.task_id,
+            team_id=team_id,
+            org_id=org_id,
+            concurrent_agents=concurrent,
+        )
+        self._reservations[spec.task_id] = held.reservation_id
+
+    @staticmethod
+    def _known(lookup: Any, name: str | None) -> bool:
+        # Tokens may name teams and orgs the operator never loaded: only known ones are charged.
+        if name is None:
+            return False
+        try:
+            lookup(name)
+        except RLMError:
+            return False
+        return True
+
+    def _settle(self, task_id: str, agent_calls: int, busy_s: float) -> None:
+        """Charge what a task actually used and free its hold (once)."""
+        reservation = self._reservations.pop(task_id, None)
+        if reservation is not None:
+            try:
+                self._quotas.reconcile(reservation, agent_calls, busy_s / 3600.0)
+            except Exception:  # pragma: no cover - never fail a task's ending over it
+                log.exception("could not reconcile the quota of task %s", task_id)
 
     def _agents_wanted(self, spec: TaskSpec) -> int:
         """Agents a task holds at once: one per leaf, at most the pool."""
@@ -325,6 +393,7 @@ class HypervisorCore:
         self._ensure_heartbeat()
         if spec.task_id in self._runs or self._store.get(spec.task_id) is not None:
             self._release(spec.task_id, admission)
+            self._settle(spec.task_id, 0, 0.0)
             raise InternalError(f"task id {spec.task_id!r} is already taken")
         record = TaskRecord(
             task_id=spec.task_id,
@@ -642,6 +711,7 @@ class HypervisorCore:
             log.exception("could not persist the record of task %s", run.spec.task_id)
         self._runs.pop(run.spec.task_id, None)
         self._release(run.spec.task_id, run.admission)
+        self._settle(run.spec.task_id, run.completed, run.busy_s)
         run.done.set()
 
     def _release(self, task_id: str, admission: Admission | None) -> None:

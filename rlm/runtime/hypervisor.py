@@ -292,6 +292,14 @@ class Hypervisor:
         listed: list[TaskStatus] = _unwrap(ray.get(self._core.list_tasks.remote(viewer, limit)))
         return listed
 
+    def quotas(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a method of the engine's quota ledger (:class:`rlm.quotas.QuotaLedgerService`).
+
+        Example:
+            >>> hv.quotas("user_status", "alice").daily.agents_remaining  # doctest: +SKIP
+        """
+        return _unwrap(ray.get(self._core.quota.remote(method, args, kwargs, None)))
+
     # -- for servers: async, admitted, with the rate-limit headers ----------------------------
 
     async def ask(self, method: str, *args: Any) -> tuple[Any, dict[str, str]]:

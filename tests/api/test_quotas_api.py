@@ -1,0 +1,144 @@
+"""Quotas through real HTTP: admission is all or nothing, refusals charge nothing, ends release."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+import ray
+
+from tests.api.conftest import Api
+
+pytestmark = pytest.mark.integration
+
+SUM = {
+    "type": "recursive",
+    "description": "one agent call",
+    "input": {"items": list(range(10)), "operation": "sum"},
+}
+
+
+def _limits(api: Api, user: str, daily: int) -> None:
+    manager = api.client(
+        api.token(sub="quota-admin", scopes="rlm:quota:manage", tier="admin", org="acme")
+    )
+    with manager:
+        config = {
+            "userId": user,
+            "dailyAgentLimit": daily,
+            "weeklyAgentLimit": 10 * daily + 100,
+            "monthlyAgentLimit": 100 * daily + 100,
+            "dailyComputeHours": 10.0,
+            "maxConcurrentAgents": 500,
+            "maxStorageGB": 1.0,
+        }
+        response = manager.put(f"/quotas/user/{user}", json=config)
+        assert response.status_code == 200, response.text
+        assert response.json()["maxStorageGB"] == 1.0
+
+
+def _status(client: httpx.Client) -> dict[str, Any]:
+    response = client.get("/quotas/user/me")
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_concurrent_executes_admit_exactly_what_fits(api: Api) -> None:
+    user = f"q-{uuid.uuid4().hex[:8]}"
+    _limits(api, user, daily=10)
+    token = api.token(sub=user, scopes="rlm:execute rlm:read rlm:quota:read", tier="enterprise")
+
+    def one(_: int) -> httpx.Response:
+        with api.client(token) as client:
+            return client.post("/execute", json=SUM)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(one, range(64)))
+    codes = [r.status_code for r in responses]
+    assert codes.count(200) == 10, codes
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(refused) == 54
+    for r in refused:
+        error = r.json()["error"]
+        assert error["code"] == "QUOTA_EXCEEDED"
+        assert {"resource", "period", "limit", "used", "resetTime"} <= set(error["details"])
+        assert int(r.headers["Retry-After"]) >= 1
+    with api.client(token) as client:
+        daily = _status(client)["daily"]
+        assert (daily["agentsUsed"], daily["agentsRemaining"], daily["exceeded"]) == (10, 0, True)
+        # A refused request changes no counter; a dry-run check charges nothing.
+        assert client.post("/execute", json=SUM).status_code == 429
+        check = client.post(f"/quotas/user/{user}/check", json={"agentsRequested": 1})
+        assert check.json()["allowed"] is False
+        assert _status(client)["daily"]["agentsUsed"] == 10
+
+
+def test_cancel_and_timeout_release_their_reservation(api: Api) -> None:
+    user = f"q-{uuid.uuid4().hex[:8]}"
+    _limits(api, user, daily=1000)
+    token = api.token(sub=user, scopes="rlm:execute rlm:read rlm:quota:read", tier="enterprise")
+    slow = {
+        "type": "parallel",
+        "description": "slow",
+        "input": {"items": [1, 2, 3, 4], "operation": "slow_sum", "params": {"seconds": 5}},
+        "options": {"leafSize": 1, "async": True},
+    }
+    with api.client(token) as client:
+        task_id = client.post("/execute", json=slow).json()["taskId"]
+        held = _status(client)
+        assert held["daily"]["agentsUsed"] == 5  # the plan: 4 leaves and a combine
+        assert held["currentConcurrentAgents"] >= 1
+        assert client.post(f"/tasks/{task_id}/cancel").json()["status"] == "cancelled"
+        after = _status(client)
+        assert after["daily"]["agentsUsed"] == 0
+        assert after["currentConcurrentAgents"] == 0
+
+        timed = {**slow, "options": {"leafSize": 1, "timeoutMs": 300}}
+        assert client.post("/execute", json=timed).status_code == 408
+        final = _status(client)
+        assert final["daily"]["agentsUsed"] == 0
+        assert final["currentConcurrentAgents"] == 0
+
+        # A finished task is charged what it really used.
+        assert client.post("/execute", json=SUM).status_code == 200
+        assert _status(client)["daily"]["agentsUsed"] == 1
+
+
+def test_quota_reads_are_scoped(api: Api) -> None:
+    with api.client(api.token(sub="nosy", scopes="rlm:quota:read")) as nosy:
+        assert nosy.get("/quotas/user/nosy").status_code == 200
+        assert nosy.get("/quotas/user/someone-else").status_code == 403
+    with api.client(api.token(sub="plain", scopes="rlm:execute")) as plain:
+        assert plain.get("/quotas/user/me").status_code == 403
+        assert plain.put("/quotas/user/plain", json={}).status_code in (400, 403)
+
+
+def test_usage_survives_an_engine_restart(api: Api) -> None:
+    user = f"q-{uuid.uuid4().hex[:8]}"
+    _limits(api, user, daily=100)
+    token = api.token(sub=user, scopes="rlm:execute rlm:read rlm:quota:read", tier="enterprise")
+    with api.client(token) as client:
+        for _ in range(3):
+            assert client.post("/execute", json=SUM).status_code == 200
+        before = _status(client)["daily"]["agentsUsed"]
+        assert before == 3
+        from rlm.runtime.hypervisor import core_actor_name
+
+        core = ray.get_actor(core_actor_name(api.settings), namespace=api.settings.namespace)
+        ray.kill(core, no_restart=False)  # Ray restarts it; the new one reloads the state
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = client.get("/quotas/user/me")
+                if response.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert response.json()["daily"]["agentsUsed"] == before
+        assert client.post("/execute", json=SUM).status_code == 200
