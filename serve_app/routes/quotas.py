@@ -1,15 +1,33 @@
-"""``/quotas``: a user's windows, and a dry-run allocation check."""
+"""``/quotas``: user windows and checks, team pools and transfers, the enterprise org tree."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 
 from rlm.auth.scopes import SCOPE_ADMIN, SCOPE_QUOTA_MANAGE, SCOPE_QUOTA_READ
 from rlm.errors import Forbidden
 from rlm.models.errors import ErrorEnvelope
-from rlm.models.quotas import AllocationCheck, AllocationDecision, QuotaConfig, UserQuotaStatus
+from rlm.models.quotas import (
+    AllocationCheck,
+    AllocationDecision,
+    Organization,
+    OrganizationHierarchy,
+    OrgQuotaUpdate,
+    QuotaConfig,
+    QuotaTransfer,
+    TeamMember,
+    TeamQuotaStatus,
+    UserQuotaStatus,
+)
+from rlm.models.tenants import (
+    MemberAllocation,
+    OrgCreate,
+    ProjectCreate,
+    TeamCreate,
+    TransferReceiptOut,
+)
 from serve_app.deps import Caller, authenticated
 from serve_app.responses import FastJSON
 
@@ -93,3 +111,202 @@ async def set_config(
         "quota", "set_user_config", (body,), {}, caller.admission
     )
     return FastJSON(config.to_wire(), headers=headers)
+
+
+Manager = Annotated[Caller, Depends(authenticated(SCOPE_QUOTA_MANAGE))]
+TeamId = Annotated[str, Path(alias="teamId", min_length=1, max_length=200)]
+OrgId = Annotated[str, Path(alias="orgId", min_length=1, max_length=200)]
+
+
+async def _ledger(request: Request, caller: Caller, method: str, *args: Any, **kw: Any) -> Any:
+    value, headers = await request.app.state.hv.ask("quota", method, args, kw, caller.admission)
+    request.state.rate = headers
+    return value
+
+
+def _answer(request: Request, value: Any, status: int = 200) -> FastJSON:
+    body = value.to_wire() if hasattr(value, "to_wire") else value
+    return FastJSON(body, status_code=status, headers=getattr(request.state, "rate", None))
+
+
+@router.get(
+    "/quotas/team/{teamId}",
+    response_model=TeamQuotaStatus,
+    responses=_ERRORS | {404: {"model": ErrorEnvelope}},
+    summary="Get team quota status",
+)
+async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) -> Any:
+    """The team's pool, usage, members and projects (members of the team, or managers)."""
+    status = await _ledger(request, caller, "team_status", team_id)
+    p = caller.principal
+    member = any(m.user_id == p.user_id for m in status.members)
+    if not (member or p.team == team_id or p.has_scope(SCOPE_QUOTA_MANAGE)):
+        raise Forbidden("only members and quota managers see a team", {"teamId": team_id})
+    return _answer(request, status)
+
+
+@router.post(
+    "/quotas/team",
+    response_model=TeamQuotaStatus,
+    status_code=201,
+    responses=_ERRORS,
+    summary="Create a team (extension)",
+)
+async def create_team(body: TeamCreate, caller: Manager, request: Request) -> Any:
+    """A new team with its pool (``rlm:quota:manage``)."""
+    status = await _ledger(
+        request,
+        caller,
+        "create_team",
+        body.team_id,
+        body.team_name,
+        body.total_agent_pool,
+        body.total_compute_hours,
+        body.total_storage_gb,
+    )
+    return _answer(request, status, 201)
+
+
+@router.put(
+    "/quotas/team/{teamId}/members/{userId}",
+    response_model=TeamMember,
+    responses=_ERRORS,
+    summary="Add a member and set its allocation (extension)",
+)
+async def put_member(
+    team_id: TeamId, user_id: UserId, body: MemberAllocation, caller: Manager, request: Request
+) -> Any:
+    """Add ``userId`` to the team (idempotent) and, when given, set its share of the pool;
+    the members' allocations never add up to more than the pool."""
+    member = await _ledger(request, caller, "add_member", team_id, user_id, body.role)
+    if body.agents_allocated is not None or body.compute_hours_allocated is not None:
+        member = await _ledger(
+            request,
+            caller,
+            "set_member_allocation",
+            team_id,
+            user_id,
+            body.agents_allocated or 0,
+            body.compute_hours_allocated or 0.0,
+        )
+    return _answer(request, member)
+
+
+@router.put(
+    "/quotas/team/{teamId}/projects/{projectId}",
+    response_model=TeamQuotaStatus,
+    responses=_ERRORS,
+    summary="Set a project's allocation (extension)",
+)
+async def put_project(
+    team_id: TeamId,
+    project_id: Annotated[str, Path(alias="projectId", min_length=1, max_length=200)],
+    body: ProjectCreate,
+    caller: Manager,
+    request: Request,
+) -> Any:
+    """Set a project's share of the team pool."""
+    status = await _ledger(
+        request,
+        caller,
+        "set_project_allocation",
+        team_id,
+        project_id,
+        body.agents_allocated,
+        body.compute_hours_allocated,
+        body.name,
+    )
+    return _answer(request, status)
+
+
+@router.post(
+    "/quotas/team/{teamId}/transfers",
+    response_model=TransferReceiptOut,
+    responses=_ERRORS,
+    summary="Request quota transfer",
+)
+async def transfer(
+    team_id: TeamId,
+    body: QuotaTransfer,
+    caller: Manager,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """Move agent and compute-hour allocation between members. Totals are conserved; the giver
+    never drops below what it already used; the same ``Idempotency-Key`` answers the same."""
+    receipt = await _ledger(
+        request,
+        caller,
+        "transfer",
+        team_id,
+        body.from_user_id,
+        body.to_user_id,
+        body.agents,
+        body.compute_hours,
+        idempotency_key,
+    )
+    out = TransferReceiptOut(
+        transfer_id=receipt.transfer_id,
+        team_id=receipt.team_id,
+        from_user_id=receipt.from_user_id,
+        to_user_id=receipt.to_user_id,
+        agents=receipt.agents,
+        compute_hours=receipt.compute_micro / 1_000_000,
+        from_agents_allocated=receipt.from_agents_allocated,
+        to_agents_allocated=receipt.to_agents_allocated,
+    )
+    return _answer(request, out)
+
+
+@router.get(
+    "/quotas/enterprise/org/{orgId}/hierarchy",
+    response_model=OrganizationHierarchy,
+    responses=_ERRORS,
+    summary="Get organization hierarchy",
+)
+async def hierarchy(org_id: OrgId, caller: QuotaReader, request: Request) -> Any:
+    """The org, its ancestors (root first), descendants and siblings."""
+    found = await _ledger(request, caller, "hierarchy", org_id)
+    p = caller.principal
+    tree = {o.org_id for o in (found.org, *found.ancestors, *found.descendants)}
+    if p.org not in tree and not p.has_scope(SCOPE_ADMIN):
+        raise Forbidden("only members of the org's tree see it", {"orgId": org_id})
+    return _answer(request, found)
+
+
+@router.patch(
+    "/quotas/enterprise/org/{orgId}",
+    response_model=Organization,
+    responses=_ERRORS,
+    summary="Update organization quotas",
+)
+async def patch_org(org_id: OrgId, body: OrgQuotaUpdate, caller: Manager, request: Request) -> Any:
+    """Checked against the whole tree (child ≤ parent, Σ children ≤ parent, not below usage);
+    a violating update is 400 and changes nothing."""
+    org = await _ledger(
+        request, caller, "patch_org", org_id, body.agents, body.compute_hours, body.storage_gb
+    )
+    return _answer(request, org)
+
+
+@router.post(
+    "/quotas/enterprise/org",
+    response_model=Organization,
+    status_code=201,
+    responses=_ERRORS,
+    summary="Create an organization (extension)",
+)
+async def create_org(body: OrgCreate, caller: Manager, request: Request) -> Any:
+    """A new org under ``parentId`` (cycles and unknown parents are refused)."""
+    org = await _ledger(
+        request,
+        caller,
+        "create_org",
+        body.org_id,
+        body.name,
+        body.parent_id,
+        body.agents,
+        body.compute_hours,
+        body.storage_gb,
+    )
+    return _answer(request, org, 201)
