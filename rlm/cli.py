@@ -8,6 +8,8 @@ Commands:
     rlm operations            the operations tasks may name
     rlm serve                 run the HTTP API on Ray Serve (embedded defaults)
     rlm token --sub ID        print a token the running server accepts
+    rlm tenants load FILE     load orgs, teams and users with their limits (idempotent)
+    rlm quota show USER       a user's quota windows
 
 Exit codes: 0 the task completed, 1 it failed or was cancelled, 2 the request was refused
 (the error envelope goes to stderr), 130 interrupted.
@@ -226,6 +228,42 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tenants_load(args: argparse.Namespace) -> int:
+    from rlm.tenants import apply_tenants, load_tenant_file
+
+    tenants = load_tenant_file(Path(args.file))  # refuse a bad file before starting Ray
+    hv = _connect(args.address)
+    counts = apply_tenants(tenants, hv.quotas)
+    sys.stdout.write(_dump(counts) + "\n")
+    return 0
+
+
+def _cmd_quota_show(args: argparse.Namespace) -> int:
+    hv = _connect(args.address)
+    status = hv.quotas("user_status", args.user_id)
+    if args.json or not sys.stdout.isatty():
+        sys.stdout.write(_dump(status) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"quota of {args.user_id}")
+    for column in ("window", "agents used", "limit", "remaining", "compute h", "resets"):
+        table.add_column(column)
+    for name in ("daily", "weekly", "monthly"):
+        p = getattr(status, name)
+        table.add_row(
+            name,
+            str(p.agents_used),
+            str(p.agents_limit),
+            str(p.agents_remaining),
+            f"{p.compute_hours_used:.3f} / {p.compute_hours_limit:g}",
+            p.reset_time.isoformat(),
+        )
+    Console().print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rlm``."""
     parser = argparse.ArgumentParser(prog="rlm", description="RLM Hypervisor")
@@ -265,6 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--org", default=None)
     tok.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     tok.set_defaults(func=_cmd_token)
+
+    tenants = sub.add_parser("tenants", help="orgs, teams and users")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    load = tenants_sub.add_parser("load", help="load tenants.yaml (idempotent)")
+    load.add_argument("file")
+    load.set_defaults(func=_cmd_tenants_load)
+
+    quota = sub.add_parser("quota", help="quota windows")
+    quota_sub = quota.add_subparsers(dest="quota_command", required=True)
+    show_q = quota_sub.add_parser("show", help="a user's daily, weekly and monthly windows")
+    show_q.add_argument("user_id")
+    show_q.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    show_q.set_defaults(func=_cmd_quota_show)
 
     ops = sub.add_parser("operations", help="the operations tasks may name")
     ops.set_defaults(func=_cmd_operations)

@@ -63,3 +63,55 @@ def test_run_from_stdin_and_refusals(tmp_path: Path) -> None:
     ops = _rlm(tmp_path, "operations")
     names = {row["name"] for row in json.loads(ops.stdout)}
     assert {"sum", "sort", "grep", "label_counts"} <= names
+
+
+TENANTS = """
+orgs:
+  - {orgId: corp, agents: 100000, computeHours: 1000}
+  - {orgId: eng, parentId: corp, agents: 60000, computeHours: 600}
+teams:
+  - teamId: research
+    teamName: Research
+    totalAgentPool: 20000
+    totalComputeHours: 200
+    members:
+      - {userId: alice, agentsAllocated: 12000, computeHoursAllocated: 120}
+users:
+  - userId: alice
+    org: eng
+    tier: power_user
+    dailyAgentLimit: 5000
+    weeklyAgentLimit: 20000
+    monthlyAgentLimit: 60000
+    dailyComputeHours: 10
+    maxConcurrentAgents: 20
+    maxStorageGB: 50
+"""
+
+
+def test_tenants_load_is_idempotent_and_quota_show(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(TENANTS)
+    first = _rlm(tmp_path, "tenants", "load", str(path))
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "orgsCreated": 2,
+        "orgsUpdated": 0,
+        "teamsCreated": 1,
+        "members": 1,
+        "users": 1,
+    }
+    again = json.loads(_rlm(tmp_path, "tenants", "load", str(path)).stdout)
+    assert (again["orgsCreated"], again["orgsUpdated"], again["teamsCreated"]) == (0, 2, 0)
+    show = _rlm(tmp_path, "quota", "show", "alice", "--json")
+    assert show.returncode == 0, show.stderr
+    status = json.loads(show.stdout)
+    assert status["daily"]["agentsLimit"] == 5000
+    assert status["maxConcurrentAgents"] == 20
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("orgs:\n  - {orgId: x, agents: -1}\n")
+    refused = _rlm(tmp_path, "tenants", "load", str(bad))
+    assert refused.returncode == 2
+    assert (
+        json.loads(refused.stderr.splitlines()[-1])["error"]["details"]["field"] == "orgs[0].agents"
+    )
