@@ -1,0 +1,79 @@
+"""``rlm serve`` as the README runs it: a process of its own, a token from ``rlm token``, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_rlm_serve_token_execute_and_ctrl_c(tmp_path: Path) -> None:
+    port = _port()
+    env = {**os.environ, "RLM_STATE_DIR": str(tmp_path), "RLM_ENGINE__AGENTS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rlm", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 150
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "rlm serve did not come up"
+            time.sleep(1)
+        token = subprocess.run(
+            [sys.executable, "-m", "rlm", "token", "--sub", "alice", "--tier", "user"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        response = httpx.post(
+            f"{base}/execute",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "type": "recursive",
+                "description": "Sum large dataset",
+                "input": {"items": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "operation": "sum"},
+                "options": {"timeoutMs": 30000, "priority": "normal"},
+            },
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["output"] == 55
+        assert httpx.get(f"{base.removesuffix('/v1')}/docs", timeout=10).status_code == 200
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            out, _ = server.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            out, _ = server.communicate()
+    assert server.returncode == 0, out
+    assert f"http://127.0.0.1:{port}/v1" in out
+    assert "rlm token" in out
