@@ -66,7 +66,7 @@ class EngineSettings(BaseModel):
         description="Target cost units per leaf (one unit ~ one item of linear work).",
     )
     vector_leaf_factor: float = Field(
-        default=16.0,
+        default=256.0,
         ge=1,
         description="Built-in numeric operations run vectorised (numpy): their leaves take "
         "this many times the items, so each still costs well above a call's overhead.",
