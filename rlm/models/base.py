@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from rlm.errors import InvalidInput
 
-__all__ = ["WireModel", "parse_model", "validation_error_to_invalid_input"]
+__all__ = ["Identifier", "WireModel", "parse_model", "validation_error_to_invalid_input"]
 
 M = TypeVar("M", bound=BaseModel)
+
+#: An id a caller chooses (user, team, org, project): printable ASCII without spaces, so it is
+#: safe in URLs, logs, JSON and the state store.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,200}$"
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
 
 
 class WireModel(BaseModel):

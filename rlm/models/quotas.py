@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from rlm.models.base import WireModel
+from rlm.models.base import Identifier, WireModel
 
 __all__ = [
     "AllocationCheck",
@@ -26,8 +26,9 @@ __all__ = [
     "UserQuotaStatus",
 ]
 
-NonNegInt = Annotated[int, Field(ge=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
+# Bounded so that no amount overflows the ledger's integer micro-units or JSON.
+NonNegInt = Annotated[int, Field(ge=0, le=10**15)]
+NonNegFloat = Annotated[float, Field(ge=0, le=1e12)]
 
 
 class QuotaPeriod(WireModel):
@@ -70,7 +71,7 @@ class AllocationDecision(WireModel):
 class QuotaConfig(WireModel):
     """A user's limits."""
 
-    user_id: str
+    user_id: Identifier
     daily_agent_limit: NonNegInt
     weekly_agent_limit: NonNegInt
     monthly_agent_limit: NonNegInt
@@ -132,8 +133,8 @@ class TeamQuotaStatus(WireModel):
 class QuotaTransfer(WireModel):
     """``POST /quotas/team/{teamId}/transfers``'s body."""
 
-    from_user_id: str
-    to_user_id: str
+    from_user_id: Identifier
+    to_user_id: Identifier
     agents: NonNegInt = 0
     compute_hours: NonNegFloat = 0.0
 

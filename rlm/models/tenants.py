@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from rlm.models.base import WireModel
+from rlm.models.base import Identifier, WireModel
+from rlm.models.quotas import NonNegFloat, NonNegInt
 
 __all__ = ["MemberAllocation", "OrgCreate", "ProjectCreate", "TeamCreate", "TransferReceiptOut"]
 
@@ -16,38 +17,38 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 class TeamCreate(WireModel):
     """``POST /quotas/team``: a new team and its pool."""
 
-    team_id: Name
+    team_id: Identifier
     team_name: Name
-    total_agent_pool: Annotated[int, Field(ge=0)]
-    total_compute_hours: Annotated[float, Field(ge=0)]
-    total_storage_gb: Annotated[float, Field(ge=0)] = Field(default=0.0, alias="totalStorageGB")
+    total_agent_pool: NonNegInt
+    total_compute_hours: NonNegFloat
+    total_storage_gb: NonNegFloat = Field(default=0.0, alias="totalStorageGB")
 
 
 class MemberAllocation(WireModel):
     """``PUT /quotas/team/{teamId}/members/{userId}``: membership and its share of the pool."""
 
     role: Annotated[str, Field(max_length=50)] = "member"
-    agents_allocated: Annotated[int, Field(ge=0)] | None = None
-    compute_hours_allocated: Annotated[float, Field(ge=0)] | None = None
+    agents_allocated: NonNegInt | None = None
+    compute_hours_allocated: NonNegFloat | None = None
 
 
 class ProjectCreate(WireModel):
     """``PUT /quotas/team/{teamId}/projects/{projectId}``: a project's share of the pool."""
 
     name: Annotated[str, Field(max_length=200)] = ""
-    agents_allocated: Annotated[int, Field(ge=0)]
-    compute_hours_allocated: Annotated[float, Field(ge=0)] = 0.0
+    agents_allocated: NonNegInt
+    compute_hours_allocated: NonNegFloat = 0.0
 
 
 class OrgCreate(WireModel):
     """``POST /quotas/enterprise/org``: a new org under ``parentId`` (a root when absent)."""
 
-    org_id: Name
+    org_id: Identifier
     name: Annotated[str, Field(max_length=200)] = ""
-    parent_id: Name | None = None
-    agents: Annotated[int, Field(ge=0)] = 0
-    compute_hours: Annotated[float, Field(ge=0)] = 0.0
-    storage_gb: Annotated[float, Field(ge=0)] = Field(default=0.0, alias="storageGB")
+    parent_id: Identifier | None = None
+    agents: NonNegInt = 0
+    compute_hours: NonNegFloat = 0.0
+    storage_gb: NonNegFloat = Field(default=0.0, alias="storageGB")
 
 
 class TransferReceiptOut(WireModel):

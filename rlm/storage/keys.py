@@ -24,6 +24,11 @@ def _check_common(key: str) -> None:
         )
     if "\x00" in key:
         raise invalid(Reason.INVALID_KEY, "the key contains a NUL byte", field="key")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates name no file and no object; refuse them before any encoder sees them.
+        raise invalid(Reason.INVALID_KEY, "the key is not valid UTF-8", field="key") from None
     if key.startswith("/"):
         raise forbidden(
             Reason.ABSOLUTE_KEY, "keys are relative to the connector's root", field="key"

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 
 from rlm.auth.scopes import SCOPE_ADMIN, SCOPE_QUOTA_MANAGE, SCOPE_QUOTA_READ
 from rlm.errors import Forbidden
+from rlm.models.base import IDENTIFIER_PATTERN
 from rlm.models.errors import ErrorEnvelope
 from rlm.models.quotas import (
     AllocationCheck,
@@ -37,7 +38,7 @@ router = APIRouter(tags=["quotas"])
 
 QuotaReader = Annotated[Caller, Depends(authenticated(SCOPE_QUOTA_READ))]
 QuotaManager = Annotated[Caller, Depends(authenticated(SCOPE_QUOTA_MANAGE))]
-UserId = Annotated[str, Path(alias="userId", min_length=1, max_length=200)]
+UserId = Annotated[str, Path(alias="userId", pattern=IDENTIFIER_PATTERN)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)
 }
@@ -114,8 +115,8 @@ async def set_config(
 
 
 Manager = Annotated[Caller, Depends(authenticated(SCOPE_QUOTA_MANAGE))]
-TeamId = Annotated[str, Path(alias="teamId", min_length=1, max_length=200)]
-OrgId = Annotated[str, Path(alias="orgId", min_length=1, max_length=200)]
+TeamId = Annotated[str, Path(alias="teamId", pattern=IDENTIFIER_PATTERN)]
+OrgId = Annotated[str, Path(alias="orgId", pattern=IDENTIFIER_PATTERN)]
 
 
 async def _ledger(request: Request, caller: Caller, method: str, *args: Any, **kw: Any) -> Any:
@@ -200,7 +201,7 @@ async def put_member(
 )
 async def put_project(
     team_id: TeamId,
-    project_id: Annotated[str, Path(alias="projectId", min_length=1, max_length=200)],
+    project_id: Annotated[str, Path(alias="projectId", pattern=IDENTIFIER_PATTERN)],
     body: ProjectCreate,
     caller: Manager,
     request: Request,

@@ -6,6 +6,8 @@ hypothesis strategies directly.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -40,10 +42,10 @@ def test_no_server_errors_and_answers_match_the_schema(api: Api) -> None:
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=20,
+            max_examples=int(os.environ.get("RLM_FUZZ_EXAMPLES", "20")),
             deadline=None,
             suppress_health_check=list(HealthCheck),
-            derandomize=True,
+            derandomize=os.environ.get("RLM_FUZZ_EXAMPLES") is None,
             database=None,
         )
         def check(case: schemathesis.Case) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -149,3 +150,12 @@ def test_remote_object_path_refuses(key: str, error: type[Exception], reason: st
     with pytest.raises(error) as err:
         remote_object_path("b", "", key)
     assert _reason(err) == reason
+
+
+def test_keys_that_are_not_utf8_are_invalid_input(tmp_path: Path) -> None:
+    from rlm.storage import StorageService, default_storage_settings
+
+    service = StorageService(default_storage_settings(tmp_path))
+    with pytest.raises(InvalidInput) as info:
+        service.read("local", "\udbf5abc", 0, 10)
+    assert info.value.details["field"] == "key"
