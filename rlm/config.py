@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     Attributes:
         env: ``production`` refuses insecure defaults (e.g. a generated JWT secret).
         state_dir: Where the SQLite state file and generated secrets live.
-        database_url: Use this database instead of SQLite in ``state_dir``.
+        database_url: Reserved for a Postgres state store; refused for now (SQLite only).
         ray_address: Join this Ray cluster instead of starting a local one.
         namespace: Ray namespace of the singleton actors.
         engine: Execution engine settings.

@@ -23,7 +23,7 @@ import ray
 
 from rlm.admission import Viewer
 from rlm.config import Settings, get_settings
-from rlm.errors import InternalError, error_from_payload
+from rlm.errors import InternalError, InvalidInput, error_from_payload
 from rlm.inputs import PreparedInput, prepare_input
 from rlm.models.base import parse_model
 from rlm.models.tasks import (
@@ -378,6 +378,12 @@ def connect(
         InternalError: the engine did not come up.
     """
     settings = settings or get_settings()
+    if settings.database_url is not None:
+        # Say so rather than silently keep state somewhere the operator did not ask for.
+        raise InvalidInput(
+            "RLM_DATABASE_URL is not supported yet: state lives in SQLite under RLM_STATE_DIR",
+            field="database_url",
+        )
     owns_ray = False
     if not ray.is_initialized():
         ray.init(

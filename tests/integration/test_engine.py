@@ -164,3 +164,13 @@ def test_progress_is_visible_while_running(hv: rlm.Hypervisor) -> None:
     assert status.status == "completed"
     assert any(0 < c < 9 for c in seen), seen
     assert hv.result(task_id).output == sum(range(8))
+
+
+def test_an_unsupported_database_url_is_refused(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from rlm.config import Settings
+
+    with pytest.raises(InvalidInput) as info:
+        rlm.connect(settings=Settings(state_dir=Path(str(tmp_path)), database_url="postgresql://x"))
+    assert info.value.details["field"] == "database_url"
