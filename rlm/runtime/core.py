@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +50,27 @@ log = logging.getLogger(__name__)
 #: What every public method of the core answers: ``("ok", value, headers)`` or
 #: ``("err", error payload, headers)``; ``headers`` are the rate-limit headers for HTTP.
 Answer = tuple[str, Any, dict[str, str]]
+
+
+def _answers(
+    method: Callable[..., Awaitable[tuple[Any, dict[str, str]]]],
+) -> Callable[..., Awaitable[Answer]]:
+    """Turn ``(value, headers)`` or a raised :class:`RLMError` into an :data:`Answer`.
+
+    Errors cross the actor boundary as payloads (Ray would wrap the exception), with the
+    headers they carry (``with_headers``) for the HTTP answer.
+    """
+
+    @functools.wraps(method)
+    async def answer(*args: Any, **kwargs: Any) -> Answer:
+        try:
+            value, headers = await method(*args, **kwargs)
+        except RLMError as err:
+            return "err", err.to_payload(), err.headers
+        return "ok", value, headers
+
+    return answer
+
 
 #: The agent index of the core's in-process agent.
 _LOCAL = -1
@@ -127,7 +150,7 @@ class HypervisorCore:
         self._seq = 0
         self._heartbeat_task: asyncio.Task[None] | None = None
 
-    # -- public methods (each answers ("ok", value) or ("err", payload)) ---------------------
+    # -- public methods: those marked @_answers return an Answer (see above) ------------------
 
     async def ready(self) -> dict[str, Any]:
         """Wait until every agent answers; the pool's size and pids."""
@@ -146,79 +169,72 @@ class HypervisorCore:
 
     async def agent_pids(self) -> list[int]:
         """Each agent's process id (tests use it to kill one)."""
-        return [p["pid"] for p in await asyncio.gather(*(a.ping.remote() for a in self._agents))]
+        pids: list[int] = (await self.ready())["pids"]
+        return pids
 
-    async def admit(self, admission: Admission | None) -> Answer:
+    @_answers
+    async def admit(self, admission: Admission | None) -> tuple[Any, dict[str, str]]:
         """Count one request against its caller's rate limits."""
-        try:
-            headers = self._admit(admission)
-        except RLMError as err:
-            return "err", err.to_payload(), err.headers
-        return "ok", None, headers
+        headers = self._admit(admission)
+        return None, headers
 
-    async def submit(self, spec: TaskSpec, admission: Admission | None = None) -> Answer:
+    @_answers
+    async def submit(
+        self, spec: TaskSpec, admission: Admission | None = None
+    ) -> tuple[Any, dict[str, str]]:
         """Admit, record and queue a task; answers at once with the taskId."""
-        try:
-            headers = self._admit(admission, spec)
-            self._start(spec, admission)
-        except RLMError as err:
-            return "err", err.to_payload(), err.headers
-        return "ok", spec.task_id, headers
+        headers = self._admit(admission, spec)
+        self._start(spec, admission)
+        return spec.task_id, headers
 
-    async def execute(self, spec: TaskSpec, admission: Admission | None = None) -> Answer:
+    @_answers
+    async def execute(
+        self, spec: TaskSpec, admission: Admission | None = None
+    ) -> tuple[Any, dict[str, str]]:
         """Admit and run a task, and wait for its result, in one call."""
-        try:
-            headers = self._admit(admission, spec)
-            run = self._start(spec, admission)
-        except RLMError as err:
-            return "err", err.to_payload(), err.headers
+        headers = self._admit(admission, spec)
+        run = self._start(spec, admission)
         await run.done.wait()
         assert run.record.result is not None
-        return "ok", run.record.result, headers
+        return run.record.result, headers
 
+    @_answers
     async def wait(
         self,
         task_id: str,
         viewer: Viewer | None,
         timeout_s: float | None,
         admission: Admission | None = None,
-    ) -> Answer:
+    ) -> tuple[Any, dict[str, str]]:
         """Wait until the task ends (or ``timeout_s`` passes); its result, or ``None``."""
-        try:
-            headers = self._admit(admission)
-        except RLMError as err:
-            return "err", err.to_payload(), err.headers
+        headers = self._admit(admission)
         run = self._runs.get(task_id)
         if run is not None and self._visible(run.record, viewer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.done.wait(), timeout_s)
-            return "ok", run.record.result, headers
+            return run.record.result, headers
         record = self._store.get(task_id)
         if record is None or not self._visible(record, viewer):
-            return "err", TaskNotFound(task_id).to_payload(), headers
-        return "ok", record.result, headers
+            raise TaskNotFound(task_id).with_headers(headers)
+        return record.result, headers
 
+    @_answers
     async def status(
         self, task_id: str, viewer: Viewer | None, admission: Admission | None = None
-    ) -> Answer:
+    ) -> tuple[Any, dict[str, str]]:
         """The task's status with live progress."""
-        try:
-            headers = self._admit(admission)
-        except RLMError as err:
-            return "err", err.to_payload(), err.headers
+        headers = self._admit(admission)
         record = self._record(task_id)
         if record is None or not self._visible(record, viewer):
-            return "err", TaskNotFound(task_id).to_payload(), headers
-        return "ok", record.to_status(), headers
+            raise TaskNotFound(task_id).with_headers(headers)
+        return record.to_status(), headers
 
+    @_answers
     async def list_tasks(
         self, viewer: Viewer | None, limit: int = 50, admission: Admission | None = None
-    ) -> Answer:
+    ) -> tuple[Any, dict[str, str]]:
         """The newest tasks the viewer may see."""
-        try:
-            headers = self._admit(admission)
-        except RLMError as err:
-            return "err", err.to_payload(), err.headers
+        headers = self._admit(admission)
         if viewer is None:
             records = self._store.list(limit=limit)
         elif viewer.admin and viewer.org_id is not None:
@@ -231,16 +247,14 @@ class HypervisorCore:
             records = sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
         else:
             records = self._store.list(owner_id=viewer.user_id, limit=limit)
-        return "ok", [(self._record(r.task_id) or r).to_status() for r in records], headers
+        return [(self._record(r.task_id) or r).to_status() for r in records], headers
 
+    @_answers
     async def cancel(
         self, task_id: str, viewer: Viewer | None, admission: Admission | None = None
-    ) -> Answer:
+    ) -> tuple[Any, dict[str, str]]:
         """Stop the task's tree; answers once no call of it is running."""
-        try:
-            headers = self._admit(admission)
-        except RLMError as err:
-            return "err", err.to_payload(), err.headers
+        headers = self._admit(admission)
         run = self._runs.get(task_id)
         if run is None or not self._visible(run.record, viewer):
             record = self._store.get(task_id)
@@ -254,7 +268,7 @@ class HypervisorCore:
                     status="already_completed",
                     message=f"the task had already ended ({record.status})",
                 )
-            return "ok", response, headers
+            return response, headers
         if run.finished:
             await run.done.wait()
             response = CancelResponse(
@@ -262,27 +276,27 @@ class HypervisorCore:
                 status="already_completed",
                 message=f"the task had already ended ({run.record.status})",
             )
-            return "ok", response, headers
+            return response, headers
         await self._stop(run, "cancelled", None)
         response = CancelResponse(
             task_id=task_id, status="cancelled", message="the task was cancelled"
         )
-        return "ok", response, headers
+        return response, headers
 
+    @_answers
     async def quota(
         self,
         method: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         admission: Admission | None = None,
-    ) -> Answer:
+    ) -> tuple[Any, dict[str, str]]:
         """Call a method of the quota ledger (status, check, configure...), admitted first."""
+        headers = self._admit(admission)
         try:
-            headers = self._admit(admission)
-            value = getattr(self._quotas, method)(*args, **kwargs)
+            return getattr(self._quotas, method)(*args, **kwargs), headers
         except RLMError as err:
-            return "err", err.to_payload(), err.headers
-        return "ok", value, headers
+            raise err.with_headers(headers) from None
 
     async def running(self) -> dict[str, int]:
         """Counts for health checks: tasks running, calls in flight and queued."""
