@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request
 
 from rlm.auth.scopes import SCOPE_ADMIN, SCOPE_QUOTA_MANAGE, SCOPE_QUOTA_READ
-from rlm.errors import Forbidden
+from rlm.errors import Forbidden, InvalidInput
 from rlm.models.base import IDENTIFIER_PATTERN
 from rlm.models.errors import ErrorEnvelope
 from rlm.models.quotas import (
@@ -39,9 +39,23 @@ router = APIRouter(tags=["quotas"])
 QuotaReader = Annotated[Caller, Depends(authenticated(SCOPE_QUOTA_READ))]
 QuotaManager = Annotated[Caller, Depends(authenticated(SCOPE_QUOTA_MANAGE))]
 UserId = Annotated[str, Path(alias="userId", pattern=IDENTIFIER_PATTERN)]
+TeamId = Annotated[str, Path(alias="teamId", pattern=IDENTIFIER_PATTERN)]
+OrgId = Annotated[str, Path(alias="orgId", pattern=IDENTIFIER_PATTERN)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)
 }
+
+
+async def _ledger(request: Request, caller: Caller, method: str, *args: Any, **kw: Any) -> Any:
+    """Call the engine's quota ledger, counting the request; keep its rate-limit headers."""
+    value, headers = await request.app.state.hv.ask("quota", method, args, kw, caller.admission)
+    request.state.rate = headers
+    return value
+
+
+def _answer(request: Request, value: Any, status: int = 200) -> FastJSON:
+    body = value.to_wire() if hasattr(value, "to_wire") else value
+    return FastJSON(body, status_code=status, headers=getattr(request.state, "rate", None))
 
 
 def _target(caller: Caller, user_id: str) -> str:
@@ -65,10 +79,7 @@ async def user_status(user_id: UserId, caller: QuotaReader, request: Request) ->
     """Daily, weekly and monthly windows, and concurrent agents (``me``: the caller)."""
     target = _target(caller, user_id)
     tier = caller.principal.tier if target == caller.principal.user_id else None
-    status, headers = await request.app.state.hv.ask(
-        "quota", "user_status", (target,), {"tier": tier}, caller.admission
-    )
-    return FastJSON(status.to_wire(), headers=headers)
+    return _answer(request, await _ledger(request, caller, "user_status", target, tier=tier))
 
 
 @router.post(
@@ -83,14 +94,9 @@ async def check(
     """Would ``agentsRequested`` agent calls be admitted now? Charges nothing."""
     target = _target(caller, user_id)
     p = caller.principal
-    decision, headers = await request.app.state.hv.ask(
-        "quota",
-        "check",
-        (target, body.agents_requested),
-        {"tier": p.tier if target == p.user_id else "user"},
-        caller.admission,
-    )
-    return FastJSON(decision.to_wire(), headers=headers)
+    tier = p.tier if target == p.user_id else "user"
+    decision = await _ledger(request, caller, "check", target, body.agents_requested, tier=tier)
+    return _answer(request, decision)
 
 
 @router.put(
@@ -105,29 +111,8 @@ async def set_config(
     """Set ``userId``'s QuotaConfig (``rlm:quota:manage``); ``body.userId`` must match."""
     target = _target(caller, user_id)
     if body.user_id != target:
-        from rlm.errors import InvalidInput
-
         raise InvalidInput("userId in the body must match the path", field="userId")
-    config, headers = await request.app.state.hv.ask(
-        "quota", "set_user_config", (body,), {}, caller.admission
-    )
-    return FastJSON(config.to_wire(), headers=headers)
-
-
-Manager = Annotated[Caller, Depends(authenticated(SCOPE_QUOTA_MANAGE))]
-TeamId = Annotated[str, Path(alias="teamId", pattern=IDENTIFIER_PATTERN)]
-OrgId = Annotated[str, Path(alias="orgId", pattern=IDENTIFIER_PATTERN)]
-
-
-async def _ledger(request: Request, caller: Caller, method: str, *args: Any, **kw: Any) -> Any:
-    value, headers = await request.app.state.hv.ask("quota", method, args, kw, caller.admission)
-    request.state.rate = headers
-    return value
-
-
-def _answer(request: Request, value: Any, status: int = 200) -> FastJSON:
-    body = value.to_wire() if hasattr(value, "to_wire") else value
-    return FastJSON(body, status_code=status, headers=getattr(request.state, "rate", None))
+    return _answer(request, await _ledger(request, caller, "set_user_config", body))
 
 
 @router.get(
@@ -153,7 +138,7 @@ async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) ->
     responses=_ERRORS,
     summary="Create a team (extension)",
 )
-async def create_team(body: TeamCreate, caller: Manager, request: Request) -> Any:
+async def create_team(body: TeamCreate, caller: QuotaManager, request: Request) -> Any:
     """A new team with its pool (``rlm:quota:manage``)."""
     status = await _ledger(
         request,
@@ -175,7 +160,7 @@ async def create_team(body: TeamCreate, caller: Manager, request: Request) -> An
     summary="Add a member and set its allocation (extension)",
 )
 async def put_member(
-    team_id: TeamId, user_id: UserId, body: MemberAllocation, caller: Manager, request: Request
+    team_id: TeamId, user_id: UserId, body: MemberAllocation, caller: QuotaManager, request: Request
 ) -> Any:
     """Add ``userId`` to the team (idempotent) and, when given, set its share of the pool;
     the members' allocations never add up to more than the pool."""
@@ -203,7 +188,7 @@ async def put_project(
     team_id: TeamId,
     project_id: Annotated[str, Path(alias="projectId", pattern=IDENTIFIER_PATTERN)],
     body: ProjectCreate,
-    caller: Manager,
+    caller: QuotaManager,
     request: Request,
 ) -> Any:
     """Set a project's share of the team pool."""
@@ -229,7 +214,7 @@ async def put_project(
 async def transfer(
     team_id: TeamId,
     body: QuotaTransfer,
-    caller: Manager,
+    caller: QuotaManager,
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
@@ -281,7 +266,9 @@ async def hierarchy(org_id: OrgId, caller: QuotaReader, request: Request) -> Any
     responses=_ERRORS,
     summary="Update organization quotas",
 )
-async def patch_org(org_id: OrgId, body: OrgQuotaUpdate, caller: Manager, request: Request) -> Any:
+async def patch_org(
+    org_id: OrgId, body: OrgQuotaUpdate, caller: QuotaManager, request: Request
+) -> Any:
     """Checked against the whole tree (child ≤ parent, Σ children ≤ parent, not below usage);
     a violating update is 400 and changes nothing."""
     org = await _ledger(
@@ -297,7 +284,7 @@ async def patch_org(org_id: OrgId, body: OrgQuotaUpdate, caller: Manager, reques
     responses=_ERRORS,
     summary="Create an organization (extension)",
 )
-async def create_org(body: OrgCreate, caller: Manager, request: Request) -> Any:
+async def create_org(body: OrgCreate, caller: QuotaManager, request: Request) -> Any:
     """A new org under ``parentId`` (cycles and unknown parents are refused)."""
     org = await _ledger(
         request,
