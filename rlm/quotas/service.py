@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from rlm.errors import InternalError
+from rlm.errors import InternalError, InvalidInput, RLMError
 from rlm.models.quotas import (
     AllocationDecision,
     Organization,
@@ -36,9 +36,18 @@ from rlm.quotas.records import Reservation, Settlement, TransferReceipt
 from rlm.quotas.settings import QuotaSettings, Tier
 from rlm.quotas.store import QuotaStore
 
-__all__ = ["QuotaLedgerService"]
+__all__ = ["BATCHABLE", "BatchCall", "Outcome", "QuotaLedgerService"]
 
 T = TypeVar("T")
+
+#: One call of a batch: a method name, its positional and its keyword arguments.
+BatchCall = tuple[str, Sequence[Any], dict[str, Any]]
+
+#: One call's answer in a batch: its value, or the :class:`RLMError` it raised.
+Outcome = Any
+
+#: The methods :meth:`QuotaLedgerService.batch` applies: admission's hot path and its reads.
+BATCHABLE = frozenset({"reserve", "reconcile", "release", "check", "user_status", "user_config"})
 
 
 class QuotaLedgerService:
@@ -162,6 +171,45 @@ class QuotaLedgerService:
     def prune_history(self, max_age: timedelta) -> int:
         """See :meth:`QuotaLedger.prune_history`."""
         return self._commit(lambda: self._ledger.prune_history(max_age))
+
+    def batch(self, calls: Sequence[BatchCall]) -> list[Outcome]:
+        """Apply several admission calls in order and persist them together (group commit).
+
+        Each call answers on its own, as it would alone: a refused reservation is an error in
+        its slot and does not undo the others. All the changes reach the state file in one
+        journal record before any answer is returned, so a front end that gathers the
+        admissions of many requests pays one write (and one actor call) for all of them.
+
+        Args:
+            calls: ``(method, args, kwargs)`` with ``method`` in :data:`BATCHABLE`.
+
+        Returns:
+            One outcome per call: its value, or the :class:`RLMError` it raised.
+
+        Raises:
+            InvalidInput: A call names a method outside :data:`BATCHABLE` (nothing is applied).
+            InternalError: The changes could not be saved; memory is rolled back to the file,
+                so none of the calls took effect.
+        """
+        for i, (method, _, _) in enumerate(calls):
+            if method not in BATCHABLE:
+                raise InvalidInput(
+                    f"{method!r} cannot be batched; one of {sorted(BATCHABLE)}",
+                    field=f"calls[{i}].method",
+                )
+        outcomes: list[Outcome] = []
+        with self._lock:
+            try:
+                for method, args, kwargs in calls:
+                    try:
+                        outcomes.append(getattr(self._ledger, method)(*args, **kwargs))
+                    except RLMError as err:
+                        outcomes.append(err)
+                    except TypeError as err:  # the caller's arguments do not fit the method
+                        outcomes.append(InvalidInput(f"{method}: {err}", field="calls"))
+            finally:
+                self._persist()
+        return outcomes
 
     def open_reservations(self, user_id: str | None = None) -> list[Reservation]:
         """See :meth:`QuotaLedger.open_reservations`."""

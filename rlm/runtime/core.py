@@ -35,7 +35,7 @@ from rlm.jsonable import to_jsonable
 from rlm.models.tasks import CancelResponse, ErrorInfo, ExecuteResponse, Priority
 from rlm.operations.base import Operation
 from rlm.planning import Plan, PlanNode
-from rlm.quotas.service import QuotaLedgerService
+from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.ratelimit import RateLimiter
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource
 from rlm.scheduling import ReadyQueue
@@ -297,6 +297,17 @@ class HypervisorCore:
             return getattr(self._quotas, method)(*args, **kwargs), headers
         except RLMError as err:
             raise err.with_headers(headers) from None
+
+    @_answers
+    async def quota_batch(self, calls: list[BatchCall]) -> tuple[list[Any], dict[str, str]]:
+        """Apply many admission calls in one actor call and one commit (see ``batch``).
+
+        Each slot answers ``("ok", value)`` or ``("err", payload)``, like a single call.
+        """
+        outcomes = self._quotas.batch(calls)
+        return [
+            ("err", o.to_payload()) if isinstance(o, RLMError) else ("ok", o) for o in outcomes
+        ], {}
 
     async def running(self) -> dict[str, int]:
         """Counts for health checks: tasks running, calls in flight and queued."""

@@ -36,6 +36,7 @@ from rlm.models.tasks import (
 from rlm.operations.base import Chunk, FunctionOperation, InputKind, Operation
 from rlm.operations.registry import OperationRegistry, default_registry
 from rlm.planning import Plan, plan_task
+from rlm.quotas.service import BatchCall
 from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
 from rlm.storage.inputs import split_source
@@ -299,6 +300,20 @@ class Hypervisor:
             >>> hv.quotas("user_status", "alice").daily.agents_remaining  # doctest: +SKIP
         """
         return _unwrap(ray.get(self._core.quota.remote(method, args, kwargs, None)))
+
+    def quota_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
+        """Apply many admission calls (reserve, reconcile, ...) in one round trip and one commit.
+
+        Returns:
+            One entry per call, in order: its value, or the :class:`~rlm.errors.RLMError` it
+            raised (returned, not raised: the other calls still took effect).
+
+        Example:
+            >>> held = hv.quota_batch([("reserve", ("ada", 5), {"tier": "user", "task_id": "t1"})])
+            ... # doctest: +SKIP
+        """
+        slots = _unwrap(ray.get(self._core.quota_batch.remote(list(calls))))
+        return [error_from_payload(v) if kind == "err" else v for kind, v in slots]
 
     # -- for servers: async, admitted, with the rate-limit headers ----------------------------
 

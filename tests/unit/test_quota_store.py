@@ -271,3 +271,53 @@ def test_a_failed_compaction_does_not_fail_the_call(
     service.close()
     with QuotaStore(tmp_path / "q.db") as reopened:
         assert reopened.load() == snapshot
+
+
+def test_a_batch_answers_each_call_and_commits_once(tmp_path: Path) -> None:
+    clock = FrozenClock(NOW)
+    service = QuotaLedgerService(tmp_path / "q.db", clock=clock)
+    service.set_user_config(_config("ada", daily=10))
+    before = service._store.journal_length()
+    outcomes = service.batch(
+        [
+            ("reserve", ("ada", 6), {"tier": "user", "task_id": "a"}),
+            ("reserve", ("ada", 6), {"tier": "user", "task_id": "b"}),  # 12 > 10: refused
+            ("reserve", ("ada", 4), {"tier": "user", "task_id": "c"}),
+            ("check", ("ada", 1), {"tier": "user"}),
+            ("reserve", ("ada",), {"tier": "user", "task_id": "d"}),  # missing argument
+        ]
+    )
+    assert [type(o).__name__ for o in outcomes] == [
+        "Reservation",
+        "QuotaExceeded",
+        "Reservation",
+        "AllocationDecision",
+        "InvalidInput",
+    ]
+    assert outcomes[3].allowed is False  # the first and third calls hold all 10
+    assert service._store.journal_length() == before + 1  # one record for the whole batch
+    settled = service.batch([("reconcile", (outcomes[0].reservation_id, 5, 0.0), {})])
+    assert settled[0].agent_calls == 5
+    snapshot = service.snapshot()
+    service._store._journal.close()  # a crash right after the answers: nothing is lost
+    service._store._conn.close()
+    reopened = QuotaLedgerService(tmp_path / "q.db", clock=clock)
+    assert reopened.snapshot() == snapshot
+    assert [r.task_id for r in reopened.open_reservations()] == ["c"]
+    assert reopened.user_status("ada").daily.agents_used == 9
+    reopened.close()
+
+
+def test_a_batch_refuses_methods_outside_admission(tmp_path: Path) -> None:
+    service = QuotaLedgerService(tmp_path / "q.db", clock=FrozenClock(NOW))
+    before = service.snapshot()
+    with pytest.raises(InvalidInput) as err:
+        service.batch(
+            [
+                ("reserve", ("ada", 1), {"tier": "user", "task_id": "a"}),
+                ("restore", ({},), {}),
+            ]
+        )
+    assert err.value.details["field"] == "calls[1].method"
+    assert service.snapshot() == before  # nothing of the batch was applied
+    service.close()
