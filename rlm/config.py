@@ -74,6 +74,12 @@ class EngineSettings(BaseModel):
     cancel_grace_s: float = Field(
         default=10.0, gt=0, description="How long a cancel waits for in-flight calls to stop."
     )
+    quota_hold_ttl_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="A quota hold no running task owns (one a caller of quota_batch reserved "
+        "and never reconciled) is released after this many seconds.",
+    )
 
 
 class Settings(BaseSettings):

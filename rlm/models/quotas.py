@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -101,12 +101,22 @@ class TeamUsage(WireModel):
 
 
 class TeamMember(WireModel):
-    """A member of a team and the share of the pool allocated to it."""
+    """A member of a team and the share of the pool allocated to it.
+
+    ``agentsAllocated`` and ``computeHoursAllocated`` are ``null`` for a member without an
+    allocation of its own: it draws on the team pool, capped only by what is left there.
+    """
 
     user_id: str
     role: str = "member"
-    agents_allocated: NonNegInt = 0
-    compute_hours_allocated: NonNegFloat = 0.0
+    agents_allocated: NonNegInt | None = None
+    compute_hours_allocated: NonNegFloat | None = None
+
+    def to_wire(self, **kwargs: Any) -> dict[str, Any]:
+        """The JSON-ready dict; a missing allocation is an explicit ``null``."""
+        kwargs.setdefault("exclude_none", False)
+        return super().to_wire(**kwargs)
+
     agents_used: NonNegInt = 0
     compute_hours_used: NonNegFloat = 0.0
 
@@ -128,6 +138,11 @@ class TeamQuotaStatus(WireModel):
     usage: TeamUsage
     members: list[TeamMember]
     projects: list[ProjectAllocation]
+
+    def to_wire(self, **kwargs: Any) -> dict[str, Any]:
+        """The JSON-ready dict; members without an allocation show ``null`` allocations."""
+        kwargs.setdefault("exclude_none", False)
+        return super().to_wire(**kwargs)
 
 
 class QuotaTransfer(WireModel):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -155,6 +156,8 @@ class QuotaLedger:
         request = AdmissionRequest.parse(
             user_id, agents, tier, team_id, org_id, concurrent_agents, compute_hours
         )
+        if request.team_id is None:  # a member always draws on its team's pool
+            request = replace(request, team_id=self._state.teams.team_of(request.user_id))
         account = self._state.users.get(request.user_id)
         try:
             plan_admission(
@@ -191,7 +194,8 @@ class QuotaLedger:
             agents: Planned agent calls (>= 1).
             tier: The user's tier (its defaults apply unless an explicit config is set).
             task_id: The task admitted.
-            team_id: Also charge this team's pool (the user must be a member).
+            team_id: Also charge this team's pool (the user must be a member); default: the
+                user's team if it belongs to exactly one (several: ``InvalidInput``).
             org_id: The user's org; default: the org recorded for the user, if any.
             concurrent_agents: Agents the task runs at once (the lease size).
             compute_hours: Planned compute, held like agent calls (usually 0: unknown).
@@ -209,6 +213,8 @@ class QuotaLedger:
         request = AdmissionRequest.parse(
             user_id, agents, tier, team_id, org_id, concurrent_agents, compute_hours
         )
+        if request.team_id is None:  # a member always draws on its team's pool
+            request = replace(request, team_id=self._state.teams.team_of(request.user_id))
         existing = self._state.open_by_task.get(task_id)
         if existing is not None:
             res = self._state.open[existing]

@@ -133,7 +133,7 @@ class LedgerState:
             state.users[user_id].config = QuotaConfig.model_validate(config, strict=False)
         state.teams.teams = {k: Team.from_dict(v) for k, v in rows["team"].items()}
         for data in rows["member"].values():
-            state.teams.get(data["teamId"]).members[data["userId"]] = Member.from_dict(data)
+            state.teams.attach(data["teamId"], Member.from_dict(data))
         state.teams.receipts = {
             k: TransferReceipt.from_dict(v) for k, v in rows["transfer"].items()
         }

@@ -68,13 +68,13 @@ class Member:
     usage: WindowCounter
 
     def view(self, starts: WindowStarts) -> TeamMember:
-        """The API's ``TeamMember`` (an uncapped member shows allocations of 0)."""
+        """The API's ``TeamMember`` (an uncapped member shows ``null`` allocations)."""
         agents, compute = self.usage.held(starts.monthly)
         return TeamMember(
             user_id=self.user_id,
             role=self.role,
-            agents_allocated=self.agents_allocated,
-            compute_hours_allocated=from_micro(self.compute_allocated),
+            agents_allocated=self.agents_allocated if self.allocated else None,
+            compute_hours_allocated=from_micro(self.compute_allocated) if self.allocated else None,
             agents_used=agents,
             compute_hours_used=from_micro(compute),
         )
@@ -211,6 +211,37 @@ class TeamBook:
         self.teams: dict[str, Team] = {}
         self.receipts: dict[str, TransferReceipt] = {}
         self._changed = changed
+        # user id -> the teams it belongs to, so admission finds a user's team in O(1).
+        self._teams_of: dict[str, list[str]] = {}
+
+    def attach(self, team_id: str, member: Member) -> None:
+        """Put ``member`` in team ``team_id`` (loading state, or adding a member)."""
+        team = self.get(team_id)
+        if member.user_id not in team.members:
+            self._teams_of.setdefault(member.user_id, []).append(team_id)
+        team.members[member.user_id] = member
+
+    def teams_of(self, user_id: str) -> list[str]:
+        """The teams ``user_id`` is a member of, in the order it joined them."""
+        return list(self._teams_of.get(user_id, ()))
+
+    def team_of(self, user_id: str) -> str | None:
+        """The team an admission of ``user_id`` charges when the caller names none.
+
+        Returns:
+            The user's only team; ``None`` if it belongs to none.
+
+        Raises:
+            InvalidInput: The user belongs to several teams (the caller must name one).
+        """
+        teams = self._teams_of.get(user_id, [])
+        if len(teams) > 1:
+            raise InvalidInput(
+                f"user {user_id!r} belongs to teams {sorted(teams)}; name the team to charge",
+                {"userId": user_id, "teams": sorted(teams)},
+                field="teamId",
+            )
+        return teams[0] if teams else None
 
     def get(self, team_id: str) -> Team:
         """The team ``team_id``.
@@ -255,7 +286,7 @@ class TeamBook:
         member = team.members.get(user_id)
         if member is None:
             member = Member(user_id, role, False, 0, 0, WindowCounter(starts.monthly))
-            team.members[user_id] = member
+            self.attach(team_id, member)
         else:
             member.role = role
         self._changed.add(("member", member_key(team_id, user_id)))

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ray
@@ -32,6 +32,7 @@ from rlm.admission import Admission, Viewer
 from rlm.config import Settings
 from rlm.errors import InternalError, RLMError, TaskNotFound, TaskTimeout, error_from_payload
 from rlm.jsonable import to_jsonable
+from rlm.models.quotas import TeamQuotaStatus
 from rlm.models.tasks import CancelResponse, ErrorInfo, ExecuteResponse, Priority
 from rlm.operations.base import Operation
 from rlm.planning import Plan, PlanNode
@@ -294,9 +295,14 @@ class HypervisorCore:
         """Call a method of the quota ledger (status, check, configure...), admitted first."""
         headers = self._admit(admission)
         try:
-            return getattr(self._quotas, method)(*args, **kwargs), headers
+            value = getattr(self._quotas, method)(*args, **kwargs)
         except RLMError as err:
             raise err.with_headers(headers) from None
+        if isinstance(value, TeamQuotaStatus):
+            # Storage is what this service keeps for the team's tasks; the ledger cannot see
+            # the task store, so the figure is filled in here.
+            value.usage.storage_used = self._store.stored_bytes(team_id=value.team_id) / 1e9
+        return value, headers
 
     @_answers
     async def quota_batch(self, calls: list[BatchCall]) -> tuple[list[Any], dict[str, str]]:
@@ -373,10 +379,13 @@ class HypervisorCore:
             concurrent_agents=concurrent,
         )
         self._reservations[spec.task_id] = held.reservation_id
+        spec.team_id = held.team_id  # the team charged: the ledger's membership, not the claim
 
     @staticmethod
     def _known(lookup: Any, name: str | None) -> bool:
-        # Tokens may name teams and orgs the operator never loaded: only known ones are charged.
+        # Tokens may name teams and orgs the operator never loaded. Such a claim counts as no
+        # claim: the ledger then charges the team and org it records for the user, so a token
+        # cannot take a member out of its team's pool or its org's tree.
         if name is None:
             return False
         try:
@@ -411,8 +420,23 @@ class HypervisorCore:
             await asyncio.sleep(5.0)
             try:
                 self._store.heartbeat(self._instance_id)
+                self._reap_holds()
             except Exception:  # pragma: no cover - a locked file must not kill the loop
                 log.exception("heartbeat failed")
+
+    def _reap_holds(self) -> int:
+        """Release quota holds that no running task owns once they are ``quota_hold_ttl_s``
+        old: a front end that reserved (``quota_batch``) and died before reconciling must
+        not keep a user's agents leased forever. A running task's hold is never reaped."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.engine.quota_hold_ttl_s)
+        reaped = 0
+        for held in self._quotas.open_reservations():
+            if held.task_id not in self._reservations and held.created_at <= cutoff:
+                self._quotas.release(held.reservation_id)
+                reaped += 1
+        if reaped:
+            log.warning("released %d quota hold(s) no running task owned", reaped)
+        return reaped
 
     def _start(self, spec: TaskSpec, admission: Admission | None = None) -> _Run:
         self._ensure_heartbeat()

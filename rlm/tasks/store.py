@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner_id, created_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
+CREATE INDEX IF NOT EXISTS tasks_team ON tasks (team_id);
 CREATE TABLE IF NOT EXISTS instances (
     instance_id TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,
@@ -234,6 +235,17 @@ class TaskStore:
         with self._lock:
             rows = self._conn.execute(query, (*args, limit)).fetchall()
         return [self._row_to_record(r) for r in rows]
+
+    def stored_bytes(self, *, team_id: str) -> int:
+        """Bytes kept for a team's tasks: their stored requests and results (UTF-8)."""
+        with self._lock:
+            (total,) = self._conn.execute(
+                "SELECT COALESCE(SUM(LENGTH(CAST(request_json AS BLOB))"
+                " + COALESCE(LENGTH(CAST(result_json AS BLOB)), 0)), 0)"
+                " FROM tasks WHERE team_id = ?",
+                (team_id,),
+            ).fetchone()
+        return int(total)
 
     @staticmethod
     def _write(c: sqlite3.Connection, r: TaskRecord) -> None:

@@ -94,8 +94,12 @@ def test_team_pool_allocations_and_idempotent_transfers(api: Api) -> None:
         assert first.status_code == 200, first.text
         again = m.post(f"/quotas/team/{team}/transfers", json=move, headers=key)
         assert again.json() == first.json()
+        assert m.put(f"/quotas/team/{team}/members/carol-{team}", json={}).status_code == 200
         members = {x["userId"]: x for x in m.get(f"/quotas/team/{team}").json()["members"]}
         assert (members[alice]["agentsAllocated"], members[bob]["agentsAllocated"]) == (50, 40)
+        # A member without an allocation of its own draws on the pool: null, not "capped at 0".
+        carol = members[f"carol-{team}"]
+        assert (carol["agentsAllocated"], carol["computeHoursAllocated"]) == (None, None)
         too_far = {"fromUserId": alice, "toUserId": bob, "agents": 51}
         assert m.post(f"/quotas/team/{team}/transfers", json=too_far).status_code == 400
 
@@ -114,5 +118,17 @@ def test_team_pool_allocations_and_idempotent_transfers(api: Api) -> None:
         assert ran.status_code == 200, ran.text
         usage = member.get(f"/quotas/team/{team}").json()["usage"]
         assert usage["agentsUsed"] == 5 and usage["agentsTotal"] == 100
+        # Membership is the ledger's: a token without a team claim, or naming a team never
+        # loaded, still draws on alice's team pool.
+        for claims in ({}, {"team": "never-loaded"}):
+            token = api.token(sub=alice, tier="enterprise", **claims)  # type: ignore[arg-type]
+            with api.client(token) as same_user:
+                assert same_user.post("/execute", json=body).status_code == 200
+        usage = member.get(f"/quotas/team/{team}").json()["usage"]
+        assert usage["agentsUsed"] == 15
+        # Storage used is what the service keeps for the team's three tasks (requests and
+        # results, a few hundred bytes each), against the 5 GB the team was given.
+        assert 3 * 100 / 1e9 < usage["storageUsed"] < 3 * 10_000 / 1e9
+        assert usage["storageTotal"] == 5
     with api.client(api.token(sub="stranger", scopes="rlm:quota:read")) as stranger:
         assert stranger.get(f"/quotas/team/{team}").status_code == 403

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
 import pytest
+import ray
 
 import rlm
+from rlm.admission import Admission
+from rlm.auth.tiers import TIERS
 from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.models.quotas import QuotaConfig
+from tests.integration.conftest import make_settings, with_test_ops
 
 
 def test_a_batch_of_admissions_crosses_the_actor_once(hv: rlm.Hypervisor) -> None:
@@ -44,3 +50,37 @@ def test_a_batch_of_admissions_crosses_the_actor_once(hv: rlm.Hypervisor) -> Non
     assert status.current_concurrent_agents == 0
     with pytest.raises(InvalidInput, match="cannot be batched"):
         hv.quota_batch([("set_user_config", (), {})])
+
+
+def test_holds_no_running_task_owns_are_reaped(ray_session: None, tmp_path: Path) -> None:
+    hv = with_test_ops(rlm.connect(settings=make_settings(tmp_path, quota_hold_ttl_s=1.0)))
+    try:
+        orphan = hv.quota_batch([("reserve", ("orphan", 3), {"tier": "user", "task_id": "gone"})])
+        assert hv.quotas("user_status", "orphan").current_concurrent_agents == 1
+        # A task admitted like an HTTP request holds its quota while it runs, however long.
+        admission = Admission("user:runner", TIERS["user"], user_id="runner", tier="user")
+        spec = hv.prepare(
+            {
+                "type": "parallel",
+                "description": "slow",
+                "input": {"items": [1, 2], "operation": "slow_sum", "params": {"seconds": 8}},
+                "options": {"leafSize": 2},
+            },
+            owner_id="runner",
+        )
+        kind, task_id, _ = ray.get(hv._core.submit.remote(spec, admission))
+        assert kind == "ok"
+        deadline = time.monotonic() + 15
+        while hv.quotas("user_status", "orphan").current_concurrent_agents:
+            assert time.monotonic() < deadline, "the orphaned hold was never released"
+            time.sleep(0.2)
+        assert hv.status(task_id).status == "running"
+        runner = hv.quotas("user_status", "runner")
+        assert (runner.current_concurrent_agents, runner.daily.agents_used) == (1, 1)
+        assert hv.quotas("open_reservations", "orphan") == []
+        assert hv.result(task_id).output == 3
+        assert hv.quotas("user_status", "runner").current_concurrent_agents == 0
+        assert hv.quotas("user_status", "orphan").daily.agents_used == 0  # released, not charged
+        assert orphan[0].task_id == "gone"
+    finally:
+        hv.shutdown_engine()

@@ -369,8 +369,30 @@ def test_member_allocation_and_pool_bind(team_ledger: QuotaLedger) -> None:
     assert info.value.details["scope"] == "team"
     assert info.value.details["period"] == "monthly"
     assert info.value.details["resetTime"] == "2028-03-01T00:00:00Z"
-    # Without team_id the team is not charged.
-    team_ledger.reserve("c", 1, tier="user", task_id="c3")
+    # Without team_id a member still draws on its (only) team's pool: no way around it.
+    before = team_ledger.snapshot()
+    with pytest.raises(QuotaExceeded) as info:
+        team_ledger.reserve("c", 1, tier="user", task_id="c3")
+    assert info.value.details["scope"] == "team"
+    assert team_ledger.check("c", 1, tier="user").allowed is False
+    assert team_ledger.snapshot() == before
+
+
+def test_a_member_of_several_teams_must_name_one(team_ledger: QuotaLedger) -> None:
+    team_ledger.create_team("u", "Other", 50, 5.0)
+    team_ledger.add_member("u", "c")
+    team_ledger.add_member("u", "c")  # adding twice is one membership
+    before = team_ledger.snapshot()
+    with pytest.raises(InvalidInput) as info:
+        team_ledger.reserve("c", 1, tier="user", task_id="c1")
+    assert info.value.details == {"userId": "c", "teams": ["t", "u"], "field": "teamId"}
+    assert team_ledger.snapshot() == before
+    held = team_ledger.reserve("c", 2, tier="user", task_id="c1", team_id="u")
+    assert held.team_id == "u"
+    assert team_ledger.team_status("u").usage.agents_used == 2
+    assert team_ledger.team_status("t").usage.agents_used == 0
+    # A user in no team charges no team.
+    assert team_ledger.reserve("zed", 1, tier="user", task_id="z1").team_id is None
 
 
 def test_non_member_cannot_charge_the_team(team_ledger: QuotaLedger) -> None:

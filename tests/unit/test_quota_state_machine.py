@@ -199,6 +199,8 @@ class QuotaMachine(RuleBasedStateMachine):
         else:
             assert decision.allowed
             assert res.org_ids == self._chain(USER_ORG[user])
+            # Members draw on their team's pool whether or not the caller names it.
+            assert res.team_id == ("t" if user in MEMBERS else None)
             self.open[res.reservation_id] = res
             STATS["reserved"] += 1
             return res.reservation_id
@@ -334,8 +336,8 @@ class QuotaMachine(RuleBasedStateMachine):
             return
         total_agents, total_compute = self.allocations_total
         if was_capped:
-            total_agents -= old.agents_allocated
-            total_compute -= _micro(old.compute_hours_allocated)
+            total_agents -= old.agents_allocated or 0
+            total_compute -= _micro(old.compute_hours_allocated or 0.0)
         self.allocations_total = (total_agents + agents, total_compute + _micro(compute))
 
     @rule(
@@ -410,9 +412,12 @@ class QuotaMachine(RuleBasedStateMachine):
     def _check_team(self, snap: dict[str, Any], held: Counter[tuple[Any, ...]]) -> None:
         status = self.ledger.team_status("t")
         capped = {u for u in MEMBERS if snap["member"][f'["t", "{u}"]']["allocated"]}
-        members = [m for m in status.members if m.user_id in capped]
-        total_agents = sum(m.agents_allocated for m in members)
-        total_compute = sum(_micro(m.compute_hours_allocated) for m in members)
+        # An uncapped member shows null allocations, never a 0 that reads as "capped at 0".
+        shown = {m.user_id: (m.agents_allocated, m.compute_hours_allocated) for m in status.members}
+        assert {u for u, (a, c) in shown.items() if a is not None and c is not None} == capped
+        assert all(a is None and c is None for u, (a, c) in shown.items() if u not in capped)
+        total_agents = sum(shown[u][0] or 0 for u in capped)
+        total_compute = sum(_micro(shown[u][1] or 0.0) for u in capped)
         # Transfers move allocation; only set_member_allocation changes the total.
         assert (total_agents, total_compute) == self.allocations_total
         assert total_agents <= status.config.total_agent_pool

@@ -128,7 +128,9 @@ def _reference_lines(data: bytes, start: int, end: int) -> list[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    lines=st.lists(st.text(st.characters(exclude_characters="\n\r"), max_size=40), max_size=60),
+    lines=st.lists(
+        st.text(st.characters(codec="utf-8", exclude_characters="\n\r"), max_size=40), max_size=60
+    ),
     trailing=st.booleans(),
     parts=st.integers(1, 9),
     window=st.integers(1, 64),

@@ -98,3 +98,35 @@ def test_listing_by_owner(tmp_path: Path) -> None:
     store.put(_record("b0", "completed", "i", owner="bob"))
     assert {r.task_id for r in store.list(owner_id="alice")} == {"a0", "a1", "a2"}
     assert len(store.list(limit=2)) == 2
+
+
+def test_stored_bytes_count_a_teams_requests_and_results(tmp_path: Path) -> None:
+    import dataclasses
+    import sqlite3
+
+    store = TaskStore(tmp_path / "state.db")
+    assert store.stored_bytes(team_id="t") == 0
+    result = ExecuteResponse(
+        task_id="t1",
+        status="completed",
+        output="ü",
+        execution_time_ms=1.0,
+        agent_calls=1,
+        decomposition_depth=0,
+        success=True,
+    )
+    request = {"type": "recursive", "description": "é" * 10}  # 2 bytes each in UTF-8
+    store.put(
+        dataclasses.replace(
+            _record("t1", "completed", "i"), team_id="t", request=request, result=result
+        )
+    )
+    store.put(dataclasses.replace(_record("t2", "pending", "i"), team_id="t"))  # no result yet
+    store.put(dataclasses.replace(_record("t3", "completed", "i"), team_id="u"))
+    rows = sqlite3.connect(tmp_path / "state.db").execute(
+        "SELECT request_json, result_json FROM tasks WHERE team_id = 't'"
+    )
+    expected = sum(len(req.encode()) + len((res or "").encode()) for req, res in rows)
+    assert store.stored_bytes(team_id="t") == expected > 2 * 10
+    assert store.stored_bytes(team_id="v") == 0
+    store.close()
