@@ -10,6 +10,7 @@ Commands:
     rlm token --sub ID        print a token the running server accepts
     rlm tenants load FILE     load orgs, teams and users with their limits (idempotent)
     rlm quota show USER       a user's quota windows
+    rlm quota events          quota.threshold_exceeded events not yet delivered
 
 Exit codes: 0 the task completed, 1 it failed or was cancelled, 2 the request was refused
 (the error envelope goes to stderr), 130 interrupted.
@@ -264,6 +265,32 @@ def _cmd_quota_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quota_events(args: argparse.Namespace) -> int:
+    hv = _connect(args.address)
+    events = hv.quotas("pending_events")  # read only: delivery takes them from the outbox
+    if args.json or not sys.stdout.isatty():
+        sys.stdout.write(_dump(events) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="quota events not yet delivered")
+    for column in ("time", "user", "period", "threshold", "agents used / limit"):
+        table.add_column(column)
+    for e in events:
+        data = e["data"]
+        window = data["usage"].get(data["period"], {})
+        table.add_row(
+            e["timestamp"],
+            data["userId"],
+            data["period"],
+            f"{data['threshold']} %",
+            f"{window.get('agentsUsed')} / {window.get('agentsLimit')}",
+        )
+    Console().print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rlm``."""
     parser = argparse.ArgumentParser(prog="rlm", description="RLM Hypervisor")
@@ -316,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     show_q.add_argument("user_id")
     show_q.add_argument("--json", action="store_true", help="JSON even on a terminal")
     show_q.set_defaults(func=_cmd_quota_show)
+    events_q = quota_sub.add_parser("events", help="threshold events not yet delivered")
+    events_q.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    events_q.set_defaults(func=_cmd_quota_events)
 
     ops = sub.add_parser("operations", help="the operations tasks may name")
     ops.set_defaults(func=_cmd_operations)

@@ -142,3 +142,33 @@ def test_usage_survives_an_engine_restart(api: Api) -> None:
             time.sleep(0.5)
         assert response.json()["daily"]["agentsUsed"] == before
         assert client.post("/execute", json=SUM).status_code == 200
+
+
+def test_crossing_thresholds_records_one_event_each(api: Api) -> None:
+    import rlm
+
+    user = f"alerts-{uuid.uuid4().hex[:8]}"
+    _limits(api, user, daily=10)
+    hv = rlm.connect(settings=api.settings)  # the service's own engine (same state dir)
+
+    def events() -> list[tuple[int, str]]:
+        return [
+            (e["data"]["threshold"], e["data"]["period"])
+            for e in hv.quotas("pending_events")
+            if e["data"]["userId"] == user
+        ]
+
+    with api.client(api.token(sub=user)) as client:
+        for _ in range(7):
+            assert client.post("/execute", json=SUM).status_code == 200
+        assert events() == []  # 7 of 10: below 80 %
+        assert client.post("/execute", json=SUM).status_code == 200
+        assert events() == [(80, "daily")]
+        assert client.post("/execute", json=SUM).status_code == 200
+        assert events() == [(80, "daily")]  # once per threshold per window
+        assert client.post("/execute", json=SUM).status_code == 200
+        assert client.post("/execute", json=SUM).status_code == 429  # refused: no new event
+    assert events() == [(80, "daily"), (100, "daily")]
+    payload = [e for e in hv.quotas("pending_events") if e["data"]["userId"] == user][-1]
+    assert payload["event"] == "quota.threshold_exceeded"
+    assert payload["data"]["usage"]["daily"]["agentsUsed"] == 10

@@ -108,6 +108,9 @@ def test_tenants_load_is_idempotent_and_quota_show(tmp_path: Path) -> None:
     status = json.loads(show.stdout)
     assert status["daily"]["agentsLimit"] == 5000
     assert status["maxConcurrentAgents"] == 20
+    quiet = _rlm(tmp_path, "quota", "events", "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout) == []  # nothing ran over HTTP: no threshold crossed
     bad = tmp_path / "bad.yaml"
     bad.write_text("orgs:\n  - {orgId: x, agents: -1}\n")
     refused = _rlm(tmp_path, "tenants", "load", str(bad))
