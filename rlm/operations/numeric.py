@@ -57,6 +57,7 @@ _ISQRT_I64_MAX = math.isqrt(_I64_MAX)
 # bin k = e - 53 + 1126 holds values that are multiples of 2**(k - 1126); k < 2098.
 _K0 = 1126
 _NBINS = 2098
+_CACHE_SLICE = 1 << 16  # int64 items per slice of an exact sum: 512 KiB, stays in L2
 _SUM_BLOCK = 1 << 25  # 2**25 parts below 2**27 sum below 2**52: exact in float64
 _SQ_BLOCK = 1 << 15  # 2**15 parts below 2**37 sum below 2**52
 _FLUSH_BLOCKS = 512  # int64 bin accumulators take 512 block totals below 2**53
@@ -84,17 +85,26 @@ def _peak(a: Array) -> int:
 
 
 def _int_sum(chunk: Array) -> int:
-    """The exact sum of an integer array."""
+    """The exact sum of an integer array.
+
+    Works slice by slice so that the three passes each slice needs (min and max to bound its
+    sum, then the sum) read it from the CPU cache: memory is read once, not three times.
+    """
     a = _as_int64(chunk)
     if a is None:
         return sum(chunk.tolist())
-    peak = _peak(a)
-    if peak == 0:
-        return 0
-    block = max(1, _I64_MAX // peak)  # int64 min has peak 2**63: one item per block
-    if block >= a.size:
-        return int(a.sum())
-    return sum(np.add.reduceat(a, np.arange(0, a.size, block)).tolist())
+    total = 0
+    for start in range(0, a.size, _CACHE_SLICE):
+        part = a[start : start + _CACHE_SLICE]
+        peak = _peak(part)
+        if peak == 0:
+            continue
+        block = max(1, _I64_MAX // peak)  # int64 min has peak 2**63: one item per block
+        if block >= part.size:
+            total += int(part.sum())
+        else:
+            total += sum(np.add.reduceat(part, np.arange(0, part.size, block)).tolist())
+    return total
 
 
 def _int_sum_squares(chunk: Array) -> int:

@@ -70,6 +70,22 @@ def test_integer_sum_does_not_wrap_around() -> None:
     assert tree("sum", items, leaf_size=1) == direct("sum", items)
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(1, 3 * numeric._CACHE_SLICE + 7),
+    bits=st.integers(0, 63),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_integer_sum_is_exact_across_cache_slices(size: int, bits: int, seed: int) -> None:
+    # Arrays larger than a slice, with magnitudes up to int64's edges: slices whose sum fits
+    # in int64 and slices that need the blocked path, and every boundary between them.
+    rng = np.random.default_rng(seed)
+    bound = 2**bits
+    a = rng.integers(-bound, bound, size=size, dtype=np.int64, endpoint=bits < 63)
+    a[rng.integers(0, size, size=min(size, 5))] = rng.choice([2**63 - 1, -(2**63), 0], size=1)
+    assert direct("sum", a) == sum(a.tolist())
+
+
 def test_integer_product_is_exact_past_int64() -> None:
     items = [2**40, 3**20, -7, 1, -1, 11]
     assert direct("product", items) == math.prod(items)
