@@ -8,6 +8,7 @@ Example file::
     teams:
       - teamId: research
         teamName: Research
+        orgId: eng            # optional: the org whose managers govern the team
         totalAgentPool: 20000
         totalComputeHours: 200
         members:
@@ -149,6 +150,7 @@ def apply_tenants(tenants: TenantFile, call: Callable[..., Any]) -> dict[str, in
                 team.total_agent_pool,
                 team.total_compute_hours,
                 team.total_storage_gb,
+                team.org_id,
             )
             done["teamsCreated"] += 1
         for user_id, member in members:

@@ -131,9 +131,10 @@ class ProjectAllocation(WireModel):
 
 
 class TeamQuotaStatus(WireModel):
-    """``GET /quotas/team/{teamId}``."""
+    """``GET /quotas/team/{teamId}``; ``orgId`` (extension) is the org whose managers govern it."""
 
     team_id: str
+    org_id: str | None = None
     config: TeamConfig
     usage: TeamUsage
     members: list[TeamMember]

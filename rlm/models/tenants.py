@@ -22,6 +22,7 @@ class TeamCreate(WireModel):
     total_agent_pool: NonNegInt
     total_compute_hours: NonNegFloat
     total_storage_gb: NonNegFloat = Field(default=0.0, alias="totalStorageGB")
+    org_id: Identifier | None = None
 
 
 class MemberAllocation(WireModel):

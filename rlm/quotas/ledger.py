@@ -350,18 +350,58 @@ class QuotaLedger:
         total_agent_pool: int,
         total_compute_hours: float,
         total_storage_gb: float = 0.0,
+        org_id: str | None = None,
     ) -> TeamQuotaStatus:
-        """Create a team with a monthly pool; see :mod:`rlm.quotas.teams`."""
+        """Create a team with a monthly pool in ``org_id``; see :mod:`rlm.quotas.teams`.
+
+        Raises:
+            InvalidInput: The team exists, bad amounts, or ``org_id`` is unknown.
+        """
+        if org_id is not None:
+            self._state.orgs.get(org_id)
         starts = self._starts()
         self._state.teams.create(
-            team_id, team_name, total_agent_pool, total_compute_hours, total_storage_gb, starts
+            team_id,
+            team_name,
+            total_agent_pool,
+            total_compute_hours,
+            total_storage_gb,
+            starts,
+            org_id,
         )
         return self._state.teams.status(team_id, starts)
 
-    def add_member(self, team_id: str, user_id: str, role: str = "member") -> TeamMember:
-        """Add ``user_id`` to the team without a cap (or change its role)."""
+    def add_member(
+        self,
+        team_id: str,
+        user_id: str,
+        role: str = "member",
+        agents: int | None = None,
+        compute_hours: float | None = None,
+    ) -> TeamMember:
+        """Add ``user_id`` to the team (or change its role), capped if an allocation is given.
+
+        All or nothing: an allocation the pool cannot take leaves a new member out.
+
+        Raises:
+            InvalidInput: Unknown team, bad id, or the allocation does not fit.
+        """
         starts = self._starts()
-        return self._state.teams.add_member(team_id, user_id, role, starts).view(starts)
+        teams = self._state.teams
+        earlier = teams.get(team_id).members.get(user_id)
+        old_role = None if earlier is None else earlier.role
+        member = teams.add_member(team_id, user_id, role, starts)
+        if agents is None and compute_hours is None:
+            return member.view(starts)
+        try:
+            teams.set_member_allocation(team_id, user_id, agents or 0, compute_hours or 0.0, starts)
+        except InvalidInput:
+            if old_role is None:
+                teams.detach(team_id, user_id)
+            else:
+                member.role = old_role
+            raise
+        return member.view(starts)
 
     def set_member_allocation(
         self, team_id: str, user_id: str, agents: int, compute_hours: float
@@ -426,6 +466,32 @@ class QuotaLedger:
     ) -> Organization:
         """Change an org's caps, validated against the whole tree; see :meth:`OrgTree.patch`."""
         return self._state.orgs.patch(org_id, agents, compute_hours, storage_gb, self._starts())
+
+    def governing_orgs(self, kind: str, entity_id: str) -> list[str]:
+        """The org a user, team or org belongs to, then each ancestor up to the root.
+
+        Managers of any org in the list govern the entity (tenancy checks of the API).
+
+        Args:
+            kind: ``user``, ``team`` or ``org``.
+            entity_id: Its id.
+
+        Returns:
+            Org ids, nearest first; empty for a user or team in no org (or a user never seen).
+
+        Raises:
+            InvalidInput: An unknown kind, team or org.
+        """
+        if kind == "user":
+            account = self._state.users.get(entity_id)
+            org_id = None if account is None else account.org_id
+        elif kind == "team":
+            org_id = self._state.teams.get(entity_id).org_id
+        elif kind == "org":
+            org_id = entity_id
+        else:
+            raise InvalidInput(f"unknown kind {kind!r}", field="kind")
+        return [] if org_id is None else [o.org_id for o in self._state.orgs.chain(org_id)]
 
     def organization(self, org_id: str) -> Organization:
         """The API's ``Organization`` with this month's subtree usage."""

@@ -224,17 +224,27 @@ class QuotaLedgerService:
         total_agent_pool: int,
         total_compute_hours: float,
         total_storage_gb: float = 0.0,
+        org_id: str | None = None,
     ) -> TeamQuotaStatus:
         """See :meth:`QuotaLedger.create_team`."""
         return self._commit(
             lambda: self._ledger.create_team(
-                team_id, team_name, total_agent_pool, total_compute_hours, total_storage_gb
+                team_id, team_name, total_agent_pool, total_compute_hours, total_storage_gb, org_id
             )
         )
 
-    def add_member(self, team_id: str, user_id: str, role: str = "member") -> TeamMember:
+    def add_member(
+        self,
+        team_id: str,
+        user_id: str,
+        role: str = "member",
+        agents: int | None = None,
+        compute_hours: float | None = None,
+    ) -> TeamMember:
         """See :meth:`QuotaLedger.add_member`."""
-        return self._commit(lambda: self._ledger.add_member(team_id, user_id, role))
+        return self._commit(
+            lambda: self._ledger.add_member(team_id, user_id, role, agents, compute_hours)
+        )
 
     def set_member_allocation(
         self, team_id: str, user_id: str, agents: int, compute_hours: float
@@ -303,6 +313,10 @@ class QuotaLedgerService:
         return self._commit(
             lambda: self._ledger.patch_org(org_id, agents, compute_hours, storage_gb)
         )
+
+    def governing_orgs(self, kind: str, entity_id: str) -> list[str]:
+        """See :meth:`QuotaLedger.governing_orgs`."""
+        return self._read(lambda: self._ledger.governing_orgs(kind, entity_id))
 
     def organization(self, org_id: str) -> Organization:
         """See :meth:`QuotaLedger.organization`."""

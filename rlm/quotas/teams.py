@@ -134,6 +134,7 @@ class Team:
         compute_pool: Micro-hours per month.
         storage_pool: Micro-GB (reported only).
         usage: The team's monthly usage.
+        org_id: The org the team belongs to (its managers govern it); ``None``: operators only.
         members: Members by user id (persisted as separate rows).
         projects: Project allocations by id.
     """
@@ -144,6 +145,7 @@ class Team:
     compute_pool: int
     storage_pool: int
     usage: WindowCounter
+    org_id: str | None = None
     members: dict[str, Member] = field(default_factory=dict)
     projects: dict[str, Project] = field(default_factory=dict)
 
@@ -179,6 +181,7 @@ class Team:
             "agentPool": self.agent_pool,
             "computePool": self.compute_pool,
             "storagePool": self.storage_pool,
+            "orgId": self.org_id,
             "usage": self.usage.to_row(),
             "projects": [
                 [p.project_id, p.name, p.agents_allocated, p.compute_allocated]
@@ -196,6 +199,7 @@ class Team:
             compute_pool=int(data["computePool"]),
             storage_pool=int(data["storagePool"]),
             usage=WindowCounter.from_row(data["usage"]),
+            org_id=data.get("orgId"),  # absent in state written before teams had orgs
             projects={p[0]: Project(p[0], p[1], int(p[2]), int(p[3])) for p in data["projects"]},
         )
 
@@ -220,6 +224,15 @@ class TeamBook:
         if member.user_id not in team.members:
             self._teams_of.setdefault(member.user_id, []).append(team_id)
         team.members[member.user_id] = member
+
+    def detach(self, team_id: str, user_id: str) -> None:
+        """Take ``user_id`` out of team ``team_id`` (undoing a join that could not finish)."""
+        team = self.get(team_id)
+        if team.members.pop(user_id, None) is not None:
+            self._teams_of[user_id].remove(team_id)
+            if not self._teams_of[user_id]:
+                del self._teams_of[user_id]
+            self._changed.add(("member", member_key(team_id, user_id)))
 
     def teams_of(self, user_id: str) -> list[str]:
         """The teams ``user_id`` is a member of, in the order it joined them."""
@@ -262,8 +275,9 @@ class TeamBook:
         total_compute_hours: float,
         total_storage_gb: float,
         starts: WindowStarts,
+        org_id: str | None = None,
     ) -> Team:
-        """Create a team with an empty membership."""
+        """Create a team with an empty membership (``org_id`` is checked by the caller)."""
         check_id(team_id, "teamId")
         if team_id in self.teams:
             raise InvalidInput(f"team {team_id!r} already exists", field="teamId")
@@ -274,6 +288,7 @@ class TeamBook:
             compute_pool=to_micro(total_compute_hours, field="totalComputeHours"),
             storage_pool=to_micro(total_storage_gb, field="totalStorageGB"),
             usage=WindowCounter(starts.monthly),
+            org_id=org_id,
         )
         self.teams[team_id] = team
         self._changed.add(("team", team_id))
@@ -430,11 +445,12 @@ class TeamBook:
         return receipt
 
     def status(self, team_id: str, starts: WindowStarts) -> TeamQuotaStatus:
-        """The API's ``TeamQuotaStatus`` (storage is reported, not tracked: used is 0)."""
+        """The API's ``TeamQuotaStatus`` (``storageUsed`` is filled in by the engine)."""
         team = self.get(team_id)
         agents, compute = team.usage.held(starts.monthly)
         return TeamQuotaStatus(
             team_id=team.team_id,
+            org_id=team.org_id,
             config=TeamConfig(
                 team_name=team.name,
                 total_agent_pool=team.agent_pool,

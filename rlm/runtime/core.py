@@ -363,12 +363,8 @@ class HypervisorCore:
         """Hold the planned agent calls on the user, team and org quotas, all or nothing."""
         if admission.user_id is None:
             return
-        team_id = (
-            admission.team_id if self._known(self._quotas.team_status, admission.team_id) else None
-        )
-        org_id = (
-            admission.org_id if self._known(self._quotas.organization, admission.org_id) else None
-        )
+        team_id = admission.team_id if self._known("team", admission.team_id) else None
+        org_id = admission.org_id if self._known("org", admission.org_id) else None
         held = self._quotas.reserve(
             admission.user_id,
             spec.plan.agent_calls,
@@ -381,15 +377,14 @@ class HypervisorCore:
         self._reservations[spec.task_id] = held.reservation_id
         spec.team_id = held.team_id  # the team charged: the ledger's membership, not the claim
 
-    @staticmethod
-    def _known(lookup: Any, name: str | None) -> bool:
+    def _known(self, kind: str, name: str | None) -> bool:
         # Tokens may name teams and orgs the operator never loaded. Such a claim counts as no
         # claim: the ledger then charges the team and org it records for the user, so a token
         # cannot take a member out of its team's pool or its org's tree.
         if name is None:
             return False
         try:
-            lookup(name)
+            self._quotas.governing_orgs(kind, name)
         except RLMError:
             return False
         return True

@@ -46,10 +46,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _ledger(request: Request, caller: Caller, method: str, *args: Any, **kw: Any) -> Any:
-    """Call the engine's quota ledger, counting the request; keep its rate-limit headers."""
-    value, headers = await request.app.state.hv.ask("quota", method, args, kw, caller.admission)
-    request.state.rate = headers
+async def _ledger(
+    request: Request, caller: Caller, method: str, *args: Any, count: bool = True, **kw: Any
+) -> Any:
+    """Call the engine's quota ledger, counting the request; keep its rate-limit headers.
+
+    ``count=False`` for a second call made for the same request (tenancy lookups).
+    """
+    admission = caller.admission if count else None
+    value, headers = await request.app.state.hv.ask("quota", method, args, kw, admission)
+    if count:
+        request.state.rate = headers
     return value
 
 
@@ -58,15 +65,60 @@ def _answer(request: Request, value: Any, status: int = 200) -> FastJSON:
     return FastJSON(body, status_code=status, headers=getattr(request.state, "rate", None))
 
 
-def _target(caller: Caller, user_id: str) -> str:
+def _manager_org(caller: Caller) -> str:
+    """The org a caller manages, if it is an admin or quota manager of one."""
+    p = caller.principal
+    if (p.has_scope(SCOPE_ADMIN) or p.has_scope(SCOPE_QUOTA_MANAGE)) and p.org is not None:
+        return p.org
+    raise Forbidden("only your own quota, unless you manage quotas in an org")
+
+
+async def _govern(request: Request, caller: Caller, kind: str, entity_id: str) -> list[str]:
+    """Refuse unless the caller manages the org of ``entity_id`` or one of its ancestors.
+
+    Tenancy is the ledger's: a user belongs to the org it was placed in, a team to the org it
+    was created in. Returns the entity's org chain (empty: in no org).
+    """
+    org = _manager_org(caller)
+    chain: list[str] = await _ledger(
+        request, caller, "governing_orgs", kind, entity_id, count=False
+    )
+    if org not in chain:
+        raise Forbidden(
+            f"this {kind} is not in an org you manage", {f"{kind}Id": entity_id, "orgId": org}
+        )
+    return chain
+
+
+async def _target(request: Request, caller: Caller, user_id: str) -> str:
     """Whose quota the caller may touch: its own (``me`` too); others' only as an admin or
-    quota manager of an org (org membership of the target is the operator's to set up)."""
+    quota manager of their org or an ancestor."""
     p = caller.principal
     if user_id in ("me", p.user_id):
         return p.user_id
-    if (p.has_scope(SCOPE_ADMIN) or p.has_scope(SCOPE_QUOTA_MANAGE)) and p.org is not None:
-        return user_id
-    raise Forbidden("only your own quota, unless you manage quotas in an org", {"userId": user_id})
+    await _govern(request, caller, "user", user_id)
+    return user_id
+
+
+async def _claim(request: Request, caller: Caller, user_id: str) -> str | None:
+    """Like :func:`_target` for a change to a user: a user in no org yet may be taken on by a
+    manager. Returns the org to place the user in once the change succeeded, if any."""
+    p = caller.principal
+    if user_id == p.user_id:
+        return None
+    org = _manager_org(caller)
+    chain = await _ledger(request, caller, "governing_orgs", "user", user_id, count=False)
+    if chain:
+        if org not in chain:
+            raise Forbidden("this user is not in an org you manage", {"userId": user_id})
+        return None
+    await _ledger(request, caller, "governing_orgs", "org", org, count=False)  # must exist
+    return org
+
+
+async def _place(request: Request, caller: Caller, user_id: str, org: str | None) -> None:
+    if org is not None:
+        await _ledger(request, caller, "set_user_org", user_id, org, count=False)
 
 
 @router.get(
@@ -77,7 +129,7 @@ def _target(caller: Caller, user_id: str) -> str:
 )
 async def user_status(user_id: UserId, caller: QuotaReader, request: Request) -> Any:
     """Daily, weekly and monthly windows, and concurrent agents (``me``: the caller)."""
-    target = _target(caller, user_id)
+    target = await _target(request, caller, user_id)
     tier = caller.principal.tier if target == caller.principal.user_id else None
     return _answer(request, await _ledger(request, caller, "user_status", target, tier=tier))
 
@@ -92,7 +144,7 @@ async def check(
     user_id: UserId, body: AllocationCheck, caller: QuotaReader, request: Request
 ) -> Any:
     """Would ``agentsRequested`` agent calls be admitted now? Charges nothing."""
-    target = _target(caller, user_id)
+    target = await _target(request, caller, user_id)
     p = caller.principal
     tier = p.tier if target == p.user_id else "user"
     decision = await _ledger(request, caller, "check", target, body.agents_requested, tier=tier)
@@ -109,10 +161,13 @@ async def set_config(
     user_id: UserId, body: QuotaConfig, caller: QuotaManager, request: Request
 ) -> Any:
     """Set ``userId``'s QuotaConfig (``rlm:quota:manage``); ``body.userId`` must match."""
-    target = _target(caller, user_id)
+    target = caller.principal.user_id if user_id == "me" else user_id
     if body.user_id != target:
         raise InvalidInput("userId in the body must match the path", field="userId")
-    return _answer(request, await _ledger(request, caller, "set_user_config", body))
+    place = await _claim(request, caller, target)
+    config = await _ledger(request, caller, "set_user_config", body)
+    await _place(request, caller, target, place)
+    return _answer(request, config)
 
 
 @router.get(
@@ -125,9 +180,8 @@ async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) ->
     """The team's pool, usage, members and projects (members of the team, or managers)."""
     status = await _ledger(request, caller, "team_status", team_id)
     p = caller.principal
-    member = any(m.user_id == p.user_id for m in status.members)
-    if not (member or p.team == team_id or p.has_scope(SCOPE_QUOTA_MANAGE)):
-        raise Forbidden("only members and quota managers see a team", {"teamId": team_id})
+    if not any(m.user_id == p.user_id for m in status.members):
+        await _govern(request, caller, "team", team_id)  # else only its org's managers
     return _answer(request, status)
 
 
@@ -139,7 +193,10 @@ async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) ->
     summary="Create a team (extension)",
 )
 async def create_team(body: TeamCreate, caller: QuotaManager, request: Request) -> Any:
-    """A new team with its pool (``rlm:quota:manage``)."""
+    """A new team with its pool (``rlm:quota:manage``), in ``orgId`` (default: the caller's
+    org), which the caller must manage."""
+    org_id = body.org_id or _manager_org(caller)
+    await _govern(request, caller, "org", org_id)
     status = await _ledger(
         request,
         caller,
@@ -149,6 +206,7 @@ async def create_team(body: TeamCreate, caller: QuotaManager, request: Request) 
         body.total_agent_pool,
         body.total_compute_hours,
         body.total_storage_gb,
+        org_id,
     )
     return _answer(request, status, 201)
 
@@ -163,18 +221,21 @@ async def put_member(
     team_id: TeamId, user_id: UserId, body: MemberAllocation, caller: QuotaManager, request: Request
 ) -> Any:
     """Add ``userId`` to the team (idempotent) and, when given, set its share of the pool;
-    the members' allocations never add up to more than the pool."""
-    member = await _ledger(request, caller, "add_member", team_id, user_id, body.role)
-    if body.agents_allocated is not None or body.compute_hours_allocated is not None:
-        member = await _ledger(
-            request,
-            caller,
-            "set_member_allocation",
-            team_id,
-            user_id,
-            body.agents_allocated or 0,
-            body.compute_hours_allocated or 0.0,
-        )
+    the members' allocations never add up to more than the pool. The team and the user must
+    be in orgs the caller manages (a user in no org yet is placed in the caller's)."""
+    await _govern(request, caller, "team", team_id)
+    place = await _claim(request, caller, user_id)
+    member = await _ledger(
+        request,
+        caller,
+        "add_member",
+        team_id,
+        user_id,
+        body.role,
+        body.agents_allocated,
+        body.compute_hours_allocated,
+    )
+    await _place(request, caller, user_id, place)
     return _answer(request, member)
 
 
@@ -191,7 +252,8 @@ async def put_project(
     caller: QuotaManager,
     request: Request,
 ) -> Any:
-    """Set a project's share of the team pool."""
+    """Set a project's share of the team pool (a team of an org the caller manages)."""
+    await _govern(request, caller, "team", team_id)
     status = await _ledger(
         request,
         caller,
@@ -220,6 +282,7 @@ async def transfer(
 ) -> Any:
     """Move agent and compute-hour allocation between members. Totals are conserved; the giver
     never drops below what it already used; the same ``Idempotency-Key`` answers the same."""
+    await _govern(request, caller, "team", team_id)
     receipt = await _ledger(
         request,
         caller,
@@ -255,7 +318,7 @@ async def hierarchy(org_id: OrgId, caller: QuotaReader, request: Request) -> Any
     found = await _ledger(request, caller, "hierarchy", org_id)
     p = caller.principal
     tree = {o.org_id for o in (found.org, *found.ancestors, *found.descendants)}
-    if p.org not in tree and not p.has_scope(SCOPE_ADMIN):
+    if p.org not in tree:  # admins too: an org's tree is its tenants' business only
         raise Forbidden("only members of the org's tree see it", {"orgId": org_id})
     return _answer(request, found)
 
@@ -270,7 +333,8 @@ async def patch_org(
     org_id: OrgId, body: OrgQuotaUpdate, caller: QuotaManager, request: Request
 ) -> Any:
     """Checked against the whole tree (child ≤ parent, Σ children ≤ parent, not below usage);
-    a violating update is 400 and changes nothing."""
+    a violating update is 400 and changes nothing. Managers of the org or an ancestor only."""
+    await _govern(request, caller, "org", org_id)
     org = await _ledger(
         request, caller, "patch_org", org_id, body.agents, body.compute_hours, body.storage_gb
     )
@@ -285,7 +349,12 @@ async def patch_org(
     summary="Create an organization (extension)",
 )
 async def create_org(body: OrgCreate, caller: QuotaManager, request: Request) -> Any:
-    """A new org under ``parentId`` (cycles and unknown parents are refused)."""
+    """A new org under ``parentId`` (cycles and unknown parents are refused), which the caller
+    must manage; a new root org only by a manager whose own org it is (bootstrapping)."""
+    if body.parent_id is not None:
+        await _govern(request, caller, "org", body.parent_id)
+    elif body.org_id != _manager_org(caller):
+        raise Forbidden("a root org is created by its own manager", {"orgId": body.org_id})
     org = await _ledger(
         request,
         caller,

@@ -27,6 +27,12 @@ def _limits(api: Api, user: str, daily: int) -> None:
         api.token(sub="quota-admin", scopes="rlm:quota:manage", tier="admin", org="acme")
     )
     with manager:
+        # The manager's org (made once per session; 400 when it exists). Setting the limits of
+        # a user in no org places the user in it.
+        made = manager.post(
+            "/quotas/enterprise/org", json={"orgId": "acme", "agents": 10**9, "computeHours": 10**6}
+        )
+        assert made.status_code in (201, 400), made.text
         config = {
             "userId": user,
             "dailyAgentLimit": daily,

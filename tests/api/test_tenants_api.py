@@ -58,7 +58,10 @@ def test_org_tree_is_validated_as_a_whole(api: Api) -> None:
 def test_team_pool_allocations_and_idempotent_transfers(api: Api) -> None:
     team = f"team-{uuid.uuid4().hex[:6]}"
     alice, bob = f"alice-{team}", f"bob-{team}"
-    with _manager(api) as m:  # type: ignore[attr-defined]
+    corp = f"corp-{team}"
+    with _manager(api, org=corp) as m:  # type: ignore[attr-defined]
+        root = {"orgId": corp, "agents": 10**6, "computeHours": 10**4}
+        assert m.post("/quotas/enterprise/org", json=root).status_code == 201
         created = m.post(
             "/quotas/team",
             json={
@@ -132,3 +135,65 @@ def test_team_pool_allocations_and_idempotent_transfers(api: Api) -> None:
         assert usage["storageTotal"] == 5
     with api.client(api.token(sub="stranger", scopes="rlm:quota:read")) as stranger:
         assert stranger.get(f"/quotas/team/{team}").status_code == 403
+
+
+def test_tenants_never_see_or_touch_each_others_quotas(api: Api) -> None:
+    tag = uuid.uuid4().hex[:6]
+    acme, globex = f"acme-{tag}", f"globex-{tag}"
+    ada, bea = f"ada-{tag}", f"bea-{tag}"
+    config = {
+        "dailyAgentLimit": 100,
+        "weeklyAgentLimit": 500,
+        "monthlyAgentLimit": 1000,
+        "dailyComputeHours": 1,
+        "maxConcurrentAgents": 5,
+        "maxStorageGB": 1,
+    }
+    with _manager(api, org=acme) as a, _manager(api, org=globex) as g:  # type: ignore[attr-defined]
+        for client, org in ((a, acme), (g, globex)):
+            made = client.post(
+                "/quotas/enterprise/org", json={"orgId": org, "agents": 1000, "computeHours": 10}
+            )
+            assert made.status_code == 201, made.text
+        # A root org is made by its own manager only; a child only under an org one manages.
+        assert a.post("/quotas/enterprise/org", json={"orgId": f"x-{tag}"}).status_code == 403
+        sub = {"orgId": f"sub-{tag}", "parentId": globex, "agents": 1}
+        assert a.post("/quotas/enterprise/org", json=sub).status_code == 403
+        # Setting the limits of a user in no org takes the user into the manager's org.
+        assert a.put(f"/quotas/user/{ada}", json={"userId": ada, **config}).status_code == 200
+        assert g.put(f"/quotas/user/{bea}", json={"userId": bea, **config}).status_code == 200
+        assert a.get(f"/quotas/user/{ada}").status_code == 200
+        team = {"teamId": f"t-{tag}", "teamName": "T", "totalAgentPool": 10, "totalComputeHours": 1}
+        assert a.post("/quotas/team", json=team).status_code == 201
+        before = a.get(f"/quotas/team/t-{tag}").json()
+        assert before["orgId"] == acme
+
+        # globex's manager can neither read nor change anything of acme's...
+        assert g.get(f"/quotas/user/{ada}").status_code == 403
+        assert g.post(f"/quotas/user/{ada}/check", json={"agentsRequested": 1}).status_code == 403
+        assert g.put(f"/quotas/user/{ada}", json={"userId": ada, **config}).status_code == 403
+        assert g.get(f"/quotas/team/t-{tag}").status_code == 403
+        assert g.put(f"/quotas/team/t-{tag}/members/{bea}", json={}).status_code == 403
+        assert (
+            g.put(f"/quotas/team/t-{tag}/projects/p", json={"agentsAllocated": 1}).status_code
+            == 403
+        )
+        move = {"fromUserId": ada, "toUserId": bea, "agents": 1}
+        assert g.post(f"/quotas/team/t-{tag}/transfers", json=move).status_code == 403
+        assert g.get(f"/quotas/enterprise/org/{acme}/hierarchy").status_code == 403
+        assert g.patch(f"/quotas/enterprise/org/{acme}", json={"agents": 1}).status_code == 403
+        # ...nor pull acme's user into its own team.
+        other = {
+            "teamId": f"g-{tag}",
+            "teamName": "G",
+            "totalAgentPool": 10,
+            "totalComputeHours": 1,
+        }
+        assert g.post("/quotas/team", json=other).status_code == 201
+        assert g.put(f"/quotas/team/g-{tag}/members/{ada}", json={}).status_code == 403
+        assert a.get(f"/quotas/team/t-{tag}").json() == before  # nothing changed
+        assert a.get(f"/quotas/enterprise/org/{acme}/hierarchy").json()["org"]["agents"] == 1000
+        # A failed join (allocation above the pool) leaves no member behind.
+        over = a.put(f"/quotas/team/t-{tag}/members/{ada}", json={"agentsAllocated": 11})
+        assert over.status_code == 400
+        assert a.get(f"/quotas/team/t-{tag}").json()["members"] == []

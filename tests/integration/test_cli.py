@@ -72,6 +72,7 @@ orgs:
 teams:
   - teamId: research
     teamName: Research
+    orgId: eng
     totalAgentPool: 20000
     totalComputeHours: 200
     members:

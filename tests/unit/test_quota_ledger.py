@@ -652,3 +652,34 @@ def test_exports_are_sorted() -> None:
         assert module.__all__ == sorted(module.__all__), module.__name__
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_joining_with_an_allocation_is_all_or_nothing(team_ledger: QuotaLedger) -> None:
+    before = team_ledger.snapshot()
+    with pytest.raises(InvalidInput):
+        team_ledger.add_member("t", "newcomer", "member", 31, 0.0)  # 40 + 30 + 31 > 100
+    with pytest.raises(InvalidInput):
+        team_ledger.add_member("t", "b", "lead", 61, 0.0)  # b may not grow to 61 either
+    assert team_ledger.snapshot() == before  # no half-joined member, b's role unchanged
+    assert team_ledger.reserve("newcomer", 1, tier="user", task_id="n1").team_id is None
+    joined = team_ledger.add_member("t", "d", "member", 30, 3.0)
+    assert (joined.agents_allocated, joined.compute_hours_allocated) == (30, 3.0)
+
+
+def test_governing_orgs_follow_placement(ledger: QuotaLedger) -> None:
+    ledger.create_org("acme", "Acme", None, 1000, 10.0)
+    ledger.create_org("eng", "Eng", "acme", 500, 5.0)
+    ledger.create_team("t", "Team", 100, 1.0, org_id="eng")
+    ledger.create_team("loose", "Loose", 100, 1.0)
+    ledger.set_user_org("ada", "eng")
+    assert ledger.governing_orgs("user", "ada") == ["eng", "acme"]
+    assert ledger.governing_orgs("user", "never-seen") == []
+    assert ledger.governing_orgs("team", "t") == ["eng", "acme"]
+    assert ledger.team_status("t").org_id == "eng"
+    assert ledger.governing_orgs("team", "loose") == []
+    assert ledger.governing_orgs("org", "acme") == ["acme"]
+    for kind, name in (("team", "nope"), ("org", "nope"), ("planet", "x")):
+        with pytest.raises(InvalidInput):
+            ledger.governing_orgs(kind, name)
+    with pytest.raises(InvalidInput):
+        ledger.create_team("orphan", "Orphan", 1, 1.0, org_id="nope")

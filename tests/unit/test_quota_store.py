@@ -38,7 +38,7 @@ def _build(service: QuotaLedgerService, clock: FrozenClock) -> dict[str, str]:
     reservations, transfer receipts, emitted-threshold marks and pending events."""
     service.create_org("acme", "Acme", None, 1000, 100.0, 50.0)
     service.create_org("eng", "Eng", "acme", 500, 50.0, 20.0)
-    service.create_team("t", "Team", 200, 20.0, 5.0)
+    service.create_team("t", "Team", 200, 20.0, 5.0, "eng")
     for user in ("ada", "bob"):
         service.set_user_config(_config(user))
         service.add_member("t", user, "lead" if user == "ada" else "member")
