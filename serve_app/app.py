@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 import rlm
 from rlm.auth.keys import load_verification_keys
 from rlm.config import Settings
 from rlm.storage import StorageService
-from serve_app.context import BodyLimit, install_error_handlers, request_id_of
+from serve_app.context import BodyLimit, RequestIds, install_error_handlers
 from serve_app.routes import health, quotas, storage, tasks
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -46,17 +46,8 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.state.storage = StorageService(settings.storage_settings)
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def request_ids(request: Request, call_next: Any) -> Any:
-        # Serve's proxy already tags requests and answers with X-Request-ID; elsewhere we do.
-        tagged = "x-request-id" in request.headers
-        rid = request_id_of(request)
-        response = await call_next(request)
-        if not tagged:
-            response.headers["X-Request-ID"] = rid
-        return response
-
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestIds)  # added last: the outermost, so even a 413 carries an id
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
     app.include_router(storage.router, prefix=API_PREFIX)

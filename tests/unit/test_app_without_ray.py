@@ -101,3 +101,19 @@ def test_anonymous_requests_are_rate_limited(app: tuple[_Client, Settings, _Engi
     codes = [client.get("/v1/health").status_code for _ in range(11)]
     assert codes[:10] == [200] * 10
     assert codes[10] == 429
+
+
+def test_every_answer_carries_its_request_id(app: tuple[_Client, Settings, _Engine]) -> None:
+    client, _, _ = app
+    ok = client.get("/v1/health")
+    assert ok.headers["x-request-id"].startswith("req-")
+    refused = client.get("/v1/tasks/t-1")  # no token: 401 in the envelope
+    rid = refused.headers["x-request-id"]
+    assert refused.json()["requestId"] == rid != ok.headers["x-request-id"]
+    too_big = client.post("/v1/execute", content=b"x" * (64 * 2**20 + 1))
+    assert too_big.status_code == 413
+    assert too_big.json()["requestId"] == too_big.headers["x-request-id"]
+    # A caller's own id (as Serve's proxy sends) is used, and not answered twice.
+    given = client.get("/v1/tasks/t-1", headers={"X-Request-ID": "trace-42"})
+    assert given.json()["requestId"] == "trace-42"
+    assert "x-request-id" not in given.headers
