@@ -13,30 +13,20 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlm.errors import InternalError, InvalidInput, RLMError
-from rlm.models.quotas import (
-    AllocationDecision,
-    Organization,
-    OrganizationHierarchy,
-    QuotaConfig,
-    TeamMember,
-    TeamQuotaStatus,
-    UserQuotaStatus,
-)
-from rlm.quotas.changes import Snapshot
 from rlm.quotas.clock import Clock, SystemClock
-from rlm.quotas.records import Reservation, Settlement, TransferReceipt
-from rlm.quotas.settings import QuotaSettings, Tier
+from rlm.quotas.ledger import QuotaLedger
+from rlm.quotas.settings import QuotaSettings
 from rlm.quotas.store import QuotaStore
 
-__all__ = ["BATCHABLE", "BatchCall", "Outcome", "QuotaLedgerService"]
+__all__ = ["BATCHABLE", "BatchCall", "Outcome", "QuotaLedgerService", "READS", "WRITES"]
 
 T = TypeVar("T")
 
@@ -46,12 +36,62 @@ BatchCall = tuple[str, Sequence[Any], dict[str, Any]]
 #: One call's answer in a batch: its value, or the :class:`RLMError` it raised.
 Outcome = Any
 
+#: The ledger's methods that only read.
+READS = frozenset(
+    {
+        "user_config",
+        "user_status",
+        "check",
+        "reservation",
+        "open_reservations",
+        "team_status",
+        "governing_orgs",
+        "organization",
+        "hierarchy",
+        "pending_events",
+        "snapshot",
+    }
+)
+
+#: The ledger's methods that change it: each is persisted before it answers.
+WRITES = frozenset(
+    {
+        "set_user_config",
+        "clear_user_config",
+        "set_user_org",
+        "reserve",
+        "reconcile",
+        "release",
+        "reap_expired",
+        "prune_history",
+        "create_team",
+        "add_member",
+        "set_member_allocation",
+        "set_project_allocation",
+        "transfer",
+        "create_org",
+        "patch_org",
+        "drain_events",
+    }
+)
+
+if TYPE_CHECKING:
+    # For the type checker the service has the ledger's methods, which __getattr__ provides
+    # (restore and pop_changes excepted: they are the store's business, not callers').
+    _LedgerMethods = QuotaLedger
+else:
+    _LedgerMethods = object
+
 #: The methods :meth:`QuotaLedgerService.batch` applies: admission's hot path and its reads.
 BATCHABLE = frozenset({"reserve", "reconcile", "release", "check", "user_status", "user_config"})
 
 
-class QuotaLedgerService:
+class QuotaLedgerService(_LedgerMethods):
     """A :class:`QuotaLedger` whose every change is persisted before the call returns.
+
+    It answers every public method of the ledger (see :data:`READS` and :data:`WRITES`) with
+    the ledger's own signature and docstring: reads run under the lock, writes also persist
+    what they changed (:meth:`_commit`) before returning.
 
     Args:
         path: The SQLite state file (its journal is ``<path>.journal``).
@@ -76,101 +116,23 @@ class QuotaLedgerService:
         # threaded actor (max_concurrency > 1) or a plain multi-threaded caller just as safe.
         self._lock = threading.RLock()
 
-    # -- users -----------------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the class lacks: the ledger's methods, guarded.
+        if name in WRITES:
+            guard = self._commit
+        elif name in READS:
+            guard = self._read
+        else:
+            raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+        method = getattr(QuotaLedger, name)
 
-    def set_user_config(self, config: QuotaConfig, *, tier: Tier = "user") -> QuotaConfig:
-        """See :meth:`QuotaLedger.set_user_config`."""
-        return self._commit(lambda: self._ledger.set_user_config(config, tier=tier))
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            # self._ledger is looked up per call: a failed write replaces it (see _persist).
+            return guard(lambda: getattr(self._ledger, name)(*args, **kwargs))
 
-    def clear_user_config(self, user_id: str) -> None:
-        """See :meth:`QuotaLedger.clear_user_config`."""
-        self._commit(lambda: self._ledger.clear_user_config(user_id))
-
-    def set_user_org(self, user_id: str, org_id: str | None, *, tier: Tier = "user") -> None:
-        """See :meth:`QuotaLedger.set_user_org`."""
-        self._commit(lambda: self._ledger.set_user_org(user_id, org_id, tier=tier))
-
-    def user_config(self, user_id: str, *, tier: Tier | None = None) -> QuotaConfig:
-        """See :meth:`QuotaLedger.user_config`."""
-        return self._read(lambda: self._ledger.user_config(user_id, tier=tier))
-
-    def user_status(self, user_id: str, *, tier: Tier | None = None) -> UserQuotaStatus:
-        """See :meth:`QuotaLedger.user_status`."""
-        return self._read(lambda: self._ledger.user_status(user_id, tier=tier))
-
-    # -- admission -------------------------------------------------------------------------
-
-    def check(
-        self,
-        user_id: str,
-        agents: int,
-        *,
-        tier: Tier,
-        team_id: str | None = None,
-        org_id: str | None = None,
-        concurrent_agents: int = 1,
-        compute_hours: float = 0.0,
-    ) -> AllocationDecision:
-        """See :meth:`QuotaLedger.check` (a dry run; nothing is written)."""
-        return self._read(
-            lambda: self._ledger.check(
-                user_id,
-                agents,
-                tier=tier,
-                team_id=team_id,
-                org_id=org_id,
-                concurrent_agents=concurrent_agents,
-                compute_hours=compute_hours,
-            )
-        )
-
-    def reserve(
-        self,
-        user_id: str,
-        agents: int,
-        *,
-        tier: Tier,
-        task_id: str,
-        team_id: str | None = None,
-        org_id: str | None = None,
-        concurrent_agents: int = 1,
-        compute_hours: float = 0.0,
-    ) -> Reservation:
-        """See :meth:`QuotaLedger.reserve`."""
-        return self._commit(
-            lambda: self._ledger.reserve(
-                user_id,
-                agents,
-                tier=tier,
-                task_id=task_id,
-                team_id=team_id,
-                org_id=org_id,
-                concurrent_agents=concurrent_agents,
-                compute_hours=compute_hours,
-            )
-        )
-
-    def reconcile(
-        self, reservation_id: str, actual_agent_calls: int, compute_hours: float = 0.0
-    ) -> Settlement:
-        """See :meth:`QuotaLedger.reconcile`."""
-        return self._commit(
-            lambda: self._ledger.reconcile(reservation_id, actual_agent_calls, compute_hours)
-        )
-
-    def release(self, reservation_id: str) -> Settlement:
-        """See :meth:`QuotaLedger.release`."""
-        return self._commit(lambda: self._ledger.release(reservation_id))
-
-    def reap_expired(self, max_age: timedelta, *, charge_planned: bool = False) -> list[Settlement]:
-        """See :meth:`QuotaLedger.reap_expired`."""
-        return self._commit(
-            lambda: self._ledger.reap_expired(max_age, charge_planned=charge_planned)
-        )
-
-    def prune_history(self, max_age: timedelta) -> int:
-        """See :meth:`QuotaLedger.prune_history`."""
-        return self._commit(lambda: self._ledger.prune_history(max_age))
+        self.__dict__[name] = call  # built once: later lookups find it without __getattr__
+        return call
 
     def batch(self, calls: Sequence[BatchCall]) -> list[Outcome]:
         """Apply several admission calls in order and persist them together (group commit).
@@ -211,136 +173,7 @@ class QuotaLedgerService:
                 self._persist()
         return outcomes
 
-    def open_reservations(self, user_id: str | None = None) -> list[Reservation]:
-        """See :meth:`QuotaLedger.open_reservations`."""
-        return self._read(lambda: self._ledger.open_reservations(user_id))
-
-    # -- teams -----------------------------------------------------------------------------
-
-    def create_team(
-        self,
-        team_id: str,
-        team_name: str,
-        total_agent_pool: int,
-        total_compute_hours: float,
-        total_storage_gb: float = 0.0,
-        org_id: str | None = None,
-    ) -> TeamQuotaStatus:
-        """See :meth:`QuotaLedger.create_team`."""
-        return self._commit(
-            lambda: self._ledger.create_team(
-                team_id, team_name, total_agent_pool, total_compute_hours, total_storage_gb, org_id
-            )
-        )
-
-    def add_member(
-        self,
-        team_id: str,
-        user_id: str,
-        role: str = "member",
-        agents: int | None = None,
-        compute_hours: float | None = None,
-    ) -> TeamMember:
-        """See :meth:`QuotaLedger.add_member`."""
-        return self._commit(
-            lambda: self._ledger.add_member(team_id, user_id, role, agents, compute_hours)
-        )
-
-    def set_member_allocation(
-        self, team_id: str, user_id: str, agents: int, compute_hours: float
-    ) -> TeamMember:
-        """See :meth:`QuotaLedger.set_member_allocation`."""
-        return self._commit(
-            lambda: self._ledger.set_member_allocation(team_id, user_id, agents, compute_hours)
-        )
-
-    def set_project_allocation(
-        self, team_id: str, project_id: str, agents: int, compute_hours: float, name: str = ""
-    ) -> TeamQuotaStatus:
-        """See :meth:`QuotaLedger.set_project_allocation`."""
-        return self._commit(
-            lambda: self._ledger.set_project_allocation(
-                team_id, project_id, agents, compute_hours, name
-            )
-        )
-
-    def transfer(
-        self,
-        team_id: str,
-        from_user: str,
-        to_user: str,
-        agents: int = 0,
-        compute_hours: float = 0.0,
-        idempotency_key: str | None = None,
-    ) -> TransferReceipt:
-        """See :meth:`QuotaLedger.transfer`."""
-        return self._commit(
-            lambda: self._ledger.transfer(
-                team_id, from_user, to_user, agents, compute_hours, idempotency_key
-            )
-        )
-
-    def team_status(self, team_id: str) -> TeamQuotaStatus:
-        """See :meth:`QuotaLedger.team_status`."""
-        return self._read(lambda: self._ledger.team_status(team_id))
-
-    # -- orgs ------------------------------------------------------------------------------
-
-    def create_org(
-        self,
-        org_id: str,
-        name: str = "",
-        parent_id: str | None = None,
-        agents: int = 0,
-        compute_hours: float = 0.0,
-        storage_gb: float = 0.0,
-    ) -> Organization:
-        """See :meth:`QuotaLedger.create_org`."""
-        return self._commit(
-            lambda: self._ledger.create_org(
-                org_id, name, parent_id, agents, compute_hours, storage_gb
-            )
-        )
-
-    def patch_org(
-        self,
-        org_id: str,
-        agents: int | None = None,
-        compute_hours: float | None = None,
-        storage_gb: float | None = None,
-    ) -> Organization:
-        """See :meth:`QuotaLedger.patch_org`."""
-        return self._commit(
-            lambda: self._ledger.patch_org(org_id, agents, compute_hours, storage_gb)
-        )
-
-    def governing_orgs(self, kind: str, entity_id: str) -> list[str]:
-        """See :meth:`QuotaLedger.governing_orgs`."""
-        return self._read(lambda: self._ledger.governing_orgs(kind, entity_id))
-
-    def organization(self, org_id: str) -> Organization:
-        """See :meth:`QuotaLedger.organization`."""
-        return self._read(lambda: self._ledger.organization(org_id))
-
-    def hierarchy(self, org_id: str) -> OrganizationHierarchy:
-        """See :meth:`QuotaLedger.hierarchy`."""
-        return self._read(lambda: self._ledger.hierarchy(org_id))
-
-    # -- events ----------------------------------------------------------------------------
-
-    def pending_events(self) -> list[dict[str, Any]]:
-        """See :meth:`QuotaLedger.pending_events`."""
-        return self._read(self._ledger.pending_events)
-
-    def drain_events(self) -> list[dict[str, Any]]:
-        """See :meth:`QuotaLedger.drain_events`; the removal is persisted (at most once)."""
-        return self._commit(lambda: self._ledger.drain_events())
-
     # -- lifecycle -------------------------------------------------------------------------
-
-    def snapshot(self) -> Snapshot:
-        """The full in-memory state (equal to what a reopened service would hold)."""
-        return self._read(self._ledger.snapshot)
 
     def compact(self) -> None:
         """Fold the store's journal into entity rows now.

@@ -321,3 +321,24 @@ def test_a_batch_refuses_methods_outside_admission(tmp_path: Path) -> None:
     assert err.value.details["field"] == "calls[1].method"
     assert service.snapshot() == before  # nothing of the batch was applied
     service.close()
+
+
+def test_the_service_answers_every_public_ledger_method(tmp_path: Path) -> None:
+    from rlm.quotas.service import READS, WRITES
+
+    public = {n for n in dir(QuotaLedger) if not n.startswith("_")}
+    internal = {"restore", "pop_changes", "settings"}  # the store's business, not callers'
+    assert public - internal == READS | WRITES  # a new ledger method must be classified
+    assert not READS & WRITES
+    service = QuotaLedgerService(tmp_path / "q.db", clock=FrozenClock(NOW))
+    assert service.reserve.__doc__ == QuotaLedger.reserve.__doc__  # the ledger's own docs
+    for name in internal:
+        with pytest.raises(AttributeError):
+            getattr(service, name)
+    # Reads write nothing; writes are journalled before they answer.
+    before = service._store.journal_length()
+    service.user_status("ada")
+    assert service._store.journal_length() == before
+    service.set_user_config(_config("ada"))
+    assert service._store.journal_length() == before + 1
+    service.close()
