@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,11 +35,17 @@ def test_rlm_serve_token_execute_and_ctrl_c(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
     )
+    # Drain the output as it comes: a full pipe would block the server's writes (and a
+    # Ctrl-C then drops what it had buffered).
+    lines: list[str] = []
+    assert server.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
+    reader.start()
     try:
         base = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + 150
         while True:
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            assert server.poll() is None, "".join(lines)
             try:
                 if httpx.get(f"{base}/health", timeout=2).status_code == 200:
                     break
@@ -70,10 +77,12 @@ def test_rlm_serve_token_execute_and_ctrl_c(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
-            out, _ = server.communicate(timeout=90)
+            server.wait(timeout=90)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-            out, _ = server.communicate()
+            server.wait()
+        reader.join(timeout=30)
+    out = "".join(lines)
     assert server.returncode == 0, out
-    assert f"http://127.0.0.1:{port}/v1" in out
+    assert f"http://127.0.0.1:{port}/v1" in out, out[-4000:]
     assert "rlm token" in out
