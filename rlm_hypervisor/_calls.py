@@ -25,8 +25,10 @@ from rlm.models import (
     AllocationDecision,
     CancelResponse,
     ExecuteRequest,
+    Organization,
     OrganizationHierarchy,
     OrgQuotaUpdate,
+    QuotaConfig,
     QuotaTransfer,
     SecurityContext,
     SecurityEvent,
@@ -34,10 +36,12 @@ from rlm.models import (
     SecurityValidateResponse,
     StorageReadRequest,
     TaskStatus,
+    TeamMember,
     TeamQuotaStatus,
     UserQuotaStatus,
     parse_model,
 )
+from rlm.models.tenants import MemberAllocation, OrgCreate, ProjectCreate, TeamCreate
 from rlm_hypervisor._errors import unexpected_response
 from rlm_hypervisor.result import ExecuteResult
 
@@ -49,12 +53,17 @@ __all__ = [
     "Send",
     "cancel_task",
     "check_allocation",
+    "create_org",
+    "create_team",
     "execute",
     "get_task",
     "health",
     "list_tasks",
     "org_hierarchy",
     "security_events",
+    "set_member",
+    "set_project",
+    "set_user_config",
     "storage_read",
     "team_quota",
     "transfer",
@@ -330,6 +339,79 @@ def update_org(
         {"agents": agents, "compute_hours": compute_hours, "storage_gb": storage_gb},
     )
     return Call("PATCH", f"/quotas/enterprise/org/{_segment(org_id)}", _object, json=body.to_wire())
+
+
+def set_user_config(config: QuotaConfig | Mapping[str, Any]) -> Call[QuotaConfig]:
+    """``PUT /quotas/user/{userId}`` (extension): a user's limits; a repeat sets the same."""
+    body = config if isinstance(config, QuotaConfig) else parse_model(QuotaConfig, config)
+    return Call(
+        "PUT", f"/quotas/user/{_segment(body.user_id)}", _model(QuotaConfig), json=body.to_wire()
+    )
+
+
+def create_team(team: TeamCreate | Mapping[str, Any]) -> Call[TeamQuotaStatus]:
+    """``POST /quotas/team`` (extension). Not repeated after a lost answer: a second create
+    is refused (the team exists), which would hide that the first one worked."""
+    body = team if isinstance(team, TeamCreate) else parse_model(TeamCreate, team)
+    return Call(
+        "POST", "/quotas/team", _model(TeamQuotaStatus), json=body.to_wire(), idempotent=False
+    )
+
+
+def set_member(
+    team_id: str,
+    user_id: str,
+    role: str,
+    agents_allocated: int | None,
+    compute_hours_allocated: float | None,
+) -> Call[TeamMember]:
+    """``PUT /quotas/team/{teamId}/members/{userId}`` (extension): join, and set a share."""
+    body = parse_model(
+        MemberAllocation,
+        {
+            "role": role,
+            "agents_allocated": agents_allocated,
+            "compute_hours_allocated": compute_hours_allocated,
+        },
+    )
+    return Call(
+        "PUT",
+        f"/quotas/team/{_segment(team_id)}/members/{_segment(user_id)}",
+        _model(TeamMember),
+        json=body.to_wire(),
+    )
+
+
+def set_project(
+    team_id: str, project_id: str, agents_allocated: int, compute_hours_allocated: float, name: str
+) -> Call[TeamQuotaStatus]:
+    """``PUT /quotas/team/{teamId}/projects/{projectId}`` (extension): a project's share."""
+    body = parse_model(
+        ProjectCreate,
+        {
+            "name": name,
+            "agents_allocated": agents_allocated,
+            "compute_hours_allocated": compute_hours_allocated,
+        },
+    )
+    return Call(
+        "PUT",
+        f"/quotas/team/{_segment(team_id)}/projects/{_segment(project_id)}",
+        _model(TeamQuotaStatus),
+        json=body.to_wire(),
+    )
+
+
+def create_org(org: OrgCreate | Mapping[str, Any]) -> Call[Organization]:
+    """``POST /quotas/enterprise/org`` (extension); not repeated, like :func:`create_team`."""
+    body = org if isinstance(org, OrgCreate) else parse_model(OrgCreate, org)
+    return Call(
+        "POST",
+        "/quotas/enterprise/org",
+        _model(Organization),
+        json=body.to_wire(),
+        idempotent=False,
+    )
 
 
 def storage_read(connector: str, key: str, start: int, end: int, method: str) -> Call[bytes]:

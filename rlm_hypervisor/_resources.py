@@ -7,20 +7,24 @@ method for method.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from rlm.models import (
     AllocationDecision,
     CancelResponse,
+    Organization,
     OrganizationHierarchy,
+    QuotaConfig,
     SecurityContext,
     SecurityEvent,
     SecurityValidateResponse,
     TaskStatus,
+    TeamMember,
     TeamQuotaStatus,
     UserQuotaStatus,
 )
+from rlm.models.tenants import OrgCreate, TeamCreate
 from rlm_hypervisor import _calls
 from rlm_hypervisor._calls import AsyncSend, Send
 from rlm_hypervisor.result import TERMINAL_STATES, ExecuteResult
@@ -187,6 +191,50 @@ class QuotasAPI:
         """
         return self._send(_calls.update_org(org_id, agents, compute_hours, storage_gb))
 
+    def set_config(self, config: QuotaConfig | Mapping[str, Any]) -> QuotaConfig:
+        """Set a user's limits (``PUT /quotas/user/{userId}``, ``rlm:quota:manage``).
+
+        A user in no org yet joins the manager's org; others must be in an org it manages.
+        """
+        return self._send(_calls.set_user_config(config))
+
+    def create_team(self, team: TeamCreate | Mapping[str, Any]) -> TeamQuotaStatus:
+        """Create a team with its monthly pool (``POST /quotas/team``), in ``orgId`` or the
+        caller's org."""
+        return self._send(_calls.create_team(team))
+
+    def set_member(
+        self,
+        team_id: str,
+        user_id: str,
+        *,
+        role: str = "member",
+        agents_allocated: int | None = None,
+        compute_hours_allocated: float | None = None,
+    ) -> TeamMember:
+        """Add a member (or change its role) and, when given, set its share of the pool; all
+        or nothing (``PUT /quotas/team/{teamId}/members/{userId}``)."""
+        return self._send(
+            _calls.set_member(team_id, user_id, role, agents_allocated, compute_hours_allocated)
+        )
+
+    def set_project(
+        self,
+        team_id: str,
+        project_id: str,
+        agents_allocated: int,
+        compute_hours_allocated: float = 0.0,
+        name: str = "",
+    ) -> TeamQuotaStatus:
+        """Set a project's share of a team pool (``PUT .../projects/{projectId}``)."""
+        return self._send(
+            _calls.set_project(team_id, project_id, agents_allocated, compute_hours_allocated, name)
+        )
+
+    def create_org(self, org: OrgCreate | Mapping[str, Any]) -> Organization:
+        """Create an organisation under ``parentId`` (``POST /quotas/enterprise/org``)."""
+        return self._send(_calls.create_org(org))
+
 
 class StorageAPI:
     """``client.storage``: byte-range reads."""
@@ -326,6 +374,45 @@ class AsyncQuotasAPI:
     ) -> dict[str, Any]:
         """See :meth:`QuotasAPI.update_org`."""
         return await self._send(_calls.update_org(org_id, agents, compute_hours, storage_gb))
+
+    async def set_config(self, config: QuotaConfig | Mapping[str, Any]) -> QuotaConfig:
+        """See :meth:`QuotasAPI.set_config`."""
+        return await self._send(_calls.set_user_config(config))
+
+    async def create_team(self, team: TeamCreate | Mapping[str, Any]) -> TeamQuotaStatus:
+        """See :meth:`QuotasAPI.create_team`."""
+        return await self._send(_calls.create_team(team))
+
+    async def set_member(
+        self,
+        team_id: str,
+        user_id: str,
+        *,
+        role: str = "member",
+        agents_allocated: int | None = None,
+        compute_hours_allocated: float | None = None,
+    ) -> TeamMember:
+        """See :meth:`QuotasAPI.set_member`."""
+        return await self._send(
+            _calls.set_member(team_id, user_id, role, agents_allocated, compute_hours_allocated)
+        )
+
+    async def set_project(
+        self,
+        team_id: str,
+        project_id: str,
+        agents_allocated: int,
+        compute_hours_allocated: float = 0.0,
+        name: str = "",
+    ) -> TeamQuotaStatus:
+        """See :meth:`QuotasAPI.set_project`."""
+        return await self._send(
+            _calls.set_project(team_id, project_id, agents_allocated, compute_hours_allocated, name)
+        )
+
+    async def create_org(self, org: OrgCreate | Mapping[str, Any]) -> Organization:
+        """See :meth:`QuotasAPI.create_org`."""
+        return await self._send(_calls.create_org(org))
 
 
 class AsyncStorageAPI:

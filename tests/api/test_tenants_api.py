@@ -197,3 +197,61 @@ def test_tenants_never_see_or_touch_each_others_quotas(api: Api) -> None:
         over = a.put(f"/quotas/team/t-{tag}/members/{ada}", json={"agentsAllocated": 11})
         assert over.status_code == 400
         assert a.get(f"/quotas/team/t-{tag}").json()["members"] == []
+
+
+def test_the_sdk_manages_a_tenant_sync_and_async(api: Api) -> None:
+    import asyncio
+
+    from rlm.errors import Forbidden, InvalidInput
+    from rlm_hypervisor import AsyncRLMClient, RLMClient
+
+    tag = uuid.uuid4().hex[:6]
+    org, team, user = f"sdk-{tag}", f"sdk-team-{tag}", f"sdk-user-{tag}"
+    token = api.token(sub=f"sdk-admin-{tag}", scopes="rlm:quota:manage", tier="admin", org=org)
+    with RLMClient(api_key=token, base_url=api.base_url) as client:
+        made = client.quotas.create_org({"orgId": org, "agents": 1000, "computeHours": 10})
+        assert (made.org_id, made.agents) == (org, 1000)
+        status = client.quotas.create_team(
+            {"teamId": team, "teamName": "SDK", "totalAgentPool": 100, "totalComputeHours": 2}
+        )
+        assert (status.team_id, status.org_id) == (team, org)
+        member = client.quotas.set_member(team, user, agents_allocated=40)
+        assert (member.user_id, member.agents_allocated) == (user, 40)
+        with pytest.raises(InvalidInput):  # 40 + 61 > 100: all or nothing
+            client.quotas.set_member(team, f"{user}-2", agents_allocated=61)
+        client.quotas.set_project(team, "p1", 30, 1.0, name="Project")
+        config = client.quotas.set_config(
+            {
+                "userId": user,
+                "dailyAgentLimit": 7,
+                "weeklyAgentLimit": 70,
+                "monthlyAgentLimit": 700,
+                "dailyComputeHours": 1.0,
+                "maxConcurrentAgents": 3,
+                "maxStorageGB": 1.0,
+            }
+        )
+        assert config.daily_agent_limit == 7
+        assert client.quotas.get_status(user).daily.agents_limit == 7
+
+    async def the_same_async() -> None:
+        async with AsyncRLMClient(api_key=token, base_url=api.base_url) as client:
+            seen = await client.quotas.team(team)
+            assert [m.user_id for m in seen.members] == [user]  # the refused join left nothing
+            assert [p.project_id for p in seen.projects] == ["p1"]
+            other = await client.quotas.create_team(
+                {
+                    "teamId": f"{team}-b",
+                    "teamName": "B",
+                    "totalAgentPool": 5,
+                    "totalComputeHours": 1,
+                }
+            )
+            assert other.org_id == org
+            joined = await client.quotas.set_member(f"{team}-b", user)
+            assert joined.agents_allocated is None  # uncapped: draws on the pool
+            await client.quotas.set_project(f"{team}-b", "p", 5)
+            with pytest.raises(Forbidden):  # not this manager's tenant
+                await client.quotas.create_org({"orgId": f"else-{tag}"})
+
+    asyncio.run(the_same_async())

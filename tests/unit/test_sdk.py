@@ -1036,3 +1036,25 @@ def test_importing_the_sdk_does_not_import_ray() -> None:
         "assert not bad, bad[:5]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_creates_are_not_retried_but_settings_are() -> None:
+    # A repeated create after a lost answer would be refused ("exists") and hide the success;
+    # a repeated PUT sets the same state again, so gateway errors are retried for it.
+    clock = Clock()
+    server = Server(httpx.Response(503, text="unavailable"), httpx.Response(503, text="again"))
+    with client_for(server, clock) as client:
+        with pytest.raises(RLMError):
+            client.quotas.create_team(
+                {"teamId": "t", "teamName": "T", "totalAgentPool": 1, "totalComputeHours": 1}
+            )
+        with pytest.raises(RLMError):
+            client.quotas.create_org({"orgId": "o"})
+    assert [r.url.path for r in server.requests] == ["/v1/quotas/team", "/v1/quotas/enterprise/org"]
+    member = {"userId": "u", "role": "member", "agentsAllocated": None}
+    server = Server(httpx.Response(502, text="bad gateway"), ok(member))
+    with client_for(server, Clock()) as client:
+        assert client.quotas.set_member("t", "u/x").user_id == "u"
+    assert len(server.requests) == 2
+    assert server.last.url.raw_path == b"/v1/quotas/team/t/members/u%2Fx"
+    assert body_of(server.last) == {"role": "member"}
