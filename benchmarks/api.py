@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import socket
 import statistics
 import tempfile
@@ -169,6 +170,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         serve.shutdown()
         if started:
             ray.shutdown()
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
     return rows
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -189,6 +190,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         hv.shutdown_engine()
         if started:
             ray.shutdown()
+        shutil.rmtree(state, ignore_errors=True)
     return rows
 
 

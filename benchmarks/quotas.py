@@ -15,6 +15,7 @@ The baseline is raw calls to a trivial async actor in the same run, submitted th
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import uuid
@@ -207,6 +208,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         hv.shutdown_engine()
         if started:
             ray.shutdown()
+        shutil.rmtree(state, ignore_errors=True)
     return rows
 
 
