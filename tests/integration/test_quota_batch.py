@@ -63,7 +63,7 @@ def test_holds_no_running_task_owns_are_reaped(ray_session: None, tmp_path: Path
             {
                 "type": "parallel",
                 "description": "slow",
-                "input": {"items": [1, 2], "operation": "slow_sum", "params": {"seconds": 8}},
+                "input": {"items": [1, 2], "operation": "slow_sum", "params": {"seconds": 12}},
                 "options": {"leafSize": 2},
             },
             owner_id="runner",
