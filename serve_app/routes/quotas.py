@@ -80,9 +80,14 @@ async def _govern(request: Request, caller: Caller, kind: str, entity_id: str) -
     was created in. Returns the entity's org chain (empty: in no org).
     """
     org = _manager_org(caller)
-    chain: list[str] = await _ledger(
-        request, caller, "governing_orgs", kind, entity_id, count=False
-    )
+    try:
+        chain: list[str] = await _ledger(
+            request, caller, "governing_orgs", kind, entity_id, count=False
+        )
+    except InvalidInput:
+        if kind == "org" and entity_id == org:
+            raise  # the caller's own org is missing: say so
+        chain = []  # unknown answers like another tenant's: names cannot be probed
     if org not in chain:
         raise Forbidden(
             f"this {kind} is not in an org you manage", {f"{kind}Id": entity_id, "orgId": org}
@@ -178,7 +183,11 @@ async def set_config(
 )
 async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) -> Any:
     """The team's pool, usage, members and projects (members of the team, or managers)."""
-    status = await _ledger(request, caller, "team_status", team_id)
+    try:
+        status = await _ledger(request, caller, "team_status", team_id)
+    except InvalidInput:
+        await _govern(request, caller, "team", team_id)  # refuses as for another tenant's
+        raise
     p = caller.principal
     if not any(m.user_id == p.user_id for m in status.members):
         await _govern(request, caller, "team", team_id)  # else only its org's managers
@@ -315,11 +324,15 @@ async def transfer(
 )
 async def hierarchy(org_id: OrgId, caller: QuotaReader, request: Request) -> Any:
     """The org, its ancestors (root first), descendants and siblings."""
-    found = await _ledger(request, caller, "hierarchy", org_id)
+    refused = Forbidden("only members of the org's tree see it", {"orgId": org_id})
+    try:
+        found = await _ledger(request, caller, "hierarchy", org_id)
+    except InvalidInput:
+        raise refused from None  # unknown answers like another tenant's: no probing for names
     p = caller.principal
     tree = {o.org_id for o in (found.org, *found.ancestors, *found.descendants)}
     if p.org not in tree:  # admins too: an org's tree is its tenants' business only
-        raise Forbidden("only members of the org's tree see it", {"orgId": org_id})
+        raise refused
     return _answer(request, found)
 
 

@@ -37,7 +37,7 @@ def test_org_tree_is_validated_as_a_whole(api: Api) -> None:
             == 201
         )
         orphan = m.post("/quotas/enterprise/org", json={"orgId": "x", "parentId": "nope"})
-        assert orphan.status_code == 400
+        assert orphan.status_code == 403  # an unknown parent answers like another tenant's
 
         too_much = m.patch(f"/quotas/enterprise/org/{eng}", json={"agents": 800})
         assert too_much.status_code == 400
@@ -182,6 +182,19 @@ def test_tenants_never_see_or_touch_each_others_quotas(api: Api) -> None:
         assert g.post(f"/quotas/team/t-{tag}/transfers", json=move).status_code == 403
         assert g.get(f"/quotas/enterprise/org/{acme}/hierarchy").status_code == 403
         assert g.patch(f"/quotas/enterprise/org/{acme}", json={"agents": 1}).status_code == 403
+        # An unknown team or org answers exactly like another tenant's: names cannot be probed.
+        for existing, unknown in (
+            (f"/quotas/team/t-{tag}", f"/quotas/team/nope-{tag}"),
+            (
+                f"/quotas/enterprise/org/{acme}/hierarchy",
+                f"/quotas/enterprise/org/no-{tag}/hierarchy",
+            ),
+        ):
+            seen, missing = g.get(existing), g.get(unknown)
+            assert (seen.status_code, missing.status_code) == (403, 403)
+            assert seen.json()["error"]["message"] == missing.json()["error"]["message"]
+        patched = g.patch(f"/quotas/enterprise/org/no-{tag}", json={"agents": 1})
+        assert patched.status_code == 403
         # ...nor pull acme's user into its own team.
         other = {
             "teamId": f"g-{tag}",
