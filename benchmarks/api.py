@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 import socket
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import ray
 from fastapi import FastAPI
 from ray import serve
 
 from benchmarks._report import figure
+from benchmarks._session import bench_session
 from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
 from rlm.config import EngineSettings, ServerSettings, Settings
@@ -99,13 +97,15 @@ async def _rps(url: str, headers: list[dict[str, str]], seconds: float) -> float
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Run the API figures."""
+    with bench_session("rlm-bench-api-") as state:
+        return _figures(state, quick)
+
+
+def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
     rows = []
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="rlm-bench")
     port = _port()
     settings = Settings(
-        state_dir=Path(tempfile.mkdtemp(prefix="rlm-bench-api-")),
+        state_dir=state,
         engine=EngineSettings(agents=2),
         server=ServerSettings(port=port, min_replicas=1, max_replicas=1),
     )
@@ -168,9 +168,6 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         )
     finally:
         serve.shutdown()
-        if started:
-            ray.shutdown()
-        shutil.rmtree(settings.state_dir, ignore_errors=True)
     return rows
 
 

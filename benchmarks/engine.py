@@ -8,9 +8,7 @@
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import ray
 
 import rlm
 from benchmarks._report import figure, median_time
+from benchmarks._session import bench_session
 from rlm.config import EngineSettings, Settings
 
 __all__ = ["run"]
@@ -57,11 +56,12 @@ def _tree_reduce(arr: np.ndarray[Any, Any], leaf_size: int, fanout: int) -> floa
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Run the engine figures; ``quick`` shrinks repetitions (for a smoke run)."""
+    with bench_session("rlm-bench-") as state:
+        return _figures(state, quick)
+
+
+def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
     rows = []
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="rlm-bench")
-    state = Path(tempfile.mkdtemp(prefix="rlm-bench-"))
     hv = rlm.connect(settings=Settings(state_dir=state, engine=EngineSettings(agents=2)))
     reps = 3 if quick else 9
     try:
@@ -188,9 +188,6 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         )
     finally:
         hv.shutdown_engine()
-        if started:
-            ray.shutdown()
-        shutil.rmtree(state, ignore_errors=True)
     return rows
 
 

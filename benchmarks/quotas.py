@@ -15,8 +15,6 @@ The baseline is raw calls to a trivial async actor in the same run, submitted th
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +24,7 @@ import ray
 
 import rlm
 from benchmarks._report import figure
+from benchmarks._session import bench_session
 from rlm.config import EngineSettings, Settings
 from rlm.models.quotas import QuotaConfig
 
@@ -40,10 +39,11 @@ class _Trivial:
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Run the quota figures."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="rlm-bench")
-    state = Path(tempfile.mkdtemp(prefix="rlm-bench-quota-"))
+    with bench_session("rlm-bench-quota-") as state:
+        return _figures(state, quick)
+
+
+def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
     hv = rlm.connect(settings=Settings(state_dir=state, engine=EngineSettings(agents=1)))
     core = hv._core  # the accountant lives in the engine's core actor
     n = 2_000 if quick else 10_000
@@ -206,9 +206,6 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         )
     finally:
         hv.shutdown_engine()
-        if started:
-            ray.shutdown()
-        shutil.rmtree(state, ignore_errors=True)
     return rows
 
 

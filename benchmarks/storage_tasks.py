@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import socket
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,11 +24,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pybase64
-import ray
 from ray import serve
 
 import rlm
 from benchmarks._report import figure, median_time
+from benchmarks._session import bench_session
 from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
 from rlm.config import EngineSettings, ServerSettings, Settings
@@ -207,11 +205,12 @@ def _sum_figure(hv: rlm.Hypervisor, quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Run the storage-task figures; ``quick`` shrinks sizes and repetitions."""
+    with bench_session("rlm-bench-storage-") as state:
+        return _figures(state, quick)
+
+
+def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
     rows = []
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="rlm-bench")
-    state = Path(tempfile.mkdtemp(prefix="rlm-bench-storage-"))
     (state / "data").mkdir()
     port = _port()
     settings = Settings(
@@ -233,9 +232,6 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     finally:
         if hv is not None:
             hv.shutdown_engine()
-        if started:
-            ray.shutdown()
-        shutil.rmtree(state, ignore_errors=True)
     return rows
 
 
