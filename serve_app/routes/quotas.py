@@ -88,11 +88,16 @@ async def _govern(request: Request, caller: Caller, kind: str, entity_id: str) -
         if kind == "org" and entity_id == org:
             raise  # the caller's own org is missing: say so
         chain = []  # unknown answers like another tenant's: names cannot be probed
+    _require(org, chain, kind, entity_id)
+    return chain
+
+
+def _require(org: str, chain: list[str], kind: str, entity_id: str) -> None:
+    """Refuse unless ``org`` is in the entity's org ``chain``."""
     if org not in chain:
         raise Forbidden(
             f"this {kind} is not in an org you manage", {f"{kind}Id": entity_id, "orgId": org}
         )
-    return chain
 
 
 async def _target(request: Request, caller: Caller, user_id: str) -> str:
@@ -114,8 +119,7 @@ async def _claim(request: Request, caller: Caller, user_id: str) -> str | None:
     org = _manager_org(caller)
     chain = await _ledger(request, caller, "governing_orgs", "user", user_id, count=False)
     if chain:
-        if org not in chain:
-            raise Forbidden("this user is not in an org you manage", {"userId": user_id})
+        _require(org, chain, "user", user_id)
         return None
     await _ledger(request, caller, "governing_orgs", "org", org, count=False)  # must exist
     return org
