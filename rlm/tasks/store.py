@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     started_at TEXT,
     completed_at TEXT,
     result_json TEXT,
-    instance_id TEXT NOT NULL
+    instance_id TEXT NOT NULL,
+    stored_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner_id, created_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
@@ -115,6 +116,24 @@ class TaskStore:
         self._conn = open_sqlite(path)
         with self._lock:
             self._conn.executescript(_SCHEMA)
+        self._add_stored_bytes()
+
+    def _add_stored_bytes(self) -> None:
+        # Files written before stored_bytes existed get the column, filled in once. Checked
+        # again under the write lock: another process may be opening the same file.
+        if self._has_stored_bytes(self._conn):
+            return
+        with self._tx() as c:
+            if not self._has_stored_bytes(c):
+                c.execute("ALTER TABLE tasks ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0")
+                c.execute(
+                    "UPDATE tasks SET stored_bytes = LENGTH(CAST(request_json AS BLOB))"
+                    " + COALESCE(LENGTH(CAST(result_json AS BLOB)), 0)"
+                )
+
+    @staticmethod
+    def _has_stored_bytes(c: sqlite3.Connection) -> bool:
+        return any(row[1] == "stored_bytes" for row in c.execute("PRAGMA table_info(tasks)"))
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -240,17 +259,18 @@ class TaskStore:
         """Bytes kept for a team's tasks: their stored requests and results (UTF-8)."""
         with self._lock:
             (total,) = self._conn.execute(
-                "SELECT COALESCE(SUM(LENGTH(CAST(request_json AS BLOB))"
-                " + COALESCE(LENGTH(CAST(result_json AS BLOB)), 0)), 0)"
-                " FROM tasks WHERE team_id = ?",
-                (team_id,),
+                "SELECT COALESCE(SUM(stored_bytes), 0) FROM tasks WHERE team_id = ?", (team_id,)
             ).fetchone()
         return int(total)
 
     @staticmethod
     def _write(c: sqlite3.Connection, r: TaskRecord) -> None:
+        request = json.dumps(r.request)
+        result = None if r.result is None else r.result.model_dump_json(by_alias=True)
+        # Counted once here, so a team's storage is a SUM over an integer column on reads.
+        stored = len(request.encode()) + (0 if result is None else len(result.encode()))
         c.execute(
-            "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 r.task_id,
                 r.status,
@@ -261,13 +281,14 @@ class TaskStore:
                 r.owner_id,
                 r.org_id,
                 r.team_id,
-                json.dumps(r.request),
+                request,
                 r.planned_calls,
                 r.completed_calls,
                 _ts(r.started_at),
                 _ts(r.completed_at),
-                None if r.result is None else r.result.model_dump_json(by_alias=True),
+                result,
                 r.instance_id,
+                stored,
             ),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -101,7 +102,6 @@ def test_listing_by_owner(tmp_path: Path) -> None:
 
 
 def test_stored_bytes_count_a_teams_requests_and_results(tmp_path: Path) -> None:
-    import dataclasses
     import sqlite3
 
     store = TaskStore(tmp_path / "state.db")
@@ -130,3 +130,21 @@ def test_stored_bytes_count_a_teams_requests_and_results(tmp_path: Path) -> None
     assert store.stored_bytes(team_id="t") == expected > 2 * 10
     assert store.stored_bytes(team_id="v") == 0
     store.close()
+
+
+def test_a_file_from_before_stored_bytes_is_filled_in_once(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "state.db"
+    store = TaskStore(db)
+    store.put(dataclasses.replace(_record("t1", "pending", "i"), team_id="t"))
+    store.close()
+    # Make it the old file: no stored_bytes column.
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE tasks DROP COLUMN stored_bytes")
+    (request,) = sqlite3.connect(db).execute("SELECT request_json FROM tasks").fetchone()
+    reopened = TaskStore(db)
+    assert reopened.stored_bytes(team_id="t") == len(request.encode()) > 0
+    assert reopened.get("t1") is not None
+    reopened.close()
+    assert TaskStore(db).stored_bytes(team_id="t") == len(request.encode())  # not added twice
