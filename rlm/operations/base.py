@@ -47,6 +47,10 @@ class Operation(ABC):
     #: The engine always calls :meth:`leaf_at` / :meth:`fold_at`; this flag only decides
     #: whether the default :meth:`fold_at` goes through :meth:`leaf_at` or :meth:`fold`.
     needs_offset: ClassVar[bool] = False
+    #: True when the operation calls a language model (through
+    #: :func:`rlm.lm.handle.current_lm`): the engine binds a handle to each of its calls and
+    #: runs them beside, not on, the agents' compute threads (they wait on the network).
+    uses_lm: ClassVar[bool] = False
 
     def parse_params(self, params: Mapping[str, Any]) -> Any:
         """Validate ``input.params`` once, before any agent runs.

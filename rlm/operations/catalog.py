@@ -7,7 +7,8 @@ The catalogue by concept:
   filter, map (the last two use :mod:`~rlm.operations.expressions`);
 - :mod:`~rlm.operations.text`: word_count, line_count, grep (:mod:`~rlm.operations.regex`);
 - :mod:`~rlm.operations.pairwise`: pairs;
-- :mod:`~rlm.operations.labels`: label_counts, label_stats (OOLONG-style aggregation).
+- :mod:`~rlm.operations.labels`: label_counts, label_stats (OOLONG-style aggregation);
+- :mod:`~rlm.operations.lm`: llm_map, llm_classify, llm_summarize (language-model calls).
 
 Operations are module-level classes holding no callables, so they pickle and can be shipped
 to Ray actors.
@@ -31,6 +32,7 @@ from rlm.operations.collection_ops import (
     TopK,
 )
 from rlm.operations.labels import LabelCounts, LabelStats
+from rlm.operations.lm import LLMClassify, LLMMap, LLMSummarize
 from rlm.operations.numeric import Count, ExactSum, Max, Mean, Min, Product, Sum, Variance
 from rlm.operations.pairwise import Pairs
 from rlm.operations.text import Grep, LineCount, WordCount
@@ -60,6 +62,9 @@ _BUILTINS: tuple[type[Operation], ...] = (
     Pairs,
     LabelCounts,
     LabelStats,
+    LLMMap,
+    LLMClassify,
+    LLMSummarize,
 )
 
 

@@ -6,7 +6,9 @@ For each operation, random items and parameters, random leaf sizes, fanouts and 
 direct run raises ``InvalidInput``, so does every tree.
 
 ``STRATEGIES`` has one entry per built-in; an operation added to the catalogue without one makes
-``test_every_builtin_has_a_strategy`` (and its own parametrised case) fail.
+``test_every_builtin_has_a_strategy`` (and its own parametrised case) fail. The language-model
+operations have their own properties (``test_operations_lm.py``: one reply per chunk, counts
+equal across shapes with an oracle model), listed in ``LM_OPERATIONS``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from rlm.operations.catalog import builtin_operations
 from rlm.planning import plan_task
 
 REGISTRY = default_registry()
-BUILTIN_NAMES = [op.name for op in builtin_operations()]
+#: Tested in ``test_operations_lm.py``: their outputs depend on a model, not only on the items.
+LM_OPERATIONS = {op.name for op in builtin_operations() if op.uses_lm}
+BUILTIN_NAMES = [op.name for op in builtin_operations() if not op.uses_lm]
 SHAPES = ("recursive", "parallel", "sequential")
 
 Case = tuple[list[Any], dict[str, Any]]
@@ -214,6 +218,7 @@ def run_every_shape(
 
 def test_every_builtin_has_a_strategy() -> None:
     assert set(STRATEGIES) == set(BUILTIN_NAMES)
+    assert {"llm_map", "llm_classify", "llm_summarize"} == LM_OPERATIONS
     assert len(BUILTIN_NAMES) == len(set(BUILTIN_NAMES))
 
 

@@ -1,0 +1,334 @@
+"""Language-model operations: ``llm_map``, ``llm_classify`` and ``llm_summarize``.
+
+They follow the same monoid contract as every operation, so the engine plans, fans out,
+cancels and counts them like the others. Each leaf (and, for ``llm_summarize``, each combine)
+sends its requests through the ``lm`` handle the engine binds to the running call
+(:func:`rlm.lm.handle.current_lm`); the operations themselves hold no client and no Ray.
+
+Common parameters: ``system`` (a system message), ``maxTokens`` (completion tokens per call),
+``model`` and ``provider`` (defaults: the default provider and its model), ``temperature``
+(default 0, which makes calls memoisable).
+
+- ``llm_map``: ``{"prompt": "...{chunk}..."}``; each leaf sends the template with ``{chunk}``
+  replaced by its items joined by newlines; the output is the list of replies, one per chunk,
+  in input order (``leafSize`` sets the items per chunk).
+- ``llm_classify``: ``{"labels": [...], "instruction"?}``; every line gets exactly one label.
+  The reply is parsed strictly (one ``<number>: <label>`` line per item); an unparsable reply
+  is asked again once with a correction, then the lines still without a label are counted
+  under ``"unparsed"``. Output ``{label: count}`` (every label, in the order given).
+- ``llm_summarize``: ``{"instruction"?}``; leaves summarise their chunk, and every combine
+  summarises its children's summaries with the model (a real LM combine); ``sequential``
+  folds each chunk into the running summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+
+from rlm.errors import InvalidInput
+from rlm.lm.calls import LMRequest
+from rlm.lm.handle import current_lm
+from rlm.operations.base import Chunk, Operation
+from rlm.operations.params import ParamReader, field_of
+
+__all__ = [
+    "CLASSIFY_ANSWER_FORMAT",
+    "UNPARSED",
+    "LLMClassify",
+    "LLMMap",
+    "LLMSummarize",
+    "classify_prompt",
+    "parse_classification",
+]
+
+#: The label under which lines are counted when the model's replies could not be parsed.
+UNPARSED = "unparsed"
+
+#: How ``llm_classify`` asks the model to answer (one line per item).
+CLASSIFY_ANSWER_FORMAT = "<number>: <label>"
+
+_COMMON = ("system", "maxTokens", "model", "provider", "temperature")
+_MAX_PROMPT = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """The call settings every LM operation shares."""
+
+    system: str | None
+    max_tokens: int | None
+    model: str | None
+    provider: str | None
+    temperature: float
+
+    def request(self, prompt: str, purpose: str, system: str | None = None) -> LMRequest:
+        return LMRequest.chat(
+            prompt,
+            system=system if system is not None else self.system,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            model=self.model,
+            provider=self.provider,
+            purpose=purpose,
+        )
+
+
+def _read_call(reader: ParamReader) -> _Call:
+    temperature = 0.0
+    if reader.has("temperature"):
+        temperature = reader.number("temperature")
+        if not 0.0 <= temperature <= 2.0:
+            raise InvalidInput(
+                f"parameter 'temperature' must be between 0 and 2; got {temperature}",
+                field=field_of("temperature"),
+            )
+    return _Call(
+        system=reader.optional_string("system", max_len=_MAX_PROMPT),
+        max_tokens=reader.integer("maxTokens", lo=1, hi=1_000_000)
+        if reader.has("maxTokens")
+        else None,
+        model=reader.optional_string("model", max_len=256),
+        provider=reader.optional_string("provider", max_len=64),
+        temperature=temperature,
+    )
+
+
+def _line(item: Any) -> str:
+    """An item as one line of a prompt (JSON for anything but a string)."""
+    text = item if isinstance(item, str) else orjson.dumps(item).decode()
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _text(chunk: Chunk) -> str:
+    return "\n".join(_line(item) for item in chunk)
+
+
+# -- llm_map ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _MapParams:
+    prompt: str
+    call: _Call
+
+
+class LLMMap(Operation):
+    """One LM reply per chunk, in input order."""
+
+    name: ClassVar[str] = "llm_map"
+    input_kind = "any"
+    uses_lm: ClassVar[bool] = True
+    description: ClassVar[str] = "one LM reply per chunk: params.prompt with {chunk} replaced"
+
+    def parse_params(self, params: Mapping[str, Any]) -> _MapParams:
+        reader = ParamReader(self.name, params, allowed=("prompt", *_COMMON))
+        prompt = reader.string("prompt", max_len=_MAX_PROMPT, non_empty=True)
+        if "{chunk}" not in prompt:
+            raise InvalidInput(
+                "parameter 'prompt' of 'llm_map' must contain {chunk}, where each chunk's items go",
+                field=field_of("prompt"),
+            )
+        return _MapParams(prompt=prompt, call=_read_call(reader))
+
+    def leaf(self, chunk: Chunk, params: _MapParams) -> list[str]:
+        if len(chunk) == 0:
+            return []
+        prompt = params.prompt.replace("{chunk}", _text(chunk))
+        return [current_lm().complete(params.call.request(prompt, "leaf"))]
+
+    def combine(self, partials: Sequence[list[str]], params: _MapParams) -> list[str]:
+        return [reply for partial in partials for reply in partial]
+
+
+# -- llm_classify -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ClassifyParams:
+    labels: tuple[str, ...]
+    instruction: str
+    call: _Call
+
+
+_DEFAULT_INSTRUCTION = "Classify each numbered line into exactly one of the labels."
+
+
+def classify_prompt(lines: Sequence[str], labels: Sequence[str], instruction: str) -> str:
+    """The prompt ``llm_classify`` sends for one chunk (public: oracle servers parse it).
+
+    The shape: the instruction, the labels one per line after ``Labels:``, the answer format,
+    then the items numbered from 1 after ``Lines:``, one per line.
+    """
+    head = [instruction, "", "Labels:"]
+    head += [f"- {label}" for label in labels]
+    head += [
+        "",
+        f"Answer with exactly one line per item, in order, formatted `{CLASSIFY_ANSWER_FORMAT}`,"
+        " using the labels exactly as written, and nothing else.",
+        "",
+        "Lines:",
+    ]
+    body = [f"{i}. {_line(line)}" for i, line in enumerate(lines, start=1)]
+    return "\n".join(head + body)
+
+
+_ANSWER_LINE = re.compile(r"^\s*(?:item\s*)?#?(\d+)\s*[:.)\]-]\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def parse_classification(reply: str, n: int, labels: Sequence[str]) -> dict[int, str]:
+    """The labels a reply gives, by item number (1..n); items it does not label are absent.
+
+    A line counts when it reads ``<number>: <label>`` (``.``, ``)`` or ``-`` may stand for
+    the colon) with a number in 1..n and one of ``labels`` (case, surrounding quotes, back
+    ticks and a final full stop are ignored). The first answer for a number wins.
+    """
+    canonical = {label.casefold(): label for label in labels}
+    found: dict[int, str] = {}
+    for raw in reply.splitlines():
+        match = _ANSWER_LINE.match(raw)
+        if match is None:
+            continue
+        number = int(match.group(1))
+        text = match.group(2).strip("`'\"*. \t").casefold()
+        label = canonical.get(text)
+        if label is not None and 1 <= number <= n and number not in found:
+            found[number] = label
+    return found
+
+
+class LLMClassify(Operation):
+    """Label every line with the model; count the labels."""
+
+    name: ClassVar[str] = "llm_classify"
+    input_kind = "any"
+    uses_lm: ClassVar[bool] = True
+    description: ClassVar[str] = "label every line with the LM; {label: count}"
+
+    def parse_params(self, params: Mapping[str, Any]) -> _ClassifyParams:
+        reader = ParamReader(self.name, params, allowed=("labels", "instruction", *_COMMON))
+        raw = params.get("labels")
+        if (
+            not isinstance(raw, list)
+            or not 1 <= len(raw) <= 256
+            or not all(isinstance(x, str) and 0 < len(x.strip()) <= 200 for x in raw)
+        ):
+            raise InvalidInput(
+                "parameter 'labels' of 'llm_classify' must be a list of 1 to 256 non-empty "
+                "strings (at most 200 characters each)",
+                field=field_of("labels"),
+            )
+        labels = tuple(x.strip() for x in raw)
+        folded = [x.casefold() for x in labels]
+        if len(set(folded)) != len(folded) or UNPARSED in folded:
+            raise InvalidInput(
+                f"parameter 'labels' of 'llm_classify' must be distinct (ignoring case) and "
+                f"must not be {UNPARSED!r}",
+                field=field_of("labels"),
+            )
+        instruction = reader.string("instruction", default=_DEFAULT_INSTRUCTION, max_len=10_000)
+        return _ClassifyParams(labels=labels, instruction=instruction, call=_read_call(reader))
+
+    def leaf(self, chunk: Chunk, params: _ClassifyParams) -> dict[str, int]:
+        lines = [_line(item) for item in chunk]
+        if not lines:
+            return {}
+        lm = current_lm()
+        prompt = classify_prompt(lines, params.labels, params.instruction)
+        reply = lm.complete(params.call.request(prompt, "leaf"))
+        found = parse_classification(reply, len(lines), params.labels)
+        if len(found) < len(lines):
+            # One more try, saying what was wrong. The prompt differs from the first, so a
+            # memoised bad answer is not simply returned again.
+            missing = [i for i in range(1, len(lines) + 1) if i not in found]
+            retry = (
+                f"{prompt}\n\nYour previous answer could not be read for item(s) "
+                f"{', '.join(map(str, missing[:50]))}. Answer again: one line per item, "
+                f"`{CLASSIFY_ANSWER_FORMAT}`, with one of the labels exactly as written."
+            )
+            again = parse_classification(
+                lm.complete(params.call.request(retry, "retry")), len(lines), params.labels
+            )
+            if len(again) > len(found):
+                found = again
+        counts: dict[str, int] = {}
+        for label in found.values():
+            counts[label] = counts.get(label, 0) + 1
+        unparsed = len(lines) - len(found)
+        if unparsed:
+            counts[UNPARSED] = unparsed
+        return counts
+
+    def combine(
+        self, partials: Sequence[dict[str, int]], params: _ClassifyParams
+    ) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for partial in partials:
+            for label, count in partial.items():
+                total[label] = total.get(label, 0) + count
+        return total
+
+    def finish(self, partial: dict[str, int], params: _ClassifyParams) -> dict[str, int]:
+        out = {label: partial.get(label, 0) for label in params.labels}
+        if partial.get(UNPARSED):
+            out[UNPARSED] = partial[UNPARSED]
+        return out
+
+
+# -- llm_summarize ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _SummaryParams:
+    instruction: str
+    call: _Call
+
+
+_SUMMARY_INSTRUCTION = "Summarise the following text concisely, keeping every important fact."
+
+
+class LLMSummarize(Operation):
+    """A summary of the whole input: leaves summarise chunks, combines summarise summaries."""
+
+    name: ClassVar[str] = "llm_summarize"
+    input_kind = "any"
+    uses_lm: ClassVar[bool] = True
+    description: ClassVar[str] = "summarise chunks, then summaries of summaries, with the LM"
+
+    def parse_params(self, params: Mapping[str, Any]) -> _SummaryParams:
+        reader = ParamReader(self.name, params, allowed=("instruction", *_COMMON))
+        instruction = reader.string("instruction", default=_SUMMARY_INSTRUCTION, max_len=10_000)
+        return _SummaryParams(instruction=instruction, call=_read_call(reader))
+
+    def leaf(self, chunk: Chunk, params: _SummaryParams) -> str:
+        if len(chunk) == 0:
+            return ""
+        prompt = f"{params.instruction}\n\nText:\n{_text(chunk)}"
+        return current_lm().complete(params.call.request(prompt, "leaf")).strip()
+
+    def combine(self, partials: Sequence[str], params: _SummaryParams) -> str:
+        parts = [p for p in partials if p]
+        if len(parts) <= 1:
+            return parts[0] if parts else ""
+        joined = "\n\n".join(f"Summary {i}:\n{p}" for i, p in enumerate(parts, start=1))
+        prompt = (
+            f"{params.instruction}\n\nThe text was summarised in {len(parts)} consecutive parts. "
+            f"Write one summary of the whole from these summaries.\n\n{joined}"
+        )
+        return current_lm().complete(params.call.request(prompt, "combine")).strip()
+
+    def fold(self, carry: str, chunk: Chunk, params: _SummaryParams) -> str:
+        if not carry:
+            return self.leaf(chunk, params)
+        if len(chunk) == 0:
+            return carry
+        prompt = (
+            f"{params.instruction}\n\nHere is the summary of the text so far:\n{carry}\n\n"
+            f"Update it with the next part of the text, and answer with the updated summary "
+            f"only.\n\nNext part:\n{_text(chunk)}"
+        )
+        return current_lm().complete(params.call.request(prompt, "fold")).strip()

@@ -1,0 +1,355 @@
+"""The LM broker: the core's part that admits, sends and accounts every LM call of a task.
+
+An LM operation's call reaches the core as ``lm_call(task_id, request)`` from the agent that
+runs it. The broker then, in order:
+
+1. refuses calls of a task that has ended (cancel, timeout, failure): no call is sent after;
+2. resolves the provider and model (``INVALID_INPUT`` for ones not configured);
+3. answers an identical temperature-0 call from the memo cache (free, counted as cached);
+4. reserves the call's worst case (prompt estimate + ``max_tokens``, priced) on the task's
+   budget and on the user's daily token quota, before anything is sent — a call that would
+   cross either is not sent, and the task fails with ``QUOTA_EXCEEDED``;
+5. sends it through the provider's gateway actor (created on first use), keeping the call's
+   reference so a cancel can stop it in flight (``ray.cancel``: the HTTP request is dropped,
+   not awaited);
+6. settles the reservations to the provider's reported usage, adds it to the task's usage and
+   memoises the answer.
+
+A call that was never answered (refused, failed, cancelled) charges nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import ray
+
+from rlm.errors import InternalError, InvalidInput, RLMError
+from rlm.lm.budget import Budget, BudgetHold, TaskBudget
+from rlm.lm.calls import LMReply, LMRequest, LMUsage, cost_usd, estimate_tokens, memo_key
+from rlm.lm.memo import MemoStore
+from rlm.lm.settings import ProviderSettings
+from rlm.runtime.lm_gateway import GatewayActor
+
+__all__ = ["CallStopped", "LMBroker", "TokenQuota"]
+
+log = logging.getLogger(__name__)
+
+
+class CallStopped(Exception):  # a signal: the task ended, so the call is not (or no longer) sent
+    """The call's task has ended."""
+
+
+class TokenQuota(Protocol):
+    """Who is charged for a task's tokens: the quota ledger's token holds, bound to a task."""
+
+    def reserve(self, tokens: int) -> Any:
+        """Hold ``tokens`` on the user's daily token quota, or raise ``QuotaExceeded``."""
+        ...
+
+    def settle(self, hold: Any, input_tokens: int, output_tokens: int, cost: float) -> None:
+        """Replace the hold by what the call used."""
+        ...
+
+    def release(self, hold: Any) -> None:
+        """Drop the hold; nothing is charged."""
+        ...
+
+
+@dataclass
+class _Account:
+    budget: TaskBudget
+    tenant: str
+    memo: bool
+    quota: TokenQuota | None
+    usage: LMUsage = field(default_factory=LMUsage)
+    inflight: set[Any] = field(default_factory=set)
+    stopped: bool = False
+    on_reply: Callable[[LMReply, LMRequest], None] | None = None
+
+
+class LMBroker:
+    """Admits, sends and accounts LM calls; composed by the core actor.
+
+    Args:
+        providers: The configured providers by name (``default`` is used when a call names none).
+        memo: The memo cache (``None``: no memoisation).
+        gateway_factory: Builds a provider's gateway handle (tests may pass their own).
+    """
+
+    def __init__(
+        self,
+        providers: dict[str, ProviderSettings],
+        memo: MemoStore | None = None,
+        gateway_factory: Callable[[ProviderSettings], Any] | None = None,
+    ) -> None:
+        self._providers = providers
+        self._memo = memo
+        self._factory = gateway_factory or (lambda p: GatewayActor.remote(p))
+        self._gateways: dict[str, Any] = {}
+        self._accounts: dict[str, _Account] = {}
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def open(
+        self,
+        task_id: str,
+        *,
+        tenant: str,
+        budget: Budget | None = None,
+        memo: bool = True,
+        quota: TokenQuota | None = None,
+        on_reply: Callable[[LMReply, LMRequest], None] | None = None,
+    ) -> None:
+        """Start accounting a task's LM calls."""
+        self._accounts[task_id] = _Account(
+            budget=TaskBudget(budget), tenant=tenant, memo=memo, quota=quota, on_reply=on_reply
+        )
+
+    def usage(self, task_id: str) -> LMUsage | None:
+        """What the task's LM calls used so far (``None`` for a task with no account)."""
+        account = self._accounts.get(task_id)
+        return None if account is None else account.usage
+
+    async def stop(self, task_id: str, wait_s: float = 10.0) -> None:
+        """No further call of the task is sent; calls in flight are cancelled and awaited."""
+        account = self._accounts.get(task_id)
+        if account is None:
+            return
+        account.stopped = True
+        pending = list(account.inflight)
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+        if pending:
+            await asyncio.wait(
+                [asyncio.ensure_future(_settled(r)) for r in pending], timeout=wait_s
+            )
+
+    def close(self, task_id: str) -> LMUsage | None:
+        """Stop accounting the task; its final usage."""
+        account = self._accounts.pop(task_id, None)
+        return None if account is None else account.usage
+
+    # -- providers ----------------------------------------------------------------------------
+
+    def resolve(self, provider: str | None, model: str | None) -> tuple[ProviderSettings, str]:
+        """The provider and model a call goes to.
+
+        Raises:
+            InvalidInput: no provider is configured, or the named provider or model is not.
+        """
+        return resolve_provider(self._providers, provider, model)
+
+    def _gateway(self, provider: ProviderSettings) -> Any:
+        gateway = self._gateways.get(provider.name)
+        if gateway is None:
+            gateway = self._gateways[provider.name] = self._factory(provider)
+        return gateway
+
+    async def gateway_stats(self) -> list[dict[str, Any]]:
+        """Each started gateway's counters."""
+        return list(await asyncio.gather(*(g.stats.remote() for g in self._gateways.values())))
+
+    # -- one call -----------------------------------------------------------------------------
+
+    async def call(self, task_id: str, request: LMRequest) -> LMReply:
+        """Admit, send and account one call (see the module docstring).
+
+        Raises:
+            CallStopped: the task has ended.
+            RLMError: refused (budget, quota, bad provider/model/prompt) or failed.
+        """
+        account = self._accounts.get(task_id)
+        if account is None or account.stopped:
+            raise CallStopped(task_id)
+        provider, model = self.resolve(request.provider, request.model)
+        max_tokens = request.max_tokens or provider.default_max_tokens
+        messages = [dict(m) for m in request.messages]
+        prompt_tokens = estimate_tokens(messages)
+        if provider.context_window is not None:
+            _check_window(provider, model, messages, max_tokens)
+        key = None
+        if self._memo is not None and account.memo and request.memo and request.temperature == 0:
+            key = memo_key(provider.name, model, request, max_tokens)
+            cached = self._memo.get(key)
+            if cached is not None:
+                self._count(account, cached, request)
+                return cached
+        worst = prompt_tokens + max_tokens
+        worst_cost = cost_usd(
+            prompt_tokens, max_tokens, provider.input_price_per_mtok, provider.output_price_per_mtok
+        )
+        hold = account.budget.reserve(worst, worst_cost)
+        quota_hold = None
+        try:
+            if account.quota is not None:
+                quota_hold = account.quota.reserve(worst)
+            answer = await self._send(
+                account, provider, model, messages, max_tokens, request, worst
+            )
+        except BaseException:
+            account.budget.release(hold)
+            if quota_hold is not None and account.quota is not None:
+                account.quota.release(quota_hold)
+            raise
+        if not answer["usage"]:
+            # Answered, but the provider did not say what it cost: charge the worst case we
+            # reserved (the provider bills it all the same) and fail the task.
+            self._settle(account, hold, quota_hold, prompt_tokens, max_tokens, worst_cost)
+            raise InternalError(
+                f"LM provider {provider.name!r} (model {model!r}) answered without usage, so "
+                "the call cannot be accounted; the worst case was charged",
+                {"provider": provider.name, "model": model, "reason": "no usage"},
+            )
+        spent = cost_usd(
+            answer["inputTokens"],
+            answer["outputTokens"],
+            provider.input_price_per_mtok,
+            provider.output_price_per_mtok,
+        )
+        self._settle(
+            account, hold, quota_hold, answer["inputTokens"], answer["outputTokens"], spent
+        )
+        reply = LMReply(
+            text=answer["text"],
+            provider=provider.name,
+            model=answer["model"],
+            input_tokens=answer["inputTokens"],
+            output_tokens=answer["outputTokens"],
+            cost_usd=spent,
+            latency_s=answer["latencyS"],
+            finish_reason=answer["finishReason"],
+        )
+        self._count(account, reply, request)
+        if key is not None and self._memo is not None:
+            try:
+                self._memo.put(key, reply)
+            except Exception:  # pragma: no cover - a full disk must not fail the call
+                log.exception("could not memoise an LM reply")
+        return reply
+
+    async def _send(
+        self,
+        account: _Account,
+        provider: ProviderSettings,
+        model: str,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        request: LMRequest,
+        worst: int,
+    ) -> dict[str, Any]:
+        call = {
+            "model": model,
+            "messages": messages,
+            "maxTokens": max_tokens,
+            "temperature": request.temperature,
+            "tokens": worst,
+        }
+        ref = self._gateway(provider).complete.remote(account.tenant, call)
+        account.inflight.add(ref)
+        try:
+            if account.stopped:  # stopped while this call was being admitted
+                ray.cancel(ref)
+                raise CallStopped("stopped")
+            answer: dict[str, Any] = await ref
+            return answer
+        except (ray.exceptions.TaskCancelledError, asyncio.CancelledError):
+            raise CallStopped("cancelled") from None
+        except ray.exceptions.RayTaskError as err:
+            cause = err.as_instanceof_cause()
+            if isinstance(cause, RLMError):
+                raise cause from None
+            raise InternalError(
+                f"the gateway of LM provider {provider.name!r} failed: {type(cause).__name__}",
+                {"provider": provider.name, "model": model},
+            ) from None
+        except ray.exceptions.RayActorError:
+            raise InternalError(
+                f"the gateway of LM provider {provider.name!r} died while sending a call",
+                {"provider": provider.name, "model": model},
+            ) from None
+        finally:
+            account.inflight.discard(ref)
+
+    @staticmethod
+    def _settle(
+        account: _Account,
+        hold: BudgetHold,
+        quota_hold: Any,
+        input_tokens: int,
+        output_tokens: int,
+        spent: float,
+    ) -> None:
+        account.budget.settle(hold, input_tokens + output_tokens, spent, counted=True)
+        if quota_hold is not None and account.quota is not None:
+            account.quota.settle(quota_hold, input_tokens, output_tokens, spent)
+
+    @staticmethod
+    def _count(account: _Account, reply: LMReply, request: LMRequest) -> None:
+        account.usage.add(reply)
+        if account.on_reply is not None:
+            account.on_reply(reply, request)
+
+
+async def _settled(ref: Any) -> None:
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await ref
+
+
+def resolve_provider(
+    providers: dict[str, ProviderSettings], provider: str | None, model: str | None
+) -> tuple[ProviderSettings, str]:
+    """The provider and model a call goes to (shared by admission and the broker).
+
+    Raises:
+        InvalidInput: no provider is configured, or the named provider or model is not.
+    """
+    if not providers:
+        raise InvalidInput(
+            "no language-model provider is configured: set RLM_LM__BASE_URL (and "
+            "RLM_LM__MODEL, RLM_LM__API_KEY) or RLM_LM__CONFIG",
+            {"reason": "no provider"},
+        )
+    name = provider or ("default" if "default" in providers else next(iter(providers)))
+    found = providers.get(name)
+    if found is None:
+        raise InvalidInput(
+            f"LM provider {name!r} is not configured (configured: {', '.join(sorted(providers))})",
+            field="input.params.provider",
+        )
+    chosen = model or found.model
+    if not found.allows_model(chosen):
+        raise InvalidInput(
+            f"model {chosen!r} is not offered by LM provider {name!r} "
+            f"(offered: {', '.join(found.public()['models'])})",
+            field="input.params.model",
+        )
+    return found, chosen
+
+
+def _check_window(
+    provider: ProviderSettings, model: str, messages: list[dict[str, str]], max_tokens: int
+) -> None:
+    # The usual ~4 characters a token: the generous reservation estimate would refuse prompts
+    # that fit; a prompt this check lets through and the model refuses is refused the same.
+    typical = sum(len(str(m.get("content", ""))) // 4 + 4 for m in messages)
+    window = provider.context_window
+    assert window is not None
+    if typical + max_tokens > window:
+        raise InvalidInput(
+            f"the prompt (~{typical} tokens) plus maxTokens ({max_tokens}) is over the context "
+            f"window of LM provider {provider.name!r} (model {model!r}): {window} tokens",
+            {
+                "provider": provider.name,
+                "model": model,
+                "contextWindow": window,
+                "promptTokens": typical,
+                "maxTokens": max_tokens,
+            },
+        )

@@ -1,0 +1,218 @@
+"""LM gateways: one actor per provider, where that provider's limits hold.
+
+A gateway owns the provider's ``AsyncOpenAI`` client, its concurrency slots (shared fairly by
+tenants) and its requests/tokens-per-minute pacer, so the limits hold across every task, Serve
+replica and node: every LM call of the service to that provider passes through it.
+
+Retries: the client is built with ``max_retries=0`` and the gateway retries 429, 5xx,
+connection errors and timeouts itself — honouring ``Retry-After`` (seconds or an HTTP date),
+else exponential backoff with full jitter — because every attempt must pass the pacer again
+(a retry the provider sees is a request it counts). Errors become :class:`RLMError` naming the
+provider and model: the caller's mistakes (a prompt over the context window, a malformed
+request) are ``INVALID_INPUT``; the provider's (a rejected key, an unknown model, 5xx after
+retries, unreachable) are ``INTERNAL_ERROR`` with ``providerStatus``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from typing import Any
+
+import openai
+import ray
+
+from rlm.errors import InternalError, InvalidInput, RLMError
+from rlm.lm.limits import FairSlots, RatePacer
+from rlm.lm.settings import ProviderSettings
+
+__all__ = ["GatewayActor", "LMGateway"]
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE = (
+    openai.RateLimitError,
+    openai.InternalServerError,
+    openai.APIConnectionError,  # includes APITimeoutError
+)
+
+
+def _retry_after(err: Exception) -> float | None:
+    """Seconds the provider asked us to wait (``Retry-After``), if it said."""
+    response = getattr(err, "response", None)
+    if response is None:
+        return None
+    value = response.headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+class LMGateway:
+    """Sends one provider's chat completions under its limits; wrapped as :data:`GatewayActor`.
+
+    Args:
+        provider: The provider's settings (its key included: it never leaves this actor).
+        max_backoff_s: The longest wait between retries.
+    """
+
+    def __init__(self, provider: ProviderSettings, max_backoff_s: float = 30.0) -> None:
+        self._p = provider
+        self._client: openai.AsyncOpenAI | None = None
+        self._slots = FairSlots(provider.max_concurrency, provider.max_inflight_per_tenant)
+        self._pacer = RatePacer(provider.requests_per_minute, provider.tokens_per_minute)
+        self._max_backoff_s = max_backoff_s
+        self._sent = 0
+        self._answered = 0
+        self._retried = 0
+        self._failed = 0
+
+    def _openai(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            key = self._p.api_key.get_secret_value() if self._p.api_key is not None else "unset"
+            self._client = openai.AsyncOpenAI(
+                base_url=self._p.base_url,
+                api_key=key,
+                max_retries=0,
+                timeout=self._p.timeout_s,
+            )
+        return self._client
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: requests sent (attempts), answered, retried, failed; slots in use."""
+        return {
+            "provider": self._p.name,
+            "sent": self._sent,
+            "answered": self._answered,
+            "retried": self._retried,
+            "failed": self._failed,
+            "inflight": self._slots.inflight,
+            "maxInflight": self._slots.max_inflight,
+            "maxInflightByTenant": dict(self._slots.max_by_tenant),
+        }
+
+    async def complete(self, tenant: str, call: dict[str, Any]) -> dict[str, Any]:
+        """Send one chat completion, retrying what can be retried.
+
+        Args:
+            tenant: Whose call it is (fair slots, per-tenant cap).
+            call: ``{"model", "messages", "maxTokens", "temperature", "tokens"}`` where
+                ``tokens`` is the worst case counted against tokens per minute.
+
+        Returns:
+            ``{"text", "model", "finishReason", "inputTokens", "outputTokens", "latencyS",
+            "usage"}`` (``usage`` false when the provider reported none).
+
+        Raises:
+            RLMError: see the module docstring.
+        """
+        model = str(call["model"])
+        attempt = 0
+        t0 = time.perf_counter()
+        while True:
+            await self._slots.acquire(tenant)
+            try:
+                await self._pacer.wait_turn(int(call["tokens"]))
+                self._sent += 1
+                response = await self._openai().chat.completions.create(
+                    model=model,
+                    messages=call["messages"],
+                    max_tokens=int(call["maxTokens"]),
+                    temperature=float(call["temperature"]),
+                )
+            except _RETRYABLE as err:
+                if attempt >= self._p.max_retries:
+                    self._failed += 1
+                    raise self._error(err, model) from None
+                wait = _retry_after(err)
+                if wait is None:
+                    wait = random.uniform(0, min(self._max_backoff_s, 0.5 * 2**attempt))
+                self._retried += 1
+                attempt += 1
+            except openai.APIError as err:
+                self._failed += 1
+                raise self._error(err, model) from None
+            else:
+                self._answered += 1
+                return self._reply(response, model, time.perf_counter() - t0)
+            finally:
+                self._slots.release(tenant)
+            await asyncio.sleep(min(wait, self._max_backoff_s))
+
+    def _reply(self, response: Any, model: str, latency_s: float) -> dict[str, Any]:
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content if choice is not None else None) or ""
+        usage = response.usage
+        return {
+            "text": text,
+            "model": response.model or model,
+            "finishReason": None if choice is None else choice.finish_reason,
+            "inputTokens": int(usage.prompt_tokens) if usage is not None else 0,
+            "outputTokens": int(usage.completion_tokens) if usage is not None else 0,
+            "latencyS": latency_s,
+            "usage": usage is not None,
+        }
+
+    def _error(self, err: Exception, model: str) -> RLMError:
+        who = f"LM provider {self._p.name!r} (model {model!r})"
+        details: dict[str, Any] = {"provider": self._p.name, "model": model}
+        if isinstance(err, openai.APITimeoutError):
+            details["reason"] = "timeout"
+            return InternalError(
+                f"{who} did not answer within {self._p.timeout_s} s "
+                f"({self._p.max_retries + 1} attempt(s))",
+                details,
+            )
+        if isinstance(err, openai.APIConnectionError):
+            details["reason"] = "unreachable"
+            return InternalError(f"{who} is unreachable at {self._p.base_url}", details)
+        status = getattr(err, "status_code", None)
+        details["providerStatus"] = status
+        message = _provider_message(err)
+        if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
+            return InternalError(f"{who} refused the service's API key ({status})", details)
+        if isinstance(err, openai.NotFoundError):
+            return InternalError(
+                f"{who}: the provider does not know this model ({status})", details
+            )
+        if isinstance(err, openai.BadRequestError | openai.UnprocessableEntityError):
+            code = getattr(err, "code", None)
+            if code == "context_length_exceeded":
+                details["reason"] = "context_length_exceeded"
+                return InvalidInput(
+                    f"{who}: the prompt is over the model's context window", details
+                )
+            return InvalidInput(f"{who} refused the request ({status}): {message}", details)
+        if isinstance(err, openai.RateLimitError):
+            return InternalError(f"{who} kept refusing with 429 after retries", details)
+        return InternalError(f"{who} failed ({status}): {message}", details)
+
+
+def _provider_message(err: Exception) -> str:
+    body = getattr(err, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])[:500]
+    return str(getattr(err, "message", err))[:500]
+
+
+#: The gateway as a Ray actor: async, so one process holds thousands of waiting calls.
+GatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=100_000)(
+    LMGateway
+)
