@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlm.auth.settings import AuthSettings
+from rlm.lm.settings import LMSettings
 from rlm.storage.settings import StorageSettings, with_local_default
 
 __all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
@@ -95,6 +96,7 @@ class Settings(BaseSettings):
         server: HTTP API settings.
         auth: JWT verification and minting.
         storage: Named storage connectors (``local`` is always there).
+        lm: Language-model providers (``RLM_LM__*``; see :mod:`rlm.lm.settings`).
     """
 
     model_config = SettingsConfigDict(
@@ -110,6 +112,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    lm: LMSettings = Field(default_factory=LMSettings)
     operations: list[str] = Field(
         default_factory=list,
         description="Extra operations for requests to name: 'module:attribute' paths to an "

@@ -35,7 +35,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, fiel
 
 from rlm.errors import InvalidInput
 
-__all__ = ["LMSettings", "ProviderSettings", "load_providers"]
+__all__ = ["LMSettings", "ProviderSettings", "load_providers", "resolve_provider"]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -286,3 +286,34 @@ def load_providers(path: Path, environ: dict[str, str] | None = None) -> list[Pr
             ) from None
         providers.append(provider.with_key_from_env(environ))
     return providers
+
+
+def resolve_provider(
+    providers: dict[str, ProviderSettings], provider: str | None, model: str | None
+) -> tuple[ProviderSettings, str]:
+    """The provider and model a call goes to (shared by admission and the broker).
+
+    Raises:
+        InvalidInput: no provider is configured, or the named provider or model is not.
+    """
+    if not providers:
+        raise InvalidInput(
+            "no language-model provider is configured: set RLM_LM__BASE_URL (and "
+            "RLM_LM__MODEL, RLM_LM__API_KEY) or RLM_LM__CONFIG",
+            {"reason": "no provider"},
+        )
+    name = provider or ("default" if "default" in providers else next(iter(providers)))
+    found = providers.get(name)
+    if found is None:
+        raise InvalidInput(
+            f"LM provider {name!r} is not configured (configured: {', '.join(sorted(providers))})",
+            field="input.params.provider",
+        )
+    chosen = model or found.model
+    if not found.allows_model(chosen):
+        raise InvalidInput(
+            f"model {chosen!r} is not offered by LM provider {name!r} "
+            f"(offered: {', '.join(found.public()['models'])})",
+            field="input.params.model",
+        )
+    return found, chosen

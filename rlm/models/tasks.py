@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from rlm.lm.budget import Budget
 from rlm.models.base import WireModel
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "TaskType",
+    "Usage",
 ]
 
 TaskType = Literal["recursive", "parallel", "sequential"]
@@ -35,7 +37,9 @@ MAX_TIMEOUT_MS = 86_400_000
 
 
 class ExecuteOptions(WireModel):
-    """``ExecuteRequest.options``. ``leafSize``, ``fanout`` and ``async`` are extensions."""
+    """``ExecuteRequest.options``. ``leafSize``, ``fanout``, ``async``, ``budget`` and ``memo``
+    are extensions: ``budget`` limits the task's LM calls, tokens and cost; ``memo: false``
+    sends every LM call even when an identical temperature-0 call was answered before."""
 
     max_depth: Annotated[int, Field(ge=0, le=32)] | None = None
     timeout_ms: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)] | None = None
@@ -43,6 +47,8 @@ class ExecuteOptions(WireModel):
     leaf_size: Annotated[int, Field(ge=1)] | None = None
     fanout: Annotated[int, Field(ge=2, le=1024)] | None = None
     async_: bool = Field(default=False, alias="async")
+    budget: Budget | None = None
+    memo: bool = True
 
 
 class ExecuteRequest(WireModel):
@@ -68,8 +74,24 @@ class ErrorInfo(WireModel):
     details: Any = None
 
 
+class Usage(WireModel):
+    """``ExecuteResponse.usage`` (extension): what the task's language-model calls used.
+
+    ``lmCalls`` counts every LM request answered (``cachedCalls`` of them from the memo cache,
+    which cost nothing); tokens are the provider's reported counts; ``costUsd`` is priced from
+    the provider's settings.
+    """
+
+    lm_calls: int = 0
+    cached_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
 class ExecuteResponse(WireModel):
-    """The result of a task. ``score`` (extension) is set when ``expectedOutput`` was given."""
+    """The result of a task. ``score`` (extension) is set when ``expectedOutput`` was given;
+    ``usage`` (extension) when the task called a language model."""
 
     task_id: str
     status: Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -80,6 +102,7 @@ class ExecuteResponse(WireModel):
     success: bool
     score: float | None = None
     error: ErrorInfo | None = None
+    usage: Usage | None = None
 
 
 class Progress(WireModel):

@@ -51,6 +51,9 @@ class Operation(ABC):
     #: :func:`rlm.lm.handle.current_lm`): the engine binds a handle to each of its calls and
     #: runs them beside, not on, the agents' compute threads (they wait on the network).
     uses_lm: ClassVar[bool] = False
+    #: For LM operations: about how many characters of items one call's prompt should hold
+    #: when the request sets no ``leafSize`` (``0``: one item per call).
+    lm_chunk_chars: ClassVar[int] = 0
 
     def parse_params(self, params: Mapping[str, Any]) -> Any:
         """Validate ``input.params`` once, before any agent runs.

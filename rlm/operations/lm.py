@@ -208,6 +208,7 @@ class LLMClassify(Operation):
     input_kind = "any"
     uses_lm: ClassVar[bool] = True
     description: ClassVar[str] = "label every line with the LM; {label: count}"
+    lm_chunk_chars: ClassVar[int] = 4000
 
     def parse_params(self, params: Mapping[str, Any]) -> _ClassifyParams:
         reader = ParamReader(self.name, params, allowed=("labels", "instruction", *_COMMON))
@@ -298,6 +299,7 @@ class LLMSummarize(Operation):
     input_kind = "any"
     uses_lm: ClassVar[bool] = True
     description: ClassVar[str] = "summarise chunks, then summaries of summaries, with the LM"
+    lm_chunk_chars: ClassVar[int] = 8000
 
     def parse_params(self, params: Mapping[str, Any]) -> _SummaryParams:
         reader = ParamReader(self.name, params, allowed=("instruction", *_COMMON))

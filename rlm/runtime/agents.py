@@ -14,6 +14,7 @@ INTERNAL_ERROR.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -25,8 +26,10 @@ import numpy as np
 import ray
 from ray import cloudpickle
 
-from rlm.errors import RLMError
+from rlm.errors import RLMError, error_from_payload
 from rlm.execution import run_call
+from rlm.lm.calls import LMRequest
+from rlm.lm.handle import lm_scope
 from rlm.operations.base import Operation
 from rlm.operations.context import CallCancelled, cancellation_scope
 from rlm.planning import NodeKind
@@ -44,6 +47,9 @@ CallSpec = tuple[str, "bytes | Operation", str, "ItemsSource | None", int, int, 
 #: does not, e.g. after a restart, answers ``needInput`` and the engine sends the reference);
 #: ``("source", spec, ranges, storage settings, as_list)`` — a file each leaf reads a range of.
 ItemsSource = tuple[Any, ...]
+
+
+_nothing = contextlib.nullcontext
 
 
 class _NeedInput(Exception):
@@ -79,19 +85,65 @@ def _is_small(value: Any, depth: int = 0) -> bool:
 _USER_ERRORS = (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError)
 
 
+class _CoreLM:
+    """The ``lm`` handle of one agent call: each request goes through the core's LM broker.
+
+    The broker admits (budget, quota, memo), sends through the provider's gateway and
+    accounts; this handle only waits for its answer on the call's thread. When the task ends,
+    the broker answers ``stopped`` (and cancels what is in flight), which stops the call.
+    """
+
+    def __init__(self, core: Any, task_id: str, token: threading.Event) -> None:
+        self._core = core
+        self._task_id = task_id
+        self._token = token
+        self.calls = 0
+
+    def complete(self, request: LMRequest) -> str:
+        if self._token.is_set():
+            raise CallCancelled("the task was cancelled")
+        kind, value = ray.get(self._core.lm_call.remote(self._task_id, request))
+        if kind == "stopped":
+            raise CallCancelled("the task was stopped")
+        self.calls += 1
+        if kind == "err":
+            raise error_from_payload(value)
+        text: str = value
+        return text
+
+
 class Agent:
     """Runs agent calls; wrapped as :data:`AgentActor` at the edge.
+
+    Calls of operations that call a language model (``uses_lm``) wait on the network, not on
+    the CPU: they run on a pool of ``lm_threads`` threads beside the compute thread, each with
+    an ``lm`` handle bound to it, so a few agents keep hundreds of LM calls in flight while
+    the providers' gateways decide how many are sent at once.
 
     Args:
         index: The agent's place in the pool (for logs and tests).
         cache_inputs: How many task inputs to keep deserialised.
+        core: The core actor's handle (LM calls go through it).
+        lm_threads: Threads for LM operations' calls.
     """
 
-    def __init__(self, index: int, cache_inputs: int = 4, *, in_process: bool = False) -> None:
+    def __init__(
+        self,
+        index: int,
+        cache_inputs: int = 4,
+        *,
+        in_process: bool = False,
+        core: Any = None,
+        lm_threads: int = 256,
+    ) -> None:
         self._index = index
         self._in_process = in_process
+        self._core = core
         self._ops: OrderedDict[bytes, Operation] = OrderedDict()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-agent-{index}")
+        self._lm_threads = ThreadPoolExecutor(
+            max_workers=lm_threads, thread_name_prefix=f"rlm-agent-{index}-lm"
+        )
         self._tokens: dict[str, threading.Event] = {}
         self._active: dict[str, int] = {}
         self._cancelled: OrderedDict[str, None] = OrderedDict()
@@ -228,7 +280,9 @@ class Agent:
                 )
             loop = asyncio.get_running_loop()
             runnable = [p for p in prepared if p is not None]
-            done = iter(await loop.run_in_executor(self._thread, self._call_many, runnable))
+            uses_lm = any(p[2].uses_lm for p in runnable)
+            pool = self._lm_threads if uses_lm else self._thread
+            done = iter(await loop.run_in_executor(pool, self._call_many, runnable))
             outcomes: list[tuple[Any, dict[str, Any]]] = [
                 (None, {"ok": False, "needInput": True, "busyS": 0.0}) if p is None else next(done)
                 for p in prepared
@@ -271,11 +325,13 @@ class Agent:
         params: Any,
     ) -> tuple[Any, dict[str, Any]]:
         t0 = time.perf_counter()
-        self._running = task_id
+        lm = _CoreLM(self._core, task_id, token) if op.uses_lm else None
+        if lm is None:
+            self._running = task_id
         try:
             if token.is_set() or task_id in self._cancelled:
                 raise CallCancelled("the task was cancelled")
-            with cancellation_scope(token):
+            with cancellation_scope(token), lm_scope(lm) if lm is not None else _nothing():
                 partial = run_call(op, kind, items, start, end, child_partials, params)
         except CallCancelled:
             return None, {"ok": False, "cancelled": True, "busyS": time.perf_counter() - t0}
@@ -296,8 +352,12 @@ class Agent:
             }
             return None, {"ok": False, "error": payload, "busyS": time.perf_counter() - t0}
         finally:
-            self._running = None
-        return partial, {"ok": True, "busyS": time.perf_counter() - t0}
+            if lm is None:
+                self._running = None
+        meta: dict[str, Any] = {"ok": True, "busyS": time.perf_counter() - t0}
+        if lm is not None:
+            meta["lmCalls"] = lm.calls
+        return partial, meta
 
 
 #: The agent as a Ray actor. ``num_cpus=0``: the pool is sized to the cluster's CPUs by the

@@ -25,6 +25,7 @@ from rlm.admission import Viewer
 from rlm.config import Settings, get_settings
 from rlm.errors import InternalError, InvalidInput, error_from_payload
 from rlm.inputs import PreparedInput, prepare_input
+from rlm.lm.settings import ProviderSettings, resolve_provider
 from rlm.models.base import parse_model
 from rlm.models.tasks import (
     CancelResponse,
@@ -78,6 +79,20 @@ def _summarise_input(raw: Any) -> Any:
         return {"summary": "input that is not JSON"}
 
 
+def _lm_leaf_size(op: Operation, items: Any) -> int:
+    """Items per LM call when the request names no ``leafSize``.
+
+    ``llm_map`` sends one item per call; operations that read many lines per call take about
+    ``lm_chunk_chars`` characters of them (by the items' mean length), so a call's prompt
+    stays well inside a context window and each call is worth its latency.
+    """
+    if op.lm_chunk_chars <= 0 or len(items) == 0:
+        return 1
+    sample = items[: min(len(items), 1000)]
+    mean = sum(len(x) if isinstance(x, str) else len(str(x)) for x in sample) / len(sample)
+    return max(1, int(op.lm_chunk_chars / max(mean + 1.0, 1.0)))
+
+
 def _cost_factor(op: Operation, vector_factor: float) -> float:
     # Built-in numeric operations are numpy calls: an item costs them a nanosecond, not the
     # microsecond of a Python-level operation, so their leaves hold more items.
@@ -111,6 +126,7 @@ class Hypervisor:
         self.registry = registry if registry is not None else default_registry(settings.operations)
         self._owns_ray = owns_ray
         self._storage: StorageService | None = None
+        self._providers: dict[str, ProviderSettings] | None = None
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -181,11 +197,16 @@ class Hypervisor:
             * _cost_factor(prepared.operation, engine.vector_leaf_factor),
             "max_leaves": engine.max_leaves,
         }
+        leaf_size = opts.leaf_size
+        if prepared.operation.uses_lm:
+            self._check_lm(prepared)
+            if leaf_size is None and prepared.source is None:
+                leaf_size = _lm_leaf_size(prepared.operation, prepared.items)
         source: ItemsSource
         if prepared.source is not None:
-            plan, source = self._plan_source(req.type, prepared, opts.leaf_size, plan_args)
+            plan, source = self._plan_source(req.type, prepared, leaf_size, plan_args)
         else:
-            plan = plan_task(req.type, prepared.n_items, leaf_size=opts.leaf_size, **plan_args)
+            plan = plan_task(req.type, prepared.n_items, leaf_size=leaf_size, **plan_args)
             items = prepared.items
             nbytes = items.nbytes if isinstance(items, np.ndarray) else 16 * len(items)
             # Large inputs go into the object store once; the caller owns them (Ray's
@@ -210,6 +231,17 @@ class Hypervisor:
             timeout_ms=opts.timeout_ms,
             expected_output=req.expected_output,
             has_expected_output="expected_output" in fields_set,
+        )
+
+    def _check_lm(self, prepared: PreparedInput) -> None:
+        """Refuse an LM task whose provider or model is not configured, before it runs."""
+        if self._providers is None:
+            self._providers = self.settings.lm.providers()
+        call = getattr(prepared.params, "call", None)
+        resolve_provider(
+            self._providers,
+            getattr(call, "provider", None),
+            getattr(call, "model", None),
         )
 
     @property

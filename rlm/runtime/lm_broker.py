@@ -33,7 +33,7 @@ from rlm.errors import InternalError, InvalidInput, RLMError
 from rlm.lm.budget import Budget, BudgetHold, TaskBudget
 from rlm.lm.calls import LMReply, LMRequest, LMUsage, cost_usd, estimate_tokens, memo_key
 from rlm.lm.memo import MemoStore
-from rlm.lm.settings import ProviderSettings
+from rlm.lm.settings import ProviderSettings, resolve_provider
 from rlm.runtime.lm_gateway import GatewayActor
 
 __all__ = ["CallStopped", "LMBroker", "TokenQuota"]
@@ -300,37 +300,6 @@ class LMBroker:
 async def _settled(ref: Any) -> None:
     with contextlib.suppress(Exception, asyncio.CancelledError):
         await ref
-
-
-def resolve_provider(
-    providers: dict[str, ProviderSettings], provider: str | None, model: str | None
-) -> tuple[ProviderSettings, str]:
-    """The provider and model a call goes to (shared by admission and the broker).
-
-    Raises:
-        InvalidInput: no provider is configured, or the named provider or model is not.
-    """
-    if not providers:
-        raise InvalidInput(
-            "no language-model provider is configured: set RLM_LM__BASE_URL (and "
-            "RLM_LM__MODEL, RLM_LM__API_KEY) or RLM_LM__CONFIG",
-            {"reason": "no provider"},
-        )
-    name = provider or ("default" if "default" in providers else next(iter(providers)))
-    found = providers.get(name)
-    if found is None:
-        raise InvalidInput(
-            f"LM provider {name!r} is not configured (configured: {', '.join(sorted(providers))})",
-            field="input.params.provider",
-        )
-    chosen = model or found.model
-    if not found.allows_model(chosen):
-        raise InvalidInput(
-            f"model {chosen!r} is not offered by LM provider {name!r} "
-            f"(offered: {', '.join(found.public()['models'])})",
-            field="input.params.model",
-        )
-    return found, chosen
 
 
 def _check_window(
