@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import rlm
+import rlm.testing
 
 PURE_MODULES = [
     "rlm",
@@ -20,6 +21,8 @@ PURE_MODULES = [
     "rlm.scheduling",
     "rlm.tasks",
     "rlm.cli",
+    "rlm.testing",
+    "rlm.testing.openai_server",
 ]
 
 
@@ -49,6 +52,27 @@ def test_exports_are_exactly_what_we_mean() -> None:
         "connect",
         "get_settings",
     }
+
+
+def test_testing_exports_are_exactly_what_we_mean() -> None:
+    assert rlm.testing.__all__ == sorted(rlm.testing.__all__)
+    assert set(rlm.testing.__all__) == {
+        "DEFAULT_MODELS",
+        "TENANT_HEADER",
+        "ChatRequest",
+        "FakeLMServer",
+        "Responder",
+        "ServerStats",
+        "TenantStats",
+        "by_prompt",
+        "count_prompt_tokens",
+        "count_tokens",
+        "echo",
+        "scripted",
+        "truncate_to_tokens",
+    }
+    for name in rlm.testing.__all__:
+        assert getattr(rlm.testing, name) is not None
 
 
 def test_pure_modules_do_not_import_ray() -> None:
