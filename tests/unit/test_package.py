@@ -16,6 +16,7 @@ PURE_MODULES = [
     "rlm.planning",
     "rlm.inputs",
     "rlm.execution",
+    "rlm.gate",
     "rlm.scoring",
     "rlm.scheduling",
     "rlm.tasks",
