@@ -17,6 +17,7 @@ PURE_MODULES = [
     "rlm.planning",
     "rlm.inputs",
     "rlm.execution",
+    "rlm.gate",
     "rlm.scoring",
     "rlm.scheduling",
     "rlm.tasks",

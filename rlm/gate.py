@@ -1,0 +1,226 @@
+"""The admission gate: rate limits, concurrency leases and quota holds, all or nothing.
+
+Every request the engine serves passes :meth:`AdmissionGate.admit` first; a task's admission
+also leases its concurrent agents and holds its planned agent calls on the user, team and org
+quotas. A refused request counts for nothing. The code that ends a task gives back what the
+gate took (:meth:`~AdmissionGate.release` and :meth:`~AdmissionGate.settle`), exactly once.
+
+The gate is plain Python: the core actor composes it, and unit tests drive it without Ray.
+
+Example:
+    >>> gate = AdmissionGate(QuotaLedgerService("/tmp/q.db"), hold_ttl_s=900)  # doctest: +SKIP
+    >>> headers = gate.admit(admission, task, agents=2)                          # doctest: +SKIP
+    >>> gate.release(task.task_id, admission)                                    # doctest: +SKIP
+    >>> gate.settle(task.task_id, agent_calls=7, busy_s=0.5)                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+
+from rlm.admission import Admission
+from rlm.errors import RLMError
+from rlm.planning import Plan
+from rlm.quotas.clock import Clock, SystemClock, utc_now_from
+from rlm.quotas.service import BatchCall, QuotaLedgerService
+from rlm.ratelimit import RateLimiter
+
+__all__ = ["AdmissionGate", "TaskClaim"]
+
+log = logging.getLogger(__name__)
+
+
+class TaskClaim(Protocol):
+    """What the gate needs of a task it admits (the runtime's ``TaskSpec`` is one).
+
+    The gate writes ``team_id``: the team the ledger charges, which may differ from the claim.
+    """
+
+    task_id: str
+    team_id: str | None
+
+    @property
+    def plan(self) -> Plan:
+        """The task's plan; its ``agent_calls`` are held on the quotas."""
+        ...
+
+
+class AdmissionGate:
+    """Rate limits, concurrency leases and quota holds in front of the engine.
+
+    Args:
+        quotas: The durable quota ledger holds are made on.
+        hold_ttl_s: A hold no running task owns is released (:meth:`reap_holds`) once older.
+        limiter: The rate limiter (a fresh one by default).
+        clock: Where :meth:`reap_holds` reads the time (the ledger's own clock, ideally).
+    """
+
+    def __init__(
+        self,
+        quotas: QuotaLedgerService,
+        *,
+        hold_ttl_s: float,
+        limiter: RateLimiter | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._quotas = quotas
+        self._hold_ttl = timedelta(seconds=hold_ttl_s)
+        self._limiter = limiter or RateLimiter()
+        self._clock: Clock = clock or SystemClock()
+        self._reservations: dict[str, str] = {}
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def admit(
+        self, admission: Admission | None, task: TaskClaim | None = None, agents: int = 1
+    ) -> dict[str, str]:
+        """Check the request rate (and a task's concurrent agents) and count them, or raise.
+
+        A refused request counts for nothing: the rate is only peeked until every check has
+        passed, and the agents are only leased then.
+
+        Args:
+            admission: The caller's key and limits; ``None`` (a trusted Python caller) passes.
+            task: The task being admitted, if any: its agents are leased and its planned calls
+                held on the quotas.
+            agents: Agents the task runs at once (the lease size).
+
+        Returns:
+            The rate-limit headers of the counted request.
+
+        Raises:
+            RLMError: ``RateLimited`` or ``QuotaExceeded`` (or the ledger's refusal), carrying
+                the headers the HTTP answer should have.
+        """
+        if admission is None:
+            return {}
+        rate = self._limiter.peek(admission.key, admission.limits)
+        headers = rate.headers()
+        if not rate.allowed:
+            try:
+                rate.raise_if_rejected()
+            except RLMError as err:
+                raise err.with_headers(headers) from None
+        if task is not None:
+            lease = self._limiter.acquire(
+                admission.key, agents, admission.limits.concurrent_agents, lease_id=task.task_id
+            )
+            if not lease.allowed:
+                try:
+                    lease.raise_if_rejected()
+                except RLMError as err:
+                    raise err.with_headers({"Retry-After": "1"}) from None
+            try:
+                self._reserve(admission, task, agents)
+            except RLMError as err:
+                self._limiter.release(task.task_id)
+                raise err.with_headers(headers) from None
+        counted = self._limiter.check_and_consume(admission.key, admission.limits)
+        if not counted.allowed:  # cannot happen in one actor; never run uncounted regardless
+            if task is not None:
+                self._limiter.release(task.task_id)
+                self.settle(task.task_id, 0, 0.0)
+            counted.raise_if_rejected()
+        return counted.headers()
+
+    def release(self, task_id: str, admission: Admission | None) -> None:
+        """Give back the concurrency lease of a task admitted with ``admission``."""
+        if admission is not None:
+            self._limiter.release(task_id)
+
+    def settle(self, task_id: str, agent_calls: int, busy_s: float) -> None:
+        """Charge what a task actually used and free its hold (once)."""
+        reservation = self._reservations.pop(task_id, None)
+        if reservation is not None:
+            try:
+                self._quotas.reconcile(reservation, agent_calls, busy_s / 3600.0)
+            except Exception:  # pragma: no cover - never fail a task's ending over it
+                log.exception("could not reconcile the quota of task %s", task_id)
+
+    def holds(self, task_id: str) -> bool:
+        """Whether the gate holds quota for ``task_id`` (admitted, not yet settled)."""
+        return task_id in self._reservations
+
+    def _reserve(self, admission: Admission, task: TaskClaim, concurrent: int) -> None:
+        """Hold the planned agent calls on the user, team and org quotas, all or nothing."""
+        if admission.user_id is None:
+            return
+        team_id = admission.team_id if self._known("team", admission.team_id) else None
+        org_id = admission.org_id if self._known("org", admission.org_id) else None
+        held = self._quotas.reserve(
+            admission.user_id,
+            task.plan.agent_calls,
+            tier=admission.tier,
+            task_id=task.task_id,
+            team_id=team_id,
+            org_id=org_id,
+            concurrent_agents=concurrent,
+        )
+        self._reservations[task.task_id] = held.reservation_id
+        task.team_id = held.team_id  # the team charged: the ledger's membership, not the claim
+
+    def _known(self, kind: str, name: str | None) -> bool:
+        # Tokens may name teams and orgs the operator never loaded. Such a claim counts as no
+        # claim: the ledger then charges the team and org it records for the user, so a token
+        # cannot take a member out of its team's pool or its org's tree.
+        if name is None:
+            return False
+        try:
+            self._quotas.governing_orgs(kind, name)
+        except RLMError:
+            return False
+        return True
+
+    # -- holds nobody owns --------------------------------------------------------------------
+
+    def release_open_holds(self) -> int:
+        """Release every open hold; for an engine starting, when no task of a previous one
+        is still running. Returns how many were released."""
+        held = self._quotas.open_reservations()
+        for reservation in held:
+            self._quotas.release(reservation.reservation_id)
+        return len(held)
+
+    def reap_holds(self) -> int:
+        """Release quota holds that no running task owns once they are ``hold_ttl_s`` old: a
+        front end that reserved (``quota_batch``) and died before reconciling must not keep a
+        user's agents leased forever. A running task's hold is never reaped."""
+        cutoff = utc_now_from(self._clock) - self._hold_ttl
+        reaped = 0
+        for held in self._quotas.open_reservations():
+            if held.task_id not in self._reservations and held.created_at <= cutoff:
+                self._quotas.release(held.reservation_id)
+                reaped += 1
+        if reaped:
+            log.warning("released %d quota hold(s) no running task owned", reaped)
+        return reaped
+
+    # -- the ledger's own methods -------------------------------------------------------------
+
+    def quota(
+        self,
+        method: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        headers: dict[str, str],
+    ) -> Any:
+        """Call a method of the quota ledger (status, check, configure...).
+
+        Raises:
+            RLMError: the ledger's refusal, carrying ``headers``.
+        """
+        try:
+            return getattr(self._quotas, method)(*args, **kwargs)
+        except RLMError as err:
+            raise err.with_headers(headers) from None
+
+    def quota_batch(self, calls: Sequence[BatchCall]) -> list[tuple[str, Any]]:
+        """Apply many admission calls in one commit (see ``QuotaLedgerService.batch``).
+
+        Each slot answers ``("ok", value)`` or ``("err", payload)``, like a single call.
+        """
+        outcomes = self._quotas.batch(calls)
+        return [("err", o.to_payload()) if isinstance(o, RLMError) else ("ok", o) for o in outcomes]

@@ -1,0 +1,84 @@
+"""A task as the core holds it: what the caller asked for, and the state of its run.
+
+:class:`TaskSpec` is prepared and validated by the caller (``Hypervisor.prepare``) and travels
+to the core actor; :class:`Run` is the core's per-task state while the task is in flight: its
+record with live progress, the plan's bookkeeping for the scheduler, and the event its waiters
+wait on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm.admission import Admission
+from rlm.models.tasks import Priority
+from rlm.operations.base import Operation
+from rlm.planning import Plan
+from rlm.runtime.agents import ItemsSource
+from rlm.tasks.record import TaskRecord
+
+__all__ = ["Run", "TaskSpec"]
+
+
+@dataclass
+class TaskSpec:
+    """Everything the core needs to run a task, prepared and validated by the caller."""
+
+    task_id: str
+    type: str
+    description: str
+    priority: Priority
+    owner_id: str
+    org_id: str | None
+    team_id: str | None
+    request: dict[str, Any]
+    operation: Operation
+    params: Any
+    items: ItemsSource
+    plan: Plan
+    timeout_ms: int | None
+    expected_output: Any = None
+    has_expected_output: bool = False
+
+
+@dataclass
+class Run:
+    """One task in flight.
+
+    Attributes:
+        spec: What the caller asked for.
+        seq: The task's arrival order (ties between equal priorities go to the earlier task).
+        record: The task's record, with live progress; stored when the task ends.
+        op_bytes: The operation, pickled once for every call of the task.
+        admission: What the task was admitted with (its lease is given back at the end).
+        has_input: Agents that hold the task input (later calls name it by key).
+        sent: Children's partials sent with each in-flight node, to resend after ``needInput``.
+        t0: ``perf_counter`` at the start, for ``executionTimeMs``.
+        remaining: Per inner node, children not finished yet.
+        partials: Finished children's partials (or references), until their parent is sent.
+        inflight: Per node in flight, ``(agent, handle, future)``.
+        completed: Agent calls finished.
+        busy_s: Agent time the finished calls took.
+        finished: Set once the task is ending; no more calls are sent or accounted.
+        done: Set once the task has ended and its result is recorded.
+        timer: The ``timeoutMs`` timer.
+    """
+
+    spec: TaskSpec
+    seq: int
+    record: TaskRecord
+    op_bytes: bytes
+    admission: Admission | None = None
+    has_input: set[int] = field(default_factory=set)
+    sent: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    t0: float = 0.0
+    remaining: dict[int, int] = field(default_factory=dict)
+    partials: dict[int, Any] = field(default_factory=dict)
+    inflight: dict[int, tuple[int, Any, asyncio.Future[Any]]] = field(default_factory=dict)
+    completed: int = 0
+    busy_s: float = 0.0
+    finished: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None

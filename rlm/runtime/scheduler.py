@@ -1,0 +1,303 @@
+"""The scheduler: the agent pool, the ready queue, and the dispatch of agent calls.
+
+Every agent call of every task waits in one ready queue ordered by priority, and at most
+``agents * calls_per_agent`` calls are in flight (:meth:`Scheduler._capacity`). A call's inputs
+are object references: the task input (one ``ray.put`` by the caller) and its children's
+partials, which Ray hands from agent to agent without passing through the core. The scheduler
+only sees each call's small ``meta`` answer; the root's partial goes back to the core
+(``finish``), which finishes it into the output, and so does a call's failure (``stop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from rlm.config import EngineSettings
+from rlm.errors import InternalError, RLMError, error_from_payload
+from rlm.planning import PlanNode
+from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource
+from rlm.runtime.run import Run, TaskSpec
+from rlm.scheduling import ReadyQueue
+
+__all__ = ["Scheduler"]
+
+#: The agent index of the core's in-process agent.
+_LOCAL = -1
+
+#: What the scheduler hands a run back with: its root partial, or why it stops.
+Finish = Callable[[Run, Any], Coroutine[Any, Any, None]]
+Stop = Callable[[Run, str, RLMError | None], Coroutine[Any, Any, None]]
+
+
+class Scheduler:
+    """The agent pool and the calls queued for it.
+
+    Args:
+        settings: Engine sizing (calls per agent, batch size, cancel grace).
+        agents: Pool size; default the cluster's CPU count.
+        finish: Called (as a task) with a run and its root's partial.
+        stop: Called (as a task) with a run that must stop, its status and error.
+    """
+
+    def __init__(
+        self, settings: EngineSettings, agents: int | None, *, finish: Finish, stop: Stop
+    ) -> None:
+        self._settings = settings
+        self._finish = finish
+        self._stop = stop
+        n = agents or settings.agents or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._agents = [AgentActor.remote(i) for i in range(n)]
+        self._local = Agent(_LOCAL, in_process=True)
+        self._load = [0] * n
+        self._down: set[int] = set()
+        self._inflight = 0
+        self._ready: ReadyQueue[tuple[Run, PlanNode]] = ReadyQueue()
+
+    # -- the pool -----------------------------------------------------------------------------
+
+    async def ping(self) -> list[dict[str, Any]]:
+        """Wait until every agent answers; their pings."""
+        return list(await asyncio.gather(*(a.ping.remote() for a in self._agents)))
+
+    async def busy(self) -> list[dict[str, Any]]:
+        """What each agent is doing right now (the core's own agent last)."""
+        busy = list(await asyncio.gather(*(a.busy.remote() for a in self._agents)))
+        return [*busy, self._local.busy()]
+
+    def counts(self) -> dict[str, int]:
+        """Calls in flight and queued."""
+        return {"inflight": self._inflight, "queued": len(self._ready)}
+
+    def agents_wanted(self, spec: TaskSpec) -> int:
+        """Agents a task holds at once: one per leaf, at most the pool."""
+        if self.runs_locally(spec):
+            return 1
+        return max(1, min(len(spec.plan.leaves), len(self._agents)))
+
+    @staticmethod
+    def runs_locally(spec: TaskSpec) -> bool:
+        """Whether the task runs on the core's in-process agent."""
+        return (
+            len(spec.plan.nodes) == 1
+            and spec.items[0] == "inline"
+            and type(spec.operation).__module__.startswith("rlm.operations.")
+        )
+
+    def _mark_down(self, agent: int) -> None:
+        # Ray restarts a dead agent; until it answers again, no call is sent to it (a call
+        # sent to the dead process would fail too).
+        if agent == _LOCAL or agent in self._down:
+            return
+        self._down.add(agent)
+        asyncio.get_running_loop().create_task(self._revive(agent))
+
+    async def _revive(self, agent: int) -> None:
+        while True:
+            try:
+                await self._agents[agent].ping.remote()
+                break
+            except Exception:
+                await asyncio.sleep(0.2)
+        self._down.discard(agent)
+        self._pump()
+
+    # -- queue and dispatch -------------------------------------------------------------------
+
+    def add(self, run: Run) -> None:
+        """Queue a new run's leaves and send what the pool has room for."""
+        for node in run.spec.plan.nodes:
+            if node.children:
+                run.remaining[node.index] = len(node.children)
+            else:
+                self._ready.push(
+                    (run, node), priority=run.spec.priority, task_seq=run.seq, order=node.index
+                )
+        self._pump()
+
+    def _capacity(self) -> int:
+        """Agent calls the pool takes at once: a few per agent that is up."""
+        return (len(self._agents) - len(self._down)) * self._settings.calls_per_agent
+
+    def _pump(self) -> None:
+        capacity = self._capacity()
+        while self._inflight < capacity and self._ready:
+            run, node = self._ready.pop()
+            if run.finished:
+                continue
+            nodes = [node]
+            if not self.runs_locally(run.spec):
+                # Share the queue among the free slots: when a task has many short calls ready,
+                # several travel in one message to an agent. Only short ones: a batch of long
+                # calls would hold an agent past the moment a more urgent task arrives.
+                free = capacity - self._inflight
+                size = min(
+                    self._settings.max_batch,
+                    len(self._ready) // free + 1,
+                    self._batch_budget(run),
+                )
+                while len(nodes) < size and self._ready and self._ready.peek()[0] is run:
+                    nodes.append(self._ready.pop()[1])
+            self._dispatch(run, nodes)
+
+    @staticmethod
+    def _items_for(run: Run, agent: int) -> ItemsSource:
+        """The input as this agent should get it: by reference once, then by key."""
+        source = run.spec.items
+        if source[0] in ("inline", "source"):
+            return source
+        if agent in run.has_input:
+            return ("cached", run.spec.task_id)
+        run.has_input.add(agent)
+        return ("ref", source[1], run.spec.task_id)
+
+    @staticmethod
+    def _batch_budget(run: Run) -> int:
+        """How many of this task's calls fit in one message: about 5 ms of agent time."""
+        if run.completed == 0:
+            return 1
+        mean = run.busy_s / run.completed
+        return max(1, int(0.005 / max(mean, 1e-6)))
+
+    def _dispatch(self, run: Run, nodes: list[PlanNode]) -> None:
+        if run.record.status == "pending":
+            run.record = run.record.evolve(status="running", started_at=datetime.now(UTC))
+        calls: list[CallSpec] = []
+        local = self.runs_locally(run.spec)
+        up = [i for i in range(len(self._agents)) if i not in self._down]
+        agent = _LOCAL if local else min(up, key=self._load.__getitem__)
+        for node in nodes:
+            children = tuple(run.partials.pop(c) for c in node.children)
+            run.sent[node.index] = children
+            items = None if node.kind == "combine" else self._items_for(run, agent)
+            calls.append(
+                (
+                    run.spec.task_id,
+                    run.op_bytes,
+                    node.kind,
+                    items,
+                    node.start,
+                    node.end,
+                    run.spec.params,
+                    children,
+                )
+            )
+        single = len(calls) == 1
+        if local:
+            # A one-call task over a small inline input with a built-in operation runs on the
+            # core's own agent: the same Agent code, two network hops fewer.
+            call = asyncio.get_running_loop().create_task(self._local.run_batch(calls))
+            handle: Any = call
+            fut: asyncio.Future[Any] = call
+            single = False
+        else:
+            if single:
+                # Children's partials as top-level arguments: Ray resolves references itself.
+                *head, params, children = calls[0]
+                handle = self._agents[agent].run.remote(*head, params, *children)
+            else:
+                handle = self._agents[agent].run_batch.remote(calls)
+            self._load[agent] += 1
+            fut = asyncio.wrap_future(handle.future())
+        self._inflight += 1
+        for node in nodes:
+            run.inflight[node.index] = (agent, handle, fut)
+        fut.add_done_callback(lambda f: self._on_calls_done(run, nodes, agent, f, single))
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def _on_calls_done(
+        self,
+        run: Run,
+        nodes: list[PlanNode],
+        agent: int,
+        fut: asyncio.Future[Any],
+        single: bool,
+    ) -> None:
+        if agent != _LOCAL:
+            self._load[agent] -= 1
+        self._inflight -= 1
+        for node in nodes:
+            run.inflight.pop(node.index, None)
+        try:
+            if run.finished:
+                return
+            try:
+                answer = fut.result()
+            except (Exception, asyncio.CancelledError) as err:
+                if isinstance(err, ray.exceptions.RayActorError):
+                    msg = "an agent worker died while running the task"
+                    self._mark_down(agent)
+                else:
+                    msg = f"an agent call failed: {type(err).__name__}"
+                asyncio.get_running_loop().create_task(
+                    self._stop(run, "failed", InternalError(msg, {"agent": agent}))
+                )
+                return
+            metas = [answer] if single else answer
+            for node, meta in zip(nodes, metas, strict=True):
+                if not self._on_call_meta(run, node, meta):
+                    return
+        finally:
+            self._pump()
+
+    def _on_call_meta(self, run: Run, node: PlanNode, meta: dict[str, Any]) -> bool:
+        """Account one finished call; false when the task stops here."""
+        run.busy_s += float(meta.get("busyS", 0.0))
+        sent = run.sent.pop(node.index, ())
+        if meta.get("needInput"):
+            # The agent lost the input (it restarted): send the reference again.
+            run.has_input.clear()
+            run.partials.update(zip(node.children, sent, strict=True))
+            self._ready.push(
+                (run, node), priority=run.spec.priority, task_seq=run.seq, order=node.index
+            )
+            return True
+        if not meta.get("ok"):
+            if not meta.get("cancelled"):
+                failure = error_from_payload(meta["error"])
+                asyncio.get_running_loop().create_task(self._stop(run, "failed", failure))
+            return False
+        run.completed += 1
+        run.record = run.record.evolve(completed_calls=run.completed)
+        partial = meta["partialRef"] if "partialRef" in meta else meta.get("partial")
+        if node.parent is None:
+            asyncio.get_running_loop().create_task(self._finish(run, partial))
+            return True
+        run.partials[node.index] = partial
+        run.remaining[node.parent] -= 1
+        if run.remaining[node.parent] == 0:
+            parent = run.spec.plan.nodes[node.parent]
+            self._ready.push(
+                (run, parent), priority=run.spec.priority, task_seq=run.seq, order=parent.index
+            )
+        return True
+
+    # -- cancelling ---------------------------------------------------------------------------
+
+    async def cancel(self, run: Run) -> None:
+        """Stop the run's calls in flight and wait (``cancel_grace_s`` at most) until none runs.
+
+        The caller marks the run finished first, so nothing of it is sent any more.
+        """
+        # Tell every agent holding a call of this task, cancel the calls, and wait until
+        # none of them runs any more, so a cancel leaves nothing of the tree behind.
+        pending = list({id(h): (a, h, f) for a, h, f in run.inflight.values()}.values())
+        for agent in {a for a, _, _ in pending}:
+            if agent == _LOCAL:
+                self._local.cancel(run.spec.task_id)
+            else:
+                self._agents[agent].cancel.remote(run.spec.task_id)
+        for _, ref, _ in pending:
+            with contextlib.suppress(Exception):
+                if isinstance(ref, asyncio.Task):
+                    ref.cancel()
+                else:
+                    ray.cancel(ref, recursive=True)
+        if pending:
+            await asyncio.wait([f for _, _, f in pending], timeout=self._settings.cancel_grace_s)

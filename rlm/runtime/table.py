@@ -1,0 +1,178 @@
+"""The task table: the runs in flight, and the records of every task in the SQLite store.
+
+A task's record is written when it is admitted and when it ends; in between, its live record
+(progress, status) sits in its :class:`~rlm.runtime.run.Run` next to the scheduler's state, so
+a status read needs neither a write nor a second actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ray import cloudpickle
+
+from rlm.admission import Admission, Viewer
+from rlm.errors import RLMError
+from rlm.models.tasks import ErrorInfo, ExecuteResponse
+from rlm.runtime.run import Run, TaskSpec
+from rlm.tasks.record import TaskRecord
+from rlm.tasks.store import TaskStore
+
+__all__ = ["TaskTable"]
+
+log = logging.getLogger(__name__)
+
+
+class TaskTable:
+    """The runs in flight and the task store behind them.
+
+    Opening the table registers this engine instance in the store and marks the tasks of
+    instances that are gone failed ("interrupted").
+
+    Args:
+        store: The task store.
+    """
+
+    def __init__(self, store: TaskStore) -> None:
+        self._store = store
+        self._instance_id = uuid.uuid4().hex
+        self._store.register_instance(self._instance_id)
+        interrupted = self._store.recover_interrupted(self._instance_id)
+        if interrupted:
+            log.warning("marked %d interrupted task(s) failed", len(interrupted))
+        self._runs: dict[str, Run] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def heartbeat(self) -> None:
+        """Tell the store this instance is alive (its running tasks are not interrupted)."""
+        self._store.heartbeat(self._instance_id)
+
+    def taken(self, task_id: str) -> bool:
+        """Whether a task with this id runs or has a record."""
+        return task_id in self._runs or self._store.get(task_id) is not None
+
+    def start(self, spec: TaskSpec, admission: Admission | None) -> Run:
+        """Record a pending task and open its run (the caller checked :meth:`taken`)."""
+        record = TaskRecord(
+            task_id=spec.task_id,
+            status="pending",
+            created_at=datetime.now(UTC),
+            type=spec.type,
+            description=spec.description,
+            priority=spec.priority,
+            owner_id=spec.owner_id,
+            org_id=spec.org_id,
+            team_id=spec.team_id,
+            request=spec.request,
+            planned_calls=spec.plan.agent_calls,
+            instance_id=self._instance_id,
+        )
+        self._store.put(record)
+        self._seq += 1
+        run = Run(
+            spec=spec,
+            seq=self._seq,
+            record=record,
+            op_bytes=cloudpickle.dumps(spec.operation),
+            admission=admission,
+        )
+        run.t0 = time.perf_counter()
+        self._runs[spec.task_id] = run
+        return run
+
+    def run(self, task_id: str, viewer: Viewer | None) -> Run | None:
+        """The task's run while it is in flight and ``viewer`` may see it."""
+        run = self._runs.get(task_id)
+        if run is None or not self.visible(run.record, viewer):
+            return None
+        return run
+
+    def stored(self, task_id: str, viewer: Viewer | None) -> TaskRecord | None:
+        """The task's stored record, if ``viewer`` may see it."""
+        record = self._store.get(task_id)
+        if record is None or not self.visible(record, viewer):
+            return None
+        return record
+
+    def record(self, task_id: str, viewer: Viewer | None) -> TaskRecord | None:
+        """The task's record (live while it runs), if ``viewer`` may see it."""
+        record = self._record(task_id)
+        if record is None or not self.visible(record, viewer):
+            return None
+        return record
+
+    def list(self, viewer: Viewer | None, limit: int) -> list[TaskRecord]:
+        """The newest records the viewer may see, live ones as they are now."""
+        if viewer is None:
+            records = self._store.list(limit=limit)
+        elif viewer.admin and viewer.org_id is not None:
+            records = self._store.list(org_id=viewer.org_id, limit=limit)
+            records += [
+                r
+                for r in self._store.list(owner_id=viewer.user_id, limit=limit)
+                if r.org_id != viewer.org_id
+            ]
+            records = sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
+        else:
+            records = self._store.list(owner_id=viewer.user_id, limit=limit)
+        return [self._record(r.task_id) or r for r in records]
+
+    def stored_bytes(self, team_id: str) -> int:
+        """Bytes the store keeps for the team's tasks."""
+        return self._store.stored_bytes(team_id=team_id)
+
+    def end(
+        self,
+        run: Run,
+        status: str,
+        *,
+        output: Any = None,
+        error: RLMError | None = None,
+        task_score: float | None = None,
+    ) -> None:
+        """Close the run: its result into its record, the record into the store."""
+        run.finished = True
+        if run.timer is not None:
+            run.timer.cancel()
+        now = datetime.now(UTC)
+        result = ExecuteResponse(
+            task_id=run.spec.task_id,
+            status=status,  # type: ignore[arg-type]
+            output=output,
+            execution_time_ms=round((time.perf_counter() - run.t0) * 1000.0, 3),
+            agent_calls=run.completed,
+            decomposition_depth=run.spec.plan.depth if status == "completed" else 0,
+            success=status == "completed" and (task_score is None or task_score >= 1.0),
+            score=task_score,
+            error=None
+            if error is None
+            else ErrorInfo(code=error.code, message=error.message, details=error.details or None),
+        )
+        run.record = run.record.evolve(
+            status=status,
+            completed_at=now,
+            started_at=run.record.started_at or now,
+            completed_calls=run.completed,
+            result=result,
+        )
+        try:
+            self._store.put(run.record)
+        except Exception:  # pragma: no cover - the waiter still gets the result
+            log.exception("could not persist the record of task %s", run.spec.task_id)
+        self._runs.pop(run.spec.task_id, None)
+
+    def _record(self, task_id: str) -> TaskRecord | None:
+        run = self._runs.get(task_id)
+        return run.record if run is not None else self._store.get(task_id)
+
+    @staticmethod
+    def visible(record: TaskRecord, viewer: Viewer | None) -> bool:
+        """Whether ``viewer`` may see the task (``None``: a trusted caller sees all)."""
+        return viewer is None or viewer.may_see(record.owner_id, record.org_id)

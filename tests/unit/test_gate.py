@@ -1,0 +1,205 @@
+"""The admission gate without Ray: refusals count nothing, holds are settled once, the reaper
+spares running tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from rlm.admission import Admission
+from rlm.auth.tiers import TierLimits
+from rlm.errors import QuotaExceeded, RateLimited
+from rlm.gate import AdmissionGate
+from rlm.models.quotas import QuotaConfig
+from rlm.planning import Plan, plan_task
+from rlm.quotas import FrozenClock
+from rlm.quotas.service import QuotaLedgerService
+from rlm.ratelimit import RateLimiter
+
+NOW = datetime(2028, 2, 29, 12, tzinfo=UTC)
+LIMITS = TierLimits(requests_per_minute=3, requests_per_hour=100, concurrent_agents=4)
+
+
+@dataclass
+class Claim:
+    task_id: str
+    plan: Plan
+    team_id: str | None = None
+
+
+def claim(task_id: str, calls: int = 3) -> Claim:
+    plan = plan_task("parallel", calls, leaf_size=1)
+    assert plan.agent_calls > 1
+    return Claim(task_id, plan)
+
+
+def admission(user: str = "ada") -> Admission:
+    return Admission(f"user:{user}", LIMITS, user_id=user, tier="user")
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(NOW)
+
+
+@pytest.fixture
+def quotas(tmp_path: Path, clock: FrozenClock) -> QuotaLedgerService:
+    return QuotaLedgerService(tmp_path / "quotas.db", clock=clock)
+
+
+@pytest.fixture
+def limiter() -> RateLimiter:
+    return RateLimiter(clock=lambda: 1000.0)
+
+
+@pytest.fixture
+def gate(quotas: QuotaLedgerService, limiter: RateLimiter, clock: FrozenClock) -> AdmissionGate:
+    return AdmissionGate(quotas, hold_ttl_s=60.0, limiter=limiter, clock=clock)
+
+
+def daily_limit(quotas: QuotaLedgerService, user: str, limit: int) -> None:
+    quotas.set_user_config(
+        QuotaConfig(
+            user_id=user,
+            daily_agent_limit=limit,
+            weekly_agent_limit=1000,
+            monthly_agent_limit=1000,
+            daily_compute_hours=10.0,
+            max_concurrent_agents=5,
+            max_storage_gb=1.0,
+        )
+    )
+
+
+def remaining(limiter: RateLimiter, user: str = "ada") -> int:
+    return limiter.peek(f"user:{user}", LIMITS).remaining
+
+
+def test_a_trusted_caller_passes_without_counting(
+    gate: AdmissionGate, limiter: RateLimiter, quotas: QuotaLedgerService
+) -> None:
+    before = remaining(limiter)
+    assert gate.admit(None, claim("t"), agents=2) == {}
+    assert remaining(limiter) == before
+    assert not gate.holds("t")
+    assert quotas.open_reservations() == []
+
+
+def test_an_admitted_task_is_counted_leased_and_held(
+    gate: AdmissionGate, limiter: RateLimiter, quotas: QuotaLedgerService
+) -> None:
+    before = remaining(limiter)
+    task = claim("t")
+    headers = gate.admit(admission(), task, agents=2)
+    assert f"remaining={before}," in headers["RateLimit"]  # peek counts the request it checks
+    assert remaining(limiter) == before - 1
+    assert limiter.in_use("user:ada") == 2
+    assert gate.holds("t")
+    [held] = quotas.open_reservations()
+    assert (held.task_id, held.agents) == ("t", task.plan.agent_calls)
+
+
+def test_a_rate_refusal_counts_nothing(
+    gate: AdmissionGate, limiter: RateLimiter, quotas: QuotaLedgerService
+) -> None:
+    for _ in range(LIMITS.requests_per_minute):
+        gate.admit(admission())
+    with pytest.raises(RateLimited) as info:
+        gate.admit(admission(), claim("t"), agents=2)
+    assert "Retry-After" in info.value.headers
+    assert limiter.in_use("user:ada") == 0
+    assert not gate.holds("t")
+    assert quotas.open_reservations() == []
+
+
+def test_a_concurrency_refusal_holds_no_quota(
+    gate: AdmissionGate, limiter: RateLimiter, quotas: QuotaLedgerService
+) -> None:
+    before = remaining(limiter)
+    with pytest.raises(RateLimited) as info:
+        gate.admit(admission(), claim("t"), agents=LIMITS.concurrent_agents + 1)
+    assert info.value.headers["Retry-After"] == "1"
+    assert remaining(limiter) == before
+    assert quotas.open_reservations() == []
+
+
+def test_a_quota_refusal_gives_the_lease_back_and_counts_nothing(
+    gate: AdmissionGate, limiter: RateLimiter, quotas: QuotaLedgerService
+) -> None:
+    daily_limit(quotas, "ada", 2)
+    before = remaining(limiter)
+    task = claim("t", calls=3)
+    with pytest.raises(QuotaExceeded) as info:
+        gate.admit(admission(), task, agents=2)
+    assert f"remaining={before}," in info.value.headers["RateLimit"]  # as if it were counted
+    assert remaining(limiter) == before
+    assert limiter.in_use("user:ada") == 0
+    assert not gate.holds("t")
+    assert quotas.open_reservations() == []
+    assert quotas.user_status("ada").daily.agents_used == 0
+
+
+def test_a_task_is_settled_exactly_once(
+    gate: AdmissionGate, limiter: RateLimiter, quotas: QuotaLedgerService
+) -> None:
+    adm = admission()
+    gate.admit(adm, claim("t"), agents=2)
+    gate.release("t", adm)
+    gate.settle("t", 2, 36.0)
+    assert limiter.in_use("user:ada") == 0
+    assert not gate.holds("t")
+    assert quotas.open_reservations() == []
+    status = quotas.user_status("ada")
+    assert (status.daily.agents_used, status.current_concurrent_agents) == (2, 0)
+    gate.release("t", adm)
+    gate.settle("t", 5, 36.0)
+    assert quotas.user_status("ada").daily.agents_used == 2
+
+
+def test_the_reaper_spares_running_tasks_holds(
+    gate: AdmissionGate, quotas: QuotaLedgerService, clock: FrozenClock
+) -> None:
+    [orphan] = gate.quota_batch([("reserve", ("bob", 3), {"tier": "user", "task_id": "gone"})])
+    assert orphan[0] == "ok"
+    gate.admit(admission(), claim("running"), agents=2)
+    assert gate.reap_holds() == 0  # neither is old enough yet
+    clock.advance(timedelta(seconds=61))
+    assert gate.reap_holds() == 1
+    assert [h.task_id for h in quotas.open_reservations()] == ["running"]
+    assert quotas.user_status("bob").daily.agents_used == 0  # released, not charged
+    gate.settle("running", 3, 0.0)
+    assert quotas.open_reservations() == []
+
+
+def test_an_unknown_team_claim_counts_as_no_claim(
+    gate: AdmissionGate, quotas: QuotaLedgerService
+) -> None:
+    task = claim("t")
+    task.team_id = "claimed"
+    adm = Admission("user:ada", LIMITS, user_id="ada", tier="user", team_id="nowhere")
+    gate.admit(adm, task, agents=1)
+    assert task.team_id is None  # the team charged: the ledger's, and ada belongs to none
+    [held] = quotas.open_reservations()
+    assert held.team_id is None
+
+
+def test_quota_calls_carry_the_request_headers(gate: AdmissionGate) -> None:
+    headers = gate.admit(admission())
+    assert gate.quota("user_status", ("ada",), {}, headers).user_id == "ada"
+    with pytest.raises(QuotaExceeded) as info:
+        gate.quota("reserve", ("anon", 1), {"tier": "anonymous", "task_id": "x"}, headers)
+    assert info.value.headers == headers
+    [slot] = gate.quota_batch([("reserve", ("anon", 1), {"tier": "anonymous", "task_id": "y"})])
+    assert slot[0] == "err"
+    assert slot[1]["code"] == "QUOTA_EXCEEDED"
+
+
+def test_an_engine_starting_releases_every_open_hold(
+    gate: AdmissionGate, quotas: QuotaLedgerService
+) -> None:
+    gate.admit(admission(), claim("t"), agents=1)
+    assert gate.release_open_holds() == 1
+    assert quotas.open_reservations() == []
