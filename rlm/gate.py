@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from rlm.quotas.clock import Clock, SystemClock, utc_now_from
 from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.ratelimit import RateLimiter
 
-__all__ = ["AdmissionGate", "TaskClaim"]
+__all__ = ["AdmissionGate", "TaskClaim", "TaskTokens"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,13 @@ class AdmissionGate:
         self._reservations[task.task_id] = held.reservation_id
         task.team_id = held.team_id  # the team charged: the ledger's membership, not the claim
 
+    def token_quota(self, task_id: str, admission: Admission | None) -> TaskTokens | None:
+        """The task's LM token account on the user's quotas (``None``: nothing to charge,
+        e.g. a trusted Python caller, as for agent calls)."""
+        if admission is None or admission.user_id is None:
+            return None
+        return TaskTokens(self._quotas, task_id, admission, self._known)
+
     def _known(self, kind: str, name: str | None) -> bool:
         # Tokens may name teams and orgs the operator never loaded. Such a claim counts as no
         # claim: the ledger then charges the team and org it records for the user, so a token
@@ -224,3 +231,48 @@ class AdmissionGate:
         """
         outcomes = self._quotas.batch(calls)
         return [("err", o.to_payload()) if isinstance(o, RLMError) else ("ok", o) for o in outcomes]
+
+
+class TaskTokens:
+    """One task's LM token holds on the quota ledger (the broker's ``TokenQuota``).
+
+    Each LM request holds its worst case on the user's daily token quota before it is sent
+    (refused with ``QUOTA_EXCEEDED`` over ``dailyTokenLimit``) and settles to the provider's
+    reported usage, which is recorded on the user, the team and the org chain charged, as
+    agent calls are.
+    """
+
+    def __init__(
+        self,
+        quotas: QuotaLedgerService,
+        task_id: str,
+        admission: Admission,
+        known: Callable[[str, str | None], bool],
+    ) -> None:
+        assert admission.user_id is not None
+        self._quotas = quotas
+        self._task_id = task_id
+        self._user_id = admission.user_id
+        self._tier = admission.tier
+        self._team_id = admission.team_id if known("team", admission.team_id) else None
+        self._org_id = admission.org_id if known("org", admission.org_id) else None
+
+    def reserve(self, tokens: int) -> str:
+        """Hold ``tokens``; the hold's id. Raises ``QuotaExceeded`` over the daily limit."""
+        hold = self._quotas.reserve_tokens(
+            self._user_id,
+            tokens,
+            tier=self._tier,
+            team_id=self._team_id,
+            org_id=self._org_id,
+            task_id=self._task_id,
+        )
+        return str(hold.hold_id)
+
+    def settle(self, hold: str, input_tokens: int, output_tokens: int, cost: float) -> None:
+        """Charge what the call used in place of the hold."""
+        self._quotas.settle_tokens(hold, input_tokens, output_tokens, cost)
+
+    def release(self, hold: str) -> None:
+        """Drop the hold; nothing is charged."""
+        self._quotas.release_tokens(hold)

@@ -29,9 +29,13 @@ from rlm.config import Settings
 from rlm.errors import InternalError, RLMError, TaskNotFound, TaskTimeout
 from rlm.gate import AdmissionGate
 from rlm.jsonable import to_jsonable
+from rlm.lm.calls import LMRequest
+from rlm.lm.memo import MemoStore
+from rlm.lm.settings import ProviderSettings
 from rlm.models.quotas import TeamQuotaStatus
 from rlm.models.tasks import CancelResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
+from rlm.runtime.lm_broker import CallStopped, LMBroker
 from rlm.runtime.run import Run, TaskSpec
 from rlm.runtime.scheduler import Scheduler
 from rlm.runtime.table import TaskTable
@@ -75,10 +79,26 @@ class HypervisorCore:
         agents: Pool size; default the cluster's CPU count.
     """
 
-    def __init__(self, settings: Settings, agents: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        agents: int | None = None,
+        providers: dict[str, ProviderSettings] | None = None,
+    ) -> None:
         self._settings = settings
         self._table = TaskTable(TaskStore(settings.database_path))
-        self._scheduler = Scheduler(settings.engine, agents, finish=self._finish, stop=self._stop)
+        self._scheduler = Scheduler(
+            settings.engine,
+            agents,
+            finish=self._finish,
+            stop=self._stop,
+            core=ray.get_runtime_context().current_actor,
+            lm_capacity=settings.lm.max_inflight_calls,
+        )
+        # Providers are resolved on the driver (keys come from its environment) and handed in.
+        self._broker = LMBroker(
+            providers or {}, MemoStore(settings.database_path) if settings.lm.memo else None
+        )
         quotas = QuotaLedgerService(settings.state_dir / "quotas.db")
         self._gate = AdmissionGate(quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s)
         # No task of a previous engine is still running: give back what they held.
@@ -219,6 +239,25 @@ class HypervisorCore:
         """Counts for health checks: tasks running, calls in flight and queued."""
         return {"tasks": len(self._table), **self._scheduler.counts()}
 
+    async def lm_call(self, task_id: str, request: LMRequest) -> tuple[str, Any]:
+        """One LM request of a running task's agent call (see :class:`LMBroker`).
+
+        Returns:
+            ``("ok", text)``, ``("err", error payload)``, or ``("stopped", None)`` when the
+            task has ended (the agent's call then stops).
+        """
+        try:
+            reply = await self._broker.call(task_id, request)
+        except CallStopped:
+            return "stopped", None
+        except RLMError as err:
+            return "err", err.to_payload()
+        return "ok", reply.text
+
+    async def lm_stats(self) -> list[dict[str, Any]]:
+        """Each started LM gateway's counters."""
+        return await self._broker.gateway_stats()
+
     # -- the life of a run --------------------------------------------------------------------
 
     def _admit_task(self, admission: Admission | None, spec: TaskSpec) -> dict[str, str]:
@@ -245,6 +284,14 @@ class HypervisorCore:
             self._gate.settle(spec.task_id, 0, 0.0)
             raise InternalError(f"task id {spec.task_id!r} is already taken")
         run = self._table.start(spec, admission)
+        if spec.operation.uses_lm:
+            self._broker.open(
+                spec.task_id,
+                tenant=(admission.user_id if admission is not None else None) or spec.owner_id,
+                budget=spec.budget,
+                memo=spec.memo,
+                quota=self._gate.token_quota(spec.task_id, admission),
+            )
         if spec.timeout_ms is not None:
             run.timer = asyncio.get_running_loop().call_later(
                 spec.timeout_ms / 1000.0, self._on_timeout, run
@@ -289,6 +336,8 @@ class HypervisorCore:
         run.finished = True
         if run.timer is not None:
             run.timer.cancel()
+        # LM calls in flight first: their agents' calls then end at once ("stopped").
+        await self._broker.stop(run.spec.task_id, self._settings.engine.cancel_grace_s)
         await self._scheduler.cancel(run)
         run.partials.clear()
         self._end(run, status, error=error)
@@ -302,9 +351,12 @@ class HypervisorCore:
         error: RLMError | None = None,
         task_score: float | None = None,
     ) -> None:
-        self._table.end(run, status, output=output, error=error, task_score=task_score)
+        usage = self._broker.close(run.spec.task_id)
+        self._table.end(run, status, output=output, error=error, task_score=task_score, usage=usage)
         self._gate.release(run.spec.task_id, run.admission)
-        self._gate.settle(run.spec.task_id, run.completed, run.busy_s)
+        # Answers from the memo cache cost nothing: they are not charged as agent calls.
+        cached = usage.cached_calls if usage is not None else 0
+        self._gate.settle(run.spec.task_id, max(0, run.completed - cached), run.busy_s)
         run.done.set()
 
 

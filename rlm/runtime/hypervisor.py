@@ -231,6 +231,8 @@ class Hypervisor:
             timeout_ms=opts.timeout_ms,
             expected_output=req.expected_output,
             has_expected_output="expected_output" in fields_set,
+            budget=opts.budget,
+            memo=opts.memo,
         )
 
     def _check_lm(self, prepared: PreparedInput) -> None:
@@ -446,7 +448,7 @@ def connect(
         namespace=settings.namespace,
         lifetime="detached",
         get_if_exists=True,
-    ).remote(settings, agents)
+    ).remote(settings, agents, settings.lm.providers())
     try:
         ray.get(core.ready.remote(), timeout=120)
     except Exception as err:  # pragma: no cover - depends on the cluster

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm.admission import Admission
+from rlm.lm.budget import Budget
 from rlm.models.tasks import Priority
 from rlm.operations.base import Operation
 from rlm.planning import Plan
@@ -41,6 +42,10 @@ class TaskSpec:
     timeout_ms: int | None
     expected_output: Any = None
     has_expected_output: bool = False
+    #: LM operations: the task's budget (``options.budget``) and whether memoised answers
+    #: may be used (``options.memo``).
+    budget: Budget | None = None
+    memo: bool = True
 
 
 @dataclass

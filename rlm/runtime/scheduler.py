@@ -1,7 +1,10 @@
 """The scheduler: the agent pool, the ready queue, and the dispatch of agent calls.
 
-Every agent call of every task waits in one ready queue ordered by priority, and at most
-``agents * calls_per_agent`` calls are in flight (:meth:`Scheduler._capacity`). A call's inputs
+Every agent call of every task waits in a ready queue ordered by priority, and at most
+``agents * calls_per_agent`` calls are in flight (:meth:`Scheduler._capacity`). Calls of
+operations that call a language model wait on the network, not on a CPU: they have their own
+queue and capacity (``lm.max_inflight_calls``), run on the agents' LM threads, and the
+providers' gateways decide how many are sent at once. A call's inputs
 are object references: the task input (one ``ray.put`` by the caller) and its children's
 partials, which Ray hands from agent to agent without passing through the core. The scheduler
 only sees each call's small ``meta`` answer; the root's partial goes back to the core
@@ -46,18 +49,30 @@ class Scheduler:
     """
 
     def __init__(
-        self, settings: EngineSettings, agents: int | None, *, finish: Finish, stop: Stop
+        self,
+        settings: EngineSettings,
+        agents: int | None,
+        *,
+        finish: Finish,
+        stop: Stop,
+        core: Any = None,
+        lm_capacity: int = 256,
     ) -> None:
         self._settings = settings
         self._finish = finish
         self._stop = stop
         n = agents or settings.agents or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._agents = [AgentActor.remote(i) for i in range(n)]
+        lm_threads = max(1, -(-lm_capacity // n))
+        self._agents = [AgentActor.remote(i, core=core, lm_threads=lm_threads) for i in range(n)]
         self._local = Agent(_LOCAL, in_process=True)
         self._load = [0] * n
+        self._lm_load = [0] * n
         self._down: set[int] = set()
         self._inflight = 0
+        self._inflight_lm = 0
+        self._lm_capacity = lm_capacity
         self._ready: ReadyQueue[tuple[Run, PlanNode]] = ReadyQueue()
+        self._ready_lm: ReadyQueue[tuple[Run, PlanNode]] = ReadyQueue()
 
     # -- the pool -----------------------------------------------------------------------------
 
@@ -72,7 +87,10 @@ class Scheduler:
 
     def counts(self) -> dict[str, int]:
         """Calls in flight and queued."""
-        return {"inflight": self._inflight, "queued": len(self._ready)}
+        return {
+            "inflight": self._inflight + self._inflight_lm,
+            "queued": len(self._ready) + len(self._ready_lm),
+        }
 
     def agents_wanted(self, spec: TaskSpec) -> int:
         """Agents a task holds at once: one per leaf, at most the pool."""
@@ -87,6 +105,7 @@ class Scheduler:
             len(spec.plan.nodes) == 1
             and spec.items[0] == "inline"
             and type(spec.operation).__module__.startswith("rlm.operations.")
+            and not spec.operation.uses_lm
         )
 
     def _mark_down(self, agent: int) -> None:
@@ -115,16 +134,19 @@ class Scheduler:
             if node.children:
                 run.remaining[node.index] = len(node.children)
             else:
-                self._ready.push(
-                    (run, node), priority=run.spec.priority, task_seq=run.seq, order=node.index
-                )
+                self._push(run, node)
         self._pump()
+
+    def _push(self, run: Run, node: PlanNode) -> None:
+        queue = self._ready_lm if run.spec.operation.uses_lm else self._ready
+        queue.push((run, node), priority=run.spec.priority, task_seq=run.seq, order=node.index)
 
     def _capacity(self) -> int:
         """Agent calls the pool takes at once: a few per agent that is up."""
         return (len(self._agents) - len(self._down)) * self._settings.calls_per_agent
 
     def _pump(self) -> None:
+        self._pump_lm()
         capacity = self._capacity()
         while self._inflight < capacity and self._ready:
             run, node = self._ready.pop()
@@ -144,6 +166,16 @@ class Scheduler:
                 while len(nodes) < size and self._ready and self._ready.peek()[0] is run:
                     nodes.append(self._ready.pop()[1])
             self._dispatch(run, nodes)
+
+    def _pump_lm(self) -> None:
+        # One call a message: each waits on a model for far longer than a message costs.
+        while self._inflight_lm < self._lm_capacity and self._ready_lm and self._up():
+            run, node = self._ready_lm.pop()
+            if not run.finished:
+                self._dispatch(run, [node])
+
+    def _up(self) -> list[int]:
+        return [i for i in range(len(self._agents)) if i not in self._down]
 
     @staticmethod
     def _items_for(run: Run, agent: int) -> ItemsSource:
@@ -169,8 +201,9 @@ class Scheduler:
             run.record = run.record.evolve(status="running", started_at=datetime.now(UTC))
         calls: list[CallSpec] = []
         local = self.runs_locally(run.spec)
-        up = [i for i in range(len(self._agents)) if i not in self._down]
-        agent = _LOCAL if local else min(up, key=self._load.__getitem__)
+        lm = run.spec.operation.uses_lm
+        load = self._lm_load if lm else self._load
+        agent = _LOCAL if local else min(self._up(), key=load.__getitem__)
         for node in nodes:
             children = tuple(run.partials.pop(c) for c in node.children)
             run.sent[node.index] = children
@@ -202,9 +235,12 @@ class Scheduler:
                 handle = self._agents[agent].run.remote(*head, params, *children)
             else:
                 handle = self._agents[agent].run_batch.remote(calls)
-            self._load[agent] += 1
+            load[agent] += 1
             fut = asyncio.wrap_future(handle.future())
-        self._inflight += 1
+        if lm:
+            self._inflight_lm += 1
+        else:
+            self._inflight += 1
         for node in nodes:
             run.inflight[node.index] = (agent, handle, fut)
         fut.add_done_callback(lambda f: self._on_calls_done(run, nodes, agent, f, single))
@@ -219,9 +255,13 @@ class Scheduler:
         fut: asyncio.Future[Any],
         single: bool,
     ) -> None:
+        lm = run.spec.operation.uses_lm
         if agent != _LOCAL:
-            self._load[agent] -= 1
-        self._inflight -= 1
+            (self._lm_load if lm else self._load)[agent] -= 1
+        if lm:
+            self._inflight_lm -= 1
+        else:
+            self._inflight -= 1
         for node in nodes:
             run.inflight.pop(node.index, None)
         try:
@@ -254,16 +294,16 @@ class Scheduler:
             # The agent lost the input (it restarted): send the reference again.
             run.has_input.clear()
             run.partials.update(zip(node.children, sent, strict=True))
-            self._ready.push(
-                (run, node), priority=run.spec.priority, task_seq=run.seq, order=node.index
-            )
+            self._push(run, node)
             return True
         if not meta.get("ok"):
             if not meta.get("cancelled"):
                 failure = error_from_payload(meta["error"])
                 asyncio.get_running_loop().create_task(self._stop(run, "failed", failure))
             return False
-        run.completed += 1
+        # An LM operation's agent call is its LM request: a call that sent k requests (a
+        # retry of an unparsable answer, say) counts k; one that sent none still counts one.
+        run.completed += max(1, int(meta.get("lmCalls", 1)))
         run.record = run.record.evolve(completed_calls=run.completed)
         partial = meta["partialRef"] if "partialRef" in meta else meta.get("partial")
         if node.parent is None:
@@ -272,10 +312,7 @@ class Scheduler:
         run.partials[node.index] = partial
         run.remaining[node.parent] -= 1
         if run.remaining[node.parent] == 0:
-            parent = run.spec.plan.nodes[node.parent]
-            self._ready.push(
-                (run, parent), priority=run.spec.priority, task_seq=run.seq, order=parent.index
-            )
+            self._push(run, run.spec.plan.nodes[node.parent])
         return True
 
     # -- cancelling ---------------------------------------------------------------------------

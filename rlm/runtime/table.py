@@ -17,7 +17,8 @@ from ray import cloudpickle
 
 from rlm.admission import Admission, Viewer
 from rlm.errors import RLMError
-from rlm.models.tasks import ErrorInfo, ExecuteResponse
+from rlm.lm.calls import LMUsage
+from rlm.models.tasks import ErrorInfo, ExecuteResponse, Usage
 from rlm.runtime.run import Run, TaskSpec
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
@@ -136,6 +137,7 @@ class TaskTable:
         output: Any = None,
         error: RLMError | None = None,
         task_score: float | None = None,
+        usage: LMUsage | None = None,
     ) -> None:
         """Close the run: its result into its record, the record into the store."""
         run.finished = True
@@ -154,6 +156,7 @@ class TaskTable:
             error=None
             if error is None
             else ErrorInfo(code=error.code, message=error.message, details=error.details or None),
+            usage=None if usage is None else Usage.model_validate(usage.to_wire()),
         )
         run.record = run.record.evolve(
             status=status,

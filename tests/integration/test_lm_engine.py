@@ -197,8 +197,11 @@ def test_cancel_stops_new_calls_within_one_latency(
     lm_hv: rlm.Hypervisor, server: FakeLMServer
 ) -> None:
     server.latency_s = 0.3
-    task_id = lm_hv.submit(_map([f"c{i}" for i in range(60)], provider="narrow",
-                                options={"leafSize": 1, "memo": False}))
+    task_id = lm_hv.submit(
+        _map(
+            [f"c{i}" for i in range(60)], provider="narrow", options={"leafSize": 1, "memo": False}
+        )
+    )
     wait_until(lambda: server.stats().requests >= 2, 30, "the first LM requests arrive")
     answer = lm_hv.cancel(task_id)
     assert answer.status == "cancelled"
@@ -216,8 +219,11 @@ def test_many_tasks_of_one_tenant_respect_provider_and_tenant_caps(
 ) -> None:
     server.latency_s = 0.05
     requests = [
-        _map([f"t{t}-{i}" for i in range(4)], provider="narrow",
-             options={"leafSize": 1, "memo": False})
+        _map(
+            [f"t{t}-{i}" for i in range(4)],
+            provider="narrow",
+            options={"leafSize": 1, "memo": False},
+        )
         for t in range(64)
     ]
     ids = [lm_hv.submit(r) for r in requests]
@@ -290,4 +296,3 @@ def test_timeout_stops_a_stalled_call(lm_hv: rlm.Hypervisor, server: FakeLMServe
     assert result.status == "failed"
     assert result.error is not None and result.error.code == "TIMEOUT"
     assert time.monotonic() - t0 < 20
-
