@@ -145,6 +145,8 @@ class HypervisorCore:
         # No task of a previous engine is still running: give back what they held.
         for held in self._quotas.open_reservations():
             self._quotas.release(held.reservation_id)
+        for tokens in self._quotas.open_token_holds():  # their requests died with the engine
+            self._quotas.release_tokens(tokens.hold_id)
         self._inflight = 0
         self._ready: ReadyQueue[tuple[_Run, PlanNode]] = ReadyQueue()
         self._runs: dict[str, _Run] = {}
@@ -420,14 +422,19 @@ class HypervisorCore:
                 log.exception("heartbeat failed")
 
     def _reap_holds(self) -> int:
-        """Release quota holds that no running task owns once they are ``quota_hold_ttl_s``
-        old: a front end that reserved (``quota_batch``) and died before reconciling must
-        not keep a user's agents leased forever. A running task's hold is never reaped."""
+        """Release quota holds (reservations and token holds) that no running task owns once
+        they are ``quota_hold_ttl_s`` old: a front end that reserved (``quota_batch``) and died
+        before reconciling must not keep a user's agents leased (or tokens held) forever. A
+        running task's hold is never reaped."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.engine.quota_hold_ttl_s)
         reaped = 0
         for held in self._quotas.open_reservations():
             if held.task_id not in self._reservations and held.created_at <= cutoff:
                 self._quotas.release(held.reservation_id)
+                reaped += 1
+        for tokens in self._quotas.open_token_holds():
+            if tokens.task_id not in self._reservations and tokens.created_at <= cutoff:
+                self._quotas.release_tokens(tokens.hold_id)
                 reaped += 1
         if reaped:
             log.warning("released %d quota hold(s) no running task owned", reaped)
