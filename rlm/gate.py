@@ -189,17 +189,25 @@ class AdmissionGate:
         held = self._quotas.open_reservations()
         for reservation in held:
             self._quotas.release(reservation.reservation_id)
-        return len(held)
+        tokens = self._quotas.open_token_holds()
+        for hold in tokens:  # their requests died with the engine
+            self._quotas.release_tokens(hold.hold_id)
+        return len(held) + len(tokens)
 
     def reap_holds(self) -> int:
-        """Release quota holds that no running task owns once they are ``hold_ttl_s`` old: a
-        front end that reserved (``quota_batch``) and died before reconciling must not keep a
-        user's agents leased forever. A running task's hold is never reaped."""
+        """Release quota holds (reservations and token holds) that no running task owns once
+        they are ``hold_ttl_s`` old: a front end that reserved (``quota_batch``) and died
+        before reconciling must not keep a user's agents leased (or tokens held) forever. A
+        running task's hold is never reaped."""
         cutoff = utc_now_from(self._clock) - self._hold_ttl
         reaped = 0
         for held in self._quotas.open_reservations():
             if held.task_id not in self._reservations and held.created_at <= cutoff:
                 self._quotas.release(held.reservation_id)
+                reaped += 1
+        for tokens in self._quotas.open_token_holds():
+            if tokens.task_id not in self._reservations and tokens.created_at <= cutoff:
+                self._quotas.release_tokens(tokens.hold_id)
                 reaped += 1
         if reaped:
             log.warning("released %d quota hold(s) no running task owned", reaped)

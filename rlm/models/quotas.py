@@ -32,7 +32,13 @@ NonNegFloat = Annotated[float, Field(ge=0, le=1e12)]
 
 
 class QuotaPeriod(WireModel):
-    """One window (daily, weekly or monthly) of a user's quota."""
+    """One window (daily, weekly or monthly) of a user's quota.
+
+    Extensions: ``tokensUsed`` and ``costUsd`` are the language-model tokens (input + output)
+    and cost settled in the window; ``tokenLimit`` and ``tokensRemaining`` appear on the daily
+    window of a user with a ``dailyTokenLimit`` (remaining also subtracts open token holds).
+    ``exceeded`` is about agent calls and compute only, as the API document defines it.
+    """
 
     agents_used: int
     agents_limit: int
@@ -41,6 +47,10 @@ class QuotaPeriod(WireModel):
     compute_hours_limit: float
     reset_time: datetime
     exceeded: bool
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+    token_limit: int | None = None
+    tokens_remaining: int | None = None
 
 
 class UserQuotaStatus(WireModel):
@@ -69,7 +79,11 @@ class AllocationDecision(WireModel):
 
 
 class QuotaConfig(WireModel):
-    """A user's limits."""
+    """A user's limits.
+
+    ``dailyTokenLimit`` (extension) caps the language-model tokens (input + output) a user may
+    hold and use per UTC day; ``null`` or absent means unlimited, 0 means no tokens at all.
+    """
 
     user_id: Identifier
     daily_agent_limit: NonNegInt
@@ -78,6 +92,7 @@ class QuotaConfig(WireModel):
     daily_compute_hours: NonNegFloat
     max_concurrent_agents: NonNegInt
     max_storage_gb: NonNegFloat = Field(alias="maxStorageGB")
+    daily_token_limit: NonNegInt | None = None
 
 
 class TeamConfig(WireModel):
@@ -90,7 +105,8 @@ class TeamConfig(WireModel):
 
 
 class TeamUsage(WireModel):
-    """A team's usage against its pool."""
+    """A team's usage against its pool; ``tokensUsed`` and ``costUsd`` (extensions) are the
+    language-model tokens and cost its members settled this month."""
 
     agents_used: int
     agents_total: int
@@ -98,6 +114,8 @@ class TeamUsage(WireModel):
     compute_total: float
     storage_used: float
     storage_total: float
+    tokens_used: int = 0
+    cost_usd: float = 0.0
 
 
 class TeamMember(WireModel):
@@ -156,7 +174,8 @@ class QuotaTransfer(WireModel):
 
 
 class Organization(WireModel):
-    """A node of the enterprise org tree."""
+    """A node of the enterprise org tree; ``tokensUsed`` and ``costUsd`` (extensions) are the
+    language-model tokens and cost its subtree settled this month."""
 
     org_id: str
     name: str = ""
@@ -166,6 +185,8 @@ class Organization(WireModel):
     storage_gb: NonNegFloat = Field(default=0.0, alias="storageGB")
     agents_used: NonNegInt = 0
     compute_hours_used: NonNegFloat = 0.0
+    tokens_used: int = 0
+    cost_usd: float = 0.0
 
 
 class OrganizationHierarchy(WireModel):

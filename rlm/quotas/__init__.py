@@ -1,7 +1,8 @@
 """Quotas: the pure ledger of users, teams and the enterprise org tree (no Ray here).
 
 * :class:`QuotaLedger` — admission (all or nothing on user windows, team pool, member
-  allocation and every ancestor org), reconciliation, teams, orgs, threshold alerts.
+  allocation and every ancestor org), reconciliation, language-model token holds and their
+  usage and cost, teams, orgs, threshold alerts.
 * :class:`QuotaStore` — the ledger's entities in SQLite (WAL) plus a journal of recent calls.
 * :class:`QuotaLedgerService` — ledger + store; the class the runtime makes an actor.
 
@@ -17,7 +18,13 @@ from __future__ import annotations
 from rlm.quotas.changes import ChangeSet, Snapshot
 from rlm.quotas.clock import Clock, FrozenClock, SystemClock
 from rlm.quotas.ledger import QuotaLedger
-from rlm.quotas.records import Reservation, Settlement, TransferReceipt
+from rlm.quotas.records import (
+    Reservation,
+    Settlement,
+    TokenHold,
+    TokenSettlement,
+    TransferReceipt,
+)
 from rlm.quotas.service import QuotaLedgerService
 from rlm.quotas.settings import TIERS, QuotaSettings, Tier, TierQuota
 from rlm.quotas.store import QuotaStore
@@ -40,6 +47,8 @@ __all__ = [
     "TIERS",
     "Tier",
     "TierQuota",
+    "TokenHold",
+    "TokenSettlement",
     "TransferReceipt",
     "window_reset",
     "window_start",

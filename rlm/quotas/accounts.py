@@ -2,7 +2,8 @@
 concurrency lease and the threshold marks already emitted.
 
 Compute limits of the longer windows are derived from ``dailyComputeHours`` (the only compute
-limit of a ``QuotaConfig``): weekly = 7 * daily, monthly = days-in-the-month * daily.
+limit of a ``QuotaConfig``): weekly = 7 * daily, monthly = days-in-the-month * daily. Tokens
+have a daily limit only (``dailyTokenLimit``); every window reports the tokens and cost used.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from rlm.models.quotas import QuotaConfig, QuotaPeriod, UserQuotaStatus
-from rlm.quotas.counters import WindowCounter, from_micro, to_micro
+from rlm.quotas.counters import WindowCounter, from_micro, from_nano, to_micro
 from rlm.quotas.settings import TIERS, QuotaSettings, Tier, TierQuota
 from rlm.quotas.windows import PERIODS, Period, WindowStarts
 
@@ -31,6 +32,7 @@ class UserLimits:
         daily_compute: Micro-hours per day.
         max_concurrent: Agents at once.
         max_storage_gb: Storage allowance (reported only).
+        daily_tokens: Language-model tokens per day; ``None``: unlimited.
     """
 
     daily_agents: int
@@ -39,6 +41,7 @@ class UserLimits:
     daily_compute: int
     max_concurrent: int
     max_storage_gb: float
+    daily_tokens: int | None = None
 
     @classmethod
     def defaults(cls, settings: QuotaSettings) -> dict[Tier, UserLimits]:
@@ -55,6 +58,7 @@ class UserLimits:
             daily_compute=to_micro(quota.daily_compute_hours, field="dailyComputeHours"),
             max_concurrent=quota.max_concurrent_agents,
             max_storage_gb=quota.max_storage_gb,
+            daily_tokens=quota.daily_token_limit,
         )
 
     def agents(self, period: Period) -> int:
@@ -83,6 +87,7 @@ class UserLimits:
             daily_compute_hours=from_micro(self.daily_compute),
             max_concurrent_agents=self.max_concurrent,
             max_storage_gb=self.max_storage_gb,
+            daily_token_limit=self.daily_tokens,
         )
 
 
@@ -126,11 +131,21 @@ class UserAccount:
             cached = self._config_limits = (self.config, UserLimits.of(self.config))
         return cached[1]
 
-    def period_view(self, period: Period, limits: UserLimits, starts: WindowStarts) -> QuotaPeriod:
-        """One window as the API reports it; reservations in flight count as used."""
-        agents, compute = self.windows[period].held(starts.start(period))
+    def period_view(
+        self, period: Period, limits: UserLimits, starts: WindowStarts, tokens_held: int = 0
+    ) -> QuotaPeriod:
+        """One window as the API reports it; reservations in flight count as used.
+
+        Tokens used are those settled; ``tokens_held`` (the user's open token holds) only
+        lowers the daily ``tokensRemaining``.
+        """
+        counter = self.windows[period]
+        start = starts.start(period)
+        agents, compute = counter.held(start)
+        tokens, cost = counter.tokens(start)
         agents_limit = limits.agents(period)
         compute_limit = limits.compute(period, starts.month_days)
+        token_limit = limits.daily_tokens if period == "daily" else None
         return QuotaPeriod(
             agents_used=agents,
             agents_limit=agents_limit,
@@ -140,13 +155,21 @@ class UserAccount:
             reset_time=starts.reset(period),
             # A window is exceeded when the next admission on it would be refused.
             exceeded=agents >= agents_limit or compute >= compute_limit,
+            tokens_used=tokens,
+            cost_usd=from_nano(cost),
+            token_limit=token_limit,
+            tokens_remaining=(
+                None if token_limit is None else max(0, token_limit - tokens - tokens_held)
+            ),
         )
 
-    def status(self, limits: UserLimits, starts: WindowStarts) -> UserQuotaStatus:
-        """The API's ``UserQuotaStatus``."""
+    def status(
+        self, limits: UserLimits, starts: WindowStarts, tokens_held: int = 0
+    ) -> UserQuotaStatus:
+        """The API's ``UserQuotaStatus`` (``tokens_held``: the user's open token holds)."""
         return UserQuotaStatus(
             user_id=self.user_id,
-            daily=self.period_view("daily", limits, starts),
+            daily=self.period_view("daily", limits, starts, tokens_held),
             weekly=self.period_view("weekly", limits, starts),
             monthly=self.period_view("monthly", limits, starts),
             current_concurrent_agents=self.concurrent,

@@ -18,19 +18,22 @@ from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.quotas.accounts import UserAccount, UserLimits
 from rlm.quotas.counters import WindowCounter, from_micro, to_micro
 from rlm.quotas.inputs import check_count, check_id
-from rlm.quotas.orgs import OrgTree
+from rlm.quotas.orgs import Org, OrgTree
 from rlm.quotas.records import Reservation
 from rlm.quotas.settings import Tier, parse_tier
-from rlm.quotas.teams import TeamBook
+from rlm.quotas.teams import Member, Team, TeamBook
 from rlm.quotas.windows import PERIODS, Period, WindowStarts, iso_z
 
 __all__ = [
     "AdmissionPlan",
     "AdmissionRequest",
     "Hold",
+    "Payers",
+    "charged_counters",
     "plan_admission",
     "quota_exceeded",
     "reservation_counters",
+    "resolve_payers",
 ]
 
 
@@ -143,19 +146,9 @@ def plan_admission(
     if account is None:
         account = UserAccount.new(user_id, request.tier, starts)
     limits = account.limits(defaults, request.tier)
-    if request.org_id is not None and account.org_id not in (None, request.org_id):
-        raise InvalidInput(
-            f"user {user_id!r} belongs to org {account.org_id!r}, not {request.org_id!r}",
-            {"userId": user_id, "orgId": account.org_id},
-            field="orgId",
-        )
-    org_id = request.org_id or account.org_id
     # Resolve every level first, so a malformed request is INVALID_INPUT, never QUOTA_EXCEEDED.
-    chain = orgs.chain(org_id) if org_id is not None else []
-    team = member = None
-    if request.team_id is not None:
-        team = teams.get(request.team_id)
-        member = team.member(user_id)
+    payers = resolve_payers(user_id, account, request.team_id, request.org_id, teams, orgs)
+    team, member, chain = payers.team, payers.member, payers.chain
 
     holds = [
         Hold(
@@ -207,7 +200,7 @@ def plan_admission(
     if chain:
         rest.append(Hold(chain[0].direct, month, "monthly", None, None, "org", chain[0].org_id))
     _fit(rest, agents, request.compute, starts)
-    return AdmissionPlan(account, is_new, tuple(o.org_id for o in chain), holds + rest)
+    return AdmissionPlan(account, is_new, payers.org_ids, holds + rest)
 
 
 def reservation_counters(
@@ -218,17 +211,94 @@ def reservation_counters(
     starts: WindowStarts,
 ) -> list[tuple[WindowCounter, datetime]]:
     """Every counter ``res`` holds on, with the start of its current window."""
+    return charged_counters(account, res.team_id, res.org_ids, teams, orgs, starts, member=True)
+
+
+def charged_counters(
+    account: UserAccount,
+    team_id: str | None,
+    org_ids: tuple[str, ...],
+    teams: TeamBook,
+    orgs: OrgTree,
+    starts: WindowStarts,
+    *,
+    member: bool,
+) -> list[tuple[WindowCounter, datetime]]:
+    """The counters a charge of ``account``'s user lands on, with their current window starts.
+
+    The user's daily, weekly and monthly windows, then (monthly) its membership of ``team_id``
+    if ``member``, the team, each org of ``org_ids`` (subtree), and the first org's own users
+    (direct).
+    """
     out = [(account.windows[p], starts.start(p)) for p in PERIODS]
     month = starts.monthly
-    if res.team_id is not None:
-        team = teams.get(res.team_id)
-        out.append((team.member(res.user_id).usage, month))
+    if team_id is not None:
+        team = teams.get(team_id)
+        if member:
+            out.append((team.member(account.user_id).usage, month))
         out.append((team.usage, month))
-    chain = [orgs.get(o) for o in res.org_ids]
+    chain = [orgs.get(o) for o in org_ids]
     out.extend((o.subtree, month) for o in chain)
     if chain:
         out.append((chain[0].direct, month))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Payers:
+    """Who a user's charge lands on besides the user itself.
+
+    Attributes:
+        team: The team whose pool is charged, if any.
+        member: The user's membership of ``team``.
+        chain: The org charged, then each ancestor up to the root.
+    """
+
+    team: Team | None
+    member: Member | None
+    chain: list[Org]
+
+    @property
+    def org_ids(self) -> tuple[str, ...]:
+        """The ids of :attr:`chain`."""
+        return tuple(o.org_id for o in self.chain)
+
+
+def resolve_payers(
+    user_id: str,
+    account: UserAccount | None,
+    team_id: str | None,
+    org_id: str | None,
+    teams: TeamBook,
+    orgs: OrgTree,
+) -> Payers:
+    """The team and orgs charged with ``user_id``'s usage: the same rules for every charge.
+
+    Args:
+        user_id: The user.
+        account: Its account (``None``: a user never seen, in no org).
+        team_id: The team named by the caller (already defaulted to the user's only team).
+        org_id: The org named by the caller; ``None``: the org recorded for the user.
+        teams: All teams.
+        orgs: The org tree.
+
+    Raises:
+        InvalidInput: Unknown team or org, not a member, or an org other than the user's.
+    """
+    placed = None if account is None else account.org_id
+    if org_id is not None and placed not in (None, org_id):
+        raise InvalidInput(
+            f"user {user_id!r} belongs to org {placed!r}, not {org_id!r}",
+            {"userId": user_id, "orgId": placed},
+            field="orgId",
+        )
+    charged = org_id or placed
+    chain = orgs.chain(charged) if charged is not None else []
+    team = member = None
+    if team_id is not None:
+        team = teams.get(team_id)
+        member = team.member(user_id)
+    return Payers(team, member, chain)
 
 
 def quota_exceeded(

@@ -28,6 +28,7 @@ KINDS: tuple[str, ...] = (
     "org",
     "reservation",
     "team",
+    "token_hold",
     "transfer",
     "user",
 )

@@ -2,11 +2,14 @@
 
 Compute hours and storage are kept as integer micro-units (1 µh = 3.6 ms) so that sums,
 transfers and "Σ children ≤ parent" checks are exact; floats appear only at the API edge.
+Language-model cost is kept the same way in nano-dollars (a cheap model's call can cost less
+than a micro-dollar).
 
 A counter holds two amounts: *used* (charged by reconciled tasks in this window) and *reserved*
 (held by open reservations). When the clock crosses the window's boundary, *used* drops to zero
 and *reserved* carries over, because the tasks holding it are still running; their actual usage
-is charged to the window in which they are reconciled.
+is charged to the window in which they are reconciled. Language-model tokens and cost are
+only *used* here: their holds live with the token book (:mod:`rlm.quotas.tokens`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from typing import Any, Final
 
 from rlm.errors import InvalidInput
 
-__all__ = ["MICRO", "WindowCounter", "from_micro", "to_micro"]
+__all__ = ["MICRO", "NANO", "WindowCounter", "from_micro", "from_nano", "to_micro", "to_nano"]
 
 MICRO: Final[int] = 1_000_000
+NANO: Final[int] = 1_000_000_000
+
+# One call's cost in dollars at most: sums of nano-dollars then stay far inside 64-bit JSON ints.
+_MAX_COST_USD: Final[float] = 1e9
 
 
 def to_micro(value: float, *, field: str) -> int:
@@ -49,9 +56,27 @@ def from_micro(value: int) -> float:
     return value / MICRO
 
 
+def to_nano(value: float, *, field: str) -> int:
+    """Convert a non-negative amount of dollars (at most 1e9) to integer nano-dollars.
+
+    Raises:
+        InvalidInput: ``value`` is negative, NaN, infinite or above 1e9.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{field} must be a number", field=field)
+    if not math.isfinite(value) or not 0 <= value <= _MAX_COST_USD:
+        raise InvalidInput(f"{field} must be a finite number in [0, 1e9]", field=field)
+    return round(value * NANO)
+
+
+def from_nano(value: int) -> float:
+    """Convert integer nano-dollars back to dollars."""
+    return value / NANO
+
+
 @dataclass(slots=True)
 class WindowCounter:
-    """Agent calls and compute held in one window.
+    """Agent calls and compute held, and language-model tokens and cost used, in one window.
 
     Attributes:
         start: Start of the window the ``*_used`` amounts belong to.
@@ -59,6 +84,8 @@ class WindowCounter:
         agents_reserved: Agent calls held by open reservations (any window).
         compute_used: Compute charged in that window, micro-hours.
         compute_reserved: Compute held by open reservations, micro-hours.
+        tokens_used: Language-model tokens (input + output) settled in that window.
+        cost_used: Language-model cost settled in that window, nano-dollars.
     """
 
     start: datetime
@@ -66,6 +93,8 @@ class WindowCounter:
     agents_reserved: int = 0
     compute_used: int = 0
     compute_reserved: int = 0
+    tokens_used: int = 0
+    cost_used: int = 0
 
     def held(self, start: datetime) -> tuple[int, int]:
         """Agents and micro-hours held (used + reserved) in the window beginning at ``start``.
@@ -85,6 +114,12 @@ class WindowCounter:
             return 0, 0
         return self.agents_used, self.compute_used
 
+    def tokens(self, start: datetime) -> tuple[int, int]:
+        """Tokens and nano-dollars settled in the window beginning at ``start`` (no rolling)."""
+        if start > self.start:
+            return 0, 0
+        return self.tokens_used, self.cost_used
+
     def __post_init__(self) -> None:
         # Rows store the start as a date; only UTC midnights survive that round trip.
         if self.start.utcoffset() != timedelta(0) or self.start.time() != time(0):
@@ -99,6 +134,8 @@ class WindowCounter:
             self.start = start
             self.agents_used = 0
             self.compute_used = 0
+            self.tokens_used = 0
+            self.cost_used = 0
 
     def hold(self, start: datetime, agents: int, compute: int) -> None:
         """Reserve ``agents`` calls and ``compute`` micro-hours."""
@@ -122,20 +159,30 @@ class WindowCounter:
         self.agents_used += charged[0]
         self.compute_used += charged[1]
 
+    def charge_tokens(self, start: datetime, tokens: int, cost: int) -> None:
+        """Add ``tokens`` and ``cost`` nano-dollars to the current window."""
+        self.roll(start)
+        self.tokens_used += tokens
+        self.cost_used += cost
+
     def to_row(self) -> list[Any]:
         """A compact JSON-ready row: ``[start date, agents used, agents reserved, compute used,
-        compute reserved]`` (window starts are UTC midnights, so the date is the whole start)."""
+        compute reserved, tokens used, cost used]`` (window starts are UTC midnights, so the
+        date is the whole start)."""
         return [
             _day(self.start),
             self.agents_used,
             self.agents_reserved,
             self.compute_used,
             self.compute_reserved,
+            self.tokens_used,
+            self.cost_used,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> WindowCounter:
-        """Rebuild a counter written by :meth:`to_row`."""
+        """Rebuild a counter written by :meth:`to_row` (rows written before token usage was
+        counted have five fields)."""
         day = date.fromisoformat(row[0])
         return cls(
             start=datetime(day.year, day.month, day.day, tzinfo=UTC),
@@ -143,6 +190,8 @@ class WindowCounter:
             agents_reserved=int(row[2]),
             compute_used=int(row[3]),
             compute_reserved=int(row[4]),
+            tokens_used=int(row[5]) if len(row) > 5 else 0,
+            cost_used=int(row[6]) if len(row) > 6 else 0,
         )
 
 

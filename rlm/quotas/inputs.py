@@ -27,12 +27,15 @@ def check_id(value: object, field: str) -> str:
     return value
 
 
-def check_count(value: object, field: str, *, minimum: int = 0) -> int:
-    """Return ``value`` if it is an integer (not a bool) of at least ``minimum``.
+def check_count(value: object, field: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an integer (not a bool) of at least ``minimum`` (and at most
+    ``maximum``, if given).
 
     Raises:
         InvalidInput: Otherwise, naming ``field``.
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidInput(f"{field} must be an integer >= {minimum}", field=field)
+    if maximum is not None and value > maximum:
+        raise InvalidInput(f"{field} must be an integer <= {maximum}", field=field)
     return value

@@ -9,6 +9,10 @@ weekly and monthly windows, the team pool (and the member's allocation, if it ha
 user's org and every ancestor — or on none. A refusal raises :class:`~rlm.errors.QuotaExceeded`
 and changes no counter. Reconciliation replaces the hold with actual usage exactly once.
 
+Language-model requests hold their worst-case tokens and settle to the reported usage (tokens
+and cost on the same levels), refused only by a user's ``dailyTokenLimit``; see
+:mod:`rlm.quotas.tokens`.
+
 Overspend rule: when a task's actual usage exceeds what it reserved, the actual amount is
 charged (the work was done), which may push a window past its limit; the window then reports
 ``exceeded`` and refuses admissions until it resets. Compute hours are charged the same way,
@@ -47,11 +51,18 @@ from rlm.quotas.admission import AdmissionRequest, plan_admission, reservation_c
 from rlm.quotas.alerts import alert_event, mark_crossed_thresholds
 from rlm.quotas.changes import ChangeSet, Snapshot
 from rlm.quotas.clock import Clock, utc_now_from
-from rlm.quotas.counters import to_micro
+from rlm.quotas.counters import to_micro, to_nano
 from rlm.quotas.inputs import check_count, check_id
-from rlm.quotas.records import Reservation, Settlement, TransferReceipt
+from rlm.quotas.records import (
+    Reservation,
+    Settlement,
+    TokenHold,
+    TokenSettlement,
+    TransferReceipt,
+)
 from rlm.quotas.settings import QuotaSettings, Tier, parse_tier
 from rlm.quotas.state import LedgerState
+from rlm.quotas.tokens import MAX_TOKENS, hold_tokens, settle_token_hold, stale_token_holds
 from rlm.quotas.windows import WindowStarts
 
 __all__ = ["QuotaLedger"]
@@ -133,7 +144,8 @@ class QuotaLedger:
         starts = self._starts()
         tier = None if tier is None else parse_tier(tier)
         account = self._state.users.get(user_id) or UserAccount.new(user_id, tier or "user", starts)
-        return account.status(account.limits(self._defaults, tier), starts)
+        held = self._state.tokens_held.get(user_id, 0)
+        return account.status(account.limits(self._defaults, tier), starts, held)
 
     # -- admission -------------------------------------------------------------------------
 
@@ -312,7 +324,7 @@ class QuotaLedger:
         return out
 
     def prune_history(self, max_age: timedelta) -> int:
-        """Forget settlements and transfer receipts older than ``max_age``.
+        """Forget settlements (token ones too) and transfer receipts older than ``max_age``.
 
         After this, a repeated reconcile or transfer with a forgotten id is no longer
         recognised as a repeat (reconcile then raises ``InvalidInput``).
@@ -325,6 +337,12 @@ class QuotaLedger:
         for key in old:
             del self._state.settled[key]
             self._state.changed.add(("reservation", key))
+        tokens = self._state.token_settled
+        old_tokens = [k for k, t in tokens.items() if t.settled_at <= cutoff]
+        for key in old_tokens:
+            del tokens[key]
+            self._state.changed.add(("token_hold", key))
+        old += old_tokens
         receipts = self._state.teams.receipts
         old_keys = [k for k, r in receipts.items() if r.transferred_at <= cutoff]
         for key in old_keys:
@@ -340,6 +358,103 @@ class QuotaLedger:
         """Open reservations (of ``user_id``, if given), oldest first."""
         found = [r for r in self._state.open.values() if user_id is None or r.user_id == user_id]
         return sorted(found, key=lambda r: r.created_at)
+
+    # -- language-model tokens -------------------------------------------------------------
+
+    def reserve_tokens(
+        self,
+        user_id: str,
+        tokens: int,
+        *,
+        tier: Tier = "user",
+        team_id: str | None = None,
+        org_id: str | None = None,
+        task_id: str | None = None,
+    ) -> TokenHold:
+        """Hold a language-model request's worst-case ``tokens`` before it is sent.
+
+        Team and org default as for :meth:`reserve`; nothing is charged until
+        :meth:`settle_tokens`. Without a ``dailyTokenLimit`` the hold is not even stored.
+
+        Args:
+            user_id: Who is charged.
+            tokens: The request's worst case, input plus maximum output (>= 1).
+            tier: The user's tier (its ``daily_token_limit`` applies without an explicit
+                config).
+            team_id: The team charged on settlement; default: the user's only team.
+            org_id: The org charged on settlement; default: the org recorded for the user.
+            task_id: The task the request belongs to (the reaper spares running tasks' holds).
+
+        Returns:
+            The hold to settle or release.
+
+        Raises:
+            QuotaExceeded: Tokens settled today + open holds + ``tokens`` would pass the daily
+                limit; ``details`` as for :meth:`reserve` (``resource`` ``tokens``). Nothing
+                changed.
+            InvalidInput: Malformed request, unknown team or org, or not a team member.
+        """
+        return hold_tokens(
+            self._state,
+            self._defaults,
+            self._starts(),
+            user_id,
+            tokens,
+            tier=tier,
+            team_id=team_id,
+            org_id=org_id,
+            task_id=task_id,
+        )
+
+    def settle_tokens(
+        self, hold_id: str, input_tokens: int, output_tokens: int, cost_usd: float
+    ) -> TokenSettlement:
+        """Replace a token hold with the usage the provider reported, on every level.
+
+        Exactly once, like :meth:`reconcile`: a repeat (or a call after :meth:`release_tokens`)
+        changes nothing and returns the first settlement. Usage above the hold is charged.
+
+        Raises:
+            InvalidInput: Unknown hold, or negative (or absurd) usage or cost.
+        """
+        done = self._state.token_settled.get(hold_id)
+        if done is not None:
+            return done
+        hold = self._open_token_hold(hold_id)
+        inputs = check_count(input_tokens, "inputTokens", maximum=MAX_TOKENS)
+        outputs = check_count(output_tokens, "outputTokens", maximum=MAX_TOKENS)
+        cost = to_nano(cost_usd, field="costUsd")
+        return settle_token_hold(self._state, hold, inputs, outputs, cost, self._starts())
+
+    def release_tokens(self, hold_id: str) -> TokenSettlement:
+        """Drop a token hold, charging nothing (the request was never answered).
+
+        Idempotent like :meth:`settle_tokens`.
+        """
+        done = self._state.token_settled.get(hold_id)
+        if done is not None:
+            return done
+        hold = self._open_token_hold(hold_id)
+        return settle_token_hold(self._state, hold, 0, 0, 0, self._starts(), released=True)
+
+    def reap_expired_tokens(self, max_age: timedelta) -> list[TokenSettlement]:
+        """Release token holds older than ``max_age`` (made at or before ``now - max_age``),
+        oldest first; see :meth:`reap_expired`."""
+        starts = self._starts()
+        stale = stale_token_holds(self._state, starts.now - max_age)
+        return [settle_token_hold(self._state, h, 0, 0, 0, starts, released=True) for h in stale]
+
+    def token_hold(self, hold_id: str) -> TokenHold | None:
+        """The open token hold ``hold_id``, or ``None`` once settled or unknown."""
+        return self._state.token_holds.get(hold_id)
+
+    def open_token_holds(self, user_id: str | None = None) -> list[TokenHold]:
+        """Open token holds (of ``user_id``, if given), oldest first."""
+        holds = self._state.token_holds.values()
+        return sorted(
+            (h for h in holds if user_id is None or h.user_id == user_id),
+            key=lambda h: h.created_at,
+        )
 
     # -- teams -----------------------------------------------------------------------------
 
@@ -563,6 +678,14 @@ class QuotaLedger:
             )
         return res
 
+    def _open_token_hold(self, hold_id: str) -> TokenHold:
+        hold = self._state.token_holds.get(hold_id)
+        if hold is None:
+            raise InvalidInput(
+                f"token hold {hold_id!r} does not exist", {"holdId": hold_id}, field="holdId"
+            )
+        return hold
+
     def _settle(
         self,
         res: Reservation,
@@ -600,7 +723,7 @@ class QuotaLedger:
         fired = mark_crossed_thresholds(account, limits, starts, self._settings.alert_thresholds)
         if not fired:
             return
-        usage = account.status(limits, starts)
+        usage = account.status(limits, starts, self._state.tokens_held.get(account.user_id, 0))
         for period, threshold in fired:
             self._state.add_event(
                 alert_event(account.user_id, threshold, period, usage, starts.now)

@@ -20,7 +20,7 @@ from typing import Any
 from rlm.errors import InvalidInput
 from rlm.models.quotas import Organization, OrganizationHierarchy
 from rlm.quotas.changes import EntityKey
-from rlm.quotas.counters import WindowCounter, from_micro, to_micro
+from rlm.quotas.counters import WindowCounter, from_micro, from_nano, to_micro
 from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.windows import WindowStarts
 
@@ -54,8 +54,10 @@ class Org:
     children: list[str] = field(default_factory=list)
 
     def view(self, starts: WindowStarts) -> Organization:
-        """The API's ``Organization``; usage counts reservations in flight."""
+        """The API's ``Organization``; usage counts reservations in flight (tokens and cost:
+        what the subtree settled this month)."""
         agents, compute = self.subtree.held(starts.monthly)
+        tokens, cost = self.subtree.tokens(starts.monthly)
         return Organization(
             org_id=self.org_id,
             name=self.name,
@@ -65,6 +67,8 @@ class Org:
             storage_gb=from_micro(self.storage),
             agents_used=agents,
             compute_hours_used=from_micro(compute),
+            tokens_used=tokens,
+            cost_usd=from_nano(cost),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""What the ledger hands back: reservations, their settlements and transfer receipts.
+"""What the ledger hands back: reservations, token holds, their settlements and transfer receipts.
 
-All three are frozen dataclasses of plain values, so they pickle across a Ray actor boundary and
+All of them are frozen dataclasses of plain values, so they pickle across a Ray actor boundary and
 serialise to JSON for the state store.
 """
 
@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rlm.quotas.counters import from_micro
+from rlm.quotas.counters import from_micro, from_nano
+from rlm.quotas.settings import Tier
 
-__all__ = ["Reservation", "Settlement", "TransferReceipt"]
+__all__ = ["Reservation", "Settlement", "TokenHold", "TokenSettlement", "TransferReceipt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,4 +212,126 @@ class TransferReceipt:
             to_agents_allocated=int(data["toAgentsAllocated"]),
             to_compute_micro_allocated=int(data["toComputeMicroAllocated"]),
             transferred_at=datetime.fromisoformat(data["transferredAt"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenHold:
+    """The worst-case tokens of one language-model request, held until it is settled.
+
+    Attributes:
+        hold_id: The id to settle or release.
+        user_id: Who is charged.
+        tier: The tier presented with the hold (for a user the ledger has not seen yet).
+        tokens: Tokens held against the user's ``dailyTokenLimit``.
+        team_id: The team charged on settlement, if any.
+        org_ids: The org charged on settlement, then each ancestor up to the root.
+        task_id: The task the request belongs to, if any (a task makes many requests).
+        durable: Whether the hold is stored: only holds that count against a limit are, so a
+            user without a limit pays no write for the hold itself.
+        created_at: When it was made (for reaping).
+    """
+
+    hold_id: str
+    user_id: str
+    tier: Tier
+    tokens: int
+    team_id: str | None
+    org_ids: tuple[str, ...]
+    task_id: str | None
+    durable: bool
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "holdId": self.hold_id,
+            "userId": self.user_id,
+            "tier": self.tier,
+            "tokens": self.tokens,
+            "teamId": self.team_id,
+            "orgIds": list(self.org_ids),
+            "taskId": self.task_id,
+            "createdAt": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenHold:
+        """Rebuild a (stored, hence durable) hold written by :meth:`to_dict`."""
+        return cls(
+            hold_id=data["holdId"],
+            user_id=data["userId"],
+            tier=data["tier"],
+            tokens=int(data["tokens"]),
+            team_id=data["teamId"],
+            org_ids=tuple(data["orgIds"]),
+            task_id=data["taskId"],
+            durable=True,
+            created_at=datetime.fromisoformat(data["createdAt"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettlement:
+    """The outcome of settling (or releasing) a token hold; returned again on repeats.
+
+    Attributes:
+        hold_id: The hold settled.
+        user_id: Who was charged.
+        task_id: Its task, if any.
+        tokens_held: Tokens the hold had held.
+        input_tokens: Input (prompt) tokens charged.
+        output_tokens: Output (completion) tokens charged.
+        cost_nano: Cost charged, nano-dollars.
+        released: True when released (or reaped) with nothing charged.
+        settled_at: When it was settled.
+    """
+
+    hold_id: str
+    user_id: str
+    task_id: str | None
+    tokens_held: int
+    input_tokens: int
+    output_tokens: int
+    cost_nano: int
+    released: bool
+    settled_at: datetime
+
+    @property
+    def tokens(self) -> int:
+        """Tokens charged (input + output)."""
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def cost_usd(self) -> float:
+        """Cost charged, in dollars."""
+        return from_nano(self.cost_nano)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "holdId": self.hold_id,
+            "userId": self.user_id,
+            "taskId": self.task_id,
+            "tokensHeld": self.tokens_held,
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+            "costNano": self.cost_nano,
+            "released": self.released,
+            "settledAt": self.settled_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenSettlement:
+        """Rebuild a settlement written by :meth:`to_dict`."""
+        return cls(
+            hold_id=data["holdId"],
+            user_id=data["userId"],
+            task_id=data["taskId"],
+            tokens_held=int(data["tokensHeld"]),
+            input_tokens=int(data["inputTokens"]),
+            output_tokens=int(data["outputTokens"]),
+            cost_nano=int(data["costNano"]),
+            released=bool(data["released"]),
+            settled_at=datetime.fromisoformat(data["settledAt"]),
         )

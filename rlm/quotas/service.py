@@ -44,6 +44,8 @@ READS = frozenset(
         "check",
         "reservation",
         "open_reservations",
+        "token_hold",
+        "open_token_holds",
         "team_status",
         "governing_orgs",
         "organization",
@@ -63,6 +65,10 @@ WRITES = frozenset(
         "reconcile",
         "release",
         "reap_expired",
+        "reserve_tokens",
+        "settle_tokens",
+        "release_tokens",
+        "reap_expired_tokens",
         "prune_history",
         "create_team",
         "add_member",
@@ -83,7 +89,19 @@ else:
     _LedgerMethods = object
 
 #: The methods :meth:`QuotaLedgerService.batch` applies: admission's hot path and its reads.
-BATCHABLE = frozenset({"reserve", "reconcile", "release", "check", "user_status", "user_config"})
+BATCHABLE = frozenset(
+    {
+        "reserve",
+        "reconcile",
+        "release",
+        "reserve_tokens",
+        "settle_tokens",
+        "release_tokens",
+        "check",
+        "user_status",
+        "user_config",
+    }
+)
 
 
 class QuotaLedgerService(_LedgerMethods):

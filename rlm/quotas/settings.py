@@ -40,6 +40,8 @@ class TierQuota(BaseModel):
         daily_compute_hours: Compute hours per UTC day.
         max_concurrent_agents: Agents running at once across the user's tasks.
         max_storage_gb: Storage allowance (reported, not charged by the ledger).
+        daily_token_limit: Language-model tokens (input + output) per UTC day; ``None``:
+            unlimited.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -50,6 +52,7 @@ class TierQuota(BaseModel):
     daily_compute_hours: float = Field(ge=0, allow_inf_nan=False)
     max_concurrent_agents: int = Field(ge=0)
     max_storage_gb: float = Field(ge=0, allow_inf_nan=False)
+    daily_token_limit: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _windows_nest(self) -> Self:

@@ -16,7 +16,13 @@ from rlm.models.quotas import QuotaConfig
 from rlm.quotas.accounts import UserAccount
 from rlm.quotas.changes import KINDS, ChangeSet, EntityKey, Snapshot
 from rlm.quotas.orgs import Org, OrgTree
-from rlm.quotas.records import Reservation, Settlement, TransferReceipt
+from rlm.quotas.records import (
+    Reservation,
+    Settlement,
+    TokenHold,
+    TokenSettlement,
+    TransferReceipt,
+)
 from rlm.quotas.teams import Member, Team, TeamBook, member_key, split_member_key
 
 __all__ = ["LedgerState", "META", "SNAPSHOT_VERSION"]
@@ -38,6 +44,10 @@ class LedgerState:
         open_by_task: Open reservation id by task id (derived; not stored).
         settled: Settlements by reservation id (kept for idempotent repeats); stored in the
             reservation's own row.
+        token_holds: Open language-model token holds by id; only the ``durable`` ones (made
+            against a ``dailyTokenLimit``) are stored.
+        token_settled: Token settlements by hold id, stored in the hold's own row.
+        tokens_held: Tokens of each user's open holds (derived; not stored).
         events: Undelivered webhook payloads by zero-padded sequence number.
         next_event: The next event sequence number.
     """
@@ -49,6 +59,9 @@ class LedgerState:
     open: dict[str, Reservation] = field(default_factory=dict)
     open_by_task: dict[str, str] = field(default_factory=dict)
     settled: dict[str, Settlement] = field(default_factory=dict)
+    token_holds: dict[str, TokenHold] = field(default_factory=dict)
+    token_settled: dict[str, TokenSettlement] = field(default_factory=dict)
+    tokens_held: dict[str, int] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     next_event: int = 0
 
@@ -64,6 +77,24 @@ class LedgerState:
             self.changed.add(("team", res.team_id))
             self.changed.add(("member", member_key(res.team_id, res.user_id)))
         self.changed.update(("org", o) for o in res.org_ids)
+
+    def open_token_hold(self, hold: TokenHold) -> None:
+        """Record an open token hold (persisted only if it is ``durable``)."""
+        self.token_holds[hold.hold_id] = hold
+        self.tokens_held[hold.user_id] = self.tokens_held.get(hold.user_id, 0) + hold.tokens
+        if hold.durable:
+            self.changed.add(("token_hold", hold.hold_id))
+
+    def close_token_hold(self, hold: TokenHold, settlement: TokenSettlement) -> None:
+        """Replace an open token hold by its settlement (always persisted)."""
+        del self.token_holds[hold.hold_id]
+        left = self.tokens_held.get(hold.user_id, 0) - hold.tokens
+        if left > 0:
+            self.tokens_held[hold.user_id] = left
+        else:
+            self.tokens_held.pop(hold.user_id, None)
+        self.token_settled[hold.hold_id] = settlement
+        self.changed.add(("token_hold", hold.hold_id))
 
     def add_event(self, payload: dict[str, Any]) -> str:
         """Queue a webhook payload; returns its key."""
@@ -107,6 +138,8 @@ class LedgerState:
         keys += [("org", k) for k in self.orgs.orgs]
         keys += [("reservation", k) for k in self.open]
         keys += [("reservation", k) for k in self.settled]
+        keys += [("token_hold", k) for k, h in self.token_holds.items() if h.durable]
+        keys += [("token_hold", k) for k in self.token_settled]
         keys += [("transfer", k) for k in self.teams.receipts]
         keys += [("event", k) for k in self.events]
         snap: Snapshot = {kind: {} for kind in KINDS}
@@ -145,6 +178,14 @@ class LedgerState:
             else:
                 state.open[key] = Reservation.from_dict(data)
         state.open_by_task = {r.task_id: k for k, r in state.open.items()}
+        for key, data in rows["token_hold"].items():
+            if "settled" in data:
+                state.token_settled[key] = TokenSettlement.from_dict(data["settled"])
+            else:
+                hold = TokenHold.from_dict(data)
+                state.token_holds[key] = hold
+                held = state.tokens_held.get(hold.user_id, 0)
+                state.tokens_held[hold.user_id] = held + hold.tokens
         state.events = {k: copy.deepcopy(rows["event"][k]) for k in sorted(rows["event"])}
         state.changed.clear()
         if "ledger" not in snapshot.get("meta", {}):
@@ -164,6 +205,14 @@ class LedgerState:
                 return res.to_dict()
             done = self.settled.get(key)
             return None if done is None else {"settled": done.to_dict()}
+        if kind == "token_hold":
+            # Like a reservation: one row, the hold while open, then its settlement. A hold
+            # made without a limit is never stored (it is never marked changed while open).
+            hold = self.token_holds.get(key)
+            if hold is not None:
+                return hold.to_dict() if hold.durable else None
+            closed = self.token_settled.get(key)
+            return None if closed is None else {"settled": closed.to_dict()}
         if kind == "config":
             account = self.users.get(key)
             config = None if account is None else account.config

@@ -25,7 +25,7 @@ from rlm.models.quotas import (
     TeamUsage,
 )
 from rlm.quotas.changes import EntityKey
-from rlm.quotas.counters import WindowCounter, from_micro, to_micro
+from rlm.quotas.counters import WindowCounter, from_micro, from_nano, to_micro
 from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.records import TransferReceipt
 from rlm.quotas.windows import WindowStarts
@@ -448,6 +448,7 @@ class TeamBook:
         """The API's ``TeamQuotaStatus`` (``storageUsed`` is filled in by the engine)."""
         team = self.get(team_id)
         agents, compute = team.usage.held(starts.monthly)
+        tokens, cost = team.usage.tokens(starts.monthly)
         return TeamQuotaStatus(
             team_id=team.team_id,
             org_id=team.org_id,
@@ -464,6 +465,8 @@ class TeamBook:
                 compute_total=from_micro(team.compute_pool),
                 storage_used=0.0,
                 storage_total=from_micro(team.storage_pool),
+                tokens_used=tokens,
+                cost_usd=from_nano(cost),
             ),
             members=[m.view(starts) for m in team.members.values()],
             projects=[p.view() for p in team.projects.values()],

@@ -642,12 +642,13 @@ def test_exports_are_sorted() -> None:
         state,
         store,
         teams,
+        tokens,
         windows,
     )
 
     modules = (package, accounts, admission, alerts, changes, clock, counters, inputs, journal)
     modules += (ledger,)
-    modules += (orgs, records, service, settings, state, store, teams, windows)
+    modules += (orgs, records, service, settings, state, store, teams, tokens, windows)
     for module in modules:
         assert module.__all__ == sorted(module.__all__), module.__name__
         for name in module.__all__:
