@@ -48,7 +48,7 @@ class ExecuteOptions(WireModel):
     fanout: Annotated[int, Field(ge=2, le=1024)] | None = None
     async_: bool = Field(default=False, alias="async")
     budget: Budget | None = None
-    memo: bool = True
+    memo: bool | None = None
 
 
 class ExecuteRequest(WireModel):

@@ -232,7 +232,7 @@ class Hypervisor:
             expected_output=req.expected_output,
             has_expected_output="expected_output" in fields_set,
             budget=opts.budget,
-            memo=opts.memo,
+            memo=opts.memo is not False,
         )
 
     def _check_lm(self, prepared: PreparedInput) -> None:
