@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +13,10 @@ from rlm.execution import execute_direct, run_plan_locally
 from rlm.inputs import prepare_input
 from rlm.operations import default_registry
 from rlm.planning import plan_task
+from tests.shared_data import shared_file
 
 REGISTRY = default_registry()
-TREC = Path("/work/shared/data/oolong/trec_coarse_validated.jsonl")
+TREC = "data/oolong/trec_coarse_validated.jsonl"
 PUBLISHED = {
     "human being": 1034,
     "description and abstract concept": 990,
@@ -29,9 +29,8 @@ PUBLISHED = {
 
 @pytest.fixture(scope="module")
 def trec_records() -> list[dict[str, Any]]:
-    if not TREC.exists():
-        pytest.skip(f"{TREC} is not available")
-    rows = [json.loads(line) for line in TREC.read_text(encoding="utf-8").splitlines()]
+    path = shared_file(TREC)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     # OOLONG-synth context lines carry a user id and a date besides the text.
     return [
         {"text": r["input"], "label": r["label"], "user": i % 7, "date": f"2024-01-{i % 28 + 1:02}"}

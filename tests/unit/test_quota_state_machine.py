@@ -2,13 +2,17 @@
 
 The reference model keeps every charge with the instant it was made and every open
 reservation; the usage any level should report is then just a sum over the charges whose
-window is the current one, plus the open holds. Rules reserve, reconcile, release, reap,
-transfer, re-allocate, patch orgs and move the clock (across day, ISO week and month
-boundaries, including 29 February 2028).
+window is the current one, plus the open holds. It also keeps every member's allocation, every
+org's caps and every idempotency key, so it predicts, before each call, whether the call must
+succeed or must be refused and why (which level, resource and window; which field). Rules
+reserve, reconcile, release, reap, transfer, re-allocate, patch orgs and move the clock (across
+day, ISO week and month boundaries, including 29 February 2028). After every step, refusals
+included, the ledger's counters, allocations and caps must equal the model's.
 """
 
 from __future__ import annotations
 
+import calendar
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -16,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -30,6 +34,7 @@ from hypothesis.stateful import (
 from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.models.quotas import QuotaConfig
 from rlm.quotas import PERIODS, FrozenClock, QuotaLedger, QuotaStore, Reservation, window_start
+from rlm.quotas.counters import from_micro
 
 USERS = ("u0", "u1", "u2", "u3", "u4")
 # u1 is an uncapped team member; u3 is charged at the root directly (the only way an ancestor's
@@ -48,6 +53,7 @@ def _limits(user: str) -> dict[str, int]:
 
 
 DAILY_COMPUTE_MICRO = 1_000_000
+MAX_CONCURRENT = 3
 
 STARTS = (
     datetime(2028, 2, 28, 20, tzinfo=UTC),  # leap day next, then March
@@ -57,6 +63,7 @@ STARTS = (
 )
 
 COMPUTE_STEPS = (0.0, 0.125, 0.25, 0.5)
+RESOURCES = ("agents", "computeHours", "storageGB")
 
 
 @dataclass
@@ -79,6 +86,26 @@ def _micro(hours: float) -> int:
     return round(hours * 1_000_000)
 
 
+# Caps tight enough that every level, not only the user's day, refuses now and then.
+# (agents, compute micro-hours, storage micro-GB)
+ORG_CAPS = {
+    "root": (80, _micro(8.0), _micro(100.0)),
+    "a": (40, _micro(5.0), _micro(50.0)),
+    "b": (30, _micro(2.0), _micro(40.0)),
+    "a1": (25, _micro(3.0), _micro(20.0)),
+}
+TEAM_POOL = (100, _micro(6.0))
+# None: an uncapped member, bound by the pool alone.
+ALLOCATIONS: dict[str, tuple[int, int] | None] = {
+    "u0": (45, _micro(2.0)),
+    "u1": None,
+    "u2": (35, _micro(1.5)),
+}
+
+# A predicted refusal: (field, a fragment of the message saying why).
+Why = tuple[str, str]
+
+
 def _held(row: list[Any], month_start: datetime) -> tuple[int, int]:
     start = datetime.fromisoformat(row[0]).replace(tzinfo=UTC)
     if start < month_start:
@@ -97,9 +124,10 @@ class QuotaMachine(RuleBasedStateMachine):
         self.open: dict[str, Reservation] = {}
         self.settled: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
-        self.keys: dict[str, tuple[str, str, int, float]] = {}
+        self.keys: dict[str, tuple[str, str, int, int]] = {}
         self.receipts: dict[str, Any] = {}
-        self.allocations_total = (0, 0)
+        self.allocations = dict(ALLOCATIONS)
+        self.caps = dict(ORG_CAPS)
         self.task_seq = 0
         # Every step's changes go to a real store (compacting often), which must then hold
         # exactly the ledger's state: the change tracking misses nothing.
@@ -124,11 +152,11 @@ class QuotaMachine(RuleBasedStateMachine):
     def setup(self, start: datetime) -> None:
         self.clock.set(start)
         led = self.ledger
-        # Caps tight enough that every level, not only the user's day, refuses now and then.
-        led.create_org("root", "Root", None, 80, 8.0, 100.0)
-        led.create_org("a", "A", "root", 40, 5.0, 50.0)
-        led.create_org("b", "B", "root", 30, 2.0, 40.0)
-        led.create_org("a1", "A1", "a", 25, 3.0, 20.0)
+        for org in ORGS:
+            agents, compute, storage = ORG_CAPS[org]
+            led.create_org(
+                org, org.upper(), PARENT[org], agents, from_micro(compute), from_micro(storage)
+            )
         for user in USERS:
             led.set_user_config(
                 QuotaConfig(
@@ -137,17 +165,17 @@ class QuotaMachine(RuleBasedStateMachine):
                     weekly_agent_limit=_limits(user)["weekly"],
                     monthly_agent_limit=_limits(user)["monthly"],
                     daily_compute_hours=DAILY_COMPUTE_MICRO / 1e6,
-                    max_concurrent_agents=3,
+                    max_concurrent_agents=MAX_CONCURRENT,
                     max_storage_gb=1.0,
                 )
             )
             led.set_user_org(user, USER_ORG[user])
-        led.create_team("t", "Team", 100, 6.0, 10.0)
+        led.create_team("t", "Team", TEAM_POOL[0], from_micro(TEAM_POOL[1]), 10.0)
         for user in MEMBERS:
             led.add_member("t", user)
-        led.set_member_allocation("t", "u0", 45, 2.0)
-        led.set_member_allocation("t", "u2", 35, 1.5)
-        self.allocations_total = (80, _micro(3.5))
+        for user, allocation in ALLOCATIONS.items():
+            if allocation is not None:
+                led.set_member_allocation("t", user, allocation[0], from_micro(allocation[1]))
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -158,6 +186,133 @@ class QuotaMachine(RuleBasedStateMachine):
         del self.open[res.reservation_id]
         self.charges.append(Charge(self.clock.now(), _entities(res), agents, compute))
         self.events.extend(self.ledger.drain_events())
+
+    def _monthly(self, entity: tuple[str, str]) -> tuple[int, int]:
+        held, _ = self._model_usage()
+        return held[entity, "monthly", "agents"], held[entity, "monthly", "compute"]
+
+    def _admission_refusal(
+        self, user: str, agents: int, concurrent: int, compute: int
+    ) -> tuple[Any, ...] | None:
+        """The refusal the ledger must answer, in its order of checks; ``None``: admitted.
+
+        Returns ``(scope, scopeId, resource, period, limit, used)``.
+        """
+        held, _ = self._model_usage()
+        now = self.clock.now()
+        daily = DAILY_COMPUTE_MICRO
+        compute_limits = {
+            "daily": daily,
+            "weekly": 7 * daily,
+            "monthly": calendar.monthrange(now.year, now.month)[1] * daily,
+        }
+
+        def fit(
+            scope: str,
+            scope_id: str,
+            period: str,
+            agents_limit: int | None,
+            compute_limit: int | None,
+        ) -> tuple[Any, ...] | None:
+            entity = (scope, scope_id)
+            used = held[entity, period, "agents"]
+            if agents_limit is not None and used + agents > agents_limit:
+                return (scope, scope_id, "agents", period, agents_limit, used)
+            used = held[entity, period, "compute"]
+            # Compute is charged after the fact: an exhausted window refuses even 0 planned.
+            if compute_limit is not None and (
+                used >= compute_limit or used + compute > compute_limit
+            ):
+                return (
+                    scope,
+                    scope_id,
+                    "computeHours",
+                    period,
+                    from_micro(compute_limit),
+                    from_micro(used),
+                )
+            return None
+
+        levels: list[tuple[str, str, str, int | None, int | None]] = [
+            ("user", user, p, _limits(user)[p], compute_limits[p]) for p in PERIODS
+        ]
+        for level in levels:
+            if (refusal := fit(*level)) is not None:
+                return refusal
+        leased = sum(r.concurrent_agents for r in self.open.values() if r.user_id == user)
+        if leased + concurrent > MAX_CONCURRENT:
+            return ("user", user, "concurrentAgents", "concurrent", MAX_CONCURRENT, leased)
+        rest: list[tuple[str, str, str, int | None, int | None]] = []
+        if user in MEMBERS:
+            allocation = self.allocations[user]
+            cap = (None, None) if allocation is None else allocation
+            rest.append(("member", user, "monthly", *cap))
+            rest.append(("team", "t", "monthly", *TEAM_POOL))
+        for org in self._chain(USER_ORG[user]):
+            rest.append(("org", org, "monthly", *self.caps[org][:2]))
+        for level in rest:
+            if (refusal := fit(*level)) is not None:
+                return refusal
+        return None
+
+    def _transfer_refusal(self, body: tuple[str, str, int, int], key: str | None) -> Why | None:
+        giver, taker, agents, compute = body
+        if key is not None and key in self.keys:
+            if self.keys[key] != body:
+                return ("idempotencyKey", "idempotency key was already used")
+            return None  # a replay: the first receipt again
+        if giver == taker:
+            return ("toUserId", "two different members")
+        if agents == 0 and compute == 0:
+            return ("agents", "must move agents or compute hours")
+        for member, field in ((giver, "fromUserId"), (taker, "toUserId")):
+            if self.allocations[member] is None:
+                return (field, f"member {member!r} has no allocation")
+        allocated = self.allocations[giver]
+        assert allocated is not None
+        held = self._monthly(("member", giver))
+        if allocated[0] - agents < held[0]:
+            return ("agents", "would keep less than")
+        if allocated[1] - compute < held[1]:
+            return ("computeHours", "would keep less compute")
+        return None
+
+    def _allocation_refusal(self, member: str, agents: int, compute: int) -> Why | None:
+        others = [a for m, a in self.allocations.items() if m != member and a is not None]
+        for i, field in enumerate(("agents", "computeHours")):
+            if sum(a[i] for a in others) + (agents, compute)[i] > TEAM_POOL[i]:
+                return (field, f"would exceed its {field} pool")
+        held = self._monthly(("member", member))
+        if agents < held[0] or compute < held[1]:
+            field = "agents" if agents < held[0] else "computeHours"
+            return (field, "would fall below what it already used")
+        return None
+
+    def _patch_refusal(self, org: str, caps: tuple[int, int, int]) -> Why | None:
+        parent = PARENT[org]
+        if parent is not None:
+            siblings = [c for c in ORGS if PARENT[c] == parent and c != org]
+            for i, field in enumerate(RESOURCES):
+                if caps[i] > self.caps[parent][i]:
+                    return (field, f"exceeds parent {parent!r}'s cap")
+                if sum(self.caps[c][i] for c in siblings) + caps[i] > self.caps[parent][i]:
+                    return (field, "with its siblings exceeds parent")
+        children = [c for c in ORGS if PARENT[c] == org]
+        for i, field in enumerate(RESOURCES):
+            if sum(self.caps[c][i] for c in children) > caps[i]:
+                return (field, "below the sum of its children's caps")
+        held = self._monthly(("org", org))
+        for i, field in enumerate(("agents", "computeHours")):
+            if caps[i] < held[i]:
+                return (field, "below this month's usage")
+        return None
+
+    def _expect_refused(self, err: InvalidInput, why: Why | None, before: Any) -> None:
+        assert why is not None, f"refused, but the model admits it: {err}"
+        assert (err.details.get("field"), why[1] in err.message) == (why[0], True), (
+            f"refused for {err.message!r} ({err.details}), the model expected {why}"
+        )
+        self._expect_unchanged(before)
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -189,6 +344,7 @@ class QuotaMachine(RuleBasedStateMachine):
             "concurrent_agents": concurrent,
             "compute_hours": compute,
         }
+        expected = self._admission_refusal(user, agents, concurrent, _micro(compute))
         before = self.ledger.snapshot()
         decision = self.ledger.check(user, agents, **kwargs)
         self._expect_unchanged(before)
@@ -197,19 +353,28 @@ class QuotaMachine(RuleBasedStateMachine):
         except QuotaExceeded as err:
             refusal = err
         else:
+            assert expected is None, f"admitted, but the model refuses it: {expected}"
             assert decision.allowed
             assert res.org_ids == self._chain(USER_ORG[user])
             # Members draw on their team's pool whether or not the caller names it.
             assert res.team_id == ("t" if user in MEMBERS else None)
+            assert (res.agents, res.concurrent_agents, res.compute_micro) == (
+                agents,
+                concurrent,
+                _micro(compute),
+            )
             self.open[res.reservation_id] = res
-            STATS["reserved"] += 1
+            event("reserve: admitted")
             return res.reservation_id
         assert not decision.allowed
         assert decision.reason == refusal.message
         assert {"resource", "period", "limit", "used", "resetTime"} <= set(refusal.details)
         datetime.fromisoformat(refusal.details["resetTime"].replace("Z", "+00:00"))
+        details = refusal.details
+        got = tuple(details[k] for k in ("scope", "scopeId", "resource", "period", "limit", "used"))
+        assert got == expected, f"refused with {got}, the model expected {expected}"
         self._expect_unchanged(before)
-        STATS["refused"] += 1
+        event(f"reserve: refused by {details['scope']} {details['resource']}")
         return "refused"
 
     @rule(
@@ -304,41 +469,58 @@ class QuotaMachine(RuleBasedStateMachine):
     def transfer(
         self, giver: str, taker: str, agents: int, compute: float, key: str | None
     ) -> None:
+        body = (giver, taker, agents, _micro(compute))
+        why = self._transfer_refusal(body, key)
+        replay = key is not None and self.keys.get(key) == body
         before = self.ledger.snapshot()
-        body = (giver, taker, agents, compute)
         try:
             receipt = self.ledger.transfer("t", giver, taker, agents, compute, key)
-        except InvalidInput:
-            self._expect_unchanged(before)
-            if key is not None and key in self.keys:
-                assert self.keys[key] != body
+        except InvalidInput as err:
+            self._expect_refused(err, why, before)
+            event(f"transfer: refused ({err.details.get('field')})")
             return
-        if key is not None:
-            if key in self.keys:
-                assert self.keys[key] == body
-                assert receipt == self.receipts[key]
-                self._expect_unchanged(before)
-                return
+        assert why is None, f"transferred, but the model refuses it: {why}"
+        if replay:
+            assert key is not None
+            assert receipt == self.receipts[key]
+            self._expect_unchanged(before)
+            event("transfer: replayed")
+            return
+        gave, took = self.allocations[giver], self.allocations[taker]
+        assert gave is not None and took is not None
+        self.allocations[giver] = (gave[0] - agents, gave[1] - _micro(compute))
+        self.allocations[taker] = (took[0] + agents, took[1] + _micro(compute))
+        assert (receipt.team_id, receipt.from_user_id, receipt.to_user_id) == ("t", giver, taker)
+        assert (receipt.agents, receipt.compute_micro) == (agents, _micro(compute))
+        assert (receipt.from_agents_allocated, receipt.from_compute_micro_allocated) == (
+            self.allocations[giver]
+        )
+        assert (receipt.to_agents_allocated, receipt.to_compute_micro_allocated) == (
+            self.allocations[taker]
+        )
+        assert receipt.transferred_at == self.clock.now()
+        if key is None:
+            assert receipt.transfer_id.startswith("xfer_")
+        else:
+            assert receipt.transfer_id == key
             self.keys[key] = body
             self.receipts[key] = receipt
-        assert receipt.agents == agents
+        event("transfer: moved")
 
     @rule(member=st.sampled_from(MEMBERS), agents=st.integers(0, 80), compute=st.integers(0, 4))
     def allocate(self, member: str, agents: int, compute: int) -> None:
-        status = self.ledger.team_status("t")
+        why = self._allocation_refusal(member, agents, _micro(compute))
         before = self.ledger.snapshot()
-        old = next(m for m in status.members if m.user_id == member)
-        was_capped = before["member"]['["t", "' + member + '"]']["allocated"]
         try:
-            self.ledger.set_member_allocation("t", member, agents, float(compute))
-        except InvalidInput:
-            self._expect_unchanged(before)
+            view = self.ledger.set_member_allocation("t", member, agents, float(compute))
+        except InvalidInput as err:
+            self._expect_refused(err, why, before)
+            event(f"allocate: refused ({err.details.get('field')})")
             return
-        total_agents, total_compute = self.allocations_total
-        if was_capped:
-            total_agents -= old.agents_allocated or 0
-            total_compute -= _micro(old.compute_hours_allocated or 0.0)
-        self.allocations_total = (total_agents + agents, total_compute + _micro(compute))
+        assert why is None, f"allocated, but the model refuses it: {why}"
+        assert (view.agents_allocated, view.compute_hours_allocated) == (agents, compute)
+        self.allocations[member] = (agents, _micro(compute))
+        event("allocate: set")
 
     @rule(
         org=st.sampled_from(ORGS),
@@ -346,14 +528,24 @@ class QuotaMachine(RuleBasedStateMachine):
         compute=st.one_of(st.none(), st.integers(0, 15)),
     )
     def patch(self, org: str, agents: int | None, compute: int | None) -> None:
+        current = self.caps[org]
+        caps = (
+            current[0] if agents is None else agents,
+            current[1] if compute is None else _micro(compute),
+            current[2],
+        )
+        why = self._patch_refusal(org, caps)
         before = self.ledger.snapshot()
         try:
             view = self.ledger.patch_org(org, agents, None if compute is None else float(compute))
-        except InvalidInput:
-            self._expect_unchanged(before)
+        except InvalidInput as err:
+            self._expect_refused(err, why, before)
+            event(f"patch: refused ({err.details.get('field')})")
             return
-        if agents is not None:
-            assert view.agents == agents
+        assert why is None, f"patched, but the model refuses it: {why}"
+        assert (view.agents, _micro(view.compute_hours), _micro(view.storage_gb)) == caps
+        self.caps[org] = caps
+        event("patch: set")
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -416,10 +608,17 @@ class QuotaMachine(RuleBasedStateMachine):
         shown = {m.user_id: (m.agents_allocated, m.compute_hours_allocated) for m in status.members}
         assert {u for u, (a, c) in shown.items() if a is not None and c is not None} == capped
         assert all(a is None and c is None for u, (a, c) in shown.items() if u not in capped)
+        # Every member's allocation is the model's (transfers move allocation; only
+        # set_member_allocation changes the total).
+        assert capped == {u for u, a in self.allocations.items() if a is not None}
+        assert {u: (a, None if c is None else _micro(c)) for u, (a, c) in shown.items()} == {
+            u: (None, None) if a is None else a for u, a in self.allocations.items()
+        }
         total_agents = sum(shown[u][0] or 0 for u in capped)
         total_compute = sum(_micro(shown[u][1] or 0.0) for u in capped)
-        # Transfers move allocation; only set_member_allocation changes the total.
-        assert (total_agents, total_compute) == self.allocations_total
+        assert (status.config.total_agent_pool, _micro(status.config.total_compute_hours)) == (
+            TEAM_POOL
+        )
         assert total_agents <= status.config.total_agent_pool
         assert total_compute <= _micro(status.config.total_compute_hours)
         usage = status.usage
@@ -438,6 +637,12 @@ class QuotaMachine(RuleBasedStateMachine):
         month = window_start("monthly", self.clock.now())
         for org in ORGS:
             view = self.ledger.organization(org)
+            assert (orgs[org]["agents"], orgs[org]["compute"], orgs[org]["storage"]) == (
+                self.caps[org]
+            )
+            assert (view.agents, _micro(view.compute_hours), _micro(view.storage_gb)) == (
+                self.caps[org]
+            )
             assert view.agents_used == held[("org", org), "monthly", "agents"] <= view.agents
             assert _micro(view.compute_hours_used) == held[("org", org), "monthly", "compute"]
             assert view.compute_hours_used <= view.compute_hours
@@ -453,8 +658,8 @@ class QuotaMachine(RuleBasedStateMachine):
 
     def _check_alerts(self, statuses: dict[str, Any], charged: Counter[tuple[Any, ...]]) -> None:
         seen: set[tuple[str, str, int, str]] = set()
-        for event in self.events:
-            data = event["data"]
+        for alert in self.events:
+            data = alert["data"]
             period = data["period"]
             mark = (data["userId"], period, data["threshold"], data["usage"][period]["resetTime"])
             assert mark not in seen, f"duplicate alert {mark}"
@@ -472,8 +677,6 @@ class QuotaMachine(RuleBasedStateMachine):
                     if reached and (agents or compute):
                         assert (user, period, threshold, reset) in seen
 
-
-STATS: Counter[str] = Counter()
 
 TestQuotaMachine = QuotaMachine.TestCase
 TestQuotaMachine.settings = settings(

@@ -112,19 +112,28 @@ def test_minute_window_is_exact(times: list[float]) -> None:
 @_SETTINGS
 @given(times=_times(max_step_ticks=300 * 1024, max_size=120, min_size=20))
 def test_retry_after_is_honest(times: list[float]) -> None:
-    # At the first refusal, waiting exactly retry_after_s makes the same request fit.
+    # At the first refusal, waiting exactly retry_after_s makes the same request fit, and not
+    # a tick sooner. A burst of one more than the minute limit at the last instant forces a
+    # refusal, so no example passes without reaching the check.
     tier = TierLimits(requests_per_minute=4, requests_per_hour=9, concurrent_agents=0)
     clock = FakeClock()
     limiter = RateLimiter(clock)
-    for t in times:
+    burst = [times[-1]] * (tier.requests_per_minute + 1)
+    refusal = None
+    for t in times + burst:
         clock.now = t
         decision = limiter.check_and_consume("k", tier)
         if not decision.allowed:
-            assert 0 < decision.retry_after_s <= decision.window_s + 60
-            assert int(decision.headers()["Retry-After"]) >= 1
-            clock.now = t + decision.retry_after_s
-            assert limiter.peek("k", tier).allowed
-            return
+            refusal = (t, decision)
+            break
+    assert refusal is not None, "the burst was never refused"
+    t, decision = refusal
+    assert 0 < decision.retry_after_s <= decision.window_s + 60
+    assert int(decision.headers()["Retry-After"]) >= 1
+    clock.now = t + decision.retry_after_s - 1 / 1024
+    assert not limiter.peek("k", tier).allowed
+    clock.now = t + decision.retry_after_s
+    assert limiter.peek("k", tier).allowed
 
 
 @_SETTINGS
