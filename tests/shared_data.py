@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["REPO_ROOT", "SHARED_DIR", "shared_file"]
+__all__ = ["REPO_ROOT", "SHARED_DIR", "shared_file", "trec_rows"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -34,3 +34,12 @@ def shared_file(relative: str) -> Path:
             pytrace=False,
         )
     return path
+
+
+def trec_rows() -> list[dict[str, object]]:
+    """OOLONG's validated TREC questions: ``{"input", "label", ...}`` per line."""
+    import json
+
+    path = shared_file("data/oolong/trec_coarse_validated.jsonl")
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import orjson
@@ -240,7 +240,13 @@ class LLMClassify(Operation):
             return {}
         lm = current_lm()
         prompt = classify_prompt(lines, params.labels, params.instruction)
-        reply = lm.complete(params.call.request(prompt, "leaf"))
+        call = params.call
+        if call.max_tokens is None:
+            # Room for every answer line ("<n>: <label>") at a generous 3 characters a token;
+            # a provider default could cut a long chunk's answer short.
+            longest = max(len(label) for label in params.labels)
+            call = replace(call, max_tokens=len(lines) * ((longest + 8) // 3 + 2))
+        reply = lm.complete(call.request(prompt, "leaf"))
         found = parse_classification(reply, len(lines), params.labels)
         if len(found) < len(lines):
             # One more try, saying what was wrong. The prompt differs from the first, so a
@@ -252,7 +258,7 @@ class LLMClassify(Operation):
                 f"`{CLASSIFY_ANSWER_FORMAT}`, with one of the labels exactly as written."
             )
             again = parse_classification(
-                lm.complete(params.call.request(retry, "retry")), len(lines), params.labels
+                lm.complete(call.request(retry, "retry")), len(lines), params.labels
             )
             if len(again) > len(found):
                 found = again

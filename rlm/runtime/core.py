@@ -26,7 +26,7 @@ import ray
 
 from rlm.admission import Admission, Viewer
 from rlm.config import Settings
-from rlm.errors import InternalError, RLMError, TaskNotFound, TaskTimeout
+from rlm.errors import InternalError, QuotaExceeded, RLMError, TaskNotFound, TaskTimeout
 from rlm.gate import AdmissionGate
 from rlm.jsonable import to_jsonable
 from rlm.lm.calls import LMRequest
@@ -337,7 +337,8 @@ class HypervisorCore:
         if run.timer is not None:
             run.timer.cancel()
         # LM calls in flight first: their agents' calls then end at once ("stopped").
-        await self._broker.stop(run.spec.task_id, self._settings.engine.cancel_grace_s)
+        spent = isinstance(error, QuotaExceeded) and error.details.get("resource") == "budget"
+        await self._broker.stop(run.spec.task_id, self._settings.engine.cancel_grace_s, drain=spent)
         await self._scheduler.cancel(run)
         run.partials.clear()
         self._end(run, status, error=error)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -116,20 +117,22 @@ class LMBroker:
         account = self._accounts.get(task_id)
         return None if account is None else account.usage
 
-    async def stop(self, task_id: str, wait_s: float = 10.0) -> None:
-        """No further call of the task is sent; calls in flight are cancelled and awaited."""
+    async def stop(self, task_id: str, wait_s: float = 10.0, *, drain: bool = False) -> None:
+        """No further call of the task is sent; calls in flight are cancelled and awaited.
+
+        With ``drain`` (the task spent its budget) the calls in flight, which the budget
+        admitted, are let finish and accounted (up to ``wait_s``) instead of cancelled.
+        """
         account = self._accounts.get(task_id)
         if account is None:
             return
         account.stopped = True
-        pending = list(account.inflight)
-        for ref in pending:
+        if drain:
+            await _until_empty(account.inflight, wait_s)
+        for ref in list(account.inflight):
             with contextlib.suppress(Exception):
                 ray.cancel(ref)
-        if pending:
-            await asyncio.wait(
-                [asyncio.ensure_future(_settled(r)) for r in pending], timeout=wait_s
-            )
+        await _until_empty(account.inflight, wait_s)
 
     def close(self, task_id: str) -> LMUsage | None:
         """Stop accounting the task; its final usage."""
@@ -297,9 +300,12 @@ class LMBroker:
             account.on_reply(reply, request)
 
 
-async def _settled(ref: Any) -> None:
-    with contextlib.suppress(Exception, asyncio.CancelledError):
-        await ref
+async def _until_empty(inflight: set[Any], wait_s: float) -> None:
+    # Each call's own coroutine removes its reference when it ends (answered, failed or
+    # cancelled): wait for that rather than awaiting the references a second time.
+    deadline = time.monotonic() + wait_s
+    while inflight and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
 
 
 def _check_window(
