@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,8 +42,6 @@ from rlm.scoring import score
 from rlm.tasks.store import TaskStore
 
 __all__ = ["Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
-
-log = logging.getLogger(__name__)
 
 #: What every public method of the core answers: ``("ok", value, headers)`` or
 #: ``("err", error payload, headers)``; ``headers`` are the rate-limit headers for HTTP.
@@ -103,7 +100,6 @@ class HypervisorCore:
         self._gate = AdmissionGate(quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s)
         # No task of a previous engine is still running: give back what they held.
         self._gate.release_open_holds()
-        self._heartbeat_task: asyncio.Task[None] | None = None
 
     # -- public methods: those marked @_answers return an Answer (see above) ------------------
 
@@ -265,17 +261,8 @@ class HypervisorCore:
         return self._gate.admit(admission, spec, agents=self._scheduler.agents_wanted(spec))
 
     def _ensure_heartbeat(self) -> None:
-        if self._heartbeat_task is None:
-            self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
-            try:
-                self._table.heartbeat()
-                self._gate.reap_holds()
-            except Exception:  # pragma: no cover - a locked file must not kill the loop
-                log.exception("heartbeat failed")
+        # Holds no running task owns are reaped on the instance's heartbeat.
+        self._table.keep_alive(also=self._gate.reap_holds)
 
     def _start(self, spec: TaskSpec, admission: Admission | None = None) -> Run:
         self._ensure_heartbeat()

@@ -7,9 +7,11 @@ a status read needs neither a write nor a second actor.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,13 +49,26 @@ class TaskTable:
             log.warning("marked %d interrupted task(s) failed", len(interrupted))
         self._runs: dict[str, Run] = {}
         self._seq = 0
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._runs)
 
-    def heartbeat(self) -> None:
-        """Tell the store this instance is alive (its running tasks are not interrupted)."""
-        self._store.heartbeat(self._instance_id)
+    def keep_alive(self, also: Callable[[], object] = lambda: None) -> None:
+        """Start the heartbeat once (on the running loop): every 5 s the store hears that this
+        instance is alive, so its running tasks are not taken for interrupted; ``also`` runs
+        on each beat."""
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat(also))
+
+    async def _beat(self, also: Callable[[], object]) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                self._store.heartbeat(self._instance_id)
+                also()
+            except Exception:  # pragma: no cover - a locked file must not kill the loop
+                log.exception("heartbeat failed")
 
     def taken(self, task_id: str) -> bool:
         """Whether a task with this id runs or has a record."""
