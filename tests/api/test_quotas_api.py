@@ -128,14 +128,22 @@ def test_quota_reads_are_scoped(api: Api) -> None:
 
 
 def test_usage_survives_an_engine_restart(api: Api) -> None:
+    import rlm
+
     user = f"q-{uuid.uuid4().hex[:8]}"
-    _limits(api, user, daily=100)
+    _limits(api, user, daily=100, dailyTokenLimit=1000)
     token = api.token(sub=user, scopes="rlm:execute rlm:read rlm:quota:read", tier="enterprise")
+    hv = rlm.connect(settings=api.settings)
     with api.client(token) as client:
         for _ in range(3):
             assert client.post("/execute", json=SUM).status_code == 200
         before = _status(client)["daily"]["agentsUsed"]
         assert before == 3
+        # Token usage survives too; a hold whose request dies with the engine is released.
+        settled = hv.quotas("reserve_tokens", user, 100)
+        hv.quotas("settle_tokens", settled.hold_id, 60, 40, 0.5)
+        hv.quotas("reserve_tokens", user, 300, task_id="dies-with-the-engine")
+        assert _status(client)["daily"]["tokensRemaining"] == 600
         from rlm.runtime.hypervisor import core_actor_name
 
         core = ray.get_actor(core_actor_name(api.settings), namespace=api.settings.namespace)
@@ -150,7 +158,9 @@ def test_usage_survives_an_engine_restart(api: Api) -> None:
                 pass
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        assert response.json()["daily"]["agentsUsed"] == before
+        daily = response.json()["daily"]
+        assert daily["agentsUsed"] == before
+        assert (daily["tokensUsed"], daily["costUsd"], daily["tokensRemaining"]) == (100, 0.5, 900)
         assert client.post("/execute", json=SUM).status_code == 200
 
 
