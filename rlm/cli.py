@@ -249,16 +249,20 @@ def _cmd_quota_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"quota of {args.user_id}")
-    for column in ("window", "agents used", "limit", "remaining", "compute h", "resets"):
+    columns = ("window", "agents used", "limit", "remaining", "compute h", "tokens", "cost $")
+    for column in (*columns, "resets"):
         table.add_column(column)
     for name in ("daily", "weekly", "monthly"):
         p = getattr(status, name)
+        tokens = str(p.tokens_used) + ("" if p.token_limit is None else f" / {p.token_limit}")
         table.add_row(
             name,
             str(p.agents_used),
             str(p.agents_limit),
             str(p.agents_remaining),
             f"{p.compute_hours_used:.3f} / {p.compute_hours_limit:g}",
+            tokens,
+            f"{p.cost_usd:.4f}",
             p.reset_time.isoformat(),
         )
     Console().print(table)

@@ -23,6 +23,7 @@ Example file::
         dailyComputeHours: 10
         maxConcurrentAgents: 20
         maxStorageGB: 50
+        dailyTokenLimit: 2000000   # optional: language-model tokens per UTC day
 
 Loading is idempotent: existing orgs are patched to the file's limits, existing teams and
 members keep their place, users' limits are set again.

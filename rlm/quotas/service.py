@@ -88,7 +88,8 @@ if TYPE_CHECKING:
 else:
     _LedgerMethods = object
 
-#: The methods :meth:`QuotaLedgerService.batch` applies: admission's hot path and its reads.
+#: The methods :meth:`QuotaLedgerService.batch` applies: admission's hot path (agent
+#: reservations and language-model token holds) and its reads.
 BATCHABLE = frozenset(
     {
         "reserve",

@@ -22,11 +22,14 @@ SUM = {
 }
 
 
-def _limits(api: Api, user: str, daily: int) -> None:
-    manager = api.client(
+def _manager(api: Api) -> httpx.Client:
+    return api.client(
         api.token(sub="quota-admin", scopes="rlm:quota:manage", tier="admin", org="acme")
     )
-    with manager:
+
+
+def _limits(api: Api, user: str, daily: int, **extra: Any) -> None:
+    with _manager(api) as manager:
         # The manager's org (made once per session; 400 when it exists). Setting the limits of
         # a user in no org places the user in it.
         made = manager.post(
@@ -41,6 +44,7 @@ def _limits(api: Api, user: str, daily: int) -> None:
             "dailyComputeHours": 10.0,
             "maxConcurrentAgents": 500,
             "maxStorageGB": 1.0,
+            **extra,
         }
         response = manager.put(f"/quotas/user/{user}", json=config)
         assert response.status_code == 200, response.text
@@ -124,14 +128,22 @@ def test_quota_reads_are_scoped(api: Api) -> None:
 
 
 def test_usage_survives_an_engine_restart(api: Api) -> None:
+    import rlm
+
     user = f"q-{uuid.uuid4().hex[:8]}"
-    _limits(api, user, daily=100)
+    _limits(api, user, daily=100, dailyTokenLimit=1000)
     token = api.token(sub=user, scopes="rlm:execute rlm:read rlm:quota:read", tier="enterprise")
+    hv = rlm.connect(settings=api.settings)
     with api.client(token) as client:
         for _ in range(3):
             assert client.post("/execute", json=SUM).status_code == 200
         before = _status(client)["daily"]["agentsUsed"]
         assert before == 3
+        # Token usage survives too; a hold whose request dies with the engine is released.
+        settled = hv.quotas("reserve_tokens", user, 100)
+        hv.quotas("settle_tokens", settled.hold_id, 60, 40, 0.5)
+        hv.quotas("reserve_tokens", user, 300, task_id="dies-with-the-engine")
+        assert _status(client)["daily"]["tokensRemaining"] == 600
         from rlm.runtime.hypervisor import core_actor_name
 
         core = ray.get_actor(core_actor_name(api.settings), namespace=api.settings.namespace)
@@ -146,7 +158,9 @@ def test_usage_survives_an_engine_restart(api: Api) -> None:
                 pass
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        assert response.json()["daily"]["agentsUsed"] == before
+        daily = response.json()["daily"]
+        assert daily["agentsUsed"] == before
+        assert (daily["tokensUsed"], daily["costUsd"], daily["tokensRemaining"]) == (100, 0.5, 900)
         assert client.post("/execute", json=SUM).status_code == 200
 
 
@@ -178,3 +192,50 @@ def test_crossing_thresholds_records_one_event_each(api: Api) -> None:
     payload = [e for e in hv.quotas("pending_events") if e["data"]["userId"] == user][-1]
     assert payload["event"] == "quota.threshold_exceeded"
     assert payload["data"]["usage"]["daily"]["agentsUsed"] == 10
+
+
+def test_a_daily_token_limit_is_set_read_back_and_reports_usage(api: Api) -> None:
+    import rlm
+
+    user = f"tok-{uuid.uuid4().hex[:8]}"
+    _limits(api, user, daily=10, dailyTokenLimit=5000)
+    with _manager(api) as manager:
+        config = manager.get(f"/quotas/user/{user}").json()
+        daily = config["daily"]
+        assert (daily["tokenLimit"], daily["tokensRemaining"]) == (5000, 5000)
+        assert (daily["tokensUsed"], daily["costUsd"]) == (0, 0.0)
+        assert "tokenLimit" not in config["weekly"]  # the limit is daily only
+        # The API document's fields are all still there, unchanged.
+        assert {"agentsUsed", "agentsLimit", "agentsRemaining", "exceeded"} <= set(daily)
+
+        hv = rlm.connect(settings=api.settings)  # the service's own engine (same state dir)
+        hold = hv.quotas("reserve_tokens", user, 1200, task_id="lm-1")
+        assert manager.get(f"/quotas/user/{user}").json()["daily"]["tokensRemaining"] == 3800
+        hv.quotas("settle_tokens", hold.hold_id, 700, 300, 0.02)
+        daily = manager.get(f"/quotas/user/{user}").json()["daily"]
+        assert (daily["tokensUsed"], daily["costUsd"], daily["tokensRemaining"]) == (
+            1000,
+            0.02,
+            4000,
+        )
+        org = manager.get("/quotas/enterprise/org/acme/hierarchy").json()["org"]
+        assert org["tokensUsed"] >= 1000 and org["costUsd"] >= 0.02  # the user's org is charged
+
+        bad = manager.put(
+            f"/quotas/user/{user}",
+            json={
+                "userId": user,
+                "dailyAgentLimit": 10,
+                "weeklyAgentLimit": 200,
+                "monthlyAgentLimit": 1100,
+                "dailyComputeHours": 10.0,
+                "maxConcurrentAgents": 500,
+                "maxStorageGB": 1.0,
+                "dailyTokenLimit": -1,
+            },
+        )
+        assert bad.status_code == 400
+        # Leaving the field out sets no limit.
+        _limits(api, user, daily=10)
+        daily = manager.get(f"/quotas/user/{user}").json()["daily"]
+        assert "tokenLimit" not in daily and daily["tokensUsed"] == 1000

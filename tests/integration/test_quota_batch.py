@@ -55,7 +55,12 @@ def test_a_batch_of_admissions_crosses_the_actor_once(hv: rlm.Hypervisor) -> Non
 def test_holds_no_running_task_owns_are_reaped(ray_session: None, tmp_path: Path) -> None:
     hv = with_test_ops(rlm.connect(settings=make_settings(tmp_path, quota_hold_ttl_s=1.0)))
     try:
-        orphan = hv.quota_batch([("reserve", ("orphan", 3), {"tier": "user", "task_id": "gone"})])
+        orphan = hv.quota_batch(
+            [
+                ("reserve", ("orphan", 3), {"tier": "user", "task_id": "gone"}),
+                ("reserve_tokens", ("orphan", 500), {"task_id": "gone"}),
+            ]
+        )
         assert hv.quotas("user_status", "orphan").current_concurrent_agents == 1
         # A task admitted like an HTTP request holds its quota while it runs, however long.
         admission = Admission("user:runner", TIERS["user"], user_id="runner", tier="user")
@@ -78,6 +83,7 @@ def test_holds_no_running_task_owns_are_reaped(ray_session: None, tmp_path: Path
         runner = hv.quotas("user_status", "runner")
         assert (runner.current_concurrent_agents, runner.daily.agents_used) == (1, 1)
         assert hv.quotas("open_reservations", "orphan") == []
+        assert hv.quotas("open_token_holds", "orphan") == []  # reaped in the same pass
         assert hv.result(task_id).output == 3
         assert hv.quotas("user_status", "runner").current_concurrent_agents == 0
         assert hv.quotas("user_status", "orphan").daily.agents_used == 0  # released, not charged

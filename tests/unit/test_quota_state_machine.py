@@ -7,7 +7,9 @@ org's caps and every idempotency key, so it predicts, before each call, whether 
 succeed or must be refused and why (which level, resource and window; which field). Rules
 reserve, reconcile, release, reap, transfer, re-allocate, patch orgs and move the clock (across
 day, ISO week and month boundaries, including 29 February 2028). After every step, refusals
-included, the ledger's counters, allocations and caps must equal the model's.
+included, the ledger's counters, allocations and caps must equal the model's. Language-model
+token holds have rules and an invariant of their own (the last section of the machine), with a
+model of their own.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from hypothesis.stateful import (
 
 from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.models.quotas import QuotaConfig
-from rlm.quotas import PERIODS, FrozenClock, QuotaLedger, QuotaStore, Reservation, window_start
+from rlm.quotas import (
+    PERIODS,
+    FrozenClock,
+    QuotaLedger,
+    QuotaStore,
+    Reservation,
+    TokenHold,
+    window_start,
+)
 from rlm.quotas.counters import from_micro
 
 USERS = ("u0", "u1", "u2", "u3", "u4")
@@ -113,8 +123,32 @@ def _held(row: list[Any], month_start: datetime) -> tuple[int, int]:
     return row[1] + row[2], row[3] + row[4]
 
 
+# Language-model tokens: each user's dailyTokenLimit (u2 has none: its holds are not stored;
+# u3 has 0: every hold is refused), and the costs a settlement reports.
+TOKEN_LIMITS: dict[str, int | None] = {"u0": 400, "u1": 150, "u2": None, "u3": 0, "u4": 250}
+TOKEN_COSTS = (0.0, 0.000_000_3, 0.000_15, 0.25)
+
+
+@dataclass
+class TokenCharge:
+    at: datetime
+    entities: frozenset[tuple[str, str]]
+    tokens: int
+    cost: int
+
+
+def _token_entities(hold: TokenHold) -> frozenset[tuple[str, str]]:
+    # Like a reservation's, without the membership: tokens are charged to the team itself.
+    out = {("user", hold.user_id)}
+    if hold.team_id is not None:
+        out.add(("team", hold.team_id))
+    out |= {("org", o) for o in hold.org_ids}
+    return frozenset(out)
+
+
 class QuotaMachine(RuleBasedStateMachine):
     reservations = Bundle("reservations")
+    token_holds = Bundle("token_holds")
 
     def __init__(self) -> None:
         super().__init__()
@@ -134,6 +168,10 @@ class QuotaMachine(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory()
         self.path = Path(self.tmp.name) / "quotas.db"
         self.store = QuotaStore(self.path, compact_every=5)
+        # The token model: open holds and every settled charge (released holds charge nothing).
+        self.token_limits_set = False
+        self.token_open: dict[str, TokenHold] = {}
+        self.token_charges: list[TokenCharge] = []
 
     def teardown(self) -> None:
         try:
@@ -676,6 +714,167 @@ class QuotaMachine(RuleBasedStateMachine):
                     )
                     if reached and (agents or compute):
                         assert (user, period, threshold, reset) in seen
+
+    # -- language-model tokens: rules and an invariant apart from the agent ones -------------
+
+    def _ensure_token_limits(self) -> None:
+        # Set once, at the first token step, so the setup above stays as it is.
+        if self.token_limits_set:
+            return
+        for user in USERS:
+            current = self.ledger.user_config(user)
+            update = {"daily_token_limit": TOKEN_LIMITS[user]}
+            self.ledger.set_user_config(current.model_copy(update=update))
+        self.token_limits_set = True
+
+    def _tokens_today(self, user: str) -> int:
+        today = window_start("daily", self.clock.now())
+        return sum(
+            c.tokens
+            for c in self.token_charges
+            if ("user", user) in c.entities and window_start("daily", c.at) == today
+        )
+
+    def _tokens_held(self, user: str) -> int:
+        return sum(h.tokens for h in self.token_open.values() if h.user_id == user)
+
+    @rule(
+        target=token_holds,
+        user=st.sampled_from(USERS),
+        tokens=st.one_of(st.integers(1, 40), st.integers(1, 300)),
+        use_team=st.booleans(),
+        explicit_org=st.booleans(),
+    )
+    def reserve_tokens(self, user: str, tokens: int, use_team: bool, explicit_org: bool) -> str:
+        self._ensure_token_limits()
+        team = "t" if use_team and user in MEMBERS else None
+        org = USER_ORG[user] if explicit_org else None
+        limit = TOKEN_LIMITS[user]
+        held = self._tokens_today(user) + self._tokens_held(user)
+        before = self.ledger.snapshot()
+        try:
+            hold = self.ledger.reserve_tokens(user, tokens, tier="user", team_id=team, org_id=org)
+        except QuotaExceeded as err:
+            assert limit is not None and held + tokens > limit
+            details = err.details
+            assert (details["resource"], details["period"]) == ("tokens", "daily")
+            assert (details["limit"], details["used"], details["requested"]) == (
+                limit,
+                held,
+                tokens,
+            )
+            datetime.fromisoformat(details["resetTime"].replace("Z", "+00:00"))
+            self._expect_unchanged(before)
+            event("tokens refused")
+            return "refused"
+        assert limit is None or held + tokens <= limit
+        assert hold.org_ids == self._chain(USER_ORG[user])
+        assert hold.team_id == ("t" if user in MEMBERS else None)
+        # Only a hold against a limit is stored; an unlimited one costs no write.
+        assert hold.durable == (limit is not None)
+        assert (hold.hold_id in self.ledger.snapshot()["token_hold"]) == hold.durable
+        self.token_open[hold.hold_id] = hold
+        event("tokens held")
+        return hold.hold_id
+
+    @rule(target=token_holds, user=st.sampled_from(USERS), over=st.integers(0, 1))
+    def reserve_the_rest_of_the_day(self, user: str, over: int) -> str:
+        # Exactly the room left (which fits), or one token more (which does not).
+        self._ensure_token_limits()
+        limit = TOKEN_LIMITS[user]
+        room = 50 if limit is None else limit - self._tokens_today(user) - self._tokens_held(user)
+        if room + over < 1:
+            return "refused"
+        return self.reserve_tokens(user, room + over, False, False)
+
+    @rule(
+        hold_id=consumes(token_holds),
+        fraction=st.one_of(st.sampled_from((0.0, 1.0)), st.floats(0, 1)),
+        output_share=st.floats(0, 1),
+        cost=st.sampled_from(TOKEN_COSTS),
+    )
+    def settle_tokens(
+        self, hold_id: str, fraction: float, output_share: float, cost: float
+    ) -> None:
+        hold = self.token_open.get(hold_id)
+        if hold is None:
+            return
+        # The hold is the request's worst case: the reported usage never exceeds it.
+        used = int(hold.tokens * fraction)
+        output = int(used * output_share)
+        first = self.ledger.settle_tokens(hold_id, used - output, output, cost)
+        assert (first.tokens, first.cost_nano, first.released) == (used, _nano(cost), False)
+        before = self.ledger.snapshot()
+        assert self.ledger.settle_tokens(hold_id, used + 1, 0, cost + 1) == first
+        assert self.ledger.release_tokens(hold_id) == first
+        self._expect_unchanged(before)
+        del self.token_open[hold_id]
+        self.token_charges.append(
+            TokenCharge(self.clock.now(), _token_entities(hold), used, _nano(cost))
+        )
+
+    @rule(hold_id=consumes(token_holds))
+    def release_tokens(self, hold_id: str) -> None:
+        hold = self.token_open.get(hold_id)
+        if hold is None:
+            return
+        used_before = self.ledger.user_status(hold.user_id).daily.tokens_used
+        done = self.ledger.release_tokens(hold_id)
+        assert done.released and done.tokens == 0 and done.cost_nano == 0
+        assert self.ledger.release_tokens(hold_id) == done
+        assert self.ledger.user_status(hold.user_id).daily.tokens_used == used_before
+        del self.token_open[hold_id]
+
+    @rule(hours=st.integers(1, 72))
+    def reap_tokens(self, hours: int) -> None:
+        cutoff = self.clock.now() - timedelta(hours=hours)
+        expected = {h for h, hold in self.token_open.items() if hold.created_at <= cutoff}
+        done = self.ledger.reap_expired_tokens(timedelta(hours=hours))
+        assert {s.hold_id for s in done} == expected
+        assert all(s.released and s.tokens == 0 for s in done)
+        for settlement in done:
+            del self.token_open[settlement.hold_id]
+
+    @invariant()
+    def tokens_agree_with_the_model(self) -> None:
+        now = self.clock.now()
+        current = {p: window_start(p, now) for p in PERIODS}
+        used: Counter[tuple[Any, ...]] = Counter()
+        for c in self.token_charges:
+            for period in PERIODS:
+                if window_start(period, c.at) == current[period]:
+                    for entity in c.entities:
+                        used[entity, period, "tokens"] += c.tokens
+                        used[entity, period, "cost"] += c.cost
+        assert {h.hold_id for h in self.ledger.open_token_holds()} == set(self.token_open)
+        for user in USERS:
+            status = self.ledger.user_status(user)
+            for period in PERIODS:
+                view = getattr(status, period)
+                assert view.tokens_used == used[("user", user), period, "tokens"]
+                assert _nano(view.cost_usd) == used[("user", user), period, "cost"]
+            limit = TOKEN_LIMITS[user] if self.token_limits_set else None
+            daily = status.daily
+            assert daily.token_limit == limit
+            if limit is None:
+                assert daily.tokens_remaining is None
+                continue
+            # Settled tokens today never pass the limit (every settlement is within its hold),
+            # nor do they with the holds still open; released holds count nowhere.
+            held = self._tokens_held(user)
+            assert daily.tokens_used + held <= limit
+            assert daily.tokens_remaining == max(0, limit - daily.tokens_used - held)
+        team = self.ledger.team_status("t").usage
+        assert team.tokens_used == used[("team", "t"), "monthly", "tokens"]
+        assert _nano(team.cost_usd) == used[("team", "t"), "monthly", "cost"]
+        for org in ORGS:
+            view = self.ledger.organization(org)
+            assert view.tokens_used == used[("org", org), "monthly", "tokens"]
+            assert _nano(view.cost_usd) == used[("org", org), "monthly", "cost"]
+
+
+def _nano(dollars: float) -> int:
+    return round(dollars * 1_000_000_000)
 
 
 TestQuotaMachine = QuotaMachine.TestCase
