@@ -1,4 +1,4 @@
-"""Shared test configuration: hypothesis profiles."""
+"""Shared test configuration: hypothesis profiles (see ``tests/hypothesis_profiles.py``)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
-settings.register_profile(
-    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
-)
-settings.register_profile(
-    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
-)
-settings.load_profile("ci" if os.environ.get("CI") else "default")
+from tests.hypothesis_profiles import register_profiles, select_profile
+
+register_profiles()
+settings.load_profile(select_profile(os.environ))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
 from rlm.config import EngineSettings, ServerSettings, Settings
 from serve_app.deployment import build_app
+from tests.support import ok_response, wait_until
 
 
 def _free_port() -> int:
@@ -67,15 +67,12 @@ def api(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings), name="rlm-test", route_prefix="/", blocking=False)
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the API did not come up"
-        time.sleep(0.5)
+    wait_until(
+        lambda: ok_response(lambda: httpx.get(f"{base}/health", timeout=5)),
+        120,
+        "the API answers /health",
+        interval=0.5,
+    )
     yield Api(base, settings)
     serve.delete("rlm-test")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 import ray
 
 from tests.api.conftest import Api
+from tests.support import ok_response, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -148,16 +148,12 @@ def test_usage_survives_an_engine_restart(api: Api) -> None:
 
         core = ray.get_actor(core_actor_name(api.settings), namespace=api.settings.namespace)
         ray.kill(core, no_restart=False)  # Ray restarts it; the new one reloads the state
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                response = client.get("/quotas/user/me")
-                if response.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        response = wait_until(
+            lambda: ok_response(lambda: client.get("/quotas/user/me")),
+            60,
+            "the restarted engine answers /quotas/user/me",
+            interval=0.5,
+        )
         daily = response.json()["daily"]
         assert daily["agentsUsed"] == before
         assert (daily["tokensUsed"], daily["costUsd"], daily["tokensRemaining"]) == (100, 0.5, 900)

@@ -8,11 +8,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import ok_response, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +44,12 @@ def test_rlm_serve_token_execute_and_ctrl_c(tmp_path: Path) -> None:
     reader.start()
     try:
         base = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 150
-        while True:
+
+        def healthy() -> bool:
             assert server.poll() is None, "".join(lines)
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "rlm serve did not come up"
-            time.sleep(1)
+            return ok_response(lambda: httpx.get(f"{base}/health", timeout=2)) is not None
+
+        wait_until(healthy, 150, "rlm serve answers /health", interval=1)
         token = subprocess.run(
             [sys.executable, "-m", "rlm", "token", "--sub", "alice", "--tier", "user"],
             env=env,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.api.conftest import Api
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +30,14 @@ def _slow(seconds: float, n: int = 1, **options: object) -> dict[str, object]:
 
 
 def _poll(client: httpx.Client, task_id: str, until: set[str]) -> dict[str, object]:
-    deadline = time.monotonic() + 60
-    while True:
-        body = client.get(f"/tasks/{task_id}").json()
-        if body["status"] in until:
-            return body  # type: ignore[no-any-return]
-        assert time.monotonic() < deadline, body
-        time.sleep(0.05)
+    seen: list[dict[str, object]] = []
+
+    def reached() -> bool:
+        seen[:] = [client.get(f"/tasks/{task_id}").json()]
+        return seen[0]["status"] in until
+
+    wait_until(reached, 60, lambda: f"{task_id} reaches one of {sorted(until)}: {seen}")
+    return seen[0]
 
 
 def test_the_documents_curl_example(api: Api) -> None:

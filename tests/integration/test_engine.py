@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pyarrow as pa
 import pytest
 
 import rlm
 from rlm.errors import InvalidInput
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -153,15 +152,14 @@ def test_progress_is_visible_while_running(hv: rlm.Hypervisor) -> None:
         }
     )
     seen = set()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def completed() -> bool:
         status = hv.status(task_id)
         assert status.progress is not None and status.progress.total == 9
         seen.add(status.progress.current)
-        if status.status == "completed":
-            break
-        time.sleep(0.05)
-    assert status.status == "completed"
+        return status.status == "completed"
+
+    wait_until(completed, 30, f"{task_id} completes")
     assert any(0 < c < 9 for c in seen), seen
     assert hv.result(task_id).output == sum(range(8))
 

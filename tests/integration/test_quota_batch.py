@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from rlm.auth.tiers import TIERS
 from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.models.quotas import QuotaConfig
 from tests.integration.conftest import make_settings, with_test_ops
+from tests.support import wait_until
 
 
 def test_a_batch_of_admissions_crosses_the_actor_once(hv: rlm.Hypervisor) -> None:
@@ -75,10 +75,12 @@ def test_holds_no_running_task_owns_are_reaped(ray_session: None, tmp_path: Path
         )
         kind, task_id, _ = ray.get(hv._core.submit.remote(spec, admission))
         assert kind == "ok"
-        deadline = time.monotonic() + 15
-        while hv.quotas("user_status", "orphan").current_concurrent_agents:
-            assert time.monotonic() < deadline, "the orphaned hold was never released"
-            time.sleep(0.2)
+        wait_until(
+            lambda: hv.quotas("user_status", "orphan").current_concurrent_agents == 0,
+            15,
+            "the orphaned hold is released",
+            interval=0.2,
+        )
         assert hv.status(task_id).status == "running"
         runner = hv.quotas("user_status", "runner")
         assert (runner.current_concurrent_agents, runner.daily.agents_used) == (1, 1)
