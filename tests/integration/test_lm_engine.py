@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from rlm.lm.settings import LMSettings
 from rlm.testing import ChatRequest, FakeLMServer
 from rlm.testing.oracle import classify_oracle
 from tests.shared_data import trec_rows
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,14 +44,6 @@ def _reply(request: ChatRequest) -> str:
 
 _GOLD: dict[str, str] = {}
 ORACLE = classify_oracle(_GOLD, default="entity")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened within {timeout} s: {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
