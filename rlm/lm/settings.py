@@ -163,6 +163,10 @@ class ProviderSettings(BaseModel):
         }
 
 
+#: ``LMSettings`` fields that are not the default provider's but the engine's.
+_ENGINE_FIELDS = frozenset({"config", "max_inflight_calls", "memo"})
+
+
 class LMSettings(BaseModel):
     """``RLM_LM__*``: the default provider and the providers file.
 
@@ -213,21 +217,10 @@ class LMSettings(BaseModel):
             key = self.api_key
             if key is None and env.get("OPENAI_API_KEY"):
                 key = SecretStr(env["OPENAI_API_KEY"])
-            found["default"] = ProviderSettings(
-                name="default",
-                base_url=self.base_url,
-                api_key=key,
-                model=self.model,
-                sub_model=self.sub_model,
-                max_concurrency=self.max_concurrency,
-                max_inflight_per_tenant=self.max_inflight_per_tenant,
-                requests_per_minute=self.requests_per_minute,
-                tokens_per_minute=self.tokens_per_minute,
-                input_price_per_mtok=self.input_price_per_mtok,
-                output_price_per_mtok=self.output_price_per_mtok,
-                timeout_s=self.timeout_s,
-                context_window=self.context_window,
-            )
+            # Every provider field of these settings, under the same name: the default
+            # provider is these settings less what belongs to the engine.
+            fields = self.model_dump(exclude=set(_ENGINE_FIELDS))
+            found["default"] = ProviderSettings(name="default", **{**fields, "api_key": key})
         if self.config is not None:
             for provider in load_providers(self.config, env):
                 if provider.name in found:

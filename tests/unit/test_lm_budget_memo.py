@@ -116,6 +116,21 @@ def test_default_provider_from_settings_and_openai_key_fallback() -> None:
     assert "sk-test" not in repr(default) and "sk-test" not in str(default.public())
     assert default.allows_model("s") and not default.allows_model("other")
     assert LMSettings().providers({}) == {}
+    limited = LMSettings(
+        base_url="http://x/v1",
+        max_concurrency=7,
+        max_inflight_per_tenant=3,
+        requests_per_minute=5,
+        tokens_per_minute=900,
+        input_price_per_mtok=1.5,
+        output_price_per_mtok=2.5,
+        timeout_s=9,
+        context_window=100,
+    ).providers({})["default"]
+    assert (limited.max_concurrency, limited.max_inflight_per_tenant) == (7, 3)
+    assert (limited.requests_per_minute, limited.tokens_per_minute) == (5, 900)
+    assert (limited.input_price_per_mtok, limited.output_price_per_mtok) == (1.5, 2.5)
+    assert (limited.timeout_s, limited.context_window) == (9, 100)
 
 
 def test_providers_file(tmp_path: Path) -> None:
