@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,7 +37,7 @@ from rlm.planning import NodeKind
 from rlm.storage.items import SourceItems
 from rlm.storage.service import StorageService
 
-__all__ = ["Agent", "AgentActor", "CallSpec", "ItemsSource"]
+__all__ = ["Agent", "AgentActor", "AskLM", "CallSpec", "ItemsSource", "LMCall"]
 
 #: One call of a batch: ``(taskId, operation, kind, items, start, end, params, children)``.
 CallSpec = tuple[str, "bytes | Operation", str, "ItemsSource | None", int, int, Any, Any]
@@ -85,16 +86,25 @@ def _is_small(value: Any, depth: int = 0) -> bool:
 _USER_ERRORS = (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError)
 
 
-class _CoreLM:
+#: Asks the core's LM broker for one request of a task, blocking: ``("ok", text)``,
+#: ``("err", payload)`` or ``("stopped", None)``.
+AskLM = Callable[[str, LMRequest], tuple[str, Any]]
+
+#: The core's ``lm_call`` coroutine, for the core's in-process agent.
+LMCall = Callable[[str, LMRequest], Coroutine[Any, Any, tuple[str, Any]]]
+
+
+class _BrokerLM:
     """The ``lm`` handle of one agent call: each request goes through the core's LM broker.
 
     The broker admits (budget, quota, memo), sends through the provider's gateway and
-    accounts; this handle only waits for its answer on the call's thread. When the task ends,
-    the broker answers ``stopped`` (and cancels what is in flight), which stops the call.
+    accounts; this handle only waits for its answer on the call's thread (over Ray from an
+    agent actor, on the core's own loop from its in-process agent). When the task ends, the
+    broker answers ``stopped`` (and cancels what is in flight), which stops the call.
     """
 
-    def __init__(self, core: Any, task_id: str, token: threading.Event) -> None:
-        self._core = core
+    def __init__(self, ask: AskLM, task_id: str, token: threading.Event) -> None:
+        self._ask = ask
         self._task_id = task_id
         self._token = token
         self.calls = 0
@@ -102,7 +112,7 @@ class _CoreLM:
     def complete(self, request: LMRequest) -> str:
         if self._token.is_set():
             raise CallCancelled("the task was cancelled")
-        kind, value = ray.get(self._core.lm_call.remote(self._task_id, request))
+        kind, value = self._ask(self._task_id, request)
         if kind == "stopped":
             raise CallCancelled("the task was stopped")
         self.calls += 1
@@ -123,7 +133,9 @@ class Agent:
     Args:
         index: The agent's place in the pool (for logs and tests).
         cache_inputs: How many task inputs to keep deserialised.
-        core: The core actor's handle (LM calls go through it).
+        in_process: Whether this is the core's own agent (in the core's process).
+        core: The core actor's handle (an agent actor's LM calls go through it).
+        lm_call: The core's ``lm_call`` (the in-process agent's LM calls go through it).
         lm_threads: Threads for LM operations' calls.
     """
 
@@ -134,11 +146,15 @@ class Agent:
         *,
         in_process: bool = False,
         core: Any = None,
+        lm_call: LMCall | None = None,
         lm_threads: int = 256,
     ) -> None:
         self._index = index
         self._in_process = in_process
-        self._core = core
+        self._lm_call = lm_call
+        self._ask: AskLM | None = None
+        if core is not None:
+            self._ask = lambda task_id, request: ray.get(core.lm_call.remote(task_id, request))
         self._ops: OrderedDict[bytes, Operation] = OrderedDict()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-agent-{index}")
         self._lm_threads = ThreadPoolExecutor(
@@ -281,6 +297,13 @@ class Agent:
             loop = asyncio.get_running_loop()
             runnable = [p for p in prepared if p is not None]
             uses_lm = any(p[2].uses_lm for p in runnable)
+            if uses_lm and self._ask is None and self._lm_call is not None:
+                # In the core's process: the broker runs on this very loop, so a call's thread
+                # hands its request to the loop rather than to Ray.
+                lm_call = self._lm_call
+                self._ask = lambda task_id, request: asyncio.run_coroutine_threadsafe(
+                    lm_call(task_id, request), loop
+                ).result()
             pool = self._lm_threads if uses_lm else self._thread
             done = iter(await loop.run_in_executor(pool, self._call_many, runnable))
             outcomes: list[tuple[Any, dict[str, Any]]] = [
@@ -325,7 +348,11 @@ class Agent:
         params: Any,
     ) -> tuple[Any, dict[str, Any]]:
         t0 = time.perf_counter()
-        lm = _CoreLM(self._core, task_id, token) if op.uses_lm else None
+        lm = None
+        if op.uses_lm:
+            if self._ask is None:
+                raise RuntimeError("an LM operation reached an agent with no way to the core")
+            lm = _BrokerLM(self._ask, task_id, token)
         if lm is None:
             self._running = task_id
         try:

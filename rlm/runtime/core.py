@@ -90,6 +90,7 @@ class HypervisorCore:
             finish=self._finish,
             stop=self._stop,
             core=ray.get_runtime_context().current_actor,
+            lm_call=self.lm_call,
             lm_capacity=settings.lm.max_inflight_calls,
         )
         # Providers are resolved on the driver (keys come from its environment) and handed in.

@@ -24,7 +24,7 @@ import ray
 from rlm.config import EngineSettings
 from rlm.errors import InternalError, RLMError, error_from_payload
 from rlm.planning import PlanNode
-from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource
+from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource, LMCall
 from rlm.runtime.run import Run, TaskSpec
 from rlm.scheduling import ReadyQueue
 
@@ -56,6 +56,7 @@ class Scheduler:
         finish: Finish,
         stop: Stop,
         core: Any = None,
+        lm_call: LMCall | None = None,
         lm_capacity: int = 256,
     ) -> None:
         self._settings = settings
@@ -64,7 +65,7 @@ class Scheduler:
         n = agents or settings.agents or max(1, int(ray.cluster_resources().get("CPU", 1)))
         lm_threads = max(1, -(-lm_capacity // n))
         self._agents = [AgentActor.remote(i, core=core, lm_threads=lm_threads) for i in range(n)]
-        self._local = Agent(_LOCAL, in_process=True)
+        self._local = Agent(_LOCAL, in_process=True, lm_call=lm_call, lm_threads=lm_capacity)
         self._load = [0] * n
         self._lm_load = [0] * n
         self._down: set[int] = set()
@@ -100,13 +101,18 @@ class Scheduler:
 
     @staticmethod
     def runs_locally(spec: TaskSpec) -> bool:
-        """Whether the task runs on the core's in-process agent."""
-        return (
-            len(spec.plan.nodes) == 1
-            and spec.items[0] == "inline"
-            and type(spec.operation).__module__.startswith("rlm.operations.")
-            and not spec.operation.uses_lm
-        )
+        """Whether the task runs on the core's in-process agent.
+
+        Only built-in operations do (no user code runs in the core): a one-call task over a
+        small inline input, and every call of a built-in LM operation — those build a prompt
+        and read a reply, and on the core's agent a request reaches the broker without two
+        Ray hops each way. User-registered LM operations run on the agent actors.
+        """
+        if not type(spec.operation).__module__.startswith("rlm.operations."):
+            return False
+        if spec.operation.uses_lm:
+            return True
+        return len(spec.plan.nodes) == 1 and spec.items[0] == "inline"
 
     def _mark_down(self, agent: int) -> None:
         # Ray restarts a dead agent; until it answers again, no call is sent to it (a call
@@ -169,8 +175,11 @@ class Scheduler:
 
     def _pump_lm(self) -> None:
         # One call a message: each waits on a model for far longer than a message costs.
-        while self._inflight_lm < self._lm_capacity and self._ready_lm and self._up():
-            run, node = self._ready_lm.pop()
+        while self._inflight_lm < self._lm_capacity and self._ready_lm:
+            run, node = self._ready_lm.peek()
+            if not self.runs_locally(run.spec) and not self._up():
+                return
+            self._ready_lm.pop()
             if not run.finished:
                 self._dispatch(run, [node])
 
