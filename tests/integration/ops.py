@@ -79,3 +79,26 @@ class Probe(Operation):
 
 
 OPERATIONS.append(Probe())
+
+
+class AskEach(Operation):
+    """A user's own LM operation: one question per item (runs on the agent actors)."""
+
+    name = "ask_each"
+    uses_lm = True
+
+    def parse_params(self, params: Mapping[str, Any]) -> Any:
+        return {}
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        from rlm.lm.calls import LMRequest
+        from rlm.lm.handle import current_lm
+
+        lm = current_lm()
+        return [lm.complete(LMRequest.chat(f"ask {item}")) for item in chunk]
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return [reply for partial in partials for reply in partial]
+
+
+OPERATIONS.append(AskEach())

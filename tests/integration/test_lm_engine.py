@@ -20,6 +20,7 @@ from rlm.config import EngineSettings, Settings
 from rlm.lm.settings import LMSettings
 from rlm.testing import ChatRequest, FakeLMServer
 from rlm.testing.oracle import classify_oracle
+from tests.integration.conftest import with_test_ops
 from tests.shared_data import trec_rows
 from tests.support import wait_until
 
@@ -289,3 +290,25 @@ def test_timeout_stops_a_stalled_call(lm_hv: rlm.Hypervisor, server: FakeLMServe
     assert result.status == "failed"
     assert result.error is not None and result.error.code == "TIMEOUT"
     assert time.monotonic() - t0 < 20
+
+
+def test_a_users_lm_operation_runs_on_the_agent_actors(
+    lm_hv: rlm.Hypervisor, server: FakeLMServer
+) -> None:
+    # Registered operations never run in the core's process; their calls reach the broker
+    # over Ray from the agent actors, and count as agent calls the same way.
+    op = with_test_ops(lm_hv).registry.get("ask_each")
+    assert not type(op).__module__.startswith("rlm.operations.")
+    result = lm_hv.execute(
+        {
+            "type": "parallel",
+            "description": "user LM op",
+            "input": {"items": ["a", "b", "c", "d"], "operation": "ask_each"},
+            "options": {"leafSize": 2, "memo": False},
+        }
+    )
+    assert result.status == "completed", result.error
+    assert result.output == ["R:" + f"ask {x}"[::-1] for x in "abcd"]
+    assert result.agent_calls == 5  # two leaves of two LM requests each, and the combine
+    assert result.usage is not None and result.usage.lm_calls == 4
+    assert server.stats().ok == 4
