@@ -15,6 +15,8 @@ from ray import serve
 from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
 from rlm.config import EngineSettings, ServerSettings, Settings
+from rlm.lm.settings import LMSettings
+from rlm.testing import FakeLMServer
 from serve_app.deployment import build_app
 from tests.support import ok_response, wait_until
 
@@ -55,7 +57,17 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def api(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def lm_server() -> Iterator[FakeLMServer]:
+    """The service's LM provider: an OpenAI-compatible server of ours on loopback, standing
+    in for a paid API (this machine reaches none). Replies echo the prompt reversed."""
+    with FakeLMServer(responder=lambda r: "R:" + r.last_user_message[::-1]) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def api(
+    ray_session: None, lm_server: FakeLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
     state: Path = tmp_path_factory.mktemp("api-state")
     port = _free_port()
     settings = Settings(
@@ -63,6 +75,13 @@ def api(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         engine=EngineSettings(agents=2, cancel_grace_s=5.0),
         server=ServerSettings(port=port, min_replicas=1, max_replicas=1),
         operations=["tests.integration.ops:OPERATIONS"],
+        lm=LMSettings(
+            base_url=lm_server.url,
+            api_key="test-key",  # type: ignore[arg-type]
+            model="fake-model",
+            input_price_per_mtok=1.0,
+            output_price_per_mtok=2.0,
+        ),
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings), name="rlm-test", route_prefix="/", blocking=False)

@@ -1,0 +1,114 @@
+"""LM tasks over real HTTP: usage on the wire, tokens on the quotas, budgets and limits.
+
+The service's LM provider is ``FakeLMServer`` on loopback (see ``conftest.lm_server``): it
+stands in for a paid API and counts what it receives, so what was sent is measured there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from rlm.testing import FakeLMServer
+from tests.api.conftest import Api
+from tests.api.test_quotas_api import _limits
+
+pytestmark = pytest.mark.integration
+
+
+def _map(items: list[str], options: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+    return {
+        "type": "parallel",
+        "description": "map over HTTP",
+        "input": {
+            "items": items,
+            "operation": "llm_map",
+            "params": {"prompt": "Q {chunk}", **params},
+        },
+        "options": {"leafSize": 1, "memo": False, **(options or {})},
+    }
+
+
+def _user(api: Api, **limits: Any) -> tuple[str, Any]:
+    user = f"lm-{uuid.uuid4().hex[:8]}"
+    _limits(api, user, daily=1000, **limits)
+    token = api.token(sub=user, scopes="rlm:execute rlm:read rlm:quota:read", org="acme")
+    return user, api.client(token)
+
+
+def test_an_lm_task_reports_usage_and_charges_the_users_tokens(
+    api: Api, lm_server: FakeLMServer
+) -> None:
+    _, client = _user(api)
+    with client:
+        response = client.post("/execute", json=_map(["alpha", "beta", "gamma"]))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["output"] == ["R:" + f"Q {x}"[::-1] for x in ("alpha", "beta", "gamma")]
+        usage = body["usage"]
+        assert usage["lmCalls"] == 3 and usage["cachedCalls"] == 0
+        assert body["agentCalls"] == 4  # three LM leaves and the combine
+        tokens = usage["inputTokens"] + usage["outputTokens"]
+        assert tokens > 0
+        assert usage["costUsd"] == pytest.approx(
+            (usage["inputTokens"] + 2 * usage["outputTokens"]) / 1e6
+        )
+        daily = client.get("/quotas/user/me").json()["daily"]
+        assert daily["tokensUsed"] == tokens
+        assert daily["costUsd"] == pytest.approx(usage["costUsd"])
+        assert daily["agentsUsed"] == 4
+        stored = client.get(f"/tasks/{body['taskId']}").json()["result"]
+        assert stored["usage"] == usage
+
+
+def test_a_spent_budget_is_429_with_the_partial_usage(api: Api, lm_server: FakeLMServer) -> None:
+    _, client = _user(api)
+    lm_server.reset_stats()
+    with client:
+        response = client.post(
+            "/execute",
+            json=_map([f"b{i}" for i in range(6)], options={"budget": {"lmCalls": 2}}),
+        )
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["code"] == "QUOTA_EXCEEDED"
+    assert error["details"]["budget"] == "lmCalls"
+    assert error["details"]["result"]["usage"]["lmCalls"] == 2
+    assert lm_server.stats().requests == 2
+
+
+def test_a_daily_token_limit_stops_lm_calls_before_they_are_sent(
+    api: Api, lm_server: FakeLMServer
+) -> None:
+    # Each call reserves its worst case: the prompt estimate plus maxTokens (10 here, about
+    # 20 tokens a call); 100 tokens a day admit a few calls, never a token over.
+    _, client = _user(api, dailyTokenLimit=100)
+    lm_server.reset_stats()
+    with client:
+        response = client.post("/execute", json=_map([f"t{i}" for i in range(20)], maxTokens=10))
+        assert response.status_code == 429, response.text
+        error = response.json()["error"]
+        assert error["code"] == "QUOTA_EXCEEDED"
+        assert error["details"]["resource"] == "tokens"
+        daily = client.get("/quotas/user/me").json()["daily"]
+    sent = lm_server.stats().requests
+    assert 1 <= sent < 20
+    assert daily["tokensUsed"] <= 100
+    assert daily["tokensRemaining"] >= 0
+
+
+def test_a_model_the_provider_does_not_offer_is_400_before_anything_runs(
+    api: Api, lm_server: FakeLMServer
+) -> None:
+    _, client = _user(api)
+    lm_server.reset_stats()
+    with client:
+        response = client.post("/execute", json=_map(["x"], model="gpt-nope"))
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "INVALID_INPUT"
+        assert error["details"]["field"] == "input.params.model"
+        assert client.get("/quotas/user/me").json()["daily"]["agentsUsed"] == 0
+    assert lm_server.stats().requests == 0
