@@ -45,11 +45,16 @@ def test_rlm_serve_token_execute_and_ctrl_c(tmp_path: Path) -> None:
     try:
         base = f"http://127.0.0.1:{port}/v1"
 
-        def healthy() -> bool:
+        def ready() -> bool:
+            # Ready is what a user waits for: the banner (printed once serve.run has returned)
+            # and a health answer. The proxy may answer before serve.run returns, and a
+            # Ctrl-C then would interrupt it before the banner is printed.
             assert server.poll() is None, "".join(lines)
+            if base not in "".join(lines):
+                return False
             return ok_response(lambda: httpx.get(f"{base}/health", timeout=2)) is not None
 
-        wait_until(healthy, 150, "rlm serve answers /health", interval=1)
+        wait_until(ready, 150, "rlm serve prints its banner and answers /health", interval=1)
         token = subprocess.run(
             [sys.executable, "-m", "rlm", "token", "--sub", "alice", "--tier", "user"],
             env=env,
