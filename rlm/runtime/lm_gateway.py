@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import openai
 import ray
+from openai.types.chat import ChatCompletion
 
 from rlm.errors import InternalError, InvalidInput, RLMError
 from rlm.lm.limits import FairSlots, RatePacer
@@ -150,11 +151,18 @@ class LMGateway:
                 which = self._pick()
                 self._busy[which] += 1
                 try:
-                    response = await self._clients[which].chat.completions.create(
-                        model=model,
-                        messages=call["messages"],
-                        max_tokens=int(call["maxTokens"]),
-                        temperature=float(call["temperature"]),
+                    # The client's typed POST: the body is already in wire form, so the
+                    # parameter transform of ``chat.completions.create`` (about 1 ms of CPU
+                    # a call) is skipped; the answer is still a typed ``ChatCompletion``.
+                    response = await self._clients[which].post(
+                        "/chat/completions",
+                        cast_to=ChatCompletion,
+                        body={
+                            "model": model,
+                            "messages": call["messages"],
+                            "max_tokens": int(call["maxTokens"]),
+                            "temperature": float(call["temperature"]),
+                        },
                     )
                 finally:
                     self._busy[which] -= 1
