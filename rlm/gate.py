@@ -71,6 +71,8 @@ class AdmissionGate:
         self._limiter = limiter or RateLimiter()
         self._clock: Clock = clock or SystemClock()
         self._reservations: dict[str, str] = {}
+        # More calls held for running tasks, beyond their plan: (key, reservation id) each.
+        self._extensions: dict[str, list[tuple[str, str]]] = {}
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -132,13 +134,55 @@ class AdmissionGate:
             self._limiter.release(task_id)
 
     def settle(self, task_id: str, agent_calls: int, busy_s: float) -> None:
-        """Charge what a task actually used and free its hold (once)."""
+        """Charge what a task actually used and free its holds (once).
+
+        The calls are charged to the task's holds in order: its admission hold first, then
+        each extension (one call each), so the total charged is ``agent_calls``.
+        """
         reservation = self._reservations.pop(task_id, None)
-        if reservation is not None:
-            try:
-                self._quotas.reconcile(reservation, agent_calls, busy_s / 3600.0)
-            except Exception:  # pragma: no cover - never fail a task's ending over it
-                log.exception("could not reconcile the quota of task %s", task_id)
+        extensions = self._extensions.pop(task_id, [])
+        if reservation is None:
+            return
+        try:
+            first = max(0, agent_calls - len(extensions))
+            self._quotas.reconcile(reservation, first, busy_s / 3600.0)
+            left = agent_calls - first
+            for _, extension in extensions:
+                self._quotas.reconcile(extension, 1 if left > 0 else 0, 0.0)
+                left -= 1
+        except Exception:  # pragma: no cover - never fail a task's ending over it
+            log.exception("could not reconcile the quota of task %s", task_id)
+
+    def extend(self, task_id: str, admission: Admission, calls: int = 1) -> None:
+        """Hold ``calls`` more agent calls for a running task, before they are sent.
+
+        For calls the plan did not count (an LM operation asking again after an unparsable
+        answer): held on the same levels as the task, all or nothing, with no further
+        concurrency lease (the task holds its own).
+
+        Raises:
+            QuotaExceeded: some level has no room; nothing changed.
+        """
+        if admission.user_id is None or task_id not in self._reservations:
+            return
+        held = self._extensions.setdefault(task_id, [])
+        key = f"{task_id}+{len(held) + 1}"
+        reservation = self._quotas.reserve(
+            admission.user_id,
+            calls,
+            tier=admission.tier,
+            task_id=key,
+            team_id=admission.team_id if self._known("team", admission.team_id) else None,
+            org_id=admission.org_id if self._known("org", admission.org_id) else None,
+            concurrent_agents=0,
+        )
+        held.append((key, reservation.reservation_id))
+
+    def _owned(self, task_id: str | None) -> bool:
+        """Whether a hold's task is running here (an extension's key names its task)."""
+        if task_id is None:
+            return False
+        return task_id.split("+", 1)[0] in self._reservations
 
     def holds(self, task_id: str) -> bool:
         """Whether the gate holds quota for ``task_id`` (admitted, not yet settled)."""
@@ -167,7 +211,13 @@ class AdmissionGate:
         e.g. a trusted Python caller, as for agent calls)."""
         if admission is None or admission.user_id is None:
             return None
-        return TaskTokens(self._quotas, task_id, admission, self._known)
+        return TaskTokens(
+            self._quotas,
+            task_id,
+            admission,
+            self._known,
+            lambda: self.extend(task_id, admission),
+        )
 
     def _known(self, kind: str, name: str | None) -> bool:
         # Tokens may name teams and orgs the operator never loaded. Such a claim counts as no
@@ -202,11 +252,11 @@ class AdmissionGate:
         cutoff = utc_now_from(self._clock) - self._hold_ttl
         reaped = 0
         for held in self._quotas.open_reservations():
-            if held.task_id not in self._reservations and held.created_at <= cutoff:
+            if not self._owned(held.task_id) and held.created_at <= cutoff:
                 self._quotas.release(held.reservation_id)
                 reaped += 1
         for tokens in self._quotas.open_token_holds():
-            if tokens.task_id not in self._reservations and tokens.created_at <= cutoff:
+            if not self._owned(tokens.task_id) and tokens.created_at <= cutoff:
                 self._quotas.release_tokens(tokens.hold_id)
                 reaped += 1
         if reaped:
@@ -242,7 +292,8 @@ class AdmissionGate:
 
 
 class TaskTokens:
-    """One task's LM token holds on the quota ledger (the broker's ``TokenQuota``).
+    """One task's LM token holds on the quota ledger (the broker's ``TokenQuota``), and
+    ``extra_call()``, which holds one more agent call for a request the plan did not count.
 
     Each LM request holds its worst case on the user's daily token quota before it is sent
     (refused with ``QUOTA_EXCEEDED`` over ``dailyTokenLimit``) and settles to the provider's
@@ -256,8 +307,10 @@ class TaskTokens:
         task_id: str,
         admission: Admission,
         known: Callable[[str, str | None], bool],
+        extend: Callable[[], None],
     ) -> None:
         assert admission.user_id is not None
+        self.extra_call = extend
         self._quotas = quotas
         self._task_id = task_id
         self._user_id = admission.user_id

@@ -86,12 +86,12 @@ def _is_small(value: Any, depth: int = 0) -> bool:
 _USER_ERRORS = (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError)
 
 
-#: Asks the core's LM broker for one request of a task, blocking: ``("ok", text)``,
-#: ``("err", payload)`` or ``("stopped", None)``.
-AskLM = Callable[[str, LMRequest], tuple[str, Any]]
+#: Asks the core's LM broker for one request of a task (``extra``: not the call's first),
+#: blocking: ``("ok", text)``, ``("err", payload)`` or ``("stopped", None)``.
+AskLM = Callable[[str, LMRequest, bool], tuple[str, Any]]
 
 #: The core's ``lm_call`` coroutine, for the core's in-process agent.
-LMCall = Callable[[str, LMRequest], Coroutine[Any, Any, tuple[str, Any]]]
+LMCall = Callable[[str, LMRequest, bool], Coroutine[Any, Any, tuple[str, Any]]]
 
 
 class _BrokerLM:
@@ -107,12 +107,17 @@ class _BrokerLM:
         self._ask = ask
         self._task_id = task_id
         self._token = token
+        self._asked = 0
         self.calls = 0
 
     def complete(self, request: LMRequest) -> str:
         if self._token.is_set():
             raise CallCancelled("the task was cancelled")
-        kind, value = self._ask(self._task_id, request)
+        # The plan counted one agent call for this call; each further request is held on
+        # the quotas as one more before it is sent.
+        extra = self._asked > 0
+        self._asked += 1
+        kind, value = self._ask(self._task_id, request, extra)
         if kind == "stopped":
             raise CallCancelled("the task was stopped")
         self.calls += 1
@@ -154,7 +159,9 @@ class Agent:
         self._lm_call = lm_call
         self._ask: AskLM | None = None
         if core is not None:
-            self._ask = lambda task_id, request: ray.get(core.lm_call.remote(task_id, request))
+            self._ask = lambda task_id, request, extra: ray.get(
+                core.lm_call.remote(task_id, request, extra)
+            )
         self._ops: OrderedDict[bytes, Operation] = OrderedDict()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-agent-{index}")
         self._lm_threads = ThreadPoolExecutor(
@@ -301,8 +308,8 @@ class Agent:
                 # In the core's process: the broker runs on this very loop, so a call's thread
                 # hands its request to the loop rather than to Ray.
                 lm_call = self._lm_call
-                self._ask = lambda task_id, request: asyncio.run_coroutine_threadsafe(
-                    lm_call(task_id, request), loop
+                self._ask = lambda task_id, request, extra: asyncio.run_coroutine_threadsafe(
+                    lm_call(task_id, request, extra), loop
                 ).result()
             pool = self._lm_threads if uses_lm else self._thread
             done = iter(await loop.run_in_executor(pool, self._call_many, runnable))

@@ -236,7 +236,9 @@ class HypervisorCore:
         """Counts for health checks: tasks running, calls in flight and queued."""
         return {"tasks": len(self._table), **self._scheduler.counts()}
 
-    async def lm_call(self, task_id: str, request: LMRequest) -> tuple[str, Any]:
+    async def lm_call(
+        self, task_id: str, request: LMRequest, extra: bool = False
+    ) -> tuple[str, Any]:
         """One LM request of a running task's agent call (see :class:`LMBroker`).
 
         Returns:
@@ -244,7 +246,7 @@ class HypervisorCore:
             task has ended (the agent's call then stops).
         """
         try:
-            reply = await self._broker.call(task_id, request)
+            reply = await self._broker.call(task_id, request, extra=extra)
         except CallStopped:
             return "stopped", None
         except RLMError as err:

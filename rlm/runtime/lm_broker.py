@@ -61,6 +61,10 @@ class TokenQuota(Protocol):
         """Drop the hold; nothing is charged."""
         ...
 
+    def extra_call(self) -> None:
+        """Hold one more agent call (a request the plan did not count), or raise."""
+        ...
+
 
 @dataclass
 class _Account:
@@ -161,8 +165,11 @@ class LMBroker:
 
     # -- one call -----------------------------------------------------------------------------
 
-    async def call(self, task_id: str, request: LMRequest) -> LMReply:
+    async def call(self, task_id: str, request: LMRequest, *, extra: bool = False) -> LMReply:
         """Admit, send and account one call (see the module docstring).
+
+        ``extra`` marks a request beyond the one its agent call's plan counted (a second
+        request of the same call): it also holds one more agent call on the user's quotas.
 
         Raises:
             CallStopped: the task has ended.
@@ -192,6 +199,8 @@ class LMBroker:
         quota_hold = None
         try:
             if account.quota is not None:
+                if extra:
+                    account.quota.extra_call()
                 quota_hold = account.quota.reserve(worst)
             answer = await self._send(
                 account, provider, model, messages, max_tokens, request, worst

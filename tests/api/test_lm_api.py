@@ -31,9 +31,9 @@ def _map(items: list[str], options: dict[str, Any] | None = None, **params: Any)
     }
 
 
-def _user(api: Api, **limits: Any) -> tuple[str, Any]:
+def _user(api: Api, daily: int = 1000, **limits: Any) -> tuple[str, Any]:
     user = f"lm-{uuid.uuid4().hex[:8]}"
-    _limits(api, user, daily=1000, **limits)
+    _limits(api, user, daily=daily, **limits)
     token = api.token(sub=user, scopes="rlm:execute rlm:read rlm:quota:read", org="acme")
     return user, api.client(token)
 
@@ -112,3 +112,39 @@ def test_a_model_the_provider_does_not_offer_is_400_before_anything_runs(
         assert error["details"]["field"] == "input.params.model"
         assert client.get("/quotas/user/me").json()["daily"]["agentsUsed"] == 0
     assert lm_server.stats().requests == 0
+
+
+def _classify(items: list[str]) -> dict[str, Any]:
+    return {
+        "type": "parallel",
+        "description": "classify over HTTP",
+        "input": {"items": items, "operation": "llm_classify", "params": {"labels": ["a", "b"]}},
+        "options": {"memo": False},
+    }
+
+
+@pytest.mark.parametrize("daily", [1, 2])
+def test_a_request_beyond_the_plan_is_held_on_the_quota_before_it_is_sent(
+    api: Api, lm_server: FakeLMServer, daily: int
+) -> None:
+    # The stand-in's replies never parse as labels, so the one planned call asks again: that
+    # second request is one more agent call, held before it is sent. With a daily limit of
+    # one it is refused and never reaches the provider; with two it is sent and charged.
+    _, client = _user(api, daily=daily)
+    lm_server.reset_stats()
+    with client:
+        response = client.post("/execute", json=_classify(["x", "y", "z"]))
+        used = client.get("/quotas/user/me").json()["daily"]["agentsUsed"]
+    if daily == 1:
+        assert response.status_code == 429, response.text
+        error = response.json()["error"]
+        assert error["code"] == "QUOTA_EXCEEDED" and error["details"]["resource"] == "agents"
+        assert lm_server.stats().requests == 1
+        assert used <= 1
+    else:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["output"] == {"a": 0, "b": 0, "unparsed": 3}
+        assert body["agentCalls"] == 2 and body["usage"]["lmCalls"] == 2
+        assert lm_server.stats().requests == 2
+        assert used == 2

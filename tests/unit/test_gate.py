@@ -203,3 +203,36 @@ def test_an_engine_starting_releases_every_open_hold(
     gate.admit(admission(), claim("t"), agents=1)
     assert gate.release_open_holds() == 1
     assert quotas.open_reservations() == []
+
+
+def test_calls_beyond_the_plan_are_held_before_they_are_sent(
+    gate: AdmissionGate, quotas: QuotaLedgerService, clock: FrozenClock
+) -> None:
+    daily_limit(quotas, "ada", 5)
+    adm = admission()
+    plan = claim("t").plan  # 4 calls: three leaves and a combine
+    gate.admit(adm, Claim("t", plan), agents=2)
+    gate.extend("t", adm)  # the fifth call fits
+    status = quotas.user_status("ada")
+    assert (status.daily.agents_used, status.current_concurrent_agents) == (5, 2)  # no lease
+    with pytest.raises(QuotaExceeded):
+        gate.extend("t", adm)  # a sixth does not; nothing changed
+    assert quotas.user_status("ada").daily.agents_used == 5
+    clock.advance(timedelta(seconds=61))
+    assert gate.reap_holds() == 0  # the extension belongs to a running task
+    gate.release("t", adm)
+    gate.settle("t", 3, 0.0)  # fewer calls than held: three are charged in all
+    assert quotas.open_reservations() == []
+    assert quotas.user_status("ada").daily.agents_used == 3
+
+
+def test_every_held_call_can_be_charged(gate: AdmissionGate, quotas: QuotaLedgerService) -> None:
+    adm = admission()
+    gate.admit(adm, claim("t"), agents=2)
+    gate.extend("t", adm)
+    gate.extend("t", adm)
+    gate.settle("t", 6, 0.0)
+    assert quotas.open_reservations() == []
+    assert quotas.user_status("ada").daily.agents_used == 6
+    gate.extend("t", adm)  # a settled task holds nothing more
+    assert quotas.open_reservations() == []
