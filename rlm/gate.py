@@ -174,7 +174,7 @@ class AdmissionGate:
             task_id=key,
             team_id=admission.team_id if self._known("team", admission.team_id) else None,
             org_id=admission.org_id if self._known("org", admission.org_id) else None,
-            concurrent_agents=0,
+            extends=task_id,
         )
         held.append((key, reservation.reservation_id))
 

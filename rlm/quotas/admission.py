@@ -47,8 +47,7 @@ class AdmissionRequest:
         tier: The user's tier.
         team_id: The team pool to charge, if any.
         org_id: The org to charge; ``None``: the org recorded for the user.
-        concurrent_agents: The lease size (>= 1 for a task; 0 for more calls of a task
-            that already holds its lease).
+        concurrent_agents: The lease size (>= 1).
         compute: Planned micro-hours.
     """
 
@@ -82,7 +81,7 @@ class AdmissionRequest:
             tier=parse_tier(tier),
             team_id=None if team_id is None else check_id(team_id, "teamId"),
             org_id=None if org_id is None else check_id(org_id, "orgId"),
-            concurrent_agents=check_count(concurrent_agents, "concurrentAgents", minimum=0),
+            concurrent_agents=check_count(concurrent_agents, "concurrentAgents", minimum=1),
             compute=to_micro(compute_hours, field="computeHours"),
         )
 

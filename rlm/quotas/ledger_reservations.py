@@ -75,6 +75,7 @@ class LedgerReservations(LedgerCore):
         org_id: str | None = None,
         concurrent_agents: int = 1,
         compute_hours: float = 0.0,
+        extends: str | None = None,
     ) -> Reservation:
         """Hold ``agents`` planned calls on every level at once, plus a concurrency lease.
 
@@ -91,6 +92,8 @@ class LedgerReservations(LedgerCore):
             org_id: The user's org; default: the org recorded for the user, if any.
             concurrent_agents: Agents the task runs at once (the lease size).
             compute_hours: Planned compute, held like agent calls (usually 0: unknown).
+            extends: The taskId of a running task these calls belong to (calls its plan did
+                not count): they take no concurrency lease, the task holds its own.
 
         Returns:
             The reservation to reconcile or release.
@@ -105,6 +108,9 @@ class LedgerReservations(LedgerCore):
         request = AdmissionRequest.parse(
             user_id, agents, tier, team_id, org_id, concurrent_agents, compute_hours
         )
+        if extends is not None:
+            check_id(extends, "extends")
+            request = replace(request, concurrent_agents=0)
         if request.team_id is None:  # a member always draws on its team's pool
             request = replace(request, team_id=self._state.teams.team_of(request.user_id))
         existing = self._state.open_by_task.get(task_id)

@@ -236,3 +236,18 @@ def test_every_held_call_can_be_charged(gate: AdmissionGate, quotas: QuotaLedger
     assert quotas.user_status("ada").daily.agents_used == 6
     gate.extend("t", adm)  # a settled task holds nothing more
     assert quotas.open_reservations() == []
+
+
+def test_an_extension_survives_a_restart_and_is_released_like_any_hold(
+    gate: AdmissionGate, quotas: QuotaLedgerService, tmp_path: Path, clock: FrozenClock
+) -> None:
+    adm = admission()
+    gate.admit(adm, claim("t"), agents=2)
+    gate.extend("t", adm)
+    quotas.close()  # the engine stopped
+    reopened = QuotaLedgerService(tmp_path / "quotas.db", clock=clock)
+    held = {h.task_id: h.concurrent_agents for h in reopened.open_reservations()}
+    assert held == {"t": 2, "t+1": 0}
+    after = AdmissionGate(reopened, hold_ttl_s=60.0, clock=clock)
+    assert after.release_open_holds() == 2
+    assert reopened.user_status("ada").daily.agents_used == 0
