@@ -635,6 +635,12 @@ def test_exports_are_sorted() -> None:
         inputs,
         journal,
         ledger,
+        ledger_core,
+        ledger_orgs,
+        ledger_reservations,
+        ledger_teams,
+        ledger_tokens,
+        ledger_users,
         orgs,
         records,
         service,
@@ -647,7 +653,8 @@ def test_exports_are_sorted() -> None:
     )
 
     modules = (package, accounts, admission, alerts, changes, clock, counters, inputs, journal)
-    modules += (ledger,)
+    modules += (ledger, ledger_core, ledger_orgs, ledger_reservations, ledger_teams)
+    modules += (ledger_tokens, ledger_users)
     modules += (orgs, records, service, settings, state, store, teams, tokens, windows)
     for module in modules:
         assert module.__all__ == sorted(module.__all__), module.__name__
