@@ -379,6 +379,12 @@ class Hypervisor:
         busy: list[dict[str, Any]] = ray.get(self._core.agents_busy.remote())
         return busy
 
+    def lm_gateways(self) -> list[dict[str, Any]]:
+        """Each started LM gateway shard's counters: provider, requests sent, answered,
+        retried and failed, in flight now and at most (overall and by tenant)."""
+        stats: list[dict[str, Any]] = ray.get(self._core.lm_stats.remote())
+        return stats
+
     def engine_info(self) -> dict[str, Any]:
         """The pool's size and the process ids of the core and the agents."""
         info: dict[str, Any] = ray.get(self._core.ready.remote())

@@ -96,7 +96,8 @@ class LMBroker:
         self._providers = providers
         self._memo = memo
         self._factory = gateway_factory or (lambda p: GatewayActor.remote(p))
-        self._gateways: dict[str, Any] = {}
+        self._gateways: dict[str, list[Any]] = {}
+        self._busy: dict[str, list[int]] = {}
         self._accounts: dict[str, _Account] = {}
 
     # -- tasks --------------------------------------------------------------------------------
@@ -153,15 +154,21 @@ class LMBroker:
         """
         return resolve_provider(self._providers, provider, model)
 
-    def _gateway(self, provider: ProviderSettings) -> Any:
-        gateway = self._gateways.get(provider.name)
-        if gateway is None:
-            gateway = self._gateways[provider.name] = self._factory(provider)
-        return gateway
+    def _gateway(self, provider: ProviderSettings) -> int:
+        """The provider's least busy gateway shard (started on first use), counted busy."""
+        shards = self._gateways.get(provider.name)
+        if shards is None:
+            shards = self._gateways[provider.name] = [self._factory(p) for p in provider.shards()]
+            self._busy[provider.name] = [0] * len(shards)
+        busy = self._busy[provider.name]
+        shard = min(range(len(busy)), key=busy.__getitem__)
+        busy[shard] += 1
+        return shard
 
     async def gateway_stats(self) -> list[dict[str, Any]]:
-        """Each started gateway's counters."""
-        return list(await asyncio.gather(*(g.stats.remote() for g in self._gateways.values())))
+        """Each started gateway shard's counters."""
+        every = [g for shards in self._gateways.values() for g in shards]
+        return list(await asyncio.gather(*(g.stats.remote() for g in every)))
 
     # -- one call -----------------------------------------------------------------------------
 
@@ -263,7 +270,8 @@ class LMBroker:
             "temperature": request.temperature,
             "tokens": worst,
         }
-        ref = self._gateway(provider).complete.remote(account.tenant, call)
+        shard = self._gateway(provider)
+        ref = self._gateways[provider.name][shard].complete.remote(account.tenant, call)
         account.inflight.add(ref)
         try:
             if account.stopped:  # stopped while this call was being admitted
@@ -288,6 +296,7 @@ class LMBroker:
             ) from None
         finally:
             account.inflight.discard(ref)
+            self._busy[provider.name][shard] -= 1
 
     @staticmethod
     def _settle(

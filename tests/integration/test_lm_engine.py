@@ -64,6 +64,8 @@ def lm_hv(
         "providers:\n"
         f"  - {{name: narrow, baseUrl: '{server.url}', apiKeyEnv: RLM_TEST_LM_KEY,"
         " model: fake-model, maxConcurrency: 4, maxInflightPerTenant: 2}\n"
+        f"  - {{name: sharded, baseUrl: '{server.url}', apiKeyEnv: RLM_TEST_LM_KEY,"
+        " model: fake-model, maxConcurrency: 4, maxInflightPerTenant: 2, gatewayShards: 2}\n"
         f"  - {{name: badkey, baseUrl: '{server.url}', model: fake-model}}\n"
         "  - {name: nowhere, baseUrl: 'http://127.0.0.1:9/v1', model: fake-model,"
         " maxRetries: 0, timeoutS: 5}\n"
@@ -208,14 +210,17 @@ def test_cancel_stops_new_calls_within_one_latency(
     assert after < 60
 
 
+@pytest.mark.parametrize("provider", ["narrow", "sharded"])
 def test_many_tasks_of_one_tenant_respect_provider_and_tenant_caps(
-    lm_hv: rlm.Hypervisor, server: FakeLMServer
+    lm_hv: rlm.Hypervisor, server: FakeLMServer, provider: str
 ) -> None:
+    # "sharded" splits the same limits over two gateway processes (one in flight per tenant
+    # each): together they must hold exactly what one gateway holds.
     server.latency_s = 0.05
     requests = [
         _map(
             [f"t{t}-{i}" for i in range(4)],
-            provider="narrow",
+            provider=provider,
             options={"leafSize": 1, "memo": False},
         )
         for t in range(64)
@@ -227,6 +232,10 @@ def test_many_tasks_of_one_tenant_respect_provider_and_tenant_caps(
     assert stats.requests == 256
     # "narrow": 4 at once, 2 per tenant; every task here belongs to one tenant.
     assert 1 <= stats.max_in_flight <= 2
+    shards = [g for g in lm_hv.lm_gateways() if g["provider"] == provider]
+    assert len(shards) == (2 if provider == "sharded" else 1)
+    assert sum(g["answered"] for g in shards) >= 256
+    assert all(max(g["maxInflightByTenant"].values()) <= 2 // len(shards) for g in shards)
 
 
 @pytest.mark.parametrize(

@@ -173,3 +173,42 @@ def test_bad_providers_files_are_clear(tmp_path: Path, text: str, match: str) ->
 def test_a_missing_providers_file_is_clear(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="cannot read"):
         load_providers(tmp_path / "nope.yaml", {})
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    concurrency=st.integers(1, 300),
+    per_tenant=st.one_of(st.none(), st.integers(1, 50)),
+    rpm=st.one_of(st.none(), st.integers(1, 5000)),
+    tpm=st.one_of(st.none(), st.integers(1, 10**6)),
+    shards=st.one_of(st.none(), st.integers(1, 16)),
+)
+def test_gateway_shards_split_every_limit_exactly(
+    concurrency: int, per_tenant: int | None, rpm: int | None, tpm: int | None, shards: int | None
+) -> None:
+    from rlm.lm.settings import ProviderSettings
+
+    provider = ProviderSettings(
+        base_url="http://x/v1",
+        model="m",
+        max_concurrency=concurrency,
+        max_inflight_per_tenant=per_tenant,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        gateway_shards=shards,
+    )
+    parts = provider.shards()
+    assert sum(p.max_concurrency for p in parts) == concurrency
+    for field, total in (
+        ("max_inflight_per_tenant", per_tenant),
+        ("requests_per_minute", rpm),
+        ("tokens_per_minute", tpm),
+    ):
+        values = [getattr(p, field) for p in parts]
+        if total is None:
+            assert values == [None] * len(parts)
+        else:
+            assert sum(values) == total and min(values) >= 1
+    wanted = shards or min(8, max(1, concurrency // 32))
+    limits = [c for c in (concurrency, per_tenant, rpm, tpm) if c is not None]
+    assert len(parts) == min([wanted, *limits])  # as many as asked, never a share of 0
