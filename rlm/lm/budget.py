@@ -50,6 +50,10 @@ class TaskBudget:
         self._budget = budget or Budget()
         self._ids = itertools.count(1)
         self._holds: dict[int, BudgetHold] = {}
+        # What the open holds add up to, kept as they open and close (a task may have
+        # hundreds in flight; summing them on every reservation would be quadratic).
+        self._held_tokens = 0
+        self._held_cost = 0.0
         self.calls = 0
         self.tokens = 0
         self.cost_usd = 0.0
@@ -60,8 +64,14 @@ class TaskBudget:
         return self._budget
 
     def _held(self) -> tuple[int, int, float]:
-        holds = self._holds.values()
-        return len(self._holds), sum(h.tokens for h in holds), sum(h.cost_usd for h in holds)
+        return len(self._holds), self._held_tokens, self._held_cost
+
+    def _close(self, hold: BudgetHold) -> bool:
+        if self._holds.pop(hold.hold_id, None) is None:
+            return False
+        self._held_tokens -= hold.tokens
+        self._held_cost = max(0.0, self._held_cost - hold.cost_usd) if self._holds else 0.0
+        return True
 
     def reserve(self, tokens: int, cost_usd: float) -> BudgetHold:
         """Hold one call's worst case, or refuse it.
@@ -81,6 +91,8 @@ class TaskBudget:
             raise self._refusal("costUsd", b.cost_usd, self.cost_usd, held_cost, cost_usd)
         hold = BudgetHold(next(self._ids), tokens, cost_usd)
         self._holds[hold.hold_id] = hold
+        self._held_tokens += tokens
+        self._held_cost += cost_usd
         return hold
 
     def settle(self, hold: BudgetHold, tokens: int, cost_usd: float, *, counted: bool) -> None:
@@ -93,7 +105,7 @@ class TaskBudget:
             counted: Whether the call counts against ``lmCalls`` (an answered call does; a
                 call that was never answered, or was answered from the memo cache, does not).
         """
-        if self._holds.pop(hold.hold_id, None) is None:
+        if not self._close(hold):
             return
         if counted:
             self.calls += 1
@@ -102,7 +114,7 @@ class TaskBudget:
 
     def release(self, hold: BudgetHold) -> None:
         """Drop a hold: the call was never answered; nothing is charged."""
-        self._holds.pop(hold.hold_id, None)
+        self._close(hold)
 
     @staticmethod
     def _refusal(name: str, limit: float, used: float, held: float, needs: float) -> QuotaExceeded:

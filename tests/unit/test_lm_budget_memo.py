@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,29 @@ def test_gateway_shards_split_every_limit_exactly(
     wanted = shards or min(8, max(1, concurrency // 32))
     limits = [c for c in (concurrency, per_tenant, rpm, tpm) if c is not None]
     assert len(parts) == min([wanted, *limits])  # as many as asked, never a share of 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["reserve", "settle", "release"]), st.integers(0, 50)),
+        max_size=40,
+    )
+)
+def test_what_is_held_always_equals_the_open_holds(steps: list[tuple[str, int]]) -> None:
+    budget = TaskBudget(Budget(tokens=500, cost_usd=5.0))
+    open_holds = []
+    for action, n in steps:
+        if action == "reserve":
+            with contextlib.suppress(QuotaExceeded):
+                open_holds.append(budget.reserve(n, n / 100))
+        elif open_holds:
+            hold = open_holds.pop(n % len(open_holds))
+            if action == "settle":
+                budget.settle(hold, n, 0.0, counted=True)
+            else:
+                budget.release(hold)
+        calls, tokens, cost = budget._held()
+        assert calls == len(open_holds)
+        assert tokens == sum(h.tokens for h in open_holds)
+        assert cost == pytest.approx(sum(h.cost_usd for h in open_holds))
