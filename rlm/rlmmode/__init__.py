@@ -51,14 +51,14 @@ from rlm.rlmmode.prompts import (
 )
 
 __all__ = [
-    "FEEDBACK_LIMIT",
-    "MAX_MESSAGE_BYTES",
     "Call",
     "ContextMetadata",
     "Done",
     "Exec",
+    "FEEDBACK_LIMIT",
     "FinalAnswer",
     "HostMessage",
+    "MAX_MESSAGE_BYTES",
     "Resolution",
     "Result",
     "SandboxMessage",

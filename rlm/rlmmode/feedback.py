@@ -24,8 +24,8 @@ __all__ = [
     "NO_OUTPUT",
     "format_cell_feedback",
     "format_turn_feedback",
-    "truncation_marker",
     "truncate_middle",
+    "truncation_marker",
 ]
 
 #: Characters of one cell's feedback the root model sees (the reference's 20K).

@@ -39,15 +39,15 @@ from typing import Any, ClassVar, Literal, Protocol, TypeAlias, get_args
 from rlm.errors import ProtocolError
 
 __all__ = [
-    "CALL_KINDS",
-    "MAX_MESSAGE_BYTES",
     "BATCHED_KINDS",
+    "CALL_KINDS",
     "Call",
     "CallKind",
     "Done",
     "Exec",
     "HostMessage",
     "LineSource",
+    "MAX_MESSAGE_BYTES",
     "Message",
     "Result",
     "SandboxMessage",

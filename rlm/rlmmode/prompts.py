@@ -35,9 +35,9 @@ from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
 __all__ = [
-    "PREVIEW_CHARS",
     "ContextMetadata",
     "ContextPreview",
+    "PREVIEW_CHARS",
     "context_metadata",
     "final_turn_prompt",
     "metadata_text",
