@@ -110,7 +110,8 @@ def context_metadata(context: object, preview_chars: int = PREVIEW_CHARS) -> Con
         total = len(context)
     elif isinstance(context, Mapping):
         items = len(context)
-        total = sum(_item_length(v) for v in context.values())
+        # A dict's values count as text (a chat message's "content" counts in lists only).
+        total = sum(len(_text_of(v)) for v in context.values())
     elif isinstance(context, Sequence):
         items = len(context)
         total = sum(_item_length(v) for v in context)

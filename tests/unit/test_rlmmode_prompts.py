@@ -26,6 +26,7 @@ METADATA_CASES = [
     ),
     pytest.param([{"a": 1}, {"b": "x"}], "list", 18, 2, id="list of objects: JSON text"),
     pytest.param([], "list", 0, 0, id="empty list"),
+    pytest.param({"m": {"content": "hi"}}, "dict", 17, 1, id="dict values are JSON, not content"),
 ]
 
 
