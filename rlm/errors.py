@@ -12,6 +12,7 @@ error code and HTTP status, plus structured fields in ``details``::
     ├── QuotaExceeded             QUOTA_EXCEEDED  429   (resource, limit, used, resetTime)
     ├── RateLimited               RATE_LIMITED    429   (retryAfterS)
     └── InternalError             INTERNAL_ERROR  500
+        └── ProtocolError         INTERNAL_ERROR  500   (reason)
 
 The server renders these in one handler; the SDK raises the same classes from a response body
 (:func:`error_from_payload`).
@@ -26,6 +27,7 @@ __all__ = [
     "Forbidden",
     "InternalError",
     "InvalidInput",
+    "ProtocolError",
     "QuotaExceeded",
     "RLMError",
     "RateLimited",
@@ -167,6 +169,29 @@ class InternalError(RLMError):
 
     code = "INTERNAL_ERROR"
     status = 500
+
+
+class ProtocolError(InternalError):
+    """A message between the host and an RLM sandbox broke the wire protocol (500).
+
+    Raised for malformed JSON, an unknown message type, a field of the wrong type or an
+    oversized message (:mod:`rlm.rlmmode.messages`). The sandbox is untrusted: the host stops
+    a sandbox that sends one, and the task fails with this error. It shares
+    ``INTERNAL_ERROR`` with its parent, so it is not in :data:`ERRORS_BY_CODE`.
+
+    Args:
+        message: A sentence for a person.
+        reason: ``"oversized"``, ``"malformed"`` (not a JSON line), ``"invalid"`` (JSON that
+            is not a valid message) or ``"truncated"`` (the stream ended mid-line).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message, {"reason": reason})
+
+    @property
+    def reason(self) -> str:
+        """Why the message was refused."""
+        return str(self.details.get("reason", "invalid"))
 
 
 ERRORS_BY_CODE: dict[str, type[RLMError]] = {

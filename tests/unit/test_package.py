@@ -15,6 +15,7 @@ PURE_MODULES = [
     "rlm.models",
     "rlm.operations",
     "rlm.planning",
+    "rlm.rlmmode",
     "rlm.inputs",
     "rlm.execution",
     "rlm.gate",

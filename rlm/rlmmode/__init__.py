@@ -1,0 +1,83 @@
+"""RLM mode's protocol, pure: what the root model reads and writes, and the sandbox's wire.
+
+The root model never reads the long context; it drives a Python REPL where the context is a
+variable and sub-models are functions. This package holds the parts of that loop that need no
+Ray, no process and no model, compatible with the reference implementation (``rlms`` 0.1.3)
+so that the same model output drives both:
+
+* :mod:`~rlm.rlmmode.blocks`: ```` ```repl ```` blocks and ``FINAL``/``FINAL_VAR`` in a reply;
+* :mod:`~rlm.rlmmode.prompts`: the system prompt, the context's metadata, each turn's prompt;
+* :mod:`~rlm.rlmmode.feedback`: a cell's output as the root reads it, truncated head + tail;
+* :mod:`~rlm.rlmmode.answer`: when a turn has answered, and what the answer is;
+* :mod:`~rlm.rlmmode.messages`: the JSON-lines wire between the host and the sandbox.
+"""
+
+from __future__ import annotations
+
+from rlm.rlmmode.answer import (
+    Resolution,
+    answer_from_dict,
+    answer_from_last_reply,
+    resolve_final,
+    turn_answer,
+)
+from rlm.rlmmode.blocks import FinalAnswer, extract_code_blocks, find_final
+from rlm.rlmmode.feedback import (
+    FEEDBACK_LIMIT,
+    format_cell_feedback,
+    format_turn_feedback,
+    truncate_middle,
+)
+from rlm.rlmmode.messages import (
+    MAX_MESSAGE_BYTES,
+    Call,
+    Done,
+    Exec,
+    HostMessage,
+    Result,
+    SandboxMessage,
+    Shutdown,
+    decode_from_host,
+    decode_from_sandbox,
+    encode_message,
+    read_line,
+)
+from rlm.rlmmode.prompts import (
+    ContextMetadata,
+    context_metadata,
+    final_turn_prompt,
+    system_prompt,
+    turn_prompt,
+)
+
+__all__ = [
+    "Call",
+    "ContextMetadata",
+    "Done",
+    "Exec",
+    "FEEDBACK_LIMIT",
+    "FinalAnswer",
+    "HostMessage",
+    "MAX_MESSAGE_BYTES",
+    "Resolution",
+    "Result",
+    "SandboxMessage",
+    "Shutdown",
+    "answer_from_dict",
+    "answer_from_last_reply",
+    "context_metadata",
+    "decode_from_host",
+    "decode_from_sandbox",
+    "encode_message",
+    "extract_code_blocks",
+    "final_turn_prompt",
+    "find_final",
+    "format_cell_feedback",
+    "format_turn_feedback",
+    "read_line",
+    "resolve_final",
+    "system_prompt",
+    "truncate_middle",
+    "turn_answer",
+    "turn_prompt",
+]
