@@ -179,7 +179,7 @@ class _Process:
 
 
 def _uids_in_use() -> dict[int, list[int]]:
-    """Real uid -> pids, from ``/proc``."""
+    """Real uid -> pids of live processes, from ``/proc`` (zombies are dead: skipped)."""
     found: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -187,6 +187,8 @@ def _uids_in_use() -> dict[int, list[int]]:
         try:
             with open(f"/proc/{entry.name}/status") as f:
                 for line in f:
+                    if line.startswith("State:") and line.split()[1] in ("Z", "X"):
+                        break
                     if line.startswith("Uid:"):
                         found.setdefault(int(line.split()[1]), []).append(int(entry.name))
                         break

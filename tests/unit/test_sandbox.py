@@ -105,7 +105,10 @@ def test_a_failing_callback_answers_error_strings() -> None:
     with Sandbox(Recorder(fail="quota exceeded")) as sandbox:
         result = sandbox.run("print(llm_query('a')); print(llm_query_batched(['b', 'c']))")
     assert result.error is None
-    assert result.stdout == "Error: quota exceeded\n['Error: quota exceeded', 'Error: quota exceeded']\n"
+    assert (
+        result.stdout
+        == "Error: quota exceeded\n['Error: quota exceeded', 'Error: quota exceeded']\n"
+    )
 
 
 def test_bad_arguments_fail_in_the_cell_without_reaching_the_host(
@@ -164,7 +167,7 @@ def test_frames_round_trip_in_pieces() -> None:
     [
         (10_000).to_bytes(4, "big"),  # longer than the limit: refused before buffering
         (2).to_bytes(4, "big") + b"[]",
-        (7).to_bytes(4, "big") + b"{\"op\":1",
+        (7).to_bytes(4, "big") + b'{"op":1',
         (1).to_bytes(4, "big") + b"\xff",
     ],
 )
