@@ -1,0 +1,21 @@
+"""The sandboxed REPL of RLM mode: model-written code runs in a confined child process.
+
+:class:`Sandbox` is the host-side handle (see :mod:`rlm.sandbox.host` for exactly how the child
+is confined); :mod:`rlm.sandbox.framing` is the wire format between them.
+"""
+
+from __future__ import annotations
+
+from rlm.sandbox.errors import SandboxDead, SandboxError, SandboxUnavailable
+from rlm.sandbox.host import HOST_FUNCTIONS, CellResult, HostCall, Sandbox, SandboxLimits
+
+__all__ = [
+    "HOST_FUNCTIONS",
+    "CellResult",
+    "HostCall",
+    "Sandbox",
+    "SandboxDead",
+    "SandboxError",
+    "SandboxLimits",
+    "SandboxUnavailable",
+]

@@ -1,0 +1,290 @@
+"""The REPL that runs inside the sandboxed child process (standard library only).
+
+The host does not import this module: it sends its source, with :mod:`rlm.sandbox.framing`'s,
+to ``python -I -S -c`` (see ``host._bootstrap``), which calls :func:`main`. Everything before
+the first cell is trusted start-up: it moves the protocol off fds 0/1, confines the process
+(user + network + mount namespaces, hidden paths, ``no_new_privs``) and sets the resource
+limits. Only then does model-written code run, in one persistent namespace.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import io
+import json
+import os
+import resource
+import signal
+import sys
+import traceback
+from types import ModuleType
+from typing import Any, BinaryIO
+
+__all__ = ["main"]
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_MS_RDONLY = 0x1
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_PR_SET_NO_NEW_PRIVS = 38
+_HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
+
+
+class _CPULimit(BaseException):
+    """Raised from SIGXCPU; a BaseException so ``except Exception`` in a cell does not eat it."""
+
+
+class _Capped(io.TextIOBase):
+    """A text sink keeping the first and last ``limit // 2`` characters and a count."""
+
+    def __init__(self, limit: int) -> None:
+        self._half = max(limit // 2, 1)
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail = ""
+        self._total = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        n = len(s)
+        self._total += n
+        room = self._half - self._head_len
+        if room > 0:
+            self._head.append(s[:room])
+            self._head_len += min(room, n)
+            s = s[room:]
+        if s:
+            self._tail = (self._tail + s[-self._half :])[-self._half :]
+        return n
+
+    def getvalue(self) -> str:
+        head = "".join(self._head)
+        dropped = self._total - len(head) - len(self._tail)
+        if dropped <= 0:
+            return head + self._tail
+        return f"{head}\n... [{dropped} characters truncated] ...\n{self._tail}"
+
+
+def _libc_check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _write_maps(uid: int, gid: int) -> None:
+    # Map only our own ids: an unprivileged process may do that and nothing more.
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"{gid} {gid} 1")
+
+
+def _confine(hidden_paths: list[str]) -> None:
+    """New user + network + mount namespaces; hide ``hidden_paths`` under empty read-only tmpfs.
+
+    The process already runs as an unprivileged uid (the host's Popen ``user=``), so the new
+    user namespace grants capabilities over these namespaces only. The network namespace has a
+    loopback that is down and no other interface. After the hiding mounts, a second user +
+    mount namespace makes them *locked*: code holding capabilities there can not unmount them.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.geteuid(), os.getegid()
+    _libc_check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS), "unshare")
+    _write_maps(uid, gid)
+    if not hidden_paths:
+        return
+    _libc_check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount private /")
+    flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    for path in hidden_paths:
+        result = libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, b"size=4k,mode=000")
+        if result != 0 and ctypes.get_errno() not in (2, 13):  # ENOENT, EACCES: unreachable
+            _libc_check(result, f"mount tmpfs over {path}")
+    _libc_check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS), "unshare (lock mounts)")
+    _write_maps(uid, gid)
+
+
+def _set_limits(config: dict[str, Any]) -> None:
+    def cap(which: int, value: int) -> None:
+        resource.setrlimit(which, (value, value))
+
+    cap(resource.RLIMIT_AS, int(config["memory_bytes"]))
+    cap(resource.RLIMIT_NPROC, int(config["max_processes"]))
+    cap(resource.RLIMIT_FSIZE, int(config["file_bytes"]))
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_CPU, int(config["cpu_s_total"]))
+    # A write past RLIMIT_FSIZE fails with EFBIG instead of killing the REPL.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):  # listdir's own fd, already closed
+                os.close(fd)
+
+
+class _Repl:
+    def __init__(self, framing: ModuleType, reader: BinaryIO, wfd: int, config: dict[str, Any]):
+        self._framing = framing
+        self._reader = reader
+        self._wfd = wfd
+        self._output_chars = int(config["output_chars"])
+        self._pid = os.getpid()
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        for name in _HOST_FUNCTIONS:
+            self.namespace[name] = self._host_function(name)
+        self.namespace["SHOW_VARS"] = self._show_vars
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = self._framing.encode(message)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._wfd, view) :]
+
+    def read(self) -> dict[str, Any] | None:
+        message: dict[str, Any] | None = self._framing.read_message(self._reader)
+        return message
+
+    def _host_function(self, kind: str) -> Any:
+        batched = kind.endswith("_batched")
+
+        def call(prompts: Any, model: str | None = None) -> Any:
+            items = list(prompts) if batched else [prompts]
+            if not all(isinstance(p, str) for p in items):
+                raise TypeError(f"{kind}: prompts must be str")
+            if model is not None and not isinstance(model, str):
+                raise TypeError(f"{kind}: model must be a str or None")
+            self.send({"op": "call", "kind": kind, "prompts": items, "model": model})
+            reply = self.read()
+            if reply is None or reply.get("op") != "reply":
+                raise RuntimeError(f"{kind}: the host did not answer")
+            results = [str(r) for r in reply["results"]]
+            return results if batched else results[0]
+
+        call.__name__ = kind
+        return call
+
+    def _show_vars(self) -> dict[str, str]:
+        hidden = {"__name__", "__builtins__", "SHOW_VARS", *_HOST_FUNCTIONS}
+        return {
+            k: type(v).__name__
+            for k, v in self.namespace.items()
+            if k not in hidden and not k.startswith("_")
+        }
+
+    def _format_error(self, exc: BaseException) -> str:
+        # Skip the REPL's own frame: the model should see its cell, not this file.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        sink = _Capped(self._output_chars)
+        sink.write(text)
+        return sink.getvalue()
+
+    def run(self, code: str, cpu_s: int) -> dict[str, Any]:
+        before = set(self.namespace)
+        out, err = _Capped(self._output_chars), _Capped(self._output_chars)
+        error: str | None = None
+        killed: str | None = None
+        _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        used = int(usage.ru_utime + usage.ru_stime) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (min(hard, used + max(cpu_s, 1)), hard))
+        sys.stdout, sys.stderr = out, err
+        try:
+            exec(compile(code, "<cell>", "exec"), self.namespace)
+        except _CPULimit:
+            killed = "cpu_limit"
+            error = f"CPU time limit of {cpu_s} s exceeded; the cell was stopped"
+        except BaseException as exc:  # everything a cell raises is feedback, SystemExit too
+            error = self._format_error(exc)
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+        if os.getpid() != self._pid:
+            os._exit(0)  # a fork of the REPL made by the cell: only the REPL answers
+        _reap()
+        return {
+            "op": "result",
+            "stdout": out.getvalue(),
+            "stderr": err.getvalue(),
+            "new_vars": [k for k in self.namespace if k not in before],
+            "error": error,
+            "killed_reason": killed,
+        }
+
+    def serve(self) -> None:
+        while True:
+            try:
+                message = self.read()
+            except KeyboardInterrupt:
+                continue  # an interrupt that arrived just after a cell ended
+            if message is None:
+                return
+            op = message["op"]
+            if op == "run":
+                self.send(self.run(str(message["code"]), int(message.get("cpu_s", 60))))
+            elif op == "context":
+                self.namespace["context"] = message["value"]
+                self.send({"op": "ok"})
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _on_sigxcpu(signum: int, frame: Any) -> None:
+    raise _CPULimit
+
+
+def main(framing: ModuleType, config_json: str) -> None:
+    """Start-up, confinement, then the REPL loop until the host closes the pipe."""
+    config = json.loads(config_json)
+    # The protocol moves to fresh fds; 0/1/2 become /dev/null so stray writes (a subprocess,
+    # os.write(1, ...)) can not corrupt the frames.
+    rfd, wfd = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    _close_other_fds({rfd, wfd})
+    reader = os.fdopen(rfd, "rb")
+    # Outside a cell, output goes nowhere.
+    sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    sys.stdout = sys.stderr = sink
+    sys.__stdout__ = sys.__stderr__ = sink  # type: ignore[misc]
+    repl = _Repl(framing, reader, wfd, config)
+    error: str | None = None
+    try:
+        if config["confine"]:
+            _confine(list(config["hidden_paths"]))
+        libc = ctypes.CDLL(None, use_errno=True)
+        _libc_check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+        _set_limits(config)
+    except OSError as exc:
+        error = str(exc)
+    repl.send({"op": "ready", "confined": bool(config["confine"]), "error": error})
+    if error is not None:
+        return
+    signal.signal(signal.SIGXCPU, _on_sigxcpu)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    repl.serve()

@@ -1,0 +1,199 @@
+"""Each isolation promise of the sandbox, proven against a real child process (no Ray).
+
+The host must run as root (as the service does): the sandbox starts each REPL as its own uid.
+A test's control case shows the thing it forbids is otherwise possible, so it fails for a reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rlm.sandbox import Sandbox, SandboxDead, SandboxLimits, host
+
+
+def no_calls(kind: str, prompts: list[str], model: str | None) -> list[str]:
+    raise AssertionError("no host call expected")
+
+
+def assert_cleaned_up(sandbox: Sandbox) -> None:
+    uid, scratch = sandbox.uid, sandbox.scratch_dir
+    sandbox.close()
+    assert not scratch.exists()
+    assert uid is not None and uid not in host._uids_in_use()
+
+
+@pytest.fixture
+def box() -> Iterator[Sandbox]:
+    sandbox = Sandbox(no_calls)
+    yield sandbox
+    if sandbox.alive:
+        assert_cleaned_up(sandbox)
+    sandbox.close()
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    """A directory standing for the service's state dir: root's, mode 0700, a readable file."""
+    path = Path(tempfile.mkdtemp(prefix="rlm-state-"))  # mkdtemp makes it 0700
+    (path / "secret.txt").write_text("tenant keys")
+    (path / "secret.txt").chmod(0o644)
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def test_no_network_not_even_the_hosts_loopback(box: Sandbox) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # control: it listens
+        server.accept()[0].close()
+        result = box.run(
+            "import socket\n"
+            "print(sorted(name for _, name in socket.if_nameindex()))\n"
+            f"socket.create_connection(('127.0.0.1', {port}), timeout=5)"
+        )
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nothing reached the host's server
+    assert result.stdout == "['lo']\n"
+    assert result.error is not None and "Network is unreachable" in result.error
+
+
+def test_no_secrets_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    monkeypatch.setenv("RLM_AUTH__JWT_SECRET", "jwt-secret")
+    with Sandbox(no_calls) as sandbox:
+        result = sandbox.run(
+            "import os\nprint(sorted(os.environ.items()))\n"
+            f"open('/proc/{os.getpid()}/environ', 'rb').read()"
+        )
+    assert result.stdout == "[('LANG', 'C.UTF-8'), ('PATH', '/usr/bin:/bin')]\n"
+    assert result.error is not None and "PermissionError" in result.error  # the host's env
+
+
+def test_no_inherited_file_descriptors() -> None:
+    fd = os.open(__file__, os.O_RDONLY)
+    high = os.dup2(fd, 200, inheritable=True)  # an fd the child would inherit if not closed
+    try:
+        with Sandbox(no_calls) as sandbox:
+            result = sandbox.run(
+                "import os\nfds = sorted(int(f) for f in os.listdir('/proc/self/fd'))\n"
+                "print([os.readlink(f'/proc/self/fd/{f}') for f in (0, 1, 2)])\n"
+                "print(len(fds) <= 7, 200 in fds)"
+            )
+    finally:
+        os.close(high)
+        os.close(fd)
+    assert result.stdout == "['/dev/null', '/dev/null', '/dev/null']\nTrue False\n", result.error
+
+
+def test_runs_as_its_own_uid_in_a_scratch_dir_removed_at_close(box: Sandbox) -> None:
+    scratch = box.scratch_dir
+    result = box.run(
+        "import os\nopen('notes.txt', 'w').write('x')\nprint(os.getuid(), os.getcwd())"
+    )
+    assert result.stdout == f"{box.uid} {scratch}\n"
+    assert box.uid != os.getuid() and (scratch / "notes.txt").exists()
+    assert_cleaned_up(box)
+
+
+def test_the_state_dir_is_unreadable(box: Sandbox, state_dir: Path) -> None:
+    assert (state_dir / "secret.txt").read_text() == "tenant keys"  # control: it is there
+    result = box.run(f"print(open({str(state_dir / 'secret.txt')!r}).read())")
+    assert result.error is not None and "PermissionError" in result.error
+    assert "tenant keys" not in result.stdout
+
+
+def test_hidden_paths_are_covered_even_when_world_readable(state_dir: Path) -> None:
+    state_dir.chmod(0o755)
+    code = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"print(libc.umount2({str(state_dir).encode()!r}, 2), ctypes.get_errno() != 0)\n"
+        f"print(os.listdir({str(state_dir)!r}))"
+    )
+    with Sandbox(no_calls) as control:  # control: without hiding, the mode lets it read
+        assert control.run(code).stdout == "-1 True\n['secret.txt']\n"
+    with Sandbox(no_calls, hidden_paths=[state_dir]) as sandbox:
+        result = sandbox.run(code + f"\nopen({str(state_dir / 'secret.txt')!r})")
+    # The covering mount is locked (umount fails) and the directory looks empty.
+    assert result.stdout == "-1 True\n[]\n"
+    assert result.error is not None and "FileNotFoundError" in result.error
+
+
+def test_memory_cap_gives_a_memory_error_and_the_process_survives(box: Sandbox) -> None:
+    pid = box.pid
+    box.run("kept = 'yes'")
+    result = box.run("big = bytearray(10 * 2**30)")
+    assert result.error is not None and "MemoryError" in result.error
+    assert box.run("print(kept)").stdout == "yes\n" and box.pid == pid
+
+
+def test_wall_timeout_interrupts_an_endless_loop_and_keeps_the_namespace(box: Sandbox) -> None:
+    box.run("kept = 1")
+    result = box.run("while True: pass", timeout_s=1.0, cpu_s=60)
+    assert result.killed_reason == "wall_timeout"
+    assert result.error is not None and "KeyboardInterrupt" in result.error
+    assert result.duration_ms < (1.0 + box.limits.interrupt_grace_s) * 1000 + 500
+    assert box.run("print(kept)").stdout == "1\n"
+
+
+def test_cpu_cap_stops_a_cell_even_if_it_catches_exceptions(box: Sandbox) -> None:
+    code = "while True:\n    try:\n        pass\n    except Exception:\n        pass"
+    result = box.run(code, timeout_s=60, cpu_s=1)
+    assert result.killed_reason == "cpu_limit"
+    assert box.run("print('usable')").stdout == "usable\n"
+
+
+def test_a_cell_that_ignores_interrupts_is_killed_and_must_be_restarted(box: Sandbox) -> None:
+    box.set_context("ctx")
+    uid = box.uid
+    code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
+    result = box.run(code, timeout_s=0.5, cpu_s=60)
+    assert result.killed_reason == "wall_timeout_killed"
+    assert not box.alive and uid not in host._uids_in_use()
+    with pytest.raises(SandboxDead):
+        box.run("x = 1")
+    box.restart()
+    assert box.run("print(context)").stdout == "ctx\n"
+
+
+def test_a_fork_bomb_fails_cleanly_and_leaves_no_process() -> None:
+    sandbox = Sandbox(no_calls, limits=SandboxLimits(max_processes=8))
+    try:
+        result = sandbox.run("import os\nwhile True:\n    os.fork()", timeout_s=60)
+        assert result.error is not None and "BlockingIOError" in result.error
+        assert result.killed_reason is None
+        assert sandbox.run("print('alive')").stdout == "alive\n"
+    finally:
+        with contextlib.suppress(SandboxDead):
+            assert_cleaned_up(sandbox)
+
+
+def test_output_is_capped_head_and_tail_never_buffered_whole() -> None:
+    limits = SandboxLimits(memory_bytes=256 << 20, output_chars=1000)
+    with Sandbox(no_calls, limits=limits) as sandbox:
+        one = sandbox.run("print('a' * 100_000_000 + 'END')")
+        # 1 GB through print: buffering it would exceed the 256 MiB address space.
+        many = sandbox.run("for i in range(1_000_000):\n    print('b' * 999)\nprint('LAST')")
+    assert one.error is None and many.error is None, (one.error, many.error)
+    for result in (one, many):
+        assert len(result.stdout) < 1100 and "characters truncated" in result.stdout
+    assert one.stdout.startswith("a" * 500) and one.stdout.endswith("aEND\n")
+    assert many.stdout.endswith("b\nLAST\n")
+
+
+def test_dangerous_modules_import_the_os_is_the_boundary(box: Sandbox) -> None:
+    result = box.run(
+        "import ctypes, socket, subprocess\n"
+        "print(subprocess.run(['id', '-u'], capture_output=True, text=True).stdout)"
+    )
+    assert result.stdout == f"{box.uid}\n\n", result.error
