@@ -12,7 +12,10 @@ error code and HTTP status, plus structured fields in ``details``::
     ├── QuotaExceeded             QUOTA_EXCEEDED  429   (resource, limit, used, resetTime)
     ├── RateLimited               RATE_LIMITED    429   (retryAfterS)
     └── InternalError             INTERNAL_ERROR  500
-        └── ProtocolError         INTERNAL_ERROR  500   (reason)
+        ├── ProtocolError         INTERNAL_ERROR  500   (reason)
+        └── SandboxError          INTERNAL_ERROR  500   (rlm.sandbox.errors)
+            ├── SandboxUnavailable                      the OS cannot isolate it
+            └── SandboxDead                             its process died or was killed
 
 The server renders these in one handler; the SDK raises the same classes from a response body
 (:func:`error_from_payload`).
