@@ -12,14 +12,23 @@ Commands:
     rlm quota show USER       a user's quota windows
     rlm quota events          quota.threshold_exceeded events not yet delivered
 
-Exit codes: 0 the task completed, 1 it failed or was cancelled, 2 the request was refused
-(the error envelope goes to stderr), 130 interrupted.
+Every command that needs the engine joins the one already running on the same state directory
+(``rlm serve``, a ``rlm.connect()``): it registers its Ray address there. ``--address`` (before
+or after the command), ``RLM_RAY_ADDRESS`` and ``RAY_ADDRESS`` override; with none of them and
+no engine running, the command starts a local Ray of its own.
+
+Exit codes (:data:`EXIT_CODES`): 0 the task completed, 1 it failed or was cancelled, 2 the
+request was refused, 3 the engine could not be started or joined (for 2 and 3 the error
+envelope is the last line on stderr), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -30,9 +39,24 @@ import orjson
 
 from rlm import __version__
 from rlm.config import get_settings
-from rlm.errors import RLMError
+from rlm.errors import EngineUnavailable, RLMError
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "EXIT_ENGINE_UNAVAILABLE", "EXIT_REFUSED", "main"]
+
+#: The request was refused (invalid, not found, over quota...).
+EXIT_REFUSED = 2
+#: The engine could not be started or joined (its state directory is held by another process).
+EXIT_ENGINE_UNAVAILABLE = 3
+
+#: What each exit code of ``rlm`` means (the README's table).
+EXIT_CODES: dict[int, str] = {
+    0: "the command succeeded (for rlm run: the task completed)",
+    1: "the task failed or was cancelled",
+    EXIT_REFUSED: "the request was refused; the error envelope is the last line on stderr",
+    EXIT_ENGINE_UNAVAILABLE: "the engine could not be started or joined; the error envelope, "
+    "saying what holds the state directory and what to do, is the last line on stderr",
+    130: "interrupted (Ctrl-C)",
+}
 
 
 def _dump(obj: Any, *, indent: bool = True) -> str:
@@ -48,13 +72,45 @@ def _dump(obj: Any, *, indent: bool = True) -> str:
 def _fail(err: RLMError) -> int:
     # One line, last on stderr: easy for a script to read after any log lines.
     sys.stderr.write(_dump({"error": err.to_payload()}, indent=False) + "\n")
-    return 2
+    return EXIT_ENGINE_UNAVAILABLE if isinstance(err, EngineUnavailable) else EXIT_REFUSED
 
 
-def _connect(address: str | None) -> Any:
+def _rlm_command() -> str:
+    """How to run ``rlm`` from the current shell, as the banner prints it.
+
+    ``rlm`` when the one on ``PATH`` is this environment's, else its path (relative to the
+    working directory when under it, e.g. ``.venv/bin/rlm``), else ``python -m rlm``.
+    """
+    bindir = Path(sys.executable).parent
+    script = bindir / "rlm"
+    if script.exists():
+        on_path = shutil.which("rlm")
+        if on_path is not None and Path(on_path).resolve() == script.resolve():
+            return "rlm"
+        return _shown_path(script)
+    return f"{_shown_path(Path(sys.executable))} -m rlm"
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _quiet_logs(verbose: bool) -> None:
+    """Keep the notices a user cannot act on (Ray's, Serve's) off the terminal."""
+    if verbose:
+        return
+    for name in ("ray", "ray.serve", "ray.data", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _connect(args: argparse.Namespace) -> Any:
     from rlm.runtime import connect
 
-    return connect(address)
+    _quiet_logs(args.verbose)  # after Ray's import: it sets its loggers up then
+    return connect(args.address)
 
 
 def _read_task(path: str) -> Any:
@@ -83,7 +139,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Refuse a bad request before paying for a Ray start.
     parsed = parse_model(ExecuteRequest, request)
     prepare_input(parsed.input, default_registry(get_settings().operations))
-    hv = _connect(args.address)
+    hv = _connect(args)
     task_id = hv.submit(request)
     console = Console(stderr=True)
     show_bar = console.is_terminal and not args.quiet
@@ -128,7 +184,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             raise TaskNotFound(args.task_id)
         status = record.to_status()
     else:
-        status = _connect(args.address).status(args.task_id)
+        status = _connect(args).status(args.task_id)
     sys.stdout.write(_dump(status) + "\n")
     return 0
 
@@ -142,7 +198,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    response = _connect(args.address).cancel(args.task_id)
+    response = _connect(args).cancel(args.task_id)
     sys.stdout.write(_dump(response) + "\n")
     return 0 if response.status == "cancelled" else 1
 
@@ -190,14 +246,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     )
     settings = base.model_copy(update={"server": server})
-    address = args.address or settings.ray_address
+    _quiet_logs(args.verbose)
+    address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        _refuse_second_engine(settings)
     ray.init(
         address=address,
         namespace=settings.namespace,
         include_dashboard=False,
-        logging_level="WARNING",
-        log_to_driver=False,
+        logging_level="WARNING" if args.verbose else "ERROR",
+        log_to_driver=args.verbose,
     )
+    _quiet_logs(args.verbose)  # again: Serve sets its loggers up when it starts
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -209,12 +269,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             }
         )
         serve.run(build_app(settings), name="rlm", route_prefix="/", blocking=False)
+        _quiet_logs(args.verbose)
         url = f"http://{server.host}:{server.port}"
+        rlm_cmd = _rlm_command()
+        state_env = (
+            "" if "RLM_STATE_DIR" not in os.environ else f"RLM_STATE_DIR={settings.state_dir} "
+        )
         sys.stdout.write(
             f"RLM Hypervisor is serving on {url}/v1 (state in {settings.state_dir})\n"
             f"  API docs:  {url}/docs\n"
             f"  health:    curl {url}/v1/health\n"
-            '  a token:   rlm token --sub alice --scopes "rlm:execute rlm:read" --tier user\n'
+            f'  a token:   {state_env}{rlm_cmd} token --sub alice --scopes "rlm:execute rlm:read"'
+            " --tier user\n"
+            f"  the CLI:   {state_env}{rlm_cmd} run task.json   (joins this engine)\n"
             "Press Ctrl-C to stop.\n"
         )
         sys.stdout.flush()
@@ -229,18 +296,35 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_second_engine(settings: Any) -> None:
+    """Refuse to start a second engine on a state directory one already runs on (or holds)."""
+    from rlm.runtime.discovery import engine_on, store_in_use
+
+    engine = engine_on(settings)
+    if engine is not None:
+        raise EngineUnavailable(
+            f"an engine already runs on {settings.state_dir} (pid {engine.pid} on {engine.host},"
+            f" Ray at {engine.ray_address}): use it (rlm commands join it), stop it first, or"
+            " set RLM_STATE_DIR to another directory",
+            {"pid": engine.pid, "host": engine.host},
+        )
+    refusal = store_in_use(settings)
+    if refusal is not None:
+        raise refusal
+
+
 def _cmd_tenants_load(args: argparse.Namespace) -> int:
     from rlm.tenants import apply_tenants, load_tenant_file
 
     tenants = load_tenant_file(Path(args.file))  # refuse a bad file before starting Ray
-    hv = _connect(args.address)
+    hv = _connect(args)
     counts = apply_tenants(tenants, hv.quotas)
     sys.stdout.write(_dump(counts) + "\n")
     return 0
 
 
 def _cmd_quota_show(args: argparse.Namespace) -> int:
-    hv = _connect(args.address)
+    hv = _connect(args)
     status = hv.quotas("user_status", args.user_id)
     if args.json or not sys.stdout.isatty():
         sys.stdout.write(_dump(status) + "\n")
@@ -270,7 +354,7 @@ def _cmd_quota_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_quota_events(args: argparse.Namespace) -> int:
-    hv = _connect(args.address)
+    hv = _connect(args)
     events = hv.quotas("pending_events")  # read only: delivery takes them from the outbox
     if args.json or not sys.stdout.isatty():
         sys.stdout.write(_dump(events) + "\n")
@@ -295,14 +379,38 @@ def _cmd_quota_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _commands(parser: argparse.ArgumentParser, dest: str, common: argparse.ArgumentParser) -> Any:
+    """Subcommands of ``parser`` that each accept the ``common`` options too."""
+    sub = parser.add_subparsers(dest=dest, required=True)
+    add_parser = sub.add_parser
+
+    def with_common(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = with_common  # type: ignore[method-assign]
+    return sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rlm``."""
     parser = argparse.ArgumentParser(prog="rlm", description="RLM Hypervisor")
+    address_help = (
+        "Ray cluster to join (default: the one of the engine running on the state directory,"
+        " else a new local one)"
+    )
+    parser.add_argument("--address", default=None, help=address_help)
     parser.add_argument(
-        "--address", default=None, help="Ray cluster to use (default: start a local one)"
+        "-v", "--verbose", action="store_true", help="keep Ray's and Serve's own log lines"
     )
     parser.add_argument("--version", action="version", version=f"rlm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Accepted after the command too (``rlm serve --address auto``); SUPPRESS keeps a value
+    # given before the command when none is given after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--address", default=argparse.SUPPRESS, help=address_help)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    sub = _commands(parser, "command", common)
 
     run = sub.add_parser("run", help="run a task from a JSON file ('-' for stdin)")
     run.add_argument("task")
@@ -310,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     tasks = sub.add_parser("tasks", help="inspect and cancel tasks")
-    tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True)
+    tasks_sub = _commands(tasks, "tasks_command", common)
     show = tasks_sub.add_parser("show", help="a task's status and result")
     show.add_argument("task_id")
     show.set_defaults(func=_cmd_show)
@@ -336,13 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     tok.set_defaults(func=_cmd_token)
 
     tenants = sub.add_parser("tenants", help="orgs, teams and users")
-    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    tenants_sub = _commands(tenants, "tenants_command", common)
     load = tenants_sub.add_parser("load", help="load tenants.yaml (idempotent)")
     load.add_argument("file")
     load.set_defaults(func=_cmd_tenants_load)
 
     quota = sub.add_parser("quota", help="quota windows")
-    quota_sub = quota.add_subparsers(dest="quota_command", required=True)
+    quota_sub = _commands(quota, "quota_command", common)
     show_q = quota_sub.add_parser("show", help="a user's daily, weekly and monthly windows")
     show_q.add_argument("user_id")
     show_q.add_argument("--json", action="store_true", help="JSON even on a terminal")

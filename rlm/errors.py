@@ -12,6 +12,7 @@ error code and HTTP status, plus structured fields in ``details``::
     ├── QuotaExceeded             QUOTA_EXCEEDED  429   (resource, limit, used, resetTime)
     ├── RateLimited               RATE_LIMITED    429   (retryAfterS)
     └── InternalError             INTERNAL_ERROR  500
+        ├── EngineUnavailable     INTERNAL_ERROR  500   (pid, host, path)
         ├── ProtocolError         INTERNAL_ERROR  500   (reason)
         └── SandboxError          INTERNAL_ERROR  500   (rlm.sandbox.errors)
             ├── SandboxUnavailable                      the OS cannot isolate it
@@ -27,6 +28,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ERRORS_BY_CODE",
+    "EngineUnavailable",
     "Forbidden",
     "InternalError",
     "InvalidInput",
@@ -172,6 +174,16 @@ class InternalError(RLMError):
 
     code = "INTERNAL_ERROR"
     status = 500
+
+
+class EngineUnavailable(InternalError):
+    """The engine could not be started or joined (500; the CLI exits 3).
+
+    Raised by :func:`rlm.connect` when its state directory is held by a process it cannot
+    join (``pid`` and ``host`` say which, when known), or when the engine did not come up.
+    Its message is one sentence that says what to do. It shares ``INTERNAL_ERROR`` with its
+    parent, so it is not in :data:`ERRORS_BY_CODE`.
+    """
 
 
 class ProtocolError(InternalError):

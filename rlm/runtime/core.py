@@ -83,7 +83,12 @@ class HypervisorCore:
         providers: dict[str, ProviderSettings] | None = None,
     ) -> None:
         self._settings = settings
-        self._table = TaskTable(TaskStore(settings.database_path))
+        # The quota store is locked for the engine's life: open it before registering this
+        # instance, so an engine refused the lock is never listed as one to join.
+        quotas = QuotaLedgerService(settings.state_dir / "quotas.db")
+        self._table = TaskTable(
+            TaskStore(settings.database_path), ray.get_runtime_context().gcs_address
+        )
         self._scheduler = Scheduler(
             settings.engine,
             agents,
@@ -97,7 +102,6 @@ class HypervisorCore:
         self._broker = LMBroker(
             providers or {}, MemoStore(settings.database_path) if settings.lm.memo else None
         )
-        quotas = QuotaLedgerService(settings.state_dir / "quotas.db")
         self._gate = AdmissionGate(quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s)
         # No task of a previous engine is still running: give back what they held.
         self._gate.release_open_holds()

@@ -23,7 +23,7 @@ import ray
 
 from rlm.admission import Viewer
 from rlm.config import Settings, get_settings
-from rlm.errors import InternalError, InvalidInput, error_from_payload
+from rlm.errors import EngineUnavailable, InvalidInput, error_from_payload
 from rlm.inputs import PreparedInput, prepare_input
 from rlm.lm.settings import ProviderSettings, resolve_provider
 from rlm.models.base import parse_model
@@ -40,6 +40,7 @@ from rlm.planning import Plan, plan_task
 from rlm.quotas.service import BatchCall
 from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
+from rlm.runtime.discovery import resolve_address, store_in_use
 from rlm.storage.inputs import split_source
 from rlm.storage.service import StorageService
 
@@ -424,13 +425,16 @@ def connect(
 
     Args:
         address: A Ray cluster to join (``auto``, ``ray://host:10001``...); by default the
-            settings' ``ray_address``, then ``RAY_ADDRESS``, then a new local Ray.
+            settings' ``ray_address`` (``RLM_RAY_ADDRESS``), then ``RAY_ADDRESS``, then the
+            Ray of the engine already running on the state directory (``rlm serve``, another
+            ``connect()``), and only then a new local Ray.
         settings: Settings to use instead of the environment's.
         agents: Agent pool size (default: the cluster's CPUs).
         registry: The operations tasks may name (default: the built-ins).
 
     Raises:
-        InternalError: the engine did not come up.
+        EngineUnavailable: the state directory is held by a process this one cannot join, or
+            the engine did not come up.
     """
     settings = settings or get_settings()
     if settings.database_url is not None:
@@ -441,14 +445,28 @@ def connect(
         )
     owns_ray = False
     if not ray.is_initialized():
-        ray.init(
-            address=address or settings.ray_address,
-            namespace=settings.namespace,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-        owns_ray = True
+        chosen, engine = resolve_address(address, settings)
+        if engine is not None:
+            _auth_as_found_cluster()
+        try:
+            ray.init(
+                address=chosen,
+                namespace=settings.namespace,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+        except ConnectionError as err:
+            if engine is None:
+                raise
+            raise EngineUnavailable(
+                f"the engine on {settings.state_dir} (pid {engine.pid} on {engine.host}) runs "
+                f"in Ray at {engine.ray_address}, which cannot be joined from here ({err}): "
+                "stop it, or use another state directory (RLM_STATE_DIR)",
+                {"pid": engine.pid, "host": engine.host},
+            ) from None
+        # Only a Ray this call started is this process's to shut down (with its engine).
+        owns_ray = chosen is None
     core = CoreActor.options(
         name=core_actor_name(settings),
         namespace=settings.namespace,
@@ -458,5 +476,35 @@ def connect(
     try:
         ray.get(core.ready.remote(), timeout=120)
     except Exception as err:  # pragma: no cover - depends on the cluster
-        raise InternalError(f"the engine did not start: {err}") from err
+        if owns_ray:
+            ray.shutdown()
+        raise _not_started(settings, err) from None
     return Hypervisor(settings, core, registry, owns_ray=owns_ray)
+
+
+def _auth_as_found_cluster() -> None:
+    """Use Ray's token (when there is one) to join the engine's cluster, as ``auto`` would.
+
+    Ray enables token authentication for a cluster it finds itself (``address="auto"``) but
+    not for an explicit address; an engine found through the state file is such a cluster.
+    ``RAY_AUTH_MODE``, when set, decides instead.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # pragma: no cover - a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _not_started(settings: Settings, err: Exception) -> EngineUnavailable:
+    """One sentence for an engine that did not come up (Ray's text is a whole traceback)."""
+    text = str(err)
+    if "cannot be opened" in text:
+        refusal = store_in_use(settings)
+        if refusal is not None:
+            return refusal
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = lines[-1] if lines else type(err).__name__
+    return EngineUnavailable(f"the engine did not start: {cause}", {"cause": cause})

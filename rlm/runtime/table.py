@@ -38,12 +38,14 @@ class TaskTable:
 
     Args:
         store: The task store.
+        ray_address: The GCS address of the Ray cluster the engine runs in, recorded with the
+            instance so later commands on the same state directory join it.
     """
 
-    def __init__(self, store: TaskStore) -> None:
+    def __init__(self, store: TaskStore, ray_address: str | None = None) -> None:
         self._store = store
         self._instance_id = uuid.uuid4().hex
-        self._store.register_instance(self._instance_id)
+        self._store.register_instance(self._instance_id, ray_address)
         interrupted = self._store.recover_interrupted(self._instance_id)
         if interrupted:
             log.warning("marked %d interrupted task(s) failed", len(interrupted))

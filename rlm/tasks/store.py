@@ -4,6 +4,10 @@ Every instance of the engine registers itself with its pid, host and a heartbeat
 instance marks as failed ("interrupted") the pending and running tasks of every instance that is
 gone: its process no longer exists on this host, or its heartbeat is stale. Two engines sharing
 one state directory therefore never mark each other's live tasks as interrupted.
+
+An instance also records the address of the Ray cluster it runs in (its GCS address), so a
+command started later on the same state directory can join that cluster, and so the engine,
+instead of starting a second one (:meth:`TaskStore.live_instances`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ from typing import Any
 from rlm.models.tasks import ErrorInfo, ExecuteResponse
 from rlm.tasks.record import TaskRecord
 
-__all__ = ["INTERRUPTED_MESSAGE", "TaskStore", "open_sqlite"]
+__all__ = ["INTERRUPTED_MESSAGE", "EngineInstance", "TaskStore", "open_sqlite"]
 
 INTERRUPTED_MESSAGE = "interrupted: the service stopped while the task was running"
 
@@ -54,9 +59,29 @@ CREATE TABLE IF NOT EXISTS instances (
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,
     started_at REAL NOT NULL,
-    heartbeat_at REAL NOT NULL
+    heartbeat_at REAL NOT NULL,
+    ray_address TEXT
 );
 """
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInstance:
+    """An engine instance registered in the store.
+
+    Attributes:
+        instance_id: The instance's id (task records name it).
+        pid: The process id of its core.
+        host: The host it runs on.
+        heartbeat_at: When it last said it was alive (epoch seconds).
+        ray_address: The GCS address of its Ray cluster, when it recorded one.
+    """
+
+    instance_id: str
+    pid: int
+    host: str
+    heartbeat_at: float
+    ray_address: str | None
 
 
 def open_sqlite(path: Path) -> sqlite3.Connection:
@@ -117,6 +142,19 @@ class TaskStore:
         with self._lock:
             self._conn.executescript(_SCHEMA)
         self._add_stored_bytes()
+        self._add_ray_address()
+
+    def _add_ray_address(self) -> None:
+        # Files written before instances recorded their Ray get the column (see above).
+        if self._has_column(self._conn, "instances", "ray_address"):
+            return
+        with self._tx() as c:
+            if not self._has_column(c, "instances", "ray_address"):
+                c.execute("ALTER TABLE instances ADD COLUMN ray_address TEXT")
+
+    @staticmethod
+    def _has_column(c: sqlite3.Connection, table: str, column: str) -> bool:
+        return any(row[1] == column for row in c.execute(f"PRAGMA table_info({table})"))
 
     def _add_stored_bytes(self) -> None:
         # Files written before stored_bytes existed get the column, filled in once. Checked
@@ -153,14 +191,31 @@ class TaskStore:
 
     # -- instances ---------------------------------------------------------------------------
 
-    def register_instance(self, instance_id: str) -> None:
-        """Record this process as a live engine instance."""
+    def register_instance(self, instance_id: str, ray_address: str | None = None) -> None:
+        """Record this process as a live engine instance.
+
+        Args:
+            instance_id: The instance's id.
+            ray_address: The GCS address of the Ray cluster it runs in (others join it there).
+        """
         now = self._clock()
         with self._tx() as c:
             c.execute(
-                "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?)",
-                (instance_id, os.getpid(), socket.gethostname(), now, now),
+                "INSERT OR REPLACE INTO instances"
+                " (instance_id, pid, host, started_at, heartbeat_at, ray_address)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (instance_id, os.getpid(), socket.gethostname(), now, now, ray_address),
             )
+
+    def live_instances(self) -> list[EngineInstance]:
+        """The instances that are not gone (see the module docstring), freshest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT instance_id, pid, host, heartbeat_at, ray_address FROM instances"
+                " ORDER BY heartbeat_at DESC"
+            ).fetchall()
+        found = [EngineInstance(r[0], int(r[1]), r[2], float(r[3]), r[4]) for r in rows]
+        return [i for i in found if not self._instance_gone((i.pid, i.host, i.heartbeat_at))]
 
     def heartbeat(self, instance_id: str) -> None:
         """Tell other instances this one is alive."""

@@ -119,3 +119,41 @@ def test_tenants_load_is_idempotent_and_quota_show(tmp_path: Path) -> None:
     assert (
         json.loads(refused.stderr.splitlines()[-1])["error"]["details"]["field"] == "orgs[0].agents"
     )
+
+
+HOLD_QUOTA_STORE = """
+import sys
+from rlm.quotas.store import QuotaStore
+store = QuotaStore(sys.argv[1])
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_store_held_by_another_process_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    # A process that is not an engine (no Ray address registered) holds the quota store.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_QUOTA_STORE, str(tmp_path / "quotas.db")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        for args in (("quota", "show", "alice"), ("tenants", "load", "missing.yaml")):
+            refused = _rlm(tmp_path, *args)
+            if args[0] == "tenants":  # a bad file is refused before any engine is needed
+                assert refused.returncode == 2, refused.stderr
+                continue
+            assert refused.returncode == 3, refused.stderr
+            assert "Traceback" not in refused.stderr
+            lines = refused.stderr.strip().splitlines()
+            assert len(lines) == 1, refused.stderr
+            error = json.loads(lines[0])["error"]
+            assert error["details"]["pid"] == holder.pid
+            assert f"process {holder.pid}" in error["message"]
+            assert "RLM_STATE_DIR" in error["message"]
+    finally:
+        holder.kill()
+        holder.wait()
