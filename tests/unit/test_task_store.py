@@ -63,7 +63,8 @@ def test_recovery_fails_tasks_of_dead_instances_only(tmp_path: Path) -> None:
     dead_pid = int(child.stdout)
     store.register_instance("live")
     store._conn.execute(
-        "INSERT INTO instances VALUES ('dead', ?, ?, 0, ?)",
+        "INSERT INTO instances (instance_id, pid, host, started_at, heartbeat_at)"
+        " VALUES ('dead', ?, ?, 0, ?)",
         (dead_pid, __import__("socket").gethostname(), store._clock()),
     )
     store.put(_record("running-dead", "running", "dead"))
