@@ -111,6 +111,9 @@ class HypervisorCore:
     async def ready(self) -> dict[str, Any]:
         """Wait until every agent answers; the pool's size and pids."""
         self._ensure_heartbeat()
+        # Start the LM gateways now (not awaited), so a first LM call does not wait for
+        # their processes to start.
+        self._broker.warm()
         pings = await self._scheduler.ping()
         return {"agents": len(pings), "pids": [p["pid"] for p in pings], "corePid": os.getpid()}
 

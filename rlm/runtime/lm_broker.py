@@ -154,12 +154,22 @@ class LMBroker:
         """
         return resolve_provider(self._providers, provider, model)
 
-    def _gateway(self, provider: ProviderSettings) -> int:
-        """The provider's least busy gateway shard (started on first use), counted busy."""
+    def warm(self) -> None:
+        """Start every configured provider's gateway shards (once; their processes come up
+        in the background)."""
+        for provider in self._providers.values():
+            self._shards(provider)
+
+    def _shards(self, provider: ProviderSettings) -> list[Any]:
         shards = self._gateways.get(provider.name)
         if shards is None:
             shards = self._gateways[provider.name] = [self._factory(p) for p in provider.shards()]
             self._busy[provider.name] = [0] * len(shards)
+        return shards
+
+    def _gateway(self, provider: ProviderSettings) -> int:
+        """The provider's least busy gateway shard (started on first use), counted busy."""
+        self._shards(provider)
         busy = self._busy[provider.name]
         shard = min(range(len(busy)), key=busy.__getitem__)
         busy[shard] += 1

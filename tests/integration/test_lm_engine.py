@@ -321,3 +321,13 @@ def test_a_users_lm_operation_runs_on_the_agent_actors(
     assert result.agent_calls == 5  # two leaves of two LM requests each, and the combine
     assert result.usage is not None and result.usage.lm_calls == 4
     assert server.stats().ok == 4
+
+
+def test_gateways_start_with_the_engine(lm_hv: rlm.Hypervisor) -> None:
+    # Every configured provider's gateway (each shard) is started when the engine comes up,
+    # so a first LM call does not wait for a process to start.
+    started = Counter(g["provider"] for g in lm_hv.lm_gateways())
+    assert started == Counter(
+        {"default": 2, "narrow": 1, "sharded": 2, "badkey": 1, "nowhere": 1, "windowed": 1}
+        | {"ghosts": 1}
+    )
