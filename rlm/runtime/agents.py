@@ -312,7 +312,17 @@ class Agent:
                     lm_call(task_id, request, extra), loop
                 ).result()
             pool = self._lm_threads if uses_lm else self._thread
-            done = iter(await loop.run_in_executor(pool, self._call_many, runnable))
+            work = loop.run_in_executor(pool, self._call_many, runnable)
+            try:
+                done = iter(await asyncio.shield(work))
+            except asyncio.CancelledError:
+                for token in tokens.values():
+                    token.set()
+                # Report the cancel only once the calls have stopped (each polls its token):
+                # "cancelled" then means nothing of the task still runs on this agent. A call
+                # that never polls is bounded by the engine's cancel grace, not waited out.
+                await asyncio.wait({work})
+                raise
             outcomes: list[tuple[Any, dict[str, Any]]] = [
                 (None, {"ok": False, "needInput": True, "busyS": 0.0}) if p is None else next(done)
                 for p in prepared
