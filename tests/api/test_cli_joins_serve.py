@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
 from rlm.tasks.store import TaskStore
-from tests.api.test_rlm_serve import _port
-from tests.support import ok_response, wait_until
+from tests.api.serve_process import free_port, rlm_serve
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +35,7 @@ print(json.dumps({"gcs": ray.get_runtime_context().gcs_address,
 
 
 def test_cli_and_connect_join_the_running_serve(tmp_path: Path) -> None:
-    port = _port()
+    port = free_port()
     env = {
         **os.environ,
         "RLM_STATE_DIR": str(tmp_path),
@@ -48,18 +45,6 @@ def test_cli_and_connect_join_the_running_serve(tmp_path: Path) -> None:
     }
     for name in ("RAY_ADDRESS", "RLM_RAY_ADDRESS"):
         env.pop(name, None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "rlm", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    assert server.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
-    reader.start()
 
     def rlm_cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -72,16 +57,8 @@ def test_cli_and_connect_join_the_running_serve(tmp_path: Path) -> None:
             check=False,
         )
 
-    try:
-        base = f"http://127.0.0.1:{port}/v1"
-
-        def ready() -> bool:
-            assert server.poll() is None, "".join(lines)
-            if base not in "".join(lines):
-                return False
-            return ok_response(lambda: httpx.get(f"{base}/health", timeout=2)) is not None
-
-        wait_until(ready, 150, "rlm serve prints its banner and answers /health", interval=1)
+    with rlm_serve(env, port) as serving:
+        base = serving.base
         store = TaskStore(tmp_path / "state.db")
         engines = [i for i in store.live_instances() if i.ray_address]
         assert len(engines) == 1, engines
@@ -125,19 +102,11 @@ def test_cli_and_connect_join_the_running_serve(tmp_path: Path) -> None:
         seen = json.loads(joined.stdout.strip().splitlines()[-1])
         assert seen == {"gcs": engine.ray_address, "core": engine.pid}
 
-        second = rlm_cli("serve", "--port", str(_port()))
+        second = rlm_cli("serve", "--port", str(free_port()))
         assert second.returncode == 3, second.stderr
         assert f"pid {engine.pid}" in json.loads(second.stderr.splitlines()[-1])["error"]["message"]
         store.close()
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        reader.join(timeout=30)
-    out = "".join(lines)
-    assert server.returncode == 0, out
+    out = serving.output
+    assert serving.process.returncode == 0, out
     assert "will not be applied" not in out, out
     assert "Token authentication" not in run.stderr + quota.stderr, run.stderr

@@ -1,0 +1,83 @@
+"""``rlm serve`` in a process of its own, as a user starts it: for the tests that need one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.support import ok_response, wait_until
+
+__all__ = ["Served", "free_port", "rlm_serve"]
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A running ``rlm serve``: its process, API base URL and output so far."""
+
+    process: subprocess.Popen[str]
+    base: str
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        """Everything it printed (stdout and stderr) so far."""
+        return "".join(self.lines)
+
+
+@contextmanager
+def rlm_serve(env: dict[str, str], port: int) -> Iterator[Served]:
+    """Start ``rlm serve --port PORT``, wait until it is ready, stop it with Ctrl-C after.
+
+    Ready is what a user waits for: the banner (printed once ``serve.run`` has returned) and
+    a health answer. The proxy may answer before ``serve.run`` returns, and a Ctrl-C then
+    would interrupt it before the banner is printed.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rlm", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    served = Served(process, f"http://127.0.0.1:{port}/v1")
+    # Drain the output as it comes: a full pipe would block the server's writes (and a
+    # Ctrl-C then drops what it had buffered).
+    assert process.stdout is not None
+    stdout = process.stdout
+    reader = threading.Thread(target=lambda: served.lines.extend(stdout), daemon=True)
+    reader.start()
+    try:
+
+        def ready() -> bool:
+            assert process.poll() is None, served.output
+            if served.base not in served.output:
+                return False
+            return ok_response(lambda: httpx.get(f"{served.base}/health", timeout=2)) is not None
+
+        wait_until(ready, 150, "rlm serve prints its banner and answers /health", interval=1)
+        yield served
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        reader.join(timeout=30)
