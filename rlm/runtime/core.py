@@ -239,6 +239,45 @@ class HypervisorCore:
         """
         return self._gate.quota_batch(calls), {}
 
+    async def record_events(self, task_id: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
+        """Append events of a running task (an RLM session's turns, cells, sub-calls...).
+
+        Returns:
+            ``False`` when the task is no longer running (its log is closed): the caller stops.
+        """
+        run = self._table.run(task_id, None)
+        if run is None or run.events.closed:
+            return False
+        for type_, data in events:
+            run.events.append(type_, data)
+        return True
+
+    @_answers
+    async def events(
+        self,
+        task_id: str,
+        viewer: Viewer | None,
+        after: int = 0,
+        timeout_s: float | None = 15.0,
+        admission: Admission | None = None,
+    ) -> tuple[Any, dict[str, str]]:
+        """The task's events numbered above ``after``, waiting up to ``timeout_s`` for one.
+
+        Returns:
+            ``{"events": [...], "ended": bool}``; ``ended`` once the terminal event is sent.
+        """
+        headers = self._gate.admit(admission)
+        run = self._table.run(task_id, viewer)
+        if run is not None:
+            log = run.events
+            events = await log.wait(after, timeout_s)
+            wire = [e.to_wire() for e in events]
+            return {"events": wire, "ended": log.closed}, headers
+        record = self._table.stored(task_id, viewer)
+        if record is None:
+            raise TaskNotFound(task_id).with_headers(headers)
+        return {"events": [], "ended": True}, headers
+
     async def running(self) -> dict[str, int]:
         """Counts for health checks: tasks running, calls in flight and queued."""
         return {"tasks": len(self._table), **self._scheduler.counts()}

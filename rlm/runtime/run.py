@@ -18,6 +18,7 @@ from rlm.models.tasks import Priority
 from rlm.operations.base import Operation
 from rlm.planning import Plan
 from rlm.runtime.agents import ItemsSource
+from rlm.tasks.events import EventLog
 from rlm.tasks.record import TaskRecord
 
 __all__ = ["Run", "TaskSpec"]
@@ -69,6 +70,7 @@ class Run:
         finished: Set once the task is ending; no more calls are sent or accounted.
         done: Set once the task has ended and its result is recorded.
         timer: The ``timeoutMs`` timer.
+        events: The task's events (see :mod:`rlm.tasks.events`).
     """
 
     spec: TaskSpec
@@ -87,3 +89,7 @@ class Run:
     finished: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.TimerHandle | None = None
+    events: EventLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = EventLog(self.spec.task_id)

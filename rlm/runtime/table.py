@@ -22,6 +22,7 @@ from rlm.errors import RLMError
 from rlm.lm.calls import LMUsage
 from rlm.models.tasks import ErrorInfo, ExecuteResponse, Usage
 from rlm.runtime.run import Run, TaskSpec
+from rlm.tasks.events import TERMINAL_EVENT
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
 
@@ -102,6 +103,7 @@ class TaskTable:
             admission=admission,
         )
         run.t0 = time.perf_counter()
+        run.events.append("task.started", {"operation": spec.operation.name, "type": spec.type})
         self._runs[spec.task_id] = run
         return run
 
@@ -186,6 +188,7 @@ class TaskTable:
             self._store.put(run.record)
         except Exception:  # pragma: no cover - the waiter still gets the result
             log.exception("could not persist the record of task %s", run.spec.task_id)
+        run.events.append(TERMINAL_EVENT, {"status": status, "result": result.to_wire()})
         self._runs.pop(run.spec.task_id, None)
 
     def _record(self, task_id: str) -> TaskRecord | None:
