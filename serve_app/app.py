@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 import rlm
 from rlm.auth.keys import load_verification_keys
 from rlm.config import Settings
 from rlm.storage import StorageService
 from serve_app.context import BodyLimit, RequestIds, install_error_handlers
+from serve_app.openapi import install_openapi
 from serve_app.routes import health, quotas, storage, tasks
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -32,13 +34,21 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     Returns:
         The FastAPI application, routes under ``/v1``.
     """
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from files this service serves itself: the docs
+    # work on an air-gapped cluster.
+    app = FastAPIOffline(
         title="RLM Hypervisor API",
         version=rlm.__version__,
-        description="Recursive language-model workloads on Ray: tasks, quotas, storage.",
+        description=(
+            "Recursive language-model workloads on Ray: tasks, quotas, storage. Authorize with "
+            "a bearer token from `rlm token` (or your operator's issuer)."
+        ),
         docs_url="/docs",
+        redoc_url="/redoc",
         openapi_url="/openapi.json",
+        static_url="/docs-static",
     )
+    install_openapi(app)
     app.state.settings = settings
     app.state.auth = settings.auth
     app.state.keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)

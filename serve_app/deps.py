@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rlm.admission import Admission, Viewer
 from rlm.auth.principal import Principal
@@ -20,6 +21,16 @@ from rlm.auth.tokens import authenticate
 from rlm.errors import Unauthorized
 
 __all__ = ["Caller", "authenticated", "admitted"]
+
+#: Declares the bearer scheme in the OpenAPI document (the docs' Authorize button); the token
+#: itself is read and verified by :func:`rlm.auth.tokens.authenticate`, with this service's
+#: error envelope, so the scheme never answers on its own (``auto_error=False``).
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    description="A JWT from `rlm token` or the operator's issuer; scopes `rlm:*` in its claims.",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 
 
 @dataclass(frozen=True)
@@ -67,13 +78,13 @@ async def _admit(request: Request, principal: Principal) -> None:
     request.state.rate = headers
 
 
-def authenticated(scope: str | None) -> Callable[[Request], Awaitable[Caller]]:
+def authenticated(scope: str | None) -> Callable[..., Awaitable[Caller]]:
     """A dependency: the caller, holding ``scope``; the rate is counted by the engine call.
 
     Anonymous callers are counted here (by address) and then refused with 401.
     """
 
-    async def dependency(request: Request) -> Caller:
+    async def dependency(request: Request, _token: Bearer) -> Caller:
         principal = _principal(request)
         if principal.is_anonymous and scope is not None:
             await _admit(request, principal)
@@ -85,10 +96,10 @@ def authenticated(scope: str | None) -> Callable[[Request], Awaitable[Caller]]:
     return dependency
 
 
-def admitted(scope: str | None) -> Callable[[Request], Awaitable[Caller]]:
+def admitted(scope: str | None) -> Callable[..., Awaitable[Caller]]:
     """A dependency: the caller, holding ``scope``, with this request counted (or refused)."""
 
-    async def dependency(request: Request) -> Caller:
+    async def check(request: Request) -> Caller:
         principal = _principal(request)
         await _admit(request, principal)
         if principal.is_anonymous and scope is not None:
@@ -96,5 +107,11 @@ def admitted(scope: str | None) -> Callable[[Request], Awaitable[Caller]]:
         if scope is not None:
             principal.require_scope(scope)
         return Caller(principal)
+
+    if scope is None:
+        return check  # a token is optional: the OpenAPI document does not demand one
+
+    async def dependency(request: Request, _token: Bearer) -> Caller:
+        return await check(request)
 
     return dependency

@@ -1,0 +1,82 @@
+"""The OpenAPI document as the server really answers: 400 (not 422), the error envelope, bearer.
+
+FastAPI documents a ``422`` with its own validation-error shape for every route with a body or
+parameters; this service answers ``400 INVALID_INPUT`` in the one error envelope instead
+(``serve_app.context``). The document is rewritten once, when first asked for, so the
+interactive docs and generated clients see the real statuses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from rlm.models.errors import ErrorEnvelope
+
+__all__ = ["BEARER_SCHEME", "install_openapi"]
+
+#: The name of the bearer-token security scheme in the document.
+BEARER_SCHEME = "bearerAuth"
+
+_ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
+
+#: The error statuses any route may answer, beside its own success status.
+_COMMON = {
+    "429": "Rate limited (`RATE_LIMITED`); `Retry-After` says when to retry.",
+    "500": "Internal error (`INTERNAL_ERROR`); quote the `requestId`.",
+}
+_AUTHENTICATED = {
+    "401": "Missing, invalid or expired bearer token (`UNAUTHORIZED`).",
+    "403": "The token lacks the route's scope (`FORBIDDEN`).",
+}
+_INVALID = {"400": "Invalid input (`INVALID_INPUT`), with the offending field in `details`."}
+_WITH_BODY = {"413": "The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`)."}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ENVELOPE_REF}}}
+
+
+def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    envelope = ErrorEnvelope.model_json_schema(
+        by_alias=True, ref_template="#/components/schemas/{model}"
+    )
+    for name, schema in envelope.pop("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    schemas["ErrorEnvelope"] = envelope
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for path in doc.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            validated = responses.pop("422", None) is not None
+            statuses = dict(_COMMON)
+            if validated or operation.get("parameters") or "requestBody" in operation:
+                statuses |= _INVALID
+            if operation.get("security"):
+                statuses |= _AUTHENTICATED
+            if "requestBody" in operation:
+                statuses |= _WITH_BODY
+            for status, description in statuses.items():
+                responses.setdefault(status, _error(description))
+    return doc
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make ``app.openapi()`` answer the rewritten document (built once, then cached)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = _rewrite(doc)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
