@@ -40,6 +40,7 @@ import orjson
 from rlm import __version__
 from rlm.config import get_settings
 from rlm.errors import EngineUnavailable, RLMError
+from rlm.logs import configure_logging
 
 __all__ = ["EXIT_CODES", "EXIT_ENGINE_UNAVAILABLE", "EXIT_REFUSED", "main"]
 
@@ -246,6 +247,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     )
     settings = base.model_copy(update={"server": server})
+    configure_logging(settings.log_format, logging.INFO if args.verbose else logging.WARNING)
     _quiet_logs(args.verbose)
     address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
     if address is None:

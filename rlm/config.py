@@ -97,6 +97,10 @@ class Settings(BaseSettings):
         auth: JWT verification and minting.
         storage: Named storage connectors (``local`` is always there).
         lm: Language-model providers (``RLM_LM__*``; see :mod:`rlm.lm.settings`).
+        log_format: ``text`` for people, ``json`` (one object per line, with the request id on
+            every line of a request) for log collectors.
+        log_dir: Where the API replicas write their logs (default: Ray's session log
+            directory, ``/tmp/ray/session_latest/logs/serve``).
     """
 
     model_config = SettingsConfigDict(
@@ -113,6 +117,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     lm: LMSettings = Field(default_factory=LMSettings)
+    log_format: Literal["text", "json"] = "text"
+    log_dir: Path | None = None
     operations: list[str] = Field(
         default_factory=list,
         description="Extra operations for requests to name: 'module:attribute' paths to an "

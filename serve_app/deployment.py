@@ -11,6 +11,7 @@ from typing import Any
 from ray import serve
 
 from rlm.config import Settings, get_settings
+from rlm.logs import route_rlm_logs_to_serve, serve_logging_config
 from rlm.runtime import connect
 
 __all__ = ["RLMApi", "build_app"]
@@ -30,6 +31,7 @@ class RLMApi:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        route_rlm_logs_to_serve()
         self._hv = connect(settings=settings)
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -53,6 +55,7 @@ def build_app(settings: Settings | None = None) -> Any:
             "max_replicas": server.max_replicas,
             "target_ongoing_requests": server.target_ongoing_requests,
         },
+        logging_config=serve_logging_config(settings),
     )
     return deployment.bind(settings)
 

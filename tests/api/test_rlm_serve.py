@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,3 +47,34 @@ def test_rlm_serve_token_execute_and_ctrl_c(tmp_path: Path) -> None:
     assert served.process.returncode == 0, out
     assert f"http://127.0.0.1:{port}/v1" in out, out[-4000:]
     assert "rlm token" in out
+
+
+def test_json_logs_carry_the_request_id_on_every_line(tmp_path: Path) -> None:
+    port = free_port()
+    logs = tmp_path / "logs"
+    env = {
+        **os.environ,
+        "RLM_STATE_DIR": str(tmp_path / "state"),
+        "RLM_ENGINE__AGENTS": "1",
+        "RLM_LOG_FORMAT": "json",
+        "RLM_LOG_DIR": str(logs),
+    }
+    env.pop("RAY_ADDRESS", None)
+    rid = "req-json-logs-test-7f3a"
+    with rlm_serve(env, port) as served:
+        answer = httpx.get(f"{served.base}/health", headers={"X-Request-ID": rid}, timeout=10)
+        assert answer.headers["x-request-id"] == rid
+        bad = httpx.post(
+            f"{served.base}/execute", content=b"{", headers={"X-Request-ID": rid + "-bad"}
+        )
+        assert bad.json()["requestId"] == rid + "-bad"
+    files = sorted(logs.glob("*.log"))
+    assert files, f"no replica log in {logs}"
+    records = []
+    for path in files:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                records.append(json.loads(line))  # every line is one JSON object
+    mine = [r for r in records if r.get("request_id") in (rid, rid + "-bad")]
+    assert {r["request_id"] for r in mine} == {rid, rid + "-bad"}, records[-20:]
+    assert any("/v1/health" in r.get("message", "") for r in mine)
