@@ -213,6 +213,18 @@ def _cmd_operations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from rlm.settings_doc import markdown_table
+
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+        return 0
+    # The settings in effect here (environment + defaults); secrets print as "**********".
+    effective = get_settings().model_dump(mode="json")
+    sys.stdout.write(_dump(effective) + "\n")
+    return 0
+
+
 def _cmd_token(args: argparse.Namespace) -> int:
     from rlm.auth.keys import load_signing_key
     from rlm.auth.tokens import issue_token
@@ -463,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops = sub.add_parser("operations", help="the operations tasks may name")
     ops.set_defaults(func=_cmd_operations)
+
+    conf = sub.add_parser("config", help="the settings in effect (secrets hidden)")
+    conf.add_argument(
+        "--markdown", action="store_true", help="every RLM_ variable with its default, as a table"
+    )
+    conf.set_defaults(func=_cmd_config)
     return parser
 
 

@@ -24,13 +24,24 @@ __all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
 
 
 class ServerSettings(BaseModel):
-    """The HTTP API on Ray Serve."""
+    """The HTTP API on Ray Serve.
+
+    Attributes:
+        host: The address ``rlm serve`` listens on.
+        port: Its port.
+        max_body_bytes: Larger request bodies are refused (413).
+        request_timeout_s: Serve's proxy answers a request still running after this long
+            with a timeout.
+        max_ongoing_requests: Requests one API replica handles at once.
+        min_replicas: API replicas kept running.
+        max_replicas: API replicas Serve may scale up to.
+        target_ongoing_requests: Serve adds a replica when replicas average more requests
+            in flight than this.
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    max_body_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024, description="Larger request bodies are refused."
-    )
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(default=600.0, gt=0)
     max_ongoing_requests: int = Field(default=256, ge=1)
     min_replicas: int = Field(default=1, ge=1)
@@ -39,7 +50,12 @@ class ServerSettings(BaseModel):
 
 
 class EngineSettings(BaseModel):
-    """How the execution engine sizes its agent pool and plans trees."""
+    """How the execution engine sizes its agent pool and plans trees.
+
+    Attributes:
+        default_max_depth: ``maxDepth`` of a plan when the request names none.
+        default_fanout: ``fanout`` when the request names none.
+    """
 
     agents: int | None = Field(
         default=None, ge=1, le=4096, description="Agent actors in the pool; default: cluster CPUs."

@@ -223,6 +223,9 @@ class LMSettings(BaseModel):
         sub_model: Its model for sub-calls.
         config: A YAML file of named providers (see the module docstring).
         max_concurrency: The default provider's concurrency.
+        max_inflight_per_tenant: Requests one tenant may have in flight at the default
+            provider (default: no cap beyond ``max_concurrency``; waiting tenants are served
+            round-robin either way).
         requests_per_minute: The default provider's request rate limit.
         tokens_per_minute: The default provider's token rate limit.
         input_price_per_mtok: The default provider's prompt price (USD / 1M tokens).

@@ -47,6 +47,7 @@ class LocalConnector(_Connector):
     """A directory on the local disk; keys resolve strictly beneath it.
 
     Attributes:
+        kind: ``local``, ``s3`` or ``gcs`` (each kind takes the fields listed after it).
         root: The directory served.
         create_root: Create ``root`` on first use when it does not exist.
         max_open_files: Descriptors kept open (least recently used ones are closed).
