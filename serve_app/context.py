@@ -95,6 +95,19 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _json_error(error: Any, document: Any) -> str:
+    """``not valid JSON: Expecting value at line 2, column 12`` (the reason as json says it)."""
+    reason = str((error.get("ctx") or {}).get("error") or "invalid JSON")
+    loc = tuple(error.get("loc", ()))
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    if pos is None or not isinstance(document, str | bytes):
+        return f"not valid JSON: {reason}"
+    text = document.decode("utf-8", "replace") if isinstance(document, bytes) else document
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return f"not valid JSON: {reason} at line {line}, column {column}"
+
+
 def _validation_to_invalid_input(exc: RequestValidationError) -> InvalidInput:
     errors = []
     for e in exc.errors():
@@ -104,9 +117,11 @@ def _validation_to_invalid_input(exc: RequestValidationError) -> InvalidInput:
         else:
             where = "body"
         field = _loc_to_field(loc) or where
+        message = str(e.get("msg", "invalid"))
         if e.get("type") == "json_invalid":
             field = "body"
-        errors.append({"field": field, "message": str(e.get("msg", "invalid")), "in": where})
+            message = _json_error(e, exc.body)
+        errors.append({"field": field, "message": message, "in": where})
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     return InvalidInput(
         f"{first['field']}: {first['message']}", {"field": first["field"], "errors": errors}

@@ -301,6 +301,44 @@ def resolve_payers(
     return Payers(team, member, chain)
 
 
+_WHAT = {
+    "agents": "agent calls",
+    "computeHours": "compute hours",
+    "tokens": "language-model tokens",
+    "concurrentAgents": "agents at once",
+}
+_WHEN = {"daily": "today", "weekly": "this week", "monthly": "this month"}
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def quota_message(
+    scope: str,
+    scope_id: str,
+    resource: str,
+    period: str,
+    limit: float,
+    used: float,
+    requested: float,
+    reset: datetime,
+) -> str:
+    """What a person would say when a quota refuses a request."""
+    who = f"{scope} {scope_id!r}"
+    what = _WHAT.get(resource, resource)
+    if resource == "concurrentAgents":
+        return (
+            f"{who} may hold at most {_amount(limit)} {what}: running tasks hold "
+            f"{_amount(used)} and this one needs {_amount(requested)} (they free up as tasks end)"
+        )
+    when = _WHEN.get(period, f"this {period} window")
+    return (
+        f"{who} has used {_amount(used)} of its {_amount(limit)} {what} {when} ({period} quota) "
+        f"and this needs {_amount(requested)} more; the quota resets at {iso_z(reset)}"
+    )
+
+
 def quota_exceeded(
     scope: str,
     scope_id: str,
@@ -313,8 +351,7 @@ def quota_exceeded(
 ) -> QuotaExceeded:
     """The ``QUOTA_EXCEEDED`` error, with ``resource, period, limit, used, resetTime``."""
     return QuotaExceeded(
-        f"{scope} {scope_id!r}: {period} {resource} quota exceeded "
-        f"({used} of {limit} used, {requested} requested)",
+        quota_message(scope, scope_id, resource, period, limit, used, requested, reset),
         {
             "resource": resource,
             "period": period,

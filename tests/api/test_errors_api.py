@@ -59,9 +59,16 @@ def test_invalid_input_names_the_field(
 def test_malformed_json_is_400_not_422(user: Callable[..., httpx.Client]) -> None:
     with user() as client:
         response = client.post(
-            "/execute", content=b"{nope", headers={"Content-Type": "application/json"}
+            "/execute",
+            content=b'{"type": "recursive",\n {nope',
+            headers={"Content-Type": "application/json"},
         )
-        _envelope(response, 400, "INVALID_INPUT")
+        body = _envelope(response, 400, "INVALID_INPUT")
+    # The message says where the JSON broke, as a person looking at the file counts.
+    assert body["error"]["message"] == (
+        "body: not valid JSON: Expecting property name enclosed in double quotes "
+        "at line 2, column 2"
+    )
 
 
 def test_oversized_body_is_refused(api: Api) -> None:

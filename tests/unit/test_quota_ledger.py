@@ -151,7 +151,7 @@ def test_check_is_a_dry_run(ledger: QuotaLedger) -> None:
     ledger.set_user_config(config("ada", daily=4))
     decision = ledger.check("ada", 5, tier="user")
     assert not decision.allowed
-    assert "daily agents quota exceeded" in decision.reason
+    assert "agent calls today (daily quota)" in decision.reason
 
 
 def test_concurrency_lease(ledger: QuotaLedger) -> None:
@@ -691,3 +691,16 @@ def test_governing_orgs_follow_placement(ledger: QuotaLedger) -> None:
             ledger.governing_orgs(kind, name)
     with pytest.raises(InvalidInput):
         ledger.create_team("orphan", "Orphan", 1, 1.0, org_id="nope")
+
+
+def test_refusals_read_as_a_person_wrote_them(ledger: QuotaLedger) -> None:
+    ledger.set_user_config(config("ada", concurrent=3))
+    ledger.reserve("ada", 10, tier="user", task_id="a", concurrent_agents=2)
+    with pytest.raises(QuotaExceeded) as info:
+        ledger.reserve("ada", 10, tier="user", task_id="b", concurrent_agents=2)
+    assert info.value.message == (
+        "user 'ada' may hold at most 3 agents at once: running tasks hold 2 and this one "
+        "needs 2 (they free up as tasks end)"
+    )
+    assert "concurrentAgents" not in info.value.message  # field names stay in details
+    assert info.value.details["resource"] == "concurrentAgents"
