@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlm.errors import InvalidInput
+from rlm.eval.data import Instance
 from rlm.eval.questions import (
     COMPARISONS,
     KINDS,
@@ -21,6 +22,7 @@ from rlm.eval.questions import (
     make_questions,
     parse_question,
 )
+from rlm.eval.run import build_questions
 from rlm.eval.windows import Window, WindowLine, build_window
 from rlm.rlmmode import context_metadata, turn_prompt
 from tests.unit.eval_data import instances, labels
@@ -162,3 +164,18 @@ def test_unknown_kinds_and_unquotable_labels_are_refused() -> None:
     for bad in (["a"], ["a", "it's"], ["a", "b:c"], ["a", "b\nc"]):
         with pytest.raises(InvalidInput):
             check_labels(bad)
+
+
+def test_questions_cycle_through_kinds_over_windows() -> None:
+    windows, asked = build_questions(
+        instances(), questions=10, window_tokens=4000, seed=2, per_window=4
+    )
+    assert len(windows) == 3 and [w.index for w in windows] == [0, 1, 2]
+    assert len(asked) == 10
+    assert [q.window for q in asked] == [0] * 4 + [1] * 4 + [2] * 2
+    assert [q.kind for q in asked] == [KINDS[i % len(KINDS)] for i in range(10)]
+    assert len({q.id for q in asked}) == 10
+    with pytest.raises(InvalidInput):
+        build_questions(instances(), questions=0, window_tokens=4000)
+    few = [Instance("x ?", "a"), Instance("y ?", "b")]
+    assert build_questions(few, questions=2, window_tokens=100, kinds=["count"])[1]
