@@ -9,10 +9,16 @@ does) over a real window, its ``llm_query_batched`` sub-calls answered by the or
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from openai import OpenAI
 
+import rlm
 from rlm.eval.modes import direct_prompt
 from rlm.eval.questions import KINDS, Question
 from rlm.eval.run import EvalPlan, plan_oolong
@@ -35,7 +41,8 @@ from rlm.testing.oolong_oracle import (
     oolong_responder,
     root_reply,
 )
-from tests.unit.eval_data import gold_labels, instances, labels
+from tests.shared_data import shared_file
+from tests.unit.eval_data import TREC, gold_labels, instances, labels
 
 ORACLE = oolong_oracle(gold_labels())
 
@@ -172,3 +179,39 @@ def test_the_responder_repeats_the_block_every_turn_and_answers_the_last_call(
     # A sub-call is a lone user message: answered as a classify prompt.
     sub = classify_prompt([window.lines[0].text], labels(), "Classify.")
     assert respond(_conversation(sub, system=False)) == f"1: {window.lines[0].label}"
+
+
+def test_the_fake_server_process_answers_as_the_oracle(plan: EvalPlan, tmp_path: Path) -> None:
+    root = Path(rlm.__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "rlm.testing.openai_server",
+        "--oolong-oracle",
+        str(shared_file(TREC)),
+    ]
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err_file:
+        process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=err_file, text=True
+        )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), stderr.read_text()
+        question = plan.questions[0]
+        prompt = direct_prompt(question).replace("{chunk}", plan.windows[0].text)
+        with OpenAI(base_url=url, api_key="test-key", max_retries=0, timeout=30) as client:
+            reply = client.chat.completions.create(
+                model="fake-model", messages=[{"role": "user", "content": prompt}]
+            )
+        assert reply.choices[0].message.content == question.spec.format_answer(question.gold)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=15) == 0
+        if process.stdout is not None:
+            process.stdout.close()
