@@ -11,6 +11,7 @@ Commands:
     rlm tenants load FILE     load orgs, teams and users with their limits (idempotent)
     rlm quota show USER       a user's quota windows
     rlm quota events          quota.threshold_exceeded events not yet delivered
+    rlm eval oolong           OOLONG-synth accuracy, latency, calls and cost per mode
 
 Every command that needs the engine joins the one already running on the same state directory
 (``rlm serve``, a ``rlm.connect()``): it registers its Ray address there. ``--address`` (before
@@ -393,6 +394,12 @@ def _cmd_quota_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_oolong(args: argparse.Namespace) -> int:
+    from rlm.eval.oolong import run_command
+
+    return run_command(args, lambda: _connect(args))
+
+
 def _commands(parser: argparse.ArgumentParser, dest: str, common: argparse.ArgumentParser) -> Any:
     """Subcommands of ``parser`` that each accept the ``common`` options too."""
     sub = parser.add_subparsers(dest=dest, required=True)
@@ -472,6 +479,16 @@ def build_parser() -> argparse.ArgumentParser:
     events_q = quota_sub.add_parser("events", help="threshold events not yet delivered")
     events_q.add_argument("--json", action="store_true", help="JSON even on a terminal")
     events_q.set_defaults(func=_cmd_quota_events)
+
+    evals = sub.add_parser("eval", help="evaluate the engine's modes on a benchmark")
+    evals_sub = _commands(evals, "eval_command", common)
+    oolong = evals_sub.add_parser(
+        "oolong", help="OOLONG-synth: accuracy, latency, calls and cost per mode"
+    )
+    from rlm.eval.oolong import add_arguments
+
+    add_arguments(oolong)
+    oolong.set_defaults(func=_cmd_eval_oolong)
 
     ops = sub.add_parser("operations", help="the operations tasks may name")
     ops.set_defaults(func=_cmd_operations)
