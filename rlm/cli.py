@@ -142,7 +142,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     parsed = parse_model(ExecuteRequest, request)
     prepare_input(parsed.input, default_registry(get_settings().operations))
     hv = _connect(args)
+    if args.detach and hv.owns_ray:
+        # This command started the engine, and it stops with the command: nothing would run
+        # the task once it returned.
+        raise EngineUnavailable(
+            "--detach needs a running engine to leave the task with (start `rlm serve`, or "
+            "pass --address); without one, run the task without --detach"
+        )
     task_id = hv.submit(request)
+    if args.detach:
+        sys.stdout.write(task_id + "\n")  # the task runs on in the engine
+        return 0
     console = Console(stderr=True)
     show_bar = console.is_terminal and not args.quiet
     try:
@@ -436,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a task from a JSON file ('-' for stdin)")
     run.add_argument("task")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "-d", "--detach", action="store_true", help="submit, print the taskId and return at once"
+    )
     run.set_defaults(func=_cmd_run)
 
     tasks = sub.add_parser("tasks", help="inspect and cancel tasks")

@@ -395,6 +395,11 @@ class Hypervisor:
         """Stop the engine's actors (the state file keeps every record)."""
         ray.kill(self._core, no_restart=True)
 
+    @property
+    def owns_ray(self) -> bool:
+        """Whether this handle started the Ray it runs on (and :meth:`close` stops it)."""
+        return self._owns_ray
+
     def close(self) -> None:
         """Disconnect; shuts the local Ray down when :func:`connect` started it."""
         if self._owns_ray and ray.is_initialized():

@@ -53,6 +53,16 @@ def test_run_then_show_and_list(tmp_path: Path) -> None:
     assert [t["taskId"] for t in json.loads(listing.stdout)] == [result["taskId"]]
 
 
+def test_detach_needs_an_engine_to_leave_the_task_with(tmp_path: Path) -> None:
+    task_file = tmp_path / "task.json"
+    task_file.write_text(json.dumps(TASK))
+    run = _rlm(tmp_path, "run", "--detach", str(task_file))
+    # No engine runs on this state dir: the command's own Ray would stop with it.
+    assert run.returncode == 3, run.stderr
+    assert "--detach needs a running engine" in run.stderr
+    assert json.loads(_rlm(tmp_path, "tasks", "list").stdout) == []
+
+
 def test_run_from_stdin_and_refusals(tmp_path: Path) -> None:
     bad = _rlm(tmp_path, "run", "-", stdin=json.dumps({**TASK, "type": "diagonal"}))
     assert bad.returncode == 2
