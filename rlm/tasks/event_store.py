@@ -22,7 +22,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -31,11 +31,13 @@ from rlm.tasks.record import TaskRecord
 
 __all__ = [
     "EVENTS_SCHEMA",
+    "EventSource",
     "EventWriter",
     "delete_events",
     "insert_events",
-    "last_event_seq",
+    "last_event",
     "select_events",
+    "stored_events",
     "terminal_event",
 ]
 
@@ -94,12 +96,13 @@ def select_events(
     return [TaskEvent(int(s), t, json.loads(d), float(ts)) for s, t, ts, d in rows]
 
 
-def last_event_seq(c: sqlite3.Connection, task_id: str) -> int:
-    """The number of the task's newest stored event (0 when none is stored)."""
-    (seq,) = c.execute(
-        "SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = ?", (task_id,)
+def last_event(c: sqlite3.Connection, task_id: str) -> tuple[int, str] | None:
+    """The number and type of the task's newest stored event (``None`` when none is)."""
+    row = c.execute(
+        "SELECT seq, type FROM task_events WHERE task_id = ? ORDER BY seq DESC LIMIT 1",
+        (task_id,),
     ).fetchone()
-    return int(seq)
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def delete_events(c: sqlite3.Connection, task_ids: Sequence[str]) -> int:
@@ -121,6 +124,50 @@ def terminal_event(record: TaskRecord, seq: int) -> TaskEvent:
     if record.result is not None:
         data["result"] = record.result.to_wire()
     return TaskEvent(seq, TERMINAL_EVENT, data, ended.timestamp())
+
+
+class EventSource(Protocol):
+    """What :func:`stored_events` reads (a :class:`~rlm.tasks.store.TaskStore`)."""
+
+    def events(
+        self, task_id: str, after: int = 0, limit: int | None = None, *, trajectory: bool = False
+    ) -> list[TaskEvent]: ...
+
+    def last_event(self, task_id: str) -> tuple[int, str] | None: ...
+
+
+def stored_events(
+    source: EventSource,
+    record: TaskRecord,
+    after: int,
+    limit: int | None,
+    *,
+    trajectory: bool = False,
+) -> tuple[list[TaskEvent], bool]:
+    """A task's stored events above ``after``, and whether nothing follows them.
+
+    A task that ended with no ``task.completed`` stored (interrupted by a restart, or ended
+    before its engine kept events) ends with one made from its record
+    (:func:`terminal_event`), numbered after its last stored event. A task still running (in
+    another engine on the same file) is never at its end.
+
+    Args:
+        source: The store.
+        record: The task's record.
+        after: Only events numbered above this.
+        limit: At most this many (``None``: all).
+        trajectory: Only the trajectory's events.
+    """
+    events = source.events(record.task_id, after, limit, trajectory=trajectory)
+    if events and events[-1].type == TERMINAL_EVENT:
+        return events, True
+    if (limit is not None and len(events) >= limit) or not record.terminal:
+        return events, False
+    last = source.last_event(record.task_id)
+    if last is not None and last[1] == TERMINAL_EVENT:
+        return events, True  # the end is stored, at or before ``after``
+    terminal = terminal_event(record, 1 if last is None else last[0] + 1)
+    return ([*events, terminal] if terminal.seq > after else events), True
 
 
 class EventWriter:

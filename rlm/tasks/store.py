@@ -29,7 +29,7 @@ from rlm.tasks.event_store import (
     EVENTS_SCHEMA,
     delete_events,
     insert_events,
-    last_event_seq,
+    last_event,
     select_events,
 )
 from rlm.tasks.events import TaskEvent
@@ -366,10 +366,10 @@ class TaskStore:
         with self._lock:
             return select_events(self._conn, task_id, after, limit, trajectory=trajectory)
 
-    def last_event_seq(self, task_id: str) -> int:
-        """The number of the task's newest stored event (0 when none is)."""
+    def last_event(self, task_id: str) -> tuple[int, str] | None:
+        """The number and type of the task's newest stored event (``None`` when none is)."""
         with self._lock:
-            return last_event_seq(self._conn, task_id)
+            return last_event(self._conn, task_id)
 
     def stored_bytes(self, *, team_id: str) -> int:
         """Bytes kept for a team's tasks: their stored requests and results (UTF-8)."""

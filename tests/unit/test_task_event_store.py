@@ -10,7 +10,7 @@ import pytest
 
 from rlm.models.tasks import ExecuteResponse
 from rlm.tasks import TaskRecord, TaskStore
-from rlm.tasks.event_store import EventWriter, terminal_event
+from rlm.tasks.event_store import EventWriter, stored_events, terminal_event
 from rlm.tasks.events import TERMINAL_EVENT, EventLog, TaskEvent
 
 
@@ -73,7 +73,7 @@ def test_events_round_trip_with_their_record_and_after_reopening(tmp_path: Path)
         "rlm.cell",
         TERMINAL_EVENT,
     ]
-    assert again.last_event_seq("t1") == 4 and again.last_event_seq("nope") == 0
+    assert again.last_event("t1") == (4, TERMINAL_EVENT) and again.last_event("nope") is None
     assert again.events("nope") == []
 
 
@@ -208,3 +208,51 @@ def test_an_ended_task_without_a_stored_end_gets_one_from_its_record() -> None:
     assert end.seq == 7 and end.type == TERMINAL_EVENT
     assert end.data["status"] == "failed" and end.data["result"]["taskId"] == "t"
     assert end.to_wire()["timestamp"] == "2026-01-01T00:00:00Z"
+
+
+def _ended(store: TaskStore, task_id: str, **changes: object) -> TaskRecord:
+    record = _record(task_id, "completed", completed_at=datetime.now(UTC), **changes)
+    store.put(record.evolve(result=_result(task_id)))
+    return record.evolve(result=_result(task_id))
+
+
+def test_an_ended_tasks_stored_events_end_with_its_stored_end(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "state.db")
+    record = _ended(store, "t")
+    store.write_events({"t": _events("task.started", "task.progress", TERMINAL_EVENT)})
+    assert [e.seq for e in stored_events(store, record, 0, None)[0]] == [1, 2, 3]
+    assert stored_events(store, record, 0, None)[1] is True
+    # Pages: not ended until the page that holds the end.
+    page, ended = stored_events(store, record, 0, 2)
+    assert [e.seq for e in page] == [1, 2] and not ended
+    page, ended = stored_events(store, record, 2, 2)
+    assert [e.seq for e in page] == [3] and ended
+    # Resuming at (or past) the end: nothing more, and nothing made up.
+    assert stored_events(store, record, 3, None) == ([], True)
+    assert stored_events(store, record, 9, None) == ([], True)
+
+
+def test_an_interrupted_task_ends_with_an_end_made_from_its_record(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "state.db")
+    record = _ended(store, "t")
+    store.write_events({"t": _events("task.started", "rlm.turn")})
+    events, ended = stored_events(store, record, 0, None)
+    assert ended and [e.type for e in events] == ["task.started", "rlm.turn", TERMINAL_EVENT]
+    assert events[-1].seq == 3 and events[-1].data["result"]["taskId"] == "t"
+    assert stored_events(store, record, 2, None)[0] == events[2:]
+    assert stored_events(store, record, 3, None) == ([], True)
+    trajectory, _ = stored_events(store, record, 0, None, trajectory=True)
+    assert [e.type for e in trajectory] == ["rlm.turn", TERMINAL_EVENT]
+    # A task that never stored an event still ends, with event 1.
+    bare = _ended(store, "bare")
+    assert [(e.seq, e.type) for e in stored_events(store, bare, 0, None)[0]] == [
+        (1, TERMINAL_EVENT)
+    ]
+
+
+def test_a_task_running_elsewhere_is_not_at_its_end(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "state.db")
+    record = _record("t")
+    store.put(record, _events("task.started"))
+    assert [e.seq for e in stored_events(store, record, 0, None)[0]] == [1]
+    assert stored_events(store, record, 1, None) == ([], False)
