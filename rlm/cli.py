@@ -5,6 +5,8 @@ Commands:
     rlm tasks show ID         a task's status and result
     rlm tasks list            the newest tasks
     rlm tasks cancel ID       cancel a running task
+    rlm tasks watch ID        a task's events, drawn live (``--jsonl``: one JSON line each)
+    rlm tasks trajectory ID   an RLM task's turns, cells and sub-calls (``--jsonl`` to save)
     rlm operations            the operations tasks may name
     rlm serve                 run the HTTP API on Ray Serve (embedded defaults)
     rlm token --sub ID        print a token the running server accepts
@@ -18,7 +20,8 @@ Every command that needs the engine joins the one already running on the same st
 or after the command), ``RLM_RAY_ADDRESS`` and ``RAY_ADDRESS`` override; with none of them and
 no engine running, the command starts a local Ray of its own.
 
-Exit codes (:data:`EXIT_CODES`): 0 the task completed, 1 it failed or was cancelled, 2 the
+Exit codes (:data:`EXIT_CODES`): 0 the task completed (or the command succeeded; ``rlm tasks
+watch`` exits with the watched task's code), 1 it failed or was cancelled, 2 the
 request was refused, 3 the engine could not be started or joined (for 2 and 3 the error
 envelope is the last line on stderr), 130 interrupted.
 """
@@ -213,6 +216,45 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     response = _connect(args).cancel(args.task_id)
     sys.stdout.write(_dump(response) + "\n")
     return 0 if response.status == "cancelled" else 1
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from rlm.tasks.watch import TaskWatch
+
+    hv = _connect(args)
+    events = hv.events(args.task_id, after=args.last_event_id)
+    watch = TaskWatch(args.task_id)
+    if args.jsonl:
+        # For scripts: every event as it comes, one JSON line each; the last is the result.
+        for event in events:
+            watch.apply(event)
+            sys.stdout.write(_dump(event, indent=False) + "\n")
+            sys.stdout.flush()
+    else:
+        console = Console(stderr=True)
+        if console.is_terminal:
+            with Live(watch, console=console, refresh_per_second=8):
+                for event in events:
+                    watch.apply(event)
+        else:
+            for event in events:
+                watch.apply(event)
+            console.print(watch)
+        if watch.result is not None:
+            sys.stdout.write(_dump(watch.result) + "\n")
+    return 0 if watch.status == "completed" else 1
+
+
+def _cmd_trajectory(args: argparse.Namespace) -> int:
+    trajectory = _connect(args).trajectory(args.task_id)
+    if args.jsonl:
+        sys.stdout.writelines(_dump(e, indent=False) + "\n" for e in trajectory.events)
+    else:
+        sys.stdout.write(_dump(trajectory) + "\n")
+    return 0
 
 
 def _cmd_operations(args: argparse.Namespace) -> int:
@@ -462,6 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = tasks_sub.add_parser("cancel", help="cancel a running task")
     cancel.add_argument("task_id")
     cancel.set_defaults(func=_cmd_cancel)
+    watch = tasks_sub.add_parser(
+        "watch", help="a task's events as they happen (exits with the task's result)"
+    )
+    watch.add_argument("task_id")
+    watch.add_argument("--jsonl", action="store_true", help="one JSON line per event, no view")
+    watch.add_argument(
+        "--last-event-id", type=int, default=0, help="resume after this event (default: all)"
+    )
+    watch.set_defaults(func=_cmd_watch)
+    trajectory = tasks_sub.add_parser(
+        "trajectory", help="an RLM task's turns, code cells, sub-calls and child RLMs"
+    )
+    trajectory.add_argument("task_id")
+    trajectory.add_argument("--jsonl", action="store_true", help="one JSON line per event")
+    trajectory.set_defaults(func=_cmd_trajectory)
 
     srv = sub.add_parser("serve", help="run the HTTP API on Ray Serve")
     srv.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")

@@ -43,6 +43,12 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(default=600.0, gt=0)
+    sse_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="An event stream sends a keep-alive comment after this long without events.",
+    )
     max_ongoing_requests: int = Field(default=256, ge=1)
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=2, ge=1)
@@ -90,6 +96,13 @@ class EngineSettings(BaseModel):
     )
     cancel_grace_s: float = Field(
         default=10.0, gt=0, description="How long a cancel waits for in-flight calls to stop."
+    )
+    max_task_events: int = Field(
+        default=10_000,
+        ge=2,
+        le=10_000_000,
+        description="Events kept per task before its terminal one; over it, a task.truncated "
+        "marker is recorded and later events are dropped.",
     )
     quota_hold_ttl_s: float = Field(
         default=900.0,

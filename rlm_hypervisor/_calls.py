@@ -38,6 +38,7 @@ from rlm.models import (
     TaskStatus,
     TeamMember,
     TeamQuotaStatus,
+    Trajectory,
     UserQuotaStatus,
     parse_model,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Call",
     "DEFAULT_SERVER_TASK_TIMEOUT_S",
     "EXECUTE_GRACE_S",
+    "STREAM_READ_TIMEOUT_S",
     "Send",
     "cancel_task",
     "check_allocation",
@@ -65,6 +67,8 @@ __all__ = [
     "set_project",
     "set_user_config",
     "storage_read",
+    "task_events",
+    "task_trajectory",
     "team_quota",
     "transfer",
     "update_org",
@@ -80,6 +84,9 @@ M = TypeVar("M", bound=BaseModel)
 DEFAULT_SERVER_TASK_TIMEOUT_S = 600.0
 #: Extra read time over a task's budget, so the server's TIMEOUT answer wins the race.
 EXECUTE_GRACE_S = 10.0
+#: How long an event stream may stay silent before it is taken for dead and reconnected
+#: (the server sends a keep-alive every ~15 s).
+STREAM_READ_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +265,33 @@ def cancel_task(task_id: str) -> Call[CancelResponse]:
 def list_tasks(limit: int) -> Call[list[TaskStatus]]:
     """``GET /tasks?limit=`` (an extension) answering ``{"tasks": [...]}``."""
     return Call("GET", "/tasks", _list_of(TaskStatus, "tasks"), params={"limit": limit})
+
+
+def task_events(task_id: str, last_event_id: int | None) -> Call[None]:
+    """``GET /tasks/{taskId}/events`` (SSE), resuming after ``last_event_id``.
+
+    Sent as a stream (see :mod:`rlm_hypervisor._events`), not through ``parse``; its read
+    timeout outlasts the server's keep-alive interval.
+    """
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+
+    def parse(response: httpx.Response) -> None:  # pragma: no cover - streamed instead
+        raise unexpected_response(response, "event stream", "read as a stream")
+
+    return Call(
+        "GET",
+        f"/tasks/{_segment(task_id)}/events",
+        parse,
+        headers=headers,
+        timeout=httpx.Timeout(30.0, read=STREAM_READ_TIMEOUT_S),
+    )
+
+
+def task_trajectory(task_id: str) -> Call[Trajectory]:
+    """``GET /tasks/{taskId}/trajectory`` (extension)."""
+    return Call("GET", f"/tasks/{_segment(task_id)}/trajectory", _model(Trajectory))
 
 
 def user_quota(user_id: str | None) -> Call[UserQuotaStatus]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rlm.models.base import WireModel, parse_model
 from rlm.models.errors import ErrorEnvelope
+from rlm.models.events import ProgressEventData, TaskEventMessage, Trajectory
 from rlm.models.quotas import (
     AllocationCheck,
     AllocationDecision,
@@ -57,6 +58,7 @@ __all__ = [
     "Organization",
     "OrganizationHierarchy",
     "Progress",
+    "ProgressEventData",
     "ProjectAllocation",
     "QuotaAlertData",
     "QuotaConfig",
@@ -70,11 +72,13 @@ __all__ = [
     "StorageReadRequest",
     "StorageReadResponse",
     "TaskCompletedData",
+    "TaskEventMessage",
     "TaskStatus",
     "TeamConfig",
     "TeamMember",
     "TeamQuotaStatus",
     "TeamUsage",
+    "Trajectory",
     "UserQuotaStatus",
     "Violation",
     "WebhookEvent",

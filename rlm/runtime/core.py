@@ -39,9 +39,13 @@ from rlm.runtime.run import Run, TaskSpec
 from rlm.runtime.scheduler import Scheduler
 from rlm.runtime.table import TaskTable
 from rlm.scoring import score
+from rlm.tasks.events import TERMINAL_EVENT, in_trajectory
 from rlm.tasks.store import TaskStore
 
-__all__ = ["Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
+__all__ = ["EVENTS_PAGE", "Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
+
+#: The most events one answer of :meth:`HypervisorCore.events` carries.
+EVENTS_PAGE = 1000
 
 #: What every public method of the core answers: ``("ok", value, headers)`` or
 #: ``("err", error payload, headers)``; ``headers`` are the rate-limit headers for HTTP.
@@ -87,7 +91,9 @@ class HypervisorCore:
         # instance, so an engine refused the lock is never listed as one to join.
         quotas = QuotaLedgerService(settings.state_dir / "quotas.db")
         self._table = TaskTable(
-            TaskStore(settings.database_path), ray.get_runtime_context().gcs_address
+            TaskStore(settings.database_path),
+            ray.get_runtime_context().gcs_address,
+            max_events=settings.engine.max_task_events,
         )
         self._scheduler = Scheduler(
             settings.engine,
@@ -242,6 +248,9 @@ class HypervisorCore:
     async def record_events(self, task_id: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
         """Append events of a running task (an RLM session's turns, cells, sub-calls...).
 
+        ``task.completed`` is the task table's to append (when the task ends): one sent here
+        is ignored. Over the task's cap, events are dropped (see ``EventLog``).
+
         Returns:
             ``False`` when the task is no longer running (its log is closed): the caller stops.
         """
@@ -249,7 +258,8 @@ class HypervisorCore:
         if run is None or run.events.closed:
             return False
         for type_, data in events:
-            run.events.append(type_, data)
+            if type_ != TERMINAL_EVENT:
+                run.events.append(type_, data)
         return True
 
     @_answers
@@ -260,23 +270,71 @@ class HypervisorCore:
         after: int = 0,
         timeout_s: float | None = 15.0,
         admission: Admission | None = None,
+        limit: int = EVENTS_PAGE,
     ) -> tuple[Any, dict[str, str]]:
         """The task's events numbered above ``after``, waiting up to ``timeout_s`` for one.
 
+        A running task's come from its log in memory; an ended task's from the store, so a
+        watcher resuming after the task ended gets the rest, then the end.
+
+        Args:
+            task_id: The task.
+            viewer: Whose tasks the caller may see (``None``: all).
+            after: The last event the caller has (``Last-Event-ID``); 0 for all.
+            timeout_s: How long to wait for a new event of a running task.
+            admission: Counted against the caller's rate limit (a stream counts its first
+                call only, and passes ``None`` after).
+            limit: At most this many events per answer.
+
         Returns:
-            ``{"events": [...], "ended": bool}``; ``ended`` once the terminal event is sent.
+            ``{"events": [...], "ended": bool}``; ``ended`` once the answer reaches the
+            terminal event (nothing follows).
+
+        Raises:
+            TaskNotFound: no such task that ``viewer`` may see.
         """
         headers = self._gate.admit(admission)
         run = self._table.run(task_id, viewer)
         if run is not None:
             log = run.events
-            events = await log.wait(after, timeout_s)
-            wire = [e.to_wire() for e in events]
-            return {"events": wire, "ended": log.closed}, headers
+            page = (await log.wait(after, timeout_s))[:limit]
+            ended = log.closed and (page[-1].seq if page else after) >= log.last_seq
+            return {"events": [e.to_wire() for e in page], "ended": ended}, headers
         record = self._table.stored(task_id, viewer)
         if record is None:
             raise TaskNotFound(task_id).with_headers(headers)
-        return {"events": [], "ended": True}, headers
+        stored, ended = self._table.stored_events(record, after, limit)
+        if not ended and not stored and timeout_s:
+            # Running in another engine on this state file: do not answer a poll at once.
+            await asyncio.sleep(min(timeout_s, 1.0))
+        return {"events": [e.to_wire() for e in stored], "ended": ended}, headers
+
+    @_answers
+    async def trajectory(
+        self, task_id: str, viewer: Viewer | None, admission: Admission | None = None
+    ) -> tuple[Any, dict[str, str]]:
+        """The task's trajectory: its ``rlm.*`` events (turns, cells, sub-calls, child RLMs,
+        the answer), the truncation marker if any, and ``task.completed`` once it has ended.
+
+        Returns:
+            ``{"taskId", "status", "events": [...]}``, the events in their wire form.
+
+        Raises:
+            TaskNotFound: no such task that ``viewer`` may see.
+        """
+        headers = self._gate.admit(admission)
+        run = self._table.run(task_id, viewer)
+        if run is not None:
+            status = run.record.status
+            events = [e for e in run.events.after(0) if in_trajectory(e.type)]
+        else:
+            record = self._table.stored(task_id, viewer)
+            if record is None:
+                raise TaskNotFound(task_id).with_headers(headers)
+            status = record.status
+            events, _ = self._table.stored_events(record, 0, None, trajectory=True)
+        wire = [e.to_wire() for e in events]
+        return {"taskId": task_id, "status": status, "events": wire}, headers
 
     async def running(self) -> dict[str, int]:
         """Counts for health checks: tasks running, calls in flight and queued."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from rlm.errors import EngineUnavailable, InvalidInput, error_from_payload
 from rlm.inputs import PreparedInput, prepare_input
 from rlm.lm.settings import ProviderSettings, resolve_provider
 from rlm.models.base import parse_model
+from rlm.models.events import TaskEventMessage, Trajectory
 from rlm.models.tasks import (
     CancelResponse,
     ExecuteRequest,
@@ -322,6 +323,54 @@ class Hypervisor:
         """Cancel the task; answers once none of its agent calls runs any more."""
         response: CancelResponse = _unwrap(ray.get(self._core.cancel.remote(task_id, viewer)))
         return response
+
+    def events(
+        self,
+        task_id: str,
+        *,
+        after: int = 0,
+        viewer: Viewer | None = None,
+        poll_s: float = 15.0,
+    ) -> Iterator[TaskEventMessage]:
+        """The task's events as they happen, from the one after ``after`` to ``task.completed``.
+
+        Each answer of the engine waits up to ``poll_s`` for a new event; the iterator ends
+        after ``task.completed`` (at once for a task that has ended: its events come from the
+        state file).
+
+        Raises:
+            TaskNotFound: no such task (that ``viewer`` may see, when given).
+
+        Example:
+            >>> for event in hv.events(task_id):  # doctest: +SKIP
+            ...     print(event.id, event.event, event.data)
+        """
+        while True:
+            page = _unwrap(ray.get(self._core.events.remote(task_id, viewer, after, poll_s)))
+            for wire in page["events"]:
+                event = TaskEventMessage.model_validate(wire, strict=False)
+                after = event.id
+                yield event
+            if page["ended"]:
+                return
+
+    def trajectory(self, task_id: str, *, viewer: Viewer | None = None) -> Trajectory:
+        """The task's trajectory: its ``rlm.*`` events, then ``task.completed`` once ended.
+
+        Raises:
+            TaskNotFound: no such task.
+        """
+        wire = _unwrap(ray.get(self._core.trajectory.remote(task_id, viewer)))
+        return Trajectory.model_validate(wire, strict=False)
+
+    def record_events(self, task_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> bool:
+        """Append events to a running task's log (what an RLM session does as it runs).
+
+        Returns:
+            ``False`` when the task is not running (any more).
+        """
+        recorded: bool = ray.get(self._core.record_events.remote(task_id, list(events)))
+        return recorded
 
     def tasks(self, *, viewer: Viewer | None = None, limit: int = 50) -> list[TaskStatus]:
         """The newest tasks, newest first."""

@@ -17,7 +17,7 @@ import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,9 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from rlm.models.tasks import ErrorInfo, ExecuteResponse
+from rlm.tasks.event_store import (
+    EVENTS_SCHEMA,
+    delete_events,
+    insert_events,
+    last_event,
+    select_events,
+)
+from rlm.tasks.events import TaskEvent
 from rlm.tasks.record import TaskRecord
 
 __all__ = ["INTERRUPTED_MESSAGE", "EngineInstance", "TaskStore", "open_sqlite"]
+
+#: A list of events (``TaskStore.list`` shadows the builtin inside the class).
+_Events = list[TaskEvent]
 
 INTERRUPTED_MESSAGE = "interrupted: the service stopped while the task was running"
 
@@ -140,7 +151,7 @@ class TaskStore:
         self._lock = threading.Lock()
         self._conn = open_sqlite(path)
         with self._lock:
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SCHEMA + EVENTS_SCHEMA)
         self._add_stored_bytes()
         self._add_ray_address()
 
@@ -280,10 +291,12 @@ class TaskStore:
 
     # -- records -----------------------------------------------------------------------------
 
-    def put(self, record: TaskRecord) -> None:
-        """Insert or replace a record."""
+    def put(self, record: TaskRecord, events: Sequence[TaskEvent] = ()) -> None:
+        """Insert or replace a record, with new events of its task, in one transaction."""
         with self._tx() as c:
             self._write(c, record)
+            if events:
+                insert_events(c, record.task_id, events)
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The record of ``task_id``, if any."""
@@ -309,6 +322,54 @@ class TaskStore:
         with self._lock:
             rows = self._conn.execute(query, (*args, limit)).fetchall()
         return [self._row_to_record(r) for r in rows]
+
+    def delete(self, task_ids: Sequence[str]) -> int:
+        """Delete tasks' records and their events; how many records were deleted."""
+        with self._tx() as c:
+            delete_events(c, task_ids)
+            return sum(
+                c.execute("DELETE FROM tasks WHERE task_id = ?", (t,)).rowcount for t in task_ids
+            )
+
+    def prune(self, completed_before: datetime) -> int:
+        """Delete the tasks that ended before ``completed_before``, with their events.
+
+        Returns:
+            How many tasks were deleted.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT task_id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ?"
+                " AND status IN ('completed', 'failed', 'cancelled')",
+                (_ts(completed_before.astimezone(UTC)),),
+            ).fetchall()
+        return self.delete([r[0] for r in rows]) if rows else 0
+
+    # -- events ------------------------------------------------------------------------------
+
+    def write_events(self, batch: Mapping[str, Sequence[TaskEvent]]) -> None:
+        """Write new events of running tasks, ``{task_id: events}``, in one transaction."""
+        with self._tx() as c:
+            for task_id, events in batch.items():
+                insert_events(c, task_id, events)
+
+    def events(
+        self,
+        task_id: str,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        trajectory: bool = False,
+    ) -> _Events:
+        """A task's stored events numbered above ``after``, oldest first (see
+        :func:`~rlm.tasks.event_store.select_events`)."""
+        with self._lock:
+            return select_events(self._conn, task_id, after, limit, trajectory=trajectory)
+
+    def last_event(self, task_id: str) -> tuple[int, str] | None:
+        """The number and type of the task's newest stored event (``None`` when none is)."""
+        with self._lock:
+            return last_event(self._conn, task_id)
 
     def stored_bytes(self, *, team_id: str) -> int:
         """Bytes kept for a team's tasks: their stored requests and results (UTF-8)."""

@@ -1,17 +1,20 @@
-"""``/execute`` and ``/tasks``: run tasks, read them, cancel them."""
+"""``/execute`` and ``/tasks``: run tasks, read them, watch them, cancel them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from starlette.responses import Response
 
 from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
 from rlm.errors import TaskNotFound, error_from_payload
 from rlm.models.errors import ErrorEnvelope
+from rlm.models.events import Trajectory
 from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
 from serve_app.deps import Caller, authenticated
-from serve_app.responses import FastJSON
+from serve_app.responses import FastJSON, json_bytes
+from serve_app.sse import EventStreamResponse, event_stream
 
 __all__ = ["router"]
 
@@ -19,10 +22,24 @@ router = APIRouter(tags=["tasks"])
 
 Executor = Annotated[Caller, Depends(authenticated(SCOPE_EXECUTE))]
 Reader = Annotated[Caller, Depends(authenticated(SCOPE_READ))]
+TaskId = Annotated[str, Path(alias="taskId", max_length=200)]
+
+#: The largest event number a client may name (SQLite integers are 64-bit).
+_MAX_EVENT_ID = 2**53
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500, *codes)}
+
+
+def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    # A route whose own answer is not JSON: its errors still are (FastAPI would otherwise
+    # document them with the route's media type).
+    envelope = {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+    return {
+        code: {"description": "Error", "content": {"application/json": envelope}}
+        for code in (400, 401, 403, 429, 500, *codes)
+    }
 
 
 @router.post(
@@ -123,3 +140,75 @@ async def list_tasks(
         "list_tasks", caller.viewer, limit, caller.admission
     )
     return FastJSON({"tasks": [t.to_wire() for t in tasks]}, headers=headers)
+
+
+_EVENTS_DOC = """A task's events as Server-Sent Events (``text/event-stream``), from the one after
+``Last-Event-ID`` (or ``?lastEventId=``) to ``task.completed``, which ends the stream and
+carries the result. Each message is ``id:`` (the event's number), ``event:`` (its type) and
+``data:`` (``{"id", "event", "timestamp", "data"}`` as JSON); ``: keep-alive`` comments come
+every ~15 s without events. Works for every task: progress for built-in operations; turns,
+cells, sub-calls and child RLMs for RLM tasks. Counted once against the rate limit."""
+
+
+@router.get(
+    "/tasks/{taskId}/events",
+    response_class=EventStreamResponse,
+    responses={
+        200: {
+            "description": "The event stream",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **_json_errors(404),
+    },
+    summary="Stream a task's events (extension)",
+    description=_EVENTS_DOC,
+)
+async def task_events(
+    task_id: TaskId,
+    caller: Reader,
+    request: Request,
+    last_event_id: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=_MAX_EVENT_ID)
+    ] = None,
+    last_event_id_query: Annotated[
+        int | None, Query(alias="lastEventId", ge=0, le=_MAX_EVENT_ID)
+    ] = None,
+) -> Any:
+    """See ``_EVENTS_DOC``; 404 before the stream starts for a task the caller may not see."""
+    hv = request.app.state.hv
+    after = last_event_id if last_event_id is not None else last_event_id_query or 0
+    # The first answer is asked for at once, admitted: a refusal or a 404 is a plain error.
+    first, headers = await hv.ask("events", task_id, caller.viewer, after, 0.0, caller.admission)
+    heartbeat_s = request.app.state.settings.server.sse_heartbeat_s
+    stream = event_stream(hv.ask, task_id, caller.viewer, after, first, heartbeat_s)
+    headers = {**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return EventStreamResponse(stream, headers=headers)
+
+
+@router.get(
+    "/tasks/{taskId}/trajectory",
+    response_model=Trajectory,
+    responses={
+        200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+        **_errors(404),
+    },
+    summary="Get a task's trajectory (extension)",
+)
+async def task_trajectory(
+    task_id: TaskId,
+    caller: Reader,
+    request: Request,
+    format: Annotated[Literal["json", "jsonl"], Query()] = "json",
+) -> Any:
+    """An RLM task's turns, code cells, sub-call batches and child RLMs, in order, then
+    ``task.completed`` once it has ended: ``{"taskId", "status", "events"}``, or with
+    ``?format=jsonl`` one event per line (``application/x-ndjson``) to download."""
+    trajectory, headers = await request.app.state.hv.ask(
+        "trajectory", task_id, caller.viewer, caller.admission
+    )
+    if format == "json":
+        return FastJSON(trajectory, headers=headers)
+    lines = b"".join(json_bytes(e) + b"\n" for e in trajectory["events"])
+    disposition = f'attachment; filename="{task_id}.trajectory.jsonl"'
+    headers = {**headers, "Content-Disposition": disposition}
+    return Response(lines, media_type="application/x-ndjson", headers=headers)

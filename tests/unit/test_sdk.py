@@ -1005,17 +1005,21 @@ def test_exports_are_exactly_what_we_mean() -> None:
         "Forbidden",
         "InternalError",
         "InvalidInput",
+        "ProgressEventData",
         "QuotaExceeded",
         "RLMClient",
         "RLMError",
         "RateLimited",
+        "TaskEventMessage",
         "TaskNotFound",
         "TaskTimeout",
+        "Trajectory",
         "Unauthorized",
         "__version__",
     }
-    # The SDK raises the server's classes, not look-alikes.
+    # The SDK raises the server's classes, not look-alikes, and reads the server's models.
     assert rlm_hypervisor.RLMError is rlm.RLMError
+    assert rlm_hypervisor.TaskEventMessage is rlm.models.TaskEventMessage
     assert rlm_hypervisor.__version__ == rlm.__version__
 
 
