@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,7 @@ def workdir(tmp_path: Path) -> Path:
     return work
 
 
+@pytest.mark.timeout(1800)
 def test_every_readme_example_runs_in_order(tmp_path: Path, workdir: Path) -> None:
     blocks = [b for b in readme_blocks(README) if b.lang in ("bash", "python")]
     assert len(blocks) > 10
@@ -141,10 +143,13 @@ def test_every_readme_example_runs_in_order(tmp_path: Path, workdir: Path) -> No
                     if block.skip is not None:
                         continue
                     code = block.code.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+                    started = time.monotonic()
                     if block.lang == "bash":
                         _run_bash(block, code, workdir, env, carried)
                     else:
                         session.run(block, code, carried)
+                    took = time.monotonic() - started
+                    print(f"README line {block.line}: ran in {took:.1f} s", file=sys.stderr)
                     ran += 1
             finally:
                 session.close()
