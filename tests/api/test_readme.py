@@ -77,25 +77,29 @@ def _run_bash(
     out = cwd / ".readme-vars"
     epilogue = "".join(f'printf "%s=%s\\0" {n} "${{{n}-}}" >> {out}\n' for n in names)
     out.unlink(missing_ok=True)
-    process = subprocess.Popen(
-        ["bash", "-xeuo", "pipefail", "-c", prelude + code + epilogue],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # so a server a block starts with '&' is stopped after it
-    )
-    timeout = float(os.environ.get("README_BLOCK_TIMEOUT_S", "600"))
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"README line {block.line} ran past {timeout} s:\n{output}")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+    log = cwd / ".readme-output"
+    with log.open("w") as sink:
+        # Output to a file, not a pipe: a server a block starts with '&' keeps its copy of the
+        # descriptor open after the block ends; only bash itself is waited for.
+        process = subprocess.Popen(
+            ["bash", "-xeuo", "pipefail", "-c", prelude + code + epilogue],
+            cwd=cwd,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its process group: what it started is stopped after it
+        )
+        timeout = float(os.environ.get("README_BLOCK_TIMEOUT_S", "600"))
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail(f"README line {block.line} ran past {timeout} s:\n{log.read_text()}")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    output = log.read_text()
     assert process.returncode == 0, (
         f"README line {block.line} exited {process.returncode}:\n{output}"
     )
