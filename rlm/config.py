@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlm.auth.settings import AuthSettings
 from rlm.lm.settings import LMSettings
+from rlm.rlmmode.settings import RLMSettings
+from rlm.sandbox.settings import SandboxSettings
 from rlm.storage.settings import StorageSettings, with_local_default
 
 __all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
@@ -97,6 +99,8 @@ class Settings(BaseSettings):
         auth: JWT verification and minting.
         storage: Named storage connectors (``local`` is always there).
         lm: Language-model providers (``RLM_LM__*``; see :mod:`rlm.lm.settings`).
+        rlm: RLM mode's session hosts and request bounds (``RLM_RLM__*``).
+        sandbox: RLM sessions' REPL sandbox (``RLM_SANDBOX__*``).
     """
 
     model_config = SettingsConfigDict(
@@ -113,6 +117,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     lm: LMSettings = Field(default_factory=LMSettings)
+    rlm: RLMSettings = Field(default_factory=RLMSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     operations: list[str] = Field(
         default_factory=list,
         description="Extra operations for requests to name: 'module:attribute' paths to an "
