@@ -61,8 +61,8 @@ class TokenQuota(Protocol):
         """Drop the hold; nothing is charged."""
         ...
 
-    def extra_call(self) -> None:
-        """Hold one more agent call (a request the plan did not count), or raise."""
+    def extra_call(self, calls: int = 1) -> None:
+        """Hold ``calls`` more agent calls (requests the plan did not count), or raise."""
         ...
 
 
@@ -180,7 +180,21 @@ class LMBroker:
         every = [g for shards in self._gateways.values() for g in shards]
         return list(await asyncio.gather(*(g.stats.remote() for g in every)))
 
-    # -- one call -----------------------------------------------------------------------------
+    # -- calls --------------------------------------------------------------------------------
+
+    def extra_calls(self, task_id: str, calls: int) -> None:
+        """Hold ``calls`` agent calls the task's plan did not count, all or none, before
+        they are sent (an RLM session's turns and sub-calls; one hold for a whole batch).
+
+        Raises:
+            CallStopped: the task has ended.
+            QuotaExceeded: a quota has no room for them; nothing is held.
+        """
+        account = self._accounts.get(task_id)
+        if account is None or account.stopped:
+            raise CallStopped(task_id)
+        if account.quota is not None and calls > 0:
+            account.quota.extra_call(calls)
 
     async def call(self, task_id: str, request: LMRequest, *, extra: bool = False) -> LMReply:
         """Admit, send and account one call (see the module docstring).
