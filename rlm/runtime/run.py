@@ -71,6 +71,8 @@ class Run:
         done: Set once the task has ended and its result is recorded.
         timer: The ``timeoutMs`` timer.
         events: The task's events (see :mod:`rlm.tasks.events`).
+        depth_reached: An RLM task's ``decompositionDepth`` (the deepest sub-call), set when
+            its session answers; other tasks take their plan's depth.
     """
 
     spec: TaskSpec
@@ -89,6 +91,7 @@ class Run:
     finished: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.TimerHandle | None = None
+    depth_reached: int | None = None
     events: EventLog = field(init=False)
 
     def __post_init__(self) -> None:
