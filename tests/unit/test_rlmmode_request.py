@@ -93,7 +93,7 @@ def storage(tmp_path: Path) -> StorageService:
     data = tmp_path / "data"
     data.mkdir()
     (data / "lines.txt").write_text("alpha\nbeta\ngamma\n")
-    (data / "text.bin").write_bytes("héllo\xff".encode("utf-8") + b"\xff")
+    (data / "text.bin").write_bytes("héllo\xff".encode() + b"\xff")
     np.arange(5, dtype="<i8").tofile(data / "nums.i64")
     return StorageService(with_local_default(StorageSettings(), tmp_path))
 
