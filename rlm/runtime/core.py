@@ -344,22 +344,30 @@ class HypervisorCore:
                 return [("stopped", None)] * len(requests)
             except RLMError as err:
                 return [("err", err.to_payload())] * len(requests)
-        return list(await asyncio.gather(*(self._lm_one(task_id, r) for r in requests)))
-
-    async def _lm_one(self, task_id: str, request: LMRequest) -> tuple[str, Any]:
         try:
-            reply = await self._broker.call(task_id, request)
+            outcomes = await self._broker.call_batch(task_id, requests)
         except CallStopped:
-            return "stopped", None
-        except RLMError as err:
-            return "err", err.to_payload()
-        return "ok", {
-            "text": reply.text,
-            "inputTokens": reply.input_tokens,
-            "outputTokens": reply.output_tokens,
-            "latencyMs": reply.latency_s * 1000.0,
-            "cached": reply.cached,
-        }
+            return [("stopped", None)] * len(requests)
+        answers: list[tuple[str, Any]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, CallStopped):
+                answers.append(("stopped", None))
+            elif isinstance(outcome, RLMError):
+                answers.append(("err", outcome.to_payload()))
+            else:
+                answers.append(
+                    (
+                        "ok",
+                        {
+                            "text": outcome.text,
+                            "inputTokens": outcome.input_tokens,
+                            "outputTokens": outcome.output_tokens,
+                            "latencyMs": outcome.latency_s * 1000.0,
+                            "cached": outcome.cached,
+                        },
+                    )
+                )
+        return answers
 
     async def rlm_sessions(self) -> list[dict[str, Any]]:
         """Each RLM session host's running tasks (their sandboxes' pids and uids) and idle

@@ -144,15 +144,22 @@ class SessionHost:
         self._available: dict[str, Any] | None = None
 
     async def warm(self) -> dict[str, Any]:
-        """Start the first sandboxes; whether this host can isolate them, and why not."""
-        if self._available is None:
-            try:
-                await asyncio.to_thread(self._pool.warm)
-                self._available = {"available": True}
-            except SandboxUnavailable as err:
-                self._available = {"available": False, "error": err.to_payload()}
-            except RLMError as err:
-                self._available = {"available": False, "error": err.to_payload()}
+        """Start the first sandboxes; whether this host can isolate them, and why not.
+
+        Only the OS refusing isolation is an answer that stands; a start that failed for
+        another reason (a slow machine) is reported, and sessions start sandboxes on demand.
+        """
+        if self._available is not None:
+            return self._available
+        try:
+            await asyncio.to_thread(self._pool.warm)
+        except SandboxUnavailable as err:
+            self._available = {"available": False, "error": err.to_payload()}
+            return self._available
+        except Exception as err:
+            log.warning("session host %d could not pre-start a sandbox: %s", self._index, err)
+            return {"available": True, "warning": f"{type(err).__name__}: {err}"}
+        self._available = {"available": True}
         return self._available
 
     async def run_session(
