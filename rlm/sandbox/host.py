@@ -312,7 +312,8 @@ class Sandbox:
     @property
     def alive(self) -> bool:
         """Whether the REPL process is running and usable."""
-        return self._process is not None and not self._process.closed
+        process = self._process
+        return process is not None and not process.closed and process.popen.poll() is None
 
     @property
     def pid(self) -> int:

@@ -433,3 +433,17 @@ def test_without_isolation_rlm_tasks_are_refused(
         assert server.stats().requests == 0
     finally:
         hv.shutdown_engine()
+
+
+def test_a_task_takes_a_pre_started_sandbox(rlm_hv: rlm.Hypervisor) -> None:
+    # No process starts on a task's path: its REPL is one the hosts started beforehand.
+    def idle() -> set[int]:
+        return {pid for h in rlm_hv.rlm_sessions() for pid in h["idlePids"]}
+
+    before = wait_until(lambda: idle() if len(idle()) >= 4 else None, 30, "hosts pre-started")
+    query = script([_answer("str(__import__('os').getpid())")])
+    result = rlm_hv.execute(_task(query))
+    assert result.status == "completed", result.error
+    assert int(result.output) in before
+    wait_until(lambda: len(idle()) >= 4, 30, "the host started a fresh one in its place")
+    assert int(result.output) not in idle()  # a sandbox serves one RLM, then it is gone
