@@ -133,11 +133,11 @@ class HypervisorCore:
     async def ready(self) -> dict[str, Any]:
         """Wait until every agent answers; the pool's size and pids."""
         self._ensure_heartbeat()
-        # Start the LM gateways and the RLM session hosts' sandboxes now (not awaited), so a
-        # first LM call or RLM task does not wait for processes to start.
+        # Start the LM gateways now (not awaited), so a first LM call does not wait for their
+        # processes to start; the RLM session hosts and their first sandboxes start beside the
+        # agents (awaited with them), so no RLM task waits for an actor or a process to start.
         self._broker.warm()
-        self._sessions.warm()
-        pings = await self._scheduler.ping()
+        pings, _ = await asyncio.gather(self._scheduler.ping(), self._sessions.ready())
         return {"agents": len(pings), "pids": [p["pid"] for p in pings], "corePid": os.getpid()}
 
     async def agents_busy(self) -> list[dict[str, Any]]:

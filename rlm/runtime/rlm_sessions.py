@@ -48,6 +48,13 @@ class SessionHosts:
         if self._warm is None:
             self._warm = [host.warm.remote() for host in self._hosts]
 
+    async def ready(self) -> None:
+        """Start every host's sandboxes and wait until they have answered (errors included:
+        :meth:`check_available` reports them to the tasks that need them)."""
+        self.warm()
+        assert self._warm is not None
+        await asyncio.gather(*self._warm, return_exceptions=True)
+
     async def check_available(self) -> None:
         """Refuse RLM tasks when sandboxes cannot be isolated here (and no opt-in says so).
 
