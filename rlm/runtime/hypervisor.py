@@ -57,6 +57,9 @@ _INLINE_BYTES = 32 * 1024
 #: Items beyond this many are summarised, not copied, in the stored request.
 _MAX_STORED_ITEMS = 10_000
 
+#: An RLM context larger than this (bytes of JSON) is summarised in the stored request.
+_MAX_STORED_CONTEXT_BYTES = 1_000_000
+
 
 def _unwrap(answer: tuple[str, Any, dict[str, str]]) -> Any:
     kind, value, _ = answer
@@ -77,11 +80,6 @@ def _summarise_input(raw: Any) -> Any:
     text = out.get("text")
     if isinstance(text, str) and len(text) > 1_000_000:
         out["text"] = {"summary": f"text of {len(text)} characters"}
-    context = out.get("context")
-    if isinstance(context, str) and len(context) > 1_000_000:
-        out["context"] = {"summary": f"text of {len(context)} characters"}
-    elif isinstance(context, Sequence | Mapping) and len(context) > _MAX_STORED_ITEMS:
-        out["context"] = {"summary": f"{type(context).__name__} of {len(context)} items"}
     try:
         return orjson.loads(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY))
     except TypeError:
@@ -303,7 +301,15 @@ class Hypervisor:
             # The session host reads it from the object store: it never passes the core.
             items = ("ref", [ray.put(rlm_input.context)])
         stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
-        stored["input"] = _summarise_input(req.input)
+        stored["input"] = dict(req.input)
+        if rlm_input.context_bytes > _MAX_STORED_CONTEXT_BYTES:
+            # The record keeps what the context was, not a copy of it.
+            context = rlm_input.context
+            counted = f" of {len(context):,} items" if not isinstance(context, str) else ""
+            stored["input"]["context"] = {
+                "summary": f"{type(context).__name__}{counted}, "
+                f"{rlm_input.context_bytes:,} bytes of JSON"
+            }
         return TaskSpec(
             task_id=f"task-{uuid.uuid4().hex}",
             type=req.type,

@@ -9,6 +9,7 @@ so these tests read, at the server, the prompts the root was shown (cell feedbac
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -447,3 +448,22 @@ def test_a_task_takes_a_pre_started_sandbox(rlm_hv: rlm.Hypervisor) -> None:
     assert int(result.output) in before
     wait_until(lambda: len(idle()) >= 4, 30, "the host started a fresh one in its place")
     assert int(result.output) not in idle()  # a sandbox serves one RLM, then it is gone
+
+
+def test_a_large_context_travels_by_reference_and_is_not_copied_into_the_record(
+    rlm_hv: rlm.Hypervisor, state_dir: Path
+) -> None:
+    from rlm.tasks.store import TaskStore
+
+    big = [f"row {i}: " + "z" * 24 for i in range(40_000)]  # about 1.4 MB of JSON
+    query = script([_answer("f'{len(context)} {context[-1][:9]}'")])
+    result = rlm_hv.execute(_task(query, context=big))
+    assert result.status == "completed", result.error
+    assert result.output == "40000 row 39999"
+    record = TaskStore(state_dir / "state.db").get(result.task_id)
+    assert record is not None
+    assert record.request["input"]["query"] == query
+    assert record.request["input"]["context"] == {
+        "summary": f"list of 40,000 items, {len(json.dumps(big, separators=(',', ':'))):,} "
+        "bytes of JSON"
+    }
