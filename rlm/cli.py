@@ -139,11 +139,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rlm.models.base import parse_model
     from rlm.models.tasks import ExecuteRequest
     from rlm.operations import default_registry
+    from rlm.rlmmode.request import check_not_rlm_options, is_rlm_input, parse_rlm_input
 
     request = _read_task(args.task)
     # Refuse a bad request before paying for a Ray start.
     parsed = parse_model(ExecuteRequest, request)
-    prepare_input(parsed.input, default_registry(get_settings().operations))
+    if is_rlm_input(parsed.input):
+        parse_rlm_input(parsed.input, parsed.options, get_settings().rlm)
+    else:
+        check_not_rlm_options(parsed.options)
+        prepare_input(parsed.input, default_registry(get_settings().operations))
     hv = _connect(args)
     if args.detach and hv.owns_ray:
         # This command started the engine, and it stops with the command: nothing would run
@@ -262,6 +267,8 @@ def _cmd_operations(args: argparse.Namespace) -> int:
 
     reg = default_registry()
     rows = [{"name": n, "input": reg.get(n).input_kind} for n in reg.names()]
+    # RLM mode: input {"operation": "rlm", "query", "context" | "source"} (see the README).
+    rows.append({"name": "rlm", "input": "context"})
     sys.stdout.write(_dump(rows) + "\n")
     return 0
 

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlm.auth.settings import AuthSettings
 from rlm.lm.settings import LMSettings
+from rlm.rlmmode.settings import RLMSettings
+from rlm.sandbox.settings import SandboxSettings
 from rlm.storage.settings import StorageSettings, with_local_default
 
 __all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
@@ -130,6 +132,8 @@ class Settings(BaseSettings):
             every line of a request) for log collectors.
         log_dir: Where the API replicas write their logs (default: Ray's session log
             directory, ``/tmp/ray/session_latest/logs/serve``).
+        rlm: RLM mode's session hosts and request bounds (``RLM_RLM__*``).
+        sandbox: RLM sessions' REPL sandbox (``RLM_SANDBOX__*``).
     """
 
     model_config = SettingsConfigDict(
@@ -148,6 +152,8 @@ class Settings(BaseSettings):
     lm: LMSettings = Field(default_factory=LMSettings)
     log_format: Literal["text", "json"] = "text"
     log_dir: Path | None = None
+    rlm: RLMSettings = Field(default_factory=RLMSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     operations: list[str] = Field(
         default_factory=list,
         description="Extra operations for requests to name: 'module:attribute' paths to an "

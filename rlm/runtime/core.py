@@ -1,10 +1,12 @@
 """The engine core: one singleton actor that admits tasks, runs their trees and records them.
 
-The core composes three parts, each its own module: the admission gate (:mod:`rlm.gate`: rate
+The core composes its parts, each its own module: the admission gate (:mod:`rlm.gate`: rate
 limits, concurrency leases, quota holds), the scheduler (:mod:`rlm.runtime.scheduler`: the
-agent pool and the priority ready queue) and the task table (:mod:`rlm.runtime.table`: the
-runs in flight and the task store). The core holds the public methods and the life of a run:
-start, timeout, finish, stop, end.
+agent pool and the priority ready queue), the RLM session hosts
+(:mod:`rlm.runtime.rlm_sessions`: RLM tasks run there as one session each, instead of as
+agent calls), the LM broker and the task table (:mod:`rlm.runtime.table`: the runs in flight
+and the task store). The core holds the public methods and the life of a run: start,
+timeout, finish, stop, end.
 
 Why one actor for records and scheduling: an ``execute`` then costs two hops (caller → core →
 agent) instead of three, the live progress of a running task sits next to its record, a
@@ -19,22 +21,32 @@ import contextlib
 import functools
 import os
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import ray
 
 from rlm.admission import Admission, Viewer
 from rlm.config import Settings
-from rlm.errors import InternalError, QuotaExceeded, RLMError, TaskNotFound, TaskTimeout
+from rlm.errors import (
+    InternalError,
+    QuotaExceeded,
+    RLMError,
+    TaskNotFound,
+    TaskTimeout,
+    error_from_payload,
+)
 from rlm.gate import AdmissionGate
 from rlm.jsonable import to_jsonable
-from rlm.lm.calls import LMRequest
+from rlm.lm.calls import LMReply, LMRequest
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings
 from rlm.models.quotas import TeamQuotaStatus
 from rlm.models.tasks import CancelResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.runtime.lm_broker import CallStopped, LMBroker
+from rlm.runtime.rlm_host import HostConfig
+from rlm.runtime.rlm_sessions import SessionHosts
 from rlm.runtime.run import Run, TaskSpec
 from rlm.runtime.scheduler import Scheduler
 from rlm.runtime.table import TaskTable
@@ -104,6 +116,16 @@ class HypervisorCore:
             lm_call=self.lm_call,
             lm_capacity=settings.lm.max_inflight_calls,
         )
+        self._sessions = SessionHosts(
+            HostConfig(
+                sandbox=settings.sandbox,
+                rlm=settings.rlm,
+                storage=settings.storage_settings,
+                hidden_paths=(str(settings.state_dir.resolve()),),
+            ),
+            settings.rlm.hosts,
+            ray.get_runtime_context().current_actor,
+        )
         # Providers are resolved on the driver (keys come from its environment) and handed in.
         self._broker = LMBroker(
             providers or {}, MemoStore(settings.database_path) if settings.lm.memo else None
@@ -117,10 +139,11 @@ class HypervisorCore:
     async def ready(self) -> dict[str, Any]:
         """Wait until every agent answers; the pool's size and pids."""
         self._ensure_heartbeat()
-        # Start the LM gateways now (not awaited), so a first LM call does not wait for
-        # their processes to start.
+        # Start the LM gateways now (not awaited), so a first LM call does not wait for their
+        # processes to start; the RLM session hosts and their first sandboxes start beside the
+        # agents (awaited with them), so no RLM task waits for an actor or a process to start.
         self._broker.warm()
-        pings = await self._scheduler.ping()
+        pings, _ = await asyncio.gather(self._scheduler.ping(), self._sessions.ready())
         return {"agents": len(pings), "pids": [p["pid"] for p in pings], "corePid": os.getpid()}
 
     async def agents_busy(self) -> list[dict[str, Any]]:
@@ -142,6 +165,7 @@ class HypervisorCore:
         self, spec: TaskSpec, admission: Admission | None = None
     ) -> tuple[Any, dict[str, str]]:
         """Admit, record and queue a task; answers at once with the taskId."""
+        await self._check_runnable(spec)
         headers = self._admit_task(admission, spec)
         self._start(spec, admission)
         return spec.task_id, headers
@@ -151,6 +175,7 @@ class HypervisorCore:
         self, spec: TaskSpec, admission: Admission | None = None
     ) -> tuple[Any, dict[str, str]]:
         """Admit and run a task, and wait for its result, in one call."""
+        await self._check_runnable(spec)
         headers = self._admit_task(admission, spec)
         run = self._start(spec, admission)
         await run.done.wait()
@@ -357,11 +382,67 @@ class HypervisorCore:
             return "err", err.to_payload()
         return "ok", reply.text
 
+    async def lm_batch(
+        self, task_id: str, requests: list[LMRequest], extra: bool = False
+    ) -> list[tuple[str, Any]]:
+        """LM requests of a running RLM session, sent at once (a sub-call batch, a turn).
+
+        With ``extra``, the requests are calls the task's admission did not hold: they are
+        held on the user's quotas first, all or none. Each request is then reserved on the
+        budget and the token quota before it is sent (see :class:`LMBroker`).
+
+        Returns:
+            One ``("ok", {text, inputTokens, outputTokens, latencyMs, cached})``,
+            ``("err", error payload)`` or ``("stopped", None)`` per request, in order.
+        """
+        if extra:
+            try:
+                self._broker.extra_calls(task_id, len(requests))
+            except CallStopped:
+                return [("stopped", None)] * len(requests)
+            except RLMError as err:
+                return [("err", err.to_payload())] * len(requests)
+        try:
+            outcomes = await self._broker.call_batch(task_id, requests)
+        except CallStopped:
+            return [("stopped", None)] * len(requests)
+        answers: list[tuple[str, Any]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, CallStopped):
+                answers.append(("stopped", None))
+            elif isinstance(outcome, RLMError):
+                answers.append(("err", outcome.to_payload()))
+            else:
+                answers.append(
+                    (
+                        "ok",
+                        {
+                            "text": outcome.text,
+                            "inputTokens": outcome.input_tokens,
+                            "outputTokens": outcome.output_tokens,
+                            "latencyMs": outcome.latency_s * 1000.0,
+                            "cached": outcome.cached,
+                        },
+                    )
+                )
+        return answers
+
+    async def rlm_sessions(self) -> list[dict[str, Any]]:
+        """Each RLM session host's running tasks (their sandboxes' pids and uids) and idle
+        sandboxes."""
+        return await self._sessions.stats()
+
     async def lm_stats(self) -> list[dict[str, Any]]:
         """Each started LM gateway's counters."""
         return await self._broker.gateway_stats()
 
     # -- the life of a run --------------------------------------------------------------------
+
+    async def _check_runnable(self, spec: TaskSpec) -> None:
+        """Refuse, before admission, a task this engine cannot run (an RLM task without an
+        isolated sandbox)."""
+        if spec.operation.runs_in_session:
+            await self._sessions.check_available()
 
     def _admit_task(self, admission: Admission | None, spec: TaskSpec) -> dict[str, str]:
         """Admit a request that starts ``spec``: its agents leased, its calls held."""
@@ -378,6 +459,7 @@ class HypervisorCore:
             self._gate.settle(spec.task_id, 0, 0.0)
             raise InternalError(f"task id {spec.task_id!r} is already taken")
         run = self._table.start(spec, admission)
+        session = spec.operation.runs_in_session
         if spec.operation.uses_lm:
             self._broker.open(
                 spec.task_id,
@@ -385,13 +467,32 @@ class HypervisorCore:
                 budget=spec.budget,
                 memo=spec.memo,
                 quota=self._gate.token_quota(spec.task_id, admission),
+                # An RLM task's agent calls are its LM calls, counted as they are answered.
+                on_reply=functools.partial(_count_call, run) if session else None,
             )
         if spec.timeout_ms is not None:
             run.timer = asyncio.get_running_loop().call_later(
                 spec.timeout_ms / 1000.0, self._on_timeout, run
             )
-        self._scheduler.add(run)
+        if session:
+            run.record = run.record.evolve(status="running", started_at=datetime.now(UTC))
+            self._sessions.start(run, self._session_done)
+        else:
+            self._scheduler.add(run)
         return run
+
+    async def _session_done(self, run: Run, outcome: tuple[str, Any]) -> None:
+        """An RLM session ended: its answer is the output, or its error the task's."""
+        if run.finished:
+            return
+        kind, value = outcome
+        if kind == "ok":
+            run.depth_reached = int(value["depth"])
+            await self._finish(run, value["answer"])
+        elif kind == "err":
+            await self._stop(run, "failed", error_from_payload(value))
+        else:  # stopped, though the core did not stop it
+            await self._stop(run, "failed", InternalError("the RLM session was stopped"))
 
     def _on_timeout(self, run: Run) -> None:
         if not run.finished:
@@ -432,7 +533,11 @@ class HypervisorCore:
             run.timer.cancel()
         # LM calls in flight first: their agents' calls then end at once ("stopped").
         spent = isinstance(error, QuotaExceeded) and error.details.get("resource") == "budget"
-        await self._broker.stop(run.spec.task_id, self._settings.engine.cancel_grace_s, drain=spent)
+        grace = self._settings.engine.cancel_grace_s
+        await self._broker.stop(run.spec.task_id, grace, drain=spent)
+        if run.spec.operation.runs_in_session:
+            # Its LM calls in flight have answered "stopped"; now its sandboxes are killed.
+            await self._sessions.stop(run.spec.task_id, grace)
         await self._scheduler.cancel(run)
         run.partials.clear()
         self._end(run, status, error=error)
@@ -453,6 +558,12 @@ class HypervisorCore:
         cached = usage.cached_calls if usage is not None else 0
         self._gate.settle(run.spec.task_id, max(0, run.completed - cached), run.busy_s)
         run.done.set()
+
+
+def _count_call(run: Run, reply: LMReply, request: LMRequest) -> None:
+    """Count an RLM task's answered LM call as an agent call (live progress too)."""
+    run.completed += 1
+    run.record = run.record.evolve(completed_calls=run.completed)
 
 
 #: The core as a Ray actor: async, so thousands of calls and waiters share one event loop.

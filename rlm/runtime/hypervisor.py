@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -39,6 +40,8 @@ from rlm.operations.base import Chunk, FunctionOperation, InputKind, Operation
 from rlm.operations.registry import OperationRegistry, default_registry
 from rlm.planning import Plan, plan_task
 from rlm.quotas.service import BatchCall
+from rlm.rlmmode.operation import RLMOperation
+from rlm.rlmmode.request import check_not_rlm_options, is_rlm_input, parse_rlm_input
 from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
 from rlm.runtime.discovery import resolve_address, store_in_use
@@ -54,6 +57,9 @@ _INLINE_BYTES = 32 * 1024
 
 #: Items beyond this many are summarised, not copied, in the stored request.
 _MAX_STORED_ITEMS = 10_000
+
+#: An RLM context larger than this (bytes of JSON) is summarised in the stored request.
+_MAX_STORED_CONTEXT_BYTES = 1_000_000
 
 
 def _unwrap(answer: tuple[str, Any, dict[str, str]]) -> Any:
@@ -93,6 +99,13 @@ def _lm_leaf_size(op: Operation, items: Any) -> int:
     sample = items[: min(len(items), 1000)]
     mean = sum(len(x) if isinstance(x, str) else len(str(x)) for x in sample) / len(sample)
     return max(1, int(op.lm_chunk_chars / max(mean + 1.0, 1.0)))
+
+
+def _as_option(err: InvalidInput, field: str) -> InvalidInput:
+    """A model refusal naming the request's option rather than an operation parameter."""
+    if err.details.get("field") == "input.params.model":
+        err.details["field"] = field
+    return err
 
 
 def _cost_factor(op: Operation, vector_factor: float) -> float:
@@ -188,6 +201,9 @@ class Hypervisor:
             InvalidInput: naming the first bad field.
         """
         req = parse_model(ExecuteRequest, request)
+        if is_rlm_input(req.input):
+            return self._prepare_rlm(req, owner_id=owner_id, org_id=org_id, team_id=team_id)
+        check_not_rlm_options(req.options)
         prepared = prepare_input(req.input, self.registry)
         engine = self.settings.engine
         opts = req.options
@@ -235,6 +251,86 @@ class Hypervisor:
             has_expected_output="expected_output" in fields_set,
             budget=opts.budget,
             memo=opts.memo is not False,
+        )
+
+    def _prepare_rlm(
+        self,
+        req: ExecuteRequest,
+        *,
+        owner_id: str,
+        org_id: str | None,
+        team_id: str | None,
+    ) -> TaskSpec:
+        """Validate an RLM task; its context goes into the object store once if large.
+
+        The root's model and the sub-calls' model are resolved here (``options.model``, else
+        the provider's ``model``; ``options.subModel``, else its ``subModel``), so a model
+        the provider does not offer is refused before anything runs.
+        """
+        rlm_input = parse_rlm_input(req.input, req.options, self.settings.rlm)
+        if self._providers is None:
+            self._providers = self.settings.lm.providers()
+        params = rlm_input.params
+        try:
+            provider, model = resolve_provider(self._providers, None, params.model)
+        except InvalidInput as err:
+            raise _as_option(err, "options.model") from None
+        try:
+            _, sub_model = resolve_provider(
+                self._providers, None, params.sub_model or provider.sub_model or model
+            )
+        except InvalidInput as err:
+            raise _as_option(err, "options.subModel") from None
+        params = dataclasses.replace(params, model=model, sub_model=sub_model)
+        items: ItemsSource
+        if rlm_input.source is not None:
+            spec = rlm_input.source
+            size = self.storage.size(spec.connector, spec.key)
+            span = min(spec.end or size, size) - min(spec.start or 0, size)
+            if span > self.settings.rlm.max_context_bytes:
+                raise InvalidInput(
+                    f"the context file is {span:,} bytes; at most "
+                    f"{self.settings.rlm.max_context_bytes:,} are allowed "
+                    "(RLM_RLM__MAX_CONTEXT_BYTES)",
+                    {"maxContextBytes": self.settings.rlm.max_context_bytes},
+                    field="input.source",
+                )
+            items = ("source", spec)
+        elif rlm_input.context_bytes <= _INLINE_BYTES:
+            items = ("inline", rlm_input.context)
+        else:
+            # The session host reads it from the object store: it never passes the core.
+            items = ("ref", [ray.put(rlm_input.context)])
+        stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
+        stored["input"] = dict(req.input)
+        if rlm_input.context_bytes > _MAX_STORED_CONTEXT_BYTES:
+            # The record keeps what the context was, not a copy of it.
+            context = rlm_input.context
+            counted = f" of {len(context):,} items" if not isinstance(context, str) else ""
+            stored["input"]["context"] = {
+                "summary": f"{type(context).__name__}{counted}, "
+                f"{rlm_input.context_bytes:,} bytes of JSON"
+            }
+        return TaskSpec(
+            task_id=f"task-{uuid.uuid4().hex}",
+            type=req.type,
+            description=req.description,
+            priority=req.options.priority,
+            owner_id=owner_id,
+            org_id=org_id,
+            team_id=team_id,
+            request=stored,
+            operation=RLMOperation(),
+            params=params,
+            items=items,
+            # One call held at admission (the root's first turn); every later call is held
+            # as it is sent.
+            plan=plan_task(req.type, 1, leaf_size=1),
+            timeout_ms=req.options.timeout_ms,
+            expected_output=req.expected_output,
+            has_expected_output="expected_output" in req.model_fields_set,
+            budget=req.options.budget,
+            memo=req.options.memo is not False,
         )
 
     def _check_lm(self, prepared: PreparedInput) -> None:
@@ -428,6 +524,12 @@ class Hypervisor:
         """What each agent is doing now: ``{"running": taskId | None, "active": {...}}``."""
         busy: list[dict[str, Any]] = ray.get(self._core.agents_busy.remote())
         return busy
+
+    def rlm_sessions(self) -> list[dict[str, Any]]:
+        """Each RLM session host: its pid, the sandboxes (pid, uid) of each task it runs,
+        the pids of its idle pre-started sandboxes and how many it has started."""
+        stats: list[dict[str, Any]] = ray.get(self._core.rlm_sessions.remote())
+        return stats
 
     def lm_gateways(self) -> list[dict[str, Any]]:
         """Each started LM gateway shard's counters: provider, requests sent, answered,

@@ -75,6 +75,8 @@ class Run:
         events: The task's events (see :mod:`rlm.tasks.events`).
         progress: Calls finished since the last ``task.progress`` event, and its throttle.
         progress_timer: The pending (throttled) ``task.progress`` event, if any.
+        depth_reached: An RLM task's ``decompositionDepth`` (the deepest sub-call), set when
+            its session answers; other tasks take their plan's depth.
     """
 
     spec: TaskSpec
@@ -93,6 +95,7 @@ class Run:
     finished: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.TimerHandle | None = None
+    depth_reached: int | None = None
     events: EventLog = field(kw_only=True)
     progress: ProgressTracker = field(init=False)
     progress_timer: asyncio.TimerHandle | None = None

@@ -222,7 +222,11 @@ class TaskTable:
             output=output,
             execution_time_ms=round((time.perf_counter() - run.t0) * 1000.0, 3),
             agent_calls=run.completed,
-            decomposition_depth=run.spec.plan.depth if status == "completed" else 0,
+            decomposition_depth=(
+                (run.spec.plan.depth if run.depth_reached is None else run.depth_reached)
+                if status == "completed"
+                else 0
+            ),
             success=status == "completed" and (task_score is None or task_score >= 1.0),
             score=task_score,
             error=None

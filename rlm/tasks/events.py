@@ -15,20 +15,28 @@ Event types (``data`` fields in camelCase, as on the wire):
   since the previous progress event, as half-open ``[start, end)`` index ranges).
 - ``rlm.turn``: ``path`` (``"0"`` the root, ``"0.2"`` its third child RLM), ``depth``,
   ``turn``, ``maxIterations``, ``reply`` (truncated), ``inputTokens``, ``outputTokens``,
-  ``latencyMs``.
+  ``latencyMs``, ``cached`` (answered from the memo), ``lastCall`` (the call after
+  ``maxIterations`` turns asking for the answer; its ``turn`` is ``maxIterations + 1``).
 - ``rlm.cell``: ``path``, ``turn``, ``index``, ``code``, ``stdout``, ``stderr``, ``error``,
   ``newVars``, ``durationMs``, ``killedReason``.
-- ``rlm.subcalls``: ``path``, ``turn``, ``kind`` (``llm_query`` / ``llm_query_batched``),
-  ``count``, ``model``, ``promptDigests``, ``inputTokens``, ``outputTokens``, ``latencyMs``,
-  ``cached``, ``errors``.
+- ``rlm.subcalls``: ``path``, ``turn``, ``kind`` (``llm_query`` / ``llm_query_batched``, or
+  ``rlm_query`` / ``rlm_query_batched`` answered as LM calls at ``maxDepth``), ``count``,
+  ``model``, ``depth`` (of the sub-calls), ``promptDigests`` (SHA-256, 12 hex digits, of the
+  first 64 prompts), ``inputTokens``, ``outputTokens``, ``latencyMs`` (the batch's wall time),
+  ``cached`` (how many), ``errors`` (how many answered ``"Error: …"``). Sent with the next
+  cell or turn event, not on their own.
 - ``rlm.child``: ``path``, ``parent``, ``depth``, ``phase`` (``started`` / ``ended``), and at
-  the end ``answer`` (truncated) and ``turns``.
+  the end ``answer`` (truncated) and ``turns``, or ``error`` (truncated) for a child that
+  failed.
 - ``rlm.answer``: ``path``, ``answer`` (truncated), ``turns``, ``forced``.
 - ``task.truncated``: ``limit``, ``firstDropped`` — the task reached its cap of stored events
   (``RLM_ENGINE__MAX_TASK_EVENTS``, default 10,000): events after this marker, up to the
   terminal one, were not recorded. ``task.completed`` is always kept.
 - ``task.completed``: ``status``, ``result`` (the task's ``ExecuteResponse`` on the wire) —
   always the last event.
+
+Texts in ``rlm.*`` events (replies, code, output, answers) keep their first and last 1,000
+characters (:data:`rlm.rlmmode.loop.EVENT_TEXT_CHARS`).
 
 Drawing the tree (built-in operations):
     ``task.started.plan`` is ``{"nodes", "leaves", "depth", "perDepth", "parents"}``:

@@ -227,3 +227,39 @@ def test_watch_exits_with_the_tasks_code(hv: rlm.Hypervisor) -> None:
     missing = _rlm(state, "tasks", "watch", "task-nope", "--last-event-id", "3")
     assert missing.returncode == 2
     assert json.loads(missing.stderr.splitlines()[-1])["error"]["code"] == "TASK_NOT_FOUND"
+
+
+def test_rlm_run_serves_an_rlm_task_and_refuses_a_bad_one_before_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The LM provider is FakeLMServer on loopback, standing in for a paid API; the root's
+    # turns come from tests/rlm_script.py, so its code really runs in the CLI engine's sandbox.
+    from rlm.testing import FakeLMServer
+    from tests import rlm_script
+
+    query = rlm_script.script(
+        ["```repl\nn = len(context)\nanswer.update(content=f'{n} lines', ready=True)\n```"]
+    )
+    task = {
+        "type": "recursive",
+        "description": "rlm from the CLI",
+        "input": {"operation": "rlm", "query": query, "context": ["a", "b", "c"]},
+    }
+    bad = {**task, "input": {"operation": "rlm", "context": "x"}}
+    refused = _rlm(tmp_path, "run", "-", stdin=json.dumps(bad))
+    assert refused.returncode == 2
+    assert json.loads(refused.stderr.splitlines()[-1])["error"]["details"]["field"] == "input.query"
+    ops = {row["name"] for row in json.loads(_rlm(tmp_path, "operations").stdout)}
+    assert "rlm" in ops
+    with FakeLMServer(responder=rlm_script.responder) as server:
+        monkeypatch.setenv("RLM_LM__BASE_URL", server.url)
+        monkeypatch.setenv("RLM_LM__API_KEY", "test-key")
+        monkeypatch.setenv("RLM_LM__MODEL", "fake-model")
+        run = _rlm(tmp_path, "run", "-", stdin=json.dumps(task))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert (result["output"], result["agentCalls"], result["decompositionDepth"]) == (
+        "3 lines",
+        1,
+        0,
+    )
