@@ -32,7 +32,14 @@ from rlm.errors import InvalidInput
 from rlm.models.security import SecurityEvent
 from rlm.security.events import SecurityEventIn
 
-__all__ = ["GENESIS", "AuditLog", "ChainReport", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "ALL_ORGS",
+    "GENESIS",
+    "AuditLog",
+    "ChainReport",
+    "decode_cursor",
+    "encode_cursor",
+]
 
 GENESIS: Final = "0" * 64
 """The ``prev`` of the first record."""
@@ -135,14 +142,16 @@ class AuditLog:
     """The hash chain over one SQLite connection. Not thread-safe: one writer owns it.
 
     Args:
-        conn: An open connection (the schema is created if missing).
+        conn: An open connection.
         key: The HMAC key of the chain.
+        create: Create the schema if missing (not on a read-only connection).
     """
 
-    def __init__(self, conn: sqlite3.Connection, key: bytes) -> None:
+    def __init__(self, conn: sqlite3.Connection, key: bytes, *, create: bool = True) -> None:
         self._conn = conn
         self._key = key
-        conn.executescript(SCHEMA)
+        if create:
+            conn.executescript(SCHEMA)
         row = conn.execute("SELECT seq, digest FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         self._seq, self._last = (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
@@ -278,19 +287,17 @@ class AuditLog:
     def verify(self) -> ChainReport:
         """Walk the chain from the first record; name the first bad one."""
         expected, prev, count = 1, GENESIS, 0
-        last_id: str | None = None
         cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM events ORDER BY seq")
         while True:
             batch = cursor.fetchmany(1000)
             if not batch:
                 break
             for r in batch:
-                seq, event_id = int(r[0]), str(r[1])
+                seq = int(r[0])
                 bad = self._check(r, expected, prev)
                 if bad is not None:
                     return ChainReport(False, count, expected - 1, prev, *bad)
-                expected, prev, count, last_id = seq + 1, str(r[11]), count + 1, event_id
-        del last_id
+                expected, prev, count = seq + 1, str(r[11]), count + 1
         head = self._conn.execute("SELECT seq, digest, mac FROM head WHERE id = 1").fetchone()
         if head is None:
             if count:
