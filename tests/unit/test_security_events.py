@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
