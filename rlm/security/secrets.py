@@ -27,21 +27,18 @@ from typing import Any, Final
 
 __all__ = ["SecretFinding", "find_secrets", "mask"]
 
-# Where a secret could start. A token-looking run of 20+ characters, a key header, a URL with
-# user:password@, or a service prefix: the credential plugins look there. A secret-sounding
-# word followed by an assignment and a quote: the keyword plugin looks there (it needs quotes
-# for text of unknown type, so nothing else can match it).
-_TOKEN_CHARS: Final = r"A-Za-z0-9+/=_\-.:~"
-_CREDENTIAL_GATE: Final = re.compile(
-    rf"(?<![{_TOKEN_CHARS}])[{_TOKEN_CHARS}]{{20,}}"
-    r"|BEGIN|PuTTY|xox[abposr]-|AKC[A-Za-z0-9]{10}|AP[0-9A-F][A-Za-z0-9]{8}"
-    r"|://[^\s/@]+:[^\s/@]*@"
-)
-_KEYWORD_GATE: Final = re.compile(
-    r"(?i:pass|pwd|secret|key|contrase)[\w\-\]'\"]{0,40}\s*(?::=|=>|[:=!]=?=?|\()\s*@?['\"`]"
-    r"|['\"`]\s*[!=]==?\s*\w*(?i:pass|pwd|secret|key|contrase)"
-)
+# Where a credential could start: a run of 20+ token characters (no '/', ':' or '.', so URLs
+# and host names are not runs), or a literal a credential pattern begins with.
+_TOKEN_RUN: Final = re.compile(r"[A-Za-z0-9+=_\-~]{20,}")
+_LITERALS: Final = ("BEGIN", "PuTTY", "xox", "AKC", "eyJ", "AccountKey", "_authToken")
+_LOWER_LITERALS: Final = ("aws",)  # found case-insensitively
+_ARTIFACTORY: Final = re.compile(r"AP[0-9A-F][A-Za-z0-9]{8}")
+_URL_CREDENTIALS: Final = re.compile(r"://[^\s/@]+:[^\s/@]*@")
+# A secret-sounding word assigned a quoted value (or compared to one): where the keyword plugin
+# can match (it needs quotes for text of unknown type, so nothing else can match it).
 _KEYWORD_WORDS: Final = ("pass", "pwd", "secret", "key", "contrase")
+_ASSIGNED: Final = re.compile(r"[\w\-\]'\"]{0,40}\s*(?::=|=>|[:=!]=?=?|\()\s*@?['\"`]")
+_COMPARED: Final = re.compile(r"['\"`]\s*[!=]==?\s*\w*$")
 # Text read around each gate hit: the keyword plugins look about 60 characters back.
 _WINDOW: Final = 160
 _MAX_FINDINGS: Final = 100
@@ -122,13 +119,13 @@ def _false_positive() -> Any:
     return check
 
 
-def _windows(text: str, gate: re.Pattern[str]) -> Iterator[tuple[int, int]]:
-    """Merged spans of text around each gate hit, within its lines."""
+def _windows(text: str, hits: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Merged spans of text around each hit, within its lines."""
     span: tuple[int, int] | None = None
-    for m in gate.finditer(text):
-        lo = max(text.rfind("\n", 0, m.start()) + 1, m.start() - _WINDOW)
-        line_end = text.find("\n", m.end())
-        hi = min(len(text) if line_end == -1 else line_end, m.end() + _WINDOW)
+    for start, end in sorted(hits):
+        lo = max(text.rfind("\n", 0, start) + 1, start - _WINDOW)
+        line_end = text.find("\n", end)
+        hi = min(len(text) if line_end == -1 else line_end, end + _WINDOW)
         if span is not None and lo <= span[1]:
             span = (span[0], max(span[1], hi))
             continue
@@ -137,6 +134,36 @@ def _windows(text: str, gate: re.Pattern[str]) -> Iterator[tuple[int, int]]:
         span = (lo, hi)
     if span is not None:
         yield span
+
+
+def _occurrences(text: str, needle: str) -> Iterator[int]:
+    at = text.find(needle)
+    while at != -1:
+        yield at
+        at = text.find(needle, at + 1)
+
+
+def _credential_hits(text: str, lower: str) -> list[tuple[int, int]]:
+    hits = [m.span() for m in _TOKEN_RUN.finditer(text)]
+    for literal in _LITERALS:
+        hits.extend((at, at + len(literal)) for at in _occurrences(text, literal))
+    for literal in _LOWER_LITERALS:
+        hits.extend((at, at + len(literal)) for at in _occurrences(lower, literal))
+    if "AP" in text:
+        hits.extend(m.span() for m in _ARTIFACTORY.finditer(text))
+    if "@" in text and "://" in text:
+        hits.extend(m.span() for m in _URL_CREDENTIALS.finditer(text))
+    return hits
+
+
+def _keyword_hits(lower: str) -> list[tuple[int, int]]:
+    hits = []
+    for word in _KEYWORD_WORDS:
+        for at in _occurrences(lower, word):
+            end = at + len(word)
+            if _ASSIGNED.match(lower, end) or _COMPARED.search(lower[max(0, at - 60) : at]):
+                hits.append((at, end))
+    return hits
 
 
 def find_secrets(text: str) -> list[SecretFinding]:
@@ -150,13 +177,16 @@ def find_secrets(text: str) -> list[SecretFinding]:
     """
     found: dict[tuple[int, int], SecretFinding] = {}
     credential, keyword = _plugins()
-    scans = [(_CREDENTIAL_GATE, credential)]
-    folded = text.casefold() if not text.isascii() else text.lower()
-    if any(word in folded for word in _KEYWORD_WORDS):
-        scans.append((_KEYWORD_GATE, keyword))
+    # Lowered with the same length (casefold may change it): positions stay valid.
+    lower = (
+        text.lower()
+        if text.isascii()
+        else "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+    )
+    scans = [(_credential_hits(text, lower), credential), (_keyword_hits(lower), keyword)]
     false_positive = _false_positive()
-    for gate, plugins in scans:
-        for lo, hi in _windows(text, gate):
+    for hits, plugins in scans:
+        for lo, hi in _windows(text, hits):
             for line_start, line in _lines(text, lo, hi):
                 for plugin in plugins:
                     for value in plugin.analyze_string(line):

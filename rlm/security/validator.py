@@ -32,6 +32,14 @@ from rlm.security.unicode import clean
 __all__ = ["InputValidator", "ValidationResult", "validate_text"]
 
 _CATEGORY = "input_validation"
+_INPUT_POLICIES = (
+    "input-size",
+    "input-json-structure",
+    "input-unicode",
+    "input-secrets",
+    "input-injection",
+    "input-path-traversal",
+)
 _UNICODE_SETTING = {
     "bidi": ("bidi_severity", "bidirectional override characters (Trojan Source)"),
     "tag": ("tag_severity", "invisible Unicode tag characters"),
@@ -137,6 +145,8 @@ class InputValidator:
         refused.
         """
         found: list[Violation] = []
+        if not any(self.policies.enabled(p) for p in _INPUT_POLICIES):
+            return self._result(found, "")
         self._json_value(task_input, "input", found)
         if expected_output is not None:
             self._json_value(expected_output, "expectedOutput", found)
