@@ -10,6 +10,8 @@ the request id and a digest of the body — never the body, nor a token.
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -53,6 +55,36 @@ _REFUSALS: Final[dict[str, str]] = {
 }
 
 
+class _Repeats:
+    """How often one caller was refused the same way in the current minute.
+
+    A flood of refusals (a client hammering past its rate limit, a scanner without a token)
+    must not become a flood of records: the 1st, 10th, 100th... refusal of a caller in a
+    minute is recorded, each with the count so far.
+    """
+
+    def __init__(self, window_s: float = 60.0, max_keys: int = 10_000) -> None:
+        self._window_s = window_s
+        self._max_keys = max_keys
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def count(self, kind: str, who: str) -> int | None:
+        """The refusal's number in its minute when it is to be recorded, else ``None``."""
+        now = time.monotonic()
+        started, n = self._seen.get((kind, who), (now, 0))
+        if now - started >= self._window_s:
+            started, n = now, 0
+        n += 1
+        if len(self._seen) >= self._max_keys:
+            cutoff = now - self._window_s
+            self._seen = {k: v for k, v in self._seen.items() if v[0] >= cutoff}
+        self._seen[(kind, who)] = (started, n)
+        return n if math.log10(n).is_integer() else None
+
+
+_repeats = _Repeats()
+
+
 def _who(request: Request) -> Principal | None:
     principal = getattr(request.state, "principal", None)
     return principal if isinstance(principal, Principal) else None
@@ -84,6 +116,12 @@ def record_refusal(request: Request, err: RLMError) -> None:
         principal = _expired(request) if err.details.get("reason") == "token expired" else None
     anonymous = principal is None or principal.is_anonymous
     user = None if principal is None or principal.is_anonymous else principal.user_id
+    caller = user or details["client"] or "unknown"
+    repeat = _repeats.count(kind, caller)
+    if repeat is None:
+        return
+    if repeat > 1:
+        details["repeatsThisMinute"] = repeat
     security.record(
         kind,
         message=f"{request.method} {request.url.path} refused {err.status} {err.code}: "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,10 +26,19 @@ import ray
 from rlm.config import Settings
 from rlm.errors import RLMError, error_from_payload
 from rlm.security.buffer import EventBuffer
-from rlm.security.events import EventSink, SecurityEventIn, install_sink, installed_sink
+from rlm.security.events import (
+    EventSink,
+    SecurityEventIn,
+    install_sink,
+    installed_sink,
+    record_violations,
+)
+from rlm.security.policies import PolicySet
 from rlm.security.service import SecurityService
+from rlm.security.validator import ValidationResult, validate_text
 
 __all__ = [
+    "PromptGuard",
     "RaySecurity",
     "SecurityActor",
     "flush_installed_sink",
@@ -134,6 +144,73 @@ def install_event_sink(settings: Settings) -> EventSink:
     if current is not sink:
         install_sink(sink)
     return sink
+
+
+class PromptGuard:
+    """Input validation for the prompts an RLM session sends, with its org's policies.
+
+    One call per prompt (the root's query and context, every ``llm_query``/``rlm_query``
+    prompt): the org's ``input_validation`` policies run (cached ``cache_s``), what they find
+    is recorded as a ``policy.violation`` (source ``rlm``), and the caller refuses the prompt
+    when the result is not allowed.
+
+    Example:
+        >>> guard = PromptGuard(settings)  # doctest: +SKIP
+        >>> guard.check(prompt, org_id="acme", user_id="ada", task_id=tid).raise_if_refused(
+        ...     "the prompt"
+        ... )  # doctest: +SKIP
+
+    Args:
+        settings: The service settings (which state directory's security actor).
+        cache_s: How long an org's policies are reused.
+    """
+
+    def __init__(self, settings: Settings, *, cache_s: float = 2.0) -> None:
+        self._actor = security_actor(settings)
+        self._sink = install_event_sink(settings)
+        self._cache_s = cache_s
+        self._cache: dict[str | None, tuple[float, PolicySet]] = {}
+
+    def policies(self, org_id: str | None) -> PolicySet:
+        """The org's policies in force (cached)."""
+        now = time.monotonic()
+        hit = self._cache.get(org_id)
+        if hit is not None and now - hit[0] < self._cache_s:
+            return hit[1]
+        changed: dict[str, Any] = {}
+        if org_id is not None:
+            kind, value = ray.get(self._actor.call.remote("changed_policies", (org_id,), {}))
+            if kind == "err":
+                raise error_from_payload(value)
+            changed = value
+        found = PolicySet(changed)
+        self._cache[org_id] = (now, found)
+        return found
+
+    def check(
+        self,
+        text: str,
+        *,
+        org_id: str | None,
+        user_id: str | None,
+        field: str = "prompt",
+        task_id: str | None = None,
+    ) -> ValidationResult:
+        """Validate one prompt and record its violations; refuse it when not ``allowed``."""
+        policies = self.policies(org_id)
+        result = validate_text(text, policies, field=field)
+        if result.violations:
+            record_violations(
+                result.violations,
+                source="rlm",
+                org_id=org_id,
+                user_id=user_id,
+                refused=not result.allowed,
+                min_severity=policies.settings("audit-log").min_severity,
+                details={"taskId": task_id} if task_id else None,
+                sink=self._sink,
+            )
+        return result
 
 
 async def flush_installed_sink() -> None:

@@ -102,10 +102,10 @@ async def validate(body: SecurityValidateRequest, caller: TokenHolder, request: 
     result = ValidationResult(
         all(v.severity != "critical" for v in violations), checked.sanitized, violations
     )
-    context = body.context.to_wire() if body.context is not None else None
-    security.record_validation(
-        result, policies, principal, source="validate", details={"context": context}
-    )
+    # Nothing of the body is stored, not even a digest (a short secret's digest can be
+    # brute-forced): only the action, one of a fixed list checked above.
+    details = {"action": body.context.action} if body.context is not None else {}
+    security.record_validation(result, policies, principal, source="validate", details=details)
     return _answer(request, result.to_response())
 
 

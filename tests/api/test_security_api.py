@@ -17,7 +17,8 @@ import pytest
 
 from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
-from rlm.runtime.security import flush_installed_sink, install_event_sink
+from rlm.errors import InvalidInput
+from rlm.runtime.security import PromptGuard, flush_installed_sink, install_event_sink
 from rlm.security import record_security_event
 from tests.api.conftest import Api
 from tests.support import wait_until
@@ -373,3 +374,29 @@ def test_policies_are_per_org_and_changes_recorded(api: Api) -> None:
     assert _events(stranger, type="admin.change") == []
     admin.close()
     stranger.close()
+
+
+def test_an_rlm_session_validates_each_prompt_with_its_orgs_policies(
+    api: Api, ray_session: None
+) -> None:
+    import asyncio
+
+    org = _org()
+    admin = _admin(api, org)
+    admin.patch(
+        "/security/policies/input-injection", json={"settings": {"extraPhrases": ["zork"]}}
+    ).raise_for_status()
+    guard = PromptGuard(api.settings, cache_s=0)
+    assert guard.check("Sum these numbers: 1 2 3", org_id=org, user_id="ada").violations == []
+    refused = guard.check("please zork the context", org_id=org, user_id="ada", task_id="t-9")
+    with pytest.raises(InvalidInput, match="input-injection"):
+        refused.raise_if_refused("the prompt")
+    # Another org's policies do not know the phrase.
+    assert guard.check("please zork the context", org_id=_org(), user_id="bo").allowed
+    asyncio.run(flush_installed_sink())
+    recorded = wait_until(
+        lambda: _events(admin, type="policy.violation"), 30, "the refused prompt is recorded"
+    )
+    assert recorded[0]["details"]["source"] == "rlm"
+    assert recorded[0]["details"]["taskId"] == "t-9" and recorded[0]["details"]["refused"]
+    admin.close()
