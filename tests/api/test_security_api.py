@@ -400,3 +400,67 @@ def test_an_rlm_session_validates_each_prompt_with_its_orgs_policies(
     assert recorded[0]["details"]["source"] == "rlm"
     assert recorded[0]["details"]["taskId"] == "t-9" and recorded[0]["details"]["refused"]
     admin.close()
+
+
+def test_validate_authorization_of_tenancy_follows_the_quota_routes(api: Api) -> None:
+    org, other = _org(), _org()
+    with _admin(api, org) as admin, _admin(api, other) as stranger:
+        for client, name in ((admin, org), (stranger, other)):
+            created = client.post(
+                "/quotas/enterprise/org",
+                json={"orgId": name, "agents": 100, "computeHours": 1, "storageGB": 1},
+            )
+            assert created.status_code == 201, created.text
+        mine, theirs = f"m-{org}", f"t-{other}"
+        for client, user_id in ((admin, mine), (stranger, theirs)):
+            config = {
+                "userId": user_id,
+                "dailyAgentLimit": 5,
+                "weeklyAgentLimit": 5,
+                "monthlyAgentLimit": 5,
+                "dailyComputeHours": 1,
+                "maxConcurrentAgents": 1,
+                "maxStorageGB": 1,
+            }
+            assert client.put(f"/quotas/user/{user_id}", json=config).status_code == 200
+
+        def ask(context: dict[str, str]) -> dict[str, Any]:
+            response = admin.post("/security/validate", json={"input": "ok", "context": context})
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            return body
+
+        assert ask({"action": "manage_quota", "resource": mine})["allowed"] is True
+        refused = ask({"action": "manage_quota", "resource": theirs})
+        assert refused["allowed"] is False
+        assert refused["violations"][0]["policyId"] == "authz-tenancy"
+        assert ask({"action": "manage_org", "resource": org})["allowed"] is True
+        assert ask({"action": "manage_org", "resource": other})["allowed"] is False
+        assert ask({"action": "read_security_events"})["allowed"] is True
+        # About a user of its own org: tenancy only, and an info note says so.
+        about = ask({"userId": mine, "action": "read_quota", "resource": mine})
+        assert about["allowed"] is True
+        assert [v["severity"] for v in about["violations"]] == ["info"]
+        # About a user of another org: refused as the quota routes refuse.
+        assert (
+            admin.post(
+                "/security/validate",
+                json={"input": "x", "context": {"userId": theirs, "action": "execute"}},
+            ).status_code
+            == 403
+        )
+
+
+def test_a_json_bomb_is_refused_not_a_crash(user: Callable[..., httpx.Client]) -> None:
+    with user() as client:
+        for depth in (100, 5000):
+            bomb = "[" * depth + "1" + "]" * depth
+            body = (
+                '{"type": "parallel", "description": "d", '
+                f'"input": {{"items": {bomb}, "operation": "concat"}}}}'
+            )
+            response = client.post(
+                "/execute", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code == 400, (depth, response.text[:200])
+            assert response.json()["error"]["code"] == "INVALID_INPUT"
