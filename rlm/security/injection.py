@@ -1,10 +1,10 @@
-"""Known prompt-injection phrasings, matched on the clean, case-folded text.
+"""Known prompt-injection phrasings, matched on the clean, lowered text.
 
 Each pattern is a family of phrasings seen in published injection corpora (instruction
 override, system-prompt extraction, role hijack, chat-template tokens smuggled into data). They
 are deliberately narrow: "ignore the whitespace" or "show the prompt you wrote" are ordinary
 requests, so a pattern needs both the verb and the thing attacked ("previous instructions",
-"system prompt"). Matching runs on the text after :func:`rlm.security.unicode.clean`, case-folded,
+"system prompt"). Matching runs on the text after :func:`rlm.security.unicode.clean`, lowered,
 with any run of whitespace matching a space, so full-width letters, zero-width splits and line
 breaks do not evade it.
 
@@ -19,6 +19,8 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
+
+from rlm.security.unicode import lower_in_place
 
 __all__ = ["INJECTION_PATTERNS", "InjectionMatch", "find_injections", "matching_form"]
 
@@ -180,8 +182,8 @@ _PUNCTUATION_TO_SPACE: Final = str.maketrans(dict.fromkeys(string.punctuation, "
 
 
 def matching_form(clean_text: str) -> str:
-    """The form patterns match: the clean text, case-folded."""
-    return clean_text.casefold()
+    """The form patterns match: the clean text, lowered (offsets in it are offsets in it)."""
+    return lower_in_place(clean_text)
 
 
 def find_injections(clean_text: str, extra_phrases: Iterable[str] = ()) -> list[InjectionMatch]:
@@ -194,7 +196,7 @@ def find_injections(clean_text: str, extra_phrases: Iterable[str] = ()) -> list[
     Returns:
         One match per family found (its first occurrence), in pattern order.
     """
-    form = clean_text.casefold()
+    form = matching_form(clean_text)
     words = set(form.translate(_PUNCTUATION_TO_SPACE).split())
     first: dict[str, int] = {}
     # Only start words the text holds are looked for (a set lookup), each with str.find,

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from rlm.security.unicode import lower_in_place
+
 __all__ = ["SecretFinding", "find_secrets", "mask"]
 
 # Where a credential could start: a run of 20+ token characters (no '/', ':' or '.', so URLs
@@ -177,12 +179,7 @@ def find_secrets(text: str) -> list[SecretFinding]:
     """
     found: dict[tuple[int, int], SecretFinding] = {}
     credential, keyword = _plugins()
-    # Lowered with the same length (casefold may change it): positions stay valid.
-    lower = (
-        text.lower()
-        if text.isascii()
-        else "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
-    )
+    lower = lower_in_place(text)  # positions in it are positions in the text
     scans = [(_credential_hits(text, lower), credential), (_keyword_hits(lower), keyword)]
     false_positive = _false_positive()
     for hits, plugins in scans:

@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["CharClass", "UnicodeReport", "clean", "is_clean"]
+__all__ = ["CharClass", "UnicodeReport", "clean", "is_clean", "lower_in_place"]
 
 CharClass = Literal["bidi", "tag", "invisible", "private", "unassigned"]
 
@@ -134,3 +134,12 @@ def is_clean(text: str) -> bool:
     if any(_classify(ord(ch)) is not None for ch in set(text)):
         return False
     return unicodedata.is_normalized("NFKC", text)
+
+
+def lower_in_place(text: str) -> str:
+    """``text`` lowered position for position, so offsets in it are offsets in ``text`` (the
+    few characters that lower to two, e.g. "İ", are kept as they are)."""
+    lower = text.lower()
+    if len(lower) == len(text):
+        return lower
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
