@@ -7,6 +7,10 @@ What other modules call:
 - :func:`record_security_event` — append an event to the audit log (sandbox violations,
   webhook changes...), through the sink the process installed
   (:func:`rlm.runtime.security.install_event_sink`).
+
+The runtime side (:mod:`rlm.runtime.security`) adds the security actor, the event sink of a
+process, and ``PromptGuard``: :func:`validate_text` with the org's policies and the
+violations recorded, in one call per prompt.
 """
 
 from __future__ import annotations

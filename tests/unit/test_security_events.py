@@ -191,3 +191,24 @@ def test_put_and_patch() -> None:
         )
     with pytest.raises(InvalidInput):
         PolicySet().get("nope")
+
+
+def test_the_package_exports_what_other_modules_call() -> None:
+    import rlm.security
+
+    assert rlm.security.__all__ == sorted(rlm.security.__all__)
+    assert set(rlm.security.__all__) == {
+        "DEFAULT_POLICIES",
+        "EVENT_TYPES",
+        "EventSink",
+        "InputValidator",
+        "PolicySet",
+        "SecurityEventIn",
+        "ValidationResult",
+        "install_sink",
+        "record_security_event",
+        "record_violations",
+        "validate_text",
+    }
+    for name in rlm.security.__all__:
+        assert getattr(rlm.security, name) is not None
