@@ -14,6 +14,10 @@ Commands:
     rlm quota show USER       a user's quota windows
     rlm quota events          quota.threshold_exceeded events not yet delivered
     rlm eval oolong           OOLONG-synth accuracy, latency, calls and cost per mode
+    rlm security events       the audit log, newest first (read from the state directory)
+    rlm security verify       check the audit log's hash chain (exit 1 naming the first bad
+                              record)
+    rlm security policies ORG an org's security policies in force
 
 Every command that needs the engine joins the one already running on the same state directory
 (``rlm serve``, a ``rlm.connect()``): it registers its Ray address there. ``--address`` (before
@@ -459,6 +463,96 @@ def _cmd_eval_oolong(args: argparse.Namespace) -> int:
     return run_command(args, lambda: _connect(args))
 
 
+def _security_log(args: argparse.Namespace) -> Any:
+    """The audit log of the state directory, read-only (no engine needed)."""
+    from rlm.errors import InvalidInput
+    from rlm.security.audit import AuditLog
+    from rlm.security.store import (
+        AUDIT_KEY_FILENAME,
+        SECURITY_DB_FILENAME,
+        load_or_create_key,
+        open_security_db,
+    )
+
+    state = get_settings().state_dir
+    path = state / SECURITY_DB_FILENAME
+    if not path.exists():
+        raise InvalidInput(f"no security log at {path}: the service has recorded nothing yet")
+    key = load_or_create_key(state / AUDIT_KEY_FILENAME, create=False)
+    conn = open_security_db(path, read_only=True)
+    return conn, AuditLog(conn, key, create=False)
+
+
+def _cmd_security_events(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from rlm.security.audit import ALL_ORGS, decode_cursor
+
+    conn, log = _security_log(args)
+    since = datetime.fromisoformat(args.since) if args.since else None
+    org: Any = ALL_ORGS if args.org is None else (None if args.org == "-" else args.org)
+    events, cursor = log.page(
+        org,
+        limit=args.limit,
+        severities=args.severity.split(",") if args.severity else None,
+        since=since,
+        before_seq=decode_cursor(args.cursor) if args.cursor else None,
+        types=args.type.split(",") if args.type else None,
+    )
+    conn.close()
+    if args.json or not sys.stdout.isatty():
+        page = {"events": [e.to_wire() for e in events], "nextCursor": cursor}
+        sys.stdout.write(_dump(page) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="security events, newest first")
+    for column in ("#", "time", "severity", "type", "org", "user", "message"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(
+            str(e.seq),
+            e.timestamp.isoformat(timespec="seconds"),
+            e.severity,
+            e.type or "",
+            e.org_id or "-",
+            e.user_id or "-",
+            e.message,
+        )
+    Console().print(table)
+    if cursor:
+        Console().print(f"older: --cursor {cursor}")
+    return 0
+
+
+def _cmd_security_verify(args: argparse.Namespace) -> int:
+    conn, log = _security_log(args)
+    report = log.verify()
+    conn.close()
+    if args.json or not sys.stdout.isatty():
+        sys.stdout.write(_dump(report.to_dict()) + "\n")
+    elif report.ok:
+        sys.stdout.write(f"ok: {report.records} records, head {report.head_digest}\n")
+    else:
+        sys.stdout.write(
+            f"BROKEN at record {report.first_bad_seq}: {report.reason} "
+            f"({report.records} records before it are intact)\n"
+        )
+    return 0 if report.ok else 1
+
+
+def _cmd_security_policies(args: argparse.Namespace) -> int:
+    from rlm.security.policies import PolicySet
+    from rlm.security.store import PolicyStore
+
+    conn, _ = _security_log(args)
+    policies = PolicySet(PolicyStore(conn).changed(args.org)).policies()
+    conn.close()
+    sys.stdout.write(_dump([p.to_wire() for p in policies]) + "\n")
+    return 0
+
+
 def _commands(parser: argparse.ArgumentParser, dest: str, common: argparse.ArgumentParser) -> Any:
     """Subcommands of ``parser`` that each accept the ``common`` options too."""
     sub = parser.add_subparsers(dest=dest, required=True)
@@ -566,6 +660,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(oolong)
     oolong.set_defaults(func=_cmd_eval_oolong)
+    security = sub.add_parser("security", help="the audit log and policies (read-only)")
+    security_sub = _commands(security, "security_command", common)
+    events_s = security_sub.add_parser("events", help="security events, newest first")
+    events_s.add_argument("--org", default=None, help="one org ('-': events of no org)")
+    events_s.add_argument("--severity", default=None, help="e.g. high,critical")
+    events_s.add_argument("--type", default=None, help="e.g. auth.unauthorized,rate.limited")
+    events_s.add_argument("--since", default=None, help="ISO time, e.g. 2026-01-15T10:00:00Z")
+    events_s.add_argument("--limit", type=int, default=100)
+    events_s.add_argument("--cursor", default=None, help="the 'older' cursor of a page")
+    events_s.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    events_s.set_defaults(func=_cmd_security_events)
+    verify = security_sub.add_parser(
+        "verify", help="check the hash chain; names the first bad record (exit 1)"
+    )
+    verify.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    verify.set_defaults(func=_cmd_security_verify)
+    pol = security_sub.add_parser("policies", help="an org's security policies in force")
+    pol.add_argument("org")
+    pol.set_defaults(func=_cmd_security_policies)
 
     ops = sub.add_parser("operations", help="the operations tasks may name")
     ops.set_defaults(func=_cmd_operations)

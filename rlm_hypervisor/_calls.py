@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -32,6 +33,11 @@ from rlm.models import (
     QuotaTransfer,
     SecurityContext,
     SecurityEvent,
+    SecurityEventPage,
+    SecurityPolicy,
+    SecurityPolicyList,
+    SecurityPolicyPatch,
+    SecurityPolicyUpdate,
     SecurityValidateRequest,
     SecurityValidateResponse,
     StorageReadRequest,
@@ -62,7 +68,11 @@ __all__ = [
     "health",
     "list_tasks",
     "org_hierarchy",
+    "patch_security_policy",
+    "put_security_policy",
     "security_events",
+    "security_events_page",
+    "security_policies",
     "set_member",
     "set_project",
     "set_user_config",
@@ -477,3 +487,51 @@ def security_events(severity: str | None, limit: int) -> Call[list[SecurityEvent
     if severity is not None:
         params["severity"] = severity
     return Call("GET", "/security/events", _list_of(SecurityEvent, "events"), params=params)
+
+
+def security_events_page(
+    severity: str | None,
+    limit: int,
+    cursor: str | None,
+    since: datetime | None,
+    type_: str | None,
+) -> Call[SecurityEventPage]:
+    """``GET /security/events`` with every filter: one page and its ``nextCursor``."""
+    params: dict[str, str | int] = {"limit": limit}
+    for name, value in (("severity", severity), ("cursor", cursor), ("type", type_)):
+        if value is not None:
+            params[name] = value
+    if since is not None:
+        params["since"] = since.isoformat()
+    return Call("GET", "/security/events", _model(SecurityEventPage), params=params)
+
+
+def security_policies() -> Call[SecurityPolicyList]:
+    """``GET /security/policies`` (extension)."""
+    return Call("GET", "/security/policies", _model(SecurityPolicyList))
+
+
+def put_security_policy(
+    policy_id: str, policy: SecurityPolicyUpdate | Mapping[str, Any]
+) -> Call[SecurityPolicy]:
+    """``PUT /security/policies/{policyId}`` (extension; the same body twice is the same)."""
+    body = parse_model(SecurityPolicyUpdate, policy)
+    return Call(
+        "PUT",
+        f"/security/policies/{quote(policy_id, safe='')}",
+        _model(SecurityPolicy),
+        json=body.to_wire(),
+    )
+
+
+def patch_security_policy(
+    policy_id: str, changes: SecurityPolicyPatch | Mapping[str, Any]
+) -> Call[SecurityPolicy]:
+    """``PATCH /security/policies/{policyId}`` (extension; setting fields is repeatable)."""
+    body = parse_model(SecurityPolicyPatch, changes)
+    return Call(
+        "PATCH",
+        f"/security/policies/{quote(policy_id, safe='')}",
+        _model(SecurityPolicy),
+        json=body.to_wire(exclude_unset=True, exclude_none=False),
+    )

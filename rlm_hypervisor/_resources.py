@@ -8,6 +8,7 @@ method for method.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from rlm.models import (
@@ -18,6 +19,11 @@ from rlm.models import (
     QuotaConfig,
     SecurityContext,
     SecurityEvent,
+    SecurityEventPage,
+    SecurityPolicy,
+    SecurityPolicyList,
+    SecurityPolicyPatch,
+    SecurityPolicyUpdate,
     SecurityValidateResponse,
     TaskEventMessage,
     TaskStatus,
@@ -316,6 +322,41 @@ class SecurityAPI:
         """Recent audit-log entries (``GET /security/events``), optionally of one severity."""
         return self._send(_calls.security_events(severity, limit))
 
+    def events_page(
+        self,
+        severity: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        type: str | None = None,
+    ) -> SecurityEventPage:
+        """One page of the org's audit log, newest first (``rlm:admin``).
+
+        Args:
+            severity: One or more (comma-separated) of info, low, medium, high, critical.
+            limit: At most 1000.
+            cursor: The previous page's ``next_cursor``.
+            since: Only events at or after this (timezone-aware) time.
+            type: One or more (comma-separated) event types, e.g. ``auth.forbidden``.
+        """
+        return self._send(_calls.security_events_page(severity, limit, cursor, since, type))
+
+    def policies(self) -> SecurityPolicyList:
+        """The org's policies in force (``GET /security/policies``, ``rlm:admin``)."""
+        return self._send(_calls.security_policies())
+
+    def put_policy(
+        self, policy_id: str, policy: SecurityPolicyUpdate | dict[str, Any]
+    ) -> SecurityPolicy:
+        """Replace a policy of the org: ``enabled``, ``priority``, ``name``, ``settings``."""
+        return self._send(_calls.put_security_policy(policy_id, policy))
+
+    def patch_policy(
+        self, policy_id: str, changes: SecurityPolicyPatch | dict[str, Any]
+    ) -> SecurityPolicy:
+        """Change some fields of a policy of the org (settings keys are merged)."""
+        return self._send(_calls.patch_security_policy(policy_id, changes))
+
 
 class AsyncTasksAPI:
     """``client.tasks`` of :class:`AsyncRLMClient`; see :class:`TasksAPI`."""
@@ -499,3 +540,30 @@ class AsyncSecurityAPI:
     async def events(self, severity: str | None = None, limit: int = 100) -> list[SecurityEvent]:
         """See :meth:`SecurityAPI.events`."""
         return await self._send(_calls.security_events(severity, limit))
+
+    async def events_page(
+        self,
+        severity: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        type: str | None = None,
+    ) -> SecurityEventPage:
+        """See :meth:`SecurityAPI.events_page`."""
+        return await self._send(_calls.security_events_page(severity, limit, cursor, since, type))
+
+    async def policies(self) -> SecurityPolicyList:
+        """See :meth:`SecurityAPI.policies`."""
+        return await self._send(_calls.security_policies())
+
+    async def put_policy(
+        self, policy_id: str, policy: SecurityPolicyUpdate | dict[str, Any]
+    ) -> SecurityPolicy:
+        """See :meth:`SecurityAPI.put_policy`."""
+        return await self._send(_calls.put_security_policy(policy_id, policy))
+
+    async def patch_policy(
+        self, policy_id: str, changes: SecurityPolicyPatch | dict[str, Any]
+    ) -> SecurityPolicy:
+        """See :meth:`SecurityAPI.patch_policy`."""
+        return await self._send(_calls.patch_security_policy(policy_id, changes))

@@ -45,6 +45,7 @@ from rlm.rlmmode.request import check_not_rlm_options, is_rlm_input, parse_rlm_i
 from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
 from rlm.runtime.discovery import resolve_address, store_in_use
+from rlm.runtime.security import RaySecurity
 from rlm.storage.inputs import split_source
 from rlm.storage.service import StorageService
 
@@ -142,6 +143,7 @@ class Hypervisor:
         self._owns_ray = owns_ray
         self._storage: StorageService | None = None
         self._providers: dict[str, ProviderSettings] | None = None
+        self._security: RaySecurity | None = None
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -507,6 +509,13 @@ class Hypervisor:
         if kind == "err":
             raise error_from_payload(value).with_headers(headers)
         return value, headers
+
+    def security(self) -> RaySecurity:
+        """The security actor of this state directory: policies and the audit log (started
+        on first use; events are batched, see :mod:`rlm.runtime.security`)."""
+        if self._security is None:
+            self._security = RaySecurity(self.settings)
+        return self._security
 
     async def running_async(self) -> dict[str, int]:
         """The engine's load: tasks running, calls in flight, calls queued."""

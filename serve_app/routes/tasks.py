@@ -62,6 +62,10 @@ async def execute(
     if isinstance(body.input, dict) and "source" in body.input:
         # A task over a file in storage reads it: it needs the read scope as well.
         caller.principal.require_scope(SCOPE_READ)
+    # The org's input policies: a critical violation refuses the task (400, violations in
+    # details); lower ones are recorded.
+    size = int(request.headers.get("content-length") or 0)
+    await request.app.state.security.check_execute(body, caller.principal, size_hint=size)
     spec = hv.prepare(body, **caller.owner)
     if body.options.async_ or (prefer is not None and "respond-async" in prefer.lower()):
         task_id, headers = await hv.ask("submit", spec, caller.admission)
