@@ -660,7 +660,15 @@ def _auth_as_found_cluster() -> None:
         )
     except ImportError:  # pragma: no cover - a Ray without token authentication
         return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    # Ray announces that it enabled token authentication; joining the engine's own cluster,
+    # there is nothing for the user to act on, so the notice is kept off their terminal.
+    notices = logging.getLogger(maybe_enable_token_auth_if_token_available.__module__)
+    level = notices.level
+    notices.setLevel(logging.ERROR)
+    try:
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        notices.setLevel(level)
 
 
 def _not_started(settings: Settings, err: Exception) -> EngineUnavailable:

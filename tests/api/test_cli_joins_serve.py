@@ -110,3 +110,5 @@ def test_cli_and_connect_join_the_running_serve(tmp_path: Path) -> None:
     assert serving.process.returncode == 0, out
     assert "will not be applied" not in out, out
     assert "Token authentication" not in run.stderr + quota.stderr, run.stderr
+    # rlm.connect() joining from Python prints no notice either.
+    assert "Token authentication" not in joined.stderr, joined.stderr
