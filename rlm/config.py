@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rlm.auth.settings import AuthSettings
 from rlm.lm.settings import LMSettings
 from rlm.storage.settings import StorageSettings, with_local_default
+from rlm.webhooks.settings import WebhookSettings
 
 __all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
 
@@ -97,6 +98,7 @@ class Settings(BaseSettings):
         auth: JWT verification and minting.
         storage: Named storage connectors (``local`` is always there).
         lm: Language-model providers (``RLM_LM__*``; see :mod:`rlm.lm.settings`).
+        webhooks: Webhook delivery (``RLM_WEBHOOKS__*``; see :mod:`rlm.webhooks.settings`).
     """
 
     model_config = SettingsConfigDict(
@@ -113,6 +115,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     lm: LMSettings = Field(default_factory=LMSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     operations: list[str] = Field(
         default_factory=list,
         description="Extra operations for requests to name: 'module:attribute' paths to an "

@@ -40,12 +40,27 @@ from rlm.models.tasks import (
     Progress,
     TaskStatus,
 )
-from rlm.models.webhooks import QuotaAlertData, TaskCompletedData, WebhookEvent
+from rlm.models.webhooks import (
+    Delivery,
+    DeliveryAttempt,
+    QuotaAlertData,
+    SecretRotated,
+    SecretRotation,
+    TaskCompletedData,
+    Webhook,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookEvent,
+    WebhookTestData,
+    WebhookUpdate,
+)
 
 __all__ = [
     "AllocationCheck",
     "AllocationDecision",
     "CancelResponse",
+    "Delivery",
+    "DeliveryAttempt",
     "ErrorEnvelope",
     "ErrorInfo",
     "ExecuteOptions",
@@ -62,6 +77,8 @@ __all__ = [
     "QuotaConfig",
     "QuotaPeriod",
     "QuotaTransfer",
+    "SecretRotated",
+    "SecretRotation",
     "SecurityContext",
     "SecurityEvent",
     "SecurityPolicy",
@@ -77,7 +94,12 @@ __all__ = [
     "TeamUsage",
     "UserQuotaStatus",
     "Violation",
+    "Webhook",
+    "WebhookCreate",
+    "WebhookCreated",
     "WebhookEvent",
+    "WebhookTestData",
+    "WebhookUpdate",
     "WireModel",
     "parse_model",
 ]

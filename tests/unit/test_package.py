@@ -25,6 +25,10 @@ PURE_MODULES = [
     "rlm.cli",
     "rlm.testing",
     "rlm.testing.openai_server",
+    "rlm.testing.webhook_receiver",
+    "rlm.webhooks",
+    "rlm.webhooks.service",
+    "rlm.webhooks.sender",
 ]
 
 
@@ -63,9 +67,11 @@ def test_testing_exports_are_exactly_what_we_mean() -> None:
         "TENANT_HEADER",
         "ChatRequest",
         "FakeLMServer",
+        "ReceivedWebhook",
         "Responder",
         "ServerStats",
         "TenantStats",
+        "WebhookReceiver",
         "by_prompt",
         "count_prompt_tokens",
         "count_tokens",
