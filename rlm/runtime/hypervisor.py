@@ -62,6 +62,13 @@ def _unwrap(answer: tuple[str, Any, dict[str, str]]) -> Any:
     return value
 
 
+def _unwrap_pair(answer: tuple[str, Any]) -> Any:
+    kind, value = answer
+    if kind == "err":
+        raise error_from_payload(value)
+    return value
+
+
 def _summarise_input(raw: Any) -> Any:
     if not isinstance(raw, Mapping):
         return raw
@@ -128,6 +135,7 @@ class Hypervisor:
         self._owns_ray = owns_ray
         self._storage: StorageService | None = None
         self._providers: dict[str, ProviderSettings] | None = None
+        self._webhook_worker: Any = None
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -349,6 +357,44 @@ class Hypervisor:
         """
         slots = _unwrap(ray.get(self._core.quota_batch.remote(list(calls))))
         return [error_from_payload(v) if kind == "err" else v for kind, v in slots]
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def webhooks(self, method: str, viewer: Viewer, *args: Any) -> Any:
+        """Call the webhook service as ``viewer`` (the caller: its own webhooks; an admin's
+        org's too). ``method``: ``create``, ``list_webhooks``, ``get``, ``update``, ``delete``,
+        ``rotate``, ``deliveries``, ``delivery``, ``retry`` (see
+        :class:`rlm.webhooks.service.WebhookService`) or ``test``.
+
+        Example:
+            >>> from rlm.admission import Viewer
+            >>> from rlm.models import WebhookCreate
+            >>> created = hv.webhooks("create", Viewer("alice"), WebhookCreate(
+            ...     url="https://example.com/hook", events=["task.completed"]))  # doctest: +SKIP
+        """
+        worker = self._worker()
+        if method == "test":
+            return _unwrap_pair(ray.get(worker.test.remote(viewer, *args)))
+        return _unwrap_pair(ray.get(worker.call.remote(method, viewer, *args)))
+
+    async def ask_webhooks(self, method: str, viewer: Viewer, *args: Any) -> Any:
+        """:meth:`webhooks` from an event loop (the HTTP routes)."""
+        if self._webhook_worker is None:
+            self._webhook_worker = await self._core.webhook_worker.remote()
+        worker = self._webhook_worker
+        if method == "test":
+            return _unwrap_pair(await worker.test.remote(viewer, *args))
+        return _unwrap_pair(await worker.call.remote(method, viewer, *args))
+
+    def webhook_stats(self) -> dict[str, Any]:
+        """The delivery worker's counters: attempts, successes, failures, in flight."""
+        stats: dict[str, Any] = ray.get(self._worker().stats.remote())
+        return stats
+
+    def _worker(self) -> Any:
+        if self._webhook_worker is None:
+            self._webhook_worker = ray.get(self._core.webhook_worker.remote())
+        return self._webhook_worker
 
     # -- for servers: async, admitted, with the rate-limit headers ----------------------------
 
