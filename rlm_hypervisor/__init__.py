@@ -13,7 +13,8 @@ Example:
 
 Errors are the server's own classes from :mod:`rlm.errors` (re-exported here), with
 ``request_id`` and ``status_code`` set on each raised instance. The SDK needs httpx and
-pydantic, never Ray.
+pydantic, never Ray. Receivers of webhooks check deliveries with
+:func:`rlm_hypervisor.webhooks.verify`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from rlm.errors import (
     TaskNotFound,
     TaskTimeout,
     Unauthorized,
+    WebhookNotFound,
 )
+from rlm_hypervisor import webhooks
 from rlm_hypervisor._version import __version__
 from rlm_hypervisor.client import AsyncRLMClient, RLMClient
 from rlm_hypervisor.result import ExecuteResult
@@ -46,5 +49,7 @@ __all__ = [
     "TaskNotFound",
     "TaskTimeout",
     "Unauthorized",
+    "WebhookNotFound",
     "__version__",
+    "webhooks",
 ]

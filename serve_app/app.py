@@ -15,7 +15,7 @@ from rlm.auth.keys import load_verification_keys
 from rlm.config import Settings
 from rlm.storage import StorageService
 from serve_app.context import BodyLimit, RequestIds, install_error_handlers
-from serve_app.routes import health, quotas, storage, tasks
+from serve_app.routes import health, quotas, storage, tasks, webhooks
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app = FastAPI(
         title="RLM Hypervisor API",
         version=rlm.__version__,
-        description="Recursive language-model workloads on Ray: tasks, quotas, storage.",
+        description="Recursive language-model workloads on Ray: tasks, quotas, storage, webhooks.",
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
@@ -52,4 +52,5 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.include_router(tasks.router, prefix=API_PREFIX)
     app.include_router(storage.router, prefix=API_PREFIX)
     app.include_router(quotas.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router, prefix=API_PREFIX)
     return app

@@ -18,6 +18,7 @@ from rlm.config import EngineSettings, ServerSettings, Settings
 from rlm.lm.settings import LMSettings
 from rlm.testing import FakeLMServer
 from serve_app.deployment import build_app
+from tests.integration.conftest import TEST_WEBHOOKS
 from tests.support import ok_response, wait_until
 
 
@@ -82,6 +83,7 @@ def api(
             input_price_per_mtok=1.0,
             output_price_per_mtok=2.0,
         ),
+        webhooks=TEST_WEBHOOKS,
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings), name="rlm-test", route_prefix="/", blocking=False)
