@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm.admission import Admission, Viewer
 from rlm.config import Settings
@@ -48,6 +49,7 @@ from rlm.runtime.webhook_worker import WebhookWorkerActor, worker_name
 from rlm.scoring import score
 from rlm.tasks.store import TaskStore
 from rlm.webhooks.outbox import WebhookOutbox
+from rlm.webhooks.wake import WakeSender, wake_address
 
 __all__ = ["Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
 
@@ -118,11 +120,18 @@ class HypervisorCore:
         self._gate = AdmissionGate(quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s)
         # No task of a previous engine is still running: give back what they held.
         self._gate.release_open_holds()
-        # The delivery worker: named per state directory, owned by (and dying with) the core.
+        # The delivery worker: named per state directory, owned by (and dying with) the core,
+        # on the core's node (it opens the same SQLite file).
         self._webhooks = WebhookWorkerActor.options(
-            name=worker_name(settings), namespace=settings.namespace, get_if_exists=True
+            name=worker_name(settings),
+            namespace=settings.namespace,
+            get_if_exists=True,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False
+            ),
         ).remote(settings)
-        self._outbox.on_queued(self._webhooks.kick.remote)
+        self._wake = WakeSender(wake_address(settings.state_dir))
+        self._outbox.on_queued(self._wake_worker)
         # Threshold events a previous engine queued but did not hand over, and the events of
         # tasks just marked interrupted.
         self._hand_over_quota_events()
@@ -425,6 +434,11 @@ class HypervisorCore:
         # event (this task's included) was queued.
         self._hand_over_quota_events()
         self._outbox.flush()
+
+    def _wake_worker(self) -> None:
+        # A datagram costs microseconds; an actor call (the fallback) much more.
+        if not self._wake.send():
+            self._webhooks.kick.remote()
 
     def _hand_over_quota_events(self) -> None:
         """Move the ledger's threshold events into the webhook outbox (at least once: see

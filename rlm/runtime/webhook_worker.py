@@ -1,11 +1,12 @@
 """The webhook delivery worker: one actor per engine that empties the outbox.
 
-The core writes deliveries into the state file in the transaction that ends a task and wakes
-the worker (:meth:`WebhookWorker.kick`, not awaited); the worker also looks for due deliveries
-on its own every ``poll_interval_s``, so a lost wake-up only delays a delivery. One loop
-(:meth:`WebhookWorker._run`) does, in turn, on a thread: record the attempts that finished
-(one transaction), lease the deliveries that are due (another), read when the next one is due;
-then it starts an HTTP attempt per leased delivery and sleeps until woken or the next one is due.
+The core writes an event into the state file's outbox in the transaction that ends a task and
+wakes the worker (:meth:`WebhookWorker.kick`, not awaited); the worker also looks for work on
+its own every ``poll_interval_s``, so a lost wake-up only delays a delivery. Each round of its
+loop (:meth:`WebhookWorker._run`) is one transaction, on a thread
+(:meth:`~rlm.webhooks.store.WebhookStore.step`): record the attempts that finished, fan new
+events out into deliveries, lease the due ones. Then it starts an HTTP attempt per leased
+delivery and sleeps until woken or the next one is due.
 
 Attempts run concurrently (``max_in_flight``, at most ``max_in_flight_per_webhook`` per
 webhook, so a receiver that hangs holds a few slots, never the worker) with a timeout each.
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -38,7 +40,8 @@ from rlm.webhooks.lifecycle import decide
 from rlm.webhooks.sender import WebhookSender
 from rlm.webhooks.service import WebhookService
 from rlm.webhooks.signing import active_secrets, signed_headers
-from rlm.webhooks.store import Job, Outcome, WebhookStore
+from rlm.webhooks.store import Job, Outcome, Step, WebhookStore
+from rlm.webhooks.wake import WakeListener, wake_address
 
 __all__ = ["WebhookWorker", "WebhookWorkerActor", "worker_name"]
 
@@ -62,6 +65,10 @@ _CALLS = frozenset(
 #: How often finished deliveries older than the retention are pruned.
 _PRUNE_EVERY_S = 600.0
 
+#: Finished attempts are recorded with the next round, or at the latest after this long: one
+#: transaction then records them and claims what the next wake-up brought.
+_RECORD_WITHIN_S = 0.01
+
 
 def worker_name(settings: Settings) -> str:
     """The worker's actor name: one per state directory, like the core's."""
@@ -82,6 +89,10 @@ class WebhookWorker:
     def __init__(self, settings: Settings, resolver: Resolver | None = None) -> None:
         ws = settings.webhooks
         self._ws = ws
+        if ws.worker_nice:
+            # Background work: under CPU contention the engine's tasks go first.
+            with contextlib.suppress(OSError):
+                os.nice(ws.worker_nice)
         resolver = resolver or SystemResolver()
         self._store = WebhookStore(settings.database_path, ws)
         self._service = WebhookService(self._store, ws, resolver)
@@ -104,8 +115,16 @@ class WebhookWorker:
         self._counts = {"attempts": 0, "succeeded": 0, "failedAttempts": 0, "disabled": 0}
         self._pruned_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
-        # Constructed on its event loop (an async actor): start delivering at once, also after
-        # a restart, without waiting for a first call.
+        self._backlog = False
+        # Constructed on its event loop (an async actor): listen for the core's wake-ups and
+        # start delivering at once, also after a restart, without waiting for a first call.
+        self._listener: WakeListener | None = None
+        address = wake_address(settings.state_dir)
+        if address is not None:
+            try:
+                self._listener = WakeListener(address, self._wake.set)
+            except OSError:
+                log.warning("no wake-up socket for the webhook worker: the core's calls wake it")
         self._loop = asyncio.get_running_loop().create_task(self._run())
 
     # -- public methods ----------------------------------------------------------------------
@@ -124,6 +143,7 @@ class WebhookWorker:
             **self._counts,
             "inFlight": self._total,
             "releasedAtStart": self._released,
+            "pid": os.getpid(),
         }
 
     async def call(self, method: str, viewer: Viewer, *args: Any) -> tuple[str, Any]:
@@ -160,6 +180,8 @@ class WebhookWorker:
         self._loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._loop
+        if self._listener is not None:
+            self._listener.close()
         await self._sender.close()
         self._store.close()
 
@@ -181,7 +203,8 @@ class WebhookWorker:
         ws = self._ws
         free = ws.max_in_flight - self._total
         room = {w: ws.max_in_flight_per_webhook - n for w, n in self._inflight.items()}
-        jobs, next_due, disabled = await asyncio.to_thread(self._db_step, finished, free, room)
+        step = await asyncio.to_thread(self._db_step, finished, free, room)
+        jobs, next_due, disabled = step.jobs, step.next_due, step.disabled
         for webhook_id, reason in disabled:
             # No audit log exists yet: the webhook's own state (status, disabledReason,
             # disabledAt) is the record; the log says it as well.
@@ -197,24 +220,26 @@ class WebhookWorker:
             task = asyncio.create_task(self._deliver(job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if self._finished or (jobs and len(jobs) == free):
-            return  # more to record, or more may be due: go round again at once
+        self._backlog = bool(jobs) and len(jobs) == free
+        if self._backlog:
+            return  # every slot was filled: more may be due, go round again at once
         timeout = ws.poll_interval_s
         if next_due is not None and next_due > time.time():
             timeout = min(timeout, max(0.001, next_due - time.time()))
+        if self._finished or self._total:
+            timeout = min(timeout, _RECORD_WITHIN_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _db_step(
-        self, finished: list[Outcome], free: int, room: dict[str, int]
-    ) -> tuple[list[Job], float | None, list[tuple[str, str]]]:
-        disabled = self._store.record(finished) if finished else []
-        jobs = self._store.claim(free, self._lease_s, room, self._ws.max_in_flight_per_webhook)
+    def _db_step(self, finished: list[Outcome], free: int, room: dict[str, int]) -> Step:
+        step = self._store.step(
+            finished, free, self._lease_s, room, self._ws.max_in_flight_per_webhook
+        )
         now = time.time()
         if now - self._pruned_at > _PRUNE_EVERY_S:
             self._pruned_at = now
             self._store.prune(self._ws.retention_s)
-        return jobs, self._store.next_due(), disabled
+        return step
 
     async def _deliver(self, job: Job) -> None:
         try:
@@ -243,7 +268,10 @@ class WebhookWorker:
             else:
                 self._inflight.pop(job.webhook_id, None)
             self._total -= 1
-            self._wake.set()
+            # Recorded with the next round (see _RECORD_WITHIN_S), unless slots are awaited
+            # or someone waits for this very delivery.
+            if self._backlog or job.delivery_id in self._waiters:
+                self._wake.set()
 
 
 #: The worker as a Ray actor: async, restarted by Ray when it dies (it resumes from the file).

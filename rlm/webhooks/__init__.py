@@ -12,6 +12,7 @@
 - :mod:`~rlm.webhooks.outbox` — what the engine writes, in the transaction of the cause.
 - :mod:`~rlm.webhooks.service` — registration with tenancy (the API's routes).
 - :mod:`~rlm.webhooks.sender` — one HTTP attempt, guarded at connection time.
+- :mod:`~rlm.webhooks.wake` — the datagram that wakes the worker when an event is queued.
 """
 
 from __future__ import annotations

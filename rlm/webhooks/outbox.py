@@ -2,9 +2,11 @@
 
 ``task.completed``: the task store calls :meth:`WebhookOutbox.task_ended` inside the very
 transaction that writes a task's final record (an engine's own ending, or a task of a gone
-engine marked interrupted at start-up). The event and its deliveries are committed with the
-record or not at all — no event for a task that did not end, no ended task without its event.
-Only tasks with a subscribed webhook cost more than one indexed ``SELECT``.
+engine marked interrupted at start-up). The event — one row naming the webhooks subscribed to
+it — is committed with the record or not at all: no event for a task that did not end, no
+ended task without its event. A task with no subscribed webhook costs one indexed ``SELECT``;
+one with subscribers, one more row: the delivery worker fans it out into a delivery per
+webhook in its own transaction, off the engine's path.
 
 ``quota.threshold_exceeded``: the quota ledger queues these in its own store (another SQLite
 file, with its own journal), in the same change set as the usage that crossed the threshold.
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm.tasks.record import TaskRecord
+from rlm.tasks.store import open_sqlite
 from rlm.webhooks import store as _store
 from rlm.webhooks.payloads import (
     QUOTA_THRESHOLD,
@@ -64,7 +67,7 @@ class WebhookOutbox:
         self._clock = clock
         self._notify: Callable[[], object] | None = None
         self._queued = 0
-        self._store: _store.WebhookStore | None = None
+        self._conn: sqlite3.Connection | None = None
 
     def on_queued(self, notify: Callable[[], object]) -> None:
         """Call ``notify`` from :meth:`flush` when deliveries were queued."""
@@ -91,25 +94,35 @@ class WebhookOutbox:
             org_id=record.org_id,
             webhook_ids=targets,
             now=self._clock(),
-            horizon_s=self._settings.retry_horizon_s,
         )
 
     # -- quota events (moved over from the ledger) --------------------------------------------
 
     def quota_events(self, events: Sequence[QuotaEvent]) -> None:
         """Write the ledger's threshold events (idempotent: see the module docstring)."""
-        if self._store is None:
-            self._store = _store.WebhookStore(self._path, self._settings, clock=self._clock)
-        for key, payload, org_id in events:
-            user_id = payload.get("data", {}).get("userId")
-            self._queued += self._store.enqueue(
-                event_id=quota_alert_id(key, payload),
-                event=QUOTA_THRESHOLD,
-                body=encode(payload),
-                owner_id=user_id,
-                org_id=org_id,
-                keep=True,  # kept for `rlm quota events` even when nobody subscribed
-            )
+        if self._conn is None:
+            self._conn = open_sqlite(self._path)
+            _store.prepare(self._conn)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for key, payload, org_id in events:
+                user_id = payload.get("data", {}).get("userId")
+                self._queued += _store.enqueue(
+                    conn,
+                    event_id=quota_alert_id(key, payload),
+                    event=QUOTA_THRESHOLD,
+                    body=encode(payload),
+                    owner_id=user_id,
+                    org_id=org_id,
+                    webhook_ids=_store.subscribers(conn, QUOTA_THRESHOLD, user_id, org_id),
+                    now=self._clock(),
+                    keep=True,  # kept for `rlm quota events` even when nobody subscribed
+                )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def flush(self) -> int:
         """Wake the delivery worker if deliveries were queued since the last flush.
@@ -124,6 +137,6 @@ class WebhookOutbox:
 
     def close(self) -> None:
         """Close the connection used for quota events."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -102,6 +102,8 @@ class WebhookSender:
         self._timeout_s = timeout_s
         self._max_connections = max_connections
         self._http: aiohttp.ClientSession | None = None
+        # URL -> why it is refused ("" when it is fine): the form of a URL never changes.
+        self._checked: dict[str, str] = {}
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -130,10 +132,18 @@ class WebhookSender:
         def failed(error: str, status: int | None = None) -> AttemptResult:
             return AttemptResult(status, (time.perf_counter() - t0) * 1000.0, error)
 
-        try:
-            check_url(url, self._policy)
-        except InvalidInput as err:
-            return failed(f"refused: {err.message}")
+        refusal = self._checked.get(url)
+        if refusal is None:
+            try:
+                check_url(url, self._policy)
+                refusal = ""
+            except InvalidInput as err:
+                refusal = f"refused: {err.message}"
+            if len(self._checked) > 10_000:
+                self._checked.clear()
+            self._checked[url] = refusal
+        if refusal:
+            return failed(refusal)
         try:
             async with self._session().post(
                 url, data=body, headers=headers, allow_redirects=False

@@ -31,7 +31,7 @@ from rlm.webhooks.addresses import AddressPolicy, Resolver, check_host, check_ur
 from rlm.webhooks.payloads import TEST_EVENT, encode, event_id, ping_payload
 from rlm.webhooks.settings import WebhookSettings
 from rlm.webhooks.signing import SigningSecret, generate_secret
-from rlm.webhooks.store import WebhookRow, WebhookStore
+from rlm.webhooks.store import WebhookRow, WebhookStore, delivery_id
 
 __all__ = ["MAX_SECRETS", "WebhookService"]
 
@@ -200,7 +200,7 @@ class WebhookService:
         """
         self._row(viewer, webhook_id)
         ping_id = event_id(TEST_EVENT, uuid.uuid4().hex)
-        self._store.enqueue(
+        created = self._store.enqueue(
             event_id=ping_id,
             event=TEST_EVENT,
             body=encode(ping_payload(webhook_id, _utc(self._clock()))),
@@ -208,10 +208,9 @@ class WebhookService:
             org_id=viewer.org_id,
             only=webhook_id,
         )
-        delivery_id = self._store.delivery_of(webhook_id, ping_id)
-        if delivery_id is None:  # deleted in between
+        if not created:  # deleted in between
             raise WebhookNotFound(webhook_id)
-        return delivery_id
+        return delivery_id(webhook_id, ping_id)
 
     def deliveries(
         self, viewer: Viewer, webhook_id: str, status: str | None = None, limit: int = 50

@@ -44,6 +44,9 @@ class WebhookSettings(BaseModel):
         retention_s: Finished deliveries (and their attempts) are kept this long.
         poll_interval_s: How often the delivery worker looks for due deliveries when nothing
             woke it (new deliveries wake it at once).
+        worker_nice: The delivery worker's process runs this much nicer (``nice``) than the
+            engine: it is background work, and must not take the CPU tasks are waiting for.
+            0 keeps the same priority.
     """
 
     allow_http: bool = False
@@ -63,6 +66,7 @@ class WebhookSettings(BaseModel):
     max_result_bytes: int = Field(default=256 * 1024, ge=1024)
     retention_s: float = Field(default=7 * 86_400.0, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    worker_nice: int = Field(default=10, ge=0, le=19)
 
     @model_validator(mode="after")
     def _delays_ordered(self) -> Self:

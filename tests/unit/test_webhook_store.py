@@ -94,17 +94,15 @@ def _hook(path: Path, clock: Clock) -> WebhookOutbox:
     return WebhookOutbox(path, SETTINGS, clock=clock)
 
 
-def _deliveries(path: Path) -> list[tuple[str, str, str]]:
+def _queued(path: Path) -> list[tuple[str, list[str]]]:
+    """The outbox as the engine wrote it: each event's type and the webhooks it is for."""
     with sqlite3.connect(path) as conn:
-        rows = conn.execute(
-            "SELECT d.webhook_id, m.event, d.status FROM webhook_deliveries d"
-            " JOIN webhook_messages m USING (event_id) ORDER BY d.created_at, d.webhook_id"
-        ).fetchall()
-    return [(str(a), str(b), str(c)) for a, b, c in rows]
+        rows = conn.execute("SELECT event, targets FROM webhook_messages ORDER BY seq").fetchall()
+    return [(str(e), sorted(json.loads(t)) if t else []) for e, t in rows]
 
 
 def test_a_final_record_and_its_event_are_written_together(
-    path: Path, clock: Clock, service: WebhookService
+    path: Path, clock: Clock, service: WebhookService, store: WebhookStore
 ) -> None:
     mine = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
@@ -118,28 +116,31 @@ def test_a_final_record_and_its_event_are_written_together(
     outbox = _hook(path, clock)
     tasks = TaskStore(path, hook=outbox)
     tasks.put(_record("t1", "running"))
-    assert _deliveries(path) == []  # not ended: nothing to say yet
+    assert _queued(path) == []  # not ended: nothing to say yet
     tasks.put(_record("t1", "completed"))
-    assert sorted(_deliveries(path)) == sorted(
-        [
-            (mine.webhook_id, "task.completed", "pending"),
-            (org.webhook_id, "task.completed", "pending"),
-        ]
-    )
+    assert _queued(path) == [("task.completed", sorted([mine.webhook_id, org.webhook_id]))]
     assert outbox.flush() == 2 and outbox.flush() == 0
     tasks.put(_record("t1", "completed"))  # written again: the same event, nothing new
-    assert len(_deliveries(path)) == 2
+    assert len(_queued(path)) == 1
     tasks.put(_record("t2", "cancelled", owner="bob"))  # bob in acme: only the org webhook
     tasks.put(_record("t3", "failed", owner="carol", org=None))  # nobody subscribed
-    webhooks = [w for w, _, _ in _deliveries(path)]
-    assert webhooks.count(org.webhook_id) == 2 and webhooks.count(mine.webhook_id) == 1
-    assert quota_only.webhook_id not in webhooks
-    with sqlite3.connect(path) as conn:
-        bodies = [json.loads(b) for (b,) in conn.execute("SELECT body FROM webhook_messages")]
-    assert {b["data"]["taskId"]: b["data"]["status"] for b in bodies} == {
-        "t1": "completed",
-        "t2": "cancelled",
-    }
+    assert _queued(path)[1] == ("task.completed", [org.webhook_id])
+    assert len(_queued(path)) == 2
+    # The worker fans each event out into one delivery per webhook.
+    jobs = store.claim(10, lease_s=60.0, room={}, default_room=10)
+    by_webhook: dict[str, list[str]] = {}
+    for job in jobs:
+        body = json.loads(job.body)
+        by_webhook.setdefault(job.webhook_id, []).append(body["data"]["taskId"])
+        assert (
+            body["data"]["status"] == {"t1": "completed", "t2": "cancelled"}[body["data"]["taskId"]]
+        )
+    assert {w: sorted(t) for w, t in by_webhook.items()} == {
+        mine.webhook_id: ["t1"],
+        org.webhook_id: ["t1", "t2"],
+    }  # ordering is not promised
+    assert quota_only.webhook_id not in by_webhook
+    assert store.claim(10, lease_s=60.0, room={}, default_room=10) == []  # fanned out once
 
 
 class _Broken(WebhookOutbox):
@@ -158,7 +159,7 @@ def test_a_failed_outbox_write_rolls_the_record_back(
         tasks.put(_record("t1", "completed"))
     stored = tasks.get("t1")
     assert stored is not None and stored.status == "running"
-    assert _deliveries(path) == []
+    assert _queued(path) == []
 
 
 def test_tasks_marked_interrupted_get_their_event(
@@ -170,11 +171,12 @@ def test_tasks_marked_interrupted_get_their_event(
     TaskStore(path).put(_record("t1", "running").evolve(instance_id="gone"))
     tasks = TaskStore(path, hook=_hook(path, clock))
     assert tasks.recover_interrupted("me") == ["t1"]
-    assert _deliveries(path) == [(hook.webhook_id, "task.completed", "pending")]
+    assert _queued(path) == [("task.completed", [hook.webhook_id])]
 
 
-def _enqueue(store: WebhookStore, n: int, owner: str = "alice") -> None:
+def _enqueue(store: WebhookStore, clock: Clock, n: int, owner: str = "alice") -> None:
     for i in range(n):
+        clock.now += 0.001  # events in order: the oldest is due first
         store.enqueue(
             event_id=f"msg_{owner}_{i}",
             event="task.completed",
@@ -190,7 +192,7 @@ def test_claim_lease_record_and_retry(
     hook = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
     )
-    _enqueue(store, 3)
+    _enqueue(store, clock, 3)
     first = store.claim(2, lease_s=60.0, room={}, default_room=10)
     assert [j.event_id for j in first] == ["msg_alice_0", "msg_alice_1"]
     assert all(j.attempts == 0 and j.url == "http://localhost:9/a" for j in first)
@@ -231,7 +233,7 @@ def test_a_dead_workers_leases_are_released(
     path: Path, store: WebhookStore, service: WebhookService, clock: Clock
 ) -> None:
     service.create(ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"]))
-    _enqueue(store, 2)
+    _enqueue(store, clock, 2)
     claimed = store.claim(10, lease_s=60.0, room={}, default_room=10)
     assert len(claimed) == 2
     restarted = WebhookStore(path, SETTINGS, clock=clock)
@@ -241,16 +243,16 @@ def test_a_dead_workers_leases_are_released(
 
 
 def test_a_webhook_without_room_is_skipped_not_blocking(
-    store: WebhookStore, service: WebhookService
+    store: WebhookStore, service: WebhookService, clock: Clock
 ) -> None:
     busy = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
     )
-    _enqueue(store, 5)
+    _enqueue(store, clock, 5)
     idle = service.create(
         Viewer("bob"), WebhookCreate(url="http://localhost:9/b", events=["task.completed"])
     )
-    _enqueue(store, 2, owner="bob")
+    _enqueue(store, clock, 2, owner="bob")
     jobs = store.claim(3, lease_s=60.0, room={busy.webhook_id: 0}, default_room=10)
     assert {j.webhook_id for j in jobs} == {idle.webhook_id} and len(jobs) == 2
     capped = store.claim(10, lease_s=60.0, room={busy.webhook_id: 2}, default_room=10)
@@ -274,7 +276,7 @@ def test_410_disables_the_webhook_and_ends_its_pending_deliveries(
     hook = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
     )
-    _enqueue(store, 3)
+    _enqueue(store, clock, 3)
     assert _fail(store, clock, 410) == [(hook.webhook_id, "the receiver answered 410 Gone")]
     view = service.get(ALICE, hook.webhook_id)
     assert view.status == "disabled" and view.disabled_reason == "the receiver answered 410 Gone"
@@ -294,7 +296,7 @@ def test_a_webhook_failing_for_long_is_disabled(
     hook = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
     )
-    _enqueue(store, 1)
+    _enqueue(store, clock, 1)
     assert _fail(store, clock, 500) == []
     clock.now += 5
     assert _fail(store, clock, 500) == []  # 2 failures, but only 5 s
@@ -322,7 +324,7 @@ def test_quota_events_are_moved_in_once_and_kept_without_subscribers(
     }
     outbox = _hook(path, clock)
     outbox.quota_events([("0000000000000000", payload, "acme")])
-    assert _deliveries(path) == []
+    assert _queued(path) == [("quota.threshold_exceeded", [])]
     [(event_id, body, pending, delivered)] = store.events("quota.threshold_exceeded")
     assert json.loads(body) == payload and (pending, delivered) == (0, 0)
     hook = service.create(
@@ -332,9 +334,12 @@ def test_quota_events_are_moved_in_once_and_kept_without_subscribers(
     second = {**payload, "data": {**payload["data"], "threshold": 100}}
     for _ in range(2):  # a hand-over repeated after a crash adds nothing
         outbox.quota_events([("0000000000000001", second, "acme")])
-    assert _deliveries(path) == [(hook.webhook_id, "quota.threshold_exceeded", "pending")]
+    assert _queued(path)[1:] == [("quota.threshold_exceeded", [hook.webhook_id])]
     assert outbox.flush() == 1
-    assert event_id != store.events("quota.threshold_exceeded")[0][0]
+    [job] = store.claim(10, lease_s=60.0, room={}, default_room=10)
+    assert job.webhook_id == hook.webhook_id and json.loads(job.body) == second
+    newest = store.events("quota.threshold_exceeded")[0]
+    assert newest[0] != event_id and newest[2:] == (1, 0)  # its delivery is pending
 
 
 def test_old_finished_deliveries_are_pruned(
@@ -343,7 +348,7 @@ def test_old_finished_deliveries_are_pruned(
     hook = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
     )
-    _enqueue(store, 2)
+    _enqueue(store, clock, 2)
     [job, _] = store.claim(10, lease_s=60.0, room={}, default_room=10)
     store.record([Outcome(job, AttemptResult(200, 1.0), Decision("succeeded"), clock.now)])
     clock.now += 100
