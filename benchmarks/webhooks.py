@@ -1,0 +1,202 @@
+"""Webhook benchmarks (issue 12), against a fast receiver on loopback in a process of its own
+(:mod:`rlm.testing.webhook_receiver`), each figure beside a baseline measured in the same run:
+
+- ``webhook_execute_p50``: p50 of ``Hypervisor.execute`` (a 10-item sum) for a user with three
+  webhooks subscribed to ``task.completed`` vs a user with none (blocks of each, interleaved);
+- ``webhook_end_to_delivery_p50``: from a task's end (its ``completedAt``) to the delivery's
+  arrival at the receiver, p50 over those same tasks' deliveries; baseline: one bare aiohttp
+  POST from this process to the same receiver;
+- ``webhook_deliveries_per_s``: twenty webhooks on one user, tasks submitted at once: deliveries
+  per second from the first arrival to the last; baseline: bare aiohttp POSTs per second from
+  one process, 64 in flight, to the same receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+import rlm
+from benchmarks._report import figure
+from benchmarks._session import bench_session
+from rlm.admission import Viewer
+from rlm.config import EngineSettings, Settings
+from rlm.models import WebhookCreate
+from rlm.webhooks.settings import WebhookSettings
+
+__all__ = ["run"]
+
+SUM = {
+    "type": "recursive",
+    "description": "10-item sum",
+    "input": {"items": list(range(10)), "operation": "sum"},
+}
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """Run the webhook figures."""
+    with bench_session("rlm-bench-hooks-") as state:
+        receiver = subprocess.Popen(
+            [sys.executable, "-m", "rlm.testing.webhook_receiver", "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert receiver.stdout is not None
+            url = receiver.stdout.readline().strip()
+            return _figures(state, url, quick)
+        finally:
+            receiver.terminate()
+            receiver.wait(10)
+
+
+def _received(url: str, after: int = 0) -> list[dict[str, Any]]:
+    base = url.rsplit("/", 1)[0]
+    with urllib.request.urlopen(f"{base}/_received?after={after}", timeout=30) as response:
+        hits: list[dict[str, Any]] = json.loads(response.read())
+    return hits
+
+
+def _wait_count(url: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        hits = _received(url)
+        if len(hits) >= count or time.monotonic() > deadline:
+            return hits
+        time.sleep(0.05)
+
+
+def _figures(state: Path, url: str, quick: bool) -> list[dict[str, Any]]:
+    settings = Settings(
+        state_dir=state,
+        engine=EngineSettings(agents=2),
+        webhooks=WebhookSettings(allow_http=True, allow_loopback=True),
+    )
+    hv = rlm.connect(settings=settings)
+    rows = []
+    try:
+        hooked, plain = Viewer("bench-hooks"), Viewer("bench-none")
+        for _ in range(3):
+            hv.webhooks("create", hooked, WebhookCreate(url=url, events=["task.completed"]))
+        for _ in range(30):  # warm both paths (agents, the worker's connections)
+            hv.execute(SUM, owner_id=plain.user_id)
+            hv.execute(SUM, owner_id=hooked.user_id)
+        _wait_count(url, 90, 60)
+        skip = len(_received(url))
+        blocks, size = (4, 25) if quick else (10, 50)
+        with_hooks: list[float] = []
+        without: list[float] = []
+        hooked_tasks: list[str] = []
+        for _ in range(blocks):
+            for owner, samples in ((plain, without), (hooked, with_hooks)):
+                for _ in range(size):
+                    t0 = time.perf_counter()
+                    result = hv.execute(SUM, owner_id=owner.user_id)
+                    samples.append(time.perf_counter() - t0)
+                    if owner is hooked:
+                        hooked_tasks.append(result.task_id)
+        ours, base = statistics.median(with_hooks), statistics.median(without)
+        rows.append(
+            figure(
+                "webhook_execute_p50",
+                ours * 1000,
+                base * 1000,
+                unit="ms",
+                ratio=ours / base,
+                goal="<= 1.05x",
+                limit="1.2x",
+                baseline_name="Hypervisor.execute p50 of a user with no webhook",
+                runs=len(with_hooks),
+            )
+        )
+        hits = _wait_count(url, skip + 3 * len(hooked_tasks), 120)[skip:]
+        ended = {t: hv.status(t).completed_at for t in hooked_tasks}
+        lags = []
+        for hit in hits:
+            task_id = json.loads(hit["body"])["data"]["taskId"]
+            completed = ended.get(task_id)
+            if completed is not None:
+                lags.append(hit["at"] - completed.timestamp())
+        lag = statistics.median(lags)
+        post = asyncio.run(_bare_post_p50(url, 200))
+        rows.append(
+            figure(
+                "webhook_end_to_delivery_p50",
+                lag * 1000,
+                post * 1000,
+                unit="ms",
+                ratio=lag / post,
+                goal="<= 50 ms",
+                limit="250 ms",
+                baseline_name="one bare aiohttp POST to the same receiver, p50",
+                deliveries=len(lags),
+                p90Ms=round(sorted(lags)[int(0.9 * len(lags))] * 1000, 3),
+            )
+        )
+        rows.append(_rate(hv, url, 50 if quick else 250))
+    finally:
+        hv.shutdown_engine()
+    return rows
+
+
+def _rate(hv: rlm.Hypervisor, url: str, tasks: int) -> dict[str, Any]:
+    busy = Viewer("bench-rate")
+    for _ in range(20):
+        hv.webhooks("create", busy, WebhookCreate(url=url, events=["task.completed"]))
+    before = len(_received(url))
+    expected = 20 * tasks
+    for _ in range(tasks):
+        hv.submit(SUM, owner_id=busy.user_id)
+    hits = _wait_count(url, before + expected, 300)[before:]
+    times = sorted(h["at"] for h in hits)
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    bare = asyncio.run(_bare_rate(url, 4000, 64))
+    return figure(
+        "webhook_deliveries_per_s",
+        rate,
+        bare,
+        unit="deliveries/s",
+        ratio=rate / bare,
+        goal=">= 500/s",
+        limit=">= 100/s",
+        baseline_name="bare aiohttp POSTs/s from one process, 64 in flight, same receiver",
+        deliveries=len(times),
+        expected=expected,
+    )
+
+
+async def _bare_post_p50(url: str, n: int) -> float:
+    body = b'{"event":"task.completed","data":{}}'
+    samples = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(n + 20):
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers={"webhook-id": f"bare-{i}"}) as r:
+                await r.read()
+            if i >= 20:
+                samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+async def _bare_rate(url: str, n: int, concurrency: int) -> float:
+    body = b'{"event":"task.completed","data":{}}'
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def one(i: int) -> None:
+            async with gate, session.post(url, data=body, headers={"webhook-id": f"r-{i}"}) as r:
+                await r.read()
+
+        await asyncio.gather(*(one(i) for i in range(200)))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - t0)
