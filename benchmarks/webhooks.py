@@ -2,7 +2,8 @@
 (:mod:`rlm.testing.webhook_receiver`), each figure beside a baseline measured in the same run:
 
 - ``webhook_execute_p50``: p50 of ``Hypervisor.execute`` (a 10-item sum) for a user with three
-  webhooks subscribed to ``task.completed`` vs a user with none (blocks of each, interleaved);
+  webhooks subscribed to ``task.completed`` vs a user with none (blocks of 25 of each,
+  interleaved; the median of the per-block-pair ratios is reported too, with the load average);
 - ``webhook_end_to_delivery_p50``: from a task's end (its ``completedAt``) to the delivery's
   arrival at the receiver, p50 over those same tasks' deliveries; baseline: one bare aiohttp
   POST from this process to the same receiver;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -92,18 +94,27 @@ def _figures(state: Path, url: str, quick: bool) -> list[dict[str, Any]]:
             hv.execute(SUM, owner_id=hooked.user_id)
         _wait_count(url, 90, 60)
         skip = len(_received(url))
-        blocks, size = (4, 25) if quick else (10, 50)
+        # Short blocks of each, interleaved, so drifting load on a shared machine hits both.
+        blocks, size = (8, 25) if quick else (24, 25)
         with_hooks: list[float] = []
         without: list[float] = []
+        pairs: list[float] = []
         hooked_tasks: list[str] = []
+        load = os.getloadavg()[0]
         for _ in range(blocks):
-            for owner, samples in ((plain, without), (hooked, with_hooks)):
+            block: dict[str, list[float]] = {plain.user_id: [], hooked.user_id: []}
+            for owner in (plain, hooked):
                 for _ in range(size):
                     t0 = time.perf_counter()
                     result = hv.execute(SUM, owner_id=owner.user_id)
-                    samples.append(time.perf_counter() - t0)
+                    block[owner.user_id].append(time.perf_counter() - t0)
                     if owner is hooked:
                         hooked_tasks.append(result.task_id)
+            without += block[plain.user_id]
+            with_hooks += block[hooked.user_id]
+            pairs.append(
+                statistics.median(block[hooked.user_id]) / statistics.median(block[plain.user_id])
+            )
         ours, base = statistics.median(with_hooks), statistics.median(without)
         rows.append(
             figure(
@@ -116,6 +127,9 @@ def _figures(state: Path, url: str, quick: bool) -> list[dict[str, Any]]:
                 limit="1.2x",
                 baseline_name="Hypervisor.execute p50 of a user with no webhook",
                 runs=len(with_hooks),
+                blockPairRatioMedian=round(statistics.median(pairs), 3),
+                blockPairRatioRange=[round(min(pairs), 3), round(max(pairs), 3)],
+                loadavg1m=[round(load, 1), round(os.getloadavg()[0], 1)],
             )
         )
         hits = _wait_count(url, skip + 3 * len(hooked_tasks), 120)[skip:]

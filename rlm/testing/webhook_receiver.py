@@ -106,7 +106,7 @@ class WebhookReceiver:
         self._server: asyncio.Server | None = None
         self._release: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -158,10 +158,12 @@ class WebhookReceiver:
         assert self._server is not None and self._stopped is not None
         async with self._server:
             await self._stopped.wait()
-            # Keep-alive connections outlive the listening socket: end them before the loop.
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            # Keep-alive connections outlive the listening socket: close them (their handlers
+            # then see the end of the stream) before the loop ends.
+            for writer in list(self._connections.values()):
+                writer.close()
+            if self._connections:
+                await asyncio.wait(list(self._connections), timeout=_START_TIMEOUT_S)
 
     def stop(self) -> None:
         """Stop listening, answer held requests (503) and join the thread."""
@@ -282,7 +284,7 @@ class WebhookReceiver:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             while True:
                 try:
@@ -323,7 +325,7 @@ class WebhookReceiver:
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
 
     async def _hold(self) -> None:
