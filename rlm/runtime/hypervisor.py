@@ -372,23 +372,42 @@ class Hypervisor:
             >>> created = hv.webhooks("create", Viewer("alice"), WebhookCreate(
             ...     url="https://example.com/hook", events=["task.completed"]))  # doctest: +SKIP
         """
-        worker = self._worker()
-        if method == "test":
-            return _unwrap_pair(ray.get(worker.test.remote(viewer, *args)))
-        return _unwrap_pair(ray.get(worker.call.remote(method, viewer, *args)))
+        for attempt in (1, 2):
+            worker = self._worker()
+            try:
+                if method == "test":
+                    return _unwrap_pair(ray.get(worker.test.remote(viewer, *args)))
+                return _unwrap_pair(ray.get(worker.call.remote(method, viewer, *args)))
+            except ray.exceptions.RayActorError:
+                # The engine restarted with a new worker: ask it for the new handle, once.
+                self._webhook_worker = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def ask_webhooks(self, method: str, viewer: Viewer, *args: Any) -> Any:
         """:meth:`webhooks` from an event loop (the HTTP routes)."""
-        if self._webhook_worker is None:
-            self._webhook_worker = await self._core.webhook_worker.remote()
-        worker = self._webhook_worker
-        if method == "test":
-            return _unwrap_pair(await worker.test.remote(viewer, *args))
-        return _unwrap_pair(await worker.call.remote(method, viewer, *args))
+        for attempt in (1, 2):
+            if self._webhook_worker is None:
+                self._webhook_worker = await self._core.webhook_worker.remote()
+            worker = self._webhook_worker
+            try:
+                if method == "test":
+                    return _unwrap_pair(await worker.test.remote(viewer, *args))
+                return _unwrap_pair(await worker.call.remote(method, viewer, *args))
+            except ray.exceptions.RayActorError:
+                self._webhook_worker = None  # see webhooks()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def webhook_stats(self) -> dict[str, Any]:
         """The delivery worker's counters: attempts, successes, failures, in flight."""
-        stats: dict[str, Any] = ray.get(self._worker().stats.remote())
+        try:
+            stats: dict[str, Any] = ray.get(self._worker().stats.remote())
+        except ray.exceptions.RayActorError:
+            self._webhook_worker = None  # the engine restarted: ask again next time
+            raise
         return stats
 
     def _worker(self) -> Any:

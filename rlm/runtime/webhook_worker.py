@@ -69,6 +69,11 @@ _PRUNE_EVERY_S = 600.0
 #: transaction then records them and claims what the next wake-up brought.
 _RECORD_WITHIN_S = 0.01
 
+#: Rounds start at least this far apart (unless slots wait for due deliveries): under a steady
+#: stream of events one transaction takes several tasks' events, instead of one each. A lone
+#: event is not delayed.
+_ROUND_GAP_S = 0.005
+
 
 def worker_name(settings: Settings) -> str:
     """The worker's actor name: one per state directory, like the core's."""
@@ -116,6 +121,7 @@ class WebhookWorker:
         self._pruned_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._backlog = False
+        self._round_at = 0.0
         # Constructed on its event loop (an async actor): listen for the core's wake-ups and
         # start delivering at once, also after a restart, without waiting for a first call.
         self._listener: WakeListener | None = None
@@ -198,6 +204,10 @@ class WebhookWorker:
                 await asyncio.sleep(self._ws.poll_interval_s)
 
     async def _step(self) -> None:
+        gap = _ROUND_GAP_S - (time.monotonic() - self._round_at)
+        if gap > 0 and not self._backlog:
+            await asyncio.sleep(gap)
+        self._round_at = time.monotonic()
         self._wake.clear()
         finished, self._finished = self._finished, []
         ws = self._ws

@@ -407,3 +407,35 @@ def test_a_webhook_failing_for_long_is_disabled(
         d.last_error.startswith("webhook disabled") or d.last_status_code == 500 for d in deliveries
     )
     assert ray.get(worker.stats.remote())["disabled"] == 1
+
+
+def test_webhooks_survive_a_restarted_core(ray_session: None, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    hv = rlm.connect(settings=settings)
+    try:
+        viewer = _user()
+        with WebhookReceiver() as receiver:
+            hook = _register(hv, viewer, receiver.url)
+            core = ray.get_actor(
+                "rlm-core-" + worker_name(settings).removeprefix("rlm-webhooks-"),
+                namespace=settings.namespace,
+            )
+            ray.kill(core, no_restart=False)  # Ray restarts it; its new worker is a new actor
+            wait_until(lambda: _answers(hv), 60, "the restarted core answers")
+            # The cached handle of the old worker is stale: the next call finds the new one.
+            assert [w.webhook_id for w in hv.webhooks("list_webhooks", viewer)] == [hook.webhook_id]
+            task = hv.execute(SUM, owner_id=viewer.user_id)
+            [hit] = receiver.wait_for(_for_task(task.task_id), timeout=30)
+            assert Webhook(hook.secret).verify(hit.body, hit.headers)["data"]["status"] == (
+                "completed"
+            )
+    finally:
+        hv.shutdown_engine()
+
+
+def _answers(hv: rlm.Hypervisor) -> bool:
+    try:
+        hv.engine_info()
+    except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
+        return False
+    return True
