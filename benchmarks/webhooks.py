@@ -4,6 +4,8 @@
 - ``webhook_execute_p50``: p50 of ``Hypervisor.execute`` (a 10-item sum) for a user with three
   webhooks subscribed to ``task.completed`` vs a user with none (blocks of 25 of each,
   interleaved; the median of the per-block-pair ratios is reported too, with the load average);
+- ``webhook_http_execute_p50``: the same over the API — ``POST /v1/execute`` on Ray Serve, users
+  of an org with three org-wide webhooks vs users of none;
 - ``webhook_end_to_delivery_p50``: from a task's end (its ``completedAt``) to the delivery's
   arrival at the receiver, p50 over those same tasks' deliveries; baseline: one bare aiohttp
   POST from this process to the same receiver;
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -30,14 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
+from ray import serve
 
 import rlm
 from benchmarks._report import figure
 from benchmarks._session import bench_session
 from rlm.admission import Viewer
-from rlm.config import EngineSettings, Settings
+from rlm.auth.keys import load_signing_key
+from rlm.auth.tokens import issue_token
+from rlm.config import EngineSettings, ServerSettings, Settings
 from rlm.models import WebhookCreate
 from rlm.webhooks.settings import WebhookSettings
+from serve_app.deployment import build_app
 
 __all__ = ["run"]
 
@@ -162,10 +170,89 @@ def _figures(state: Path, url: str, quick: bool) -> list[dict[str, Any]]:
                 p90Ms=round(sorted(lags)[int(0.9 * len(lags))] * 1000, 3),
             )
         )
+        rows.append(_http(settings, url, quick))
         rows.append(_rate(hv, url, 50 if quick else 250))
     finally:
         hv.shutdown_engine()
     return rows
+
+
+def _http(settings: Settings, receiver: str, quick: bool) -> dict[str, Any]:
+    """``POST /v1/execute`` p50: users of an org with three org-wide webhooks vs users of none."""
+    port = _port()
+    settings = settings.model_copy(
+        update={"server": ServerSettings(port=port, min_replicas=1, max_replicas=1)}
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(build_app(settings), name="rlm-hooks", route_prefix="/", blocking=False)
+        key = load_signing_key(settings.auth, settings.state_dir, settings.env)
+
+        def token(sub: str, scopes: list[str], **claims: Any) -> dict[str, str]:
+            signed = issue_token(
+                sub, scopes, "enterprise", settings=settings.auth, key=key, **claims
+            )
+            return {"Authorization": f"Bearer {signed}"}
+
+        base = f"http://127.0.0.1:{port}/v1"
+        plain = [token(f"plain-{i}", ["rlm:execute"]) for i in range(32)]
+        hooked = [token(f"org-{i}", ["rlm:execute"], org="bench-org") for i in range(32)]
+        admin = token("bench-admin", ["rlm:admin"], org="bench-org")
+        with httpx.Client(timeout=60, transport=httpx.HTTPTransport(socket_options=_NODELAY)) as c:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    c.get(f"{base}/health", timeout=5).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            for _ in range(3):
+                body = {"url": receiver, "events": ["task.completed"], "scope": "org"}
+                c.post(f"{base}/webhooks", json=body, headers=admin).raise_for_status()
+            blocks, size = (4, 25) if quick else (12, 25)
+            samples: dict[str, list[float]] = {"plain": [], "hooked": []}
+            pairs = []
+            for k in range(blocks + 1):
+                block: dict[str, list[float]] = {"plain": [], "hooked": []}
+                for side, users in (("plain", plain), ("hooked", hooked)):
+                    for i in range(size):
+                        headers = users[(k * size + i) % len(users)]
+                        t0 = time.perf_counter()
+                        c.post(f"{base}/execute", json=SUM, headers=headers).raise_for_status()
+                        block[side].append(time.perf_counter() - t0)
+                if k == 0:
+                    continue  # warm-up
+                for side in block:
+                    samples[side] += block[side]
+                pairs.append(statistics.median(block["hooked"]) / statistics.median(block["plain"]))
+    finally:
+        serve.delete("rlm-hooks")
+    ours, base_p50 = statistics.median(samples["hooked"]), statistics.median(samples["plain"])
+    return figure(
+        "webhook_http_execute_p50",
+        ours * 1000,
+        base_p50 * 1000,
+        unit="ms",
+        ratio=ours / base_p50,
+        goal="<= 1.05x",
+        limit="1.2x",
+        baseline_name="POST /v1/execute p50 of users with no webhook",
+        runs=len(samples["hooked"]),
+        blockPairRatioMedian=round(statistics.median(pairs), 3),
+        loadavg1m=round(os.getloadavg()[0], 1),
+    )
+
+
+#: Nagle's algorithm plus delayed ACKs would add ~40 ms to every POST (see benchmarks/api.py).
+_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _rate(hv: rlm.Hypervisor, url: str, tasks: int) -> dict[str, Any]:
