@@ -18,6 +18,7 @@ Commands:
     rlm security verify       check the audit log's hash chain (exit 1 naming the first bad
                               record)
     rlm security policies ORG an org's security policies in force
+    rlm quota events          recent quota.threshold_exceeded events and their webhook deliveries
 
 Every command that needs the engine joins the one already running on the same state directory
 (``rlm serve``, a ``rlm.connect()``): it registers its Ray address there. ``--address`` (before
@@ -432,16 +433,29 @@ def _cmd_quota_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_quota_events(args: argparse.Namespace) -> int:
-    hv = _connect(args)
-    events = hv.quotas("pending_events")  # read only: delivery takes them from the outbox
+    # Read straight from the state file, like `rlm tasks show`: the engine moves the quota
+    # ledger's events into the webhook outbox as tasks end.
+    from rlm.quotas.alerts import THRESHOLD_EVENT
+    from rlm.webhooks.store import WebhookStore
+
+    settings = get_settings()
+    store = WebhookStore(settings.database_path, settings.webhooks)
+    try:
+        rows = store.events(THRESHOLD_EVENT, limit=args.limit)
+    finally:
+        store.close()
+    events = [
+        {**json.loads(body), "eventId": event_id, "pending": pending, "delivered": delivered}
+        for event_id, body, pending, delivered in rows
+    ]
     if args.json or not sys.stdout.isatty():
         sys.stdout.write(_dump(events) + "\n")
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="quota events not yet delivered")
-    for column in ("time", "user", "period", "threshold", "agents used / limit"):
+    table = Table(title="quota threshold events (newest first)")
+    for column in ("time", "user", "period", "threshold", "agents used / limit", "webhooks"):
         table.add_column(column)
     for e in events:
         data = e["data"]
@@ -452,6 +466,7 @@ def _cmd_quota_events(args: argparse.Namespace) -> int:
             data["period"],
             f"{data['threshold']} %",
             f"{window.get('agentsUsed')} / {window.get('agentsLimit')}",
+            f"{e['delivered']} delivered, {e['pending']} pending",
         )
     Console().print(table)
     return 0
@@ -647,8 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
     show_q.add_argument("user_id")
     show_q.add_argument("--json", action="store_true", help="JSON even on a terminal")
     show_q.set_defaults(func=_cmd_quota_show)
-    events_q = quota_sub.add_parser("events", help="threshold events not yet delivered")
+    events_q = quota_sub.add_parser(
+        "events", help="recent threshold events and their webhook deliveries"
+    )
     events_q.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    events_q.add_argument("--limit", type=int, default=50, help="how many (newest first)")
     events_q.set_defaults(func=_cmd_quota_events)
 
     evals = sub.add_parser("eval", help="evaluate the engine's modes on a benchmark")

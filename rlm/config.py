@@ -21,6 +21,7 @@ from rlm.lm.settings import LMSettings
 from rlm.rlmmode.settings import RLMSettings
 from rlm.sandbox.settings import SandboxSettings
 from rlm.storage.settings import StorageSettings, with_local_default
+from rlm.webhooks.settings import WebhookSettings
 
 __all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
 
@@ -134,6 +135,7 @@ class Settings(BaseSettings):
             directory, ``/tmp/ray/session_latest/logs/serve``).
         rlm: RLM mode's session hosts and request bounds (``RLM_RLM__*``).
         sandbox: RLM sessions' REPL sandbox (``RLM_SANDBOX__*``).
+        webhooks: Webhook delivery (``RLM_WEBHOOKS__*``; see :mod:`rlm.webhooks.settings`).
     """
 
     model_config = SettingsConfigDict(
@@ -154,6 +156,7 @@ class Settings(BaseSettings):
     log_dir: Path | None = None
     rlm: RLMSettings = Field(default_factory=RLMSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     operations: list[str] = Field(
         default_factory=list,
         description="Extra operations for requests to name: 'module:attribute' paths to an "

@@ -3,20 +3,21 @@
 Every failure a user can see is an :class:`RLMError`. Each subclass carries the API document's
 error code and HTTP status, plus structured fields in ``details``::
 
-    RLMError                      code            status
-    ├── InvalidInput              INVALID_INPUT   400
-    ├── Unauthorized              UNAUTHORIZED    401
-    ├── Forbidden                 FORBIDDEN       403
-    ├── TaskNotFound              TASK_NOT_FOUND  404
-    ├── TaskTimeout               TIMEOUT         408
-    ├── QuotaExceeded             QUOTA_EXCEEDED  429   (resource, limit, used, resetTime)
-    ├── RateLimited               RATE_LIMITED    429   (retryAfterS)
-    └── InternalError             INTERNAL_ERROR  500
-        ├── EngineUnavailable     INTERNAL_ERROR  500   (pid, host, path)
-        ├── ProtocolError         INTERNAL_ERROR  500   (reason)
-        └── SandboxError          INTERNAL_ERROR  500   (rlm.sandbox.errors)
-            ├── SandboxUnavailable                      the OS cannot isolate it
-            └── SandboxDead                             its process died or was killed
+    RLMError                      code               status
+    ├── InvalidInput              INVALID_INPUT      400
+    ├── Unauthorized              UNAUTHORIZED       401
+    ├── Forbidden                 FORBIDDEN          403
+    ├── TaskNotFound              TASK_NOT_FOUND     404
+    ├── WebhookNotFound           WEBHOOK_NOT_FOUND  404   (webhookId, deliveryId)
+    ├── TaskTimeout               TIMEOUT            408
+    ├── QuotaExceeded             QUOTA_EXCEEDED     429   (resource, limit, used, resetTime)
+    ├── RateLimited               RATE_LIMITED       429   (retryAfterS)
+    └── InternalError             INTERNAL_ERROR     500
+        ├── EngineUnavailable     INTERNAL_ERROR     500   (pid, host, path)
+        ├── ProtocolError         INTERNAL_ERROR     500   (reason)
+        └── SandboxError          INTERNAL_ERROR     500   (rlm.sandbox.errors)
+            ├── SandboxUnavailable                         the OS cannot isolate it
+            └── SandboxDead                                its process died or was killed
 
 The server renders these in one handler; the SDK raises the same classes from a response body
 (:func:`error_from_payload`).
@@ -39,6 +40,7 @@ __all__ = [
     "TaskNotFound",
     "TaskTimeout",
     "Unauthorized",
+    "WebhookNotFound",
     "error_from_payload",
 ]
 
@@ -130,6 +132,25 @@ class TaskNotFound(RLMError):
         super().__init__(f"task {task_id!r} does not exist", {"taskId": task_id})
 
 
+class WebhookNotFound(RLMError):
+    """No webhook (or no delivery of it) with this id exists for the caller (404).
+
+    Another tenant's webhook answers the same, so ids cannot be probed.
+    """
+
+    code = "WEBHOOK_NOT_FOUND"
+    status = 404
+
+    def __init__(self, webhook_id: str, delivery_id: str | None = None) -> None:
+        if delivery_id is None:
+            super().__init__(f"webhook {webhook_id!r} does not exist", {"webhookId": webhook_id})
+        else:
+            super().__init__(
+                f"delivery {delivery_id!r} of webhook {webhook_id!r} does not exist",
+                {"webhookId": webhook_id, "deliveryId": delivery_id},
+            )
+
+
 class TaskTimeout(RLMError):
     """The task ran past its ``timeoutMs`` and was stopped (408)."""
 
@@ -216,6 +237,7 @@ ERRORS_BY_CODE: dict[str, type[RLMError]] = {
         Unauthorized,
         Forbidden,
         TaskNotFound,
+        WebhookNotFound,
         TaskTimeout,
         QuotaExceeded,
         RateLimited,

@@ -264,6 +264,28 @@ class AdmissionGate:
             log.warning("released %d quota hold(s) no running task owned", reaped)
         return reaped
 
+    # -- threshold events (for the webhook outbox) ---------------------------------------------
+
+    def quota_events(self) -> list[tuple[str, dict[str, Any], str | None]]:
+        """The ``quota.threshold_exceeded`` events the ledger has queued, oldest first.
+
+        Returns:
+            ``(key, payload, org)`` each: ``org`` is the nearest org of the event's user
+            (for org-wide webhooks), ``None`` when the user is in none. Cheap when empty.
+        """
+        if not self._quotas.pending_event_count():
+            return []
+        out: list[tuple[str, dict[str, Any], str | None]] = []
+        for key, payload in self._quotas.pending_event_items():
+            user = payload.get("data", {}).get("userId")
+            orgs = self._quotas.governing_orgs("user", user) if isinstance(user, str) else []
+            out.append((key, payload, orgs[0] if orgs else None))
+        return out
+
+    def ack_quota_events(self, keys: Sequence[str]) -> None:
+        """Take events out of the ledger's queue once the outbox holds them."""
+        self._quotas.ack_events(list(keys))
+
     # -- the ledger's own methods -------------------------------------------------------------
 
     def quota(

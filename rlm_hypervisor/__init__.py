@@ -17,7 +17,8 @@ the server sends) until ``task.completed``; ``client.tasks.trajectory(task_id)``
 
 Errors are the server's own classes from :mod:`rlm.errors` (re-exported here), with
 ``request_id`` and ``status_code`` set on each raised instance. The SDK needs httpx and
-pydantic, never Ray.
+pydantic, never Ray. Receivers of webhooks check deliveries with
+:func:`rlm_hypervisor.webhooks.verify`.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from rlm.errors import (
     TaskNotFound,
     TaskTimeout,
     Unauthorized,
+    WebhookNotFound,
 )
 from rlm.models import ProgressEventData, TaskEventMessage, Trajectory
+from rlm_hypervisor import webhooks
 from rlm_hypervisor._version import __version__
 from rlm_hypervisor.client import AsyncRLMClient, RLMClient
 from rlm_hypervisor.result import ExecuteResult
@@ -54,5 +57,7 @@ __all__ = [
     "TaskTimeout",
     "Trajectory",
     "Unauthorized",
+    "WebhookNotFound",
     "__version__",
+    "webhooks",
 ]

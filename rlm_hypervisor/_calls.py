@@ -25,6 +25,7 @@ from rlm.models import (
     AllocationCheck,
     AllocationDecision,
     CancelResponse,
+    Delivery,
     ExecuteRequest,
     Organization,
     OrganizationHierarchy,
@@ -46,9 +47,14 @@ from rlm.models import (
     TeamQuotaStatus,
     Trajectory,
     UserQuotaStatus,
+    Webhook,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookUpdate,
     parse_model,
 )
 from rlm.models.tenants import MemberAllocation, OrgCreate, ProjectCreate, TeamCreate
+from rlm.models.webhooks import SecretRotated, SecretRotation
 from rlm_hypervisor._errors import unexpected_response
 from rlm_hypervisor.result import ExecuteResult
 
@@ -63,13 +69,22 @@ __all__ = [
     "check_allocation",
     "create_org",
     "create_team",
+    "create_webhook",
+    "delete_webhook",
     "execute",
+    "get_delivery",
     "get_task",
+    "get_webhook",
     "health",
+    "list_deliveries",
     "list_tasks",
+    "list_webhooks",
     "org_hierarchy",
     "patch_security_policy",
     "put_security_policy",
+    "ping_webhook",
+    "retry_delivery",
+    "rotate_webhook_secret",
     "security_events",
     "security_events_page",
     "security_policies",
@@ -82,6 +97,7 @@ __all__ = [
     "team_quota",
     "transfer",
     "update_org",
+    "update_webhook",
     "user_quota",
     "validate_input",
 ]
@@ -535,3 +551,84 @@ def patch_security_policy(
         _model(SecurityPolicy),
         json=body.to_wire(exclude_unset=True, exclude_none=False),
     )
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
+
+
+def create_webhook(body: WebhookCreate | Mapping[str, Any]) -> Call[WebhookCreated]:
+    """``POST /webhooks`` (extension). Not repeated after a lost answer: a second call would
+    register a second webhook (with another secret)."""
+    model = body if isinstance(body, WebhookCreate) else parse_model(WebhookCreate, body)
+    return Call("POST", "/webhooks", _model(WebhookCreated), json=model.to_wire(), idempotent=False)
+
+
+def list_webhooks() -> Call[list[Webhook]]:
+    """``GET /webhooks`` answering ``{"webhooks": [...]}``."""
+    return Call("GET", "/webhooks", _list_of(Webhook, "webhooks"))
+
+
+def get_webhook(webhook_id: str) -> Call[Webhook]:
+    """``GET /webhooks/{webhookId}``."""
+    return Call("GET", f"/webhooks/{_segment(webhook_id)}", _model(Webhook))
+
+
+def update_webhook(webhook_id: str, patch: WebhookUpdate | Mapping[str, Any]) -> Call[Webhook]:
+    """``PATCH /webhooks/{webhookId}``: only the fields given are sent (a repeat sets the same)."""
+    model = patch if isinstance(patch, WebhookUpdate) else parse_model(WebhookUpdate, patch)
+    body = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return Call("PATCH", f"/webhooks/{_segment(webhook_id)}", _model(Webhook), json=body)
+
+
+def delete_webhook(webhook_id: str) -> Call[None]:
+    """``DELETE /webhooks/{webhookId}`` (204). Not repeated: a repeat answers 404 and would
+    hide that the first one worked."""
+    return Call("DELETE", f"/webhooks/{_segment(webhook_id)}", _nothing, idempotent=False)
+
+
+def rotate_webhook_secret(webhook_id: str, grace_seconds: int | None) -> Call[SecretRotated]:
+    """``POST /webhooks/{webhookId}/rotate-secret``. Not repeated: a second rotation would
+    replace the secret the first one answered with."""
+    body = parse_model(SecretRotation, {"grace_seconds": grace_seconds}).to_wire()
+    return Call(
+        "POST",
+        f"/webhooks/{_segment(webhook_id)}/rotate-secret",
+        _model(SecretRotated),
+        json=body,
+        idempotent=False,
+    )
+
+
+def ping_webhook(webhook_id: str) -> Call[Delivery]:
+    """``POST /webhooks/{webhookId}/test``: a ping, answered once its first attempt ended."""
+    return Call(
+        "POST", f"/webhooks/{_segment(webhook_id)}/test", _model(Delivery), idempotent=False
+    )
+
+
+def list_deliveries(webhook_id: str, status: str | None, limit: int) -> Call[list[Delivery]]:
+    """``GET /webhooks/{webhookId}/deliveries?status=&limit=`` answering
+    ``{"deliveries": [...]}``."""
+    params: dict[str, str | int] = {"limit": limit}
+    if status is not None:
+        params["status"] = status
+    return Call(
+        "GET",
+        f"/webhooks/{_segment(webhook_id)}/deliveries",
+        _list_of(Delivery, "deliveries"),
+        params=params,
+    )
+
+
+def get_delivery(webhook_id: str, delivery_id: str) -> Call[Delivery]:
+    """``GET /webhooks/{webhookId}/deliveries/{deliveryId}`` (extension)."""
+    path = f"/webhooks/{_segment(webhook_id)}/deliveries/{_segment(delivery_id)}"
+    return Call("GET", path, _model(Delivery))
+
+
+def retry_delivery(webhook_id: str, delivery_id: str) -> Call[Delivery]:
+    """``POST /webhooks/{webhookId}/deliveries/{deliveryId}/retry`` (202): queued again now,
+    same ``webhook-id`` (a repeat queues the same delivery again: safe)."""
+    path = f"/webhooks/{_segment(webhook_id)}/deliveries/{_segment(delivery_id)}/retry"
+    return Call("POST", path, _model(Delivery))

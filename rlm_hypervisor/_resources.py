@@ -1,4 +1,5 @@
-"""The client's namespaces (``client.tasks``, ``.quotas``, ``.storage``, ``.security``).
+"""The client's namespaces (``client.tasks``, ``.quotas``, ``.storage``, ``.security``,
+``.webhooks``).
 
 Each method builds a :class:`~rlm_hypervisor._calls.Call` and hands it to the client, which
 owns the connection, the retries and the error mapping; the async classes mirror the sync ones
@@ -7,13 +8,14 @@ method for method.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from rlm.models import (
     AllocationDecision,
     CancelResponse,
+    Delivery,
     Organization,
     OrganizationHierarchy,
     QuotaConfig,
@@ -31,8 +33,11 @@ from rlm.models import (
     TeamQuotaStatus,
     Trajectory,
     UserQuotaStatus,
+    Webhook,
+    WebhookCreated,
 )
 from rlm.models.tenants import OrgCreate, TeamCreate
+from rlm.models.webhooks import SecretRotated
 from rlm_hypervisor import _calls
 from rlm_hypervisor._calls import AsyncSend, Send
 from rlm_hypervisor._events import AsyncStream, Stream, astream_events, stream_events
@@ -43,11 +48,47 @@ __all__ = [
     "AsyncSecurityAPI",
     "AsyncStorageAPI",
     "AsyncTasksAPI",
+    "AsyncWebhooksAPI",
     "QuotasAPI",
     "SecurityAPI",
     "StorageAPI",
     "TasksAPI",
+    "WebhooksAPI",
 ]
+
+
+class _Unset:
+    """The default of an argument that, left out, leaves a field unchanged."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+_UNSET: Any = _Unset()
+
+
+def _webhook_create(
+    url: str, events: Sequence[str], description: str | None, scope: str
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"url": url, "events": list(events), "scope": scope}
+    if description is not None:
+        body["description"] = description
+    return body
+
+
+def _webhook_patch(
+    url: str | None, events: Sequence[str] | None, description: Any, enabled: bool | None
+) -> dict[str, Any]:
+    patch: dict[str, Any] = {}
+    if url is not None:
+        patch["url"] = url
+    if events is not None:
+        patch["events"] = list(events)
+    if description is not _UNSET:
+        patch["description"] = description
+    if enabled is not None:
+        patch["enabled"] = enabled
+    return patch
 
 
 def _check_wait_args(timeout: float | None, poll_interval: float) -> None:
@@ -358,6 +399,90 @@ class SecurityAPI:
         return self._send(_calls.patch_security_policy(policy_id, changes))
 
 
+class WebhooksAPI:
+    """``client.webhooks``: register endpoints for events, rotate secrets, read and retry
+    deliveries (extensions of the API document; verify what arrives with
+    :func:`rlm_hypervisor.webhooks.verify`)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    def create(
+        self,
+        url: str,
+        events: Sequence[str] = ("task.completed",),
+        *,
+        description: str | None = None,
+        scope: str = "user",
+    ) -> WebhookCreated:
+        """Register an endpoint (``POST /webhooks``).
+
+        Args:
+            url: An ``https`` URL the service may reach (no private addresses).
+            events: ``task.completed`` and/or ``quota.threshold_exceeded``.
+            description: A note for people.
+            scope: ``user`` (your own events) or ``org`` (every member's; ``rlm:admin``).
+
+        Returns:
+            The webhook and its signing ``secret``: keep it, it is shown only this once.
+        """
+        return self._send(_calls.create_webhook(_webhook_create(url, events, description, scope)))
+
+    def get(self, webhook_id: str) -> Webhook:
+        """One webhook (``GET /webhooks/{webhookId}``).
+
+        Raises:
+            WebhookNotFound: no such webhook for this caller.
+        """
+        return self._send(_calls.get_webhook(webhook_id))
+
+    def update(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = _UNSET,
+        enabled: bool | None = None,
+    ) -> Webhook:
+        """Change the fields given (``PATCH``); ``enabled=True`` re-enables a disabled one,
+        ``description=None`` clears the description."""
+        patch = _webhook_patch(url, events, description, enabled)
+        return self._send(_calls.update_webhook(webhook_id, patch))
+
+    def delete(self, webhook_id: str) -> None:
+        """Remove a webhook and its deliveries."""
+        self._send(_calls.delete_webhook(webhook_id))
+
+    def rotate_secret(self, webhook_id: str, grace_seconds: int | None = None) -> SecretRotated:
+        """A new secret signs from now on; the old one too for ``grace_seconds`` (default: the
+        service's, a day)."""
+        return self._send(_calls.rotate_webhook_secret(webhook_id, grace_seconds))
+
+    def test(self, webhook_id: str) -> Delivery:
+        """Send a ``webhook.test`` ping; answers once its first attempt has ended."""
+        return self._send(_calls.ping_webhook(webhook_id))
+
+    def deliveries(
+        self, webhook_id: str, *, status: str | None = None, limit: int = 50
+    ) -> list[Delivery]:
+        """The webhook's deliveries, newest first, each with its attempts."""
+        return self._send(_calls.list_deliveries(webhook_id, status, limit))
+
+    def delivery(self, webhook_id: str, delivery_id: str) -> Delivery:
+        """One delivery and its attempts."""
+        return self._send(_calls.get_delivery(webhook_id, delivery_id))
+
+    def retry(self, webhook_id: str, delivery_id: str) -> Delivery:
+        """Send a delivery again now, under the same ``webhook-id``."""
+        return self._send(_calls.retry_delivery(webhook_id, delivery_id))
+
+    # Last: a method named ``list`` would shadow the builtin in the annotations after it.
+    def list(self) -> list[Webhook]:
+        """Your webhooks (an admin's org's too)."""
+        return self._send(_calls.list_webhooks())
+
+
 class AsyncTasksAPI:
     """``client.tasks`` of :class:`AsyncRLMClient`; see :class:`TasksAPI`."""
 
@@ -567,3 +692,71 @@ class AsyncSecurityAPI:
     ) -> SecurityPolicy:
         """See :meth:`SecurityAPI.patch_policy`."""
         return await self._send(_calls.patch_security_policy(policy_id, changes))
+
+
+class AsyncWebhooksAPI:
+    """``client.webhooks`` of :class:`AsyncRLMClient`; see :class:`WebhooksAPI`."""
+
+    def __init__(self, send: AsyncSend) -> None:
+        self._send = send
+
+    async def create(
+        self,
+        url: str,
+        events: Sequence[str] = ("task.completed",),
+        *,
+        description: str | None = None,
+        scope: str = "user",
+    ) -> WebhookCreated:
+        """See :meth:`WebhooksAPI.create`."""
+        body = _webhook_create(url, events, description, scope)
+        return await self._send(_calls.create_webhook(body))
+
+    async def get(self, webhook_id: str) -> Webhook:
+        """See :meth:`WebhooksAPI.get`."""
+        return await self._send(_calls.get_webhook(webhook_id))
+
+    async def update(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = _UNSET,
+        enabled: bool | None = None,
+    ) -> Webhook:
+        """See :meth:`WebhooksAPI.update`."""
+        patch = _webhook_patch(url, events, description, enabled)
+        return await self._send(_calls.update_webhook(webhook_id, patch))
+
+    async def delete(self, webhook_id: str) -> None:
+        """See :meth:`WebhooksAPI.delete`."""
+        await self._send(_calls.delete_webhook(webhook_id))
+
+    async def rotate_secret(
+        self, webhook_id: str, grace_seconds: int | None = None
+    ) -> SecretRotated:
+        """See :meth:`WebhooksAPI.rotate_secret`."""
+        return await self._send(_calls.rotate_webhook_secret(webhook_id, grace_seconds))
+
+    async def test(self, webhook_id: str) -> Delivery:
+        """See :meth:`WebhooksAPI.test`."""
+        return await self._send(_calls.ping_webhook(webhook_id))
+
+    async def deliveries(
+        self, webhook_id: str, *, status: str | None = None, limit: int = 50
+    ) -> list[Delivery]:
+        """See :meth:`WebhooksAPI.deliveries`."""
+        return await self._send(_calls.list_deliveries(webhook_id, status, limit))
+
+    async def delivery(self, webhook_id: str, delivery_id: str) -> Delivery:
+        """See :meth:`WebhooksAPI.delivery`."""
+        return await self._send(_calls.get_delivery(webhook_id, delivery_id))
+
+    async def retry(self, webhook_id: str, delivery_id: str) -> Delivery:
+        """See :meth:`WebhooksAPI.retry`."""
+        return await self._send(_calls.retry_delivery(webhook_id, delivery_id))
+
+    async def list(self) -> list[Webhook]:
+        """See :meth:`WebhooksAPI.list`."""
+        return await self._send(_calls.list_webhooks())

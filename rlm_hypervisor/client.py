@@ -30,10 +30,12 @@ from rlm_hypervisor._resources import (
     AsyncSecurityAPI,
     AsyncStorageAPI,
     AsyncTasksAPI,
+    AsyncWebhooksAPI,
     QuotasAPI,
     SecurityAPI,
     StorageAPI,
     TasksAPI,
+    WebhooksAPI,
 )
 from rlm_hypervisor._retry import backoff_s, retry_delay, transport_error_is_retryable
 from rlm_hypervisor._version import __version__
@@ -141,6 +143,7 @@ class RLMClient(_ClientBase):
         quotas: :class:`~rlm_hypervisor._resources.QuotasAPI`.
         storage: :class:`~rlm_hypervisor._resources.StorageAPI`.
         security: :class:`~rlm_hypervisor._resources.SecurityAPI`.
+        webhooks: :class:`~rlm_hypervisor._resources.WebhooksAPI`.
 
     Example:
         >>> from rlm_hypervisor import RLMClient
@@ -178,6 +181,7 @@ class RLMClient(_ClientBase):
         self.quotas = QuotasAPI(self._send)
         self.storage = StorageAPI(self._send)
         self.security = SecurityAPI(self._send)
+        self.webhooks = WebhooksAPI(self._send)
 
     def execute(
         self, request: dict[str, Any] | ExecuteRequest, *, wait: bool = True
@@ -316,6 +320,7 @@ class AsyncRLMClient(_ClientBase):
         self.quotas = AsyncQuotasAPI(self._send)
         self.storage = AsyncStorageAPI(self._send)
         self.security = AsyncSecurityAPI(self._send)
+        self.webhooks = AsyncWebhooksAPI(self._send)
 
     async def execute(
         self, request: dict[str, Any] | ExecuteRequest, *, wait: bool = True

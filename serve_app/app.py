@@ -18,7 +18,7 @@ from rlm.storage import StorageService
 from serve_app.audit import AdminChanges
 from serve_app.context import BodyLimit, RequestIds, install_error_handlers
 from serve_app.openapi import install_openapi
-from serve_app.routes import health, quotas, security, storage, tasks
+from serve_app.routes import health, quotas, security, storage, tasks, webhooks
 from serve_app.security import LocalSecurity, Security
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -42,9 +42,9 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
         title="RLM Hypervisor API",
         version=rlm.__version__,
         description=(
-            "Recursive language-model workloads on Ray: tasks, quotas, storage, security. "
-            "Authorize with "
-            "a bearer token from `rlm token` (or your operator's issuer)."
+            "Recursive language-model workloads on Ray: tasks, quotas, storage, security, "
+            "webhooks. Authorize with a bearer token from `rlm token` (or your operator's "
+            "issuer)."
         ),
         docs_url="/docs",
         redoc_url="/redoc",
@@ -70,4 +70,5 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.include_router(storage.router, prefix=API_PREFIX)
     app.include_router(quotas.router, prefix=API_PREFIX)
     app.include_router(security.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router, prefix=API_PREFIX)
     return app

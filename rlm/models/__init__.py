@@ -45,12 +45,27 @@ from rlm.models.tasks import (
     Progress,
     TaskStatus,
 )
-from rlm.models.webhooks import QuotaAlertData, TaskCompletedData, WebhookEvent
+from rlm.models.webhooks import (
+    Delivery,
+    DeliveryAttempt,
+    QuotaAlertData,
+    SecretRotated,
+    SecretRotation,
+    TaskCompletedData,
+    Webhook,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookEvent,
+    WebhookTestData,
+    WebhookUpdate,
+)
 
 __all__ = [
     "AllocationCheck",
     "AllocationDecision",
     "CancelResponse",
+    "Delivery",
+    "DeliveryAttempt",
     "ErrorEnvelope",
     "ErrorInfo",
     "ExecuteOptions",
@@ -68,6 +83,8 @@ __all__ = [
     "QuotaConfig",
     "QuotaPeriod",
     "QuotaTransfer",
+    "SecretRotated",
+    "SecretRotation",
     "SecurityContext",
     "SecurityEvent",
     "SecurityEventPage",
@@ -89,7 +106,12 @@ __all__ = [
     "Trajectory",
     "UserQuotaStatus",
     "Violation",
+    "Webhook",
+    "WebhookCreate",
+    "WebhookCreated",
     "WebhookEvent",
+    "WebhookTestData",
+    "WebhookUpdate",
     "WireModel",
     "parse_model",
 ]

@@ -42,6 +42,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -108,6 +109,24 @@ class QuotaLedger(LedgerUsers, LedgerReservations, LedgerTokens, LedgerTeams, Le
     def drain_events(self) -> list[dict[str, Any]]:
         """Take every undelivered webhook payload, oldest first."""
         return self._state.drain_events()
+
+    def pending_event_count(self) -> int:
+        """How many webhook payloads are queued (cheap: for a check on every task's end)."""
+        return len(self._state.events)
+
+    def pending_event_items(self) -> list[tuple[str, dict[str, Any]]]:
+        """Queued webhook payloads with their keys, oldest first, without removing them."""
+        return [(k, copy.deepcopy(e)) for k, e in self._state.events.items()]
+
+    def ack_events(self, keys: Sequence[str]) -> int:
+        """Remove the queued payloads ``keys`` names, once the outbox holds them.
+
+        Unlike :meth:`drain_events`, an event queued after the caller read the queue stays.
+
+        Returns:
+            How many were removed.
+        """
+        return self._state.remove_events(keys)
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -51,6 +51,8 @@ READS = frozenset(
         "organization",
         "hierarchy",
         "pending_events",
+        "pending_event_count",
+        "pending_event_items",
         "snapshot",
     }
 )
@@ -78,6 +80,7 @@ WRITES = frozenset(
         "create_org",
         "patch_org",
         "drain_events",
+        "ack_events",
     }
 )
 

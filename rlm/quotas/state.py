@@ -8,6 +8,7 @@ JSON-ready dicts for a snapshot or for the rows a store writes.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,15 @@ class LedgerState:
         self.changed.add(("event", key))
         self.changed.add(META)
         return key
+
+    def remove_events(self, keys: Iterable[str]) -> int:
+        """Remove the queued payloads named by ``keys`` (unknown keys are ignored)."""
+        removed = 0
+        for key in keys:
+            if self.events.pop(key, None) is not None:
+                self.changed.add(("event", key))
+                removed += 1
+        return removed
 
     def drain_events(self) -> list[dict[str, Any]]:
         """Remove and return every queued payload, oldest first."""

@@ -8,6 +8,11 @@ agent calls), the LM broker and the task table (:mod:`rlm.runtime.table`: the ru
 and the task store). The core holds the public methods and the life of a run: start,
 timeout, finish, stop, end.
 
+Webhooks: the task store writes a ``task.completed`` event for a task's subscribed webhooks in
+the transaction of its final record (:class:`~rlm.webhooks.outbox.WebhookOutbox`); the core then
+hands the quota ledger's threshold events to the same outbox and wakes the delivery worker
+(:mod:`rlm.runtime.webhook_worker`, an actor of its own), which does all the sending.
+
 Why one actor for records and scheduling: an ``execute`` then costs two hops (caller → core →
 agent) instead of three, the live progress of a running task sits next to its record, a
 status read needs no second actor, and a task's lease and quota hold are given back by the
@@ -19,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm.admission import Admission, Viewer
 from rlm.config import Settings
@@ -50,14 +57,19 @@ from rlm.runtime.rlm_sessions import SessionHosts
 from rlm.runtime.run import Run, TaskSpec
 from rlm.runtime.scheduler import Scheduler
 from rlm.runtime.table import TaskTable
+from rlm.runtime.webhook_worker import WebhookWorkerActor, worker_name
 from rlm.scoring import score
 from rlm.tasks.events import TERMINAL_EVENT, in_trajectory
 from rlm.tasks.store import TaskStore
+from rlm.webhooks.outbox import WebhookOutbox
+from rlm.webhooks.wake import WakeSender, wake_address
 
 __all__ = ["EVENTS_PAGE", "Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
 
 #: The most events one answer of :meth:`HypervisorCore.events` carries.
 EVENTS_PAGE = 1000
+
+log = logging.getLogger(__name__)
 
 #: What every public method of the core answers: ``("ok", value, headers)`` or
 #: ``("err", error payload, headers)``; ``headers`` are the rate-limit headers for HTTP.
@@ -102,8 +114,10 @@ class HypervisorCore:
         # The quota store is locked for the engine's life: open it before registering this
         # instance, so an engine refused the lock is never listed as one to join.
         quotas = QuotaLedgerService(settings.state_dir / "quotas.db")
+        # The outbox writes task.completed events in the transaction of each final record.
+        self._outbox = WebhookOutbox(settings.database_path, settings.webhooks)
         self._table = TaskTable(
-            TaskStore(settings.database_path),
+            TaskStore(settings.database_path, hook=self._outbox),
             ray.get_runtime_context().gcs_address,
             max_events=settings.engine.max_task_events,
         )
@@ -133,6 +147,22 @@ class HypervisorCore:
         self._gate = AdmissionGate(quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s)
         # No task of a previous engine is still running: give back what they held.
         self._gate.release_open_holds()
+        # The delivery worker: named per state directory, owned by (and dying with) the core,
+        # on the core's node (it opens the same SQLite file).
+        self._webhooks = WebhookWorkerActor.options(
+            name=worker_name(settings),
+            namespace=settings.namespace,
+            get_if_exists=True,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False
+            ),
+        ).remote(settings)
+        self._wake = WakeSender(wake_address(settings.state_dir))
+        self._outbox.on_queued(self._wake_worker)
+        # Threshold events a previous engine queued but did not hand over, and the events of
+        # tasks just marked interrupted.
+        self._hand_over_quota_events()
+        self._outbox.flush()
 
     # -- public methods: those marked @_answers return an Answer (see above) ------------------
 
@@ -361,6 +391,10 @@ class HypervisorCore:
         wire = [e.to_wire() for e in events]
         return {"taskId": task_id, "status": status, "events": wire}, headers
 
+    async def webhook_worker(self) -> Any:
+        """The handle of the webhook delivery worker (registration routes go to it)."""
+        return self._webhooks
+
     async def running(self) -> dict[str, int]:
         """Counts for health checks: tasks running, calls in flight and queued."""
         return {"tasks": len(self._table), **self._scheduler.counts()}
@@ -558,6 +592,26 @@ class HypervisorCore:
         cached = usage.cached_calls if usage is not None else 0
         self._gate.settle(run.spec.task_id, max(0, run.completed - cached), run.busy_s)
         run.done.set()
+        # Settling may have crossed a quota threshold; then wake the delivery worker if any
+        # event (this task's included) was queued.
+        self._hand_over_quota_events()
+        self._outbox.flush()
+
+    def _wake_worker(self) -> None:
+        # A datagram costs microseconds; an actor call (the fallback) much more.
+        if not self._wake.send():
+            self._webhooks.kick.remote()
+
+    def _hand_over_quota_events(self) -> None:
+        """Move the ledger's threshold events into the webhook outbox (at least once: see
+        :mod:`rlm.webhooks.outbox`)."""
+        try:
+            events = self._gate.quota_events()
+            if events:
+                self._outbox.quota_events(events)
+                self._gate.ack_quota_events([key for key, _, _ in events])
+        except Exception:  # never fail a task's ending over it: they stay queued, moved later
+            log.exception("could not move quota threshold events to the webhook outbox")
 
 
 def _count_call(run: Run, reply: LMReply, request: LMRequest) -> None:

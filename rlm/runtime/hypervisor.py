@@ -70,6 +70,13 @@ def _unwrap(answer: tuple[str, Any, dict[str, str]]) -> Any:
     return value
 
 
+def _unwrap_pair(answer: tuple[str, Any]) -> Any:
+    kind, value = answer
+    if kind == "err":
+        raise error_from_payload(value)
+    return value
+
+
 def _summarise_input(raw: Any) -> Any:
     if not isinstance(raw, Mapping):
         return raw
@@ -144,6 +151,7 @@ class Hypervisor:
         self._storage: StorageService | None = None
         self._providers: dict[str, ProviderSettings] | None = None
         self._security: RaySecurity | None = None
+        self._webhook_worker: Any = None
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -496,6 +504,63 @@ class Hypervisor:
         """
         slots = _unwrap(ray.get(self._core.quota_batch.remote(list(calls))))
         return [error_from_payload(v) if kind == "err" else v for kind, v in slots]
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def webhooks(self, method: str, viewer: Viewer, *args: Any) -> Any:
+        """Call the webhook service as ``viewer`` (the caller: its own webhooks; an admin's
+        org's too). ``method``: ``create``, ``list_webhooks``, ``get``, ``update``, ``delete``,
+        ``rotate``, ``deliveries``, ``delivery``, ``retry`` (see
+        :class:`rlm.webhooks.service.WebhookService`) or ``test``.
+
+        Example:
+            >>> from rlm.admission import Viewer
+            >>> from rlm.models import WebhookCreate
+            >>> created = hv.webhooks("create", Viewer("alice"), WebhookCreate(
+            ...     url="https://example.com/hook", events=["task.completed"]))  # doctest: +SKIP
+        """
+        for attempt in (1, 2):
+            worker = self._worker()
+            try:
+                if method == "test":
+                    return _unwrap_pair(ray.get(worker.test.remote(viewer, *args)))
+                return _unwrap_pair(ray.get(worker.call.remote(method, viewer, *args)))
+            except ray.exceptions.RayActorError:
+                # The engine restarted with a new worker: ask it for the new handle, once.
+                self._webhook_worker = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def ask_webhooks(self, method: str, viewer: Viewer, *args: Any) -> Any:
+        """:meth:`webhooks` from an event loop (the HTTP routes)."""
+        for attempt in (1, 2):
+            if self._webhook_worker is None:
+                self._webhook_worker = await self._core.webhook_worker.remote()
+            worker = self._webhook_worker
+            try:
+                if method == "test":
+                    return _unwrap_pair(await worker.test.remote(viewer, *args))
+                return _unwrap_pair(await worker.call.remote(method, viewer, *args))
+            except ray.exceptions.RayActorError:
+                self._webhook_worker = None  # see webhooks()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def webhook_stats(self) -> dict[str, Any]:
+        """The delivery worker's counters: attempts, successes, failures, in flight."""
+        try:
+            stats: dict[str, Any] = ray.get(self._worker().stats.remote())
+        except ray.exceptions.RayActorError:
+            self._webhook_worker = None  # the engine restarted: ask again next time
+            raise
+        return stats
+
+    def _worker(self) -> Any:
+        if self._webhook_worker is None:
+            self._webhook_worker = ray.get(self._core.webhook_worker.remote())
+        return self._webhook_worker
 
     # -- for servers: async, admitted, with the rate-limit headers ----------------------------
 

@@ -75,6 +75,9 @@ EVENT_TYPES: Final[Mapping[str, EventType]] = {
         "audit", "info", "an admin changed quota configs, teams, orgs, policies or webhooks"
     ),
     "sandbox.violation": EventType("sandbox", "high", "an RLM sandbox broke one of its limits"),
+    "webhook.disabled": EventType(
+        "audit", "medium", "a webhook that kept failing was disabled by the delivery worker"
+    ),
     "audit.dropped": EventType("audit", "high", "events were dropped under overload"),
 }
 """Every event type, with its category and default severity."""

@@ -8,6 +8,9 @@ one state directory therefore never mark each other's live tasks as interrupted.
 An instance also records the address of the Ray cluster it runs in (its GCS address), so a
 command started later on the same state directory can join that cluster, and so the engine,
 instead of starting a second one (:meth:`TaskStore.live_instances`).
+
+A :class:`TerminalHook` (the webhook outbox) is called inside the transaction that writes a
+task's final record, so what it writes is committed with the record or not at all.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rlm.models.tasks import ErrorInfo, ExecuteResponse
 from rlm.tasks.event_store import (
@@ -35,7 +38,7 @@ from rlm.tasks.event_store import (
 from rlm.tasks.events import TaskEvent
 from rlm.tasks.record import TaskRecord
 
-__all__ = ["INTERRUPTED_MESSAGE", "EngineInstance", "TaskStore", "open_sqlite"]
+__all__ = ["INTERRUPTED_MESSAGE", "EngineInstance", "TaskStore", "TerminalHook", "open_sqlite"]
 
 #: A list of events (``TaskStore.list`` shadows the builtin inside the class).
 _Events = list[TaskEvent]
@@ -95,6 +98,19 @@ class EngineInstance:
     ray_address: str | None
 
 
+class TerminalHook(Protocol):
+    """Writes that belong with a task's final record (the webhook outbox)."""
+
+    def prepare(self, conn: sqlite3.Connection) -> None:
+        """Create the hook's tables (called once, when the store opens)."""
+        ...
+
+    def task_ended(self, conn: sqlite3.Connection, record: TaskRecord) -> None:
+        """Write what follows from ``record`` having ended, inside the caller's transaction
+        (an error rolls the record back too)."""
+        ...
+
+
 def open_sqlite(path: Path) -> sqlite3.Connection:
     """Open (creating) a SQLite file in WAL mode, safe for several processes.
 
@@ -135,6 +151,7 @@ class TaskStore:
         path: The database file.
         clock: Wall-clock seconds (injected for tests).
         stale_after_s: A heartbeat older than this marks an instance as gone.
+        hook: Called in the transaction of every final (terminal) record written.
     """
 
     def __init__(
@@ -143,15 +160,19 @@ class TaskStore:
         *,
         clock: Callable[[], float] | None = None,
         stale_after_s: float = 30.0,
+        hook: TerminalHook | None = None,
     ) -> None:
         import time
 
         self._clock = clock or time.time
         self._stale_after_s = stale_after_s
+        self._hook = hook
         self._lock = threading.Lock()
         self._conn = open_sqlite(path)
         with self._lock:
             self._conn.executescript(_SCHEMA + EVENTS_SCHEMA)
+            if hook is not None:
+                hook.prepare(self._conn)
         self._add_stored_bytes()
         self._add_ray_address()
 
@@ -281,7 +302,9 @@ class TaskStore:
                     success=False,
                     error=ErrorInfo(code="INTERNAL_ERROR", message=INTERRUPTED_MESSAGE),
                 )
-                self._write(c, record.evolve(status="failed", completed_at=now, result=result))
+                self._write_with_hook(
+                    c, record.evolve(status="failed", completed_at=now, result=result)
+                )
                 marked.append(task_id)
             c.execute(
                 "DELETE FROM instances WHERE instance_id != ? AND heartbeat_at < ?",
@@ -292,9 +315,10 @@ class TaskStore:
     # -- records -----------------------------------------------------------------------------
 
     def put(self, record: TaskRecord, events: Sequence[TaskEvent] = ()) -> None:
-        """Insert or replace a record, with new events of its task, in one transaction."""
+        """Insert or replace a record, with new events of its task (a final record with its
+        hook's writes), in one transaction."""
         with self._tx() as c:
-            self._write(c, record)
+            self._write_with_hook(c, record)
             if events:
                 insert_events(c, record.task_id, events)
 
@@ -378,6 +402,11 @@ class TaskStore:
                 "SELECT COALESCE(SUM(stored_bytes), 0) FROM tasks WHERE team_id = ?", (team_id,)
             ).fetchone()
         return int(total)
+
+    def _write_with_hook(self, c: sqlite3.Connection, r: TaskRecord) -> None:
+        self._write(c, r)
+        if self._hook is not None and r.terminal:
+            self._hook.task_ended(c, r)
 
     @staticmethod
     def _write(c: sqlite3.Connection, r: TaskRecord) -> None:

@@ -1,8 +1,11 @@
-"""Test support shipped with the package: an OpenAI-compatible stand-in for a paid LM API.
+"""Test support shipped with the package: an OpenAI-compatible stand-in for a paid LM API, and
+a webhook receiver on loopback.
 
 :class:`FakeLMServer` serves the real OpenAI protocol on loopback with deterministic replies,
 a documented token count, fault injection and measurements, for tests, benchmarks and demos on
-a machine without internet. Pure Python: no Ray, no pytest.
+a machine without internet. :class:`WebhookReceiver` records the webhook deliveries it gets
+and answers as a test scripts it (statuses, ``Retry-After``, hangs). Pure Python: no Ray, no
+pytest.
 
 Example:
     >>> from rlm.testing import FakeLMServer, scripted
@@ -20,15 +23,18 @@ from rlm.testing.tokens import count_prompt_tokens, count_tokens, truncate_to_to
 
 if TYPE_CHECKING:
     from rlm.testing.openai_server import DEFAULT_MODELS, FakeLMServer
+    from rlm.testing.webhook_receiver import ReceivedWebhook, WebhookReceiver
 
 __all__ = [
     "ChatRequest",
     "DEFAULT_MODELS",
     "FakeLMServer",
+    "ReceivedWebhook",
     "Responder",
     "ServerStats",
     "TENANT_HEADER",
     "TenantStats",
+    "WebhookReceiver",
     "by_prompt",
     "count_prompt_tokens",
     "count_tokens",
@@ -45,4 +51,8 @@ def __getattr__(name: str) -> Any:
         from rlm.testing import openai_server
 
         return getattr(openai_server, name)
+    if name in ("ReceivedWebhook", "WebhookReceiver"):
+        from rlm.testing import webhook_receiver
+
+        return getattr(webhook_receiver, name)
     raise AttributeError(f"module 'rlm.testing' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from rlm.sandbox.settings import SandboxSettings
 from rlm.testing import ChatRequest, FakeLMServer
 from serve_app.deployment import build_app
 from tests import rlm_script
+from tests.integration.conftest import TEST_WEBHOOKS
 from tests.support import ok_response, wait_until
 
 
@@ -94,6 +95,7 @@ def api(
         ),
         # RLM tasks' cells: a short CPU cap, so an endless loop ends within the test.
         sandbox=SandboxSettings(cell_cpu_s=2, cell_timeout_s=30, max_processes=16),
+        webhooks=TEST_WEBHOOKS,
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings), name="rlm-test", route_prefix="/", blocking=False)

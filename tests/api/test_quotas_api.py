@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -10,6 +11,8 @@ import httpx
 import pytest
 import ray
 
+from rlm.quotas.alerts import THRESHOLD_EVENT
+from rlm.webhooks.store import WebhookStore
 from tests.api.conftest import Api
 from tests.support import ok_response, wait_until
 
@@ -161,31 +164,33 @@ def test_usage_survives_an_engine_restart(api: Api) -> None:
 
 
 def test_crossing_thresholds_records_one_event_each(api: Api) -> None:
-    import rlm
-
     user = f"alerts-{uuid.uuid4().hex[:8]}"
     _limits(api, user, daily=10)
-    hv = rlm.connect(settings=api.settings)  # the service's own engine (same state dir)
 
-    def events() -> list[tuple[int, str]]:
-        return [
-            (e["data"]["threshold"], e["data"]["period"])
-            for e in hv.quotas("pending_events")
-            if e["data"]["userId"] == user
-        ]
+    def events() -> list[dict[str, Any]]:
+        # The engine moves the ledger's events into the webhook outbox as the task ends.
+        store = WebhookStore(api.settings.database_path, api.settings.webhooks)
+        try:
+            found = [json.loads(b) for _, b, _, _ in store.events(THRESHOLD_EVENT, limit=1000)]
+        finally:
+            store.close()
+        return [e for e in reversed(found) if e["data"]["userId"] == user]
+
+    def crossed() -> list[tuple[int, str]]:
+        return [(e["data"]["threshold"], e["data"]["period"]) for e in events()]
 
     with api.client(api.token(sub=user)) as client:
         for _ in range(7):
             assert client.post("/execute", json=SUM).status_code == 200
-        assert events() == []  # 7 of 10: below 80 %
+        assert crossed() == []  # 7 of 10: below 80 %
         assert client.post("/execute", json=SUM).status_code == 200
-        assert events() == [(80, "daily")]
+        assert crossed() == [(80, "daily")]
         assert client.post("/execute", json=SUM).status_code == 200
-        assert events() == [(80, "daily")]  # once per threshold per window
+        assert crossed() == [(80, "daily")]  # once per threshold per window
         assert client.post("/execute", json=SUM).status_code == 200
         assert client.post("/execute", json=SUM).status_code == 429  # refused: no new event
-    assert events() == [(80, "daily"), (100, "daily")]
-    payload = [e for e in hv.quotas("pending_events") if e["data"]["userId"] == user][-1]
+    assert crossed() == [(80, "daily"), (100, "daily")]
+    payload = events()[-1]
     assert payload["event"] == "quota.threshold_exceeded"
     assert payload["data"]["usage"]["daily"]["agentsUsed"] == 10
 

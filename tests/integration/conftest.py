@@ -11,6 +11,7 @@ from ray import cloudpickle
 
 import rlm
 from rlm.config import EngineSettings, Settings
+from rlm.webhooks.settings import WebhookSettings
 from tests.integration import ops as test_ops
 
 # The test operations live in this test package, which Ray's workers cannot import: ship them
@@ -18,11 +19,24 @@ from tests.integration import ops as test_ops
 cloudpickle.register_pickle_by_value(test_ops)
 
 
+#: Webhooks for tests: receivers on loopback over http, retries within a second or two.
+TEST_WEBHOOKS = WebhookSettings(
+    allow_http=True,
+    allow_loopback=True,
+    attempt_timeout_s=2.0,
+    retry_base_s=0.2,
+    retry_factor=2.0,
+    retry_max_delay_s=1.0,
+    poll_interval_s=0.5,
+)
+
+
 def make_settings(state_dir: Path, **engine: object) -> Settings:
     """Settings for an engine of two agents on ``state_dir``."""
     return Settings(
         state_dir=state_dir,
         engine=EngineSettings(agents=2, cancel_grace_s=5.0, **engine),  # type: ignore[arg-type]
+        webhooks=TEST_WEBHOOKS,
     )
 
 

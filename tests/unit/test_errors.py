@@ -21,6 +21,7 @@ TABLE = {
     "UNAUTHORIZED": 401,
     "FORBIDDEN": 403,
     "TASK_NOT_FOUND": 404,
+    "WEBHOOK_NOT_FOUND": 404,  # an extension: the document has no webhook routes
     "TIMEOUT": 408,
     "QUOTA_EXCEEDED": 429,
     "RATE_LIMITED": 429,

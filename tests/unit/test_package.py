@@ -28,6 +28,10 @@ PURE_MODULES = [
     "rlm.testing",
     "rlm.testing.openai_server",
     "rlm.testing.oolong_oracle",
+    "rlm.testing.webhook_receiver",
+    "rlm.webhooks",
+    "rlm.webhooks.service",
+    "rlm.webhooks.sender",
 ]
 
 
@@ -66,9 +70,11 @@ def test_testing_exports_are_exactly_what_we_mean() -> None:
         "TENANT_HEADER",
         "ChatRequest",
         "FakeLMServer",
+        "ReceivedWebhook",
         "Responder",
         "ServerStats",
         "TenantStats",
+        "WebhookReceiver",
         "by_prompt",
         "count_prompt_tokens",
         "count_tokens",

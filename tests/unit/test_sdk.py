@@ -1067,7 +1067,9 @@ def test_exports_are_exactly_what_we_mean() -> None:
         "TaskTimeout",
         "Trajectory",
         "Unauthorized",
+        "WebhookNotFound",
         "__version__",
+        "webhooks",
     }
     # The SDK raises the server's classes, not look-alikes, and reads the server's models.
     assert rlm_hypervisor.RLMError is rlm.RLMError
@@ -1114,3 +1116,174 @@ def test_creates_are_not_retried_but_settings_are() -> None:
     assert len(server.requests) == 2
     assert server.last.url.raw_path == b"/v1/quotas/team/t/members/u%2Fx"
     assert body_of(server.last) == {"role": "member"}
+
+
+# ---------------------------------------------------------------------------------- webhooks
+
+WEBHOOK = {
+    "webhookId": "wh_1",
+    "url": "https://hooks.example/in",
+    "events": ["task.completed"],
+    "scope": "user",
+    "ownerId": "alice",
+    "status": "active",
+    "consecutiveFailures": 0,
+    "createdAt": "2024-01-15T10:30:00Z",
+    "updatedAt": "2024-01-15T10:30:00Z",
+}
+DELIVERY = {
+    "deliveryId": "dlv_1",
+    "webhookId": "wh_1",
+    "eventId": "msg_1",
+    "event": "task.completed",
+    "status": "succeeded",
+    "attempts": 1,
+    "createdAt": "2024-01-15T10:30:00Z",
+    "expiresAt": "2024-01-16T10:30:00Z",
+    "attemptLog": [
+        {"attempt": 1, "at": "2024-01-15T10:30:01Z", "statusCode": 200, "latencyMs": 3.5}
+    ],
+}
+
+
+def test_every_webhook_route() -> None:
+    server = Server(
+        ok({**WEBHOOK, "secret": "whsec_abc"}, 201),
+        ok({"webhooks": [WEBHOOK]}),
+        ok(WEBHOOK),
+        ok({**WEBHOOK, "status": "disabled", "description": None}),
+        ok({"webhookId": "wh_1", "secret": "whsec_new", "previousSecretExpiresAt": None}),
+        ok({**DELIVERY, "event": "webhook.test"}),
+        ok({"deliveries": [DELIVERY]}),
+        ok(DELIVERY),
+        ok({**DELIVERY, "status": "pending"}, 202),
+        httpx.Response(204),
+    )
+    with client_for(server) as client:
+        created = client.webhooks.create(
+            "https://hooks.example/in", ["task.completed"], description="CI"
+        )
+        listed = client.webhooks.list()
+        got = client.webhooks.get("wh_1")
+        changed = client.webhooks.update("wh_1", enabled=False, description=None)
+        rotated = client.webhooks.rotate_secret("wh_1", grace_seconds=60)
+        ping = client.webhooks.test("wh_1")
+        deliveries = client.webhooks.deliveries("wh_1", status="succeeded", limit=5)
+        one = client.webhooks.delivery("wh_1", "dlv_1")
+        retried = client.webhooks.retry("wh_1", "dlv_1")
+        assert client.webhooks.delete("wh_1") is None
+    assert created.secret == "whsec_abc" and created.webhook_id == "wh_1"
+    assert [w.webhook_id for w in listed] == ["wh_1"] and got.events == ["task.completed"]
+    assert changed.status == "disabled" and rotated.secret == "whsec_new"
+    assert ping.event == "webhook.test" and deliveries[0].attempt_log[0].status_code == 200
+    assert one.event_id == "msg_1" and retried.status == "pending"
+    sent = [(r.method, r.url.path, r.url.query.decode()) for r in server.requests]
+    assert sent == [
+        ("POST", "/v1/webhooks", ""),
+        ("GET", "/v1/webhooks", ""),
+        ("GET", "/v1/webhooks/wh_1", ""),
+        ("PATCH", "/v1/webhooks/wh_1", ""),
+        ("POST", "/v1/webhooks/wh_1/rotate-secret", ""),
+        ("POST", "/v1/webhooks/wh_1/test", ""),
+        ("GET", "/v1/webhooks/wh_1/deliveries", "limit=5&status=succeeded"),
+        ("GET", "/v1/webhooks/wh_1/deliveries/dlv_1", ""),
+        ("POST", "/v1/webhooks/wh_1/deliveries/dlv_1/retry", ""),
+        ("DELETE", "/v1/webhooks/wh_1", ""),
+    ]
+    assert body_of(server.requests[0]) == {
+        "url": "https://hooks.example/in",
+        "events": ["task.completed"],
+        "scope": "user",
+        "description": "CI",
+    }
+    assert body_of(server.requests[3]) == {"enabled": False, "description": None}
+    assert body_of(server.requests[4]) == {"graceSeconds": 60}
+
+
+def test_webhook_requests_are_validated_before_sending() -> None:
+    server = Server()
+    with client_for(server) as client:
+        with pytest.raises(InvalidInput) as raised:
+            client.webhooks.create("https://hooks.example/in", ["task.started"])
+        assert raised.value.details["field"] == "events[0]"
+        with pytest.raises(InvalidInput):
+            client.webhooks.rotate_secret("wh_1", grace_seconds=-1)
+        with pytest.raises(InvalidInput):
+            client.webhooks.update("wh_1", events=[])
+    assert server.requests == []
+
+
+def test_webhook_not_found_raises_its_class() -> None:
+    server = Server(error(404, "WEBHOOK_NOT_FOUND", "no", {"webhookId": "wh_x"}))
+    with client_for(server) as client, pytest.raises(rlm_hypervisor.WebhookNotFound) as raised:
+        client.webhooks.get("wh_x")
+    assert raised.value.details == {"webhookId": "wh_x"} and raised.value.status_code == 404
+
+
+def test_webhook_calls_that_change_state_twice_are_not_retried() -> None:
+    for call in (
+        lambda c: c.webhooks.create("https://hooks.example/in"),
+        lambda c: c.webhooks.rotate_secret("wh_1"),
+        lambda c: c.webhooks.delete("wh_1"),
+        lambda c: c.webhooks.test("wh_1"),
+    ):
+        server = Server(httpx.Response(503, text="unavailable"))
+        with client_for(server, Clock()) as client, pytest.raises(RLMError):
+            call(client)
+        assert len(server.requests) == 1
+    server = Server(httpx.Response(503, text="unavailable"), ok(WEBHOOK))
+    with client_for(server, Clock()) as client:
+        assert client.webhooks.update("wh_1", url="https://hooks.example/2").url
+    assert len(server.requests) == 2  # a PATCH sets the same state again: retried
+
+
+def test_async_webhooks() -> None:
+    server = Server(
+        ok({**WEBHOOK, "secret": "whsec_abc"}, 201),
+        ok({"webhooks": []}),
+        ok({"deliveries": [DELIVERY]}),
+        ok({**DELIVERY, "status": "pending"}, 202),
+        httpx.Response(204),
+    )
+
+    async def main() -> list[Any]:
+        async with async_client_for(server) as client:
+            return [
+                await client.webhooks.create(
+                    "https://hooks.example/in", ["quota.threshold_exceeded"], scope="org"
+                ),
+                await client.webhooks.list(),
+                await client.webhooks.deliveries("wh_1"),
+                await client.webhooks.retry("wh_1", "dlv_1"),
+                await client.webhooks.delete("wh_1"),
+            ]
+
+    created, listed, deliveries, retried, deleted = asyncio.run(main())
+    assert created.secret == "whsec_abc" and listed == [] and deleted is None
+    assert deliveries[0].delivery_id == "dlv_1" and retried.status == "pending"
+    assert body_of(server.requests[0])["scope"] == "org"
+    assert server.requests[2].url.query == b"limit=50"
+
+
+def test_verify_checks_what_the_service_signs() -> None:
+    import time as _time
+
+    from rlm.webhooks.signing import generate_secret, signed_headers
+    from rlm_hypervisor.webhooks import WebhookVerificationError, verify
+
+    old, new = generate_secret(), generate_secret()
+    body = b'{"event":"task.completed","timestamp":"2024-01-15T10:30:00Z","data":{"taskId":"t"}}'
+    headers = httpx.Headers(signed_headers("msg_1", int(_time.time()), body, [new, old]))
+    assert verify(body, headers, old)["data"] == {"taskId": "t"}
+    assert verify(body.decode(), dict(headers), new)["event"] == "task.completed"
+    assert verify(body, headers, [generate_secret(), old])["event"] == "task.completed"
+    for bad_body, bad_headers, secret in (
+        (body + b" ", headers, new),
+        (body, headers, generate_secret()),
+        (body, {k: v for k, v in headers.items() if k != "webhook-signature"}, new),
+        (body, {**dict(headers), "webhook-timestamp": str(int(_time.time()) - 3600)}, new),
+    ):
+        with pytest.raises(WebhookVerificationError):
+            verify(bad_body, bad_headers, secret)
+    with pytest.raises(WebhookVerificationError):
+        verify(body, headers, [])
