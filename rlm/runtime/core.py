@@ -32,13 +32,16 @@ from rlm.lm.calls import LMRequest
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings
 from rlm.models.quotas import TeamQuotaStatus
-from rlm.models.tasks import CancelResponse
+from rlm.models.tasks import CancelResponse, ExecuteResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
+from rlm.ratelimit import RateJournal, RateLimiter
 from rlm.runtime.lm_broker import CallStopped, LMBroker
 from rlm.runtime.run import Run, TaskSpec
 from rlm.runtime.scheduler import Scheduler
 from rlm.runtime.table import TaskTable
 from rlm.scoring import score
+from rlm.tasks.idempotency import REPLAYED_HEADER, IdempotencyKey
+from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
 
 __all__ = ["Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
@@ -102,7 +105,12 @@ class HypervisorCore:
         self._broker = LMBroker(
             providers or {}, MemoStore(settings.database_path) if settings.lm.memo else None
         )
-        self._gate = AdmissionGate(quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s)
+        # Rate-limit windows continue across a restart of this actor: every counted request
+        # is journaled in the state file, and a new limiter replays the last hour.
+        self._limiter = RateLimiter(journal=RateJournal(settings.database_path))
+        self._gate = AdmissionGate(
+            quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s, limiter=self._limiter
+        )
         # No task of a previous engine is still running: give back what they held.
         self._gate.release_open_holds()
 
@@ -133,20 +141,41 @@ class HypervisorCore:
 
     @_answers
     async def submit(
-        self, spec: TaskSpec, admission: Admission | None = None
+        self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
     ) -> tuple[Any, dict[str, str]]:
-        """Admit, record and queue a task; answers at once with the taskId."""
+        """Admit, record and queue a task; answers at once with the taskId.
+
+        With ``key`` (an ``Idempotency-Key``) that already names a task, answers that task's
+        id instead, with ``Idempotent-Replayed: true``: nothing is admitted, held or run.
+        """
+        replay = self._table.idempotent(key) if key is not None else None
+        if replay is not None:
+            headers = {**self._gate.admit(admission), REPLAYED_HEADER: "true"}
+            return _task_id(replay), headers
         headers = self._admit_task(admission, spec)
-        self._start(spec, admission)
+        self._start(spec, admission, key)
         return spec.task_id, headers
 
     @_answers
     async def execute(
-        self, spec: TaskSpec, admission: Admission | None = None
+        self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
     ) -> tuple[Any, dict[str, str]]:
-        """Admit and run a task, and wait for its result, in one call."""
+        """Admit and run a task, and wait for its result, in one call.
+
+        With ``key`` that already names a task, waits for that task instead (a duplicate in
+        flight waits on the first) and answers its result, with ``Idempotent-Replayed: true``.
+        The lookup, the admission and the record are one step of this actor (no ``await``
+        between them), so two requests with one key cannot both start a task.
+        """
+        replay = self._table.idempotent(key) if key is not None else None
+        if replay is not None:
+            headers = {**self._gate.admit(admission), REPLAYED_HEADER: "true"}
+            if isinstance(replay, Run):
+                await replay.done.wait()
+                replay = replay.record
+            return _current_result(replay), headers
         headers = self._admit_task(admission, spec)
-        run = self._start(spec, admission)
+        run = self._start(spec, admission, key)
         await run.done.wait()
         assert run.record.result is not None
         return run.record.result, headers
@@ -181,6 +210,23 @@ class HypervisorCore:
         if record is None:
             raise TaskNotFound(task_id).with_headers(headers)
         return record.to_status(), headers
+
+    @_answers
+    async def lookup(
+        self, task_id: str, viewer: Viewer | None, key: IdempotencyKey | None = None
+    ) -> tuple[Any, dict[str, str]]:
+        """The status of the task ``key`` names, else of ``task_id``; not counted.
+
+        For a front end whose call into this actor was lost when the actor died: after the
+        restart, it learns whether the request's task was created (it is then failed,
+        "interrupted") and answers the client with its ``taskId``.
+        """
+        named = self._table.idempotent(key) if key is not None else None
+        wanted = _task_id(named) if named is not None else task_id
+        record = self._table.record(wanted, viewer)
+        if record is None:
+            raise TaskNotFound(wanted)
+        return record.to_status(), {}
 
     @_answers
     async def list_tasks(
@@ -310,16 +356,25 @@ class HypervisorCore:
         return self._gate.admit(admission, spec, agents=self._scheduler.agents_wanted(spec))
 
     def _ensure_heartbeat(self) -> None:
-        # Holds no running task owns are reaped on the instance's heartbeat.
-        self._table.keep_alive(also=self._gate.reap_holds)
+        self._table.keep_alive(also=self._housekeeping)
 
-    def _start(self, spec: TaskSpec, admission: Admission | None = None) -> Run:
+    def _housekeeping(self) -> None:
+        """On every heartbeat: reap holds no running task owns, bound the quota history,
+        forget expired idempotency keys and rate-limit journal rows."""
+        self._gate.reap_holds()
+        self._gate.prune()
+        self._table.purge()
+        self._limiter.purge_journal()
+
+    def _start(
+        self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
+    ) -> Run:
         self._ensure_heartbeat()
         if self._table.taken(spec.task_id):
             self._gate.release(spec.task_id, admission)
             self._gate.settle(spec.task_id, 0, 0.0)
             raise InternalError(f"task id {spec.task_id!r} is already taken")
-        run = self._table.start(spec, admission)
+        run = self._table.start(spec, admission, key)
         if spec.operation.uses_lm:
             self._broker.open(
                 spec.task_id,
@@ -395,6 +450,25 @@ class HypervisorCore:
         cached = usage.cached_calls if usage is not None else 0
         self._gate.settle(run.spec.task_id, max(0, run.completed - cached), run.busy_s)
         run.done.set()
+
+
+def _task_id(task: Run | TaskRecord) -> str:
+    return task.spec.task_id if isinstance(task, Run) else task.task_id
+
+
+def _current_result(record: TaskRecord) -> ExecuteResponse:
+    """The task's result once it has ended; before that, where it stands (a task of another
+    engine instance on the same state, which this one cannot wait on)."""
+    if record.result is not None:
+        return record.result
+    return ExecuteResponse(
+        task_id=record.task_id,
+        status=record.status,
+        execution_time_ms=0.0,
+        agent_calls=record.completed_calls,
+        decomposition_depth=0,
+        success=False,
+    )
 
 
 #: The core as a Ray actor: async, so thousands of calls and waiters share one event loop.
