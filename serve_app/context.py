@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from ray.exceptions import RayActorError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -154,6 +155,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def crash(request: Request, exc: Exception) -> Any:
         rid = request_id_of(request)
+        if isinstance(exc, RayActorError):
+            # The engine's core died under the call; Ray restarts it by itself.
+            log.warning("request %s: the engine stopped (%s)", rid, type(exc).__name__)
+            err = InternalError(
+                "the engine stopped while answering this request; it restarts by itself "
+                "within seconds: send the request again",
+                {"requestId": rid, "retryable": True},
+            )
+            return error_response(err, rid)
         log.exception("request %s failed", rid)
         return error_response(
             InternalError("the service failed to answer this request", {"requestId": rid}), rid
