@@ -33,7 +33,7 @@ log = logging.getLogger("rlm.api")
 #: overwrites whatever a client sent under this name.
 TASK_ID_HEADER: Final = "x-rlm-task-id"
 #: How long a replica waits for a restarted core before answering without knowing more.
-ENGINE_RETURN_S: Final = 10.0
+ENGINE_RETURN_S: Final = 30.0
 
 
 def chosen_task_id(headers: Any) -> str | None:
