@@ -7,7 +7,7 @@ import json
 
 from benchmarks._report import machine
 
-SUITES = ["engine", "api", "storage_reads", "quotas", "storage_tasks", "lm"]
+SUITES = ["engine", "api", "storage_reads", "quotas", "storage_tasks", "lm", "resilience"]
 
 
 def main() -> None:

@@ -290,16 +290,17 @@ def test_a_killed_core_answers_in_flight_executes_with_their_task_and_keeps_the_
     sent: list[float] = []  # when each counted request was sent
     answers: list[httpx.Response] = []
 
-    def execute() -> None:
+    def execute(i: int) -> None:
         with service.client(token) as client:
             sent.append(time.monotonic())
-            answers.append(client.post("/execute", json=_slow(30.0)))
+            key = {"Idempotency-Key": f"in-flight-{i}"}
+            answers.append(client.post("/execute", json=_slow(30.0), headers=key))
 
     with service.client(token) as client:
         for _ in range(10):
             sent.append(time.monotonic())
             assert client.get("/tasks").status_code == 200
-        threads = [threading.Thread(target=execute) for _ in range(3)]
+        threads = [threading.Thread(target=execute, args=(i,)) for i in range(3)]
         for thread in threads:
             thread.start()
 
@@ -323,6 +324,16 @@ def test_a_killed_core_answers_in_flight_executes_with_their_task_and_keeps_the_
             status = client.get(f"/tasks/{details['taskId']}").json()
             assert status["status"] == "failed"
             assert "interrupted" in status["result"]["error"]["message"]
+        # The keys survived the restart with their tasks: a repeat answers the interrupted
+        # task, it does not run it again.
+        sent.append(time.monotonic())
+        again = client.post(
+            "/execute", json=_slow(30.0), headers={"Idempotency-Key": "in-flight-0"}
+        )
+        assert again.status_code == 500 and again.headers["Idempotent-Replayed"] == "true"
+        result = _envelope(again)["error"]["details"]["result"]
+        assert result["status"] == "failed" and "interrupted" in result["error"]["message"]
+        assert result["taskId"] in {_envelope(a)["error"]["details"]["taskId"] for a in answers}
         after = client.get("/tasks")
         now = time.monotonic()
         # Every request of the last minute still counts: the restarted engine did not start
