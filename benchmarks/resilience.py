@@ -6,6 +6,7 @@ Against a real ``rlm serve`` (two API replicas, the proxy guard, a local Ray of 
   (``Content-Length: 1000000``), vs its p99 on the idle service;
 - ``POST /v1/execute`` p50 with an ``Idempotency-Key`` vs without (the key's lookup, and its
   row written with the task's record), interleaved;
+- ``GET /v1/health``'s slowest answer while a ~50 MB execute body is sent (report only);
 - time to the first successful execute after one of the two replicas is SIGKILLed, vs the
   execute's p50 before.
 
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -172,6 +174,7 @@ def _http_figures(quick: bool) -> list[dict[str, Any]]:
             with httpx.Client(base_url=base, timeout=60, transport=transport) as client:
                 rows.append(_idempotency_p50(client, auth, 100 if quick else 300))
                 rows.append(_health_under_stall(client, base, auth, 100 if quick else 300))
+                rows.append(_health_during_large_body(client, auth, quick))
                 rows.append(_first_success_after_kill(client, process, auth, 2 if quick else 3))
     return rows
 
@@ -248,6 +251,55 @@ def _health_under_stall(
         limit="1 s",
         baseline_name="GET /v1/health p99 with no stalled connection",
         runs=n,
+    )
+
+
+def _health_during_large_body(
+    client: httpx.Client, auth: list[dict[str, str]], quick: bool
+) -> dict[str, Any]:
+    """Health while one client sends a ~50 MB execute (parsed off the replicas' loops)."""
+    n = 2_000_000 if quick else 5_500_000
+    items = ",".join(str(10_000_000 + i) for i in range(n))
+    body = (
+        '{"type":"parallel","description":"big","input":{"operation":"sum","items":['
+        + items
+        + "]}}"
+    ).encode()
+    idle = []
+    for i in range(100):
+        t0 = time.perf_counter()
+        client.get("/health", headers=auth[i % len(auth)]).raise_for_status()
+        idle.append(time.perf_counter() - t0)
+    answers: list[int] = []
+
+    def send() -> None:
+        headers = {**auth[0], "Content-Type": "application/json"}
+        with httpx.Client(base_url=str(client.base_url), timeout=300) as big:
+            answers.append(big.post("/execute", content=body, headers=headers).status_code)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    during = []
+    i = 0
+    while sender.is_alive():
+        t0 = time.perf_counter()
+        client.get("/health", headers=auth[i % len(auth)]).raise_for_status()
+        during.append(time.perf_counter() - t0)
+        i += 1
+    sender.join()
+    assert answers == [200], answers
+    ours, base = max(during), _quantile(idle, 0.99)
+    return figure(
+        f"GET /v1/health slowest answer while a {len(body) / 1e6:.0f} MB execute is sent",
+        ours * 1000,
+        base * 1000,
+        unit="ms",
+        ratio=ours / base,
+        goal="report",
+        limit="—",
+        baseline_name="GET /v1/health p99 idle",
+        probes=len(during),
+        p50DuringMs=round(statistics.median(during) * 1000, 2),
     )
 
 
