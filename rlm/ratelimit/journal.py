@@ -39,7 +39,18 @@ CREATE TABLE IF NOT EXISTS rate_counts (
     second INTEGER NOT NULL,
     n INTEGER NOT NULL,
     PRIMARY KEY (key, second)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rate_counts_second ON rate_counts (second);
+"""
+
+# The last minute second by second (the minute windows are exact logs); before that, per key
+# and minute (the hour windows count in minute buckets), each at the minute's last second.
+_LOAD = """
+SELECT key, MAX(second), SUM(n) FROM rate_counts
+ WHERE second >= :since AND second < :recent GROUP BY key, second / 60
+UNION ALL
+SELECT key, second, n FROM rate_counts WHERE second >= :recent
+ORDER BY 2
 """
 
 
@@ -58,7 +69,7 @@ class RateJournal:
         self._lock = threading.Lock()
         self._conn = open_sqlite(path)
         with self._lock:
-            self._conn.execute(_SCHEMA)
+            self._conn.executescript(_SCHEMA)
 
     def now(self) -> float:
         """The journal's clock."""
@@ -74,13 +85,17 @@ class RateJournal:
             )
 
     def load(self) -> list[tuple[str, int, int]]:
-        """``(key, second, units)`` of the last :data:`RETAIN_S` seconds, oldest first."""
+        """``(key, second, units)`` of the last :data:`RETAIN_S` seconds, oldest first.
+
+        The last minute comes second by second; older requests come summed per key and
+        minute, dated at the minute's last second they were seen in — a few rows per key
+        however busy the hour was, and never earlier than they happened.
+        """
+        now = int(self._clock())
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT key, second, n FROM rate_counts WHERE second >= ? ORDER BY second",
-                (int(self._clock()) - RETAIN_S,),
-            ).fetchall()
-        return [(str(k), int(s), int(n)) for k, s, n in rows]
+            rows = self._conn.execute(_LOAD, {"since": now - RETAIN_S, "recent": now - 60})
+            found = rows.fetchall()
+        return [(str(k), int(s), int(n)) for k, s, n in found]
 
     def purge(self) -> int:
         """Delete rows past :data:`RETAIN_S`; how many were deleted."""

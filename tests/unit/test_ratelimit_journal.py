@@ -73,3 +73,18 @@ def test_an_hour_old_request_still_counts_in_the_hour_after_a_restart(tmp_path: 
     states = {s.name: s for s in second.peek("alice", USER).policies}
     assert states["minute"].remaining == 59
     assert states["hour"].remaining == 1000 - 51
+
+
+def test_older_requests_load_as_one_row_per_key_and_minute(tmp_path: Path) -> None:
+    wall = Clock(1_700_000_000.0)
+    journal = RateJournal(tmp_path / "s.db", clock=wall)
+    for _ in range(120):  # two busy minutes, a request a second
+        journal.record("alice", 1)
+        wall.now += 1.0
+    wall.now += 600.0
+    journal.record("alice", 1)
+    rows = journal.load()
+    assert sum(n for _, _, n in rows) == 121
+    assert len(rows) <= 4  # the old minutes summed (a minute boundary may split one), now's row
+    assert rows == sorted(rows, key=lambda r: r[1])
+    assert rows[-1] == ("alice", int(wall.now), 1)
