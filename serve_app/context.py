@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from ray.exceptions import RayActorError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rlm.errors import InternalError, InvalidInput, RLMError
 from rlm.models.base import _loc_to_field
+from serve_app.crashes import engine_died
 from serve_app.responses import error_response
 
 __all__ = ["BodyLimit", "RequestIds", "install_error_handlers", "request_id_of"]
@@ -155,7 +155,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def crash(request: Request, exc: Exception) -> Any:
         rid = request_id_of(request)
-        if isinstance(exc, RayActorError):
+        if engine_died(exc):
             # The engine's core died under the call; Ray restarts it by itself.
             log.warning("request %s: the engine stopped (%s)", rid, type(exc).__name__)
             err = InternalError(

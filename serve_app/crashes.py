@@ -19,13 +19,11 @@ import asyncio
 import logging
 from typing import Any, Final
 
-from ray.exceptions import RayActorError
-
 from rlm.admission import Viewer
 from rlm.errors import InternalError, RLMError, TaskNotFound
 from rlm.tasks.idempotency import IdempotencyKey
 
-__all__ = ["ENGINE_RETURN_S", "TASK_ID_HEADER", "chosen_task_id", "engine_lost"]
+__all__ = ["ENGINE_RETURN_S", "TASK_ID_HEADER", "chosen_task_id", "engine_died", "engine_lost"]
 
 log = logging.getLogger("rlm.api")
 
@@ -34,6 +32,17 @@ log = logging.getLogger("rlm.api")
 TASK_ID_HEADER: Final = "x-rlm-task-id"
 #: How long a replica waits for a restarted core before answering without knowing more.
 ENGINE_RETURN_S: Final = 30.0
+
+
+def engine_died(err: BaseException) -> bool:
+    """Whether ``err`` is Ray's ``RayActorError``: the actor called (the engine's core) died.
+
+    Told by its class's name, so the app imports without Ray (the unit tests build it so).
+    """
+    return any(
+        c.__name__ == "RayActorError" and c.__module__ == "ray.exceptions"
+        for c in type(err).__mro__
+    )
 
 
 def chosen_task_id(headers: Any) -> str | None:
@@ -47,7 +56,7 @@ async def engine_lost(
     task_id: str,
     viewer: Viewer | None,
     key: IdempotencyKey | None,
-    err: RayActorError,
+    err: BaseException,
     *,
     wait_s: float = ENGINE_RETURN_S,
 ) -> RLMError:
@@ -58,7 +67,7 @@ async def engine_lost(
         task_id: The id the request's task was given.
         viewer: The caller (its tasks only).
         key: The request's idempotency key: a retry's task is the first request's.
-        err: What the call raised.
+        err: What the call raised (a ``RayActorError``).
         wait_s: How long to wait for the restarted engine.
 
     Returns:
@@ -80,7 +89,9 @@ async def engine_lost(
                 "sending the request again is safe",
                 {"retryable": True},
             )
-        except (RayActorError, TimeoutError):
+        except Exception as again:
+            if not (engine_died(again) or isinstance(again, TimeoutError)):
+                raise
             if loop.time() >= deadline:
                 return InternalError(
                     "the engine stopped while answering this request and has not come back "

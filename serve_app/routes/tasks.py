@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from ray.exceptions import RayActorError
 
 from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
 from rlm.errors import TaskNotFound, error_from_payload
 from rlm.models.base import parse_model
 from rlm.models.errors import ErrorEnvelope
 from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
-from rlm.runtime.run import TaskSpec
 from rlm.tasks.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, IdempotencyKey
 from serve_app.bodies import off_loop, parse_json
-from serve_app.crashes import chosen_task_id, engine_lost
+from serve_app.crashes import chosen_task_id, engine_died, engine_lost
 from serve_app.deps import Caller, authenticated
 from serve_app.responses import FastJSON
+
+if TYPE_CHECKING:  # the runtime imports Ray; the app must import without it
+    from rlm.runtime.run import TaskSpec
 
 __all__ = ["router"]
 
@@ -94,7 +95,9 @@ async def execute(
         if respond_async:
             return await _submitted(request, caller, spec, key)
         result, headers = await hv.ask("execute", spec, caller.admission, key)
-    except RayActorError as lost:
+    except Exception as lost:
+        if not engine_died(lost):
+            raise
         raise await engine_lost(hv, spec.task_id, caller.viewer, key, lost) from None
     assert isinstance(result, ExecuteResponse)
     if result.status == "failed" and result.error is not None:
