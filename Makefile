@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test check lint typecheck bench fmt clean
+.PHONY: serve test check lint typecheck bench fmt docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,9 @@ check: lint typecheck test
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+docs: $(STAMP)
+	$(BIN)/python -c 'from pathlib import Path; from rlm.settings_doc import write_readme_table; write_readme_table(Path("README.md"))'
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -7,7 +7,16 @@ import json
 
 from benchmarks._report import machine
 
-SUITES = ["engine", "api", "storage_reads", "quotas", "storage_tasks", "lm", "resilience"]
+SUITES = [
+    "engine",
+    "api",
+    "storage_reads",
+    "quotas",
+    "storage_tasks",
+    "lm",
+    "security",
+    "resilience",
+]
 
 
 def main() -> None:

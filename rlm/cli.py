@@ -5,19 +5,27 @@ Commands:
     rlm tasks show ID         a task's status and result
     rlm tasks list            the newest tasks
     rlm tasks cancel ID       cancel a running task
+    rlm tasks watch ID        a task's events, drawn live (``--jsonl``: one JSON line each)
+    rlm tasks trajectory ID   an RLM task's turns, cells and sub-calls (``--jsonl`` to save)
     rlm operations            the operations tasks may name
     rlm serve                 run the HTTP API on Ray Serve (embedded defaults)
     rlm token --sub ID        print a token the running server accepts
     rlm tenants load FILE     load orgs, teams and users with their limits (idempotent)
     rlm quota show USER       a user's quota windows
     rlm quota events          quota.threshold_exceeded events not yet delivered
+    rlm eval oolong           OOLONG-synth accuracy, latency, calls and cost per mode
+    rlm security events       the audit log, newest first (read from the state directory)
+    rlm security verify       check the audit log's hash chain (exit 1 naming the first bad
+                              record)
+    rlm security policies ORG an org's security policies in force
 
 Every command that needs the engine joins the one already running on the same state directory
 (``rlm serve``, a ``rlm.connect()``): it registers its Ray address there. ``--address`` (before
 or after the command), ``RLM_RAY_ADDRESS`` and ``RAY_ADDRESS`` override; with none of them and
 no engine running, the command starts a local Ray of its own.
 
-Exit codes (:data:`EXIT_CODES`): 0 the task completed, 1 it failed or was cancelled, 2 the
+Exit codes (:data:`EXIT_CODES`): 0 the task completed (or the command succeeded; ``rlm tasks
+watch`` exits with the watched task's code), 1 it failed or was cancelled, 2 the
 request was refused, 3 the engine could not be started or joined (for 2 and 3 the error
 envelope is the last line on stderr), 130 interrupted.
 """
@@ -135,13 +143,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rlm.models.base import parse_model
     from rlm.models.tasks import ExecuteRequest
     from rlm.operations import default_registry
+    from rlm.rlmmode.request import check_not_rlm_options, is_rlm_input, parse_rlm_input
 
     request = _read_task(args.task)
     # Refuse a bad request before paying for a Ray start.
     parsed = parse_model(ExecuteRequest, request)
-    prepare_input(parsed.input, default_registry(get_settings().operations))
+    if is_rlm_input(parsed.input):
+        parse_rlm_input(parsed.input, parsed.options, get_settings().rlm)
+    else:
+        check_not_rlm_options(parsed.options)
+        prepare_input(parsed.input, default_registry(get_settings().operations))
     hv = _connect(args)
+    if args.detach and hv.owns_ray:
+        # This command started the engine, and it stops with the command: nothing would run
+        # the task once it returned.
+        raise EngineUnavailable(
+            "--detach needs a running engine to leave the task with (start `rlm serve`, or "
+            "pass --address); without one, run the task without --detach"
+        )
     task_id = hv.submit(request)
+    if args.detach:
+        sys.stdout.write(task_id + "\n")  # the task runs on in the engine
+        return 0
     console = Console(stderr=True)
     show_bar = console.is_terminal and not args.quiet
     try:
@@ -204,11 +227,52 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0 if response.status == "cancelled" else 1
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from rlm.tasks.watch import TaskWatch
+
+    hv = _connect(args)
+    events = hv.events(args.task_id, after=args.last_event_id)
+    watch = TaskWatch(args.task_id)
+    if args.jsonl:
+        # For scripts: every event as it comes, one JSON line each; the last is the result.
+        for event in events:
+            watch.apply(event)
+            sys.stdout.write(_dump(event, indent=False) + "\n")
+            sys.stdout.flush()
+    else:
+        console = Console(stderr=True)
+        if console.is_terminal:
+            with Live(watch, console=console, refresh_per_second=8):
+                for event in events:
+                    watch.apply(event)
+        else:
+            for event in events:
+                watch.apply(event)
+            console.print(watch)
+        if watch.result is not None:
+            sys.stdout.write(_dump(watch.result) + "\n")
+    return 0 if watch.status == "completed" else 1
+
+
+def _cmd_trajectory(args: argparse.Namespace) -> int:
+    trajectory = _connect(args).trajectory(args.task_id)
+    if args.jsonl:
+        sys.stdout.writelines(_dump(e, indent=False) + "\n" for e in trajectory.events)
+    else:
+        sys.stdout.write(_dump(trajectory) + "\n")
+    return 0
+
+
 def _cmd_operations(args: argparse.Namespace) -> int:
     from rlm.operations import default_registry
 
     reg = default_registry()
     rows = [{"name": n, "input": reg.get(n).input_kind} for n in reg.names()]
+    # RLM mode: input {"operation": "rlm", "query", "context" | "source"} (see the README).
+    rows.append({"name": "rlm", "input": "context"})
     sys.stdout.write(_dump(rows) + "\n")
     return 0
 
@@ -399,6 +463,102 @@ def _cmd_quota_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_oolong(args: argparse.Namespace) -> int:
+    from rlm.eval.oolong import run_command
+
+    return run_command(args, lambda: _connect(args))
+
+
+def _security_log(args: argparse.Namespace) -> Any:
+    """The audit log of the state directory, read-only (no engine needed)."""
+    from rlm.errors import InvalidInput
+    from rlm.security.audit import AuditLog
+    from rlm.security.store import (
+        AUDIT_KEY_FILENAME,
+        SECURITY_DB_FILENAME,
+        load_or_create_key,
+        open_security_db,
+    )
+
+    state = get_settings().state_dir
+    path = state / SECURITY_DB_FILENAME
+    if not path.exists():
+        raise InvalidInput(f"no security log at {path}: the service has recorded nothing yet")
+    key = load_or_create_key(state / AUDIT_KEY_FILENAME, create=False)
+    conn = open_security_db(path, read_only=True)
+    return conn, AuditLog(conn, key, create=False)
+
+
+def _cmd_security_events(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from rlm.security.audit import ALL_ORGS, decode_cursor
+
+    conn, log = _security_log(args)
+    since = datetime.fromisoformat(args.since) if args.since else None
+    org: Any = ALL_ORGS if args.org is None else (None if args.org == "-" else args.org)
+    events, cursor = log.page(
+        org,
+        limit=args.limit,
+        severities=args.severity.split(",") if args.severity else None,
+        since=since,
+        before_seq=decode_cursor(args.cursor) if args.cursor else None,
+        types=args.type.split(",") if args.type else None,
+    )
+    conn.close()
+    if args.json or not sys.stdout.isatty():
+        page = {"events": [e.to_wire() for e in events], "nextCursor": cursor}
+        sys.stdout.write(_dump(page) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="security events, newest first")
+    for column in ("#", "time", "severity", "type", "org", "user", "message"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(
+            str(e.seq),
+            e.timestamp.isoformat(timespec="seconds"),
+            e.severity,
+            e.type or "",
+            e.org_id or "-",
+            e.user_id or "-",
+            e.message,
+        )
+    Console().print(table)
+    if cursor:
+        Console().print(f"older: --cursor {cursor}")
+    return 0
+
+
+def _cmd_security_verify(args: argparse.Namespace) -> int:
+    conn, log = _security_log(args)
+    report = log.verify()
+    conn.close()
+    if args.json or not sys.stdout.isatty():
+        sys.stdout.write(_dump(report.to_dict()) + "\n")
+    elif report.ok:
+        sys.stdout.write(f"ok: {report.records} records, head {report.head_digest}\n")
+    else:
+        sys.stdout.write(
+            f"BROKEN at record {report.first_bad_seq}: {report.reason} "
+            f"({report.records} records before it are intact)\n"
+        )
+    return 0 if report.ok else 1
+
+
+def _cmd_security_policies(args: argparse.Namespace) -> int:
+    from rlm.security.policies import PolicySet
+    from rlm.security.store import PolicyStore
+
+    conn, _ = _security_log(args)
+    policies = PolicySet(PolicyStore(conn).changed(args.org)).policies()
+    conn.close()
+    sys.stdout.write(_dump([p.to_wire() for p in policies]) + "\n")
+    return 0
+
+
 def _commands(parser: argparse.ArgumentParser, dest: str, common: argparse.ArgumentParser) -> Any:
     """Subcommands of ``parser`` that each accept the ``common`` options too."""
     sub = parser.add_subparsers(dest=dest, required=True)
@@ -435,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a task from a JSON file ('-' for stdin)")
     run.add_argument("task")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "-d", "--detach", action="store_true", help="submit, print the taskId and return at once"
+    )
     run.set_defaults(func=_cmd_run)
 
     tasks = sub.add_parser("tasks", help="inspect and cancel tasks")
@@ -448,6 +611,21 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = tasks_sub.add_parser("cancel", help="cancel a running task")
     cancel.add_argument("task_id")
     cancel.set_defaults(func=_cmd_cancel)
+    watch = tasks_sub.add_parser(
+        "watch", help="a task's events as they happen (exits with the task's result)"
+    )
+    watch.add_argument("task_id")
+    watch.add_argument("--jsonl", action="store_true", help="one JSON line per event, no view")
+    watch.add_argument(
+        "--last-event-id", type=int, default=0, help="resume after this event (default: all)"
+    )
+    watch.set_defaults(func=_cmd_watch)
+    trajectory = tasks_sub.add_parser(
+        "trajectory", help="an RLM task's turns, code cells, sub-calls and child RLMs"
+    )
+    trajectory.add_argument("task_id")
+    trajectory.add_argument("--jsonl", action="store_true", help="one JSON line per event")
+    trajectory.set_defaults(func=_cmd_trajectory)
 
     srv = sub.add_parser("serve", help="run the HTTP API on Ray Serve")
     srv.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
@@ -478,6 +656,35 @@ def build_parser() -> argparse.ArgumentParser:
     events_q = quota_sub.add_parser("events", help="threshold events not yet delivered")
     events_q.add_argument("--json", action="store_true", help="JSON even on a terminal")
     events_q.set_defaults(func=_cmd_quota_events)
+
+    evals = sub.add_parser("eval", help="evaluate the engine's modes on a benchmark")
+    evals_sub = _commands(evals, "eval_command", common)
+    oolong = evals_sub.add_parser(
+        "oolong", help="OOLONG-synth: accuracy, latency, calls and cost per mode"
+    )
+    from rlm.eval.oolong import add_arguments
+
+    add_arguments(oolong)
+    oolong.set_defaults(func=_cmd_eval_oolong)
+    security = sub.add_parser("security", help="the audit log and policies (read-only)")
+    security_sub = _commands(security, "security_command", common)
+    events_s = security_sub.add_parser("events", help="security events, newest first")
+    events_s.add_argument("--org", default=None, help="one org ('-': events of no org)")
+    events_s.add_argument("--severity", default=None, help="e.g. high,critical")
+    events_s.add_argument("--type", default=None, help="e.g. auth.unauthorized,rate.limited")
+    events_s.add_argument("--since", default=None, help="ISO time, e.g. 2026-01-15T10:00:00Z")
+    events_s.add_argument("--limit", type=int, default=100)
+    events_s.add_argument("--cursor", default=None, help="the 'older' cursor of a page")
+    events_s.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    events_s.set_defaults(func=_cmd_security_events)
+    verify = security_sub.add_parser(
+        "verify", help="check the hash chain; names the first bad record (exit 1)"
+    )
+    verify.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    verify.set_defaults(func=_cmd_security_verify)
+    pol = security_sub.add_parser("policies", help="an org's security policies in force")
+    pol.add_argument("org")
+    pol.set_defaults(func=_cmd_security_policies)
 
     ops = sub.add_parser("operations", help="the operations tasks may name")
     ops.set_defaults(func=_cmd_operations)

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlm.auth.settings import AuthSettings
 from rlm.lm.settings import LMSettings
+from rlm.rlmmode.settings import RLMSettings
+from rlm.sandbox.settings import SandboxSettings
 from rlm.storage.settings import StorageSettings, with_local_default
 
 __all__ = ["EngineSettings", "ServerSettings", "Settings", "get_settings"]
@@ -55,6 +57,12 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(default=600.0, gt=0)
+    sse_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="An event stream sends a keep-alive comment after this long without events.",
+    )
     max_ongoing_requests: int = Field(default=256, ge=1)
     min_replicas: int = Field(default=2, ge=1)
     max_replicas: int = Field(default=4, ge=1)
@@ -109,6 +117,13 @@ class EngineSettings(BaseModel):
     cancel_grace_s: float = Field(
         default=10.0, gt=0, description="How long a cancel waits for in-flight calls to stop."
     )
+    max_task_events: int = Field(
+        default=10_000,
+        ge=2,
+        le=10_000_000,
+        description="Events kept per task before its terminal one; over it, a task.truncated "
+        "marker is recorded and later events are dropped.",
+    )
     quota_hold_ttl_s: float = Field(
         default=900.0,
         gt=0,
@@ -135,6 +150,8 @@ class Settings(BaseSettings):
             every line of a request) for log collectors.
         log_dir: Where the API replicas write their logs (default: Ray's session log
             directory, ``/tmp/ray/session_latest/logs/serve``).
+        rlm: RLM mode's session hosts and request bounds (``RLM_RLM__*``).
+        sandbox: RLM sessions' REPL sandbox (``RLM_SANDBOX__*``).
     """
 
     model_config = SettingsConfigDict(
@@ -153,6 +170,8 @@ class Settings(BaseSettings):
     lm: LMSettings = Field(default_factory=LMSettings)
     log_format: Literal["text", "json"] = "text"
     log_dir: Path | None = None
+    rlm: RLMSettings = Field(default_factory=RLMSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     operations: list[str] = Field(
         default_factory=list,
         description="Extra operations for requests to name: 'module:attribute' paths to an "

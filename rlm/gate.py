@@ -74,8 +74,8 @@ class AdmissionGate:
         self._limiter = limiter or RateLimiter()
         self._clock: Clock = clock or SystemClock()
         self._reservations: dict[str, str] = {}
-        # More calls held for running tasks, beyond their plan: (key, reservation id) each.
-        self._extensions: dict[str, list[tuple[str, str]]] = {}
+        # More calls held for running tasks, beyond their plan: (key, reservation id, calls).
+        self._extensions: dict[str, list[tuple[str, str, int]]] = {}
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -139,20 +139,21 @@ class AdmissionGate:
     def settle(self, task_id: str, agent_calls: int, busy_s: float) -> None:
         """Charge what a task actually used and free its holds (once).
 
-        The calls are charged to the task's holds in order: its admission hold first, then
-        each extension (one call each), so the total charged is ``agent_calls``.
+        The calls are charged to the task's holds so that the total charged is
+        ``agent_calls``: each extension up to the calls it held, the admission hold the rest.
         """
         reservation = self._reservations.pop(task_id, None)
         extensions = self._extensions.pop(task_id, [])
         if reservation is None:
             return
         try:
-            first = max(0, agent_calls - len(extensions))
+            first = max(0, agent_calls - sum(calls for _, _, calls in extensions))
             self._quotas.reconcile(reservation, first, busy_s / 3600.0)
             left = agent_calls - first
-            for _, extension in extensions:
-                self._quotas.reconcile(extension, 1 if left > 0 else 0, 0.0)
-                left -= 1
+            for _, extension, calls in extensions:
+                charged = min(left, calls)
+                self._quotas.reconcile(extension, charged, 0.0)
+                left -= charged
         except Exception:  # pragma: no cover - never fail a task's ending over it
             log.exception("could not reconcile the quota of task %s", task_id)
 
@@ -179,7 +180,7 @@ class AdmissionGate:
             org_id=admission.org_id if self._known("org", admission.org_id) else None,
             extends=task_id,
         )
-        held.append((key, reservation.reservation_id))
+        held.append((key, reservation.reservation_id, calls))
 
     def _owned(self, task_id: str | None) -> bool:
         """Whether a hold's task is running here (an extension's key names its task)."""
@@ -219,7 +220,7 @@ class AdmissionGate:
             task_id,
             admission,
             self._known,
-            lambda: self.extend(task_id, admission),
+            lambda calls=1: self.extend(task_id, admission, calls),
         )
 
     def _known(self, kind: str, name: str | None) -> bool:
@@ -302,7 +303,7 @@ class AdmissionGate:
 
 class TaskTokens:
     """One task's LM token holds on the quota ledger (the broker's ``TokenQuota``), and
-    ``extra_call()``, which holds one more agent call for a request the plan did not count.
+    ``extra_call(calls=1)``, which holds more agent calls for requests the plan did not count.
 
     Each LM request holds its worst case on the user's daily token quota before it is sent
     (refused with ``QUOTA_EXCEEDED`` over ``dailyTokenLimit``) and settles to the provider's
@@ -316,7 +317,7 @@ class TaskTokens:
         task_id: str,
         admission: Admission,
         known: Callable[[str, str | None], bool],
-        extend: Callable[[], None],
+        extend: Callable[..., None],
     ) -> None:
         assert admission.user_id is not None
         self.extra_call = extend

@@ -3,7 +3,8 @@
 Each row is one environment variable: its name (``RLM_`` + the field path joined with ``__``),
 its default, and its description — the field's ``description`` or, failing that, its entry in
 the ``Attributes:`` section of its model's docstring. ``rlm config --markdown`` prints the
-table; the README's *Configuration* section is that output, and a test keeps them equal.
+table; the README's *Configuration* section is that output (``make docs`` writes it there), and
+a test keeps them equal.
 
 Example:
     >>> rows = settings_rows()
@@ -28,7 +29,7 @@ from pydantic_core import PydanticUndefined
 
 from rlm.config import Settings
 
-__all__ = ["SettingRow", "markdown_table", "settings_rows"]
+__all__ = ["SettingRow", "markdown_table", "settings_rows", "write_readme_table"]
 
 _ATTRIBUTE = re.compile(r"^(\s+)([A-Za-z_][A-Za-z0-9_]*): (.*)$")
 
@@ -149,3 +150,15 @@ def markdown_table() -> str:
         text = row.description.replace("|", "\\|").replace("``", "`") or "—"
         lines.append(f"| `{row.name}` | {row.default} | {text} |")
     return "\n".join(lines) + "\n"
+
+
+def write_readme_table(readme: Path) -> bool:
+    """Put :func:`markdown_table` between the README's settings markers; whether it changed."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = "<!-- settings:start -->\n", "<!-- settings:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    updated = head + start + markdown_table() + end + tail
+    if updated != text:
+        readme.write_text(updated, encoding="utf-8")
+    return updated != text

@@ -11,6 +11,10 @@ Example:
     >>> print(f"Result: {result.output}")  # doctest: +SKIP
     Result: 15
 
+``client.tasks.events(task_id)`` yields :class:`TaskEventMessage` objects (the same wire models
+the server sends) until ``task.completed``; ``client.tasks.trajectory(task_id)`` returns a
+:class:`Trajectory`.
+
 Errors are the server's own classes from :mod:`rlm.errors` (re-exported here), with
 ``request_id`` and ``status_code`` set on each raised instance. The SDK needs httpx and
 pydantic, never Ray.
@@ -29,6 +33,7 @@ from rlm.errors import (
     TaskTimeout,
     Unauthorized,
 )
+from rlm.models import ProgressEventData, TaskEventMessage, Trajectory
 from rlm_hypervisor._version import __version__
 from rlm_hypervisor.client import AsyncRLMClient, RLMClient
 from rlm_hypervisor.result import ExecuteResult
@@ -39,12 +44,15 @@ __all__ = [
     "Forbidden",
     "InternalError",
     "InvalidInput",
+    "ProgressEventData",
     "QuotaExceeded",
     "RLMClient",
     "RLMError",
     "RateLimited",
+    "TaskEventMessage",
     "TaskNotFound",
     "TaskTimeout",
+    "Trajectory",
     "Unauthorized",
     "__version__",
 ]

@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -32,12 +33,18 @@ from rlm.models import (
     QuotaTransfer,
     SecurityContext,
     SecurityEvent,
+    SecurityEventPage,
+    SecurityPolicy,
+    SecurityPolicyList,
+    SecurityPolicyPatch,
+    SecurityPolicyUpdate,
     SecurityValidateRequest,
     SecurityValidateResponse,
     StorageReadRequest,
     TaskStatus,
     TeamMember,
     TeamQuotaStatus,
+    Trajectory,
     UserQuotaStatus,
     parse_model,
 )
@@ -50,6 +57,7 @@ __all__ = [
     "Call",
     "DEFAULT_SERVER_TASK_TIMEOUT_S",
     "EXECUTE_GRACE_S",
+    "STREAM_READ_TIMEOUT_S",
     "Send",
     "cancel_task",
     "check_allocation",
@@ -60,11 +68,17 @@ __all__ = [
     "health",
     "list_tasks",
     "org_hierarchy",
+    "patch_security_policy",
+    "put_security_policy",
     "security_events",
+    "security_events_page",
+    "security_policies",
     "set_member",
     "set_project",
     "set_user_config",
     "storage_read",
+    "task_events",
+    "task_trajectory",
     "team_quota",
     "transfer",
     "update_org",
@@ -80,6 +94,9 @@ M = TypeVar("M", bound=BaseModel)
 DEFAULT_SERVER_TASK_TIMEOUT_S = 600.0
 #: Extra read time over a task's budget, so the server's TIMEOUT answer wins the race.
 EXECUTE_GRACE_S = 10.0
+#: How long an event stream may stay silent before it is taken for dead and reconnected
+#: (the server sends a keep-alive every ~15 s).
+STREAM_READ_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +286,33 @@ def list_tasks(limit: int) -> Call[list[TaskStatus]]:
     return Call("GET", "/tasks", _list_of(TaskStatus, "tasks"), params={"limit": limit})
 
 
+def task_events(task_id: str, last_event_id: int | None) -> Call[None]:
+    """``GET /tasks/{taskId}/events`` (SSE), resuming after ``last_event_id``.
+
+    Sent as a stream (see :mod:`rlm_hypervisor._events`), not through ``parse``; its read
+    timeout outlasts the server's keep-alive interval.
+    """
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+
+    def parse(response: httpx.Response) -> None:  # pragma: no cover - streamed instead
+        raise unexpected_response(response, "event stream", "read as a stream")
+
+    return Call(
+        "GET",
+        f"/tasks/{_segment(task_id)}/events",
+        parse,
+        headers=headers,
+        timeout=httpx.Timeout(30.0, read=STREAM_READ_TIMEOUT_S),
+    )
+
+
+def task_trajectory(task_id: str) -> Call[Trajectory]:
+    """``GET /tasks/{taskId}/trajectory`` (extension)."""
+    return Call("GET", f"/tasks/{_segment(task_id)}/trajectory", _model(Trajectory))
+
+
 def user_quota(user_id: str | None) -> Call[UserQuotaStatus]:
     """``GET /quotas/user/{userId}``; ``None`` asks for ``me``, the token's own user."""
     user = "me" if user_id is None else _segment(user_id)
@@ -452,3 +496,51 @@ def security_events(severity: str | None, limit: int) -> Call[list[SecurityEvent
     if severity is not None:
         params["severity"] = severity
     return Call("GET", "/security/events", _list_of(SecurityEvent, "events"), params=params)
+
+
+def security_events_page(
+    severity: str | None,
+    limit: int,
+    cursor: str | None,
+    since: datetime | None,
+    type_: str | None,
+) -> Call[SecurityEventPage]:
+    """``GET /security/events`` with every filter: one page and its ``nextCursor``."""
+    params: dict[str, str | int] = {"limit": limit}
+    for name, value in (("severity", severity), ("cursor", cursor), ("type", type_)):
+        if value is not None:
+            params[name] = value
+    if since is not None:
+        params["since"] = since.isoformat()
+    return Call("GET", "/security/events", _model(SecurityEventPage), params=params)
+
+
+def security_policies() -> Call[SecurityPolicyList]:
+    """``GET /security/policies`` (extension)."""
+    return Call("GET", "/security/policies", _model(SecurityPolicyList))
+
+
+def put_security_policy(
+    policy_id: str, policy: SecurityPolicyUpdate | Mapping[str, Any]
+) -> Call[SecurityPolicy]:
+    """``PUT /security/policies/{policyId}`` (extension; the same body twice is the same)."""
+    body = parse_model(SecurityPolicyUpdate, policy)
+    return Call(
+        "PUT",
+        f"/security/policies/{quote(policy_id, safe='')}",
+        _model(SecurityPolicy),
+        json=body.to_wire(),
+    )
+
+
+def patch_security_policy(
+    policy_id: str, changes: SecurityPolicyPatch | Mapping[str, Any]
+) -> Call[SecurityPolicy]:
+    """``PATCH /security/policies/{policyId}`` (extension; setting fields is repeatable)."""
+    body = parse_model(SecurityPolicyPatch, changes)
+    return Call(
+        "PATCH",
+        f"/security/policies/{quote(policy_id, safe='')}",
+        _model(SecurityPolicy),
+        json=body.to_wire(exclude_unset=True, exclude_none=False),
+    )

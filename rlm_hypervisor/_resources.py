@@ -7,7 +7,8 @@ method for method.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from rlm.models import (
@@ -18,15 +19,23 @@ from rlm.models import (
     QuotaConfig,
     SecurityContext,
     SecurityEvent,
+    SecurityEventPage,
+    SecurityPolicy,
+    SecurityPolicyList,
+    SecurityPolicyPatch,
+    SecurityPolicyUpdate,
     SecurityValidateResponse,
+    TaskEventMessage,
     TaskStatus,
     TeamMember,
     TeamQuotaStatus,
+    Trajectory,
     UserQuotaStatus,
 )
 from rlm.models.tenants import OrgCreate, TeamCreate
 from rlm_hypervisor import _calls
 from rlm_hypervisor._calls import AsyncSend, Send
+from rlm_hypervisor._events import AsyncStream, Stream, astream_events, stream_events
 from rlm_hypervisor.result import TERMINAL_STATES, ExecuteResult
 
 __all__ = [
@@ -56,14 +65,21 @@ def _wait_timed_out(task_id: str, state: str, timeout: float | None) -> TimeoutE
 
 
 class TasksAPI:
-    """``client.tasks``: status, cancellation, waiting and listing."""
+    """``client.tasks``: status, cancellation, waiting, listing, events and trajectories."""
 
     def __init__(
-        self, send: Send, sleep: Callable[[float], None], clock: Callable[[], float]
+        self,
+        send: Send,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float],
+        stream: Stream | None = None,
+        max_retries: int = 3,
     ) -> None:
         self._send = send
         self._sleep = sleep
         self._clock = clock
+        self._stream = stream
+        self._max_retries = max_retries
 
     def get(self, task_id: str) -> TaskStatus:
         """The task's current status (``GET /tasks/{taskId}``).
@@ -116,6 +132,36 @@ class TasksAPI:
     def list(self, limit: int = 50) -> list[TaskStatus]:
         """The caller's most recent tasks (``GET /tasks``, an extension), newest first."""
         return self._send(_calls.list_tasks(limit))
+
+    def events(self, task_id: str, last_event_id: int | None = None) -> Iterator[TaskEventMessage]:
+        """The task's events as they happen (``GET /tasks/{taskId}/events``, Server-Sent
+        Events), ending after ``task.completed``, whose ``result`` is the task's result.
+
+        A dropped connection is resumed after the last event received (``Last-Event-ID``),
+        with the client's backoff; ``max_retries`` failures in a row give up.
+
+        Args:
+            task_id: The task.
+            last_event_id: Resume after this event's ``id`` (``None``: from the first).
+
+        Raises:
+            TaskNotFound: no such task for this caller.
+            httpx.TransportError: the connection kept failing.
+
+        Example:
+            >>> for event in client.tasks.events(task_id):  # doctest: +SKIP
+            ...     if event.progress is not None:
+            ...         print(f"{event.progress.percent} %")
+            >>> event.result.output  # doctest: +SKIP
+        """
+        if self._stream is None:  # pragma: no cover - clients always pass one
+            raise RuntimeError("this TasksAPI was built without a stream opener")
+        return stream_events(self._stream, self._sleep, self._max_retries, task_id, last_event_id)
+
+    def trajectory(self, task_id: str) -> Trajectory:
+        """The task's trajectory (``GET /tasks/{taskId}/trajectory``): an RLM task's turns,
+        code cells, sub-call batches and child RLMs, then ``task.completed`` once ended."""
+        return self._send(_calls.task_trajectory(task_id))
 
 
 class QuotasAPI:
@@ -276,6 +322,41 @@ class SecurityAPI:
         """Recent audit-log entries (``GET /security/events``), optionally of one severity."""
         return self._send(_calls.security_events(severity, limit))
 
+    def events_page(
+        self,
+        severity: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        type: str | None = None,
+    ) -> SecurityEventPage:
+        """One page of the org's audit log, newest first (``rlm:admin``).
+
+        Args:
+            severity: One or more (comma-separated) of info, low, medium, high, critical.
+            limit: At most 1000.
+            cursor: The previous page's ``next_cursor``.
+            since: Only events at or after this (timezone-aware) time.
+            type: One or more (comma-separated) event types, e.g. ``auth.forbidden``.
+        """
+        return self._send(_calls.security_events_page(severity, limit, cursor, since, type))
+
+    def policies(self) -> SecurityPolicyList:
+        """The org's policies in force (``GET /security/policies``, ``rlm:admin``)."""
+        return self._send(_calls.security_policies())
+
+    def put_policy(
+        self, policy_id: str, policy: SecurityPolicyUpdate | dict[str, Any]
+    ) -> SecurityPolicy:
+        """Replace a policy of the org: ``enabled``, ``priority``, ``name``, ``settings``."""
+        return self._send(_calls.put_security_policy(policy_id, policy))
+
+    def patch_policy(
+        self, policy_id: str, changes: SecurityPolicyPatch | dict[str, Any]
+    ) -> SecurityPolicy:
+        """Change some fields of a policy of the org (settings keys are merged)."""
+        return self._send(_calls.patch_security_policy(policy_id, changes))
+
 
 class AsyncTasksAPI:
     """``client.tasks`` of :class:`AsyncRLMClient`; see :class:`TasksAPI`."""
@@ -285,10 +366,14 @@ class AsyncTasksAPI:
         send: AsyncSend,
         sleep: Callable[[float], Awaitable[None]],
         clock: Callable[[], float],
+        stream: AsyncStream | None = None,
+        max_retries: int = 3,
     ) -> None:
         self._send = send
         self._sleep = sleep
         self._clock = clock
+        self._stream = stream
+        self._max_retries = max_retries
 
     async def get(self, task_id: str) -> TaskStatus:
         """See :meth:`TasksAPI.get`."""
@@ -323,6 +408,18 @@ class AsyncTasksAPI:
     async def list(self, limit: int = 50) -> list[TaskStatus]:
         """See :meth:`TasksAPI.list`."""
         return await self._send(_calls.list_tasks(limit))
+
+    def events(
+        self, task_id: str, last_event_id: int | None = None
+    ) -> AsyncIterator[TaskEventMessage]:
+        """See :meth:`TasksAPI.events`: an async iterator (``async for event in ...``)."""
+        if self._stream is None:  # pragma: no cover - clients always pass one
+            raise RuntimeError("this AsyncTasksAPI was built without a stream opener")
+        return astream_events(self._stream, self._sleep, self._max_retries, task_id, last_event_id)
+
+    async def trajectory(self, task_id: str) -> Trajectory:
+        """See :meth:`TasksAPI.trajectory`."""
+        return await self._send(_calls.task_trajectory(task_id))
 
 
 class AsyncQuotasAPI:
@@ -443,3 +540,30 @@ class AsyncSecurityAPI:
     async def events(self, severity: str | None = None, limit: int = 100) -> list[SecurityEvent]:
         """See :meth:`SecurityAPI.events`."""
         return await self._send(_calls.security_events(severity, limit))
+
+    async def events_page(
+        self,
+        severity: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        type: str | None = None,
+    ) -> SecurityEventPage:
+        """See :meth:`SecurityAPI.events_page`."""
+        return await self._send(_calls.security_events_page(severity, limit, cursor, since, type))
+
+    async def policies(self) -> SecurityPolicyList:
+        """See :meth:`SecurityAPI.policies`."""
+        return await self._send(_calls.security_policies())
+
+    async def put_policy(
+        self, policy_id: str, policy: SecurityPolicyUpdate | dict[str, Any]
+    ) -> SecurityPolicy:
+        """See :meth:`SecurityAPI.put_policy`."""
+        return await self._send(_calls.put_security_policy(policy_id, policy))
+
+    async def patch_policy(
+        self, policy_id: str, changes: SecurityPolicyPatch | dict[str, Any]
+    ) -> SecurityPolicy:
+        """See :meth:`SecurityAPI.patch_policy`."""
+        return await self._send(_calls.patch_security_policy(policy_id, changes))

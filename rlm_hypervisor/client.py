@@ -15,6 +15,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -135,7 +136,8 @@ class RLMClient(_ClientBase):
         clock: A monotonic clock in seconds, for :meth:`TasksAPI.wait` deadlines.
 
     Attributes:
-        tasks: :class:`~rlm_hypervisor._resources.TasksAPI`: get, cancel, wait, list.
+        tasks: :class:`~rlm_hypervisor._resources.TasksAPI`: get, cancel, wait, list,
+            events (an iterator over the task's live events), trajectory.
         quotas: :class:`~rlm_hypervisor._resources.QuotasAPI`.
         storage: :class:`~rlm_hypervisor._resources.StorageAPI`.
         security: :class:`~rlm_hypervisor._resources.SecurityAPI`.
@@ -172,7 +174,7 @@ class RLMClient(_ClientBase):
             timeout=self._settings.timeout,
             transport=transport,
         )
-        self.tasks = TasksAPI(self._send, sleep, clock)
+        self.tasks = TasksAPI(self._send, sleep, clock, self._stream, max_retries)
         self.quotas = QuotasAPI(self._send)
         self.storage = StorageAPI(self._send)
         self.security = SecurityAPI(self._send)
@@ -245,6 +247,9 @@ class RLMClient(_ClientBase):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _stream(self, call: Call[Any]) -> AbstractContextManager[httpx.Response]:
+        return self._http.stream(call.method, call.path, **self._settings.request_kwargs(call))
 
     def _send(self, call: Call[T]) -> T:
         attempt = 0
@@ -321,7 +326,7 @@ class AsyncRLMClient(_ClientBase):
             timeout=self._settings.timeout,
             transport=transport,
         )
-        self.tasks = AsyncTasksAPI(self._send, sleep, clock)
+        self.tasks = AsyncTasksAPI(self._send, sleep, clock, self._stream, max_retries)
         self.quotas = AsyncQuotasAPI(self._send)
         self.storage = AsyncStorageAPI(self._send)
         self.security = AsyncSecurityAPI(self._send)
@@ -369,6 +374,9 @@ class AsyncRLMClient(_ClientBase):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def _stream(self, call: Call[Any]) -> AbstractAsyncContextManager[httpx.Response]:
+        return self._http.stream(call.method, call.path, **self._settings.request_kwargs(call))
 
     async def _send(self, call: Call[T]) -> T:
         attempt = 0

@@ -15,9 +15,11 @@ import rlm
 from rlm.auth.keys import load_verification_keys
 from rlm.config import Settings
 from rlm.storage import StorageService
+from serve_app.audit import AdminChanges
 from serve_app.context import BodyLimit, RequestIds, install_error_handlers
 from serve_app.openapi import install_openapi
-from serve_app.routes import health, quotas, storage, tasks
+from serve_app.routes import health, quotas, security, storage, tasks
+from serve_app.security import LocalSecurity, Security
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -40,7 +42,8 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
         title="RLM Hypervisor API",
         version=rlm.__version__,
         description=(
-            "Recursive language-model workloads on Ray: tasks, quotas, storage. Authorize with "
+            "Recursive language-model workloads on Ray: tasks, quotas, storage, security. "
+            "Authorize with "
             "a bearer token from `rlm token` (or your operator's issuer)."
         ),
         docs_url="/docs",
@@ -54,12 +57,17 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.state.keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)
     app.state.hv = hv
     app.state.storage = StorageService(settings.storage_settings)
+    # The security actor of the engine (batched events, policies); in-process without Ray.
+    backend = hv.security() if hasattr(hv, "security") else LocalSecurity(settings.state_dir)
+    app.state.security = Security(backend)
     install_error_handlers(app)
 
+    app.add_middleware(AdminChanges)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestIds)  # added last: the outermost, so even a 413 carries an id
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
     app.include_router(storage.router, prefix=API_PREFIX)
     app.include_router(quotas.router, prefix=API_PREFIX)
+    app.include_router(security.router, prefix=API_PREFIX)
     return app

@@ -134,6 +134,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def rlm_error(request: Request, exc: Exception) -> Any:
         assert isinstance(exc, RLMError)
+        from serve_app.audit import record_refusal  # imports this module
+
+        record_refusal(request, exc)  # 401, 403 and 429 are security events
         return error_response(exc, request_id_of(request), getattr(request.state, "rate", None))
 
     async def validation(request: Request, exc: Exception) -> Any:

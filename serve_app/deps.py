@@ -20,7 +20,7 @@ from rlm.auth.scopes import SCOPE_ADMIN
 from rlm.auth.tokens import authenticate
 from rlm.errors import Unauthorized
 
-__all__ = ["Caller", "authenticated", "admitted"]
+__all__ = ["Bearer", "Caller", "admitted", "authenticated"]
 
 #: Declares the bearer scheme in the OpenAPI document (the docs' Authorize button); the token
 #: itself is read and verified by :func:`rlm.auth.tokens.authenticate`, with this service's
@@ -68,7 +68,9 @@ class Caller:
 def _principal(request: Request) -> Principal:
     state = request.app.state
     client = request.client.host if request.client is not None else "unknown"
-    return authenticate(request.headers.get("authorization"), client, state.keys, state.auth)
+    principal = authenticate(request.headers.get("authorization"), client, state.keys, state.auth)
+    request.state.principal = principal  # who a refusal or an admin change is recorded for
+    return principal
 
 
 async def _admit(request: Request, principal: Principal) -> None:

@@ -12,18 +12,23 @@ from starlette.responses import JSONResponse
 
 from rlm.errors import RLMError
 
-__all__ = ["FastJSON", "error_response"]
+__all__ = ["FastJSON", "error_response", "json_bytes"]
+
+
+def json_bytes(content: Any) -> bytes:
+    """``content`` as compact JSON on one line, encoded with orjson (numpy values included)."""
+    try:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits (exact sums and products can be larger).
+        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
 
 
 class FastJSON(JSONResponse):
     """A JSON response encoded with orjson (numpy values included)."""
 
     def render(self, content: Any) -> bytes:
-        try:
-            return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-        except TypeError:
-            # orjson refuses integers beyond 64 bits (exact sums and products can be larger).
-            return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+        return json_bytes(content)
 
 
 def error_response(

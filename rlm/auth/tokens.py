@@ -33,7 +33,14 @@ from rlm.auth.settings import ASYMMETRIC_ALGORITHMS, AuthSettings
 from rlm.auth.tiers import DEFAULT_TIER, is_tier
 from rlm.errors import InvalidInput, Unauthorized
 
-__all__ = ["REQUIRED_CLAIMS", "authenticate", "bearer_token", "issue_token", "verify_token"]
+__all__ = [
+    "REQUIRED_CLAIMS",
+    "authenticate",
+    "bearer_token",
+    "expired_principal",
+    "issue_token",
+    "verify_token",
+]
 
 REQUIRED_CLAIMS: Final[tuple[str, ...]] = ("exp", "iss", "aud", "sub")
 """Claims every token must carry."""
@@ -194,7 +201,11 @@ def _keys_for(algorithm: str, header: Mapping[str, Any], keys: KeySet) -> Iterat
 
 
 def _decode(
-    token: str, candidates: Iterable[VerificationKey], settings: AuthSettings
+    token: str,
+    candidates: Iterable[VerificationKey],
+    settings: AuthSettings,
+    *,
+    verify_exp: bool = True,
 ) -> dict[str, Any]:
     signature_error: jwt.InvalidSignatureError | None = None
     for key in candidates:
@@ -209,6 +220,7 @@ def _decode(
                 options={
                     "require": list(REQUIRED_CLAIMS),
                     "verify_signature": True,
+                    "verify_exp": verify_exp,
                     "enforce_minimum_key_length": True,
                 },
             )
@@ -303,3 +315,21 @@ def authenticate(
     if token is None:
         return Principal.anonymous(client_key)
     return verify_token(token, keys, settings)
+
+
+def expired_principal(token: str, keys: KeySet, settings: AuthSettings) -> Principal | None:
+    """Who an *expired* token speaks for: every check of :func:`verify_token` but expiry.
+
+    Only for attributing a refused request in the audit log (a 401 for an expired token is
+    recorded in its org); never for access. ``None`` when any other check fails, so a forged
+    token can never put a record in an org's log.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in settings.algorithms:
+            return None
+        claims = _decode(token, _keys_for(algorithm, header, keys), settings, verify_exp=False)
+        return _principal(claims)
+    except (jwt.PyJWTError, Unauthorized):
+        return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rlm.models.base import WireModel, parse_model
 from rlm.models.errors import ErrorEnvelope
+from rlm.models.events import ProgressEventData, TaskEventMessage, Trajectory
 from rlm.models.quotas import (
     AllocationCheck,
     AllocationDecision,
@@ -23,7 +24,11 @@ from rlm.models.quotas import (
 from rlm.models.security import (
     SecurityContext,
     SecurityEvent,
+    SecurityEventPage,
     SecurityPolicy,
+    SecurityPolicyList,
+    SecurityPolicyPatch,
+    SecurityPolicyUpdate,
     SecurityValidateRequest,
     SecurityValidateResponse,
     Violation,
@@ -57,6 +62,7 @@ __all__ = [
     "Organization",
     "OrganizationHierarchy",
     "Progress",
+    "ProgressEventData",
     "ProjectAllocation",
     "QuotaAlertData",
     "QuotaConfig",
@@ -64,17 +70,23 @@ __all__ = [
     "QuotaTransfer",
     "SecurityContext",
     "SecurityEvent",
+    "SecurityEventPage",
     "SecurityPolicy",
+    "SecurityPolicyList",
+    "SecurityPolicyPatch",
+    "SecurityPolicyUpdate",
     "SecurityValidateRequest",
     "SecurityValidateResponse",
     "StorageReadRequest",
     "StorageReadResponse",
     "TaskCompletedData",
+    "TaskEventMessage",
     "TaskStatus",
     "TeamConfig",
     "TeamMember",
     "TeamQuotaStatus",
     "TeamUsage",
+    "Trajectory",
     "UserQuotaStatus",
     "Violation",
     "WebhookEvent",

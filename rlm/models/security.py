@@ -10,9 +10,14 @@ from pydantic import Field
 from rlm.models.base import WireModel
 
 __all__ = [
+    "PolicyCategory",
     "SecurityContext",
     "SecurityEvent",
+    "SecurityEventPage",
     "SecurityPolicy",
+    "SecurityPolicyList",
+    "SecurityPolicyPatch",
+    "SecurityPolicyUpdate",
     "SecurityValidateRequest",
     "SecurityValidateResponse",
     "Severity",
@@ -20,14 +25,18 @@ __all__ = [
 ]
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
+PolicyCategory = Literal["authentication", "authorization", "input_validation", "audit"]
+
+_Name = Annotated[str, Field(min_length=1, max_length=200)]
+_Priority = Annotated[int, Field(ge=0, le=1000)]
 
 
 class SecurityContext(WireModel):
     """Who does what to which resource."""
 
-    user_id: str | None = None
-    action: str | None = None
-    resource: str | None = None
+    user_id: Annotated[str, Field(max_length=200)] | None = None
+    action: Annotated[str, Field(max_length=100)] | None = None
+    resource: Annotated[str, Field(max_length=4096)] | None = None
 
 
 class SecurityValidateRequest(WireModel):
@@ -38,12 +47,19 @@ class SecurityValidateRequest(WireModel):
 
 
 class Violation(WireModel):
-    """One policy an input broke."""
+    """One policy an input broke.
+
+    ``field`` (where: ``input``, ``description``, ``input.items[3]``...), ``detector`` (what
+    found it: ``bidi``, ``AWS Access Key``, ``override``...) and ``count`` are extensions.
+    """
 
     policy_id: str
     category: str
     severity: Severity
     message: str
+    field: str | None = None
+    detector: str | None = None
+    count: int | None = None
 
 
 class SecurityValidateResponse(WireModel):
@@ -55,17 +71,57 @@ class SecurityValidateResponse(WireModel):
 
 
 class SecurityPolicy(WireModel):
-    """A named policy."""
+    """A named policy; ``description``, ``locked``, ``settings``, ``updatedAt`` and
+    ``updatedBy`` are extensions."""
 
     policy_id: str
     name: str
-    category: Literal["authentication", "authorization", "input_validation", "audit"]
+    category: PolicyCategory
     enabled: bool
     priority: int
+    description: str | None = None
+    locked: bool = False
+    settings: dict[str, Any] | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class SecurityPolicyList(WireModel):
+    """``GET /security/policies``: the caller's org's policies in force."""
+
+    org_id: str | None = None
+    policies: list[SecurityPolicy]
+
+
+class SecurityPolicyUpdate(WireModel):
+    """``PUT /security/policies/{policyId}``: every changeable field (settings not given
+    take their defaults); ``policyId`` and ``category``, when given, must match."""
+
+    policy_id: str | None = None
+    name: _Name | None = None
+    category: PolicyCategory | None = None
+    enabled: bool
+    priority: _Priority
+    settings: dict[str, Any] | None = None
+
+
+class SecurityPolicyPatch(WireModel):
+    """``PATCH /security/policies/{policyId}``: the fields given change; ``settings`` keys
+    are merged (a ``null`` restores that setting's default)."""
+
+    name: _Name | None = None
+    enabled: bool | None = None
+    priority: _Priority | None = None
+    settings: dict[str, Any] | None = None
 
 
 class SecurityEvent(WireModel):
-    """An entry of the audit log (``GET /security/events``)."""
+    """An entry of the audit log (``GET /security/events``).
+
+    ``type`` (``auth.unauthorized``, ``auth.forbidden``, ``rate.limited``, ``quota.refused``,
+    ``policy.violation``, ``admin.change``, ``sandbox.violation``...), ``orgId``, ``seq``
+    (the record's place in the hash chain) and ``digest`` are extensions.
+    """
 
     event_id: str
     timestamp: datetime
@@ -74,3 +130,14 @@ class SecurityEvent(WireModel):
     message: str
     user_id: str | None = None
     details: Any = None
+    type: str | None = None
+    org_id: str | None = None
+    seq: int | None = None
+    digest: str | None = None
+
+
+class SecurityEventPage(WireModel):
+    """``GET /security/events``: newest first; ``nextCursor`` fetches the older ones."""
+
+    events: list[SecurityEvent]
+    next_cursor: str | None = None

@@ -37,9 +37,12 @@ MAX_TIMEOUT_MS = 86_400_000
 
 
 class ExecuteOptions(WireModel):
-    """``ExecuteRequest.options``. ``leafSize``, ``fanout``, ``async``, ``budget`` and ``memo``
-    are extensions: ``budget`` limits the task's LM calls, tokens and cost; ``memo: false``
-    sends every LM call even when an identical temperature-0 call was answered before."""
+    """``ExecuteRequest.options``. ``leafSize``, ``fanout``, ``async``, ``budget``, ``memo``,
+    ``model``, ``subModel`` and ``maxIterations`` are extensions: ``budget`` limits the task's
+    LM calls, tokens and cost; ``memo: false`` sends every LM call even when an identical
+    temperature-0 call was answered before; ``model`` (the root's), ``subModel`` (sub-calls')
+    and ``maxIterations`` (root turns) apply to RLM tasks (``input.operation: "rlm"``), whose
+    ``maxDepth`` is the ``rlm_query`` nesting (default 1)."""
 
     max_depth: Annotated[int, Field(ge=0, le=32)] | None = None
     timeout_ms: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)] | None = None
@@ -49,6 +52,9 @@ class ExecuteOptions(WireModel):
     async_: bool = Field(default=False, alias="async")
     budget: Budget | None = None
     memo: bool | None = None
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    sub_model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    max_iterations: Annotated[int, Field(ge=1, le=10_000)] | None = None
 
 
 class ExecuteRequest(WireModel):

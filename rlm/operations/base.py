@@ -54,6 +54,9 @@ class Operation(ABC):
     #: For LM operations: about how many characters of items one call's prompt should hold
     #: when the request sets no ``leafSize`` (``0``: one item per call).
     lm_chunk_chars: ClassVar[int] = 0
+    #: True for an operation the engine runs as one session on a session host instead of a
+    #: plan of agent calls (RLM mode: :class:`rlm.rlmmode.operation.RLMOperation`).
+    runs_in_session: ClassVar[bool] = False
 
     def parse_params(self, params: Mapping[str, Any]) -> Any:
         """Validate ``input.params`` once, before any agent runs.

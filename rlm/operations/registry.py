@@ -12,6 +12,8 @@ from rlm.operations.base import Chunk, FunctionOperation, InputKind, Operation
 __all__ = ["OperationRegistry", "default_registry"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
+#: The name RLM tasks use (``input.operation: "rlm"``): they run as sessions, not operations.
+_RESERVED = "rlm"
 
 
 class OperationRegistry:
@@ -40,6 +42,11 @@ class OperationRegistry:
         name = op.name
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidInput(f"invalid operation name {name!r}", field="name")
+        if name == _RESERVED:
+            raise InvalidInput(
+                f'operation name {name!r} is reserved for RLM mode (input.operation "rlm")',
+                field="name",
+            )
         if name in self._ops and not replace:
             raise InvalidInput(f"operation {name!r} is already registered", field="name")
         self._ops[name] = op

@@ -1,15 +1,24 @@
-"""RLM mode's protocol, pure: what the root model reads and writes, and the sandbox's wire.
+"""RLM mode, pure: what the root model reads and writes, its turn loop and its session tree.
 
 The root model never reads the long context; it drives a Python REPL where the context is a
-variable and sub-models are functions. This package holds the parts of that loop that need no
-Ray, no process and no model, compatible with the reference implementation (``rlms`` 0.1.3)
-so that the same model output drives both:
+variable and sub-models are functions. This package holds the parts of RLM mode that need no
+Ray, compatible with the reference implementation (``rlms`` 0.1.3) so that the same model
+output drives both:
 
 * :mod:`~rlm.rlmmode.blocks`: ```` ```repl ```` blocks and ``FINAL``/``FINAL_VAR`` in a reply;
 * :mod:`~rlm.rlmmode.prompts`: the system prompt, the context's metadata, each turn's prompt;
 * :mod:`~rlm.rlmmode.feedback`: a cell's output as the root reads it, truncated head + tail;
 * :mod:`~rlm.rlmmode.answer`: when a turn has answered, and what the answer is;
-* :mod:`~rlm.rlmmode.messages`: the JSON-lines wire between the host and the sandbox.
+* :mod:`~rlm.rlmmode.messages`: a JSON-lines wire between a host and a REPL (the sandbox
+  speaks its own length-prefixed frames, :mod:`rlm.sandbox.framing`, for now);
+* :mod:`~rlm.rlmmode.request`: an RLM task's request, validated;
+* :mod:`~rlm.rlmmode.loop`: the turn loop of one RLM, over any REPL and model;
+* :mod:`~rlm.rlmmode.session`: the session tree of one task (sub-calls, child RLMs, depth,
+  budgets' refusals, stop), over ports the session host binds to Ray;
+* :mod:`~rlm.rlmmode.operation`, :mod:`~rlm.rlmmode.settings`: the ``rlm`` operation a task
+  spec carries, and ``RLM_RLM__*``.
+
+Only the protocol's names are re-exported here; import the others from their modules.
 """
 
 from __future__ import annotations

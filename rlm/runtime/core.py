@@ -1,10 +1,12 @@
 """The engine core: one singleton actor that admits tasks, runs their trees and records them.
 
-The core composes three parts, each its own module: the admission gate (:mod:`rlm.gate`: rate
+The core composes its parts, each its own module: the admission gate (:mod:`rlm.gate`: rate
 limits, concurrency leases, quota holds), the scheduler (:mod:`rlm.runtime.scheduler`: the
-agent pool and the priority ready queue) and the task table (:mod:`rlm.runtime.table`: the
-runs in flight and the task store). The core holds the public methods and the life of a run:
-start, timeout, finish, stop, end.
+agent pool and the priority ready queue), the RLM session hosts
+(:mod:`rlm.runtime.rlm_sessions`: RLM tasks run there as one session each, instead of as
+agent calls), the LM broker and the task table (:mod:`rlm.runtime.table`: the runs in flight
+and the task store). The core holds the public methods and the life of a run: start,
+timeout, finish, stop, end.
 
 Why one actor for records and scheduling: an ``execute`` then costs two hops (caller → core →
 agent) instead of three, the live progress of a running task sits next to its record, a
@@ -19,16 +21,24 @@ import contextlib
 import functools
 import os
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import ray
 
 from rlm.admission import Admission, Viewer
 from rlm.config import Settings
-from rlm.errors import InternalError, QuotaExceeded, RLMError, TaskNotFound, TaskTimeout
+from rlm.errors import (
+    InternalError,
+    QuotaExceeded,
+    RLMError,
+    TaskNotFound,
+    TaskTimeout,
+    error_from_payload,
+)
 from rlm.gate import AdmissionGate
 from rlm.jsonable import to_jsonable
-from rlm.lm.calls import LMRequest
+from rlm.lm.calls import LMReply, LMRequest
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings
 from rlm.models.quotas import TeamQuotaStatus
@@ -36,15 +46,21 @@ from rlm.models.tasks import CancelResponse, ExecuteResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.ratelimit import RateJournal, RateLimiter
 from rlm.runtime.lm_broker import CallStopped, LMBroker
+from rlm.runtime.rlm_host import HostConfig
+from rlm.runtime.rlm_sessions import SessionHosts
 from rlm.runtime.run import Run, TaskSpec
 from rlm.runtime.scheduler import Scheduler
 from rlm.runtime.table import TaskTable
 from rlm.scoring import score
+from rlm.tasks.events import TERMINAL_EVENT, in_trajectory
 from rlm.tasks.idempotency import REPLAYED_HEADER, IdempotencyKey
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
 
-__all__ = ["Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
+__all__ = ["EVENTS_PAGE", "Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
+
+#: The most events one answer of :meth:`HypervisorCore.events` carries.
+EVENTS_PAGE = 1000
 
 #: What every public method of the core answers: ``("ok", value, headers)`` or
 #: ``("err", error payload, headers)``; ``headers`` are the rate-limit headers for HTTP.
@@ -90,7 +106,9 @@ class HypervisorCore:
         # instance, so an engine refused the lock is never listed as one to join.
         quotas = QuotaLedgerService(settings.state_dir / "quotas.db")
         self._table = TaskTable(
-            TaskStore(settings.database_path), ray.get_runtime_context().gcs_address
+            TaskStore(settings.database_path),
+            ray.get_runtime_context().gcs_address,
+            max_events=settings.engine.max_task_events,
         )
         self._scheduler = Scheduler(
             settings.engine,
@@ -100,6 +118,16 @@ class HypervisorCore:
             core=ray.get_runtime_context().current_actor,
             lm_call=self.lm_call,
             lm_capacity=settings.lm.max_inflight_calls,
+        )
+        self._sessions = SessionHosts(
+            HostConfig(
+                sandbox=settings.sandbox,
+                rlm=settings.rlm,
+                storage=settings.storage_settings,
+                hidden_paths=(str(settings.state_dir.resolve()),),
+            ),
+            settings.rlm.hosts,
+            ray.get_runtime_context().current_actor,
         )
         # Providers are resolved on the driver (keys come from its environment) and handed in.
         self._broker = LMBroker(
@@ -119,10 +147,11 @@ class HypervisorCore:
     async def ready(self) -> dict[str, Any]:
         """Wait until every agent answers; the pool's size and pids."""
         self._ensure_heartbeat()
-        # Start the LM gateways now (not awaited), so a first LM call does not wait for
-        # their processes to start.
+        # Start the LM gateways now (not awaited), so a first LM call does not wait for their
+        # processes to start; the RLM session hosts and their first sandboxes start beside the
+        # agents (awaited with them), so no RLM task waits for an actor or a process to start.
         self._broker.warm()
-        pings = await self._scheduler.ping()
+        pings, _ = await asyncio.gather(self._scheduler.ping(), self._sessions.ready())
         return {"agents": len(pings), "pids": [p["pid"] for p in pings], "corePid": os.getpid()}
 
     async def agents_busy(self) -> list[dict[str, Any]]:
@@ -148,7 +177,7 @@ class HypervisorCore:
         With ``key`` (an ``Idempotency-Key``) that already names a task, answers that task's
         id instead, with ``Idempotent-Replayed: true``: nothing is admitted, held or run.
         """
-        replay = self._table.idempotent(key) if key is not None else None
+        replay = await self._replay(spec, key)
         if replay is not None:
             headers = {**self._gate.admit(admission), REPLAYED_HEADER: "true"}
             return _task_id(replay), headers
@@ -164,10 +193,8 @@ class HypervisorCore:
 
         With ``key`` that already names a task, waits for that task instead (a duplicate in
         flight waits on the first) and answers its result, with ``Idempotent-Replayed: true``.
-        The lookup, the admission and the record are one step of this actor (no ``await``
-        between them), so two requests with one key cannot both start a task.
         """
-        replay = self._table.idempotent(key) if key is not None else None
+        replay = await self._replay(spec, key)
         if replay is not None:
             headers = {**self._gate.admit(admission), REPLAYED_HEADER: "true"}
             if isinstance(replay, Run):
@@ -288,6 +315,9 @@ class HypervisorCore:
     async def record_events(self, task_id: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
         """Append events of a running task (an RLM session's turns, cells, sub-calls...).
 
+        ``task.completed`` is the task table's to append (when the task ends): one sent here
+        is ignored. Over the task's cap, events are dropped (see ``EventLog``).
+
         Returns:
             ``False`` when the task is no longer running (its log is closed): the caller stops.
         """
@@ -295,7 +325,8 @@ class HypervisorCore:
         if run is None or run.events.closed:
             return False
         for type_, data in events:
-            run.events.append(type_, data)
+            if type_ != TERMINAL_EVENT:
+                run.events.append(type_, data)
         return True
 
     @_answers
@@ -306,23 +337,71 @@ class HypervisorCore:
         after: int = 0,
         timeout_s: float | None = 15.0,
         admission: Admission | None = None,
+        limit: int = EVENTS_PAGE,
     ) -> tuple[Any, dict[str, str]]:
         """The task's events numbered above ``after``, waiting up to ``timeout_s`` for one.
 
+        A running task's come from its log in memory; an ended task's from the store, so a
+        watcher resuming after the task ended gets the rest, then the end.
+
+        Args:
+            task_id: The task.
+            viewer: Whose tasks the caller may see (``None``: all).
+            after: The last event the caller has (``Last-Event-ID``); 0 for all.
+            timeout_s: How long to wait for a new event of a running task.
+            admission: Counted against the caller's rate limit (a stream counts its first
+                call only, and passes ``None`` after).
+            limit: At most this many events per answer.
+
         Returns:
-            ``{"events": [...], "ended": bool}``; ``ended`` once the terminal event is sent.
+            ``{"events": [...], "ended": bool}``; ``ended`` once the answer reaches the
+            terminal event (nothing follows).
+
+        Raises:
+            TaskNotFound: no such task that ``viewer`` may see.
         """
         headers = self._gate.admit(admission)
         run = self._table.run(task_id, viewer)
         if run is not None:
             log = run.events
-            events = await log.wait(after, timeout_s)
-            wire = [e.to_wire() for e in events]
-            return {"events": wire, "ended": log.closed}, headers
+            page = (await log.wait(after, timeout_s))[:limit]
+            ended = log.closed and (page[-1].seq if page else after) >= log.last_seq
+            return {"events": [e.to_wire() for e in page], "ended": ended}, headers
         record = self._table.stored(task_id, viewer)
         if record is None:
             raise TaskNotFound(task_id).with_headers(headers)
-        return {"events": [], "ended": True}, headers
+        stored, ended = self._table.stored_events(record, after, limit)
+        if not ended and not stored and timeout_s:
+            # Running in another engine on this state file: do not answer a poll at once.
+            await asyncio.sleep(min(timeout_s, 1.0))
+        return {"events": [e.to_wire() for e in stored], "ended": ended}, headers
+
+    @_answers
+    async def trajectory(
+        self, task_id: str, viewer: Viewer | None, admission: Admission | None = None
+    ) -> tuple[Any, dict[str, str]]:
+        """The task's trajectory: its ``rlm.*`` events (turns, cells, sub-calls, child RLMs,
+        the answer), the truncation marker if any, and ``task.completed`` once it has ended.
+
+        Returns:
+            ``{"taskId", "status", "events": [...]}``, the events in their wire form.
+
+        Raises:
+            TaskNotFound: no such task that ``viewer`` may see.
+        """
+        headers = self._gate.admit(admission)
+        run = self._table.run(task_id, viewer)
+        if run is not None:
+            status = run.record.status
+            events = [e for e in run.events.after(0) if in_trajectory(e.type)]
+        else:
+            record = self._table.stored(task_id, viewer)
+            if record is None:
+                raise TaskNotFound(task_id).with_headers(headers)
+            status = record.status
+            events, _ = self._table.stored_events(record, 0, None, trajectory=True)
+        wire = [e.to_wire() for e in events]
+        return {"taskId": task_id, "status": status, "events": wire}, headers
 
     async def running(self) -> dict[str, int]:
         """Counts for health checks: tasks running, calls in flight and queued."""
@@ -345,11 +424,81 @@ class HypervisorCore:
             return "err", err.to_payload()
         return "ok", reply.text
 
+    async def lm_batch(
+        self, task_id: str, requests: list[LMRequest], extra: bool = False
+    ) -> list[tuple[str, Any]]:
+        """LM requests of a running RLM session, sent at once (a sub-call batch, a turn).
+
+        With ``extra``, the requests are calls the task's admission did not hold: they are
+        held on the user's quotas first, all or none. Each request is then reserved on the
+        budget and the token quota before it is sent (see :class:`LMBroker`).
+
+        Returns:
+            One ``("ok", {text, inputTokens, outputTokens, latencyMs, cached})``,
+            ``("err", error payload)`` or ``("stopped", None)`` per request, in order.
+        """
+        if extra:
+            try:
+                self._broker.extra_calls(task_id, len(requests))
+            except CallStopped:
+                return [("stopped", None)] * len(requests)
+            except RLMError as err:
+                return [("err", err.to_payload())] * len(requests)
+        try:
+            outcomes = await self._broker.call_batch(task_id, requests)
+        except CallStopped:
+            return [("stopped", None)] * len(requests)
+        answers: list[tuple[str, Any]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, CallStopped):
+                answers.append(("stopped", None))
+            elif isinstance(outcome, RLMError):
+                answers.append(("err", outcome.to_payload()))
+            else:
+                answers.append(
+                    (
+                        "ok",
+                        {
+                            "text": outcome.text,
+                            "inputTokens": outcome.input_tokens,
+                            "outputTokens": outcome.output_tokens,
+                            "latencyMs": outcome.latency_s * 1000.0,
+                            "cached": outcome.cached,
+                        },
+                    )
+                )
+        return answers
+
+    async def rlm_sessions(self) -> list[dict[str, Any]]:
+        """Each RLM session host's running tasks (their sandboxes' pids and uids) and idle
+        sandboxes."""
+        return await self._sessions.stats()
+
     async def lm_stats(self) -> list[dict[str, Any]]:
         """Each started LM gateway's counters."""
         return await self._broker.gateway_stats()
 
     # -- the life of a run --------------------------------------------------------------------
+
+    async def _replay(self, spec: TaskSpec, key: IdempotencyKey | None) -> Run | TaskRecord | None:
+        """The task ``key`` already names; else check that ``spec`` can run (awaited).
+
+        The key is looked up again after that ``await``: a request with the same key may
+        have started its task meanwhile. From that second look to the task's record there is
+        no ``await`` (the caller admits and starts at once), so two requests with one key
+        never both start a task.
+        """
+        replay = self._table.idempotent(key) if key is not None else None
+        if replay is None:
+            await self._check_runnable(spec)
+            replay = self._table.idempotent(key) if key is not None else None
+        return replay
+
+    async def _check_runnable(self, spec: TaskSpec) -> None:
+        """Refuse, before admission, a task this engine cannot run (an RLM task without an
+        isolated sandbox)."""
+        if spec.operation.runs_in_session:
+            await self._sessions.check_available()
 
     def _admit_task(self, admission: Admission | None, spec: TaskSpec) -> dict[str, str]:
         """Admit a request that starts ``spec``: its agents leased, its calls held."""
@@ -375,6 +524,7 @@ class HypervisorCore:
             self._gate.settle(spec.task_id, 0, 0.0)
             raise InternalError(f"task id {spec.task_id!r} is already taken")
         run = self._table.start(spec, admission, key)
+        session = spec.operation.runs_in_session
         if spec.operation.uses_lm:
             self._broker.open(
                 spec.task_id,
@@ -382,13 +532,32 @@ class HypervisorCore:
                 budget=spec.budget,
                 memo=spec.memo,
                 quota=self._gate.token_quota(spec.task_id, admission),
+                # An RLM task's agent calls are its LM calls, counted as they are answered.
+                on_reply=functools.partial(_count_call, run) if session else None,
             )
         if spec.timeout_ms is not None:
             run.timer = asyncio.get_running_loop().call_later(
                 spec.timeout_ms / 1000.0, self._on_timeout, run
             )
-        self._scheduler.add(run)
+        if session:
+            run.record = run.record.evolve(status="running", started_at=datetime.now(UTC))
+            self._sessions.start(run, self._session_done)
+        else:
+            self._scheduler.add(run)
         return run
+
+    async def _session_done(self, run: Run, outcome: tuple[str, Any]) -> None:
+        """An RLM session ended: its answer is the output, or its error the task's."""
+        if run.finished:
+            return
+        kind, value = outcome
+        if kind == "ok":
+            run.depth_reached = int(value["depth"])
+            await self._finish(run, value["answer"])
+        elif kind == "err":
+            await self._stop(run, "failed", error_from_payload(value))
+        else:  # stopped, though the core did not stop it
+            await self._stop(run, "failed", InternalError("the RLM session was stopped"))
 
     def _on_timeout(self, run: Run) -> None:
         if not run.finished:
@@ -429,7 +598,11 @@ class HypervisorCore:
             run.timer.cancel()
         # LM calls in flight first: their agents' calls then end at once ("stopped").
         spent = isinstance(error, QuotaExceeded) and error.details.get("resource") == "budget"
-        await self._broker.stop(run.spec.task_id, self._settings.engine.cancel_grace_s, drain=spent)
+        grace = self._settings.engine.cancel_grace_s
+        await self._broker.stop(run.spec.task_id, grace, drain=spent)
+        if run.spec.operation.runs_in_session:
+            # Its LM calls in flight have answered "stopped"; now its sandboxes are killed.
+            await self._sessions.stop(run.spec.task_id, grace)
         await self._scheduler.cancel(run)
         run.partials.clear()
         self._end(run, status, error=error)
@@ -450,6 +623,12 @@ class HypervisorCore:
         cached = usage.cached_calls if usage is not None else 0
         self._gate.settle(run.spec.task_id, max(0, run.completed - cached), run.busy_s)
         run.done.set()
+
+
+def _count_call(run: Run, reply: LMReply, request: LMRequest) -> None:
+    """Count an RLM task's answered LM call as an agent call (live progress too)."""
+    run.completed += 1
+    run.record = run.record.evolve(completed_calls=run.completed)
 
 
 def _task_id(task: Run | TaskRecord) -> str:

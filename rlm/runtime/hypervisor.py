@@ -10,11 +10,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from rlm.errors import EngineUnavailable, InvalidInput, error_from_payload
 from rlm.inputs import PreparedInput, prepare_input
 from rlm.lm.settings import ProviderSettings, resolve_provider
 from rlm.models.base import parse_model
+from rlm.models.events import TaskEventMessage, Trajectory
 from rlm.models.tasks import (
     CancelResponse,
     ExecuteRequest,
@@ -39,9 +41,12 @@ from rlm.operations.base import Chunk, FunctionOperation, InputKind, Operation
 from rlm.operations.registry import OperationRegistry, default_registry
 from rlm.planning import Plan, plan_task
 from rlm.quotas.service import BatchCall
+from rlm.rlmmode.operation import RLMOperation
+from rlm.rlmmode.request import check_not_rlm_options, is_rlm_input, parse_rlm_input
 from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
 from rlm.runtime.discovery import resolve_address, store_in_use
+from rlm.runtime.security import RaySecurity
 from rlm.storage.inputs import split_source
 from rlm.storage.service import StorageService
 
@@ -61,6 +66,9 @@ def _new_id() -> str:
 
 #: Items beyond this many are summarised, not copied, in the stored request.
 _MAX_STORED_ITEMS = 10_000
+
+#: An RLM context larger than this (bytes of JSON) is summarised in the stored request.
+_MAX_STORED_CONTEXT_BYTES = 1_000_000
 
 
 def _unwrap(answer: tuple[str, Any, dict[str, str]]) -> Any:
@@ -102,6 +110,13 @@ def _lm_leaf_size(op: Operation, items: Any) -> int:
     return max(1, int(op.lm_chunk_chars / max(mean + 1.0, 1.0)))
 
 
+def _as_option(err: InvalidInput, field: str) -> InvalidInput:
+    """A model refusal naming the request's option rather than an operation parameter."""
+    if err.details.get("field") == "input.params.model":
+        err.details["field"] = field
+    return err
+
+
 def _cost_factor(op: Operation, vector_factor: float) -> float:
     # Built-in numeric operations are numpy calls: an item costs them a nanosecond, not the
     # microsecond of a Python-level operation, so their leaves hold more items.
@@ -136,6 +151,7 @@ class Hypervisor:
         self._owns_ray = owns_ray
         self._storage: StorageService | None = None
         self._providers: dict[str, ProviderSettings] | None = None
+        self._security: RaySecurity | None = None
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -205,6 +221,9 @@ class Hypervisor:
             InvalidInput: naming the first bad field.
         """
         req = parse_model(ExecuteRequest, request)
+        if is_rlm_input(req.input):
+            return self._prepare_rlm(req, owner_id=owner_id, org_id=org_id, team_id=team_id)
+        check_not_rlm_options(req.options)
         prepared = prepare_input(req.input, self.registry)
         engine = self.settings.engine
         opts = req.options
@@ -252,6 +271,86 @@ class Hypervisor:
             has_expected_output="expected_output" in fields_set,
             budget=opts.budget,
             memo=opts.memo is not False,
+        )
+
+    def _prepare_rlm(
+        self,
+        req: ExecuteRequest,
+        *,
+        owner_id: str,
+        org_id: str | None,
+        team_id: str | None,
+    ) -> TaskSpec:
+        """Validate an RLM task; its context goes into the object store once if large.
+
+        The root's model and the sub-calls' model are resolved here (``options.model``, else
+        the provider's ``model``; ``options.subModel``, else its ``subModel``), so a model
+        the provider does not offer is refused before anything runs.
+        """
+        rlm_input = parse_rlm_input(req.input, req.options, self.settings.rlm)
+        if self._providers is None:
+            self._providers = self.settings.lm.providers()
+        params = rlm_input.params
+        try:
+            provider, model = resolve_provider(self._providers, None, params.model)
+        except InvalidInput as err:
+            raise _as_option(err, "options.model") from None
+        try:
+            _, sub_model = resolve_provider(
+                self._providers, None, params.sub_model or provider.sub_model or model
+            )
+        except InvalidInput as err:
+            raise _as_option(err, "options.subModel") from None
+        params = dataclasses.replace(params, model=model, sub_model=sub_model)
+        items: ItemsSource
+        if rlm_input.source is not None:
+            spec = rlm_input.source
+            size = self.storage.size(spec.connector, spec.key)
+            span = min(spec.end or size, size) - min(spec.start or 0, size)
+            if span > self.settings.rlm.max_context_bytes:
+                raise InvalidInput(
+                    f"the context file is {span:,} bytes; at most "
+                    f"{self.settings.rlm.max_context_bytes:,} are allowed "
+                    "(RLM_RLM__MAX_CONTEXT_BYTES)",
+                    {"maxContextBytes": self.settings.rlm.max_context_bytes},
+                    field="input.source",
+                )
+            items = ("source", spec)
+        elif rlm_input.context_bytes <= _INLINE_BYTES:
+            items = ("inline", rlm_input.context)
+        else:
+            # The session host reads it from the object store: it never passes the core.
+            items = ("ref", [ray.put(rlm_input.context)])
+        stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
+        stored["input"] = dict(req.input)
+        if rlm_input.context_bytes > _MAX_STORED_CONTEXT_BYTES:
+            # The record keeps what the context was, not a copy of it.
+            context = rlm_input.context
+            counted = f" of {len(context):,} items" if not isinstance(context, str) else ""
+            stored["input"]["context"] = {
+                "summary": f"{type(context).__name__}{counted}, "
+                f"{rlm_input.context_bytes:,} bytes of JSON"
+            }
+        return TaskSpec(
+            task_id=f"task-{uuid.uuid4().hex}",
+            type=req.type,
+            description=req.description,
+            priority=req.options.priority,
+            owner_id=owner_id,
+            org_id=org_id,
+            team_id=team_id,
+            request=stored,
+            operation=RLMOperation(),
+            params=params,
+            items=items,
+            # One call held at admission (the root's first turn); every later call is held
+            # as it is sent.
+            plan=plan_task(req.type, 1, leaf_size=1),
+            timeout_ms=req.options.timeout_ms,
+            expected_output=req.expected_output,
+            has_expected_output="expected_output" in req.model_fields_set,
+            budget=req.options.budget,
+            memo=req.options.memo is not False,
         )
 
     def _check_lm(self, prepared: PreparedInput) -> None:
@@ -341,6 +440,54 @@ class Hypervisor:
         response: CancelResponse = _unwrap(ray.get(self._core.cancel.remote(task_id, viewer)))
         return response
 
+    def events(
+        self,
+        task_id: str,
+        *,
+        after: int = 0,
+        viewer: Viewer | None = None,
+        poll_s: float = 15.0,
+    ) -> Iterator[TaskEventMessage]:
+        """The task's events as they happen, from the one after ``after`` to ``task.completed``.
+
+        Each answer of the engine waits up to ``poll_s`` for a new event; the iterator ends
+        after ``task.completed`` (at once for a task that has ended: its events come from the
+        state file).
+
+        Raises:
+            TaskNotFound: no such task (that ``viewer`` may see, when given).
+
+        Example:
+            >>> for event in hv.events(task_id):  # doctest: +SKIP
+            ...     print(event.id, event.event, event.data)
+        """
+        while True:
+            page = _unwrap(ray.get(self._core.events.remote(task_id, viewer, after, poll_s)))
+            for wire in page["events"]:
+                event = TaskEventMessage.model_validate(wire, strict=False)
+                after = event.id
+                yield event
+            if page["ended"]:
+                return
+
+    def trajectory(self, task_id: str, *, viewer: Viewer | None = None) -> Trajectory:
+        """The task's trajectory: its ``rlm.*`` events, then ``task.completed`` once ended.
+
+        Raises:
+            TaskNotFound: no such task.
+        """
+        wire = _unwrap(ray.get(self._core.trajectory.remote(task_id, viewer)))
+        return Trajectory.model_validate(wire, strict=False)
+
+    def record_events(self, task_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> bool:
+        """Append events to a running task's log (what an RLM session does as it runs).
+
+        Returns:
+            ``False`` when the task is not running (any more).
+        """
+        recorded: bool = ray.get(self._core.record_events.remote(task_id, list(events)))
+        return recorded
+
     def tasks(self, *, viewer: Viewer | None = None, limit: int = 50) -> list[TaskStatus]:
         """The newest tasks, newest first."""
         listed: list[TaskStatus] = _unwrap(ray.get(self._core.list_tasks.remote(viewer, limit)))
@@ -381,6 +528,13 @@ class Hypervisor:
             raise error_from_payload(value).with_headers(headers)
         return value, headers
 
+    def security(self) -> RaySecurity:
+        """The security actor of this state directory: policies and the audit log (started
+        on first use; events are batched, see :mod:`rlm.runtime.security`)."""
+        if self._security is None:
+            self._security = RaySecurity(self.settings)
+        return self._security
+
     async def running_async(self) -> dict[str, int]:
         """The engine's load: tasks running, calls in flight, calls queued."""
         running: dict[str, int] = await self._core.running.remote()
@@ -398,6 +552,12 @@ class Hypervisor:
         busy: list[dict[str, Any]] = ray.get(self._core.agents_busy.remote())
         return busy
 
+    def rlm_sessions(self) -> list[dict[str, Any]]:
+        """Each RLM session host: its pid, the sandboxes (pid, uid) of each task it runs,
+        the pids of its idle pre-started sandboxes and how many it has started."""
+        stats: list[dict[str, Any]] = ray.get(self._core.rlm_sessions.remote())
+        return stats
+
     def lm_gateways(self) -> list[dict[str, Any]]:
         """Each started LM gateway shard's counters: provider, requests sent, answered,
         retried and failed, in flight now and at most (overall and by tenant)."""
@@ -412,6 +572,11 @@ class Hypervisor:
     def shutdown_engine(self) -> None:
         """Stop the engine's actors (the state file keeps every record)."""
         ray.kill(self._core, no_restart=True)
+
+    @property
+    def owns_ray(self) -> bool:
+        """Whether this handle started the Ray it runs on (and :meth:`close` stops it)."""
+        return self._owns_ray
 
     def close(self) -> None:
         """Disconnect; shuts the local Ray down when :func:`connect` started it."""

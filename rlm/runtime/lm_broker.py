@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import ray
 
-from rlm.errors import InternalError, InvalidInput, RLMError
+from rlm.errors import InternalError, InvalidInput, RLMError, error_from_payload
 from rlm.lm.budget import Budget, BudgetHold, TaskBudget
 from rlm.lm.calls import LMReply, LMRequest, LMUsage, cost_usd, estimate_tokens, memo_key
 from rlm.lm.memo import MemoStore
@@ -61,8 +61,8 @@ class TokenQuota(Protocol):
         """Drop the hold; nothing is charged."""
         ...
 
-    def extra_call(self) -> None:
-        """Hold one more agent call (a request the plan did not count), or raise."""
+    def extra_call(self, calls: int = 1) -> None:
+        """Hold ``calls`` more agent calls (requests the plan did not count), or raise."""
         ...
 
 
@@ -76,6 +76,22 @@ class _Account:
     inflight: set[Any] = field(default_factory=set)
     stopped: bool = False
     on_reply: Callable[[LMReply, LMRequest], None] | None = None
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """A call admitted and reserved, ready to send."""
+
+    request: LMRequest
+    provider: ProviderSettings
+    model: str
+    call: dict[str, Any]
+    prompt_tokens: int
+    max_tokens: int
+    worst_cost: float
+    hold: BudgetHold
+    quota_hold: Any
+    memo_key: str | None
 
 
 class LMBroker:
@@ -180,7 +196,21 @@ class LMBroker:
         every = [g for shards in self._gateways.values() for g in shards]
         return list(await asyncio.gather(*(g.stats.remote() for g in every)))
 
-    # -- one call -----------------------------------------------------------------------------
+    # -- calls --------------------------------------------------------------------------------
+
+    def extra_calls(self, task_id: str, calls: int) -> None:
+        """Hold ``calls`` agent calls the task's plan did not count, all or none, before
+        they are sent (an RLM session's turns and sub-calls; one hold for a whole batch).
+
+        Raises:
+            CallStopped: the task has ended.
+            QuotaExceeded: a quota has no room for them; nothing is held.
+        """
+        account = self._accounts.get(task_id)
+        if account is None or account.stopped:
+            raise CallStopped(task_id)
+        if account.quota is not None and calls > 0:
+            account.quota.extra_call(calls)
 
     async def call(self, task_id: str, request: LMRequest, *, extra: bool = False) -> LMReply:
         """Admit, send and account one call (see the module docstring).
@@ -192,9 +222,103 @@ class LMBroker:
             CallStopped: the task has ended.
             RLMError: refused (budget, quota, bad provider/model/prompt) or failed.
         """
+        account = self._live(task_id)
+        admitted = self._admit(account, request, extra=extra)
+        if isinstance(admitted, LMReply):
+            return admitted
+        shard = self._gateway(admitted.provider)
+        try:
+            answer = await self._send(
+                account,
+                admitted.provider,
+                admitted.model,
+                shard,
+                lambda gateway: gateway.complete.remote(account.tenant, admitted.call),
+            )
+        except BaseException:
+            self._release(account, admitted)
+            raise
+        return self._complete(account, admitted, answer)
+
+    async def call_batch(
+        self, task_id: str, requests: list[LMRequest]
+    ) -> list[LMReply | RLMError | CallStopped]:
+        """Admit, send and account many calls of a task at once (an RLM sub-call batch).
+
+        Each request is admitted in order as :meth:`call` admits it (a request the budget or
+        quota refuses gets its error, the others go on); the admitted ones are spread over
+        the provider's gateway shards and each shard gets its share in one actor call, so a
+        batch of hundreds costs the core a few actor calls, not hundreds.
+
+        Returns:
+            One outcome per request, in order: its reply, its error, or :class:`CallStopped`
+            (the task ended before it was answered).
+
+        Raises:
+            CallStopped: the task had already ended.
+        """
+        account = self._live(task_id)
+        outcomes: list[LMReply | RLMError | CallStopped] = [CallStopped(task_id)] * len(requests)
+        groups: dict[tuple[str, int], list[tuple[int, _Admitted]]] = {}
+        for i, request in enumerate(requests):
+            try:
+                admitted = self._admit(account, request, extra=False)
+            except RLMError as err:
+                outcomes[i] = err
+                continue
+            if isinstance(admitted, LMReply):
+                outcomes[i] = admitted
+                continue
+            key = (admitted.provider.name, self._gateway(admitted.provider))
+            groups.setdefault(key, []).append((i, admitted))
+
+        async def send(shard: int, items: list[tuple[int, _Admitted]]) -> None:
+            provider = items[0][1].provider
+            calls = [a.call for _, a in items]
+            try:
+                answers = await self._send(
+                    account,
+                    provider,
+                    items[0][1].model,
+                    shard,
+                    lambda gateway: gateway.complete_many.remote(account.tenant, calls),
+                    taken=len(items),
+                )
+            except Exception as err:  # RLMError, CallStopped, or a bug: every call gets it
+                failure = (
+                    err
+                    if isinstance(err, RLMError | CallStopped)
+                    else InternalError(f"sending a batch of LM calls failed: {type(err).__name__}")
+                )
+                for i, admitted in items:
+                    self._release(account, admitted)
+                    outcomes[i] = failure
+                return
+            for (i, admitted), (kind, value) in zip(items, answers, strict=True):
+                if kind != "ok":
+                    self._release(account, admitted)
+                    outcomes[i] = error_from_payload(value)
+                    continue
+                try:
+                    outcomes[i] = self._complete(account, admitted, value)
+                except RLMError as err:
+                    outcomes[i] = err
+
+        await asyncio.gather(*(send(shard, items) for (_, shard), items in groups.items()))
+        return outcomes
+
+    def _live(self, task_id: str) -> _Account:
         account = self._accounts.get(task_id)
         if account is None or account.stopped:
             raise CallStopped(task_id)
+        return account
+
+    def _admit(self, account: _Account, request: LMRequest, *, extra: bool) -> _Admitted | LMReply:
+        """Resolve, check, and reserve a call's worst case (or answer it from the memo).
+
+        Raises:
+            RLMError: a bad provider, model or prompt; the budget or a quota refused it.
+        """
         provider, model = self.resolve(request.provider, request.model)
         max_tokens = request.max_tokens or provider.default_max_tokens
         messages = [dict(m) for m in request.messages]
@@ -219,18 +343,50 @@ class LMBroker:
                 if extra:
                     account.quota.extra_call()
                 quota_hold = account.quota.reserve(worst)
-            answer = await self._send(
-                account, provider, model, messages, max_tokens, request, worst
-            )
         except BaseException:
             account.budget.release(hold)
-            if quota_hold is not None and account.quota is not None:
-                account.quota.release(quota_hold)
             raise
+        call = {
+            "model": model,
+            "messages": messages,
+            "maxTokens": max_tokens,
+            "temperature": request.temperature,
+            "tokens": worst,
+        }
+        return _Admitted(
+            request,
+            provider,
+            model,
+            call,
+            prompt_tokens,
+            max_tokens,
+            worst_cost,
+            hold,
+            quota_hold,
+            key,
+        )
+
+    @staticmethod
+    def _release(account: _Account, admitted: _Admitted) -> None:
+        """Give back a call's reservations: it was never answered, so it charges nothing."""
+        account.budget.release(admitted.hold)
+        if admitted.quota_hold is not None and account.quota is not None:
+            account.quota.release(admitted.quota_hold)
+
+    def _complete(self, account: _Account, admitted: _Admitted, answer: dict[str, Any]) -> LMReply:
+        """Settle an answered call, count it and memoise it."""
+        provider, model = admitted.provider, admitted.model
         if not answer["usage"]:
             # Answered, but the provider did not say what it cost: charge the worst case we
             # reserved (the provider bills it all the same) and fail the task.
-            self._settle(account, hold, quota_hold, prompt_tokens, max_tokens, worst_cost)
+            self._settle(
+                account,
+                admitted.hold,
+                admitted.quota_hold,
+                admitted.prompt_tokens,
+                admitted.max_tokens,
+                admitted.worst_cost,
+            )
             raise InternalError(
                 f"LM provider {provider.name!r} (model {model!r}) answered without usage, so "
                 "the call cannot be accounted; the worst case was charged",
@@ -243,7 +399,12 @@ class LMBroker:
             provider.output_price_per_mtok,
         )
         self._settle(
-            account, hold, quota_hold, answer["inputTokens"], answer["outputTokens"], spent
+            account,
+            admitted.hold,
+            admitted.quota_hold,
+            answer["inputTokens"],
+            answer["outputTokens"],
+            spent,
         )
         reply = LMReply(
             text=answer["text"],
@@ -255,10 +416,10 @@ class LMBroker:
             latency_s=answer["latencyS"],
             finish_reason=answer["finishReason"],
         )
-        self._count(account, reply, request)
-        if key is not None and self._memo is not None:
+        self._count(account, reply, admitted.request)
+        if admitted.memo_key is not None and self._memo is not None:
             try:
-                self._memo.put(key, reply)
+                self._memo.put(admitted.memo_key, reply)
             except Exception:  # pragma: no cover - a full disk must not fail the call
                 log.exception("could not memoise an LM reply")
         return reply
@@ -268,27 +429,22 @@ class LMBroker:
         account: _Account,
         provider: ProviderSettings,
         model: str,
-        messages: list[dict[str, str]],
-        max_tokens: int,
-        request: LMRequest,
-        worst: int,
-    ) -> dict[str, Any]:
-        call = {
-            "model": model,
-            "messages": messages,
-            "maxTokens": max_tokens,
-            "temperature": request.temperature,
-            "tokens": worst,
-        }
-        shard = self._gateway(provider)
-        ref = self._gateways[provider.name][shard].complete.remote(account.tenant, call)
+        shard: int,
+        submit: Callable[[Any], Any],
+        *,
+        taken: int = 1,
+    ) -> Any:
+        """Send through a gateway shard (``submit(gateway) -> ref``), cancellable in flight.
+
+        ``taken``: the calls the shard was counted busy with (given back at the end).
+        """
+        ref = submit(self._gateways[provider.name][shard])
         account.inflight.add(ref)
         try:
             if account.stopped:  # stopped while this call was being admitted
                 ray.cancel(ref)
                 raise CallStopped("stopped")
-            answer: dict[str, Any] = await ref
-            return answer
+            return await ref
         except (ray.exceptions.TaskCancelledError, asyncio.CancelledError):
             raise CallStopped("cancelled") from None
         except ray.exceptions.RayTaskError as err:
@@ -306,7 +462,7 @@ class LMBroker:
             ) from None
         finally:
             account.inflight.discard(ref)
-            self._busy[provider.name][shard] -= 1
+            self._busy[provider.name][shard] -= taken
 
     @staticmethod
     def _settle(

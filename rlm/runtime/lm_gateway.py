@@ -185,6 +185,27 @@ class LMGateway:
                 self._slots.release(tenant)
             await asyncio.sleep(min(wait, self._max_backoff_s))
 
+    async def complete_many(
+        self, tenant: str, calls: list[dict[str, Any]]
+    ) -> list[tuple[str, Any]]:
+        """Send many chat completions at once (a batch the broker gathered for this shard).
+
+        One actor call for the batch instead of one per request; each call still takes its
+        slot and passes the pacer on its own, as :meth:`complete`.
+
+        Returns:
+            Per call, in order: ``("ok", answer)`` (as :meth:`complete` returns it) or
+            ``("err", error payload)``.
+        """
+
+        async def one(call: dict[str, Any]) -> tuple[str, Any]:
+            try:
+                return "ok", await self.complete(tenant, call)
+            except RLMError as err:
+                return "err", err.to_payload()
+
+        return list(await asyncio.gather(*(one(call) for call in calls)))
+
     def _reply(self, response: Any, model: str, latency_s: float) -> dict[str, Any]:
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content if choice is not None else None) or ""

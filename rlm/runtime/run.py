@@ -9,6 +9,7 @@ wait on.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from rlm.operations.base import Operation
 from rlm.planning import Plan
 from rlm.runtime.agents import ItemsSource
 from rlm.tasks.events import EventLog
+from rlm.tasks.progress import ProgressTracker
 from rlm.tasks.record import TaskRecord
 
 __all__ = ["Run", "TaskSpec"]
@@ -71,6 +73,10 @@ class Run:
         done: Set once the task has ended and its result is recorded.
         timer: The ``timeoutMs`` timer.
         events: The task's events (see :mod:`rlm.tasks.events`).
+        progress: Calls finished since the last ``task.progress`` event, and its throttle.
+        progress_timer: The pending (throttled) ``task.progress`` event, if any.
+        depth_reached: An RLM task's ``decompositionDepth`` (the deepest sub-call), set when
+            its session answers; other tasks take their plan's depth.
     """
 
     spec: TaskSpec
@@ -89,7 +95,23 @@ class Run:
     finished: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.TimerHandle | None = None
-    events: EventLog = field(init=False)
+    depth_reached: int | None = None
+    events: EventLog = field(kw_only=True)
+    progress: ProgressTracker = field(init=False)
+    progress_timer: asyncio.TimerHandle | None = None
 
     def __post_init__(self) -> None:
-        self.events = EventLog(self.spec.task_id)
+        self.progress = ProgressTracker(self.spec.plan, time.monotonic())
+
+    def report_progress(self) -> None:
+        """Append a ``task.progress`` event for the calls finished since the last one (if any).
+
+        Callers throttle (see :meth:`ProgressTracker.wait_s`); the task table calls it once
+        more just before the terminal event.
+        """
+        if self.progress_timer is not None:
+            self.progress_timer.cancel()
+            self.progress_timer = None
+        data = self.progress.take(time.monotonic(), self.completed)
+        if data is not None and not self.events.closed:
+            self.events.append("task.progress", data)

@@ -9,12 +9,16 @@ are object references: the task input (one ``ray.put`` by the caller) and its ch
 partials, which Ray hands from agent to agent without passing through the core. The scheduler
 only sees each call's small ``meta`` answer; the root's partial goes back to the core
 (``finish``), which finishes it into the output, and so does a call's failure (``stop``).
+
+Every finished call is marked on its run's progress tracker; one ``task.progress`` event goes
+out per throttle interval for all the calls that finished in it (:mod:`rlm.tasks.progress`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -292,8 +296,26 @@ class Scheduler:
             for node, meta in zip(nodes, metas, strict=True):
                 if not self._on_call_meta(run, node, meta):
                     return
+            self._progress(run)
         finally:
             self._pump()
+
+    def _progress(self, run: Run) -> None:
+        """Send the run's progress now, or arm one timer for when the throttle allows it."""
+        if run.finished or run.progress_timer is not None or not run.progress.pending:
+            return
+        wait = run.progress.wait_s(time.monotonic())
+        if wait <= 0.0:
+            run.report_progress()
+        else:
+            loop = asyncio.get_running_loop()
+            run.progress_timer = loop.call_later(wait, self._progress_due, run)
+
+    @staticmethod
+    def _progress_due(run: Run) -> None:
+        run.progress_timer = None
+        if not run.finished:
+            run.report_progress()
 
     def _on_call_meta(self, run: Run, node: PlanNode, meta: dict[str, Any]) -> bool:
         """Account one finished call; false when the task stops here."""
@@ -314,6 +336,7 @@ class Scheduler:
         # retry of an unparsable answer, say) counts k; one that sent none still counts one.
         run.completed += max(1, int(meta.get("lmCalls", 1)))
         run.record = run.record.evolve(completed_calls=run.completed)
+        run.progress.mark(node.index, node.depth)
         partial = meta["partialRef"] if "partialRef" in meta else meta.get("partial")
         if node.parent is None:
             asyncio.get_running_loop().create_task(self._finish(run, partial))

@@ -3,6 +3,13 @@
 A task's record is written when it is admitted and when it ends; in between, its live record
 (progress, status) sits in its :class:`~rlm.runtime.run.Run` next to the scheduler's state, so
 a status read needs neither a write nor a second actor.
+
+The table also keeps each run's event log (:mod:`rlm.tasks.events`): every event is noted on
+an :class:`~rlm.tasks.event_store.EventWriter`, which writes them to the store in batches
+(every 256 events, or 250 ms after the first waiting one); a run's last events go with its
+final record, in the same transaction, before the run leaves the table. Writes happen on the
+core's loop, like the records': a batch is one small transaction, and doing it there keeps the
+promise that an ended task's events are all in the store the moment the run is gone.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from rlm.errors import RLMError
 from rlm.lm.calls import LMUsage
 from rlm.models.tasks import ErrorInfo, ExecuteResponse, Usage
 from rlm.runtime.run import Run, TaskSpec
-from rlm.tasks.events import TERMINAL_EVENT
+from rlm.tasks.event_store import EventWriter, stored_events
+from rlm.tasks.events import DEFAULT_MAX_EVENTS, TERMINAL_EVENT, EventLog, TaskEvent
 from rlm.tasks.idempotency import IdempotencyKey
+from rlm.tasks.progress import plan_shape
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
 
@@ -42,10 +51,20 @@ class TaskTable:
         store: The task store.
         ray_address: The GCS address of the Ray cluster the engine runs in, recorded with the
             instance so later commands on the same state directory join it.
+        max_events: The cap on each task's events (see :class:`~rlm.tasks.events.EventLog`).
     """
 
-    def __init__(self, store: TaskStore, ray_address: str | None = None) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        ray_address: str | None = None,
+        *,
+        max_events: int = DEFAULT_MAX_EVENTS,
+    ) -> None:
         self._store = store
+        self._max_events = max_events
+        self._writer = EventWriter(store.write_events)
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._instance_id = uuid.uuid4().hex
         self._store.register_instance(self._instance_id, ray_address)
         interrupted = self._store.recover_interrupted(self._instance_id)
@@ -99,7 +118,7 @@ class TaskTable:
             planned_calls=spec.plan.agent_calls,
             instance_id=self._instance_id,
         )
-        self._store.put(record, key)
+        self._store.put(record, key=key)
         self._seq += 1
         run = Run(
             spec=spec,
@@ -107,11 +126,47 @@ class TaskTable:
             record=record,
             op_bytes=cloudpickle.dumps(spec.operation),
             admission=admission,
+            events=EventLog(spec.task_id, max_events=self._max_events, on_append=self._noted),
         )
         run.t0 = time.perf_counter()
-        run.events.append("task.started", {"operation": spec.operation.name, "type": spec.type})
+        started = {
+            "operation": spec.operation.name,
+            "type": spec.type,
+            "plannedCalls": spec.plan.agent_calls,
+            "plan": plan_shape(spec.plan),
+        }
+        run.events.append("task.started", started)
         self._runs[spec.task_id] = run
         return run
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _noted(self, events: EventLog) -> None:
+        """An event was appended: write the batch now if it is due, else within 250 ms."""
+        if self._writer.note(events):
+            self.flush_events()
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(self._writer.interval_s, self.flush_events)
+
+    def flush_events(self) -> None:
+        """Write the running tasks' new events to the store (one transaction)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        try:
+            self._writer.flush()
+        except Exception:  # pragma: no cover - a locked file: they stay for the next batch
+            log.exception("could not write task events")
+
+    def stored_events(
+        self, record: TaskRecord, after: int, limit: int | None, *, trajectory: bool = False
+    ) -> tuple[list[TaskEvent], bool]:
+        """An ended task's events above ``after`` from the store, and whether that is the end
+        (see :func:`~rlm.tasks.event_store.stored_events`)."""
+        return stored_events(self._store, record, after, limit, trajectory=trajectory)
+
+    # -- idempotency keys ------------------------------------------------------------------
 
     def idempotent(self, key: IdempotencyKey) -> Run | TaskRecord | None:
         """The task ``key`` names (its run while in flight, else its record), or ``None``.
@@ -193,7 +248,11 @@ class TaskTable:
             output=output,
             execution_time_ms=round((time.perf_counter() - run.t0) * 1000.0, 3),
             agent_calls=run.completed,
-            decomposition_depth=run.spec.plan.depth if status == "completed" else 0,
+            decomposition_depth=(
+                (run.spec.plan.depth if run.depth_reached is None else run.depth_reached)
+                if status == "completed"
+                else 0
+            ),
             success=status == "completed" and (task_score is None or task_score >= 1.0),
             score=task_score,
             error=None
@@ -208,11 +267,16 @@ class TaskTable:
             completed_calls=run.completed,
             result=result,
         )
+        # The last progress (calls finished since the previous one), then the terminal event;
+        # both reach the store with the record, in one transaction.
+        run.report_progress()
+        run.events.append(TERMINAL_EVENT, {"status": status, "result": result.to_wire()})
+        self._writer.forget(run.events)
         try:
-            self._store.put(run.record)
+            self._store.put(run.record, run.events.unsaved())
+            run.events.mark_saved()
         except Exception:  # pragma: no cover - the waiter still gets the result
             log.exception("could not persist the record of task %s", run.spec.task_id)
-        run.events.append(TERMINAL_EVENT, {"status": status, "result": result.to_wire()})
         self._runs.pop(run.spec.task_id, None)
 
     def _record(self, task_id: str) -> TaskRecord | None:

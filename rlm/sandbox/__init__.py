@@ -7,12 +7,20 @@ is confined); :mod:`rlm.sandbox.framing` is the wire format between them.
 from __future__ import annotations
 
 from rlm.sandbox.errors import SandboxDead, SandboxError, SandboxUnavailable
-from rlm.sandbox.host import HOST_FUNCTIONS, CellResult, HostCall, Sandbox, SandboxLimits
+from rlm.sandbox.host import (
+    HOST_FUNCTIONS,
+    CellResult,
+    HostCall,
+    Lookup,
+    Sandbox,
+    SandboxLimits,
+)
 
 __all__ = [
     "HOST_FUNCTIONS",
     "CellResult",
     "HostCall",
+    "Lookup",
     "Sandbox",
     "SandboxDead",
     "SandboxError",

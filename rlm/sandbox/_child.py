@@ -19,6 +19,7 @@ import resource
 import signal
 import sys
 import traceback
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, BinaryIO
 
@@ -34,7 +35,10 @@ _MS_NOEXEC = 0x8
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_PDEATHSIG = 1
 _HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
+#: Longest text of an answer or of a variable sent to the host (characters).
+_MAX_VALUE_CHARS = 1_000_000
 
 
 class _CPULimit(BaseException):
@@ -148,6 +152,8 @@ class _Repl:
         for name in _HOST_FUNCTIONS:
             self.namespace[name] = self._host_function(name)
         self.namespace["SHOW_VARS"] = self._show_vars
+        # The reference's way to answer: set answer["content"], then answer["ready"] = True.
+        self.namespace["answer"] = {"content": "", "ready": False}
 
     def send(self, message: dict[str, Any]) -> None:
         data = self._framing.encode(message)
@@ -178,13 +184,23 @@ class _Repl:
         call.__name__ = kind
         return call
 
-    def _show_vars(self) -> dict[str, str]:
-        hidden = {"__name__", "__builtins__", "SHOW_VARS", *_HOST_FUNCTIONS}
-        return {
-            k: type(v).__name__
-            for k, v in self.namespace.items()
-            if k not in hidden and not k.startswith("_")
-        }
+    def _user_names(self) -> list[str]:
+        hidden = {"__name__", "__builtins__", "SHOW_VARS", "answer", *_HOST_FUNCTIONS}
+        return [k for k in self.namespace if k not in hidden and not k.startswith("_")]
+
+    def _show_vars(self) -> str:
+        # The reference's text (rlms 0.1.3), so prompts tuned on it read the same.
+        available = {k: type(self.namespace[k]).__name__ for k in self._user_names()}
+        if not available:
+            return "No variables created yet. Use ```repl``` blocks to create variables."
+        return f"Available variables: {available}"
+
+    def _answer(self) -> str | None:
+        # The rule of rlm.rlmmode.answer.answer_from_dict (this file cannot import rlm).
+        answer = self.namespace.get("answer")
+        if not isinstance(answer, Mapping) or not answer.get("ready"):
+            return None
+        return _cap(str(answer.get("content", "")))
 
     def _format_error(self, exc: BaseException) -> str:
         # Skip the REPL's own frame: the model should see its cell, not this file.
@@ -194,18 +210,30 @@ class _Repl:
         sink.write(text)
         return sink.getvalue()
 
+    @staticmethod
+    def _cpu_cap(cpu_s: int) -> int:
+        """Set a soft CPU limit ``cpu_s`` from now; the hard limit to restore after."""
+        _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        used = int(usage.ru_utime + usage.ru_stime) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (min(hard, used + max(cpu_s, 1)), hard))
+        return hard
+
     def run(self, code: str, cpu_s: int) -> dict[str, Any]:
         before = set(self.namespace)
         out, err = _Capped(self._output_chars), _Capped(self._output_chars)
         error: str | None = None
         killed: str | None = None
-        _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        used = int(usage.ru_utime + usage.ru_stime) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (min(hard, used + max(cpu_s, 1)), hard))
+        answer: str | None = None
+        hard = self._cpu_cap(cpu_s)
         sys.stdout, sys.stderr = out, err
         try:
-            exec(compile(code, "<cell>", "exec"), self.namespace)
+            try:
+                exec(compile(code, "<cell>", "exec"), self.namespace)
+            finally:
+                # Also after an exception (the reference takes the answer when ``ready``
+                # flips), and inside the cell's limits: str() of the content runs its code.
+                answer = self._answer()
         except _CPULimit:
             killed = "cpu_limit"
             error = f"CPU time limit of {cpu_s} s exceeded; the cell was stopped"
@@ -224,7 +252,30 @@ class _Repl:
             "new_vars": [k for k in self.namespace if k not in before],
             "error": error,
             "killed_reason": killed,
+            "answer": answer,
         }
+
+    def lookup(self, name: str, cpu_s: int) -> dict[str, Any]:
+        """``str()`` of one variable (for ``FINAL_VAR``) and the names of them all."""
+        value: str | None = None
+        error: str | None = None
+        hard = self._cpu_cap(cpu_s)
+        sink = open(os.devnull, "w")  # noqa: SIM115 - closed below
+        sys.stdout = sys.stderr = sink  # a __str__ that prints writes nowhere
+        try:
+            if name in self._user_names():
+                value = _cap(str(self.namespace[name]))
+        except _CPULimit:
+            error = f"CPU time limit of {cpu_s} s exceeded"
+        except BaseException as exc:  # str() runs the model's code: anything may happen
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            sink.close()
+            resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+        if os.getpid() != self._pid:
+            os._exit(0)
+        return {"op": "var", "value": value, "names": self._user_names(), "error": error}
 
     def serve(self) -> None:
         while True:
@@ -240,6 +291,14 @@ class _Repl:
             elif op == "context":
                 self.namespace["context"] = message["value"]
                 self.send({"op": "ok"})
+            elif op == "var":
+                self.send(self.lookup(str(message["name"]), int(message.get("cpu_s", 10))))
+
+
+def _cap(text: str) -> str:
+    if len(text) <= _MAX_VALUE_CHARS:
+        return text
+    return text[:_MAX_VALUE_CHARS]
 
 
 def _reap() -> None:
@@ -280,6 +339,11 @@ def main(framing: ModuleType, config_json: str) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         _libc_check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
         _set_limits(config)
+        # Killed with the host thread that started it, so a host that dies (SIGKILL, an
+        # engine shut down) never leaves a REPL behind. Set last: credential changes clear it.
+        _libc_check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+        if config.get("parent_pid") is not None and os.getppid() != config["parent_pid"]:
+            os._exit(0)  # the host died before the signal was armed
     except OSError as exc:
         error = str(exc)
     repl.send({"op": "ready", "confined": bool(config["confine"]), "error": error})

@@ -9,14 +9,16 @@ A frame is a 4-byte big-endian unsigned length followed by that many bytes of UT
 top level is an object with an ``"op"`` key. Messages, host to child:
 
 - ``{"op": "run", "code": str, "cpu_s": int}`` runs a cell; ``{"op": "context", "value": ...}``
-  binds ``context``; ``{"op": "reply", "results": [str, ...]}`` answers a ``call``.
+  binds ``context``; ``{"op": "reply", "results": [str, ...]}`` answers a ``call``;
+  ``{"op": "var", "name": str, "cpu_s": int}`` asks for ``str()`` of a variable.
 
 Child to host:
 
 - ``{"op": "ready", "confined": bool, "error": str | None}`` once, after start-up;
   ``{"op": "call", "kind": str, "prompts": [str, ...], "model": str | None}`` while a cell runs;
-  ``{"op": "result", "stdout", "stderr", "new_vars", "error", "killed_reason"}`` ends a cell;
-  ``{"op": "ok"}`` acknowledges ``context``.
+  ``{"op": "result", "stdout", "stderr", "new_vars", "error", "killed_reason", "answer"}`` ends
+  a cell; ``{"op": "ok"}`` acknowledges ``context``; ``{"op": "var", "value", "names",
+  "error"}`` answers ``var``.
 
 The host treats every frame from the child as untrusted: :class:`FrameDecoder` refuses frames
 longer than its limit and anything that is not a JSON object with a string ``op``.

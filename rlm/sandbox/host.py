@@ -61,7 +61,7 @@ from rlm.errors import InvalidInput
 from rlm.sandbox import framing
 from rlm.sandbox.errors import SandboxDead, SandboxError, SandboxUnavailable
 
-__all__ = ["HOST_FUNCTIONS", "CellResult", "HostCall", "Sandbox", "SandboxLimits"]
+__all__ = ["HOST_FUNCTIONS", "CellResult", "HostCall", "Lookup", "Sandbox", "SandboxLimits"]
 
 #: The functions a cell can call on the host; ``on_call`` receives one of these as ``kind``.
 HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
@@ -125,6 +125,8 @@ class CellResult:
         killed_reason: ``None`` when the cell ended by itself; ``"cpu_limit"`` or
             ``"wall_timeout"`` (stopped, namespace kept); ``"wall_timeout_killed"``,
             ``"crashed"`` or ``"protocol_violation"`` (the process is gone: ``restart()``).
+        answer: ``str(answer["content"])`` when the cell ended with ``answer["ready"]``
+            truthy (the rule of :func:`rlm.rlmmode.answer.answer_from_dict`), else ``None``.
     """
 
     stdout: str
@@ -133,6 +135,23 @@ class CellResult:
     error: str | None = None
     duration_ms: float = 0.0
     killed_reason: str | None = None
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A variable of the REPL, as ``FINAL_VAR(name)`` reads it.
+
+    Attributes:
+        value: ``str()`` of the variable, ``None`` when there is no such variable (or its
+            ``str()`` failed: see ``error``).
+        names: The names of the REPL's variables (``SHOW_VARS``'s), for a message.
+        error: Why ``str()`` failed, if it did.
+    """
+
+    value: str | None
+    names: list[str]
+    error: str | None = None
 
 
 class _ChildGone(Exception):
@@ -249,7 +268,8 @@ class Sandbox:
 
     Args:
         on_call: Answers the cell's ``llm_query``/``rlm_query`` calls; the host enforces depth,
-            budgets and quotas there.
+            budgets and quotas there. The attribute of the same name may be rebound between
+            cells (a pre-started sandbox is given its session's callback when taken).
         limits: Resource limits; defaults are :class:`SandboxLimits`'s.
         hidden_paths: Directories the child must not see (the service's state dir, config);
             they are covered by empty tmpfs mounts in the child's mount namespace.
@@ -275,7 +295,7 @@ class Sandbox:
         uid_range: tuple[int, int] = (2_000_000_000, 2_000_000_000 + (1 << 26)),
         python: str | None = None,
     ) -> None:
-        self._on_call = on_call
+        self.on_call = on_call
         self.limits = limits or SandboxLimits()
         self._hidden = [os.path.abspath(p) for p in hidden_paths]
         self.unsafe_local = unsafe_local
@@ -292,7 +312,8 @@ class Sandbox:
     @property
     def alive(self) -> bool:
         """Whether the REPL process is running and usable."""
-        return self._process is not None and not self._process.closed
+        process = self._process
+        return process is not None and not process.closed and process.popen.poll() is None
 
     @property
     def pid(self) -> int:
@@ -337,6 +358,7 @@ class Sandbox:
             "cpu_s_total": self.limits.cpu_s_total,
             "file_bytes": self.limits.file_bytes,
             "output_chars": self.limits.output_chars,
+            "parent_pid": os.getpid(),
         }
         framing_src, child_src = _child_sources()
         python = _interpreter(self._python, confine)
@@ -387,6 +409,17 @@ class Sandbox:
     def close(self) -> None:
         """Kill the process and every process it started; remove the scratch dir."""
         self._stop()
+
+    def kill(self) -> None:
+        """Kill the process and every process of its uid, from any thread.
+
+        Unlike :meth:`close` it leaves the pipes open, so a thread blocked in :meth:`run` is
+        not left reading a closed descriptor: its cell ends as ``crashed``. Call
+        :meth:`close` afterwards (from the thread that uses the sandbox).
+        """
+        process = self._process
+        if process is not None and not process.closed:
+            process.kill()
 
     def _stop(self) -> None:
         if self._finalizer is not None:
@@ -532,6 +565,34 @@ class Sandbox:
         except (framing.FrameError, KeyError, TypeError, ValueError) as exc:
             return ended("protocol_violation", f"the sandbox broke the protocol: {exc}")
 
+    def lookup(self, name: str, timeout_s: float = 10.0) -> Lookup:
+        """``str()`` of the variable ``name`` and the names of all variables (``FINAL_VAR``).
+
+        ``str()`` runs the model's code (a ``__str__``), under a CPU cap of ``timeout_s``;
+        a lookup that does not answer within ``timeout_s`` kills the process (then
+        :class:`SandboxDead` on the next call, as after a killed cell).
+
+        Raises:
+            SandboxDead: The process is gone, or was killed here.
+        """
+        self._require()
+        deadline = time.monotonic() + timeout_s
+        cpu = max(1, math.ceil(timeout_s))
+        try:
+            sent = self._send({"op": "var", "name": name, "cpu_s": cpu}, deadline)
+            reply = self._read(deadline) if sent else None
+        except (_ChildGone, framing.FrameError):
+            reply = None
+        if reply is None or reply.get("op") != "var":
+            self._stop()
+            raise SandboxDead(f"the sandbox did not answer a lookup of {name!r}; restart it")
+        value, names, error = reply.get("value"), reply.get("names"), reply.get("error")
+        return Lookup(
+            value=None if value is None else str(value),
+            names=[str(n) for n in names] if isinstance(names, list) else [],
+            error=None if error is None else str(error),
+        )
+
     def _answer(self, message: dict[str, Any], *, refuse: bool) -> list[str]:
         kind, prompts, model = message["kind"], message["prompts"], message.get("model")
         if (
@@ -548,7 +609,7 @@ class Sandbox:
         if refuse:
             return ["Error: the cell timed out"] * len(prompts)
         try:
-            answers = self._on_call(kind, prompts, model)
+            answers = self.on_call(kind, prompts, model)
             if len(answers) != len(prompts):
                 raise SandboxError(f"{len(answers)} answers for {len(prompts)} prompts")
             return [str(a) for a in answers]
@@ -570,4 +631,5 @@ class Sandbox:
             error=None if error is None else str(error),
             duration_ms=(time.perf_counter() - started) * 1000,
             killed_reason=killed,
+            answer=None if message.get("answer") is None else str(message["answer"]),
         )

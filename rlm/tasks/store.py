@@ -24,7 +24,7 @@ import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,10 +33,21 @@ from typing import Any
 
 from rlm.models.tasks import ErrorInfo, ExecuteResponse
 from rlm.tasks import idempotency
+from rlm.tasks.event_store import (
+    EVENTS_SCHEMA,
+    delete_events,
+    insert_events,
+    last_event,
+    select_events,
+)
+from rlm.tasks.events import TaskEvent
 from rlm.tasks.idempotency import IdempotencyKey, IdempotentTask
 from rlm.tasks.record import TaskRecord
 
 __all__ = ["INTERRUPTED_MESSAGE", "EngineInstance", "TaskStore", "open_sqlite"]
+
+#: A list of events (``TaskStore.list`` shadows the builtin inside the class).
+_Events = list[TaskEvent]
 
 INTERRUPTED_MESSAGE = "interrupted: the service stopped while the task was running"
 
@@ -149,7 +160,7 @@ class TaskStore:
         self._lock = threading.Lock()
         self._conn = open_sqlite(path)
         with self._lock:
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SCHEMA + EVENTS_SCHEMA)
             self._conn.executescript(idempotency.SCHEMA)
         self._add_stored_bytes()
         self._add_ray_address()
@@ -298,13 +309,18 @@ class TaskStore:
 
     # -- records -----------------------------------------------------------------------------
 
-    def put(self, record: TaskRecord, key: IdempotencyKey | None = None) -> None:
-        """Insert or replace a record; with ``key``, record that the key names this task.
-
-        Both are written in one transaction: a crash leaves both or neither.
-        """
+    def put(
+        self,
+        record: TaskRecord,
+        events: Sequence[TaskEvent] = (),
+        key: IdempotencyKey | None = None,
+    ) -> None:
+        """Insert or replace a record, with new events of its task and, with ``key``, that the
+        key names this task: all in one transaction (a crash leaves all or none)."""
         with self._tx() as c:
             self._write(c, record)
+            if events:
+                insert_events(c, record.task_id, events)
             if key is not None:
                 c.execute(
                     "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?)",
@@ -357,6 +373,54 @@ class TaskStore:
         with self._lock:
             rows = self._conn.execute(query, (*args, limit)).fetchall()
         return [self._row_to_record(r) for r in rows]
+
+    def delete(self, task_ids: Sequence[str]) -> int:
+        """Delete tasks' records and their events; how many records were deleted."""
+        with self._tx() as c:
+            delete_events(c, task_ids)
+            return sum(
+                c.execute("DELETE FROM tasks WHERE task_id = ?", (t,)).rowcount for t in task_ids
+            )
+
+    def prune(self, completed_before: datetime) -> int:
+        """Delete the tasks that ended before ``completed_before``, with their events.
+
+        Returns:
+            How many tasks were deleted.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT task_id FROM tasks WHERE completed_at IS NOT NULL AND completed_at < ?"
+                " AND status IN ('completed', 'failed', 'cancelled')",
+                (_ts(completed_before.astimezone(UTC)),),
+            ).fetchall()
+        return self.delete([r[0] for r in rows]) if rows else 0
+
+    # -- events ------------------------------------------------------------------------------
+
+    def write_events(self, batch: Mapping[str, Sequence[TaskEvent]]) -> None:
+        """Write new events of running tasks, ``{task_id: events}``, in one transaction."""
+        with self._tx() as c:
+            for task_id, events in batch.items():
+                insert_events(c, task_id, events)
+
+    def events(
+        self,
+        task_id: str,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        trajectory: bool = False,
+    ) -> _Events:
+        """A task's stored events numbered above ``after``, oldest first (see
+        :func:`~rlm.tasks.event_store.select_events`)."""
+        with self._lock:
+            return select_events(self._conn, task_id, after, limit, trajectory=trajectory)
+
+    def last_event(self, task_id: str) -> tuple[int, str] | None:
+        """The number and type of the task's newest stored event (``None`` when none is)."""
+        with self._lock:
+            return last_event(self._conn, task_id)
 
     def stored_bytes(self, *, team_id: str) -> int:
         """Bytes kept for a team's tasks: their stored requests and results (UTF-8)."""

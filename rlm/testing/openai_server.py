@@ -437,8 +437,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", action="append", help=f"repeatable; default {DEFAULT_MODELS}")
     parser.add_argument("--context-window", type=int, default=None)
     parser.add_argument("--omit-usage", action="store_true")
+    parser.add_argument(
+        "--oolong-oracle",
+        metavar="DATA",
+        default=None,
+        help="answer as the OOLONG oracle labelling from DATA (rlm.testing.oolong_oracle)",
+    )
     args = parser.parse_args(argv)
+    responder: Responder | None = None
+    if args.oolong_oracle is not None:
+        from rlm.eval.data import label_map, load_instances
+        from rlm.testing.oolong_oracle import oolong_responder
+
+        responder = oolong_responder(label_map(load_instances(args.oolong_oracle)))
     server = FakeLMServer(
+        responder,
         latency_s=args.latency_ms / 1000,
         api_key=args.api_key or None,
         models=args.model or DEFAULT_MODELS,

@@ -1,21 +1,24 @@
-"""``/execute`` and ``/tasks``: run tasks, read them, cancel them."""
+"""``/execute`` and ``/tasks``: run tasks, read them, watch them, cancel them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from starlette.responses import Response
 
 from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
 from rlm.errors import TaskNotFound, error_from_payload
 from rlm.models.base import parse_model
 from rlm.models.errors import ErrorEnvelope
+from rlm.models.events import Trajectory
 from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
 from rlm.tasks.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, IdempotencyKey
 from serve_app.bodies import off_loop, parse_json
 from serve_app.crashes import chosen_task_id, engine_died, engine_lost
 from serve_app.deps import Caller, authenticated
-from serve_app.responses import FastJSON
+from serve_app.responses import FastJSON, json_bytes
+from serve_app.sse import EventStreamResponse, event_stream
 
 if TYPE_CHECKING:  # the runtime imports Ray; the app must import without it
     from rlm.runtime.run import TaskSpec
@@ -26,10 +29,24 @@ router = APIRouter(tags=["tasks"])
 
 Executor = Annotated[Caller, Depends(authenticated(SCOPE_EXECUTE))]
 Reader = Annotated[Caller, Depends(authenticated(SCOPE_READ))]
+TaskId = Annotated[str, Path(alias="taskId", max_length=200)]
+
+#: The largest event number a client may name (SQLite integers are 64-bit).
+_MAX_EVENT_ID = 2**53
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500, *codes)}
+
+
+def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    # A route whose own answer is not JSON: its errors still are (FastAPI would otherwise
+    # document them with the route's media type).
+    envelope = {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+    return {
+        code: {"description": "Error", "content": {"application/json": envelope}}
+        for code in (400, 401, 403, 429, 500, *codes)
+    }
 
 
 #: The body of ``POST /execute`` in the OpenAPI document: the route reads it itself (see
@@ -74,20 +91,24 @@ async def execute(
     chosen = chosen_task_id(request.headers)
     principal = caller.principal
 
-    def prepare() -> tuple[ExecuteRequest, TaskSpec, IdempotencyKey | None]:
+    def parse() -> tuple[ExecuteRequest, IdempotencyKey | None]:
         data = parse_json(raw)
         body = parse_model(ExecuteRequest, data)
-        if isinstance(body.input, dict) and "source" in body.input:
-            # A task over a file in storage reads it: it needs the read scope as well.
-            principal.require_scope(SCOPE_READ)
         key = None
         if idempotency_key is not None:
             key = IdempotencyKey.of(principal.user_id, idempotency_key, data)
-        return body, hv.prepare(body, task_id=chosen, **caller.owner), key
+        return body, key
 
     # Parsing, validation and planning of a large body run in a worker thread: the replica's
     # event loop keeps answering other requests meanwhile.
-    body, spec, key = await off_loop(len(raw), prepare)
+    body, key = await off_loop(len(raw), parse)
+    if isinstance(body.input, dict) and "source" in body.input:
+        # A task over a file in storage reads it: it needs the read scope as well.
+        principal.require_scope(SCOPE_READ)
+    # The org's input policies: a critical violation refuses the task (400, violations in
+    # details); lower ones are recorded.
+    await request.app.state.security.check_execute(body, principal, size_hint=len(raw))
+    spec = await off_loop(len(raw), lambda: hv.prepare(body, task_id=chosen, **caller.owner))
     respond_async = body.options.async_ or (
         prefer is not None and "respond-async" in prefer.lower()
     )
@@ -193,3 +214,75 @@ async def list_tasks(
         "list_tasks", caller.viewer, limit, caller.admission
     )
     return FastJSON({"tasks": [t.to_wire() for t in tasks]}, headers=headers)
+
+
+_EVENTS_DOC = """A task's events as Server-Sent Events (``text/event-stream``), from the one after
+``Last-Event-ID`` (or ``?lastEventId=``) to ``task.completed``, which ends the stream and
+carries the result. Each message is ``id:`` (the event's number), ``event:`` (its type) and
+``data:`` (``{"id", "event", "timestamp", "data"}`` as JSON); ``: keep-alive`` comments come
+every ~15 s without events. Works for every task: progress for built-in operations; turns,
+cells, sub-calls and child RLMs for RLM tasks. Counted once against the rate limit."""
+
+
+@router.get(
+    "/tasks/{taskId}/events",
+    response_class=EventStreamResponse,
+    responses={
+        200: {
+            "description": "The event stream",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **_json_errors(404),
+    },
+    summary="Stream a task's events (extension)",
+    description=_EVENTS_DOC,
+)
+async def task_events(
+    task_id: TaskId,
+    caller: Reader,
+    request: Request,
+    last_event_id: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=_MAX_EVENT_ID)
+    ] = None,
+    last_event_id_query: Annotated[
+        int | None, Query(alias="lastEventId", ge=0, le=_MAX_EVENT_ID)
+    ] = None,
+) -> Any:
+    """See ``_EVENTS_DOC``; 404 before the stream starts for a task the caller may not see."""
+    hv = request.app.state.hv
+    after = last_event_id if last_event_id is not None else last_event_id_query or 0
+    # The first answer is asked for at once, admitted: a refusal or a 404 is a plain error.
+    first, headers = await hv.ask("events", task_id, caller.viewer, after, 0.0, caller.admission)
+    heartbeat_s = request.app.state.settings.server.sse_heartbeat_s
+    stream = event_stream(hv.ask, task_id, caller.viewer, after, first, heartbeat_s)
+    headers = {**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return EventStreamResponse(stream, headers=headers)
+
+
+@router.get(
+    "/tasks/{taskId}/trajectory",
+    response_model=Trajectory,
+    responses={
+        200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+        **_errors(404),
+    },
+    summary="Get a task's trajectory (extension)",
+)
+async def task_trajectory(
+    task_id: TaskId,
+    caller: Reader,
+    request: Request,
+    format: Annotated[Literal["json", "jsonl"], Query()] = "json",
+) -> Any:
+    """An RLM task's turns, code cells, sub-call batches and child RLMs, in order, then
+    ``task.completed`` once it has ended: ``{"taskId", "status", "events"}``, or with
+    ``?format=jsonl`` one event per line (``application/x-ndjson``) to download."""
+    trajectory, headers = await request.app.state.hv.ask(
+        "trajectory", task_id, caller.viewer, caller.admission
+    )
+    if format == "json":
+        return FastJSON(trajectory, headers=headers)
+    lines = b"".join(json_bytes(e) + b"\n" for e in trajectory["events"])
+    disposition = f'attachment; filename="{task_id}.trajectory.jsonl"'
+    headers = {**headers, "Content-Disposition": disposition}
+    return Response(lines, media_type="application/x-ndjson", headers=headers)

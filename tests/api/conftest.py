@@ -16,8 +16,10 @@ from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
 from rlm.config import EngineSettings, ServerSettings, Settings
 from rlm.lm.settings import LMSettings
-from rlm.testing import FakeLMServer
+from rlm.sandbox.settings import SandboxSettings
+from rlm.testing import ChatRequest, FakeLMServer
 from serve_app.deployment import build_app
+from tests import rlm_script
 from tests.support import ok_response, wait_until
 
 
@@ -56,11 +58,19 @@ class Api:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
 
 
+def _respond(request: ChatRequest) -> str:
+    system = request.messages[0]["content"] if request.messages[0]["role"] == "system" else ""
+    if "Recursive Language Model" in system:
+        return rlm_script.responder(request)  # an RLM's turn: its test's script
+    return "R:" + request.last_user_message[::-1]
+
+
 @pytest.fixture(scope="session")
 def lm_server() -> Iterator[FakeLMServer]:
     """The service's LM provider: an OpenAI-compatible server of ours on loopback, standing
-    in for a paid API (this machine reaches none). Replies echo the prompt reversed."""
-    with FakeLMServer(responder=lambda r: "R:" + r.last_user_message[::-1]) as server:
+    in for a paid API (this machine reaches none). Replies echo the prompt reversed; RLM
+    turns answer from the scripts of ``tests/rlm_script.py``."""
+    with FakeLMServer(responder=_respond) as server:
         yield server
 
 
@@ -82,6 +92,8 @@ def api(
             input_price_per_mtok=1.0,
             output_price_per_mtok=2.0,
         ),
+        # RLM tasks' cells: a short CPU cap, so an endless loop ends within the test.
+        sandbox=SandboxSettings(cell_cpu_s=2, cell_timeout_s=30, max_processes=16),
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings), name="rlm-test", route_prefix="/", blocking=False)

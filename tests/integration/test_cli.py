@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import rlm
+
 pytestmark = pytest.mark.integration
 
 TASK = {
@@ -51,6 +53,16 @@ def test_run_then_show_and_list(tmp_path: Path) -> None:
 
     listing = _rlm(tmp_path, "tasks", "list")
     assert [t["taskId"] for t in json.loads(listing.stdout)] == [result["taskId"]]
+
+
+def test_detach_needs_an_engine_to_leave_the_task_with(tmp_path: Path) -> None:
+    task_file = tmp_path / "task.json"
+    task_file.write_text(json.dumps(TASK))
+    run = _rlm(tmp_path, "run", "--detach", str(task_file))
+    # No engine runs on this state dir: the command's own Ray would stop with it.
+    assert run.returncode == 3, run.stderr
+    assert "--detach needs a running engine" in run.stderr
+    assert json.loads(_rlm(tmp_path, "tasks", "list").stdout) == []
 
 
 def test_run_from_stdin_and_refusals(tmp_path: Path) -> None:
@@ -157,3 +169,97 @@ def test_store_held_by_another_process_is_one_line_and_exit_3(tmp_path: Path) ->
     finally:
         holder.kill()
         holder.wait()
+
+
+RLM_STEPS = [
+    ("rlm.turn", {"path": "0", "depth": 0, "turn": 1, "reply": "```repl\nprint(2 + 2)\n```"}),
+    ("rlm.cell", {"path": "0", "turn": 1, "index": 0, "code": "print(2 + 2)", "stdout": "4\n"}),
+]
+
+
+def test_watch_and_trajectory_join_the_running_engine(hv: rlm.Hypervisor) -> None:
+    # The session's engine runs on its own state directory; the CLI joins it from there.
+    state = hv.settings.state_dir
+    slow = {
+        "type": "parallel",
+        "description": "slow",
+        "input": {"items": [1, 2, 3, 4], "operation": "slow_sum", "params": {"seconds": 0.5}},
+        "options": {"leafSize": 1},
+    }
+    task_id = hv.submit(slow)
+    assert hv.record_events(task_id, RLM_STEPS)
+    live = _rlm(state, "tasks", "watch", task_id, "--jsonl")  # live, or from the store once ended
+    assert live.returncode == 0, live.stderr
+    events = [json.loads(line) for line in live.stdout.splitlines()]
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "task.started" and kinds[-1] == "task.completed"
+    assert {"rlm.turn", "rlm.cell", "task.progress"} <= set(kinds)
+    assert events[-1]["data"]["result"]["output"] == 10
+
+    drawn = _rlm(state, "tasks", "watch", task_id)  # the view (on stderr), the result on stdout
+    assert drawn.returncode == 0, drawn.stderr
+    assert json.loads(drawn.stdout) == events[-1]["data"]["result"]
+    assert "completed" in drawn.stderr and "5/5 calls  100.0 %" in drawn.stderr
+    assert "turns 1  cells 1" in drawn.stderr and "print(2 + 2)" in drawn.stderr
+
+    trajectory = _rlm(state, "tasks", "trajectory", task_id)
+    assert trajectory.returncode == 0, trajectory.stderr
+    document = json.loads(trajectory.stdout)
+    assert document["taskId"] == task_id and document["status"] == "completed"
+    assert [e["event"] for e in document["events"]] == ["rlm.turn", "rlm.cell", "task.completed"]
+    assert document["events"] == [
+        e for e in events if e["event"] in ("rlm.turn", "rlm.cell", "task.completed")
+    ]
+    lines = _rlm(state, "tasks", "trajectory", task_id, "--jsonl")
+    assert [json.loads(line) for line in lines.stdout.splitlines()] == document["events"]
+
+
+def test_watch_exits_with_the_tasks_code(hv: rlm.Hypervisor) -> None:
+    state = hv.settings.state_dir
+    failed = hv.execute(
+        {"type": "parallel", "description": "x", "input": {"items": [1, 2], "operation": "explode"}}
+    )
+    assert failed.status == "failed"
+    watched = _rlm(state, "tasks", "watch", failed.task_id)
+    assert watched.returncode == 1, watched.stderr
+    assert json.loads(watched.stdout)["error"]["code"] == "INVALID_INPUT"
+    missing = _rlm(state, "tasks", "watch", "task-nope", "--last-event-id", "3")
+    assert missing.returncode == 2
+    assert json.loads(missing.stderr.splitlines()[-1])["error"]["code"] == "TASK_NOT_FOUND"
+
+
+def test_rlm_run_serves_an_rlm_task_and_refuses_a_bad_one_before_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The LM provider is FakeLMServer on loopback, standing in for a paid API; the root's
+    # turns come from tests/rlm_script.py, so its code really runs in the CLI engine's sandbox.
+    from rlm.testing import FakeLMServer
+    from tests import rlm_script
+
+    query = rlm_script.script(
+        ["```repl\nn = len(context)\nanswer.update(content=f'{n} lines', ready=True)\n```"]
+    )
+    task = {
+        "type": "recursive",
+        "description": "rlm from the CLI",
+        "input": {"operation": "rlm", "query": query, "context": ["a", "b", "c"]},
+    }
+    bad = {**task, "input": {"operation": "rlm", "context": "x"}}
+    refused = _rlm(tmp_path, "run", "-", stdin=json.dumps(bad))
+    assert refused.returncode == 2
+    assert json.loads(refused.stderr.splitlines()[-1])["error"]["details"]["field"] == "input.query"
+    ops = {row["name"] for row in json.loads(_rlm(tmp_path, "operations").stdout)}
+    assert "rlm" in ops
+    with FakeLMServer(responder=rlm_script.responder) as server:
+        monkeypatch.setenv("RLM_LM__BASE_URL", server.url)
+        monkeypatch.setenv("RLM_LM__API_KEY", "test-key")
+        monkeypatch.setenv("RLM_LM__MODEL", "fake-model")
+        run = _rlm(tmp_path, "run", "-", stdin=json.dumps(task))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert (result["output"], result["agentCalls"], result["decompositionDepth"]) == (
+        "3 lines",
+        1,
+        0,
+    )

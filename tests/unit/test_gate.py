@@ -238,6 +238,24 @@ def test_every_held_call_can_be_charged(gate: AdmissionGate, quotas: QuotaLedger
     assert quotas.open_reservations() == []
 
 
+def test_a_batch_of_calls_is_held_all_or_none_and_charged_as_used(
+    gate: AdmissionGate, quotas: QuotaLedgerService
+) -> None:
+    # An RLM session holds a whole sub-call batch at once, before any of it is sent.
+    daily_limit(quotas, "ada", 10)
+    adm = admission()
+    gate.admit(adm, claim("t"), agents=2)  # 4 planned calls
+    with pytest.raises(QuotaExceeded):
+        gate.extend("t", adm, 7)  # 11 > 10: none of the batch is held
+    assert quotas.user_status("ada").daily.agents_used == 4
+    gate.extend("t", adm, 6)
+    assert quotas.user_status("ada").daily.agents_used == 10
+    gate.release("t", adm)
+    gate.settle("t", 7, 0.0)  # the batch partly ran: seven calls in all are charged
+    assert quotas.open_reservations() == []
+    assert quotas.user_status("ada").daily.agents_used == 7
+
+
 def test_an_extension_survives_a_restart_and_is_released_like_any_hold(
     gate: AdmissionGate, quotas: QuotaLedgerService, tmp_path: Path, clock: FrozenClock
 ) -> None:

@@ -23,8 +23,11 @@ PURE_MODULES = [
     "rlm.scheduling",
     "rlm.tasks",
     "rlm.cli",
+    "rlm.eval",
+    "rlm.eval.oolong",
     "rlm.testing",
     "rlm.testing.openai_server",
+    "rlm.testing.oolong_oracle",
 ]
 
 
@@ -75,6 +78,38 @@ def test_testing_exports_are_exactly_what_we_mean() -> None:
     }
     for name in rlm.testing.__all__:
         assert getattr(rlm.testing, name) is not None
+
+
+def test_eval_exports_are_exactly_what_we_mean() -> None:
+    import rlm.eval
+
+    assert rlm.eval.__all__ == sorted(rlm.eval.__all__)
+    assert set(rlm.eval.__all__) == {
+        "EvalEngine",
+        "EvalPlan",
+        "EvalReport",
+        "Instance",
+        "KINDS",
+        "MODES",
+        "ModeConfig",
+        "ModeRun",
+        "ModeSummary",
+        "ModeUnavailable",
+        "Question",
+        "QuestionResult",
+        "QuestionSpec",
+        "Window",
+        "build_window",
+        "default_data_path",
+        "load_instances",
+        "parse_question",
+        "plan_oolong",
+        "run_oolong",
+        "run_plan",
+        "score_reply",
+    }
+    for name in rlm.eval.__all__:
+        assert getattr(rlm.eval, name) is not None
 
 
 def test_pure_modules_do_not_import_ray() -> None:

@@ -6,12 +6,13 @@ Isolation is proven in ``test_sandbox_isolation.py``. These tests start real chi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from rlm.errors import InvalidInput
-from rlm.sandbox import Sandbox, SandboxUnavailable, host
+from rlm.sandbox import Sandbox, SandboxDead, SandboxUnavailable, host
 from rlm.sandbox.framing import FrameDecoder, FrameError, encode
 
 Call = tuple[str, list[str], str | None]
@@ -134,7 +135,10 @@ def test_only_the_standard_library_is_importable(box: Sandbox) -> None:
 
 def test_show_vars_lists_the_cells_variables(box: Sandbox) -> None:
     box.run("items = [1, 2]\nname = 'x'")
-    assert box.run("print(SHOW_VARS())").stdout == "{'items': 'list', 'name': 'str'}\n"
+    # The reference's (rlms 0.1.3) text; ``answer`` is not listed.
+    assert box.run("print(SHOW_VARS())").stdout == (
+        "Available variables: {'items': 'list', 'name': 'str'}\n"
+    )
 
 
 def test_a_forged_frame_is_a_protocol_violation_and_restart_recovers(box: Sandbox) -> None:
@@ -174,3 +178,50 @@ def test_frames_round_trip_in_pieces() -> None:
 def test_bad_frames_are_refused(data: bytes) -> None:
     with pytest.raises(FrameError):
         FrameDecoder(1024).feed(data)
+
+
+def test_the_answer_dict_is_read_at_the_end_of_each_cell(box: Sandbox) -> None:
+    assert box.run("answer['content'] = 'draft'").answer is None  # not ready yet
+    assert box.run("answer['ready'] = True").answer == "draft"
+    # Read when the cell ends, even if it raised after answering.
+    raised = box.run("answer.update(content=42, ready=True)\n1 / 0")
+    assert (raised.answer, raised.error is not None) == ("42", True)
+    assert box.run("answer = 'not a dict'").answer is None
+
+
+def test_lookup_gives_a_variables_text_and_every_name(box: Sandbox) -> None:
+    box.run("total = 6 * 7\nlabel = 'x'")
+    found = box.lookup("total")
+    assert (found.value, found.names, found.error) == ("42", ["total", "label"], None)
+    assert box.lookup("missing").value is None
+    box.run("class Bad:\n    def __str__(self):\n        raise ValueError('no text')\nbad = Bad()")
+    failed = box.lookup("bad")
+    assert failed.value is None and failed.error == "ValueError: no text"
+    assert box.alive
+
+
+def test_a_lookup_that_never_answers_kills_the_sandbox(box: Sandbox) -> None:
+    box.run(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "class Slow:\n    def __str__(self):\n        import time\n        time.sleep(60)\n"
+        "slow = Slow()"
+    )
+    with pytest.raises(SandboxDead):
+        box.lookup("slow", timeout_s=0.5)
+    assert not box.alive
+
+
+def test_kill_from_another_thread_ends_a_running_cell_as_crashed(box: Sandbox) -> None:
+    uid = box.uid
+    killer = threading.Timer(0.3, box.kill)
+    killer.start()
+    result = box.run("while True: pass", timeout_s=30, cpu_s=30)
+    killer.join()
+    assert result.killed_reason == "crashed"
+    assert not box.alive and uid not in host._uids_in_use()
+
+
+def test_on_call_can_be_rebound_between_cells(box: Sandbox) -> None:
+    assert box.run("print(llm_query('a'))").stdout == "llm_query:a\n"
+    box.on_call = lambda kind, prompts, model: [p * 2 for p in prompts]
+    assert box.run("print(llm_query('a'))").stdout == "aa\n"

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +200,38 @@ def test_dangerous_modules_import_the_os_is_the_boundary(box: Sandbox) -> None:
         "print(subprocess.run(['id', '-u'], capture_output=True, text=True).stdout)"
     )
     assert result.stdout == f"{box.uid}\n\n", result.error
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_host_that_dies_takes_its_repl_with_it() -> None:
+    # The REPL is armed with PR_SET_PDEATHSIG: a host killed outright (SIGKILL, an engine
+    # shut down) leaves no REPL behind, even one busy in an endless cell (which would never
+    # notice its pipe closing), although the REPL runs in a session of its own.
+    script = (
+        "from rlm.sandbox import Sandbox\n"
+        "box = Sandbox(lambda kind, prompts, model: prompts)\n"
+        "print(box.pid, box.uid, flush=True)\n"
+        "box.run('while True: pass', timeout_s=600, cpu_s=600)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=repo
+    )
+    try:
+        assert proc.stdout is not None
+        pid, uid = (int(x) for x in proc.stdout.readline().split())
+        deadline = time.monotonic() + 10
+        while _cpu_ticks(pid) < 20 and time.monotonic() < deadline:  # control: the cell spins
+            time.sleep(0.02)
+        assert _cpu_ticks(pid) >= 20
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while uid in host._uids_in_use() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert uid not in host._uids_in_use()

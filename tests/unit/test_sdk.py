@@ -658,6 +658,58 @@ def test_security_validate_and_events() -> None:
     assert str(listing.url) == f"{BASE}/security/events?limit=100&severity=critical"
 
 
+def test_security_event_pages_and_policies() -> None:
+    page = {
+        "events": [
+            {
+                "eventId": "sev-1",
+                "timestamp": "2026-01-15T10:30:00Z",
+                "severity": "high",
+                "category": "sandbox",
+                "message": "cell exceeded its memory cap",
+                "type": "sandbox.violation",
+                "orgId": "acme",
+                "seq": 7,
+                "digest": "ab" * 32,
+            }
+        ],
+        "nextCursor": "czc",
+    }
+    policy = {
+        "policyId": "input-injection",
+        "name": "Prompt injection",
+        "category": "input_validation",
+        "enabled": False,
+        "priority": 70,
+        "settings": {"severity": "critical", "extraPhrases": []},
+    }
+    server = Server(ok(page), ok({"orgId": "acme", "policies": [policy]}), ok(policy), ok(policy))
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    with client_for(server) as client:
+        got = client.security.events_page(
+            severity="high,critical", limit=10, cursor="czE", since=since, type="sandbox.violation"
+        )
+        listed = client.security.policies()
+        patched = client.security.patch_policy("input-injection", {"enabled": False})
+        put = client.security.put_policy("input-injection", {"enabled": False, "priority": 70})
+    assert (got.next_cursor, got.events[0].seq, got.events[0].type) == (
+        "czc",
+        7,
+        "sandbox.violation",
+    )
+    assert listed.policies[0].policy_id == "input-injection" and listed.org_id == "acme"
+    assert patched.enabled is False and put.priority == 70
+    listing, policies, patch, replace = server.requests
+    assert (
+        listing.url.params["cursor"] == "czE" and listing.url.params["type"] == "sandbox.violation"
+    )
+    assert listing.url.params["since"] == "2026-01-01T00:00:00+00:00"
+    assert (policies.method, str(policies.url)) == ("GET", f"{BASE}/security/policies")
+    assert (patch.method, body_of(patch)) == ("PATCH", {"enabled": False})
+    assert (replace.method, body_of(replace)) == ("PUT", {"enabled": False, "priority": 70})
+    assert str(replace.url) == f"{BASE}/security/policies/input-injection"
+
+
 # ------------------------------------------------------------------------------------ errors
 
 
@@ -1038,17 +1090,21 @@ def test_exports_are_exactly_what_we_mean() -> None:
         "Forbidden",
         "InternalError",
         "InvalidInput",
+        "ProgressEventData",
         "QuotaExceeded",
         "RLMClient",
         "RLMError",
         "RateLimited",
+        "TaskEventMessage",
         "TaskNotFound",
         "TaskTimeout",
+        "Trajectory",
         "Unauthorized",
         "__version__",
     }
-    # The SDK raises the server's classes, not look-alikes.
+    # The SDK raises the server's classes, not look-alikes, and reads the server's models.
     assert rlm_hypervisor.RLMError is rlm.RLMError
+    assert rlm_hypervisor.TaskEventMessage is rlm.models.TaskEventMessage
     assert rlm_hypervisor.__version__ == rlm.__version__
 
 

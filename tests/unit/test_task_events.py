@@ -1,4 +1,4 @@
-"""The per-task event log: numbering, resuming after a sequence number, waiting, closing."""
+"""The per-task event log: numbering, resuming, waiting, closing, the cap and what is saved."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlm.tasks.events import TERMINAL_EVENT, EventLog
+from rlm.tasks.events import TERMINAL_EVENT, TRUNCATED_EVENT, EventLog, in_trajectory
 
 
 def test_events_are_numbered_from_one_and_wire_shaped() -> None:
@@ -53,3 +53,55 @@ def test_a_waiter_wakes_on_the_next_event_and_times_out_without_one() -> None:
         return woke, idle, ended
 
     assert asyncio.run(main()) == ([1], [], [])
+
+
+def test_the_cap_keeps_a_marker_then_only_the_terminal_event() -> None:
+    appended: list[int] = []
+    log = EventLog("t", max_events=5, on_append=lambda lg: appended.append(lg.last_seq))
+    kept = [log.append("task.progress", {"i": i}) for i in range(10)]
+    # Four events, then the marker in the fifth slot; the rest are dropped (None).
+    assert [e is not None for e in kept] == [True] * 4 + [False] * 6
+    assert [e.type for e in log.after(0)] == ["task.progress"] * 4 + [TRUNCATED_EVENT]
+    assert log.after(0)[-1].data == {"limit": 5, "firstDropped": "task.progress"}
+    assert log.truncated and log.dropped == 6
+    terminal = log.append(TERMINAL_EVENT, {"status": "completed"})
+    assert terminal is not None and terminal.seq == 6 and log.closed
+    # Watchers and the store are told of kept events only.
+    assert appended == [1, 2, 3, 4, 5, 6]
+
+
+@given(cap=st.integers(2, 30), n=st.integers(0, 60))
+def test_a_capped_log_never_holds_more_than_its_cap_plus_the_end(cap: int, n: int) -> None:
+    log = EventLog("t", max_events=cap)
+    for i in range(n):
+        log.append("rlm.cell", {"i": i})
+    log.append(TERMINAL_EVENT, {})
+    events = log.after(0)
+    assert len(events) <= cap + 1
+    assert events[-1].type == TERMINAL_EVENT
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert (TRUNCATED_EVENT in [e.type for e in events]) == (n >= cap)
+    assert log.dropped == max(0, n - (cap - 1))
+
+
+def test_a_cap_below_two_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        EventLog("t", max_events=1)
+
+
+def test_unsaved_events_are_those_after_the_last_saved() -> None:
+    log = EventLog("t")
+    for i in range(5):
+        log.append("task.progress", {"i": i})
+    assert [e.seq for e in log.unsaved()] == [1, 2, 3, 4, 5]
+    log.mark_saved(3)
+    assert [e.seq for e in log.unsaved()] == [4, 5]
+    log.mark_saved(2)  # never goes back
+    assert [e.seq for e in log.unsaved()] == [4, 5]
+    log.mark_saved()
+    assert log.unsaved() == []
+
+
+def test_the_trajectory_holds_rlm_steps_the_marker_and_the_end() -> None:
+    assert all(in_trajectory(t) for t in ("rlm.turn", "rlm.cell", TRUNCATED_EVENT, TERMINAL_EVENT))
+    assert not any(in_trajectory(t) for t in ("task.started", "task.progress", "rlmx"))

@@ -174,7 +174,7 @@ def test_idempotency_keys_name_their_task_for_a_day(tmp_path: Path) -> None:
     now = [1_000_000.0]
     store = TaskStore(tmp_path / "s.db", clock=lambda: now[0])
     key = IdempotencyKey.of("alice", "k-1", {"type": "recursive", "input": {"items": [1]}})
-    store.put(_record("t1", "pending", "i"), key)
+    store.put(_record("t1", "pending", "i"), key=key)
     named = store.idempotent("alice", "k-1")
     assert named is not None and named.task_id == "t1"
     assert named.fingerprint == key.fingerprint
@@ -194,5 +194,5 @@ def test_a_key_and_its_task_are_written_together(tmp_path: Path) -> None:
     key = IdempotencyKey.of("alice", "k", {"a": 1})
     bad = _record("t1", "pending", "i").evolve(request={"x": object()})  # not JSON
     with pytest.raises(TypeError):
-        store.put(bad, key)
+        store.put(bad, key=key)
     assert store.get("t1") is None and store.idempotent("alice", "k") is None

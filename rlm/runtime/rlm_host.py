@@ -1,0 +1,267 @@
+"""RLM session hosts: the actors where RLM tasks' sessions run, each with its own sandboxes.
+
+A few hosts start with the engine (``RLM_RLM__HOSTS``), each warm: it keeps fresh sandboxes
+started (``RLM_RLM__PRESTART``), so no task waits for an actor or a process to start. A host
+runs many sessions at once, each on a thread of its own (a session blocks on its sandbox and
+on its LM calls, never on the host's event loop):
+
+* the root's turns and every sub-call go to the core as ``lm_batch`` (a batch in one actor
+  call: the broker reserves the budget and the quotas of each request before it is sent,
+  then sends them all at once through the provider's gateways);
+* events go to the core as ``record_events`` batches, fire and forget;
+* :meth:`SessionHost.stop_task` (the core's cancel or timeout) stops the task's tree and kills
+  its sandboxes, after the broker has stopped the task's LM calls in flight.
+
+The session logic itself is :class:`rlm.rlmmode.session.SessionTree` (pure); this module only
+binds its ports to Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from rlm.errors import RLMError, error_from_payload
+from rlm.lm.calls import LMRequest
+from rlm.rlmmode.loop import Completion
+from rlm.rlmmode.request import RLMParams, read_context
+from rlm.rlmmode.session import LMOutcome, SessionStopped, SessionTree, root_failure
+from rlm.rlmmode.settings import RLMSettings
+from rlm.sandbox.errors import SandboxDead, SandboxUnavailable
+from rlm.sandbox.host import Sandbox
+from rlm.sandbox.pool import SandboxPool, refuse_calls
+from rlm.sandbox.settings import SandboxSettings
+from rlm.storage.service import StorageService
+from rlm.storage.settings import StorageSettings
+
+__all__ = ["HostConfig", "SessionHost", "SessionHostActor"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """What a session host needs of the settings (no LM keys: they stay in the gateways).
+
+    Attributes:
+        sandbox: How sandboxes are confined and limited.
+        rlm: RLM mode's bounds.
+        storage: Connectors an RLM context may be read from (``input.source``).
+        hidden_paths: Directories sandboxes must not see (the state directory...).
+    """
+
+    sandbox: SandboxSettings
+    rlm: RLMSettings
+    storage: StorageSettings
+    hidden_paths: tuple[str, ...]
+
+
+def _ray_temp_dir() -> str | None:
+    """Ray's temporary directory (sockets, logs) on this node, hidden from sandboxes."""
+    try:
+        from ray._private import worker
+
+        return str(worker.global_worker.node.get_temp_dir_path())
+    except Exception:  # pragma: no cover - Ray's internals moved
+        return None
+
+
+class _CoreLM:
+    """The LM port of a tree: the core's broker, one actor call per batch."""
+
+    def __init__(self, core: Any, task_id: str) -> None:
+        self._core = core
+        self._task_id = task_id
+
+    def complete(self, requests: Sequence[LMRequest], *, extra: bool) -> list[LMOutcome]:
+        # A concurrent future, not ray.get: this runs on a session thread of an async actor.
+        ref = self._core.lm_batch.remote(self._task_id, list(requests), extra)
+        answers = ref.future().result()
+        outcomes = []
+        for kind, value in answers:
+            if kind == "ok":
+                outcomes.append(
+                    LMOutcome(
+                        Completion(
+                            text=value["text"],
+                            input_tokens=value["inputTokens"],
+                            output_tokens=value["outputTokens"],
+                            latency_ms=value["latencyMs"],
+                            cached=value["cached"],
+                        )
+                    )
+                )
+            elif kind == "err":
+                outcomes.append(LMOutcome(error=error_from_payload(value)))
+            else:
+                outcomes.append(LMOutcome(stopped=True))
+        return outcomes
+
+
+class SessionHost:
+    """Runs RLM tasks' session trees; wrapped as :data:`SessionHostActor`.
+
+    Args:
+        config: Sandbox limits, RLM bounds, storage, hidden paths.
+        core: The core actor's handle (LM calls and events go to it).
+        index: The host's place among the engine's hosts.
+    """
+
+    def __init__(self, config: HostConfig, core: Any, index: int = 0) -> None:
+        self._config = config
+        self._core = core
+        self._index = index
+        hidden = [*config.hidden_paths, *config.sandbox.hidden_paths]
+        temp = _ray_temp_dir()
+        if temp is not None:
+            hidden.append(temp)
+        limits = config.sandbox.limits()
+
+        def start() -> Sandbox:
+            return Sandbox(
+                refuse_calls,
+                limits=limits,
+                hidden_paths=hidden,
+                unsafe_local=config.sandbox.unsafe_local,
+                python=config.sandbox.python,
+            )
+
+        self._pool = SandboxPool(start, prestart=config.rlm.prestart)
+        self._trees: dict[str, SessionTree] = {}
+        # Tasks stopped before their session arrived here (a cancel racing the start).
+        self._stopped: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._storage: StorageService | None = None
+        self._available: dict[str, Any] | None = None
+
+    async def warm(self) -> dict[str, Any]:
+        """Start the first sandboxes; whether this host can isolate them, and why not.
+
+        Only the OS refusing isolation is an answer that stands; a start that failed for
+        another reason (a slow machine) is reported, and sessions start sandboxes on demand.
+        """
+        if self._available is not None:
+            return self._available
+        try:
+            await asyncio.to_thread(self._pool.warm)
+        except SandboxUnavailable as err:
+            self._available = {"available": False, "error": err.to_payload()}
+            return self._available
+        except Exception as err:
+            log.warning("session host %d could not pre-start a sandbox: %s", self._index, err)
+            return {"available": True, "warning": f"{type(err).__name__}: {err}"}
+        self._available = {"available": True}
+        return self._available
+
+    async def run_session(
+        self, task_id: str, params: RLMParams, items: tuple[Any, ...]
+    ) -> tuple[str, Any]:
+        """Run an RLM task's tree until it answers, fails or is stopped.
+
+        Returns:
+            ``("ok", {"answer", "turns", "depth", "forced"})``, ``("err", error payload)``
+            or ``("stopped", None)``.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[str, Any]] = loop.create_future()
+        tree = SessionTree(
+            params,
+            _CoreLM(self._core, task_id),
+            self._pool,
+            lambda events: self._core.record_events.remote(task_id, events),
+            cell_timeout_s=self._config.sandbox.cell_timeout_s,
+            cell_cpu_s=self._config.sandbox.cell_cpu_s,
+            max_children_in_flight=self._config.rlm.max_children_in_flight,
+        )
+        with self._lock:
+            self._trees[task_id] = tree
+            if task_id in self._stopped:
+                tree.stop()
+
+        def run() -> None:
+            outcome: tuple[str, Any]
+            try:
+                result = tree.run(self._context(items))
+                outcome = (
+                    "ok",
+                    {
+                        "answer": result.answer,
+                        "turns": result.turns,
+                        "depth": result.depth,
+                        "forced": result.forced,
+                    },
+                )
+            except SessionStopped:
+                outcome = ("stopped", None)
+            except Exception as exc:
+                if not isinstance(exc, RLMError):
+                    log.exception("the RLM session of task %s failed", task_id)
+                outcome = ("err", root_failure(exc).to_payload())
+            finally:
+                with self._lock:
+                    self._trees.pop(task_id, None)
+            with contextlib.suppress(RuntimeError):  # the actor is shutting down
+                loop.call_soon_threadsafe(_settle, done, outcome)
+
+        threading.Thread(target=run, name=f"rlm-session-{task_id}", daemon=True).start()
+        return await done
+
+    def _context(self, items: tuple[Any, ...]) -> Any:
+        kind = items[0]
+        if kind == "inline":
+            return items[1]
+        if kind == "ref":
+            return items[1][0].future().result()
+        if self._storage is None:
+            self._storage = StorageService(self._config.storage)
+        return read_context(self._storage, items[1], self._config.rlm.max_context_bytes)
+
+    async def stop_task(self, task_id: str) -> bool:
+        """Stop the task's tree: no new call, every sandbox killed. ``False``: none here."""
+        with self._lock:
+            tree = self._trees.get(task_id)
+            if tree is None:
+                self._stopped[task_id] = None
+                while len(self._stopped) > 10_000:
+                    self._stopped.popitem(last=False)
+        if tree is None:
+            return False
+        tree.stop()
+        return True
+
+    async def stats(self) -> dict[str, Any]:
+        """This host: its pid, the sandboxes of each running task, the idle ones."""
+        with self._lock:
+            trees = dict(self._trees)
+        tasks: dict[str, list[dict[str, Any]]] = {}
+        for task_id, tree in trees.items():
+            tasks[task_id] = []
+            for box in tree.sandboxes():
+                with contextlib.suppress(SandboxDead):  # it ended while we looked
+                    tasks[task_id].append({"pid": box.pid, "uid": box.uid})
+        return {
+            "index": self._index,
+            "pid": os.getpid(),
+            "tasks": tasks,
+            "idlePids": self._pool.idle_pids(),
+            "sandboxesStarted": self._pool.started,
+        }
+
+
+def _settle(done: asyncio.Future[tuple[str, Any]], outcome: tuple[str, Any]) -> None:
+    if not done.done():
+        done.set_result(outcome)
+
+
+#: A session host as a Ray actor: async (sessions run on threads of their own), restarted
+#: if its process dies (its running tasks fail: the core sees the actor die).
+SessionHostActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)(SessionHost)

@@ -1,0 +1,220 @@
+"""The security actor: one per state directory, the audit log's only writer.
+
+Why an actor of its own (not the core, not each replica): the hash chain needs one writer to
+stay linear, and SQLite commits (an fsync each) must not stall the core's event loop, which
+schedules every task. Events reach it off every request's hot path: each process records into
+an :class:`~rlm.security.buffer.EventBuffer` (a list append), whose thread sends a batch every
+50 ms as one fire-and-forget actor call, written as one transaction. Admin reads
+(``GET /security/events``) and policy changes are ordinary calls; a replica flushes its own
+buffer first, so what it recorded is in what it reads.
+
+Other processes of the service (an RLM session actor, the webhook worker) call
+:func:`install_event_sink` once, then :func:`rlm.security.record_security_event` anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from rlm.config import Settings
+from rlm.errors import RLMError, error_from_payload
+from rlm.security.buffer import EventBuffer
+from rlm.security.events import (
+    EventSink,
+    SecurityEventIn,
+    install_sink,
+    installed_sink,
+    record_violations,
+)
+from rlm.security.policies import PolicySet
+from rlm.security.service import SecurityService
+from rlm.security.validator import ValidationResult, validate_text
+
+__all__ = [
+    "PromptGuard",
+    "RaySecurity",
+    "SecurityActor",
+    "flush_installed_sink",
+    "install_event_sink",
+    "security_actor",
+]
+
+
+class _SecurityShell(SecurityService):
+    """The service as an actor: errors cross as payloads (Ray would wrap them)."""
+
+    def call(self, method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[str, Any]:
+        """Call a method of the service; ``("ok", value)`` or ``("err", payload)``."""
+        try:
+            return "ok", getattr(self, method)(*args, **kwargs)
+        except RLMError as err:
+            return "err", err.to_payload()
+
+
+#: One thread: calls run in the order they arrive, as the chain's one writer needs.
+SecurityActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3, max_concurrency=1)(
+    _SecurityShell
+)
+
+
+def _actor_name(settings: Settings) -> str:
+    digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:12]
+    return f"rlm-security-{digest}"
+
+
+def security_actor(settings: Settings) -> Any:
+    """The security actor of ``settings.state_dir`` (started if it is not running)."""
+    return SecurityActor.options(
+        name=_actor_name(settings),
+        namespace=settings.namespace,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(str(settings.state_dir))
+
+
+class RaySecurity:
+    """The security actor as a server uses it: ``emit`` buffered, async calls and flush.
+
+    Args:
+        settings: The service settings (which state directory's actor).
+        flush_s: Longest an event waits in this process before it is sent.
+    """
+
+    def __init__(self, settings: Settings, *, flush_s: float = 0.05) -> None:
+        self._actor = security_actor(settings)
+        self._buffer = EventBuffer(self._actor.record.remote, flush_s=flush_s)
+
+    @property
+    def buffer(self) -> EventBuffer:
+        """The event buffer (also the process's sink, see :func:`install_event_sink`)."""
+        return self._buffer
+
+    def emit(self, event: SecurityEventIn) -> None:
+        """Record an event (buffered; never blocks)."""
+        self._buffer.emit(event)
+
+    async def flush(self) -> None:
+        """Send this process's waiting events and wait until they are written."""
+        for receipt in self._buffer.send_now():
+            await receipt
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a :class:`SecurityService` method on the actor.
+
+        Raises:
+            RLMError: the service's error (e.g. ``InvalidInput`` for a bad policy change).
+        """
+        kind, value = await self._actor.call.remote(method, args, kwargs)
+        if kind == "err":
+            raise error_from_payload(value)
+        return value
+
+    def call_sync(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`call` from synchronous code (a driver, the CLI)."""
+        kind, value = ray.get(self._actor.call.remote(method, args, kwargs))
+        if kind == "err":
+            raise error_from_payload(value)
+        return value
+
+
+@functools.cache
+def _sink_for(state_dir: str, namespace: str) -> EventBuffer:
+    settings = Settings(state_dir=state_dir, namespace=namespace)
+    actor = security_actor(settings)
+    return EventBuffer(actor.record.remote)
+
+
+def install_event_sink(settings: Settings) -> EventSink:
+    """Make this process's :func:`rlm.security.record_security_event` send to the security
+    actor of ``settings.state_dir`` (batched). Idempotent; call it once when a process of the
+    service starts (an RLM session actor, a webhook worker).
+
+    Returns:
+        The installed sink.
+    """
+    current = installed_sink()
+    sink = _sink_for(str(settings.state_dir), settings.namespace)
+    if current is not sink:
+        install_sink(sink)
+    return sink
+
+
+class PromptGuard:
+    """Input validation for the prompts an RLM session sends, with its org's policies.
+
+    One call per prompt (the root's query and context, every ``llm_query``/``rlm_query``
+    prompt): the org's ``input_validation`` policies run (cached ``cache_s``), what they find
+    is recorded as a ``policy.violation`` (source ``rlm``), and the caller refuses the prompt
+    when the result is not allowed.
+
+    Example:
+        >>> guard = PromptGuard(settings)  # doctest: +SKIP
+        >>> guard.check(prompt, org_id="acme", user_id="ada", task_id=tid).raise_if_refused(
+        ...     "the prompt"
+        ... )  # doctest: +SKIP
+
+    Args:
+        settings: The service settings (which state directory's security actor).
+        cache_s: How long an org's policies are reused.
+    """
+
+    def __init__(self, settings: Settings, *, cache_s: float = 2.0) -> None:
+        self._actor = security_actor(settings)
+        self._sink = install_event_sink(settings)
+        self._cache_s = cache_s
+        self._cache: dict[str | None, tuple[float, PolicySet]] = {}
+
+    def policies(self, org_id: str | None) -> PolicySet:
+        """The org's policies in force (cached)."""
+        now = time.monotonic()
+        hit = self._cache.get(org_id)
+        if hit is not None and now - hit[0] < self._cache_s:
+            return hit[1]
+        changed: dict[str, Any] = {}
+        if org_id is not None:
+            kind, value = ray.get(self._actor.call.remote("changed_policies", (org_id,), {}))
+            if kind == "err":
+                raise error_from_payload(value)
+            changed = value
+        found = PolicySet(changed)
+        self._cache[org_id] = (now, found)
+        return found
+
+    def check(
+        self,
+        text: str,
+        *,
+        org_id: str | None,
+        user_id: str | None,
+        field: str = "prompt",
+        task_id: str | None = None,
+    ) -> ValidationResult:
+        """Validate one prompt and record its violations; refuse it when not ``allowed``."""
+        policies = self.policies(org_id)
+        result = validate_text(text, policies, field=field)
+        if result.violations:
+            record_violations(
+                result.violations,
+                source="rlm",
+                org_id=org_id,
+                user_id=user_id,
+                refused=not result.allowed,
+                min_severity=policies.settings("audit-log").min_severity,
+                details={"taskId": task_id} if task_id else None,
+                sink=self._sink,
+            )
+        return result
+
+
+async def flush_installed_sink() -> None:
+    """Send the waiting events of this process's sink and wait until they are written."""
+    sink = installed_sink()
+    if isinstance(sink, EventBuffer):
+        await asyncio.gather(*sink.send_now())

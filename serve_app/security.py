@@ -1,0 +1,173 @@
+"""The HTTP side of security: the backend seam, each org's policies cached, and recording.
+
+``app.state.security`` is a :class:`Security`: it records events (buffered, off the request's
+hot path), hands out an org's :class:`~rlm.security.policies.PolicySet` (cached for
+``policy_cache_s``: a change through this replica is seen at once, through another within
+that time), and validates a task's input before it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+from rlm.auth.principal import Principal
+from rlm.models.security import Severity
+from rlm.models.tasks import ExecuteRequest
+from rlm.security.buffer import EventBuffer
+from rlm.security.events import SecurityEventIn, install_sink, record_violations
+from rlm.security.policies import PolicySet
+from rlm.security.service import SecurityService
+from rlm.security.validator import InputValidator, ValidationResult
+
+__all__ = ["LocalSecurity", "Security", "SecurityBackend"]
+
+#: Inputs larger than this (by the request's Content-Length) are validated in a thread.
+_INLINE_BYTES = 64 * 1024
+
+
+class SecurityBackend(Protocol):
+    """Where policies and the audit log live (the security actor, or an in-process service)."""
+
+    def emit(self, event: SecurityEventIn) -> None:
+        """Record an event without waiting."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until the events this process recorded are written."""
+        ...
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a :class:`~rlm.security.service.SecurityService` method."""
+        ...
+
+
+class LocalSecurity:
+    """The security service in this process (the app without Ray, and tests).
+
+    Args:
+        state_dir: Where ``security.db`` lives.
+    """
+
+    def __init__(self, state_dir: Any) -> None:
+        self._service = SecurityService(state_dir)
+        self.buffer = EventBuffer(self._service.record)
+
+    def emit(self, event: SecurityEventIn) -> None:
+        """Record an event (buffered)."""
+        self.buffer.emit(event)
+
+    async def flush(self) -> None:
+        """Write what is waiting."""
+        await asyncio.to_thread(self.buffer.flush)
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the service in a thread (SQLite stays off the event loop)."""
+        return await asyncio.to_thread(getattr(self._service, method), *args, **kwargs)
+
+
+class Security:
+    """What the routes use: recording, policies, input validation.
+
+    Args:
+        backend: The security actor (``hv.security()``) or a :class:`LocalSecurity`.
+        policy_cache_s: How long an org's policies are reused before being read again.
+    """
+
+    def __init__(self, backend: SecurityBackend, *, policy_cache_s: float = 2.0) -> None:
+        self.backend = backend
+        self._ttl = policy_cache_s
+        self._cache: dict[str | None, tuple[float, PolicySet]] = {}
+        # ``record_security_event`` anywhere in this process goes to the same buffer.
+        sink = getattr(backend, "buffer", None)
+        if sink is not None:
+            install_sink(sink)
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def record(
+        self,
+        type_: str,
+        *,
+        message: str,
+        severity: Severity | None = None,
+        org_id: str | None = None,
+        user_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an event (returns at once)."""
+        self.backend.emit(
+            SecurityEventIn.of(
+                type_,
+                message=message,
+                severity=severity,
+                org_id=org_id,
+                user_id=user_id,
+                details=details,
+            )
+        )
+
+    def record_validation(
+        self,
+        result: ValidationResult,
+        policies: PolicySet,
+        principal: Principal,
+        *,
+        source: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the violations of one validation, as the org's ``audit-log`` says."""
+        if not result.violations:
+            return
+        audit = policies.settings("audit-log")
+        if source == "validate" and not audit.record_validate:
+            return
+        record_violations(
+            result.violations,
+            source=source,
+            org_id=principal.org,
+            user_id=None if principal.is_anonymous else principal.user_id,
+            refused=not result.allowed,
+            min_severity=audit.min_severity,
+            details=details,
+            sink=self.backend,
+        )
+
+    # -- policies -----------------------------------------------------------------------------
+
+    async def policies(self, org_id: str | None) -> PolicySet:
+        """The org's policies in force (cached)."""
+        now = time.monotonic()
+        hit = self._cache.get(org_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        changed = await self.backend.call("changed_policies", org_id) if org_id else {}
+        found = PolicySet(changed)
+        self._cache[org_id] = (now, found)
+        return found
+
+    def forget(self, org_id: str | None) -> None:
+        """Drop the org's cached policies (after a change)."""
+        self._cache.pop(org_id, None)
+
+    # -- a task's input -----------------------------------------------------------------------
+
+    async def check_execute(
+        self, body: ExecuteRequest, principal: Principal, *, size_hint: int = 0
+    ) -> None:
+        """Validate a task's description, text and prompts before it runs; record what was
+        found. A ``critical`` violation refuses the task.
+
+        Raises:
+            InvalidInput: refused, with the violations in ``details``.
+        """
+        policies = await self.policies(principal.org)
+        validator = InputValidator(policies)
+        args = (body.description, body.input, body.expected_output)
+        if size_hint > _INLINE_BYTES:
+            result = await asyncio.to_thread(validator.check_request, *args)
+        else:
+            result = validator.check_request(*args)
+        self.record_validation(result, policies, principal, source="execute")
+        result.raise_if_refused("the task")

@@ -1,0 +1,173 @@
+"""Task events on a real engine: a built-in task's stream, resuming, RLM steps recorded through
+``record_events``, the trajectory, the cap, and events read back after the engine restarts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rlm
+from rlm.admission import Viewer
+from rlm.errors import TaskNotFound
+from rlm.models import TaskEventMessage
+from rlm.tasks import TaskStore
+from tests.integration.conftest import make_settings, with_test_ops
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _slow(seconds: float, n: int, **options: object) -> dict[str, object]:
+    return {
+        "type": "parallel",
+        "description": "slow",
+        "input": {"items": list(range(n)), "operation": "slow_sum", "params": {"seconds": seconds}},
+        "options": {"leafSize": 1, **options},
+    }
+
+
+RLM_STEPS: list[tuple[str, dict[str, Any]]] = [
+    ("rlm.turn", {"path": "0", "depth": 0, "turn": 1, "reply": "```repl\nprint(1)\n```"}),
+    ("rlm.cell", {"path": "0", "turn": 1, "index": 0, "code": "print(1)", "stdout": "1\n"}),
+    ("rlm.subcalls", {"path": "0", "turn": 1, "kind": "llm_query_batched", "count": 3}),
+]
+
+
+def _check_stream(events: list[TaskEventMessage], planned: int) -> None:
+    """The shape every built-in task's stream has: numbered from 1, started first, the result
+    last, progress monotone and covering every node of the plan exactly once."""
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert events[0].event == "task.started" and events[-1].event == "task.completed"
+    assert [e.terminal for e in events].count(True) == 1
+    plan = events[0].data["plan"]
+    assert events[0].data["plannedCalls"] == plan["nodes"] == planned
+    progress = [e.progress for e in events if e.progress is not None]
+    assert progress, "a task that ran reports progress"
+    counts = [p.completed_calls for p in progress]
+    assert counts == sorted(counts)
+    assert [p.percent for p in progress] == sorted(p.percent for p in progress)
+    done = [i for p in progress for start, end in p.done or [] for i in range(start, end)]
+    assert sorted(done) == list(range(planned))
+    assert progress[-1].percent == 100.0 and progress[-1].per_depth == plan["perDepth"]
+    assert events[-2].event == "task.progress"  # the last progress comes just before the end
+
+
+def test_a_built_in_tasks_events_from_started_to_completed(hv: rlm.Hypervisor) -> None:
+    task_id = hv.submit(_slow(0.1, n=8))
+    live = list(hv.events(task_id))  # while it runs
+    _check_stream(live, planned=9)
+    result = live[-1].result
+    assert result is not None and result.output == sum(range(8))
+    assert result == hv.result(task_id)
+    # Once it has ended, the same events come back from the store.
+    assert list(hv.events(task_id)) == live
+
+
+def test_resume_after_an_event_mid_run_and_after_the_end(hv: rlm.Hypervisor) -> None:
+    task_id = hv.submit(_slow(0.1, n=6))
+    stream = hv.events(task_id)
+    head = [next(stream), next(stream)]
+    rest = list(hv.events(task_id, after=head[-1].id))  # a second watcher resumes
+    assert [e.id for e in rest] == list(range(3, len(rest) + 3))
+    assert rest[-1].terminal
+    assert list(stream) == rest  # the first watcher, going on, saw the same
+    everything = list(hv.events(task_id))
+    assert everything == head + rest
+    for after in (0, 1, len(everything) - 1, len(everything), len(everything) + 5):
+        assert list(hv.events(task_id, after=after)) == everything[after:]
+
+
+def test_another_users_task_is_not_found(hv: rlm.Hypervisor) -> None:
+    done = hv.execute(
+        {"type": "recursive", "description": "d", "input": {"items": [1, 2], "operation": "sum"}}
+    )
+    with pytest.raises(TaskNotFound):
+        list(hv.events(done.task_id, viewer=Viewer("mallory")))
+    with pytest.raises(TaskNotFound):
+        hv.trajectory(done.task_id, viewer=Viewer("mallory"))
+    with pytest.raises(TaskNotFound):
+        list(hv.events("task-nope"))
+    mine = list(hv.events(done.task_id, viewer=Viewer("local")))
+    assert mine[-1].terminal
+
+
+def test_rlm_steps_go_into_the_stream_and_the_trajectory(hv: rlm.Hypervisor) -> None:
+    task_id = hv.submit(_slow(0.3, n=2))
+    assert hv.record_events(task_id, RLM_STEPS[:2])
+    running = hv.trajectory(task_id)
+    assert running.status in ("pending", "running")
+    assert [e.event for e in running.events] == ["rlm.turn", "rlm.cell"]
+    # A session cannot end the task: its task.completed is ignored.
+    assert hv.record_events(task_id, [RLM_STEPS[2], ("task.completed", {"status": "forged"})])
+    result = hv.result(task_id, timeout=60)
+    assert not hv.record_events(task_id, RLM_STEPS[:1])  # ended: the caller is told to stop
+
+    ended = hv.trajectory(task_id)
+    assert ended.status == "completed"
+    assert [e.event for e in ended.events] == [
+        "rlm.turn",
+        "rlm.cell",
+        "rlm.subcalls",
+        "task.completed",
+    ]
+    assert ended.events[1].data["stdout"] == "1\n"
+    assert ended.events[-1].result == result
+    stream = list(hv.events(task_id))
+    assert [e.event for e in stream].count("task.completed") == 1
+    assert [e for e in stream if e.event.startswith("rlm.")] == ended.events[:-1]
+
+
+def _exited(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_events_are_read_back_after_the_engine_restarts(ray_session: None, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_task_events=8)
+    hv = with_test_ops(rlm.connect(settings=settings))
+    done = hv.execute(_slow(0.0, n=4))
+    before = list(hv.events(done.task_id))
+    _check_stream(before, planned=5)
+    capped = hv.submit(_slow(0.2, n=2))
+    assert hv.record_events(capped, RLM_STEPS * 5)
+    hv.result(capped, timeout=60)
+    running = hv.submit(_slow(30.0, n=2))
+    assert hv.record_events(running, RLM_STEPS[:1])
+    wait_until(lambda: hv.status(running).status == "running", 30, "the long task runs")
+    # The long task's events reach the store within a batch interval, before the kill.
+    store = TaskStore(settings.database_path)
+    wait_until(lambda: len(store.events(running)) >= 2, 30, "the running task's events are written")
+    store.close()
+    core_pid = hv.engine_info()["corePid"]
+    hv.shutdown_engine()
+    wait_until(lambda: _exited(core_pid), 30, f"the old core (pid {core_pid}) exits")
+
+    again = rlm.connect(settings=settings)
+    try:
+        assert list(again.events(done.task_id)) == before
+        assert list(again.events(done.task_id, after=2)) == before[2:]
+        # Over the cap: the marker, then only the end.
+        kept = list(again.events(capped))
+        assert len(kept) == 9
+        assert kept[-2].event == "task.truncated" and kept[-2].data["limit"] == 8
+        assert kept[-1].terminal and kept[-1].data["status"] == "completed"
+        assert [e.event for e in again.trajectory(capped).events][-2:] == [
+            "task.truncated",
+            "task.completed",
+        ]
+        # Interrupted by the restart: what was written, then an end made from its record.
+        interrupted = list(again.events(running))
+        assert [e.event for e in interrupted[:2]] == ["task.started", "rlm.turn"]
+        end = interrupted[-1]
+        assert end.terminal and end.id == len(interrupted)
+        assert end.data["status"] == "failed"
+        assert end.result is not None and end.result.error is not None
+        assert "interrupted" in end.result.error.message
+    finally:
+        again.shutdown_engine()
