@@ -16,6 +16,7 @@ SUITES = [
     "lm",
     "security",
     "webhooks",
+    "resilience",
 ]
 
 

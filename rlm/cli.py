@@ -318,6 +318,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ray import serve
 
     from serve_app.deployment import build_app
+    from serve_app.guard import enable as enable_guard
 
     base = get_settings()
     server = base.server.model_copy(
@@ -329,6 +330,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         _refuse_second_engine(settings)
+    # The proxy guard (timeouts, connection caps, crash answers) runs in Serve's proxy, which
+    # reads its callback from the environment: every process of a Ray started here inherits
+    # it. A cluster joined with --address needs it in its own nodes' environment (README).
+    enable_guard()
     ray.init(
         address=address,
         namespace=settings.namespace,
@@ -345,6 +350,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 "host": server.host,
                 "port": server.port,
                 "request_timeout_s": server.request_timeout_s,
+                "keep_alive_timeout_s": server.keep_alive_timeout_s,
             }
         )
         serve.run(build_app(settings), name="rlm", route_prefix="/", blocking=False)

@@ -36,10 +36,22 @@ class ServerSettings(BaseModel):
         request_timeout_s: Serve's proxy answers a request still running after this long
             with a timeout.
         max_ongoing_requests: Requests one API replica handles at once.
-        min_replicas: API replicas kept running.
+        min_replicas: API replicas kept running (two, so a replica that dies is not an
+            outage).
         max_replicas: API replicas Serve may scale up to.
         target_ongoing_requests: Serve adds a replica when replicas average more requests
             in flight than this.
+        header_timeout_s: A connection must send a whole request head within this long of
+            opening (or of the first byte of its next request); else 408 and it is closed.
+        body_timeout_s: A request body must arrive whole within this long of its head; else
+            408 and the connection is closed. No replica is involved before it has.
+        keep_alive_timeout_s: An idle connection between requests is closed after this long.
+        keep_alive_max_requests: A connection is closed after this many requests (0: no cap).
+        max_connections: Connections the proxy holds open at once, per node (0: no cap);
+            more are answered 503 and closed.
+        max_connections_per_client: Connections one client address may hold open at once
+            (0: no cap); more are answered 429 and closed. Clients behind one NAT or load
+            balancer share an address: raise it (or set 0) there.
     """
 
     host: str = "127.0.0.1"
@@ -53,9 +65,15 @@ class ServerSettings(BaseModel):
         description="An event stream sends a keep-alive comment after this long without events.",
     )
     max_ongoing_requests: int = Field(default=256, ge=1)
-    min_replicas: int = Field(default=1, ge=1)
-    max_replicas: int = Field(default=2, ge=1)
+    min_replicas: int = Field(default=2, ge=1)
+    max_replicas: int = Field(default=4, ge=1)
     target_ongoing_requests: int = Field(default=64, ge=1)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    keep_alive_timeout_s: int = Field(default=15, ge=1)
+    keep_alive_max_requests: int = Field(default=1000, ge=0)
+    max_connections: int = Field(default=4096, ge=0)
+    max_connections_per_client: int = Field(default=64, ge=0)
 
 
 class EngineSettings(BaseModel):

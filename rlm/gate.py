@@ -28,9 +28,12 @@ from rlm.quotas.clock import Clock, SystemClock, utc_now_from
 from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.ratelimit import RateLimiter
 
-__all__ = ["AdmissionGate", "TaskClaim", "TaskTokens"]
+__all__ = ["HISTORY", "AdmissionGate", "TaskClaim", "TaskTokens"]
 
 log = logging.getLogger(__name__)
+
+#: Settlements the quota ledger remembers (for repeated reconciles), at most.
+HISTORY = 10_000
 
 
 class TaskClaim(Protocol):
@@ -244,6 +247,12 @@ class AdmissionGate:
         for hold in tokens:  # their requests died with the engine
             self._quotas.release_tokens(hold.hold_id)
         return len(held) + len(tokens)
+
+    def prune(self) -> int:
+        """Bound the ledger's history of settlements (one per task): keep the
+        :data:`HISTORY` newest, none older than the hold time-to-live. A front end repeating
+        a reconcile (``quota_batch``) within that time is still answered idempotently."""
+        return int(self._quotas.prune_history(self._hold_ttl, max_count=HISTORY))
 
     def reap_holds(self) -> int:
         """Release quota holds (reservations and token holds) that no running task owns once

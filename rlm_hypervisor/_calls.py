@@ -234,22 +234,33 @@ def _bytes(response: httpx.Response) -> bytes:
 
 
 def execute(
-    request: Mapping[str, Any] | ExecuteRequest, *, respond_async: bool, timeout: float
+    request: Mapping[str, Any] | ExecuteRequest,
+    *,
+    respond_async: bool,
+    timeout: float,
+    idempotency_key: str | None = None,
 ) -> Call[ExecuteResult]:
-    """``POST /execute``.
+    """``POST /execute`` with an ``Idempotency-Key``.
 
     The request is validated here (raising :class:`~rlm.errors.InvalidInput` before any
     network traffic) and sent in camelCase. A synchronous execute holds the connection for the
     whole task, so its read timeout is stretched to the task's budget (``options.timeoutMs``,
     else the server's default) plus a grace; connect and write keep ``timeout``.
 
+    Without a key from the caller one is generated. The same key goes with every repeat of
+    this call, so the client's own retries (after a 5xx or a lost answer) answer the task the
+    first attempt created instead of running and billing it again: that is what makes the call
+    idempotent.
+
     Args:
         request: An ``ExecuteRequest`` or its dict (camelCase or snake_case keys).
         respond_async: Ask for ``202 {"taskId", "status": "pending"}`` instead of the result.
         timeout: The client's per-request timeout in seconds.
+        idempotency_key: The key (1-200 printable ASCII characters); default a new UUID.
     """
     req = parse_model(ExecuteRequest, request)
-    headers: dict[str, str] = {}
+    key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+    headers: dict[str, str] = {"Idempotency-Key": key}
     http_timeout: httpx.Timeout | None = None
     if respond_async:
         req = req.model_copy(update={"options": req.options.model_copy(update={"async_": True})})
@@ -266,9 +277,7 @@ def execute(
         "/execute",
         _execute_result,
         json=req.to_wire(),
-        headers=headers or None,
-        # Not idempotent: a repeat after a 5xx could run and bill the task twice.
-        idempotent=False,
+        headers=headers,
         timeout=http_timeout,
     )
 

@@ -8,10 +8,13 @@ The policy, per attempt that failed:
   :data:`MAX_RETRY_WAIT_S` per sleep. If the server's wait exceeds what the remaining retries
   could sleep in total (e.g. a daily quota that resets in hours), the error is raised at once
   rather than after minutes of futile sleeping.
-* ``502``/``503``/``504`` are retried only for idempotent calls, with exponential backoff (or a
-  ``Retry-After`` the server sent). ``POST /execute`` is never retried on a 5xx: the task may
-  already be running, and a repeat would run (and bill) it twice. ``500`` is never retried: it
-  reports a bug, not a passing condition.
+* ``500``/``502``/``503``/``504`` are retried only for idempotent calls, with exponential
+  backoff (or a ``Retry-After`` the server sent): a replica or the engine that died under the
+  request answers 500, and another one answers the repeat. ``POST /execute`` is idempotent
+  because the SDK sends it with an ``Idempotency-Key`` (one per call, the same on every
+  repeat): a repeat answers the task the first attempt created — never a second run or
+  charge. A 500 that carries ``details.result`` is not repeated: it is a task that ran and
+  failed, and that is its answer.
 * Connection failures (nothing was sent) are retried for every call; other transport errors
   (read timeouts, dropped connections: the server may have acted) only for idempotent calls.
 """
@@ -41,8 +44,9 @@ MAX_RETRY_WAIT_S = 30.0
 #: The first backoff sleep; it doubles per attempt up to :data:`BACKOFF_MAX_S`.
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 8.0
-#: Gateway statuses that mean "try again": the request most likely never reached a replica.
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
+#: Statuses that mean "try again" for an idempotent call: a process died under the request
+#: (500), or it never reached a replica (502, 503, 504).
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
 # Failures before any byte of the request left this process: repeating them is always safe.
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -93,6 +97,15 @@ def _body_retry_after(response: httpx.Response) -> float | None:
     return parse_retry_after(str(value))
 
 
+def _task_outcome(response: httpx.Response) -> bool:
+    # A task that ran and failed answers its error with the whole result in details.result.
+    try:
+        details = json.loads(response.content)["error"]["details"]
+    except (ValueError, TypeError, KeyError):
+        return False
+    return isinstance(details, dict) and "result" in details
+
+
 def retry_delay(
     response: httpx.Response, *, attempt: int, retries_left: int, idempotent: bool
 ) -> float | None:
@@ -115,7 +128,7 @@ def retry_delay(
         wait = parse_retry_after(response.headers.get("Retry-After"))
         if wait is None:
             wait = _body_retry_after(response)
-    elif status in RETRYABLE_STATUSES and idempotent:
+    elif status in RETRYABLE_STATUSES and idempotent and not _task_outcome(response):
         wait = parse_retry_after(response.headers.get("Retry-After"))
     else:
         return None

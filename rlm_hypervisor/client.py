@@ -184,7 +184,11 @@ class RLMClient(_ClientBase):
         self.webhooks = WebhooksAPI(self._send)
 
     def execute(
-        self, request: dict[str, Any] | ExecuteRequest, *, wait: bool = True
+        self,
+        request: dict[str, Any] | ExecuteRequest,
+        *,
+        wait: bool = True,
+        idempotency_key: str | None = None,
     ) -> ExecuteResult:
         """Run a task (``POST /execute``).
 
@@ -194,6 +198,10 @@ class RLMClient(_ClientBase):
             wait: ``True`` returns the finished result (if the server answers 202 anyway, the
                 task is polled to the end). ``False`` submits in async mode and returns at
                 once with ``status="pending"`` and the ``task_id`` to poll.
+            idempotency_key: Sent as ``Idempotency-Key`` (default: a new one per call). Within
+                24 h the same key and request answer the task the first call created; pass
+                your own to make a repeat of the whole call (after a crash of your program,
+                say) safe too.
 
         Returns:
             The result. A task that failed is returned with ``success=False`` and ``error``;
@@ -205,19 +213,25 @@ class RLMClient(_ClientBase):
             RateLimited: too many requests (likewise).
             TaskTimeout: the task ran past ``options.timeoutMs``.
             RLMError: any other error answer, as its :mod:`rlm.errors` class.
-            httpx.TransportError: the network failed. ``POST /execute`` is never repeated
-                after a 5xx or a lost answer, since the task may already be running.
+            httpx.TransportError: the network failed (after the retries allowed: a repeat
+                carries the same ``Idempotency-Key``, so it never runs the task twice).
         """
-        result = self._send(
-            _calls.execute(request, respond_async=not wait, timeout=self._settings.timeout)
+        call = _calls.execute(
+            request,
+            respond_async=not wait,
+            timeout=self._settings.timeout,
+            idempotency_key=idempotency_key,
         )
+        result = self._send(call)
         if wait and not result.done:
             return self.tasks.wait(result.task_id)
         return result
 
-    def submit(self, request: dict[str, Any] | ExecuteRequest) -> str:
+    def submit(
+        self, request: dict[str, Any] | ExecuteRequest, *, idempotency_key: str | None = None
+    ) -> str:
         """Start a task in async mode and return its id (poll with ``client.tasks``)."""
-        return self.execute(request, wait=False).task_id
+        return self.execute(request, wait=False, idempotency_key=idempotency_key).task_id
 
     def health(self) -> dict[str, Any]:
         """``GET /health``: ``{"status": "ok", ...}``; needs no credentials."""
@@ -323,19 +337,29 @@ class AsyncRLMClient(_ClientBase):
         self.webhooks = AsyncWebhooksAPI(self._send)
 
     async def execute(
-        self, request: dict[str, Any] | ExecuteRequest, *, wait: bool = True
+        self,
+        request: dict[str, Any] | ExecuteRequest,
+        *,
+        wait: bool = True,
+        idempotency_key: str | None = None,
     ) -> ExecuteResult:
         """See :meth:`RLMClient.execute`."""
-        result = await self._send(
-            _calls.execute(request, respond_async=not wait, timeout=self._settings.timeout)
+        call = _calls.execute(
+            request,
+            respond_async=not wait,
+            timeout=self._settings.timeout,
+            idempotency_key=idempotency_key,
         )
+        result = await self._send(call)
         if wait and not result.done:
             return await self.tasks.wait(result.task_id)
         return result
 
-    async def submit(self, request: dict[str, Any] | ExecuteRequest) -> str:
+    async def submit(
+        self, request: dict[str, Any] | ExecuteRequest, *, idempotency_key: str | None = None
+    ) -> str:
         """See :meth:`RLMClient.submit`."""
-        return (await self.execute(request, wait=False)).task_id
+        return (await self.execute(request, wait=False, idempotency_key=idempotency_key)).task_id
 
     async def health(self) -> dict[str, Any]:
         """See :meth:`RLMClient.health`."""

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rlm.errors import InternalError, InvalidInput, RLMError
 from rlm.models.base import _loc_to_field
+from serve_app.crashes import engine_died
 from serve_app.responses import error_response
 
 __all__ = ["BodyLimit", "RequestIds", "install_error_handlers", "request_id_of"]
@@ -157,6 +158,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def crash(request: Request, exc: Exception) -> Any:
         rid = request_id_of(request)
+        if engine_died(exc):
+            # The engine's core died under the call; Ray restarts it by itself.
+            log.warning("request %s: the engine stopped (%s)", rid, type(exc).__name__)
+            err = InternalError(
+                "the engine stopped while answering this request; it restarts by itself "
+                "within seconds: send the request again",
+                {"requestId": rid, "retryable": True},
+            )
+            return error_response(err, rid)
         log.exception("request %s failed", rid)
         return error_response(
             InternalError("the service failed to answer this request", {"requestId": rid}), rid

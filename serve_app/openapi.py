@@ -12,8 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from rlm.models.errors import ErrorEnvelope
+from rlm.models.tasks import ExecuteRequest
 
 __all__ = ["BEARER_SCHEME", "install_openapi"]
 
@@ -35,18 +37,29 @@ _INVALID = {"400": "Invalid input (`INVALID_INPUT`), with the offending field in
 _WITH_BODY = {"413": "The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`)."}
 
 
+#: Request bodies that routes read themselves (off the event loop, see ``serve_app.bodies``):
+#: FastAPI does not see them, so their schemas are added here under their own names.
+_BODIES: tuple[type[BaseModel], ...] = (ExecuteRequest,)
+
+
+def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
+    schema = model.model_json_schema(
+        by_alias=True, ref_template="#/components/schemas/{model}", mode="validation"
+    )
+    for name, sub in schema.pop("$defs", {}).items():
+        schemas.setdefault(name, sub)
+    schemas[model.__name__] = schema
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ENVELOPE_REF}}}
 
 
 def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    envelope = ErrorEnvelope.model_json_schema(
-        by_alias=True, ref_template="#/components/schemas/{model}"
-    )
-    for name, schema in envelope.pop("$defs", {}).items():
-        schemas.setdefault(name, schema)
-    schemas["ErrorEnvelope"] = envelope
+    models: tuple[type[BaseModel], ...] = (ErrorEnvelope, *_BODIES)
+    for model in models:
+        _add_schema(schemas, model)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     for path in doc.get("paths", {}).values():

@@ -16,8 +16,16 @@ settings.load_profile(select_profile(os.environ))
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray (2 CPUs) for every integration and API test of the session."""
+    """One local Ray (2 CPUs) for every integration and API test of the session.
+
+    The Serve proxy of the API tests runs the proxy guard, as under ``rlm serve``: its
+    callback is named in the environment every process of this Ray inherits.
+    """
     import ray
+
+    from serve_app.guard import enable
+
+    enable()
 
     ray.init(
         num_cpus=2,

@@ -42,8 +42,8 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from rlm.quotas.changes import ChangeSet, Snapshot
@@ -73,32 +73,30 @@ class QuotaLedger(LedgerUsers, LedgerReservations, LedgerTokens, LedgerTeams, Le
     # Here rather than in a part: one retention cut spans reservations, token holds and
     # transfer receipts alike.
 
-    def prune_history(self, max_age: timedelta) -> int:
-        """Forget settlements (token ones too) and transfer receipts older than ``max_age``.
+    def prune_history(self, max_age: timedelta, max_count: int | None = None) -> int:
+        """Forget settlements (token ones too) and transfer receipts older than ``max_age``,
+        and of each kind all but the ``max_count`` newest.
 
         After this, a repeated reconcile or transfer with a forgotten id is no longer
-        recognised as a repeat (reconcile then raises ``InvalidInput``).
+        recognised as a repeat (reconcile then raises ``InvalidInput``). The engine calls it
+        on its heartbeat, so the history (one settlement per task) stays bounded.
 
         Returns:
             How many records were forgotten.
         """
         cutoff = self._starts().now - max_age
-        old = [k for k, s in self._state.settled.items() if s.settled_at <= cutoff]
-        for key in old:
-            del self._state.settled[key]
-            self._state.changed.add(("reservation", key))
-        tokens = self._state.token_settled
-        old_tokens = [k for k, t in tokens.items() if t.settled_at <= cutoff]
-        for key in old_tokens:
-            del tokens[key]
-            self._state.changed.add(("token_hold", key))
-        old += old_tokens
-        receipts = self._state.teams.receipts
-        old_keys = [k for k, r in receipts.items() if r.transferred_at <= cutoff]
-        for key in old_keys:
-            del receipts[key]
-            self._state.changed.add(("transfer", key))
-        return len(old) + len(old_keys)
+        forgotten = 0
+        for records, kind, when in (
+            (self._state.settled, "reservation", _settled_at),
+            (self._state.token_settled, "token_hold", _settled_at),
+            (self._state.teams.receipts, "transfer", _transferred_at),
+        ):
+            old = _oldest(records, when, cutoff, max_count)
+            for key in old:
+                del records[key]
+                self._state.changed.add((kind, key))
+            forgotten += len(old)
+        return forgotten
 
     # -- events ----------------------------------------------------------------------------
 
@@ -150,3 +148,29 @@ class QuotaLedger(LedgerUsers, LedgerReservations, LedgerTokens, LedgerTeams, Le
     def pop_changes(self) -> ChangeSet:
         """The rows changed since the last call (upserts and deletes), then forget them."""
         return self._state.pop_changes()
+
+
+def _settled_at(record: Any) -> datetime:
+    return record.settled_at  # type: ignore[no-any-return]
+
+
+def _transferred_at(record: Any) -> datetime:
+    return record.transferred_at  # type: ignore[no-any-return]
+
+
+def _oldest(
+    records: dict[str, Any],
+    when: Callable[[Any], datetime],
+    cutoff: datetime,
+    max_count: int | None,
+) -> list[str]:
+    """Keys of ``records`` (oldest first, as they are kept) older than ``cutoff`` or beyond
+    the ``max_count`` newest. Stops at the first record to keep: linear in what is dropped."""
+    excess = 0 if max_count is None else max(0, len(records) - max_count)
+    old: list[str] = []
+    for key, record in records.items():
+        if len(old) < excess or when(record) <= cutoff:
+            old.append(key)
+        else:
+            break
+    return old

@@ -197,6 +197,15 @@ class LedgerState:
                 held = state.tokens_held.get(hold.user_id, 0)
                 state.tokens_held[hold.user_id] = held + hold.tokens
         state.events = {k: copy.deepcopy(rows["event"][k]) for k in sorted(rows["event"])}
+        # Histories in the order they were made, oldest first, as they grow in memory:
+        # ``QuotaLedger.prune_history`` trims them from the front.
+        state.settled = dict(sorted(state.settled.items(), key=lambda kv: kv[1].settled_at))
+        state.token_settled = dict(
+            sorted(state.token_settled.items(), key=lambda kv: kv[1].settled_at)
+        )
+        state.teams.receipts = dict(
+            sorted(state.teams.receipts.items(), key=lambda kv: kv[1].transferred_at)
+        )
         state.changed.clear()
         if "ledger" not in snapshot.get("meta", {}):
             state.changed.add(META)  # a new store: write the meta row with the first call

@@ -1,7 +1,8 @@
 """Rate limits: requests per minute and per hour, and concurrent agents, per key.
 
 Pure logic (no Ray): :class:`RateLimiter` is a plain class the runtime runs as one shared actor.
-See :mod:`rlm.ratelimit.limiter` for the algorithm and its accuracy, and
+See :mod:`rlm.ratelimit.limiter` for the algorithm and its accuracy,
+:mod:`rlm.ratelimit.journal` for how the counts survive a restart, and
 :mod:`rlm.ratelimit.decision` for the response headers (draft-ietf-httpapi-ratelimit-headers-07).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from rlm.ratelimit.concurrency import AgentLeases, ConcurrencyDecision
 from rlm.ratelimit.decision import PolicyState, RateDecision
+from rlm.ratelimit.journal import RateJournal
 from rlm.ratelimit.limiter import HOUR_GRANULARITY_S, RateLimiter, RequestLimiter, enforce
 from rlm.ratelimit.window import SlidingWindow
 
@@ -18,6 +20,7 @@ __all__ = [
     "ConcurrencyDecision",
     "PolicyState",
     "RateDecision",
+    "RateJournal",
     "RateLimiter",
     "RequestLimiter",
     "SlidingWindow",

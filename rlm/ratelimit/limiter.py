@@ -15,12 +15,17 @@ Neither policy counts anything unless every policy admits the request, so a refu
 consumes nothing. Keys idle for longer than the longest window are forgotten by a periodic
 sweep, so memory follows the keys active in the last hour.
 
+With a :class:`~rlm.ratelimit.journal.RateJournal`, every counted request is also recorded
+durably, and a new limiter starts from the journal's last hour (:meth:`RateLimiter.restore`):
+an engine restart does not reset anyone's minute or hour.
+
 The class is plain Python with picklable arguments and results: the runtime wraps *one*
 instance as a Ray actor so every Serve replica shares the counters.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,9 +34,12 @@ from typing import Final, Protocol
 from rlm.auth.tiers import TierLimits
 from rlm.ratelimit.concurrency import AgentLeases, ConcurrencyDecision
 from rlm.ratelimit.decision import PolicyState, RateDecision
+from rlm.ratelimit.journal import RateJournal
 from rlm.ratelimit.window import SlidingWindow
 
 __all__ = ["HOUR_GRANULARITY_S", "RateLimiter", "RequestLimiter", "enforce"]
+
+log = logging.getLogger(__name__)
 
 HOUR_GRANULARITY_S: Final = 60.0
 """Bucket width of the per-hour window."""
@@ -61,6 +69,7 @@ class RateLimiter:
     Args:
         clock: Monotonic seconds (``time.monotonic``; tests pass a fake clock).
         sweep_every: Forget idle keys after this many checks (amortised housekeeping).
+        journal: Where counted requests are recorded; the limiter starts from its last hour.
 
     Example:
         >>> limiter = RateLimiter()
@@ -69,7 +78,11 @@ class RateLimiter:
     """
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, *, sweep_every: int = 4096
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        sweep_every: int = 4096,
+        journal: RateJournal | None = None,
     ) -> None:
         if sweep_every < 1:
             raise ValueError("sweep_every must be >= 1")
@@ -81,6 +94,40 @@ class RateLimiter:
         self._checks = 0
         # Ray runs actor methods one at a time, but the same object may serve threads in-process.
         self._lock = threading.Lock()
+        self._journal = journal
+        if journal is not None:
+            self.restore(journal.load(), journal.now())
+
+    def restore(self, rows: list[tuple[str, int, int]], wall_now: float) -> int:
+        """Count again the requests a journal recorded (``(key, second, units)``, oldest first).
+
+        Each counts from the end of its second (its wall-clock time mapped onto this
+        limiter's clock), so no window under-counts.
+
+        Args:
+            rows: What :meth:`RateJournal.load` returns.
+            wall_now: The wall clock now, in the journal's seconds.
+
+        Returns:
+            How many units were restored.
+        """
+        restored = 0
+        with self._lock:
+            now = self._now()
+            for key, second, units in rows:
+                at = min(now, now - (wall_now - (second + 1)))
+                windows = self._windows.get(key)
+                if windows is None:
+                    windows = tuple(SlidingWindow(w, g) for _, w, g in _POLICIES)
+                    self._windows[key] = windows
+                for window in windows:
+                    window.add(at, units)
+                restored += units
+        return restored
+
+    def purge_journal(self) -> int:
+        """Drop journal rows past the longest window (on the engine's heartbeat)."""
+        return self._journal.purge() if self._journal is not None else 0
 
     # -- request rate ----------------------------------------------------------------------
 
@@ -139,6 +186,7 @@ class RateLimiter:
                     for window in windows:
                         window.add(now, cost)
                     self._windows[key] = windows
+                    self._record(key, cost)
                 # Report what is left once this request is counted (a peek: would be counted).
                 used = [u + cost for u in used]
             states = tuple(
@@ -179,6 +227,14 @@ class RateLimiter:
             binding.window_s,
             states,
         )
+
+    def _record(self, key: str, cost: int) -> None:
+        if self._journal is None:
+            return
+        try:
+            self._journal.record(key, cost)
+        except Exception:  # a full disk must not refuse requests; they are still counted here
+            log.exception("could not journal a request of %s", key)
 
     def _maybe_sweep(self, now: float) -> None:
         self._checks += 1

@@ -49,8 +49,9 @@ from rlm.lm.calls import LMReply, LMRequest
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings
 from rlm.models.quotas import TeamQuotaStatus
-from rlm.models.tasks import CancelResponse
+from rlm.models.tasks import CancelResponse, ExecuteResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
+from rlm.ratelimit import RateJournal, RateLimiter
 from rlm.runtime.lm_broker import CallStopped, LMBroker
 from rlm.runtime.rlm_host import HostConfig
 from rlm.runtime.rlm_sessions import SessionHosts
@@ -60,6 +61,8 @@ from rlm.runtime.table import TaskTable
 from rlm.runtime.webhook_worker import WebhookWorkerActor, worker_name
 from rlm.scoring import score
 from rlm.tasks.events import TERMINAL_EVENT, in_trajectory
+from rlm.tasks.idempotency import REPLAYED_HEADER, IdempotencyKey
+from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
 from rlm.webhooks.outbox import WebhookOutbox
 from rlm.webhooks.wake import WakeSender, wake_address
@@ -144,7 +147,12 @@ class HypervisorCore:
         self._broker = LMBroker(
             providers or {}, MemoStore(settings.database_path) if settings.lm.memo else None
         )
-        self._gate = AdmissionGate(quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s)
+        # Rate-limit windows continue across a restart of this actor: every counted request
+        # is journaled in the state file, and a new limiter replays the last hour.
+        self._limiter = RateLimiter(journal=RateJournal(settings.database_path))
+        self._gate = AdmissionGate(
+            quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s, limiter=self._limiter
+        )
         # No task of a previous engine is still running: give back what they held.
         self._gate.release_open_holds()
         # The delivery worker: named per state directory, owned by (and dying with) the core,
@@ -192,22 +200,39 @@ class HypervisorCore:
 
     @_answers
     async def submit(
-        self, spec: TaskSpec, admission: Admission | None = None
+        self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
     ) -> tuple[Any, dict[str, str]]:
-        """Admit, record and queue a task; answers at once with the taskId."""
-        await self._check_runnable(spec)
+        """Admit, record and queue a task; answers at once with the taskId.
+
+        With ``key`` (an ``Idempotency-Key``) that already names a task, answers that task's
+        id instead, with ``Idempotent-Replayed: true``: nothing is admitted, held or run.
+        """
+        replay = await self._replay(spec, key)
+        if replay is not None:
+            headers = {**self._gate.admit(admission), REPLAYED_HEADER: "true"}
+            return _task_id(replay), headers
         headers = self._admit_task(admission, spec)
-        self._start(spec, admission)
+        self._start(spec, admission, key)
         return spec.task_id, headers
 
     @_answers
     async def execute(
-        self, spec: TaskSpec, admission: Admission | None = None
+        self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
     ) -> tuple[Any, dict[str, str]]:
-        """Admit and run a task, and wait for its result, in one call."""
-        await self._check_runnable(spec)
+        """Admit and run a task, and wait for its result, in one call.
+
+        With ``key`` that already names a task, waits for that task instead (a duplicate in
+        flight waits on the first) and answers its result, with ``Idempotent-Replayed: true``.
+        """
+        replay = await self._replay(spec, key)
+        if replay is not None:
+            headers = {**self._gate.admit(admission), REPLAYED_HEADER: "true"}
+            if isinstance(replay, Run):
+                await replay.done.wait()
+                replay = replay.record
+            return _current_result(replay), headers
         headers = self._admit_task(admission, spec)
-        run = self._start(spec, admission)
+        run = self._start(spec, admission, key)
         await run.done.wait()
         assert run.record.result is not None
         return run.record.result, headers
@@ -242,6 +267,23 @@ class HypervisorCore:
         if record is None:
             raise TaskNotFound(task_id).with_headers(headers)
         return record.to_status(), headers
+
+    @_answers
+    async def lookup(
+        self, task_id: str, viewer: Viewer | None, key: IdempotencyKey | None = None
+    ) -> tuple[Any, dict[str, str]]:
+        """The status of the task ``key`` names, else of ``task_id``; not counted.
+
+        For a front end whose call into this actor was lost when the actor died: after the
+        restart, it learns whether the request's task was created (it is then failed,
+        "interrupted") and answers the client with its ``taskId``.
+        """
+        named = self._table.idempotent(key) if key is not None else None
+        wanted = _task_id(named) if named is not None else task_id
+        record = self._table.record(wanted, viewer)
+        if record is None:
+            raise TaskNotFound(wanted)
+        return record.to_status(), {}
 
     @_answers
     async def list_tasks(
@@ -472,6 +514,20 @@ class HypervisorCore:
 
     # -- the life of a run --------------------------------------------------------------------
 
+    async def _replay(self, spec: TaskSpec, key: IdempotencyKey | None) -> Run | TaskRecord | None:
+        """The task ``key`` already names; else check that ``spec`` can run (awaited).
+
+        The key is looked up again after that ``await``: a request with the same key may
+        have started its task meanwhile. From that second look to the task's record there is
+        no ``await`` (the caller admits and starts at once), so two requests with one key
+        never both start a task.
+        """
+        replay = self._table.idempotent(key) if key is not None else None
+        if replay is None:
+            await self._check_runnable(spec)
+            replay = self._table.idempotent(key) if key is not None else None
+        return replay
+
     async def _check_runnable(self, spec: TaskSpec) -> None:
         """Refuse, before admission, a task this engine cannot run (an RLM task without an
         isolated sandbox)."""
@@ -483,16 +539,25 @@ class HypervisorCore:
         return self._gate.admit(admission, spec, agents=self._scheduler.agents_wanted(spec))
 
     def _ensure_heartbeat(self) -> None:
-        # Holds no running task owns are reaped on the instance's heartbeat.
-        self._table.keep_alive(also=self._gate.reap_holds)
+        self._table.keep_alive(also=self._housekeeping)
 
-    def _start(self, spec: TaskSpec, admission: Admission | None = None) -> Run:
+    def _housekeeping(self) -> None:
+        """On every heartbeat: reap holds no running task owns, bound the quota history,
+        forget expired idempotency keys and rate-limit journal rows."""
+        self._gate.reap_holds()
+        self._gate.prune()
+        self._table.purge()
+        self._limiter.purge_journal()
+
+    def _start(
+        self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
+    ) -> Run:
         self._ensure_heartbeat()
         if self._table.taken(spec.task_id):
             self._gate.release(spec.task_id, admission)
             self._gate.settle(spec.task_id, 0, 0.0)
             raise InternalError(f"task id {spec.task_id!r} is already taken")
-        run = self._table.start(spec, admission)
+        run = self._table.start(spec, admission, key)
         session = spec.operation.runs_in_session
         if spec.operation.uses_lm:
             self._broker.open(
@@ -618,6 +683,25 @@ def _count_call(run: Run, reply: LMReply, request: LMRequest) -> None:
     """Count an RLM task's answered LM call as an agent call (live progress too)."""
     run.completed += 1
     run.record = run.record.evolve(completed_calls=run.completed)
+
+
+def _task_id(task: Run | TaskRecord) -> str:
+    return task.spec.task_id if isinstance(task, Run) else task.task_id
+
+
+def _current_result(record: TaskRecord) -> ExecuteResponse:
+    """The task's result once it has ended; before that, where it stands (a task of another
+    engine instance on the same state, which this one cannot wait on)."""
+    if record.result is not None:
+        return record.result
+    return ExecuteResponse(
+        task_id=record.task_id,
+        status=record.status,
+        execution_time_ms=0.0,
+        agent_calls=record.completed_calls,
+        decomposition_depth=0,
+        success=False,
+    )
 
 
 #: The core as a Ray actor: async, so thousands of calls and waiters share one event loop.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -55,6 +56,13 @@ log = logging.getLogger(__name__)
 
 #: Inputs up to this size travel with each call instead of through the object store.
 _INLINE_BYTES = 32 * 1024
+# A task id a caller may choose (see ``Hypervisor.prepare``): the shape of the ids made here.
+_TASK_ID = re.compile(r"task-[0-9a-f]{32}")
+
+
+def _new_id() -> str:
+    return f"task-{uuid.uuid4().hex}"
+
 
 #: Items beyond this many are summarised, not copied, in the stored request.
 _MAX_STORED_ITEMS = 10_000
@@ -204,8 +212,18 @@ class Hypervisor:
         owner_id: str = "local",
         org_id: str | None = None,
         team_id: str | None = None,
+        task_id: str | None = None,
     ) -> TaskSpec:
         """Validate and plan a request, and put its input into the object store once.
+
+        Args:
+            request: The request (a model, or its dict).
+            owner_id: Who owns the task.
+            org_id: The owner's org.
+            team_id: The team the owner's token names.
+            task_id: The id the task gets, when the caller chose it (``task-`` and 32 hex
+                digits: the API's proxy guard names each execute's task before it reaches a
+                replica, so it can look the task up if the replica dies); else a new one.
 
         Raises:
             InvalidInput: naming the first bad field.
@@ -244,7 +262,7 @@ class Hypervisor:
         stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
         stored["input"] = _summarise_input(req.input)
         return TaskSpec(
-            task_id=f"task-{uuid.uuid4().hex}",
+            task_id=task_id if task_id is not None and _TASK_ID.fullmatch(task_id) else _new_id(),
             type=req.type,
             description=req.description,
             priority=opts.priority,

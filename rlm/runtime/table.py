@@ -31,6 +31,7 @@ from rlm.models.tasks import ErrorInfo, ExecuteResponse, Usage
 from rlm.runtime.run import Run, TaskSpec
 from rlm.tasks.event_store import EventWriter, stored_events
 from rlm.tasks.events import DEFAULT_MAX_EVENTS, TERMINAL_EVENT, EventLog, TaskEvent
+from rlm.tasks.idempotency import IdempotencyKey
 from rlm.tasks.progress import plan_shape
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
@@ -96,8 +97,13 @@ class TaskTable:
         """Whether a task with this id runs or has a record."""
         return task_id in self._runs or self._store.get(task_id) is not None
 
-    def start(self, spec: TaskSpec, admission: Admission | None) -> Run:
-        """Record a pending task and open its run (the caller checked :meth:`taken`)."""
+    def start(
+        self, spec: TaskSpec, admission: Admission | None, key: IdempotencyKey | None = None
+    ) -> Run:
+        """Record a pending task and open its run (the caller checked :meth:`taken`).
+
+        With ``key``, the store records in the same transaction that the key names the task.
+        """
         record = TaskRecord(
             task_id=spec.task_id,
             status="pending",
@@ -112,7 +118,7 @@ class TaskTable:
             planned_calls=spec.plan.agent_calls,
             instance_id=self._instance_id,
         )
-        self._store.put(record)
+        self._store.put(record, key=key)
         self._seq += 1
         run = Run(
             spec=spec,
@@ -159,6 +165,26 @@ class TaskTable:
         """An ended task's events above ``after`` from the store, and whether that is the end
         (see :func:`~rlm.tasks.event_store.stored_events`)."""
         return stored_events(self._store, record, after, limit, trajectory=trajectory)
+
+    # -- idempotency keys ------------------------------------------------------------------
+
+    def idempotent(self, key: IdempotencyKey) -> Run | TaskRecord | None:
+        """The task ``key`` names (its run while in flight, else its record), or ``None``.
+
+        Raises:
+            InvalidInput: the key was used with a different body.
+        """
+        named = self._store.idempotent(key.owner, key.key)
+        if named is None:
+            return None
+        named.check(key)
+        # A key whose task has no record cannot happen (both are written in one transaction)
+        # unless the record was deleted; then the key names nothing any more.
+        return self._runs.get(named.task_id) or self._store.get(named.task_id)
+
+    def purge(self) -> int:
+        """Forget idempotency keys past their time-to-live (on the heartbeat)."""
+        return self._store.purge_idempotency()
 
     def run(self, task_id: str, viewer: Viewer | None) -> Run | None:
         """The task's run while it is in flight and ``viewer`` may see it."""

@@ -5,6 +5,13 @@ instance marks as failed ("interrupted") the pending and running tasks of every 
 gone: its process no longer exists on this host, or its heartbeat is stale. Two engines sharing
 one state directory therefore never mark each other's live tasks as interrupted.
 
+The tasks an interrupted instance was running report the time they really ran: from their start
+to the instance's last heartbeat (it was alive then), not to the moment a later instance found
+them, which would count the downtime.
+
+The store also keeps the idempotency keys of executes (:mod:`rlm.tasks.idempotency`), each
+written in the transaction that first records its task.
+
 An instance also records the address of the Ray cluster it runs in (its GCS address), so a
 command started later on the same state directory can join that cluster, and so the engine,
 instead of starting a second one (:meth:`TaskStore.live_instances`).
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlm.models.tasks import ErrorInfo, ExecuteResponse
+from rlm.tasks import idempotency
 from rlm.tasks.event_store import (
     EVENTS_SCHEMA,
     delete_events,
@@ -36,6 +44,7 @@ from rlm.tasks.event_store import (
     select_events,
 )
 from rlm.tasks.events import TaskEvent
+from rlm.tasks.idempotency import IdempotencyKey, IdempotentTask
 from rlm.tasks.record import TaskRecord
 
 __all__ = ["INTERRUPTED_MESSAGE", "EngineInstance", "TaskStore", "TerminalHook", "open_sqlite"]
@@ -173,6 +182,7 @@ class TaskStore:
             self._conn.executescript(_SCHEMA + EVENTS_SCHEMA)
             if hook is not None:
                 hook.prepare(self._conn)
+            self._conn.executescript(idempotency.SCHEMA)
         self._add_stored_bytes()
         self._add_ray_address()
 
@@ -278,6 +288,8 @@ class TaskStore:
                 "SELECT task_id, instance_id FROM tasks WHERE status IN ('pending', 'running')"
             ).fetchall()
             gone: dict[str, bool] = {}
+            # When each gone instance was last known alive: its tasks ran until then at most.
+            alive_until: dict[str, datetime] = {}
             for task_id, owner_instance in rows:
                 if owner_instance not in gone:
                     inst = c.execute(
@@ -287,23 +299,29 @@ class TaskStore:
                     gone[owner_instance] = owner_instance == instance_id or self._instance_gone(
                         inst
                     )
+                    if inst is not None and owner_instance != instance_id:
+                        beat = datetime.fromtimestamp(float(inst[2]), UTC)
+                        alive_until[owner_instance] = min(now, beat)
                 if not gone[owner_instance]:
                     continue
                 record = self._row_to_record(
                     c.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
                 )
                 started = record.started_at or record.created_at
+                # A task of an instance with no heartbeat on record ran for an unknown time:
+                # report none rather than the downtime.
+                ended = max(started, alive_until.get(owner_instance, started))
                 result = ExecuteResponse(
                     task_id=task_id,
                     status="failed",
-                    execution_time_ms=max(0.0, (now - started).total_seconds() * 1000),
+                    execution_time_ms=round((ended - started).total_seconds() * 1000, 3),
                     agent_calls=record.completed_calls,
                     decomposition_depth=0,
                     success=False,
                     error=ErrorInfo(code="INTERNAL_ERROR", message=INTERRUPTED_MESSAGE),
                 )
                 self._write_with_hook(
-                    c, record.evolve(status="failed", completed_at=now, result=result)
+                    c, record.evolve(status="failed", completed_at=ended, result=result)
                 )
                 marked.append(task_id)
             c.execute(
@@ -314,13 +332,45 @@ class TaskStore:
 
     # -- records -----------------------------------------------------------------------------
 
-    def put(self, record: TaskRecord, events: Sequence[TaskEvent] = ()) -> None:
-        """Insert or replace a record, with new events of its task (a final record with its
-        hook's writes), in one transaction."""
+    def put(
+        self,
+        record: TaskRecord,
+        events: Sequence[TaskEvent] = (),
+        key: IdempotencyKey | None = None,
+    ) -> None:
+        """Insert or replace a record, with new events of its task and, with ``key``, that the
+        key names this task: all in one transaction (a crash leaves all or none)."""
         with self._tx() as c:
             self._write_with_hook(c, record)
             if events:
                 insert_events(c, record.task_id, events)
+            if key is not None:
+                c.execute(
+                    "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                    (key.owner, key.key, key.fingerprint, record.task_id, self._clock()),
+                )
+
+    # -- idempotency keys --------------------------------------------------------------------
+
+    def idempotent(
+        self, owner: str, key: str, ttl_s: float = idempotency.IDEMPOTENCY_TTL_S
+    ) -> IdempotentTask | None:
+        """The task ``owner``'s ``key`` names, if it was used within ``ttl_s``."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT task_id, fingerprint, created_at FROM idempotency"
+                " WHERE owner = ? AND key = ? AND created_at > ?",
+                (owner, key, self._clock() - ttl_s),
+            ).fetchone()
+        return None if row is None else IdempotentTask(row[0], row[1], float(row[2]))
+
+    def purge_idempotency(self, ttl_s: float = idempotency.IDEMPOTENCY_TTL_S) -> int:
+        """Forget keys older than ``ttl_s``; how many were forgotten."""
+        with self._tx() as c:
+            cursor = c.execute(
+                "DELETE FROM idempotency WHERE created_at <= ?", (self._clock() - ttl_s,)
+            )
+        return int(cursor.rowcount)
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The record of ``task_id``, if any."""

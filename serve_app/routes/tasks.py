@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import Response
 
 from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
 from rlm.errors import TaskNotFound, error_from_payload
+from rlm.models.base import parse_model
 from rlm.models.errors import ErrorEnvelope
 from rlm.models.events import Trajectory
 from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
+from rlm.tasks.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, IdempotencyKey
+from serve_app.bodies import off_loop, parse_json
+from serve_app.crashes import chosen_task_id, engine_died, engine_lost
 from serve_app.deps import Caller, authenticated
 from serve_app.responses import FastJSON, json_bytes
 from serve_app.sse import EventStreamResponse, event_stream
+
+if TYPE_CHECKING:  # the runtime imports Ray; the app must import without it
+    from rlm.runtime.run import TaskSpec
 
 __all__ = ["router"]
 
@@ -42,6 +49,18 @@ def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+#: The body of ``POST /execute`` in the OpenAPI document: the route reads it itself (see
+#: :mod:`serve_app.bodies`), so FastAPI would not declare it.
+_EXECUTE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ExecuteRequest"}}
+        },
+    }
+}
+
+
 @router.post(
     "/execute",
     response_model=ExecuteResponse,
@@ -49,41 +68,58 @@ def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     status_code=200,
     responses={202: {"model": ExecuteResponse}, **_errors(408)},
     summary="Execute a task",
+    openapi_extra=_EXECUTE_BODY,
 )
 async def execute(
-    body: ExecuteRequest,
     caller: Executor,
     request: Request,
     prefer: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=MAX_KEY_LENGTH,
+            description="The same key and body within 24 h answer the first request's task "
+            "(its result, or its status while it runs) instead of running it again; the same "
+            "key with another body is refused (400).",
+        ),
+    ] = None,
 ) -> Any:
     """Run a task and answer with its result; ``options.async`` or ``Prefer: respond-async``
     answers 202 at once with the taskId, to poll with ``GET /tasks/{taskId}``."""
     hv = request.app.state.hv
+    raw = await request.body()
+    chosen = chosen_task_id(request.headers)
+    principal = caller.principal
+
+    def parse() -> tuple[ExecuteRequest, IdempotencyKey | None]:
+        data = parse_json(raw)
+        body = parse_model(ExecuteRequest, data)
+        key = None
+        if idempotency_key is not None:
+            key = IdempotencyKey.of(principal.user_id, idempotency_key, data)
+        return body, key
+
+    # Parsing, validation and planning of a large body run in a worker thread: the replica's
+    # event loop keeps answering other requests meanwhile.
+    body, key = await off_loop(len(raw), parse)
     if isinstance(body.input, dict) and "source" in body.input:
         # A task over a file in storage reads it: it needs the read scope as well.
-        caller.principal.require_scope(SCOPE_READ)
+        principal.require_scope(SCOPE_READ)
     # The org's input policies: a critical violation refuses the task (400, violations in
     # details); lower ones are recorded.
-    size = int(request.headers.get("content-length") or 0)
-    await request.app.state.security.check_execute(body, caller.principal, size_hint=size)
-    spec = hv.prepare(body, **caller.owner)
-    if body.options.async_ or (prefer is not None and "respond-async" in prefer.lower()):
-        task_id, headers = await hv.ask("submit", spec, caller.admission)
-        pending = {
-            "taskId": task_id,
-            "status": "pending",
-            "executionTimeMs": 0,
-            "agentCalls": 0,
-            "decompositionDepth": 0,
-            "success": False,
-        }
-        headers = {
-            **headers,
-            "Location": f"/v1/tasks/{task_id}",
-            "Preference-Applied": "respond-async",
-        }
-        return FastJSON(pending, status_code=202, headers=headers)
-    result, headers = await hv.ask("execute", spec, caller.admission)
+    await request.app.state.security.check_execute(body, principal, size_hint=len(raw))
+    spec = await off_loop(len(raw), lambda: hv.prepare(body, task_id=chosen, **caller.owner))
+    respond_async = body.options.async_ or (
+        prefer is not None and "respond-async" in prefer.lower()
+    )
+    try:
+        if respond_async:
+            return await _submitted(request, caller, spec, key)
+        result, headers = await hv.ask("execute", spec, caller.admission, key)
+    except Exception as lost:
+        if not engine_died(lost):
+            raise
+        raise await engine_lost(hv, spec.task_id, caller.viewer, key, lost) from None
     assert isinstance(result, ExecuteResponse)
     if result.status == "failed" and result.error is not None:
         # The task ran and failed: the error's own status, with the whole result in details.
@@ -91,6 +127,40 @@ async def execute(
         err.details = {**err.details, "taskId": result.task_id, "result": result.to_wire()}
         raise err.with_headers(headers)
     return FastJSON(result.to_wire(), headers=headers)
+
+
+async def _submitted(
+    request: Request, caller: Caller, spec: TaskSpec, key: IdempotencyKey | None
+) -> FastJSON:
+    """``202 Accepted`` with the taskId; for a replayed key, the task as it stands now."""
+    hv = request.app.state.hv
+    task_id, headers = await hv.ask("submit", spec, caller.admission, key)
+    body: dict[str, Any] = {
+        "taskId": task_id,
+        "status": "pending",
+        "executionTimeMs": 0,
+        "agentCalls": 0,
+        "decompositionDepth": 0,
+        "success": False,
+    }
+    if REPLAYED_HEADER in headers:
+        status, _ = await hv.ask("lookup", task_id, caller.viewer, None)
+        assert isinstance(status, TaskStatus)
+        body = (
+            status.result.to_wire()
+            if status.result is not None
+            else body
+            | {
+                "status": status.status,
+                "agentCalls": status.progress.current if status.progress is not None else 0,
+            }
+        )
+    headers = {
+        **headers,
+        "Location": f"/v1/tasks/{task_id}",
+        "Preference-Applied": "respond-async",
+    }
+    return FastJSON(body, status_code=202, headers=headers)
 
 
 @router.get(

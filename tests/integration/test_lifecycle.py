@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -152,5 +153,33 @@ def test_records_survive_a_restart(ray_session: None, tmp_path: Path) -> None:
         assert interrupted.result is not None and interrupted.result.error is not None
         assert "interrupted" in interrupted.result.error.message
         assert again.cancel(running).status == "already_completed"
+    finally:
+        again.shutdown_engine()
+
+
+def test_an_interrupted_task_reports_the_time_it_ran_not_the_downtime(
+    ray_session: None, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    hv = with_test_ops(rlm.connect(settings=settings))
+    submitted = time.monotonic()
+    running = hv.submit(_slow(60.0, n=2))
+    _wait_running(hv, running)
+    # Run past an engine heartbeat (every 5 s), so the engine is seen alive during the task.
+    wait_until(lambda: time.monotonic() - submitted > 6.0, 30, "the task runs for 6 s")
+    core_pid = hv.engine_info()["corePid"]
+    hv.shutdown_engine()
+    killed = time.monotonic()
+    wait_until(lambda: _exited(core_pid), 30, f"the old core (pid {core_pid}) exits")
+    # The engine stays down a while: downtime the old accounting added to the task's time.
+    wait_until(lambda: time.monotonic() - killed > 5.0, 30, "the engine is down for 5 s")
+
+    again = rlm.connect(settings=settings)
+    try:
+        result = again.status(running).result
+        assert result is not None and result.status == "failed"
+        ran_ms = (killed - submitted) * 1000
+        # It ran until the last heartbeat before the kill: within one beat (5 s) of it.
+        assert ran_ms - 5_000 - 500 <= result.execution_time_ms <= ran_ms + 500
     finally:
         again.shutdown_engine()

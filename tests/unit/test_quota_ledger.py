@@ -281,6 +281,25 @@ def test_prune_history_forgets_old_settlements(ledger: QuotaLedger, clock: Froze
         ledger.reconcile(res.reservation_id, 1)
 
 
+def test_prune_history_keeps_only_the_newest_settlements(
+    ledger: QuotaLedger, clock: FrozenClock
+) -> None:
+    ids = []
+    for i in range(5):
+        res = ledger.reserve("ada", 1, tier="user", task_id=f"t{i}")
+        ledger.reconcile(res.reservation_id, 1)
+        ids.append(res.reservation_id)
+        clock.advance(timedelta(seconds=1))
+    # Young enough by age; the count cap alone forgets the three oldest.
+    assert ledger.prune_history(timedelta(days=1), max_count=2) == 3
+    for old in ids[:3]:
+        with pytest.raises(InvalidInput):
+            ledger.reconcile(old, 1)
+    for kept in ids[3:]:
+        assert ledger.reconcile(kept, 1).agent_calls == 1  # still recognised as a repeat
+    assert ledger.prune_history(timedelta(days=1), max_count=2) == 0
+
+
 # -- alerts ------------------------------------------------------------------------------------
 
 

@@ -854,13 +854,37 @@ def test_429_without_header_uses_the_body_then_backoff() -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-def test_execute_is_never_retried_on_5xx(status: int) -> None:
+def test_execute_is_retried_on_5xx_under_one_idempotency_key(status: int) -> None:
     clock = Clock()
     server = Server(error(status, "INTERNAL_ERROR", "replica died"), ok(result_body()))
+    with client_for(server, clock) as client:
+        assert client.execute(DOC_REQUEST).output == 15
+    first, second = (r.headers["Idempotency-Key"] for r in server.requests)
+    assert first == second and len(first) == 36  # the repeat names the first attempt's task
+    assert body_of(server.requests[0]) == body_of(server.requests[1]) == DOC_WIRE
+    assert clock.sleeps == [0.5]
+
+
+def test_each_execute_call_has_its_own_key_unless_given_one() -> None:
+    server = Server(ok(result_body()), ok(result_body()), ok(result_body()), ok(result_body()))
+    with client_for(server) as client:
+        client.execute(DOC_REQUEST)
+        client.execute(DOC_REQUEST)
+        client.execute(DOC_REQUEST, idempotency_key="mine-1")
+        client.submit(DOC_REQUEST, idempotency_key="mine-2")
+    keys = [r.headers["Idempotency-Key"] for r in server.requests]
+    assert keys[0] != keys[1] and keys[2:] == ["mine-1", "mine-2"]
+
+
+def test_a_task_that_ran_and_failed_is_not_repeated() -> None:
+    clock = Clock()
+    crashed = result_body(status="failed", output=None, success=False)
+    server = Server(
+        error(500, "INTERNAL_ERROR", "an agent crashed", {"taskId": "task-1", "result": crashed})
+    )
     with client_for(server, clock) as client, pytest.raises(InternalError):
         client.execute(DOC_REQUEST)
-    assert len(server.requests) == 1
-    assert clock.sleeps == []
+    assert (len(server.requests), clock.sleeps) == (1, [])
 
 
 def test_idempotent_calls_are_retried_on_gateway_errors_with_backoff() -> None:
@@ -876,12 +900,20 @@ def test_idempotent_calls_are_retried_on_gateway_errors_with_backoff() -> None:
     assert clock.sleeps == [0.5, 1.0, 2.0]
 
 
-def test_500_is_not_retried_even_for_idempotent_calls() -> None:
+def test_500_is_retried_for_idempotent_calls_only() -> None:
     clock = Clock()
-    server = Server(error(500, "INTERNAL_ERROR", "bug"))
-    with client_for(server, clock) as client, pytest.raises(InternalError):
-        client.tasks.get("task-1")
-    assert clock.sleeps == []
+    server = Server(
+        error(500, "INTERNAL_ERROR", "the replica died"),
+        ok(status_body("task-1", "completed", result_body())),
+        error(500, "INTERNAL_ERROR", "the replica died"),
+    )
+    with client_for(server, clock) as client:
+        assert client.tasks.get("task-1").status == "completed"
+        with pytest.raises(InternalError):
+            client.quotas.create_team(
+                {"teamId": "t", "teamName": "T", "totalAgentPool": 1, "totalComputeHours": 1}
+            )
+    assert clock.sleeps == [0.5]
 
 
 def test_connection_failures_are_retried_then_propagate() -> None:
@@ -896,12 +928,13 @@ def test_connection_failures_are_retried_then_propagate() -> None:
     assert clock.sleeps == [0.5, 1.0, 0.5, 1.0, 2.0]
 
 
-def test_a_lost_answer_to_execute_is_not_retried() -> None:
+def test_a_lost_answer_to_execute_is_retried_under_the_same_key() -> None:
     clock = Clock()
     server = Server(httpx.ReadTimeout("read timed out"), ok(result_body()))
-    with client_for(server, clock) as client, pytest.raises(httpx.ReadTimeout):
-        client.execute(DOC_REQUEST)
-    assert len(server.requests) == 1
+    with client_for(server, clock) as client:
+        assert client.execute(DOC_REQUEST).output == 15
+    first, second = (r.headers["Idempotency-Key"] for r in server.requests)
+    assert first == second
 
 
 def test_retries_can_be_disabled() -> None:
@@ -988,17 +1021,17 @@ def test_async_429_retry_and_errors() -> None:
     assert clock.sleeps == [4.0]
 
 
-def test_async_execute_is_never_retried_on_5xx() -> None:
+def test_async_execute_is_retried_on_5xx_under_one_key() -> None:
     clock = Clock()
     server = Server(httpx.Response(503, text="unavailable"), ok(result_body()))
 
-    async def main() -> None:
+    async def main() -> float:
         async with async_client_for(server, clock) as client:
-            await client.execute(DOC_REQUEST)
+            return (await client.execute(DOC_REQUEST, idempotency_key="k-async")).output  # type: ignore[no-any-return]
 
-    with pytest.raises(InternalError):
-        asyncio.run(main())
-    assert (len(server.requests), clock.sleeps) == (1, [])
+    assert asyncio.run(main()) == 15
+    assert [r.headers["Idempotency-Key"] for r in server.requests] == ["k-async", "k-async"]
+    assert clock.sleeps == [0.5]
 
 
 def test_async_namespaces() -> None:

@@ -8,8 +8,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from rlm.models.tasks import ExecuteResponse
 from rlm.tasks import INTERRUPTED_MESSAGE, TaskRecord, TaskStore
+from rlm.tasks.idempotency import IDEMPOTENCY_TTL_S, IdempotencyKey
 
 
 def _record(task_id: str, status: str, instance: str, owner: str = "alice") -> TaskRecord:
@@ -149,3 +152,47 @@ def test_a_file_from_before_stored_bytes_is_filled_in_once(tmp_path: Path) -> No
     assert reopened.get("t1") is not None
     reopened.close()
     assert TaskStore(db).stored_bytes(team_id="t") == len(request.encode())  # not added twice
+
+
+def test_an_interrupted_task_reports_the_time_it_ran_not_the_downtime(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = TaskStore(tmp_path / "s.db", clock=lambda: now[0], stale_after_s=30)
+    store.register_instance("old")
+    started = datetime.fromtimestamp(now[0], UTC)
+    store.put(_record("t", "running", "old").evolve(started_at=started))
+    now[0] += 12.5
+    store.heartbeat("old")  # the old engine's last sign of life: 12.5 s into the task
+    now[0] += 3600.0  # an hour down before a new engine looks
+    assert store.recover_interrupted("new") == ["t"]
+    record = store.get("t")
+    assert record is not None and record.result is not None
+    assert record.result.execution_time_ms == 12_500.0
+    assert record.completed_at == datetime.fromtimestamp(1_000_012.5, UTC)
+
+
+def test_idempotency_keys_name_their_task_for_a_day(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = TaskStore(tmp_path / "s.db", clock=lambda: now[0])
+    key = IdempotencyKey.of("alice", "k-1", {"type": "recursive", "input": {"items": [1]}})
+    store.put(_record("t1", "pending", "i"), key=key)
+    named = store.idempotent("alice", "k-1")
+    assert named is not None and named.task_id == "t1"
+    assert named.fingerprint == key.fingerprint
+    # Another caller's key of the same name names nothing.
+    assert store.idempotent("bob", "k-1") is None
+    now[0] += IDEMPOTENCY_TTL_S - 1
+    assert store.purge_idempotency() == 0
+    assert store.idempotent("alice", "k-1") is not None
+    now[0] += 2
+    assert store.idempotent("alice", "k-1") is None  # expired: a new request may use it
+    assert store.purge_idempotency() == 1
+
+
+def test_a_key_and_its_task_are_written_together(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    store = TaskStore(db)
+    key = IdempotencyKey.of("alice", "k", {"a": 1})
+    bad = _record("t1", "pending", "i").evolve(request={"x": object()})  # not JSON
+    with pytest.raises(TypeError):
+        store.put(bad, key=key)
+    assert store.get("t1") is None and store.idempotent("alice", "k") is None
