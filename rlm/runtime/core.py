@@ -26,8 +26,8 @@ import ray
 from rlm.admission import Admission, Viewer
 from rlm.config import Settings
 from rlm.errors import InternalError, QuotaExceeded, RLMError, TaskNotFound, TaskTimeout
+from rlm.execution import finish_output
 from rlm.gate import AdmissionGate
-from rlm.jsonable import to_jsonable
 from rlm.lm.calls import LMRequest
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings
@@ -349,16 +349,16 @@ class HypervisorCore:
         try:
             if isinstance(partial, ray.ObjectRef):
                 partial = await partial
-            output = to_jsonable(spec.operation.finish(partial, spec.params))
+            # A user's finish is arbitrary code: off the loop every task and caller shares.
+            output = await asyncio.to_thread(
+                finish_output, spec.operation, partial, spec.params, task_id=spec.task_id
+            )
         except RLMError as err:
             await self._stop(run, "failed", err)
             return
-        except Exception as err:
-            await self._stop(
-                run,
-                "failed",
-                InternalError(f"finishing the output failed: {type(err).__name__}: {err}"),
-            )
+        except Exception as err:  # the partial could not be fetched (an agent died)
+            failure = InternalError(f"the task's result could not be read: {type(err).__name__}")
+            await self._stop(run, "failed", failure)
             return
         if run.finished:
             return

@@ -102,3 +102,24 @@ class AskEach(Operation):
 
 
 OPERATIONS.append(AskEach())
+
+
+class LeakyFinish(Operation):
+    """A finish that fails with a message a client must never see (paths, a credential)."""
+
+    name = "leaky_finish"
+    input_kind = "numbers"
+
+    SECRET = "AKIA-finish-secret /srv/private/customer.csv"
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        return int(chunk.sum())
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return sum(partials)
+
+    def finish(self, partial: Any, params: Any) -> Any:
+        raise ValueError(f"could not open {self.SECRET}")
+
+
+OPERATIONS.append(LeakyFinish())
