@@ -54,6 +54,7 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.state.keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)
     app.state.hv = hv
     app.state.storage = StorageService(settings.storage_settings)
+    app.state.engine_load = health.EngineLoad()
     install_error_handlers(app)
 
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from rlm.models.errors import ErrorEnvelope
+from serve_app.routes.health import UNTHROTTLED
 
 __all__ = ["BEARER_SCHEME", "install_openapi"]
 
@@ -54,6 +55,8 @@ def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             validated = responses.pop("422", None) is not None
             statuses = dict(_COMMON)
+            if operation.pop(UNTHROTTLED, False):
+                del statuses["429"]  # never rate-limited: the document must not promise a 429
             if validated or operation.get("parameters") or "requestBody" in operation:
                 statuses |= _INVALID
             if operation.get("security"):
