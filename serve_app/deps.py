@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rlm.admission import Admission, Viewer
 from rlm.auth.principal import Principal
 from rlm.auth.scopes import SCOPE_ADMIN
-from rlm.auth.tokens import authenticate
+from rlm.auth.tokens import authenticate_async
 from rlm.errors import Unauthorized
 
 __all__ = ["Caller", "authenticated", "admitted"]
@@ -65,10 +65,14 @@ class Caller:
         return {"owner_id": p.user_id, "org_id": p.org, "team_id": p.team}
 
 
-def _principal(request: Request) -> Principal:
+async def _principal(request: Request) -> Principal:
     state = request.app.state
     client = request.client.host if request.client is not None else "unknown"
-    return authenticate(request.headers.get("authorization"), client, state.keys, state.auth)
+    # A token signed by an identity provider may need its JWKS fetched: asynchronously, so
+    # the replica's event loop keeps serving everyone else meanwhile.
+    return await authenticate_async(
+        request.headers.get("authorization"), client, state.keys, state.auth
+    )
 
 
 async def _admit(request: Request, principal: Principal) -> None:
@@ -85,7 +89,7 @@ def authenticated(scope: str | None) -> Callable[..., Awaitable[Caller]]:
     """
 
     async def dependency(request: Request, _token: Bearer) -> Caller:
-        principal = _principal(request)
+        principal = await _principal(request)
         if principal.is_anonymous and scope is not None:
             await _admit(request, principal)
             raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
@@ -100,7 +104,7 @@ def admitted(scope: str | None) -> Callable[..., Awaitable[Caller]]:
     """A dependency: the caller, holding ``scope``, with this request counted (or refused)."""
 
     async def check(request: Request) -> Caller:
-        principal = _principal(request)
+        principal = await _principal(request)
         await _admit(request, principal)
         if principal.is_anonymous and scope is not None:
             raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
