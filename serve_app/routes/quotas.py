@@ -29,6 +29,7 @@ from rlm.models.tenants import (
     TeamCreate,
     TransferReceiptOut,
 )
+from rlm.quotas.ledger_tenancy import Manager
 from serve_app.deps import Caller, authenticated
 from serve_app.responses import FastJSON
 
@@ -110,24 +111,10 @@ async def _target(request: Request, caller: Caller, user_id: str) -> str:
     return user_id
 
 
-async def _claim(request: Request, caller: Caller, user_id: str) -> str | None:
-    """Like :func:`_target` for a change to a user: a user in no org yet may be taken on by a
-    manager. Returns the org to place the user in once the change succeeded, if any."""
+def _manager(caller: Caller) -> Manager:
+    """The caller as the ledger's tenancy rules see it (they check and change in one call)."""
     p = caller.principal
-    if user_id == p.user_id:
-        return None
-    org = _manager_org(caller)
-    chain = await _ledger(request, caller, "governing_orgs", "user", user_id, count=False)
-    if chain:
-        _require(org, chain, "user", user_id)
-        return None
-    await _ledger(request, caller, "governing_orgs", "org", org, count=False)  # must exist
-    return org
-
-
-async def _place(request: Request, caller: Caller, user_id: str, org: str | None) -> None:
-    if org is not None:
-        await _ledger(request, caller, "set_user_org", user_id, org, count=False)
+    return Manager(p.user_id, p.org, p.tier)
 
 
 @router.get(
@@ -173,9 +160,9 @@ async def set_config(
     target = caller.principal.user_id if user_id == "me" else user_id
     if body.user_id != target:
         raise InvalidInput("userId in the body must match the path", field="userId")
-    place = await _claim(request, caller, target)
-    config = await _ledger(request, caller, "set_user_config", body)
-    await _place(request, caller, target, place)
+    # One ledger call checks the tenancy (a user in no org is taken into the manager's org;
+    # a manager never raises its own limits) and sets the config: no race between managers.
+    config = await _ledger(request, caller, "managed_set_user_config", _manager(caller), body)
     return _answer(request, config)
 
 
@@ -208,18 +195,17 @@ async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) ->
 async def create_team(body: TeamCreate, caller: QuotaManager, request: Request) -> Any:
     """A new team with its pool (``rlm:quota:manage``), in ``orgId`` (default: the caller's
     org), which the caller must manage."""
-    org_id = body.org_id or _manager_org(caller)
-    await _govern(request, caller, "org", org_id)
     status = await _ledger(
         request,
         caller,
-        "create_team",
+        "managed_create_team",
+        _manager(caller),
         body.team_id,
         body.team_name,
         body.total_agent_pool,
         body.total_compute_hours,
         body.total_storage_gb,
-        org_id,
+        body.org_id,
     )
     return _answer(request, status, 201)
 
@@ -236,19 +222,17 @@ async def put_member(
     """Add ``userId`` to the team (idempotent) and, when given, set its share of the pool;
     the members' allocations never add up to more than the pool. The team and the user must
     be in orgs the caller manages (a user in no org yet is placed in the caller's)."""
-    await _govern(request, caller, "team", team_id)
-    place = await _claim(request, caller, user_id)
     member = await _ledger(
         request,
         caller,
-        "add_member",
+        "managed_add_member",
+        _manager(caller),
         team_id,
         user_id,
         body.role,
         body.agents_allocated,
         body.compute_hours_allocated,
     )
-    await _place(request, caller, user_id, place)
     return _answer(request, member)
 
 
@@ -266,11 +250,11 @@ async def put_project(
     request: Request,
 ) -> Any:
     """Set a project's share of the team pool (a team of an org the caller manages)."""
-    await _govern(request, caller, "team", team_id)
     status = await _ledger(
         request,
         caller,
-        "set_project_allocation",
+        "managed_set_project_allocation",
+        _manager(caller),
         team_id,
         project_id,
         body.agents_allocated,
@@ -295,11 +279,11 @@ async def transfer(
 ) -> Any:
     """Move agent and compute-hour allocation between members. Totals are conserved; the giver
     never drops below what it already used; the same ``Idempotency-Key`` answers the same."""
-    await _govern(request, caller, "team", team_id)
     receipt = await _ledger(
         request,
         caller,
-        "transfer",
+        "managed_transfer",
+        _manager(caller),
         team_id,
         body.from_user_id,
         body.to_user_id,
@@ -351,9 +335,15 @@ async def patch_org(
 ) -> Any:
     """Checked against the whole tree (child ≤ parent, Σ children ≤ parent, not below usage);
     a violating update is 400 and changes nothing. Managers of the org or an ancestor only."""
-    await _govern(request, caller, "org", org_id)
     org = await _ledger(
-        request, caller, "patch_org", org_id, body.agents, body.compute_hours, body.storage_gb
+        request,
+        caller,
+        "managed_patch_org",
+        _manager(caller),
+        org_id,
+        body.agents,
+        body.compute_hours,
+        body.storage_gb,
     )
     return _answer(request, org)
 
@@ -368,14 +358,11 @@ async def patch_org(
 async def create_org(body: OrgCreate, caller: QuotaManager, request: Request) -> Any:
     """A new org under ``parentId`` (cycles and unknown parents are refused), which the caller
     must manage; a new root org only by a manager whose own org it is (bootstrapping)."""
-    if body.parent_id is not None:
-        await _govern(request, caller, "org", body.parent_id)
-    elif body.org_id != _manager_org(caller):
-        raise Forbidden("a root org is created by its own manager", {"orgId": body.org_id})
     org = await _ledger(
         request,
         caller,
-        "create_org",
+        "managed_create_org",
+        _manager(caller),
         body.org_id,
         body.name,
         body.parent_id,
