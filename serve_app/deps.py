@@ -19,6 +19,7 @@ from rlm.auth.principal import Principal
 from rlm.auth.scopes import SCOPE_ADMIN
 from rlm.auth.tokens import authenticate_async
 from rlm.errors import Unauthorized
+from rlm.storage.access import StorageReader
 
 __all__ = ["Caller", "authenticated", "admitted"]
 
@@ -57,6 +58,12 @@ class Caller:
         """Whose tasks it may see."""
         p = self.principal
         return Viewer(p.user_id, p.org, p.has_scope(SCOPE_ADMIN))
+
+    @property
+    def reader(self) -> StorageReader:
+        """Who it reads storage as (the connectors' access policies decide what it may)."""
+        p = self.principal
+        return StorageReader(p.user_id, p.org)
 
     @property
     def owner(self) -> dict[str, Any]:

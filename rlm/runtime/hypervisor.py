@@ -41,6 +41,7 @@ from rlm.quotas.service import BatchCall
 from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
 from rlm.runtime.discovery import resolve_address, store_in_use
+from rlm.storage.access import StorageReader
 from rlm.storage.inputs import split_source
 from rlm.storage.service import StorageService
 
@@ -180,11 +181,22 @@ class Hypervisor:
         owner_id: str = "local",
         org_id: str | None = None,
         team_id: str | None = None,
+        reader: StorageReader | None = None,
     ) -> TaskSpec:
         """Validate and plan a request, and put its input into the object store once.
 
+        Args:
+            request: The request.
+            owner_id: Whose task it is.
+            org_id: The owner's org.
+            team_id: The team it is charged to (the claim; the ledger decides).
+            reader: Who the task reads storage as (``input.source``), checked against the
+                connector's access policy before anything is read; ``None``: a trusted
+                caller of this Python API.
+
         Raises:
             InvalidInput: naming the first bad field.
+            Forbidden: ``reader`` may not read the source's key.
         """
         req = parse_model(ExecuteRequest, request)
         prepared = prepare_input(req.input, self.registry)
@@ -205,6 +217,8 @@ class Hypervisor:
                 leaf_size = _lm_leaf_size(prepared.operation, prepared.items)
         source: ItemsSource
         if prepared.source is not None:
+            spec = prepared.source
+            self.storage.check_access(spec.connector, spec.key, reader)
             plan, source = self._plan_source(req.type, prepared, leaf_size, plan_args)
         else:
             plan = plan_task(req.type, prepared.n_items, leaf_size=leaf_size, **plan_args)

@@ -45,7 +45,7 @@ async def execute(
     if isinstance(body.input, dict) and "source" in body.input:
         # A task over a file in storage reads it: it needs the read scope as well.
         caller.principal.require_scope(SCOPE_READ)
-    spec = hv.prepare(body, **caller.owner)
+    spec = hv.prepare(body, **caller.owner, reader=caller.reader)
     if body.options.async_ or (prefer is not None and "respond-async" in prefer.lower()):
         task_id, headers = await hv.ask("submit", spec, caller.admission)
         pending = {
