@@ -12,14 +12,37 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from rlm.models.errors import ErrorEnvelope
-from serve_app.routes.health import UNTHROTTLED
 
-__all__ = ["BEARER_SCHEME", "install_openapi"]
+__all__ = ["BEARER_SCHEME", "UNTHROTTLED", "install_openapi", "json_body"]
 
 #: The name of the bearer-token security scheme in the document.
 BEARER_SCHEME = "bearerAuth"
+
+#: Marks an operation of the OpenAPI document that is never rate-limited (no 429 answer).
+UNTHROTTLED = "x-rlm-unthrottled"
+
+#: Marks an operation that reads its JSON body itself (after admission): the body's model.
+_JSON_BODY = "x-rlm-json-body"
+_BODIES: dict[str, type[BaseModel]] = {}
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` of a route that reads and validates its body itself: the document
+    still describes the body as ``model`` (required, ``application/json``)."""
+    _BODIES[model.__name__] = model
+    return {_JSON_BODY: model.__name__}
+
+
+def _add_model(schemas: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        schemas.setdefault(name, sub)
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
 
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 
@@ -52,6 +75,13 @@ def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
         schemas.pop(name, None)
     for path in doc.get("paths", {}).values():
         for operation in path.values():
+            body_model = operation.pop(_JSON_BODY, None)
+            if body_model is not None:
+                ref = _add_model(schemas, _BODIES[body_model])
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref}},
+                }
             responses = operation.setdefault("responses", {})
             validated = responses.pop("422", None) is not None
             statuses = dict(_COMMON)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -128,6 +129,7 @@ class Hypervisor:
         self.registry = registry if registry is not None else default_registry(settings.operations)
         self._owns_ray = owns_ray
         self._storage: StorageService | None = None
+        self._storage_lock = threading.Lock()  # prepare runs in API replicas' worker threads
         self._providers: dict[str, ProviderSettings] | None = None
 
     # -- operations ---------------------------------------------------------------------------
@@ -264,9 +266,10 @@ class Hypervisor:
     @property
     def storage(self) -> StorageService:
         """The storage service of this process (connectors from the settings)."""
-        if self._storage is None:
-            self._storage = StorageService(self.settings.storage_settings)
-        return self._storage
+        with self._storage_lock:
+            if self._storage is None:
+                self._storage = StorageService(self.settings.storage_settings)
+            return self._storage
 
     def _plan_source(
         self,

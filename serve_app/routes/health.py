@@ -15,14 +15,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from serve_app.openapi import UNTHROTTLED
 from serve_app.responses import FastJSON
 
-__all__ = ["UNTHROTTLED", "EngineLoad", "router"]
+__all__ = ["EngineLoad", "router"]
 
 router = APIRouter(tags=["health"])
-
-#: Marks an operation of the OpenAPI document that is never rate-limited (no 429 answer).
-UNTHROTTLED = "x-rlm-unthrottled"
 
 
 class EngineLoad:

@@ -123,3 +123,36 @@ class LeakyFinish(Operation):
 
 
 OPERATIONS.append(LeakyFinish())
+
+
+class PrepareProbe(Operation):
+    """Records each preparation of a task naming it: ``parse_params`` appends a line to the
+    file ``params.marker`` (it runs where the task is prepared: an API replica), and, given
+    ``params.release``, waits (up to 60 s) until that file exists, holding the preparation."""
+
+    name = "prepare_probe"
+    input_kind = "numbers"
+
+    def parse_params(self, params: Mapping[str, Any]) -> Any:
+        import os
+
+        marker, release = params.get("marker"), params.get("release")
+        if not isinstance(marker, str):
+            raise InvalidInput("marker must be a path", field="input.params.marker")
+        with open(marker, "a", encoding="utf-8") as out:
+            out.write("prepared\n")
+        deadline = time.monotonic() + 60
+        while isinstance(release, str) and not os.path.exists(release):
+            if time.monotonic() > deadline:
+                raise InvalidInput("never released", field="input.params.release")
+            time.sleep(0.01)
+        return None
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        return int(chunk.sum())
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return sum(partials)
+
+
+OPERATIONS.append(PrepareProbe())
