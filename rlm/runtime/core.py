@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +43,8 @@ from rlm.scoring import score
 from rlm.tasks.store import TaskStore
 
 __all__ = ["Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
+
+log = logging.getLogger(__name__)
 
 #: What every public method of the core answers: ``("ok", value, headers)`` or
 #: ``("err", error payload, headers)``; ``headers`` are the rate-limit headers for HTTP.
@@ -390,11 +393,37 @@ class HypervisorCore:
     ) -> None:
         usage = self._broker.close(run.spec.task_id)
         self._table.end(run, status, output=output, error=error, task_score=task_score, usage=usage)
-        self._gate.release(run.spec.task_id, run.admission)
         # Answers from the memo cache cost nothing: they are not charged as agent calls.
         cached = usage.cached_calls if usage is not None else 0
-        self._gate.settle(run.spec.task_id, max(0, run.completed - cached), run.busy_s)
+        charged = max(0, run.completed - cached)
+        running = self._scheduler.calls_running(run)
+        if running:
+            # A call that never polls its cancellation token still holds its agent after the
+            # cancel grace: the task has ended for its caller, but its concurrency lease and
+            # quota hold stay until the agent is really free (or dies and is restarted), so
+            # the caller cannot start more work on agents still busy with this task.
+            log.warning(
+                "task %s ended (%s) with %d call(s) still running on its agents; its lease "
+                "and quota hold are kept until they stop",
+                run.spec.task_id,
+                status,
+                len(running),
+            )
+            asyncio.get_running_loop().create_task(self._release_when_free(run, running, charged))
+        else:
+            self._release(run, charged)
         run.done.set()
+
+    async def _release_when_free(
+        self, run: Run, running: list[asyncio.Future[Any]], charged: int
+    ) -> None:
+        await asyncio.wait(running)  # each is done once its agent stopped the call, or died
+        self._release(run, charged)
+
+    def _release(self, run: Run, charged: int) -> None:
+        """Give back what the gate took for the run: its lease, and its hold (settled)."""
+        self._gate.release(run.spec.task_id, run.admission)
+        self._gate.settle(run.spec.task_id, charged, run.busy_s)
 
 
 #: The core as a Ray actor: async, so thousands of calls and waiters share one event loop.

@@ -156,3 +156,34 @@ class PrepareProbe(Operation):
 
 
 OPERATIONS.append(PrepareProbe())
+
+
+class Stubborn(Operation):
+    """A leaf that never polls for a cancel: it writes ``params.started`` and runs until the
+    file ``params.release`` exists (at most 120 s), as a long C call or a careless loop would."""
+
+    name = "stubborn"
+    input_kind = "numbers"
+
+    def parse_params(self, params: Mapping[str, Any]) -> Any:
+        started, release = params.get("started"), params.get("release")
+        if not isinstance(started, str) or not isinstance(release, str):
+            raise InvalidInput("started and release must be paths", field="input.params")
+        return (started, release)
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        import os
+
+        started, release = params
+        with open(started, "a", encoding="utf-8") as out:
+            out.write("started\n")
+        deadline = time.monotonic() + 120
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)  # never check_cancelled()
+        return int(chunk.sum())
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return sum(partials)
+
+
+OPERATIONS.append(Stubborn())
