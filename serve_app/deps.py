@@ -1,8 +1,9 @@
 """Dependencies every route declares: who is calling, with which scope, under which limits.
 
-``Caller`` authenticates (an anonymous caller is keyed by its address) and checks the route's
-scope. Routes that reach the engine pass ``caller.admission`` with their call, so the rate limit
-is counted in the same hop; other routes use ``admitted``, which counts it first.
+``Caller`` authenticates and checks the route's scope: a request without a token, or with one
+lacking the scope, is refused there (401, 403) without being counted or read further. Routes
+that reach the engine pass ``caller.admission`` with their call, so the rate limit is counted in
+the same hop; other routes use ``admitted``, which counts it first.
 """
 
 from __future__ import annotations
@@ -89,34 +90,40 @@ async def _admit(request: Request, principal: Principal) -> None:
     request.state.rate = headers
 
 
+def _refuse_anonymous(principal: Principal, scope: str) -> None:
+    # Refused before anything is counted or read: a caller without a token costs one header
+    # check (and is never told 429: its requests never reach the rate limiter).
+    if principal.is_anonymous:
+        raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
+    principal.require_scope(scope)
+
+
 def authenticated(scope: str | None) -> Callable[..., Awaitable[Caller]]:
     """A dependency: the caller, holding ``scope``; the rate is counted by the engine call.
 
-    Anonymous callers are counted here (by address) and then refused with 401.
+    A request without a token, or whose token lacks ``scope``, is refused (401, 403) at once.
     """
 
     async def dependency(request: Request, _token: Bearer) -> Caller:
         principal = await _principal(request)
-        if principal.is_anonymous and scope is not None:
-            await _admit(request, principal)
-            raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
         if scope is not None:
-            principal.require_scope(scope)
+            _refuse_anonymous(principal, scope)
         return Caller(principal)
 
     return dependency
 
 
 def admitted(scope: str | None) -> Callable[..., Awaitable[Caller]]:
-    """A dependency: the caller, holding ``scope``, with this request counted (or refused)."""
+    """A dependency: the caller, holding ``scope``, with this request counted (or refused).
+
+    A request without a token, or whose token lacks ``scope``, is refused before it is counted.
+    """
 
     async def check(request: Request) -> Caller:
         principal = await _principal(request)
-        await _admit(request, principal)
-        if principal.is_anonymous and scope is not None:
-            raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
         if scope is not None:
-            principal.require_scope(scope)
+            _refuse_anonymous(principal, scope)
+        await _admit(request, principal)
         return Caller(principal)
 
     if scope is None:

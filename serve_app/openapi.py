@@ -98,6 +98,15 @@ def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _enumerate_connectors(doc: dict[str, Any], names: list[str]) -> None:
+    """Name the configured connectors in every ``connector`` field: the server refuses
+    any other, so the document must not promise it."""
+    for schema in doc.get("components", {}).get("schemas", {}).values():
+        connector = schema.get("properties", {}).get("connector")
+        if isinstance(connector, dict) and names:
+            connector["enum"] = list(names)
+
+
 def install_openapi(app: FastAPI) -> None:
     """Make ``app.openapi()`` answer the rewritten document (built once, then cached)."""
 
@@ -109,7 +118,11 @@ def install_openapi(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = _rewrite(doc)
+            doc = _rewrite(doc)
+            storage = getattr(app.state, "storage", None)
+            if storage is not None:
+                _enumerate_connectors(doc, storage.connector_names)
+            app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

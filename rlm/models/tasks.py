@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from rlm.lm.budget import Budget
-from rlm.models.base import WireModel
+from rlm.models.base import INTEGRAL, WireModel
 
 __all__ = [
     "CancelResponse",
@@ -41,11 +41,11 @@ class ExecuteOptions(WireModel):
     are extensions: ``budget`` limits the task's LM calls, tokens and cost; ``memo: false``
     sends every LM call even when an identical temperature-0 call was answered before."""
 
-    max_depth: Annotated[int, Field(ge=0, le=32)] | None = None
-    timeout_ms: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)] | None = None
+    max_depth: Annotated[int, Field(ge=0, le=32), INTEGRAL] | None = None
+    timeout_ms: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS), INTEGRAL] | None = None
     priority: Priority = "normal"
-    leaf_size: Annotated[int, Field(ge=1)] | None = None
-    fanout: Annotated[int, Field(ge=2, le=1024)] | None = None
+    leaf_size: Annotated[int, Field(ge=1, le=2**53), INTEGRAL] | None = None
+    fanout: Annotated[int, Field(ge=2, le=1024), INTEGRAL] | None = None
     async_: bool = Field(default=False, alias="async")
     budget: Budget | None = None
     memo: bool | None = None

@@ -92,6 +92,8 @@ class ParamReader:
             InvalidInput: missing, not an integer, or out of range.
         """
         value = self._get(name, _MISSING if default is None else default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON's 3.0 is the integer 3
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._bad(name, "an integer", value)
         if not lo <= value <= hi:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request
 
 from rlm.auth.scopes import SCOPE_ADMIN, SCOPE_QUOTA_MANAGE, SCOPE_QUOTA_READ
-from rlm.errors import Forbidden, InvalidInput
+from rlm.errors import Conflict, Forbidden, InvalidInput
 from rlm.models.base import IDENTIFIER_PATTERN
 from rlm.models.errors import ErrorEnvelope
 from rlm.models.quotas import (
@@ -44,6 +44,11 @@ TeamId = Annotated[str, Path(alias="teamId", pattern=IDENTIFIER_PATTERN)]
 OrgId = Annotated[str, Path(alias="orgId", pattern=IDENTIFIER_PATTERN)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)
+}
+#: Changes the current state may refuse though well formed (a name taken, no room left...).
+_CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"model": ErrorEnvelope, "description": "Conflict with the current state (`CONFLICT`)"},
 }
 
 
@@ -150,7 +155,7 @@ async def check(
 @router.put(
     "/quotas/user/{userId}",
     response_model=QuotaConfig,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Set a user's limits (extension)",
 )
 async def set_config(
@@ -159,7 +164,8 @@ async def set_config(
     """Set ``userId``'s QuotaConfig (``rlm:quota:manage``); ``body.userId`` must match."""
     target = caller.principal.user_id if user_id == "me" else user_id
     if body.user_id != target:
-        raise InvalidInput("userId in the body must match the path", field="userId")
+        # The body describes another user than the one the URL names (RFC 9110: 409).
+        raise Conflict("userId in the body must match the path", field="userId")
     # One ledger call checks the tenancy (a user in no org is taken into the manager's org;
     # a manager never raises its own limits) and sets the config: no race between managers.
     config = await _ledger(request, caller, "managed_set_user_config", _manager(caller), body)
@@ -189,7 +195,7 @@ async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) ->
     "/quotas/team",
     response_model=TeamQuotaStatus,
     status_code=201,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Create a team (extension)",
 )
 async def create_team(body: TeamCreate, caller: QuotaManager, request: Request) -> Any:
@@ -213,7 +219,7 @@ async def create_team(body: TeamCreate, caller: QuotaManager, request: Request) 
 @router.put(
     "/quotas/team/{teamId}/members/{userId}",
     response_model=TeamMember,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Add a member and set its allocation (extension)",
 )
 async def put_member(
@@ -239,7 +245,7 @@ async def put_member(
 @router.put(
     "/quotas/team/{teamId}/projects/{projectId}",
     response_model=TeamQuotaStatus,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Set a project's allocation (extension)",
 )
 async def put_project(
@@ -267,7 +273,7 @@ async def put_project(
 @router.post(
     "/quotas/team/{teamId}/transfers",
     response_model=TransferReceiptOut,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Request quota transfer",
 )
 async def transfer(
@@ -327,7 +333,7 @@ async def hierarchy(org_id: OrgId, caller: QuotaReader, request: Request) -> Any
 @router.patch(
     "/quotas/enterprise/org/{orgId}",
     response_model=Organization,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Update organization quotas",
 )
 async def patch_org(
@@ -352,7 +358,7 @@ async def patch_org(
     "/quotas/enterprise/org",
     response_model=Organization,
     status_code=201,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Create an organization (extension)",
 )
 async def create_org(body: OrgCreate, caller: QuotaManager, request: Request) -> Any:

@@ -133,13 +133,21 @@ def test_operation_errors_and_crashes(user: Callable[..., httpx.Client]) -> None
         assert "Traceback" not in json.dumps(envelope)
 
 
-def test_anonymous_eleventh_request_in_a_minute_is_rate_limited(api: Api) -> None:
-    # A loopback address of its own gives this test fresh anonymous counters.
+def test_requests_without_a_token_are_refused_and_never_counted(api: Api) -> None:
+    # A loopback address of its own: anything counted would show in its anonymous allowance
+    # (10 a minute).
     transport = httpx.HTTPTransport(local_address="127.0.0.77")
     with httpx.Client(transport=transport, base_url=api.base_url) as anon:
-        codes = [anon.get("/tasks").status_code for _ in range(10)]
-        assert codes == [401] * 10
-        eleventh = anon.get("/tasks")
+        codes = [anon.get("/tasks").status_code for _ in range(15)]
+        codes += [anon.post("/execute", json={}).status_code for _ in range(5)]
+        assert codes == [401] * 20  # never 429: refused before the rate limiter
+        last = _envelope(anon.get("/tasks"), 401, "UNAUTHORIZED")
+        assert last["error"]["details"]["requiredScope"] == "rlm:read"
+    # A token holder is rate-limited as its tier says (an anonymous-tier token: 10 a minute).
+    with api.client(api.token(tier="anonymous")) as slow:
+        codes = [slow.get("/tasks").status_code for _ in range(10)]
+        assert codes == [200] * 10
+        eleventh = slow.get("/tasks")
         _envelope(eleventh, 429, "RATE_LIMITED")
         retry = int(eleventh.headers["Retry-After"])
         assert 1 <= retry <= 60

@@ -40,8 +40,8 @@ def test_org_tree_is_validated_as_a_whole(api: Api) -> None:
         assert orphan.status_code == 403  # an unknown parent answers like another tenant's
 
         too_much = m.patch(f"/quotas/enterprise/org/{eng}", json={"agents": 800})
-        assert too_much.status_code == 400
-        assert too_much.json()["error"]["code"] == "INVALID_INPUT"
+        assert too_much.status_code == 409  # well formed, but the tree has no room for it
+        assert too_much.json()["error"]["code"] == "CONFLICT"
         tree = m.get(f"/quotas/enterprise/org/{eng}/hierarchy").json()
         assert tree["org"]["agents"] == 600  # the refused PATCH changed nothing
         assert [o["orgId"] for o in tree["ancestors"]] == [root]
@@ -49,7 +49,7 @@ def test_org_tree_is_validated_as_a_whole(api: Api) -> None:
         ok = m.patch(f"/quotas/enterprise/org/{eng}", json={"agents": 700})
         assert ok.status_code == 200 and ok.json()["agents"] == 700
         above_parent = m.patch(f"/quotas/enterprise/org/{ops}", json={"agents": 1001})
-        assert above_parent.status_code == 400
+        assert above_parent.status_code == 409
     with api.client(api.token(sub="outsider", scopes="rlm:quota:read", org="elsewhere")) as other:
         assert other.get(f"/quotas/enterprise/org/{eng}/hierarchy").status_code == 403
         assert other.patch(f"/quotas/enterprise/org/{eng}", json={"agents": 1}).status_code == 403
@@ -89,7 +89,7 @@ def test_team_pool_allocations_and_idempotent_transfers(api: Api) -> None:
             == 200
         )
         over = m.put(f"/quotas/team/{team}/members/{bob}", json={"agentsAllocated": 50})
-        assert over.status_code == 400  # 60 + 50 > the pool of 100
+        assert over.status_code == 409  # 60 + 50 > the pool of 100
 
         move = {"fromUserId": alice, "toUserId": bob, "agents": 10}
         key = {"Idempotency-Key": f"move-{team}"}
@@ -104,7 +104,7 @@ def test_team_pool_allocations_and_idempotent_transfers(api: Api) -> None:
         carol = members[f"carol-{team}"]
         assert (carol["agentsAllocated"], carol["computeHoursAllocated"]) == (None, None)
         too_far = {"fromUserId": alice, "toUserId": bob, "agents": 51}
-        assert m.post(f"/quotas/team/{team}/transfers", json=too_far).status_code == 400
+        assert m.post(f"/quotas/team/{team}/transfers", json=too_far).status_code == 409
 
     with api.client(
         api.token(
@@ -208,7 +208,7 @@ def test_tenants_never_see_or_touch_each_others_quotas(api: Api) -> None:
         assert a.get(f"/quotas/enterprise/org/{acme}/hierarchy").json()["org"]["agents"] == 1000
         # A failed join (allocation above the pool) leaves no member behind.
         over = a.put(f"/quotas/team/t-{tag}/members/{ada}", json={"agentsAllocated": 11})
-        assert over.status_code == 400
+        assert over.status_code == 409
         assert a.get(f"/quotas/team/t-{tag}").json()["members"] == []
 
 

@@ -97,11 +97,16 @@ def test_errors_use_one_envelope_without_ray(app: tuple[_Client, Settings, _Engi
     assert engine.calls.count("status") == 1
 
 
-def test_anonymous_requests_are_rate_limited(app: tuple[_Client, Settings, _Engine]) -> None:
-    client, _, _ = app
+def test_requests_without_a_token_cost_the_engine_nothing(
+    app: tuple[_Client, Settings, _Engine],
+) -> None:
+    client, settings, engine = app
     codes = [client.get("/v1/tasks/t-1").status_code for _ in range(11)]
-    assert codes[:10] == [401] * 10
-    assert codes[10] == 429
+    assert codes == [401] * 11  # refused before the rate limiter: never 429
+    reader = _token(settings, "rlm:read")
+    no_scope = client.post("/v1/execute", json={}, headers={"Authorization": f"Bearer {reader}"})
+    assert no_scope.status_code == 403
+    assert engine.calls == []
 
 
 def test_health_is_never_rate_limited(app: tuple[_Client, Settings, _Engine]) -> None:

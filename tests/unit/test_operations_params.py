@@ -45,7 +45,7 @@ def test_operations_without_params_refuse_any(name: str) -> None:
         ("top_k", {}, "k"),
         ("top_k", {"k": 0}, "k"),
         ("top_k", {"k": 10_001}, "k"),
-        ("top_k", {"k": 2.0}, "k"),
+        ("top_k", {"k": 2.5}, "k"),
         ("top_k", {"k": True}, "k"),
         ("top_k", {"k": 3, "largest": None, "reverse": True}, "reverse"),
         ("histogram", {"range": [0, 1]}, "bins"),
@@ -94,3 +94,11 @@ def test_every_operation_refuses_unknown_params(op: Any) -> None:
     with pytest.raises(InvalidInput) as info:
         op.parse_params({"no_such_param": 1})
     assert info.value.details["field"] == "input.params.no_such_param"
+
+
+def test_integral_numbers_are_integers() -> None:
+    # JSON has one number type: 3.0 is the integer 3 (the API document says "integer").
+    prepared = prepare_input(
+        {"items": [3, 1, 2], "operation": "top_k", "params": {"k": 2.0}}, REGISTRY
+    )
+    assert prepared.params.k == 2 and isinstance(prepared.params.k, int)
