@@ -15,6 +15,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from rlm.models.errors import ErrorEnvelope
+from rlm.operations.registry import OperationRegistry, default_registry
+from rlm.operations.schema import SchemaContext, input_schema
 
 __all__ = ["BEARER_SCHEME", "UNTHROTTLED", "install_openapi", "json_body"]
 
@@ -98,6 +100,30 @@ def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _schema_context(app: FastAPI) -> SchemaContext:
+    """The connectors and LM providers this server offers (the first provider: the default)."""
+    storage = getattr(app.state, "storage", None)
+    connectors = storage.connector_names if storage is not None else []
+    settings = getattr(app.state, "settings", None)
+    providers = settings.lm.providers() if settings is not None else {}
+    order = sorted(providers, key=lambda name: (name != "default", list(providers).index(name)))
+    lm_models = {name: providers[name].public()["models"] for name in order}
+    return SchemaContext(connectors=connectors, lm_models=lm_models)
+
+
+def _describe_input(app: FastAPI, doc: dict[str, Any]) -> None:
+    """``ExecuteRequest.input``: exactly the operations (and their params and items) this
+    server offers, instead of pydantic's "anything"."""
+    schema = doc.get("components", {}).get("schemas", {}).get("ExecuteRequest")
+    if schema is None:
+        return
+    hv = getattr(app.state, "hv", None)
+    registry = getattr(hv, "registry", None)
+    if not isinstance(registry, OperationRegistry):
+        registry = default_registry()
+    schema["properties"]["input"] = input_schema(registry, _schema_context(app))
+
+
 def _enumerate_connectors(doc: dict[str, Any], names: list[str]) -> None:
     """Name the configured connectors in every ``connector`` field: the server refuses
     any other, so the document must not promise it."""
@@ -119,6 +145,7 @@ def install_openapi(app: FastAPI) -> None:
                 routes=app.routes,
             )
             doc = _rewrite(doc)
+            _describe_input(app, doc)
             storage = getattr(app.state, "storage", None)
             if storage is not None:
                 _enumerate_connectors(doc, storage.connector_names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from rlm.models.base import INTEGRAL, Identifier, WireModel
 
@@ -165,7 +165,20 @@ class TeamQuotaStatus(WireModel):
 
 
 class QuotaTransfer(WireModel):
-    """``POST /quotas/team/{teamId}/transfers``'s body."""
+    """``POST /quotas/team/{teamId}/transfers``'s body: something must move (agents or
+    compute hours); from a member to itself, nothing does."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["agents"], "properties": {"agents": {"minimum": 1}}},
+                {
+                    "required": ["computeHours"],
+                    "properties": {"computeHours": {"exclusiveMinimum": 0}},
+                },
+            ]
+        }
+    )
 
     from_user_id: Identifier
     to_user_id: Identifier

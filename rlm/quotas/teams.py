@@ -393,10 +393,12 @@ class TeamBook:
                 )
         team = self.get(team_id)
         giver, taker = team.member(from_user_id), team.member(to_user_id)
-        if from_user_id == to_user_id:
-            raise InvalidInput("a transfer needs two different members", field="toUserId")
-        if agents == 0 and compute == 0:
+        if agents == 0 and compute_hours == 0:
+            # (A positive amount too small for a micro-hour moves nothing, but was asked for.)
             raise InvalidInput("a transfer must move agents or compute hours", field="agents")
+        if from_user_id == to_user_id:
+            # From a member to itself: nothing moves (a receipt says so).
+            return self._receipt(team_id, giver, taker, agents, compute, idempotency_key, starts)
         for m, name in ((giver, "fromUserId"), (taker, "toUserId")):
             if not m.allocated:
                 # Giving an uncapped member an allocation would silently cap it; refuse.
@@ -424,11 +426,25 @@ class TeamBook:
         giver.compute_allocated -= compute
         taker.agents_allocated += agents
         taker.compute_allocated += compute
+        self._changed.add(("member", member_key(team_id, from_user_id)))
+        self._changed.add(("member", member_key(team_id, to_user_id)))
+        return self._receipt(team_id, giver, taker, agents, compute, idempotency_key, starts)
+
+    def _receipt(
+        self,
+        team_id: str,
+        giver: Member,
+        taker: Member,
+        agents: int,
+        compute: int,
+        idempotency_key: str | None,
+        starts: WindowStarts,
+    ) -> TransferReceipt:
         receipt = TransferReceipt(
             transfer_id=idempotency_key or f"xfer_{uuid.uuid4().hex}",
             team_id=team_id,
-            from_user_id=from_user_id,
-            to_user_id=to_user_id,
+            from_user_id=giver.user_id,
+            to_user_id=taker.user_id,
             agents=agents,
             compute_micro=compute,
             from_agents_allocated=giver.agents_allocated,
@@ -440,8 +456,6 @@ class TeamBook:
         if idempotency_key is not None:
             self.receipts[idempotency_key] = receipt
             self._changed.add(("transfer", idempotency_key))
-        self._changed.add(("member", member_key(team_id, from_user_id)))
-        self._changed.add(("member", member_key(team_id, to_user_id)))
         return receipt
 
     def status(self, team_id: str, starts: WindowStarts) -> TeamQuotaStatus:

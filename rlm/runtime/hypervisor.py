@@ -201,7 +201,9 @@ class Hypervisor:
             Forbidden: ``reader`` may not read the source's key.
         """
         req = parse_model(ExecuteRequest, request)
-        prepared = prepare_input(req.input, self.registry)
+        if reader is not None:
+            self._check_source_access(req.input, reader)
+        prepared = prepare_input(req.input, self.registry, wire=reader is not None)
         engine = self.settings.engine
         opts = req.options
         plan_args: dict[str, Any] = {
@@ -219,8 +221,6 @@ class Hypervisor:
                 leaf_size = _lm_leaf_size(prepared.operation, prepared.items)
         source: ItemsSource
         if prepared.source is not None:
-            spec = prepared.source
-            self.storage.check_access(spec.connector, spec.key, reader)
             plan, source = self._plan_source(req.type, prepared, leaf_size, plan_args)
         else:
             plan = plan_task(req.type, prepared.n_items, leaf_size=leaf_size, **plan_args)
@@ -251,6 +251,16 @@ class Hypervisor:
             budget=opts.budget,
             memo=opts.memo is not False,
         )
+
+    def _check_source_access(self, raw: Any, reader: StorageReader) -> None:
+        """Refuse a source ``reader`` may not read, before anything else about it is looked at
+        (its range, its format): another tenant's key is refused the same whatever else the
+        request says."""
+        source = raw.get("source") if isinstance(raw, Mapping) else None
+        if isinstance(source, Mapping):
+            connector, key = source.get("connector"), source.get("key")
+            if isinstance(connector, str) and isinstance(key, str):
+                self.storage.check_access(connector, key, reader)
 
     def _check_lm(self, prepared: PreparedInput) -> None:
         """Refuse an LM task whose provider or model is not configured, before it runs."""

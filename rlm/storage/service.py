@@ -236,9 +236,10 @@ class StorageService:
             Forbidden: the key would leave the connector's root, or ``reader`` may not read
                 it (``not_permitted``).
         """
+        # Whose key it is comes first: another tenant's key is refused whatever the range.
+        self.check_access(connector, key, reader)
         limit = self._settings.max_read_bytes if max_bytes is None else max_bytes
         rng = validate_range(start, end, max_bytes=limit)
-        self.check_access(connector, key, reader)
         store = self._store(connector)
         chosen = self._method(store, connector, method)
         began = self._clock()
@@ -263,12 +264,18 @@ class StorageService:
     def read_request(
         self, request: StorageReadRequest, reader: StorageReader | None = None
     ) -> ReadResult:
-        """:meth:`read` for a validated ``POST /storage/read`` body, read as ``reader``."""
+        """:meth:`read` for a validated ``POST /storage/read`` body, read as ``reader``.
+
+        A range longer than ``max_read_bytes`` is served up to that length (as a range past
+        the object's end is served up to its end): the answer's length and ``objectSize``
+        say where to ask next.
+        """
+        end = min(request.end, request.start + self._settings.max_read_bytes)
         return self.read(
             request.connector,
             request.key,
             request.start,
-            request.end,
+            end,
             request.method,
             reader=reader,
         )

@@ -136,7 +136,8 @@ class StorageSettings(BaseModel):
 
     Attributes:
         connectors: Connectors by name (the ``connector`` field of a request).
-        max_read_bytes: The largest range one request may ask for.
+        max_read_bytes: The most bytes one ``POST /storage/read`` answers (a longer range is
+            served up to this length).
         async_part_bytes: Ranges larger than this are split into parts fetched concurrently
             by the ``async`` method.
         async_max_concurrency: Parts of one ``async`` read in flight at once.

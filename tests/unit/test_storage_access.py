@@ -179,3 +179,20 @@ def test_symbolic_links_are_not_followed_by_default(tmp_path: Path) -> None:
             storage.read("local", key, 0, 5, reader=ALICE)
     with _service(tmp_path, follow_symlinks=True) as storage:  # an operator's choice
         assert bytes(storage.read("local", key, 0, 3, reader=ALICE).data) == b"bob"
+
+
+def test_a_request_longer_than_one_answer_is_served_up_to_it(tmp_path: Path) -> None:
+    from rlm.models.storage import StorageReadRequest
+
+    public = tmp_path / "data" / "public"
+    public.mkdir(parents=True)
+    (public / "big.bin").write_bytes(bytes(range(256)) * 8)
+    settings = default_storage_settings(tmp_path).model_copy(update={"max_read_bytes": 100})
+    with StorageService(settings) as storage:
+        body = StorageReadRequest(connector="local", key="public/big.bin", start=10, end=5000)
+        got = storage.read_request(body, ALICE)
+        assert (got.start, got.end, got.size) == (10, 110, 2048)
+        assert bytes(got.data) == (bytes(range(256)) * 8)[10:110]
+        # Over the task-input path (explicit limits) a too-long range is still refused.
+        with pytest.raises(InvalidInput):
+            storage.read("local", "public/big.bin", 0, 5000, max_bytes=100)
