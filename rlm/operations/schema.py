@@ -16,8 +16,9 @@ JSON implementation); the HTTP API refuses others, so no arithmetic of a numeric
 overflow a float.
 
 Example:
+    >>> from rlm.operations.registry import default_registry
     >>> schema = input_schema(default_registry(), SchemaContext(connectors=["local"]))
-    >>> sorted(b["properties"]["operation"]["const"] for b in schema["anyOf"])[:3]
+    >>> sorted({b["properties"]["operation"]["const"] for b in schema["anyOf"]})[:3]
     ['concat', 'count', 'count_by']
 """
 

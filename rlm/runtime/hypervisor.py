@@ -193,8 +193,9 @@ class Hypervisor:
             org_id: The owner's org.
             team_id: The team it is charged to (the claim; the ledger decides).
             reader: Who the task reads storage as (``input.source``), checked against the
-                connector's access policy before anything is read; ``None``: a trusted
-                caller of this Python API.
+                connector's access policy before anything is read; given by the HTTP API,
+                whose requests are also held to the API document's bounds (numbers within
+                ±2**53). ``None``: a trusted caller of this Python API.
 
         Raises:
             InvalidInput: naming the first bad field.
