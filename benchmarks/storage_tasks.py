@@ -51,6 +51,7 @@ def _port() -> int:
 
 def _write_random_bytes(path: Path, mib: int) -> None:
     gen = np.random.default_rng(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as out:
         for _ in range(mib):
             out.write(gen.integers(0, 256, MIB, dtype=np.uint8).tobytes())
@@ -58,6 +59,7 @@ def _write_random_bytes(path: Path, mib: int) -> None:
 
 def _write_int64(path: Path, n: int, chunk: int = 10_000_000) -> None:
     gen = np.random.default_rng(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as out:
         for lo in range(0, n, chunk):
             gen.integers(-(10**9), 10**9, size=min(chunk, n - lo), dtype=np.int64).tofile(out)
@@ -96,7 +98,7 @@ def _wait_up(url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
 def _read_figure(settings: Settings, port: int, quick: bool) -> dict[str, Any]:
     """POST /v1/storage/read of 1 MiB vs os.pread + pybase64 in-process."""
     size_mib = 64
-    path = settings.state_dir / "data" / "blob.bin"
+    path = settings.state_dir / "data" / "public" / "blob.bin"
     _write_random_bytes(path, size_mib)
     _warm(path)
     key = load_signing_key(settings.auth, settings.state_dir, settings.env)
@@ -109,7 +111,7 @@ def _read_figure(settings: Settings, port: int, quick: bool) -> dict[str, Any]:
     ]
     headers = itertools.cycle(auth)
     url = f"http://127.0.0.1:{port}/v1/storage/read"
-    body = {"connector": "local", "key": "blob.bin", "start": 0, "end": MIB}
+    body = {"connector": "local", "key": "public/blob.bin", "start": 0, "end": MIB}
     _wait_up(url, body, auth[0])
 
     n = 50 if quick else 200
@@ -122,7 +124,12 @@ def _read_figure(settings: Settings, port: int, quick: bool) -> dict[str, Any]:
         def ours_read(off: int) -> object:
             response = client.post(
                 url,
-                json={"connector": "local", "key": "blob.bin", "start": off, "end": off + MIB},
+                json={
+                    "connector": "local",
+                    "key": "public/blob.bin",
+                    "start": off,
+                    "end": off + MIB,
+                },
                 headers=next(headers),
             )
             response.raise_for_status()

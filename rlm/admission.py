@@ -16,7 +16,12 @@ __all__ = ["Admission", "Viewer"]
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The rate-limit key and tier limits of one request, and whose quotas it draws on."""
+    """The rate-limit key and tier limits of one request, and whose quotas it draws on.
+
+    ``rate_counted``: the request was already counted against the rate limits (a front end
+    that admits before it does anything costly, as ``POST /execute`` does); the engine then
+    only leases its agents and holds its quotas.
+    """
 
     key: str
     limits: TierLimits
@@ -24,6 +29,7 @@ class Admission:
     tier: Tier = "user"
     team_id: str | None = None
     org_id: str | None = None
+    rate_counted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -315,16 +315,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
     import ray
+    from pydantic import ValidationError
     from ray import serve
 
+    from rlm.models.base import validation_error_to_invalid_input
+    from serve_app import tls
     from serve_app.deployment import build_app
     from serve_app.guard import enable as enable_guard
 
     base = get_settings()
-    server = base.server.model_copy(
-        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (
+        ("host", args.host),
+        ("port", args.port),
+        ("tls_cert", args.tls_cert),
+        ("tls_key", args.tls_key),
     )
+    try:
+        server = type(base.server).model_validate(
+            {**base.server.model_dump(), **{k: v for k, v in given if v is not None}}
+        )
+    except ValidationError as err:
+        raise validation_error_to_invalid_input(err, "server") from None
     settings = base.model_copy(update={"server": server})
+    # Refused before anything starts: production without TLS, or a key that does not load.
+    tls.require_transport(settings)
+    http_options = tls.http_options(server)
+    controller_options = tls.controller_options(server)
     configure_logging(settings.log_format, logging.INFO if args.verbose else logging.WARNING)
     _quiet_logs(args.verbose)
     address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
@@ -345,17 +361,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        serve.start(
-            http_options={
-                "host": server.host,
-                "port": server.port,
-                "request_timeout_s": server.request_timeout_s,
-                "keep_alive_timeout_s": server.keep_alive_timeout_s,
-            }
-        )
+        serve.start(http_options=http_options, controller_options=controller_options)
         serve.run(build_app(settings), name="rlm", route_prefix="/", blocking=False)
         _quiet_logs(args.verbose)
-        url = f"http://{server.host}:{server.port}"
+        url = f"{server.scheme}://{server.host}:{server.port}"
+        # A self-signed certificate is its own CA: curl needs it to trust the server.
+        curl_ca = "" if server.tls_cert is None else f"--cacert {server.tls_cert} "
         rlm_cmd = _rlm_command()
         state_env = (
             "" if "RLM_STATE_DIR" not in os.environ else f"RLM_STATE_DIR={settings.state_dir} "
@@ -363,7 +374,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"RLM Hypervisor is serving on {url}/v1 (state in {settings.state_dir})\n"
             f"  API docs:  {url}/docs\n"
-            f"  health:    curl {url}/v1/health\n"
+            f"  health:    curl {curl_ca}{url}/v1/health\n"
             f'  a token:   {state_env}{rlm_cmd} token --sub alice --scopes "rlm:execute rlm:read"'
             " --tier user\n"
             f"  the CLI:   {state_env}{rlm_cmd} run task.json   (joins this engine)\n"
@@ -645,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="run the HTTP API on Ray Serve")
     srv.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    srv.add_argument(
+        "--tls-cert", default=None, help="PEM certificate: serve HTTPS (TLS 1.3 only) with it"
+    )
+    srv.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     srv.set_defaults(func=_cmd_serve)
 
     tok = sub.add_parser("token", help="print a token the running server accepts")

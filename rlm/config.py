@@ -13,7 +13,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlm.auth.settings import AuthSettings
@@ -52,6 +52,12 @@ class ServerSettings(BaseModel):
         max_connections_per_client: Connections one client address may hold open at once
             (0: no cap); more are answered 429 and closed. Clients behind one NAT or load
             balancer share an address: raise it (or set 0) there.
+        tls_cert: PEM certificate (chain) to serve HTTPS with (TLS 1.3 only; the port then
+            refuses plain HTTP). Give ``tls_key`` too.
+        tls_key: Its PEM private key.
+        tls_key_password: The key's password, if it is encrypted.
+        behind_tls_proxy: A proxy in front terminates TLS: production may then serve plain
+            HTTP to it (production refuses plain HTTP otherwise).
     """
 
     host: str = "127.0.0.1"
@@ -74,6 +80,21 @@ class ServerSettings(BaseModel):
     keep_alive_max_requests: int = Field(default=1000, ge=0)
     max_connections: int = Field(default=4096, ge=0)
     max_connections_per_client: int = Field(default=64, ge=0)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_key_password: SecretStr | None = None
+    behind_tls_proxy: bool = False
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give tls_cert and tls_key together")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when the API serves TLS itself, else ``http``."""
+        return "http" if self.tls_cert is None else "https"
 
 
 class EngineSettings(BaseModel):
@@ -137,7 +158,8 @@ class Settings(BaseSettings):
     """Every setting of RLM Hypervisor.
 
     Attributes:
-        env: ``production`` refuses insecure defaults (e.g. a generated JWT secret).
+        env: ``production`` refuses insecure defaults (a generated JWT secret; plain HTTP
+            unless a proxy in front terminates TLS).
         state_dir: Where the SQLite state file and generated secrets live.
         database_url: Reserved for a Postgres state store; refused for now (SQLite only).
         ray_address: Join this Ray cluster instead of starting a local one.

@@ -5,6 +5,7 @@ error code and HTTP status, plus structured fields in ``details``::
 
     RLMError                      code               status
     ├── InvalidInput              INVALID_INPUT      400
+    │   └── Conflict              CONFLICT           409   (extension: the state refuses it)
     ├── Unauthorized              UNAUTHORIZED       401
     ├── Forbidden                 FORBIDDEN          403
     ├── TaskNotFound              TASK_NOT_FOUND     404
@@ -29,6 +30,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ERRORS_BY_CODE",
+    "Conflict",
     "EngineUnavailable",
     "Forbidden",
     "InternalError",
@@ -106,6 +108,19 @@ class InvalidInput(RLMError):
         if field is not None:
             merged.setdefault("field", field)
         super().__init__(message, merged)
+
+
+class Conflict(InvalidInput):
+    """A well-formed request the current state refuses (409; an extension of the document).
+
+    The same request could succeed against another state: a name already taken, an allocation
+    the pool has no room for now, a cap below what the tree or this month's usage needs, a
+    member that is not one, an ``Idempotency-Key`` used for another body, or a body naming
+    another resource than its URL. It is an :class:`InvalidInput` to Python callers.
+    """
+
+    code = "CONFLICT"
+    status = 409
 
 
 class Unauthorized(RLMError):
@@ -234,6 +249,7 @@ ERRORS_BY_CODE: dict[str, type[RLMError]] = {
     cls.code: cls
     for cls in (
         InvalidInput,
+        Conflict,
         Unauthorized,
         Forbidden,
         TaskNotFound,

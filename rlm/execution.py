@@ -6,14 +6,20 @@ distributed tree computes exactly what :func:`run_plan_locally` computes.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from rlm.errors import InternalError, RLMError
 from rlm.inputs import Items, PreparedInput, slice_items
+from rlm.jsonable import to_jsonable
 from rlm.operations.base import Operation
 from rlm.planning import NodeKind, Plan
 
-__all__ = ["execute_direct", "run_call", "run_plan_locally"]
+__all__ = ["execute_direct", "finish_output", "run_call", "run_plan_locally"]
+
+log = logging.getLogger(__name__)
 
 
 def run_call(
@@ -46,6 +52,47 @@ def run_call(
         return op.combine(list(child_partials), params)
     assert items is not None
     return op.fold_at(child_partials[0], slice_items(items, start, end), start, params)
+
+
+def finish_output(op: Operation, partial: Any, params: Any, *, task_id: str = "") -> Any:
+    """The task's output: ``op.finish(partial)`` made JSON-ready, its failures made safe to show.
+
+    A user's ``finish`` is arbitrary code, and the text of what it raises may carry anything
+    (paths, data, credentials): a client sees a generic message naming the operation and an
+    incident id, and the exception itself goes to the log under that id. An
+    :class:`~rlm.errors.RLMError` is raised as it is: it is the operation's deliberate answer
+    (a built-in ``mean`` of nothing is ``INVALID_INPUT``).
+
+    Args:
+        op: The operation.
+        partial: The root's partial.
+        params: The operation's parsed parameters.
+        task_id: For the log line.
+
+    Returns:
+        The output, JSON-ready.
+
+    Raises:
+        RLMError: the operation's own error, or ``INTERNAL_ERROR`` with
+            ``details = {"operation", "incident"}`` for anything else.
+    """
+    try:
+        return to_jsonable(op.finish(partial, params))
+    except RLMError:
+        raise
+    except Exception as err:
+        incident = uuid.uuid4().hex[:12]
+        log.error(
+            "task %s: operation %r failed to finish its output (incident %s)",
+            task_id,
+            op.name,
+            incident,
+            exc_info=err,
+        )
+        raise InternalError(
+            f"operation {op.name!r} failed to finish its output (incident {incident})",
+            {"operation": op.name, "incident": incident},
+        ) from None
 
 
 def run_plan_locally(plan: Plan, prepared: PreparedInput) -> Any:

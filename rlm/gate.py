@@ -89,6 +89,8 @@ class AdmissionGate:
 
         Args:
             admission: The caller's key and limits; ``None`` (a trusted Python caller) passes.
+                One with ``rate_counted`` was counted by an earlier :meth:`admit`: only its
+                task's agents are leased and its calls held (no rate-limit headers then).
             task: The task being admitted, if any: its agents are leased and its planned calls
                 held on the quotas.
             agents: Agents the task runs at once (the lease size).
@@ -102,13 +104,16 @@ class AdmissionGate:
         """
         if admission is None:
             return {}
-        rate = self._limiter.peek(admission.key, admission.limits)
-        headers = rate.headers()
-        if not rate.allowed:
-            try:
-                rate.raise_if_rejected()
-            except RLMError as err:
-                raise err.with_headers(headers) from None
+        counted_before = admission.rate_counted
+        headers: dict[str, str] = {}
+        if not counted_before:
+            rate = self._limiter.peek(admission.key, admission.limits)
+            headers = rate.headers()
+            if not rate.allowed:
+                try:
+                    rate.raise_if_rejected()
+                except RLMError as err:
+                    raise err.with_headers(headers) from None
         if task is not None:
             lease = self._limiter.acquire(
                 admission.key, agents, admission.limits.concurrent_agents, lease_id=task.task_id
@@ -123,6 +128,8 @@ class AdmissionGate:
             except RLMError as err:
                 self._limiter.release(task.task_id)
                 raise err.with_headers(headers) from None
+        if counted_before:
+            return headers
         counted = self._limiter.check_and_consume(admission.key, admission.limits)
         if not counted.allowed:  # cannot happen in one actor; never run uncounted regardless
             if task is not None:

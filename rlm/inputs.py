@@ -21,6 +21,7 @@ from rlm.models.base import parse_model
 from rlm.models.storage import SourceSpec
 from rlm.operations.base import InputKind, Operation
 from rlm.operations.registry import OperationRegistry
+from rlm.operations.schema import MAX_WIRE_NUMBER
 
 __all__ = [
     "SOURCE_FORMATS",
@@ -76,7 +77,7 @@ def _prepare_source(raw: Any, op: Operation) -> SourceSpec:
     return spec
 
 
-def _numeric_array(items: Any) -> np.ndarray[Any, Any]:
+def _numeric_array(items: Any, wire: bool = False) -> np.ndarray[Any, Any]:
     if isinstance(items, pa.ChunkedArray):
         items = items.combine_chunks()
     if isinstance(items, pa.Array):
@@ -109,6 +110,12 @@ def _numeric_array(items: Any) -> np.ndarray[Any, Any]:
                 {"index": i},
                 field=f"input.items[{i}]",
             )
+        if wire and not -MAX_WIRE_NUMBER <= x <= MAX_WIRE_NUMBER:
+            raise InvalidInput(
+                f"numbers over the API are within ±2**53; item {i} is not",
+                {"index": i, "max": MAX_WIRE_NUMBER},
+                field=f"input.items[{i}]",
+            )
         if not isinstance(x, int):
             is_int = False
     if is_int:
@@ -116,20 +123,29 @@ def _numeric_array(items: Any) -> np.ndarray[Any, Any]:
             return np.asarray(items, dtype=np.int64)
         except OverflowError:
             pass  # beyond int64: float64 keeps the magnitude
-    arr = np.asarray(items, dtype=np.float64)
+    try:
+        arr = np.asarray(items, dtype=np.float64)
+    except OverflowError:
+        raise InvalidInput("items must be finite numbers", field="input.items") from None
     if not np.all(np.isfinite(arr)):
         raise InvalidInput("items must be finite numbers", field="input.items")
     return arr
 
 
-def prepare_items(items: Any, kind: InputKind) -> Items:
+def prepare_items(items: Any, kind: InputKind, *, wire: bool = False) -> Items:
     """Shape ``items`` the way an operation of ``kind`` expects.
+
+    Args:
+        items: The items.
+        kind: The operation's input kind.
+        wire: The items came over the API: numbers for a numeric operation must be within
+            ±2**53 (as the API document says), so its arithmetic cannot overflow.
 
     Raises:
         InvalidInput: the items do not fit the operation.
     """
     if kind == "numbers":
-        return _numeric_array(items)
+        return _numeric_array(items, wire)
     if isinstance(items, pa.ChunkedArray | pa.Array):
         items = items.to_pylist()
     elif isinstance(items, np.ndarray):
@@ -148,12 +164,13 @@ def prepare_items(items: Any, kind: InputKind) -> Items:
     return out
 
 
-def prepare_input(raw: Any, registry: OperationRegistry) -> PreparedInput:
+def prepare_input(raw: Any, registry: OperationRegistry, *, wire: bool = False) -> PreparedInput:
     """Validate a task's ``input`` against the registry.
 
     Args:
         raw: The request's ``input``.
         registry: Operations that may be named.
+        wire: It came over the API (see :func:`prepare_items`).
 
     Raises:
         InvalidInput: naming the bad field (``input.operation``, ``input.items``...).
@@ -191,7 +208,7 @@ def prepare_input(raw: Any, registry: OperationRegistry) -> PreparedInput:
         items: Any = text.splitlines()
     else:
         items = raw["items"]
-    return PreparedInput(op, params, prepare_items(items, op.input_kind))
+    return PreparedInput(op, params, prepare_items(items, op.input_kind, wire=wire))
 
 
 def slice_items(items: Items, start: int, end: int) -> Items:

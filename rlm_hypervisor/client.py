@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -45,6 +46,8 @@ __all__ = [
     "AsyncRLMClient",
     "DEFAULT_BASE_URL",
     "RLMClient",
+    "Verify",
+    "tls_verification",
 ]
 
 T = TypeVar("T")
@@ -53,6 +56,23 @@ T = TypeVar("T")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 _USER_AGENT = f"rlm-hypervisor-python/{__version__}"
+
+#: How a client checks the server's certificate (see :func:`tls_verification`).
+Verify = bool | str | os.PathLike[str] | ssl.SSLContext
+
+
+def tls_verification(verify: Verify) -> bool | ssl.SSLContext:
+    """What httpx's ``verify`` gets: a CA bundle path becomes an ``SSLContext`` trusting it.
+
+    Args:
+        verify: ``True``, ``False``, a CA bundle path, or an ``SSLContext``.
+
+    Raises:
+        FileNotFoundError: the CA bundle does not exist.
+    """
+    if isinstance(verify, bool | ssl.SSLContext):
+        return verify
+    return ssl.create_default_context(cafile=os.fspath(verify))
 
 
 class _Settings:
@@ -133,6 +153,9 @@ class RLMClient(_ClientBase):
         timeout: Seconds per HTTP request. A synchronous :meth:`execute` reads for as long as
             the task may run (``options.timeoutMs``, else 600 s) plus 10 s.
         max_retries: Repeats allowed per call (see :mod:`rlm_hypervisor._retry`); 0 disables.
+        verify: How to check the server's certificate: ``True`` (the system's CAs), the path
+            of a CA bundle (e.g. a self-signed certificate of the service), an
+            ``ssl.SSLContext``, or ``False`` (no check: never in production).
         transport: An httpx transport, e.g. ``httpx.MockTransport`` in tests.
         sleep: How to pause between retries and polls (tests pass a recorder).
         clock: A monotonic clock in seconds, for :meth:`TasksAPI.wait` deadlines.
@@ -165,6 +188,7 @@ class RLMClient(_ClientBase):
         region: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 3,
+        verify: Verify = True,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -172,6 +196,7 @@ class RLMClient(_ClientBase):
         self._settings = _Settings(api_key, base_url, region, timeout, max_retries)
         self._sleep = sleep
         self._http = httpx.Client(
+            verify=tls_verification(verify),
             base_url=self._settings.base_url,
             headers=self._settings.headers(),
             timeout=self._settings.timeout,
@@ -291,6 +316,7 @@ class AsyncRLMClient(_ClientBase):
         region: Kept for compatibility with the hosted API; it changes nothing locally.
         timeout: Seconds per HTTP request (a synchronous execute reads for longer).
         max_retries: Repeats allowed per call; 0 disables.
+        verify: As for :class:`RLMClient`.
         transport: An httpx async transport, e.g. ``httpx.MockTransport`` in tests.
         sleep: An awaitable pause between retries and polls (default ``asyncio.sleep``).
         clock: A monotonic clock in seconds, for ``tasks.wait`` deadlines.
@@ -318,6 +344,7 @@ class AsyncRLMClient(_ClientBase):
         region: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 3,
+        verify: Verify = True,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -325,6 +352,7 @@ class AsyncRLMClient(_ClientBase):
         self._settings = _Settings(api_key, base_url, region, timeout, max_retries)
         self._sleep = sleep
         self._http = httpx.AsyncClient(
+            verify=tls_verification(verify),
             base_url=self._settings.base_url,
             headers=self._settings.headers(),
             timeout=self._settings.timeout,

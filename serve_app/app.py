@@ -60,6 +60,7 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     # The security actor of the engine (batched events, policies); in-process without Ray.
     backend = hv.security() if hasattr(hv, "security") else LocalSecurity(settings.state_dir)
     app.state.security = Security(backend)
+    app.state.engine_load = health.EngineLoad()
     install_error_handlers(app)
 
     app.add_middleware(AdminChanges)

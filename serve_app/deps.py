@@ -1,8 +1,9 @@
 """Dependencies every route declares: who is calling, with which scope, under which limits.
 
-``Caller`` authenticates (an anonymous caller is keyed by its address) and checks the route's
-scope. Routes that reach the engine pass ``caller.admission`` with their call, so the rate limit
-is counted in the same hop; other routes use ``admitted``, which counts it first.
+``Caller`` authenticates and checks the route's scope: a request without a token, or with one
+lacking the scope, is refused there (401, 403) without being counted or read further. Routes
+that reach the engine pass ``caller.admission`` with their call, so the rate limit is counted in
+the same hop; other routes use ``admitted``, which counts it first.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rlm.admission import Admission, Viewer
 from rlm.auth.principal import Principal
 from rlm.auth.scopes import SCOPE_ADMIN
-from rlm.auth.tokens import authenticate
+from rlm.auth.tokens import authenticate_async
 from rlm.errors import Unauthorized
+from rlm.storage.access import StorageReader
 
 __all__ = ["Bearer", "Caller", "admitted", "authenticated"]
 
@@ -59,16 +61,26 @@ class Caller:
         return Viewer(p.user_id, p.org, p.has_scope(SCOPE_ADMIN))
 
     @property
+    def reader(self) -> StorageReader:
+        """Who it reads storage as (the connectors' access policies decide what it may)."""
+        p = self.principal
+        return StorageReader(p.user_id, p.org)
+
+    @property
     def owner(self) -> dict[str, Any]:
         """The owner fields of the tasks it starts."""
         p = self.principal
         return {"owner_id": p.user_id, "org_id": p.org, "team_id": p.team}
 
 
-def _principal(request: Request) -> Principal:
+async def _principal(request: Request) -> Principal:
     state = request.app.state
     client = request.client.host if request.client is not None else "unknown"
-    principal = authenticate(request.headers.get("authorization"), client, state.keys, state.auth)
+    # A token signed by an identity provider may need its JWKS fetched: asynchronously, so
+    # the replica's event loop keeps serving everyone else meanwhile.
+    principal = await authenticate_async(
+        request.headers.get("authorization"), client, state.keys, state.auth
+    )
     request.state.principal = principal  # who a refusal or an admin change is recorded for
     return principal
 
@@ -80,34 +92,40 @@ async def _admit(request: Request, principal: Principal) -> None:
     request.state.rate = headers
 
 
+def _refuse_anonymous(principal: Principal, scope: str) -> None:
+    # Refused before anything is counted or read: a caller without a token costs one header
+    # check (and is never told 429: its requests never reach the rate limiter).
+    if principal.is_anonymous:
+        raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
+    principal.require_scope(scope)
+
+
 def authenticated(scope: str | None) -> Callable[..., Awaitable[Caller]]:
     """A dependency: the caller, holding ``scope``; the rate is counted by the engine call.
 
-    Anonymous callers are counted here (by address) and then refused with 401.
+    A request without a token, or whose token lacks ``scope``, is refused (401, 403) at once.
     """
 
     async def dependency(request: Request, _token: Bearer) -> Caller:
-        principal = _principal(request)
-        if principal.is_anonymous and scope is not None:
-            await _admit(request, principal)
-            raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
+        principal = await _principal(request)
         if scope is not None:
-            principal.require_scope(scope)
+            _refuse_anonymous(principal, scope)
         return Caller(principal)
 
     return dependency
 
 
 def admitted(scope: str | None) -> Callable[..., Awaitable[Caller]]:
-    """A dependency: the caller, holding ``scope``, with this request counted (or refused)."""
+    """A dependency: the caller, holding ``scope``, with this request counted (or refused).
+
+    A request without a token, or whose token lacks ``scope``, is refused before it is counted.
+    """
 
     async def check(request: Request) -> Caller:
-        principal = _principal(request)
-        await _admit(request, principal)
-        if principal.is_anonymous and scope is not None:
-            raise Unauthorized("this route needs a bearer token", {"requiredScope": scope})
+        principal = await _principal(request)
         if scope is not None:
-            principal.require_scope(scope)
+            _refuse_anonymous(principal, scope)
+        await _admit(request, principal)
         return Caller(principal)
 
     if scope is None:

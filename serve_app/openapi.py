@@ -15,12 +15,36 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from rlm.models.errors import ErrorEnvelope
-from rlm.models.tasks import ExecuteRequest
+from rlm.operations.registry import OperationRegistry, default_registry
+from rlm.operations.schema import SchemaContext, input_schema
 
-__all__ = ["BEARER_SCHEME", "install_openapi"]
+__all__ = ["BEARER_SCHEME", "UNTHROTTLED", "install_openapi", "json_body"]
 
 #: The name of the bearer-token security scheme in the document.
 BEARER_SCHEME = "bearerAuth"
+
+#: Marks an operation of the OpenAPI document that is never rate-limited (no 429 answer).
+UNTHROTTLED = "x-rlm-unthrottled"
+
+#: Marks an operation that reads its JSON body itself (after admission): the body's model.
+_JSON_BODY = "x-rlm-json-body"
+_BODIES: dict[str, type[BaseModel]] = {}
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` of a route that reads and validates its body itself: the document
+    still describes the body as ``model`` (required, ``application/json``)."""
+    _BODIES[model.__name__] = model
+    return {_JSON_BODY: model.__name__}
+
+
+def _add_model(schemas: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        schemas.setdefault(name, sub)
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
 
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 
@@ -37,36 +61,29 @@ _INVALID = {"400": "Invalid input (`INVALID_INPUT`), with the offending field in
 _WITH_BODY = {"413": "The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`)."}
 
 
-#: Request bodies that routes read themselves (off the event loop, see ``serve_app.bodies``):
-#: FastAPI does not see them, so their schemas are added here under their own names.
-_BODIES: tuple[type[BaseModel], ...] = (ExecuteRequest,)
-
-
-def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
-    schema = model.model_json_schema(
-        by_alias=True, ref_template="#/components/schemas/{model}", mode="validation"
-    )
-    for name, sub in schema.pop("$defs", {}).items():
-        schemas.setdefault(name, sub)
-    schemas[model.__name__] = schema
-
-
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ENVELOPE_REF}}}
 
 
 def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    models: tuple[type[BaseModel], ...] = (ErrorEnvelope, *_BODIES)
-    for model in models:
-        _add_schema(schemas, model)
+    _add_model(schemas, ErrorEnvelope)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     for path in doc.get("paths", {}).values():
         for operation in path.values():
+            body_model = operation.pop(_JSON_BODY, None)
+            if body_model is not None:
+                ref = _add_model(schemas, _BODIES[body_model])
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref}},
+                }
             responses = operation.setdefault("responses", {})
             validated = responses.pop("422", None) is not None
             statuses = dict(_COMMON)
+            if operation.pop(UNTHROTTLED, False):
+                del statuses["429"]  # never rate-limited: the document must not promise a 429
             if validated or operation.get("parameters") or "requestBody" in operation:
                 statuses |= _INVALID
             if operation.get("security"):
@@ -76,6 +93,39 @@ def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
             for status, description in statuses.items():
                 responses.setdefault(status, _error(description))
     return doc
+
+
+def _schema_context(app: FastAPI) -> SchemaContext:
+    """The connectors and LM providers this server offers (the first provider: the default)."""
+    storage = getattr(app.state, "storage", None)
+    connectors = storage.connector_names if storage is not None else []
+    settings = getattr(app.state, "settings", None)
+    providers = settings.lm.providers() if settings is not None else {}
+    order = sorted(providers, key=lambda name: (name != "default", list(providers).index(name)))
+    lm_models = {name: providers[name].public()["models"] for name in order}
+    return SchemaContext(connectors=connectors, lm_models=lm_models)
+
+
+def _describe_input(app: FastAPI, doc: dict[str, Any]) -> None:
+    """``ExecuteRequest.input``: exactly the operations (and their params and items) this
+    server offers, instead of pydantic's "anything"."""
+    schema = doc.get("components", {}).get("schemas", {}).get("ExecuteRequest")
+    if schema is None:
+        return
+    hv = getattr(app.state, "hv", None)
+    registry = getattr(hv, "registry", None)
+    if not isinstance(registry, OperationRegistry):
+        registry = default_registry()
+    schema["properties"]["input"] = input_schema(registry, _schema_context(app))
+
+
+def _enumerate_connectors(doc: dict[str, Any], names: list[str]) -> None:
+    """Name the configured connectors in every ``connector`` field: the server refuses
+    any other, so the document must not promise it."""
+    for schema in doc.get("components", {}).get("schemas", {}).values():
+        connector = schema.get("properties", {}).get("connector")
+        if isinstance(connector, dict) and names:
+            connector["enum"] = list(names)
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -89,7 +139,12 @@ def install_openapi(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = _rewrite(doc)
+            doc = _rewrite(doc)
+            _describe_input(app, doc)
+            storage = getattr(app.state, "storage", None)
+            if storage is not None:
+                _enumerate_connectors(doc, storage.connector_names)
+            app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

@@ -3,7 +3,7 @@
 Pure logic (no Ray). The server loads keys once at startup::
 
     keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)
-    principal = authenticate(request.headers.get("authorization"), client_ip, keys, settings.auth)
+    principal = await authenticate_async(authorization_header, client_ip, keys, settings.auth)
     principal.require_scope(SCOPE_EXECUTE)
 """
 
@@ -41,9 +41,11 @@ from rlm.auth.tiers import DEFAULT_TIER, TIERS, Tier, TierLimits, is_tier
 from rlm.auth.tokens import (
     REQUIRED_CLAIMS,
     authenticate,
+    authenticate_async,
     bearer_token,
     issue_token,
     verify_token,
+    verify_token_async,
 )
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "TierLimits",
     "VerificationKey",
     "authenticate",
+    "authenticate_async",
     "bearer_token",
     "expand_scopes",
     "format_scope_claim",
@@ -80,4 +83,5 @@ __all__ = [
     "parse_scope_claim",
     "validate_scopes",
     "verify_token",
+    "verify_token_async",
 ]

@@ -5,7 +5,8 @@ Key sources, in the order they are considered:
 * an HMAC secret (``secret`` / ``secret_file``) for the HS algorithms;
 * a PEM public key (``public_key`` / ``public_key_file``), RSA or EC, for RS/PS/ES;
 * the public half of a PEM private key (``private_key`` / ``private_key_file``);
-* a JWKS endpoint (``jwks_url``), fetched lazily and cached (see :class:`KeySet`).
+* a JWKS endpoint (``jwks_url``), fetched lazily, asynchronously on a server, cached and
+  refetched when a token names a new key (see :mod:`rlm.auth.jwks`).
 
 Every key is bound to the allowed algorithms *of its type*: an HMAC secret verifies only HS
 tokens, an RSA key only RS/PS tokens, an EC key only the ES algorithm of its curve. That makes
@@ -26,7 +27,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import load_pem_x509_certificate
@@ -36,6 +36,7 @@ from rlm.auth.generated_secret import (
     MIN_SECRET_BYTES,
     load_or_create_secret,
 )
+from rlm.auth.jwks import JwksCache, JwksKey, public_key_of
 from rlm.auth.settings import (
     EC_ALGORITHMS,
     RSA_ALGORITHMS,
@@ -143,10 +144,11 @@ class KeySet:
         jwks_url: An identity provider's JWKS endpoint, or ``None``.
         jwks_algorithms: The allowed asymmetric algorithms for JWKS keys.
         jwks_cache_s: How long a fetched JWKS document is reused.
+        jwks_refresh_cooldown_s: The least time between two fetches of the JWKS document.
         generated_secret: Whether the HMAC secret was generated (development default).
 
-    The JWKS client is created on first use and caches the document and the keys it found; it is
-    not pickled (each process makes its own).
+    The JWKS cache (:class:`~rlm.auth.jwks.JwksCache`) is created on first use and keeps the
+    document it fetched; it is not pickled (each process makes its own).
     """
 
     def __init__(
@@ -156,14 +158,16 @@ class KeySet:
         jwks_url: str | None = None,
         jwks_algorithms: Sequence[str] = (),
         jwks_cache_s: float = 300.0,
+        jwks_refresh_cooldown_s: float = 10.0,
         generated_secret: bool = False,
     ) -> None:
         self.keys: tuple[VerificationKey, ...] = tuple(keys)
         self.jwks_url = jwks_url
         self.jwks_algorithms: tuple[str, ...] = tuple(jwks_algorithms)
         self.jwks_cache_s = jwks_cache_s
+        self.jwks_refresh_cooldown_s = jwks_refresh_cooldown_s
         self.generated_secret = generated_secret
-        self._jwks_client: jwt.PyJWKClient | None = None
+        self._jwks: JwksCache | None = None
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -174,6 +178,7 @@ class KeySet:
                 self.jwks_url,
                 self.jwks_algorithms,
                 self.jwks_cache_s,
+                self.jwks_refresh_cooldown_s,
                 self.generated_secret,
             ),
         )
@@ -192,8 +197,27 @@ class KeySet:
         """
         return [key for key in self.keys if algorithm in key.algorithms]
 
+    @property
+    def jwks(self) -> JwksCache | None:
+        """The JWKS endpoint's key cache (``None`` without ``jwks_url``); made on first use,
+        so a server that never sees an RS/ES token never calls out."""
+        if self.jwks_url is None:
+            return None
+        with self._lock:
+            if self._jwks is None:
+                self._jwks = JwksCache(
+                    self.jwks_url,
+                    cache_s=self.jwks_cache_s,
+                    refresh_cooldown_s=self.jwks_refresh_cooldown_s,
+                    timeout_s=_JWKS_TIMEOUT_S,
+                )
+            return self._jwks
+
     def jwks_key(self, header: Mapping[str, Any], algorithm: str) -> VerificationKey:
         """Find the JWKS key for a token and bind it to the algorithms it may verify.
+
+        Blocks on a fetch when the document must be (re)fetched: servers use
+        :meth:`jwks_key_async`.
 
         Args:
             header: The token's unverified header (only ``kid`` is read from it).
@@ -206,53 +230,26 @@ class KeySet:
             Unauthorized: No JWKS configured, the endpoint failed, no key matches, or the key
                 cannot verify ``algorithm``.
         """
-        if self.jwks_url is None:
+        cache = self.jwks
+        if cache is None:
             raise _unauthorized("no key for algorithm")
-        client = self._client(self.jwks_url)
-        kid = header.get("kid")
-        try:
-            if kid is None:
-                # A provider with a single key may leave kid out of its tokens.
-                signing = client.get_signing_keys()
-                if len(signing) != 1:
-                    raise _unauthorized("token names no key id")
-                jwk = signing[0]
-            elif isinstance(kid, str):
-                jwk = client.get_signing_key(kid)
-            else:
-                raise _unauthorized("malformed token")
-        except (jwt.PyJWKClientConnectionError, ValueError, OSError) as exc:
-            # ValueError: the endpoint answered with something that is not JSON.
-            _log.warning("JWKS endpoint %s unavailable: %s", self.jwks_url, exc)
-            raise _unauthorized("signing keys unavailable") from exc
-        except jwt.PyJWTError as exc:
-            raise _unauthorized("unknown signing key") from exc
-        raw = jwk.key
-        if isinstance(raw, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raw = raw.public_key()
-        if not isinstance(raw, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-            # Symmetric ("oct") or exotic keys have no business in a public key set.
-            raise _unauthorized("unsupported signing key")
+        return self._bind(cache.key_sync(header), algorithm)
+
+    async def jwks_key_async(self, header: Mapping[str, Any], algorithm: str) -> VerificationKey:
+        """:meth:`jwks_key` without blocking the event loop (the fetch is asynchronous)."""
+        cache = self.jwks
+        if cache is None:
+            raise _unauthorized("no key for algorithm")
+        return self._bind(await cache.key(header), algorithm)
+
+    def _bind(self, found: JwksKey, algorithm: str) -> VerificationKey:
+        raw = public_key_of(found)
         allowed = _compatible_algorithms(raw, self.jwks_algorithms)
-        # A JWK may pin its algorithm; pyjwt keeps the declared value only in private data.
-        declared = getattr(jwk, "_jwk_data", {}).get("alg")
-        if isinstance(declared, str):
-            allowed = tuple(alg for alg in allowed if alg == declared)
+        if found.alg is not None:  # a JWK may pin its algorithm
+            allowed = tuple(alg for alg in allowed if alg == found.alg)
         if algorithm not in allowed:
             raise _unauthorized("algorithm does not match the signing key")
-        return VerificationKey(raw, allowed, jwk.key_id)
-
-    def _client(self, url: str) -> jwt.PyJWKClient:
-        # Created on first use: a server that never sees an RS/ES token never calls out.
-        with self._lock:
-            if self._jwks_client is None:
-                self._jwks_client = jwt.PyJWKClient(
-                    url,
-                    cache_keys=True,
-                    lifespan=self.jwks_cache_s,
-                    timeout=_JWKS_TIMEOUT_S,
-                )
-            return self._jwks_client
+        return VerificationKey(raw, allowed, found.kid)
 
 
 def _restore_key_set(
@@ -260,6 +257,7 @@ def _restore_key_set(
     jwks_url: str | None,
     jwks_algorithms: tuple[str, ...],
     jwks_cache_s: float,
+    jwks_refresh_cooldown_s: float,
     generated_secret: bool,
 ) -> KeySet:
     return KeySet(
@@ -267,6 +265,7 @@ def _restore_key_set(
         jwks_url=jwks_url,
         jwks_algorithms=jwks_algorithms,
         jwks_cache_s=jwks_cache_s,
+        jwks_refresh_cooldown_s=jwks_refresh_cooldown_s,
         generated_secret=generated_secret,
     )
 
@@ -396,6 +395,7 @@ def load_verification_keys(auth: AuthSettings, state_dir: Path, env: str) -> Key
         jwks_url=auth.jwks_url,
         jwks_algorithms=asym_algs,
         jwks_cache_s=auth.jwks_cache_s,
+        jwks_refresh_cooldown_s=auth.jwks_refresh_cooldown_s,
         generated_secret=generated,
     )
 

@@ -64,6 +64,9 @@ class AuthSettings(BaseModel):
         private_key_file: File holding the PEM private key.
         jwks_url: An http(s) JWKS endpoint of an identity provider (asymmetric keys only).
         jwks_cache_s: How long a fetched JWKS document is reused.
+        jwks_refresh_cooldown_s: The least time between two fetches of the JWKS document: a
+            token naming a key the cached document lacks (a key rotation) fetches it again at
+            once, but never more often than this.
         leeway_s: Clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
         default_ttl_s: Lifetime of a minted token when the caller names none.
         max_ttl_s: Longest lifetime a minted token may have.
@@ -82,6 +85,7 @@ class AuthSettings(BaseModel):
     private_key_file: Path | None = None
     jwks_url: str | None = None
     jwks_cache_s: float = Field(default=300.0, gt=0, le=86_400)
+    jwks_refresh_cooldown_s: float = Field(default=10.0, ge=0, le=3600)
     leeway_s: float = Field(default=30.0, ge=0, le=600)
     default_ttl_s: int = Field(default=3600, gt=0)
     max_ttl_s: int = Field(default=86_400, gt=0)

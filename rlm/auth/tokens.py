@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import jwt
@@ -36,10 +36,12 @@ from rlm.errors import InvalidInput, Unauthorized
 __all__ = [
     "REQUIRED_CLAIMS",
     "authenticate",
+    "authenticate_async",
     "bearer_token",
     "expired_principal",
     "issue_token",
     "verify_token",
+    "verify_token_async",
 ]
 
 REQUIRED_CLAIMS: Final[tuple[str, ...]] = ("exp", "iss", "aud", "sub")
@@ -162,8 +164,8 @@ def verify_token(token: str, keys: KeySet, settings: AuthSettings) -> Principal:
     ``settings.leeway_s``), ``iss``, ``aud``, and the presence of exp, iss, aud and sub; then the
     service's own claims (``scope``, ``tier``, ``team``, ``org``).
 
-    A JWKS lookup (``settings.jwks_url``) may block on the network on a cache miss; call this
-    off the event loop when one is configured.
+    A JWKS lookup (``settings.jwks_url``) blocks on the network when the document must be
+    fetched; on an event loop use :func:`verify_token_async`.
 
     Args:
         token: The compact JWS (without ``Bearer``).
@@ -176,6 +178,30 @@ def verify_token(token: str, keys: KeySet, settings: AuthSettings) -> Principal:
     Raises:
         Unauthorized: For any failure, with ``details.reason`` (e.g. ``"token expired"``).
     """
+    header, algorithm = _header(token, settings)
+    # Static keys first; the JWKS (a network call on a cache miss) only if none of them fits.
+    claims, refused = _try_keys(token, keys.candidates(algorithm), settings)
+    if claims is None and _uses_jwks(algorithm, keys):
+        claims, refused = _try_keys(token, [keys.jwks_key(header, algorithm)], settings, refused)
+    return _principal(_verified(claims, refused))
+
+
+async def verify_token_async(token: str, keys: KeySet, settings: AuthSettings) -> Principal:
+    """:func:`verify_token` for an event loop: a JWKS fetch never blocks it.
+
+    Static keys verify in place (microseconds of CPU); a token that needs the JWKS document
+    awaits its asynchronous fetch, shared with every other request waiting on it.
+    """
+    header, algorithm = _header(token, settings)
+    claims, refused = _try_keys(token, keys.candidates(algorithm), settings)
+    if claims is None and _uses_jwks(algorithm, keys):
+        key = await keys.jwks_key_async(header, algorithm)
+        claims, refused = _try_keys(token, [key], settings, refused)
+    return _principal(_verified(claims, refused))
+
+
+def _header(token: str, settings: AuthSettings) -> tuple[dict[str, Any], str]:
+    """The token's unverified header and its algorithm, checked against the allow-list."""
     if not isinstance(token, str) or not token:
         raise _unauthorized("malformed token")
     if len(token) > _MAX_TOKEN_CHARS:
@@ -189,28 +215,25 @@ def verify_token(token: str, keys: KeySet, settings: AuthSettings) -> Principal:
     # the allow-list here and again by each key's own list inside jwt.decode.
     if not isinstance(algorithm, str) or algorithm not in settings.algorithms:
         raise _unauthorized("algorithm not allowed")
-    claims = _decode(token, _keys_for(algorithm, header, keys), settings)
-    return _principal(claims)
+    return header, algorithm
 
 
-def _keys_for(algorithm: str, header: Mapping[str, Any], keys: KeySet) -> Iterator[VerificationKey]:
-    # Static keys first; the JWKS (a network call on a cache miss) only if none of them fits.
-    yield from keys.candidates(algorithm)
-    if algorithm in ASYMMETRIC_ALGORITHMS and keys.jwks_url is not None:
-        yield keys.jwks_key(header, algorithm)
+def _uses_jwks(algorithm: str, keys: KeySet) -> bool:
+    return algorithm in ASYMMETRIC_ALGORITHMS and keys.jwks_url is not None
 
 
-def _decode(
+def _try_keys(
     token: str,
     candidates: Iterable[VerificationKey],
     settings: AuthSettings,
+    refused: jwt.InvalidSignatureError | None = None,
     *,
     verify_exp: bool = True,
-) -> dict[str, Any]:
-    signature_error: jwt.InvalidSignatureError | None = None
+) -> tuple[dict[str, Any] | None, jwt.InvalidSignatureError | None]:
+    """The verified claims, or ``None`` and the last signature refusal (or the one given)."""
     for key in candidates:
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token,
                 key.key,
                 algorithms=list(key.algorithms),
@@ -226,11 +249,21 @@ def _decode(
             )
         except jwt.InvalidSignatureError as exc:
             # Several keys of one type (a rotation, or a static key and a JWKS): try the next.
-            signature_error = exc
+            refused = exc
         except jwt.PyJWTError as exc:
             raise _unauthorized(_reason(exc)) from exc
-    if signature_error is not None:
-        raise _unauthorized("invalid signature") from signature_error
+        else:
+            return claims, None
+    return None, refused
+
+
+def _verified(
+    claims: dict[str, Any] | None, refused: jwt.InvalidSignatureError | None
+) -> dict[str, Any]:
+    if claims is not None:
+        return claims
+    if refused is not None:
+        raise _unauthorized("invalid signature") from refused
     raise _unauthorized("no key for algorithm")
 
 
@@ -322,14 +355,22 @@ def expired_principal(token: str, keys: KeySet, settings: AuthSettings) -> Princ
 
     Only for attributing a refused request in the audit log (a 401 for an expired token is
     recorded in its org); never for access. ``None`` when any other check fails, so a forged
-    token can never put a record in an org's log.
+    token can never put a record in an org's log. Static keys only: a refusal never waits on
+    a JWKS fetch.
     """
     try:
-        header = jwt.get_unverified_header(token)
-        algorithm = header.get("alg")
-        if not isinstance(algorithm, str) or algorithm not in settings.algorithms:
-            return None
-        claims = _decode(token, _keys_for(algorithm, header, keys), settings, verify_exp=False)
-        return _principal(claims)
+        _, algorithm = _header(token, settings)
+        claims, _ = _try_keys(token, keys.candidates(algorithm), settings, verify_exp=False)
+        return None if claims is None else _principal(claims)
     except (jwt.PyJWTError, Unauthorized):
         return None
+
+
+async def authenticate_async(
+    authorization: str | None, client_key: str, keys: KeySet, settings: AuthSettings
+) -> Principal:
+    """:func:`authenticate` for an event loop (see :func:`verify_token_async`)."""
+    token = bearer_token(authorization)
+    if token is None:
+        return Principal.anonymous(client_key)
+    return await verify_token_async(token, keys, settings)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from rlm.errors import InvalidInput
 
-__all__ = ["Identifier", "WireModel", "parse_model", "validation_error_to_invalid_input"]
+__all__ = [
+    "INTEGRAL",
+    "Identifier",
+    "WireModel",
+    "parse_model",
+    "validation_error_to_invalid_input",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -17,6 +23,20 @@ M = TypeVar("M", bound=BaseModel)
 #: safe in URLs, logs, JSON and the state store.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,200}$"
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
+
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: ``22.0`` is the integer 22 to JSON Schema (and so to the API
+    # document), though strict validation would refuse the float. Strings stay refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: Put last in an integer field's ``Annotated[int, Field(...), INTEGRAL]`` (after its
+#: constraints, so they stay ``minimum``/``maximum`` in the JSON schema): the field then takes
+#: a JSON number with no fractional part, ``22`` or ``22.0``.
+INTEGRAL = BeforeValidator(_integral)
 
 
 class WireModel(BaseModel):

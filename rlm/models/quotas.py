@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from rlm.models.base import Identifier, WireModel
+from rlm.models.base import INTEGRAL, Identifier, WireModel
 
 __all__ = [
     "AllocationCheck",
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 # Bounded so that no amount overflows the ledger's integer micro-units or JSON.
-NonNegInt = Annotated[int, Field(ge=0, le=10**15)]
+NonNegInt = Annotated[int, Field(ge=0, le=10**15), INTEGRAL]
 NonNegFloat = Annotated[float, Field(ge=0, le=1e12)]
 
 
@@ -67,7 +67,7 @@ class UserQuotaStatus(WireModel):
 class AllocationCheck(WireModel):
     """``POST /quotas/user/{userId}/check``'s body."""
 
-    agents_requested: Annotated[int, Field(ge=1, le=1_000_000)]
+    agents_requested: Annotated[int, Field(ge=1, le=1_000_000), INTEGRAL]
     session_id: Annotated[str, Field(max_length=200)] | None = None
 
 
@@ -165,7 +165,20 @@ class TeamQuotaStatus(WireModel):
 
 
 class QuotaTransfer(WireModel):
-    """``POST /quotas/team/{teamId}/transfers``'s body."""
+    """``POST /quotas/team/{teamId}/transfers``'s body: something must move (agents or
+    compute hours); from a member to itself, nothing does."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["agents"], "properties": {"agents": {"minimum": 1}}},
+                {
+                    "required": ["computeHours"],
+                    "properties": {"computeHours": {"exclusiveMinimum": 0}},
+                },
+            ]
+        }
+    )
 
     from_user_id: Identifier
     to_user_id: Identifier

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from rlm.models.base import WireModel
+from rlm.models.base import INTEGRAL, WireModel
 
 __all__ = [
     "ReadMethod",
@@ -15,6 +15,9 @@ __all__ = [
     "StorageReadRequest",
     "StorageReadResponse",
 ]
+
+#: The largest byte offset a request may name (2**53: exact in every JSON implementation).
+MAX_OFFSET = 2**53
 
 ReadMethod = Literal["mmap", "direct", "async", "standard"]
 
@@ -28,8 +31,8 @@ class StorageReadRequest(WireModel):
 
     connector: Annotated[str, Field(min_length=1, max_length=64)]
     key: Annotated[str, Field(min_length=1, max_length=4096)]
-    start: Annotated[int, Field(ge=0)]
-    end: Annotated[int, Field(gt=0)]
+    start: Annotated[int, Field(ge=0, le=MAX_OFFSET), INTEGRAL]
+    end: Annotated[int, Field(gt=0, le=MAX_OFFSET), INTEGRAL]
     method: ReadMethod | Literal["auto"] = "auto"
 
 
@@ -56,8 +59,8 @@ class SourceSpec(WireModel):
 
     connector: Annotated[str, Field(min_length=1, max_length=64)]
     key: Annotated[str, Field(min_length=1, max_length=4096)]
-    start: Annotated[int, Field(ge=0)] | None = None
-    end: Annotated[int, Field(gt=0)] | None = None
+    start: Annotated[int, Field(ge=0, le=MAX_OFFSET), INTEGRAL] | None = None
+    end: Annotated[int, Field(gt=0, le=MAX_OFFSET), INTEGRAL] | None = None
     format: SourceFormat
 
     @model_validator(mode="after")

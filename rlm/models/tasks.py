@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from rlm.lm.budget import Budget
-from rlm.models.base import WireModel
+from rlm.models.base import INTEGRAL, WireModel
 
 __all__ = [
     "CancelResponse",
@@ -44,11 +44,11 @@ class ExecuteOptions(WireModel):
     and ``maxIterations`` (root turns) apply to RLM tasks (``input.operation: "rlm"``), whose
     ``maxDepth`` is the ``rlm_query`` nesting (default 1)."""
 
-    max_depth: Annotated[int, Field(ge=0, le=32)] | None = None
-    timeout_ms: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)] | None = None
+    max_depth: Annotated[int, Field(ge=0, le=32), INTEGRAL] | None = None
+    timeout_ms: Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS), INTEGRAL] | None = None
     priority: Priority = "normal"
-    leaf_size: Annotated[int, Field(ge=1)] | None = None
-    fanout: Annotated[int, Field(ge=2, le=1024)] | None = None
+    leaf_size: Annotated[int, Field(ge=1, le=2**53), INTEGRAL] | None = None
+    fanout: Annotated[int, Field(ge=2, le=1024), INTEGRAL] | None = None
     async_: bool = Field(default=False, alias="async")
     budget: Budget | None = None
     memo: bool | None = None

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from rlm.errors import InvalidInput
+from rlm.operations.schema import ANY_OBJECT, NO_PARAMS, SchemaContext, branch
 
 __all__ = ["Chunk", "FunctionOperation", "InputKind", "Operation"]
 
@@ -57,6 +58,24 @@ class Operation(ABC):
     #: True for an operation the engine runs as one session on a session host instead of a
     #: plan of agent calls (RLM mode: :class:`rlm.rlmmode.operation.RLMOperation`).
     runs_in_session: ClassVar[bool] = False
+    #: JSON Schema of ``input.params`` in the API document (see :mod:`rlm.operations.schema`):
+    #: exactly what :meth:`parse_params` accepts. The default: no parameters.
+    params_schema: ClassVar[dict[str, Any]] = NO_PARAMS
+    #: JSON Schema of ``input.items``; ``None``: an array of what :attr:`input_kind` says.
+    items_schema: ClassVar[dict[str, Any] | None] = None
+
+    def input_schemas(self, context: SchemaContext) -> list[dict[str, Any]]:
+        """The ``input`` objects naming this operation, as JSON Schema (one or more branches).
+
+        Override when what the items may be depends on the parameters. An operation that
+        reads parameters but declares no :attr:`params_schema` is described as taking any.
+        """
+        cls = type(self)
+        undeclared = (
+            cls.parse_params is not Operation.parse_params
+            and cls.params_schema is Operation.params_schema
+        )
+        return [branch(self, context, params_schema=ANY_OBJECT if undeclared else None)]
 
     def parse_params(self, params: Mapping[str, Any]) -> Any:
         """Validate ``input.params`` once, before any agent runs.

@@ -32,6 +32,17 @@ from rlm.operations.context import check_cancelled
 from rlm.operations.expressions import EvalError, Expression, parse_expression
 from rlm.operations.params import ParamReader, field_of
 from rlm.operations.positional import PositionalOperation
+from rlm.operations.schema import (
+    MAX_WIRE_NUMBER,
+    NUMBER,
+    SchemaContext,
+    branch,
+    flag,
+    integer,
+    nullable,
+    params,
+    string,
+)
 from rlm.operations.values import (
     descending_counts,
     is_number,
@@ -97,6 +108,15 @@ class _SortParams:
     reverse: bool
 
 
+#: Items an ordering operation compares: all numbers, or all strings.
+_ORDERED_ITEMS: dict[str, Any] = {
+    "anyOf": [
+        {"type": "array", "items": {"type": "number"}},
+        {"type": "array", "items": {"type": "string"}},
+    ]
+}
+
+
 class Sort(PositionalOperation):
     """All items in order (numbers or strings, not both); stable, so equal items keep order.
 
@@ -108,6 +128,8 @@ class Sort(PositionalOperation):
     """
 
     name = "sort"
+    params_schema = params(reverse=flag())
+    items_schema = _ORDERED_ITEMS
     description = "Items sorted (numbers or strings); params: reverse."
 
     def parse_params(self, params: Mapping[str, Any]) -> _SortParams:
@@ -144,6 +166,8 @@ class TopK(PositionalOperation):
     """
 
     name = "top_k"
+    params_schema = params({"k": integer(1, 10_000)}, largest=flag())
+    items_schema = _ORDERED_ITEMS
     description = "The k largest (or smallest) items; params: k, largest."
 
     def parse_params(self, params: Mapping[str, Any]) -> _TopKParams:
@@ -220,6 +244,7 @@ class CountBy(PositionalOperation):
     """
 
     name = "count_by"
+    items_schema = {"type": "array", "items": {"type": ["null", "boolean", "number", "string"]}}
     description = "Occurrences of each value, most frequent first."
 
     def leaf_at(self, chunk: Sequence[Any], start: int, params: Any) -> dict[str, int]:
@@ -257,25 +282,30 @@ class Histogram(Operation):
 
     Params:
         bins (int, 1..10000, required): How many bins.
-        range ([lo, hi], required): Finite numbers, ``lo < hi``.
+        range ([lo, hi], required): Numbers within ±2**53, in either order; equal bounds
+            (or bounds too close for ``bins`` distinct edges) give empty bins, values at the
+            edge in the last one.
 
     Output: ``{"edges": [bins + 1 floats], "counts": [bins ints]}``.
     """
 
     name = "histogram"
     input_kind = "numbers"
+    params_schema = params(
+        {
+            "bins": integer(1, 10_000),
+            "range": {"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2},
+        }
+    )
     description = "Counts per equal-width bin; params: bins, range."
 
     def parse_params(self, params: Mapping[str, Any]) -> _HistogramParams:
         reader = ParamReader(self.name, params, ("bins", "range"))
         bins = reader.integer("bins", lo=1, hi=10_000)
-        lo, hi = reader.number_pair("range")
+        lo, hi = reader.number_pair("range", bound=MAX_WIRE_NUMBER)
+        # Edges may repeat when the range is narrow (or empty): numpy then leaves the bins
+        # between equal edges empty and counts values at an edge in the last such bin.
         edges = np.linspace(lo, hi, bins + 1)
-        if not (np.all(np.diff(edges) > 0) and np.all(np.isfinite(edges))):
-            raise InvalidInput(
-                f"range [{lo}, {hi}] is too narrow for {bins} distinct bins",
-                field=field_of("range"),
-            )
         return _HistogramParams(tuple(edges.tolist()))
 
     def leaf(self, chunk: Any, params: _HistogramParams) -> list[int]:
@@ -305,6 +335,21 @@ class Concat(PositionalOperation):
     """
 
     name = "concat"
+    params_schema = params(separator=nullable(string()))
+
+    def input_schemas(self, context: SchemaContext) -> list[dict[str, Any]]:
+        # With a separator the items are joined: they must be strings then.
+        joined = params({"separator": string()})
+        return [
+            branch(self, context, params_schema=params(separator={"type": "null"})),
+            branch(
+                self,
+                context,
+                params_schema=joined,
+                items_schema={"type": "array", "items": {"type": "string"}},
+            ),
+        ]
+
     description = "The items in order, or joined with params.separator."
 
     def parse_params(self, params: Mapping[str, Any]) -> _ConcatParams:
@@ -358,6 +403,7 @@ class Filter(PositionalOperation):
     """
 
     name = "filter"
+    params_schema = params({"where": string(10**6, format="rlm-expression")})
     description = "Items where params.where (an expression over x) is true."
 
     def parse_params(self, params: Mapping[str, Any]) -> _ExprParams:
@@ -396,6 +442,7 @@ class Map(PositionalOperation):
     """
 
     name = "map"
+    params_schema = params({"expr": string(10**6, format="rlm-expression")})
     description = "params.expr (an expression over x) applied to each item."
 
     def parse_params(self, params: Mapping[str, Any]) -> _ExprParams:

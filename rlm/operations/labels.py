@@ -28,6 +28,7 @@ from typing import Any
 from rlm.errors import InvalidInput
 from rlm.operations.params import ParamReader, field_of
 from rlm.operations.positional import PositionalOperation
+from rlm.operations.schema import nullable, params, string
 from rlm.operations.values import descending_counts, item_error, type_name
 
 __all__ = ["QUESTIONS", "LabelCounts", "LabelStats"]
@@ -47,9 +48,29 @@ _Counts = dict[str, int]
 def _user_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON's 7.0 is the integer 7
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+_USER = nullable({"anyOf": [{"type": "string"}, {"type": "integer"}]})
+
+#: A record: a label, and optionally text, user and date; other keys are ignored.
+_RECORDS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["label"],
+        "properties": {
+            "label": {"type": "string"},
+            "text": nullable({"type": "string"}),
+            "date": nullable({"type": "string"}),
+            "user": _USER,
+        },
+    },
+}
 
 
 def _record(item: Any, index: int) -> tuple[str, str | None]:
@@ -85,6 +106,7 @@ class LabelCounts(PositionalOperation):
     """
 
     name = "label_counts"
+    items_schema = _RECORDS
     description = "Records per label, most frequent first."
 
     def leaf_at(self, chunk: Sequence[Any], start: int, params: Any) -> _Counts:
@@ -139,12 +161,24 @@ class LabelStats(PositionalOperation):
 
     Ties go to the alphabetically first label.
 
+    A most or least frequent question over no records (of ``user``) answers ``null``.
+
     Raises:
-        InvalidInput: a missing or unused parameter; from ``finish``, a most/least frequent
-            question over no records.
+        InvalidInput: a missing or unused parameter.
     """
 
     name = "label_stats"
+    items_schema = _RECORDS
+    params_schema = {
+        "anyOf": [
+            params(
+                {"question": {"const": question}, **{name: string() for name in needs}},
+                **{name: {"type": "null"} for name in ("label", "label_b") if name not in needs},
+                user=_USER,
+            )
+            for question, needs in QUESTIONS.items()
+        ]
+    }
     description = "Answers an OOLONG-style question about the labels; params: question, ..."
 
     def parse_params(self, params: Mapping[str, Any]) -> _StatsParams:
@@ -210,8 +244,5 @@ class LabelStats(PositionalOperation):
                 if a < b
                 else "same frequency as"
             )
-        answer = _most(counts, least=q == "least_frequent")
-        if answer is None:
-            whose = f" of user {params.user!r}" if params.user is not None else ""
-            raise InvalidInput(f"there are no records{whose} to answer {q!r}", field="input.items")
-        return answer
+        # No records (of that user): no label is most or least frequent; the answer is null.
+        return _most(counts, least=q == "least_frequent")

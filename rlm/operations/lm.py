@@ -23,6 +23,7 @@ Common parameters: ``system`` (a system message), ``maxTokens`` (completion toke
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from rlm.lm.calls import LMRequest
 from rlm.lm.handle import current_lm
 from rlm.operations.base import Chunk, Operation
 from rlm.operations.params import ParamReader, field_of
+from rlm.operations.schema import SchemaContext, branch, integer, nullable, params, string
 
 __all__ = [
     "CLASSIFY_ANSWER_FORMAT",
@@ -54,6 +56,32 @@ CLASSIFY_ANSWER_FORMAT = "<number>: <label>"
 
 _COMMON = ("system", "maxTokens", "model", "provider", "temperature")
 _MAX_PROMPT = 200_000
+
+
+def _lm_schemas(
+    op: Operation, context: SchemaContext, required: dict[str, Any], **optional: Any
+) -> list[dict[str, Any]]:
+    """The branches of an LM operation: one per configured provider, naming its models (the
+    first provider is where a request naming none goes). None without a provider."""
+    common = {
+        "system": nullable(string(_MAX_PROMPT)),
+        "maxTokens": nullable(integer(1, 1_000_000)),
+        "temperature": nullable({"type": "number", "minimum": 0, "maximum": 2}),
+        **optional,
+    }
+    branches = []
+    for i, (provider, models) in enumerate(context.lm_models.items()):
+        named: dict[str, Any] = {"const": provider}
+        choice = {
+            "provider": nullable(named) if i == 0 else named,
+            "model": nullable({"enum": list(models)}),
+        }
+        if i == 0:
+            schema = params(required, **common, **choice)
+        else:
+            schema = params({**required, "provider": named}, **common, model=choice["model"])
+        branches.append(branch(op, context, params_schema=schema))
+    return branches
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +128,13 @@ def _read_call(reader: ParamReader) -> _Call:
 
 def _line(item: Any) -> str:
     """An item as one line of a prompt (JSON for anything but a string)."""
-    text = item if isinstance(item, str) else orjson.dumps(item).decode()
+    if isinstance(item, str):
+        text = item
+    else:
+        try:
+            text = orjson.dumps(item).decode()
+        except TypeError:  # integers beyond 64 bits
+            text = json.dumps(item)
     return text.replace("\r", " ").replace("\n", " ")
 
 
@@ -124,6 +158,10 @@ class LLMMap(Operation):
     input_kind = "any"
     uses_lm: ClassVar[bool] = True
     description: ClassVar[str] = "one LM reply per chunk: params.prompt with {chunk} replaced"
+
+    def input_schemas(self, context: SchemaContext) -> list[dict[str, Any]]:
+        prompt = string(_MAX_PROMPT, min_len=1, pattern=r"\{chunk\}")
+        return _lm_schemas(self, context, {"prompt": prompt})
 
     def parse_params(self, params: Mapping[str, Any]) -> _MapParams:
         reader = ParamReader(self.name, params, allowed=("prompt", *_COMMON))
@@ -210,27 +248,39 @@ class LLMClassify(Operation):
     description: ClassVar[str] = "label every line with the LM; {label: count}"
     lm_chunk_chars: ClassVar[int] = 4000
 
+    def input_schemas(self, context: SchemaContext) -> list[dict[str, Any]]:
+        label = {
+            "type": "string",
+            "maxLength": 200,
+            "pattern": r"\S",  # not blank
+            "not": {"pattern": r"^\s*[Uu][Nn][Pp][Aa][Rr][Ss][Ee][Dd]\s*$"},
+        }
+        labels = {"type": "array", "items": label, "minItems": 1, "maxItems": 256}
+        return _lm_schemas(self, context, {"labels": labels}, instruction=nullable(string(10_000)))
+
     def parse_params(self, params: Mapping[str, Any]) -> _ClassifyParams:
         reader = ParamReader(self.name, params, allowed=("labels", "instruction", *_COMMON))
         raw = params.get("labels")
         if (
             not isinstance(raw, list)
             or not 1 <= len(raw) <= 256
-            or not all(isinstance(x, str) and 0 < len(x.strip()) <= 200 for x in raw)
+            or not all(isinstance(x, str) and x.strip() and len(x) <= 200 for x in raw)
         ):
             raise InvalidInput(
                 "parameter 'labels' of 'llm_classify' must be a list of 1 to 256 non-empty "
                 "strings (at most 200 characters each)",
                 field=field_of("labels"),
             )
-        labels = tuple(x.strip() for x in raw)
-        folded = [x.casefold() for x in labels]
-        if len(set(folded)) != len(folded) or UNPARSED in folded:
+        # A label given twice (ignoring case and surrounding spaces) is one label.
+        firsts: dict[str, str] = {}
+        for x in raw:
+            firsts.setdefault(x.strip().casefold(), x.strip())
+        if UNPARSED in firsts:
             raise InvalidInput(
-                f"parameter 'labels' of 'llm_classify' must be distinct (ignoring case) and "
-                f"must not be {UNPARSED!r}",
+                f"parameter 'labels' of 'llm_classify' must not be {UNPARSED!r}",
                 field=field_of("labels"),
             )
+        labels = tuple(firsts.values())
         instruction = reader.string("instruction", default=_DEFAULT_INSTRUCTION, max_len=10_000)
         return _ClassifyParams(labels=labels, instruction=instruction, call=_read_call(reader))
 
@@ -306,6 +356,9 @@ class LLMSummarize(Operation):
     uses_lm: ClassVar[bool] = True
     description: ClassVar[str] = "summarise chunks, then summaries of summaries, with the LM"
     lm_chunk_chars: ClassVar[int] = 8000
+
+    def input_schemas(self, context: SchemaContext) -> list[dict[str, Any]]:
+        return _lm_schemas(self, context, {}, instruction=nullable(string(10_000)))
 
     def parse_params(self, params: Mapping[str, Any]) -> _SummaryParams:
         reader = ParamReader(self.name, params, allowed=("instruction", *_COMMON))

@@ -34,6 +34,7 @@ import numpy as np
 
 from rlm.errors import InvalidInput
 from rlm.operations.base import Operation
+from rlm.operations.schema import NUMBER
 
 __all__ = [
     "MAX_PRODUCT_BITS",
@@ -186,6 +187,10 @@ class _Numeric(Operation):
     input_kind = "numbers"
 
 
+#: The items of an operation that has no answer for none (min, max, mean, variance).
+_SOME_NUMBERS: dict[str, Any] = {"type": "array", "items": NUMBER, "minItems": 1}
+
+
 class Sum(_Numeric):
     """The sum of the items: exact for integers; numpy's pairwise sum for floats.
 
@@ -257,6 +262,7 @@ class Count(_Numeric):
 
 class _Extreme(_Numeric):
     _largest: ClassVar[bool] = False
+    items_schema = _SOME_NUMBERS
 
     def leaf(self, chunk: Array, params: Any) -> int | float | None:
         if not chunk.size:
@@ -308,6 +314,8 @@ class Mean(_Numeric):
         InvalidInput: the input is empty.
     """
 
+    items_schema = _SOME_NUMBERS
+
     name = "mean"
     description = "Arithmetic mean (correctly rounded)."
 
@@ -343,6 +351,8 @@ class Variance(_Numeric):
     Raises (from ``finish``):
         InvalidInput: the input is empty, or the variance overflows a float.
     """
+
+    items_schema = _SOME_NUMBERS
 
     name = "variance"
     description = "Population variance (exact partials, correctly rounded)."

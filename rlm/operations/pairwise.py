@@ -24,6 +24,7 @@ from rlm.operations.context import check_cancelled
 from rlm.operations.expressions import EvalError, Expression, parse_expression
 from rlm.operations.params import ParamReader, field_of
 from rlm.operations.positional import PositionalOperation
+from rlm.operations.schema import flag, params, string
 from rlm.operations.values import type_name
 
 __all__ = ["MAX_PAIRS", "Pairs", "PairsPartial"]
@@ -119,6 +120,9 @@ class Pairs(PositionalOperation):
     """
 
     name = "pairs"
+    params_schema = params(
+        {"where": string(10**6, format="rlm-pair-expression")}, count_only=flag()
+    )
     description = "Index pairs [i, j] whose items satisfy params.where (over a and b)."
 
     def parse_params(self, params: Mapping[str, Any]) -> _PairsParams:

@@ -92,6 +92,8 @@ class ParamReader:
             InvalidInput: missing, not an integer, or out of range.
         """
         value = self._get(name, _MISSING if default is None else default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON's 3.0 is the integer 3
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._bad(name, "an integer", value)
         if not lo <= value <= hi:
@@ -147,11 +149,12 @@ class ParamReader:
             return None
         return self.string(name, max_len=max_len)
 
-    def number_pair(self, name: str) -> tuple[float, float]:
-        """A required ``[lo, hi]`` pair of finite numbers with ``lo < hi``.
+    def number_pair(self, name: str, *, bound: float = math.inf) -> tuple[float, float]:
+        """A required pair of finite numbers within ``±bound``, in increasing order (a pair
+        given the other way round is read as its bounds; both may be equal).
 
         Raises:
-            InvalidInput: missing, malformed, not finite or not increasing.
+            InvalidInput: missing, malformed, not finite or out of bounds.
         """
         value = self._get(name, _MISSING)
         ok = (
@@ -162,11 +165,10 @@ class ParamReader:
                 for v in value
             )
         )
-        if not ok:
-            raise self._bad(name, "a pair [lo, hi] of finite numbers", value)
-        lo, hi = float(value[0]), float(value[1])
-        if not lo < hi:
-            raise self._bad(name, "a pair [lo, hi] with lo < hi", value)
+        if not ok or any(abs(v) > bound for v in value):
+            within = "" if bound == math.inf else f" within ±{bound:g}"
+            raise self._bad(name, f"a pair [lo, hi] of finite numbers{within}", value)
+        lo, hi = sorted((float(value[0]), float(value[1])))
         return lo, hi
 
     def forbid(self, name: str, reason: str) -> None:

@@ -22,6 +22,7 @@ from rlm.operations.base import Operation
 from rlm.operations.context import check_cancelled
 from rlm.operations.params import ParamReader, field_of
 from rlm.operations.regex import MAX_PATTERN_CHARS, Regex, RegexError, compile_regex
+from rlm.operations.schema import flag, params, string
 from rlm.operations.values import descending_counts
 
 __all__ = ["Grep", "LineCount", "WordCount"]
@@ -47,6 +48,7 @@ class WordCount(Operation):
 
     name = "word_count"
     input_kind = "text"
+    params_schema = params(by_word=flag())
     description = "Words in the lines (or per-word counts with params.by_word)."
 
     def parse_params(self, params: Mapping[str, Any]) -> _WordCountParams:
@@ -114,6 +116,12 @@ class Grep(Operation):
     """
 
     name = "grep"
+    params_schema = params(
+        {"pattern": string(MAX_PATTERN_CHARS, format="rlm-regex")},
+        ignore_case=flag(),
+        invert=flag(),
+        count_only=flag(),
+    )
     input_kind = "text"
     description = "Lines matching params.pattern (bounded regex); ignore_case, invert, count_only."
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from rlm.quotas.changes import ChangeSet, Snapshot
 from rlm.quotas.clock import Clock, FrozenClock, SystemClock
 from rlm.quotas.ledger import QuotaLedger
+from rlm.quotas.ledger_tenancy import Manager
 from rlm.quotas.records import (
     Reservation,
     Settlement,
@@ -34,6 +35,7 @@ __all__ = [
     "ChangeSet",
     "Clock",
     "FrozenClock",
+    "Manager",
     "PERIODS",
     "Period",
     "QuotaLedger",

@@ -27,6 +27,8 @@ Layout: :class:`QuotaLedger` is composed of one part per concept, each a subclas
 * :mod:`rlm.quotas.ledger_tokens` — language-model token holds;
 * :mod:`rlm.quotas.ledger_teams` — teams, members, allocations, transfers;
 * :mod:`rlm.quotas.ledger_orgs` — the org tree and ``governing_orgs``;
+* :mod:`rlm.quotas.ledger_tenancy` — what a tenant's manager may change, checked and applied
+  in one call (``managed_*``);
 
 and this module adds what spans them: history pruning, events, snapshot and restore.
 
@@ -48,18 +50,16 @@ from typing import Any
 
 from rlm.quotas.changes import ChangeSet, Snapshot
 from rlm.quotas.clock import Clock
-from rlm.quotas.ledger_orgs import LedgerOrgs
 from rlm.quotas.ledger_reservations import LedgerReservations
-from rlm.quotas.ledger_teams import LedgerTeams
+from rlm.quotas.ledger_tenancy import LedgerTenancy
 from rlm.quotas.ledger_tokens import LedgerTokens
-from rlm.quotas.ledger_users import LedgerUsers
 from rlm.quotas.settings import QuotaSettings
 from rlm.quotas.state import LedgerState
 
 __all__ = ["QuotaLedger"]
 
 
-class QuotaLedger(LedgerUsers, LedgerReservations, LedgerTokens, LedgerTeams, LedgerOrgs):
+class QuotaLedger(LedgerTenancy, LedgerReservations, LedgerTokens):
     """Users, teams and the org tree, with all-or-nothing admission.
 
     Not thread-safe: one caller at a time (an actor, or a lock in the service).

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm.errors import InvalidInput
+from rlm.errors import Conflict, InvalidInput
 from rlm.models.quotas import Organization, OrganizationHierarchy
 from rlm.quotas.changes import EntityKey
 from rlm.quotas.counters import WindowCounter, from_micro, from_nano, to_micro
@@ -169,7 +169,7 @@ class OrgTree:
         """
         check_id(org_id, "orgId")
         if org_id in self.orgs:
-            raise InvalidInput(f"org {org_id!r} already exists", field="orgId")
+            raise Conflict(f"org {org_id!r} already exists", field="orgId")
         if parent_id is not None:
             check_id(parent_id, "parentId")
             if parent_id not in self.orgs:
@@ -273,7 +273,7 @@ class OrgTree:
         for (name, get), cap in zip(_RESOURCES, caps, strict=True):
             below = sum(get(self.orgs[c]) for c in org.children)
             if below > cap:
-                raise InvalidInput(
+                raise Conflict(
                     f"org {org_id!r}: {name} would be below the sum of its children's caps",
                     {"orgId": org_id, "childrenTotal": _unit(name, below)},
                     field=name,
@@ -281,7 +281,7 @@ class OrgTree:
         held = org.subtree.held(starts.monthly)
         for name, cap, used in (("agents", caps[0], held[0]), ("computeHours", caps[1], held[1])):
             if cap < used:
-                raise InvalidInput(
+                raise Conflict(
                     f"org {org_id!r}: {name} would be below this month's usage",
                     {"orgId": org_id, "used": _unit(name, used)},
                     field=name,
@@ -292,9 +292,9 @@ def _unit(name: str, value: int) -> int | float:
     return value if name == "agents" else from_micro(value)
 
 
-def _refuse(org_id: str, name: str, why: str, cap: int, parent: Org) -> InvalidInput:
+def _refuse(org_id: str, name: str, why: str, cap: int, parent: Org) -> Conflict:
     limit = next(get(parent) for n, get in _RESOURCES if n == name)
-    return InvalidInput(
+    return Conflict(
         f"org {org_id!r}: {name} {why}",
         {
             "orgId": org_id,

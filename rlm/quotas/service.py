@@ -81,6 +81,13 @@ WRITES = frozenset(
         "patch_org",
         "drain_events",
         "ack_events",
+        "managed_set_user_config",
+        "managed_create_team",
+        "managed_add_member",
+        "managed_set_project_allocation",
+        "managed_transfer",
+        "managed_create_org",
+        "managed_patch_org",
     }
 )
 

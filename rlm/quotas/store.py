@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from rlm.errors import InternalError
+from rlm.private_files import private_database
 from rlm.quotas.changes import KINDS, ChangeSet, EntityKey, Snapshot
 from rlm.quotas.clock import Clock
 from rlm.quotas.journal import ChangeJournal
@@ -61,7 +62,7 @@ class QuotaStore:
     """A SQLite file (and its journal) holding one ledger's entities.
 
     Args:
-        path: The database file (created if missing, with its directory).
+        path: The database file (created mode 0600 if missing, with its directory, 0700).
         compact_every: Journal records kept before they are folded into entity rows.
         busy_timeout_ms: How long to wait for a lock another process holds before refusing.
 
@@ -77,7 +78,8 @@ class QuotaStore:
         busy_timeout_ms: int = 5_000,
     ) -> None:
         self._path = Path(path)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Mode 0600 in a 0700 directory: the ledger is every tenant's usage and limits.
+        private_database(self._path)
         self._compact_every = max(1, compact_every)
         self._lock = threading.Lock()
         # Autocommit mode: compaction opens its own explicit transaction.

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm.errors import InvalidInput
+from rlm.errors import Conflict, InvalidInput
 from rlm.models.quotas import (
     ProjectAllocation,
     TeamConfig,
@@ -157,7 +157,7 @@ class Team:
         """
         found = self.members.get(user_id)
         if found is None:
-            raise InvalidInput(
+            raise Conflict(
                 f"user {user_id!r} is not a member of team {self.team_id!r}",
                 {"teamId": self.team_id, "userId": user_id},
                 field="userId",
@@ -249,7 +249,7 @@ class TeamBook:
         """
         teams = self._teams_of.get(user_id, [])
         if len(teams) > 1:
-            raise InvalidInput(
+            raise Conflict(
                 f"user {user_id!r} belongs to teams {sorted(teams)}; name the team to charge",
                 {"userId": user_id, "teams": sorted(teams)},
                 field="teamId",
@@ -280,7 +280,7 @@ class TeamBook:
         """Create a team with an empty membership (``org_id`` is checked by the caller)."""
         check_id(team_id, "teamId")
         if team_id in self.teams:
-            raise InvalidInput(f"team {team_id!r} already exists", field="teamId")
+            raise Conflict(f"team {team_id!r} already exists", field="teamId")
         team = Team(
             team_id=team_id,
             name=team_name,
@@ -327,7 +327,7 @@ class TeamBook:
             raise _over_pool(team, "computeHours", others_compute + compute, team.compute_pool)
         held_agents, held_compute = member.usage.held(starts.monthly)
         if agents < held_agents or compute < held_compute:
-            raise InvalidInput(
+            raise Conflict(
                 f"allocation of {user_id!r} would fall below what it already used this month",
                 {"agentsUsed": held_agents, "computeHoursUsed": from_micro(held_compute)},
                 field="agents" if agents < held_agents else "computeHours",
@@ -386,33 +386,35 @@ class TeamBook:
             if earlier is not None:
                 if earlier.same_request(team_id, from_user_id, to_user_id, agents, compute):
                     return earlier
-                raise InvalidInput(
+                raise Conflict(
                     "idempotency key was already used with a different transfer",
                     {"idempotencyKey": idempotency_key},
                     field="idempotencyKey",
                 )
         team = self.get(team_id)
         giver, taker = team.member(from_user_id), team.member(to_user_id)
-        if from_user_id == to_user_id:
-            raise InvalidInput("a transfer needs two different members", field="toUserId")
-        if agents == 0 and compute == 0:
+        if agents == 0 and compute_hours == 0:
+            # (A positive amount too small for a micro-hour moves nothing, but was asked for.)
             raise InvalidInput("a transfer must move agents or compute hours", field="agents")
+        if from_user_id == to_user_id:
+            # From a member to itself: nothing moves (a receipt says so).
+            return self._receipt(team_id, giver, taker, agents, compute, idempotency_key, starts)
         for m, name in ((giver, "fromUserId"), (taker, "toUserId")):
             if not m.allocated:
                 # Giving an uncapped member an allocation would silently cap it; refuse.
-                raise InvalidInput(
+                raise Conflict(
                     f"member {m.user_id!r} has no allocation; set one before transferring",
                     field=name,
                 )
         held_agents, held_compute = giver.usage.held(starts.monthly)
         if giver.agents_allocated - agents < held_agents:
-            raise InvalidInput(
+            raise Conflict(
                 f"{from_user_id!r} would keep less than the {held_agents} agent calls it used",
                 {"agentsAllocated": giver.agents_allocated, "agentsUsed": held_agents},
                 field="agents",
             )
         if giver.compute_allocated - compute < held_compute:
-            raise InvalidInput(
+            raise Conflict(
                 f"{from_user_id!r} would keep less compute than it used",
                 {
                     "computeHoursAllocated": from_micro(giver.compute_allocated),
@@ -424,11 +426,25 @@ class TeamBook:
         giver.compute_allocated -= compute
         taker.agents_allocated += agents
         taker.compute_allocated += compute
+        self._changed.add(("member", member_key(team_id, from_user_id)))
+        self._changed.add(("member", member_key(team_id, to_user_id)))
+        return self._receipt(team_id, giver, taker, agents, compute, idempotency_key, starts)
+
+    def _receipt(
+        self,
+        team_id: str,
+        giver: Member,
+        taker: Member,
+        agents: int,
+        compute: int,
+        idempotency_key: str | None,
+        starts: WindowStarts,
+    ) -> TransferReceipt:
         receipt = TransferReceipt(
             transfer_id=idempotency_key or f"xfer_{uuid.uuid4().hex}",
             team_id=team_id,
-            from_user_id=from_user_id,
-            to_user_id=to_user_id,
+            from_user_id=giver.user_id,
+            to_user_id=taker.user_id,
             agents=agents,
             compute_micro=compute,
             from_agents_allocated=giver.agents_allocated,
@@ -440,8 +456,6 @@ class TeamBook:
         if idempotency_key is not None:
             self.receipts[idempotency_key] = receipt
             self._changed.add(("transfer", idempotency_key))
-        self._changed.add(("member", member_key(team_id, from_user_id)))
-        self._changed.add(("member", member_key(team_id, to_user_id)))
         return receipt
 
     def status(self, team_id: str, starts: WindowStarts) -> TeamQuotaStatus:
@@ -473,9 +487,9 @@ class TeamBook:
         )
 
 
-def _over_pool(team: Team, resource: str, total: int, pool: int) -> InvalidInput:
+def _over_pool(team: Team, resource: str, total: int, pool: int) -> Conflict:
     scaled = (total, pool) if resource == "agents" else (from_micro(total), from_micro(pool))
-    return InvalidInput(
+    return Conflict(
         f"allocations of team {team.team_id!r} would exceed its {resource} pool",
         {"resource": resource, "allocated": scaled[0], "pool": scaled[1]},
         field=resource,

@@ -43,8 +43,8 @@ from rlm.errors import (
     TaskTimeout,
     error_from_payload,
 )
+from rlm.execution import finish_output
 from rlm.gate import AdmissionGate
-from rlm.jsonable import to_jsonable
 from rlm.lm.calls import LMReply, LMRequest
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings
@@ -71,6 +71,8 @@ __all__ = ["EVENTS_PAGE", "Answer", "CoreActor", "HypervisorCore", "TaskSpec"]
 
 #: The most events one answer of :meth:`HypervisorCore.events` carries.
 EVENTS_PAGE = 1000
+
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -607,16 +609,16 @@ class HypervisorCore:
         try:
             if isinstance(partial, ray.ObjectRef):
                 partial = await partial
-            output = to_jsonable(spec.operation.finish(partial, spec.params))
+            # A user's finish is arbitrary code: off the loop every task and caller shares.
+            output = await asyncio.to_thread(
+                finish_output, spec.operation, partial, spec.params, task_id=spec.task_id
+            )
         except RLMError as err:
             await self._stop(run, "failed", err)
             return
-        except Exception as err:
-            await self._stop(
-                run,
-                "failed",
-                InternalError(f"finishing the output failed: {type(err).__name__}: {err}"),
-            )
+        except Exception as err:  # the partial could not be fetched (an agent died)
+            failure = InternalError(f"the task's result could not be read: {type(err).__name__}")
+            await self._stop(run, "failed", failure)
             return
         if run.finished:
             return
@@ -652,10 +654,25 @@ class HypervisorCore:
     ) -> None:
         usage = self._broker.close(run.spec.task_id)
         self._table.end(run, status, output=output, error=error, task_score=task_score, usage=usage)
-        self._gate.release(run.spec.task_id, run.admission)
         # Answers from the memo cache cost nothing: they are not charged as agent calls.
         cached = usage.cached_calls if usage is not None else 0
-        self._gate.settle(run.spec.task_id, max(0, run.completed - cached), run.busy_s)
+        charged = max(0, run.completed - cached)
+        running = self._scheduler.calls_running(run)
+        if running:
+            # A call that never polls its cancellation token still holds its agent after the
+            # cancel grace: the task has ended for its caller, but its concurrency lease and
+            # quota hold stay until the agent is really free (or dies and is restarted), so
+            # the caller cannot start more work on agents still busy with this task.
+            log.warning(
+                "task %s ended (%s) with %d call(s) still running on its agents; its lease "
+                "and quota hold are kept until they stop",
+                run.spec.task_id,
+                status,
+                len(running),
+            )
+            asyncio.get_running_loop().create_task(self._release_when_free(run, running, charged))
+        else:
+            self._release(run, charged)
         run.done.set()
         # Settling may have crossed a quota threshold; then wake the delivery worker if any
         # event (this task's included) was queued.
@@ -677,6 +694,17 @@ class HypervisorCore:
                 self._gate.ack_quota_events([key for key, _, _ in events])
         except Exception:  # never fail a task's ending over it: they stay queued, moved later
             log.exception("could not move quota threshold events to the webhook outbox")
+
+    async def _release_when_free(
+        self, run: Run, running: list[asyncio.Future[Any]], charged: int
+    ) -> None:
+        await asyncio.wait(running)  # each is done once its agent stopped the call, or died
+        self._release(run, charged)
+
+    def _release(self, run: Run, charged: int) -> None:
+        """Give back what the gate took for the run: its lease, and its hold (settled)."""
+        self._gate.release(run.spec.task_id, run.admission)
+        self._gate.settle(run.spec.task_id, charged, run.busy_s)
 
 
 def _count_call(run: Run, reply: LMReply, request: LMRequest) -> None:

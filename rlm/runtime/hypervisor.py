@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -47,6 +48,7 @@ from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
 from rlm.runtime.discovery import resolve_address, store_in_use
 from rlm.runtime.security import RaySecurity
+from rlm.storage.access import StorageReader
 from rlm.storage.inputs import split_source
 from rlm.storage.service import StorageService
 
@@ -157,6 +159,7 @@ class Hypervisor:
         self.registry = registry if registry is not None else default_registry(settings.operations)
         self._owns_ray = owns_ray
         self._storage: StorageService | None = None
+        self._storage_lock = threading.Lock()  # prepare runs in API replicas' worker threads
         self._providers: dict[str, ProviderSettings] | None = None
         self._security: RaySecurity | None = None
         self._webhook_worker: Any = None
@@ -213,6 +216,7 @@ class Hypervisor:
         org_id: str | None = None,
         team_id: str | None = None,
         task_id: str | None = None,
+        reader: StorageReader | None = None,
     ) -> TaskSpec:
         """Validate and plan a request, and put its input into the object store once.
 
@@ -224,15 +228,25 @@ class Hypervisor:
             task_id: The id the task gets, when the caller chose it (``task-`` and 32 hex
                 digits: the API's proxy guard names each execute's task before it reaches a
                 replica, so it can look the task up if the replica dies); else a new one.
+            reader: Who the task reads storage as (``input.source``), checked against the
+                connector's access policy before anything is read; given by the HTTP API,
+                whose requests are also held to the API document's bounds (numbers within
+                ±2**53). ``None``: a trusted caller of this Python API.
 
         Raises:
             InvalidInput: naming the first bad field.
+            Forbidden: ``reader`` may not read the source's key.
         """
         req = parse_model(ExecuteRequest, request)
+        if reader is not None:
+            self._check_source_access(req.input, reader)
         if is_rlm_input(req.input):
-            return self._prepare_rlm(req, owner_id=owner_id, org_id=org_id, team_id=team_id)
+            spec = self._prepare_rlm(req, owner_id=owner_id, org_id=org_id, team_id=team_id)
+            if task_id is not None and _TASK_ID.fullmatch(task_id):
+                spec.task_id = task_id
+            return spec
         check_not_rlm_options(req.options)
-        prepared = prepare_input(req.input, self.registry)
+        prepared = prepare_input(req.input, self.registry, wire=reader is not None)
         engine = self.settings.engine
         opts = req.options
         plan_args: dict[str, Any] = {
@@ -361,6 +375,16 @@ class Hypervisor:
             memo=req.options.memo is not False,
         )
 
+    def _check_source_access(self, raw: Any, reader: StorageReader) -> None:
+        """Refuse a source ``reader`` may not read, before anything else about it is looked at
+        (its range, its format): another tenant's key is refused the same whatever else the
+        request says."""
+        source = raw.get("source") if isinstance(raw, Mapping) else None
+        if isinstance(source, Mapping):
+            connector, key = source.get("connector"), source.get("key")
+            if isinstance(connector, str) and isinstance(key, str):
+                self.storage.check_access(connector, key, reader)
+
     def _check_lm(self, prepared: PreparedInput) -> None:
         """Refuse an LM task whose provider or model is not configured, before it runs."""
         if self._providers is None:
@@ -375,9 +399,10 @@ class Hypervisor:
     @property
     def storage(self) -> StorageService:
         """The storage service of this process (connectors from the settings)."""
-        if self._storage is None:
-            self._storage = StorageService(self.settings.storage_settings)
-        return self._storage
+        with self._storage_lock:
+            if self._storage is None:
+                self._storage = StorageService(self.settings.storage_settings)
+            return self._storage
 
     def _plan_source(
         self,

@@ -370,3 +370,11 @@ class Scheduler:
                     ray.cancel(ref, recursive=True)
         if pending:
             await asyncio.wait([f for _, _, f in pending], timeout=self._settings.cancel_grace_s)
+
+    @staticmethod
+    def calls_running(run: Run) -> list[asyncio.Future[Any]]:
+        """The run's calls an agent still runs (after a cancel: those that never polled).
+
+        Each future is done once its agent has really stopped the call, or died.
+        """
+        return list({id(f): f for _, _, f in run.inflight.values() if not f.done()}.values())

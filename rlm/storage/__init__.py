@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 from rlm.models.storage import SourceFormat, SourceSpec
+from rlm.storage.access import AccessPolicy, StorageReader, check_access, readable_prefixes
 from rlm.storage.inputs import SourceChunk, read_source_chunk, split_source
 from rlm.storage.ranges import ByteRange, clamp_range, validate_range
 from rlm.storage.reasons import Reason
@@ -29,6 +30,7 @@ from rlm.storage.settings import (
 
 __all__ = [
     "DEFAULT_MAX_READ_BYTES",
+    "AccessPolicy",
     "ByteRange",
     "ConnectorConfig",
     "GcsConnector",
@@ -39,12 +41,15 @@ __all__ = [
     "SourceChunk",
     "SourceFormat",
     "SourceSpec",
+    "StorageReader",
     "StorageService",
     "StorageSettings",
+    "check_access",
     "clamp_range",
     "default_storage_settings",
     "encode_base64",
     "read_source_chunk",
+    "readable_prefixes",
     "split_source",
     "validate_range",
     "with_local_default",

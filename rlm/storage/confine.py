@@ -31,9 +31,16 @@ from collections.abc import Callable, Sequence
 from rlm.errors import InternalError, RLMError
 from rlm.storage.reasons import Reason, forbidden, invalid
 
-__all__ = ["RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS", "open_beneath", "openat2_available"]
+__all__ = [
+    "RESOLVE_BENEATH",
+    "RESOLVE_NO_MAGICLINKS",
+    "RESOLVE_NO_SYMLINKS",
+    "open_beneath",
+    "openat2_available",
+]
 
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 _SYS_OPENAT2 = 437  # The same number on every Linux architecture (new syscalls are unified).
 _MAX_SYMLINKS = 40  # Linux's own limit before ELOOP.
@@ -96,7 +103,9 @@ def _map_error(err: OSError, key: str) -> RLMError:
         return forbidden(Reason.ESCAPES_ROOT, "the key resolves outside the connector's root")
     if code == errno.ELOOP:
         return forbidden(
-            Reason.SYMLINK_REFUSED, "the key goes through a symbolic link loop or a magic link"
+            Reason.SYMLINK_REFUSED,
+            "the key goes through a symbolic link this connector does not follow, a link loop "
+            "or a magic link",
         )
     if code in (errno.ENOENT, errno.ENOTDIR):
         return invalid(Reason.MISSING_KEY, f"no file at key {key!r}", field="key", key=key)
@@ -125,7 +134,7 @@ def _require_regular(fd: int, key: str) -> int:
     return fd
 
 
-def _walk_nofollow(root_fd: int, parts: Sequence[str]) -> int:
+def _walk_nofollow(root_fd: int, parts: Sequence[str], follow_symlinks: bool = True) -> int:
     """Resolve ``parts`` beneath ``root_fd`` one ``O_NOFOLLOW`` step at a time."""
     held: list[int] = []  # Directories entered beneath the root, innermost last.
     pending = deque(parts)
@@ -152,6 +161,8 @@ def _walk_nofollow(root_fd: int, parts: Sequence[str]) -> int:
                     target = os.readlink(name, dir_fd=here)
                 except OSError:
                     raise err from None
+                if not follow_symlinks:
+                    raise OSError(errno.ELOOP, "symbolic links are not followed") from None
                 links += 1
                 if links > _MAX_SYMLINKS:
                     raise OSError(errno.ELOOP, "too many symbolic links") from None
@@ -170,7 +181,12 @@ def _walk_nofollow(root_fd: int, parts: Sequence[str]) -> int:
 
 
 def open_beneath(
-    root_fd: int, parts: Sequence[str], *, key: str | None = None, use_openat2: bool | None = None
+    root_fd: int,
+    parts: Sequence[str],
+    *,
+    key: str | None = None,
+    use_openat2: bool | None = None,
+    follow_symlinks: bool = True,
 ) -> int:
     """Open a regular file beneath a directory for reading, refusing any escape.
 
@@ -180,6 +196,8 @@ def open_beneath(
         key: The key to name in errors (defaults to ``"/".join(parts)``).
         use_openat2: Force ``openat2`` (``True``) or the ``O_NOFOLLOW`` walk (``False``);
             ``None`` uses ``openat2`` where the kernel has it.
+        follow_symlinks: Follow symbolic links that stay beneath the root; ``False`` refuses
+            every link on the way (``symlink_refused``).
 
     Returns:
         A new descriptor (``O_RDONLY | O_CLOEXEC | O_NONBLOCK``) the caller must close.
@@ -200,14 +218,19 @@ def open_beneath(
             path = os.fsencode("/".join(parts))
             if path.startswith(b"/"):
                 raise OSError(errno.EXDEV, "absolute path")
-            fd = _openat2(root_fd, path, _OPEN_FLAGS, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+            resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+            if not follow_symlinks:
+                resolve |= RESOLVE_NO_SYMLINKS
+            fd = _openat2(root_fd, path, _OPEN_FLAGS, resolve)
         else:
-            fd = _walk_nofollow(root_fd, parts)
+            fd = _walk_nofollow(root_fd, parts, follow_symlinks)
     except OSError as err:
         if use_openat2 and err.errno == errno.ENOSYS:
             # A kernel (or seccomp filter) without openat2 behind a probe that said yes.
             global _openat2_state
             _openat2_state = False
-            return open_beneath(root_fd, parts, key=key, use_openat2=False)
+            return open_beneath(
+                root_fd, parts, key=key, use_openat2=False, follow_symlinks=follow_symlinks
+            )
         raise _map_error(err, shown) from None
     return _require_regular(fd, shown)

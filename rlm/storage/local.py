@@ -168,7 +168,13 @@ class LocalStore:
 
     def _open(self, key: str) -> int:
         root = self._root()
-        return open_beneath(root.fd, local_key_parts(key), key=key, use_openat2=self._use_openat2)
+        return open_beneath(
+            root.fd,
+            local_key_parts(key),
+            key=key,
+            use_openat2=self._use_openat2,
+            follow_symlinks=self._config.follow_symlinks,
+        )
 
     def _handle(self, key: str) -> _Handle:
         now = self._clock()
@@ -180,7 +186,13 @@ class LocalStore:
         parts = local_key_parts(key)
         root = self._root()
         try:
-            fd = open_beneath(root.fd, parts, key=key, use_openat2=self._use_openat2)
+            fd = open_beneath(
+                root.fd,
+                parts,
+                key=key,
+                use_openat2=self._use_openat2,
+                follow_symlinks=self._config.follow_symlinks,
+            )
         except Exception:
             with self._lock:
                 self._handles.pop(key, None)

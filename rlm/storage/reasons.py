@@ -1,8 +1,9 @@
 """Why a storage read was refused: the ``reason`` in an error's ``details``.
 
 Every refusal raises :class:`~rlm.errors.InvalidInput` (400) or, for an attempt to leave a
-connector's root, :class:`~rlm.errors.Forbidden` (403); ``details["reason"]`` names the rule
-that refused it, so a program need not parse messages.
+connector's root or a key the caller's tenant may not read, :class:`~rlm.errors.Forbidden`
+(403); ``details["reason"]`` names the rule that refused it, so a program need not parse
+messages.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Reason(StrEnum):
     ESCAPES_ROOT = "escapes_root"
     SYMLINK_REFUSED = "symlink_refused"
     PERMISSION_DENIED = "permission_denied"
+    # The connector's access policy (FORBIDDEN): the key is not the caller's tenant's.
+    NOT_PERMITTED = "not_permitted"
 
 
 def invalid(reason: Reason, message: str, **details: Any) -> InvalidInput:

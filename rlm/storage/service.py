@@ -20,12 +20,13 @@ import pybase64
 
 from rlm.errors import InternalError
 from rlm.models.storage import ReadMethod, StorageReadRequest
+from rlm.storage.access import StorageReader, check_access
 from rlm.storage.local import LocalStore
 from rlm.storage.loop import EventLoopThread
 from rlm.storage.ranges import validate_range
 from rlm.storage.reasons import Reason, invalid
 from rlm.storage.remote import RemoteStore
-from rlm.storage.settings import LocalConnector, StorageSettings
+from rlm.storage.settings import ConnectorConfig, LocalConnector, StorageSettings
 from rlm.storage.store import Store
 
 __all__ = ["ReadResult", "StorageService", "encode_base64"]
@@ -126,6 +127,31 @@ class StorageService:
         """The connectors a request may name, sorted."""
         return sorted(self._settings.connectors)
 
+    def _config(self, connector: str) -> ConnectorConfig:
+        config = self._settings.connectors.get(connector)
+        if config is None:
+            raise invalid(
+                Reason.UNKNOWN_CONNECTOR,
+                f"no storage connector named {connector!r}",
+                field="connector",
+                connector=connector,
+                connectors=self.connector_names,
+            )
+        return config
+
+    def check_access(self, connector: str, key: str, reader: StorageReader | None) -> None:
+        """Refuse unless ``reader`` may read ``key`` (``None``: a trusted caller, who may).
+
+        Nothing is read: a refusal says nothing about what exists.
+
+        Raises:
+            InvalidInput: an unknown connector.
+            Forbidden: the connector's access policy refuses the key (``not_permitted``).
+        """
+        config = self._config(connector)
+        if reader is not None:
+            check_access(connector, config.access, key, reader)
+
     def _store(self, connector: str) -> Store:
         with self._lock:
             if self._closed:
@@ -133,15 +159,7 @@ class StorageService:
             store = self._stores.get(connector)
             if store is not None:
                 return store
-            config = self._settings.connectors.get(connector)
-            if config is None:
-                raise invalid(
-                    Reason.UNKNOWN_CONNECTOR,
-                    f"no storage connector named {connector!r}",
-                    field="connector",
-                    connector=connector,
-                    connectors=self.connector_names,
-                )
+            config = self._config(connector)
             s = self._settings
             if isinstance(config, LocalConnector):
                 store = LocalStore(
@@ -193,6 +211,7 @@ class StorageService:
         method: str = "auto",
         *,
         max_bytes: int | None = None,
+        reader: StorageReader | None = None,
     ) -> ReadResult:
         """Read ``[start, end)`` of an object.
 
@@ -205,6 +224,8 @@ class StorageService:
                 ``mmap``, ``direct``, ``async`` or ``standard``.
             max_bytes: The largest length that may be asked for; defaults to
                 ``settings.max_read_bytes`` (task-input chunks pass their own).
+            reader: Who reads, for the connector's access policy; ``None`` for a trusted
+                caller (the engine's Python API).
 
         Returns:
             The bytes and how they were read; every method returns the same bytes.
@@ -212,8 +233,11 @@ class StorageService:
         Raises:
             InvalidInput: a bad range, connector, method or key, a missing object, or a
                 ``start`` at or past its end (``details["reason"]`` says which).
-            Forbidden: the key would leave the connector's root.
+            Forbidden: the key would leave the connector's root, or ``reader`` may not read
+                it (``not_permitted``).
         """
+        # Whose key it is comes first: another tenant's key is refused whatever the range.
+        self.check_access(connector, key, reader)
         limit = self._settings.max_read_bytes if max_bytes is None else max_bytes
         rng = validate_range(start, end, max_bytes=limit)
         store = self._store(connector)
@@ -237,9 +261,24 @@ class StorageService:
             end=got.range.end,
         )
 
-    def read_request(self, request: StorageReadRequest) -> ReadResult:
-        """:meth:`read` for a validated ``POST /storage/read`` body."""
-        return self.read(request.connector, request.key, request.start, request.end, request.method)
+    def read_request(
+        self, request: StorageReadRequest, reader: StorageReader | None = None
+    ) -> ReadResult:
+        """:meth:`read` for a validated ``POST /storage/read`` body, read as ``reader``.
+
+        A range longer than ``max_read_bytes`` is served up to that length (as a range past
+        the object's end is served up to its end): the answer's length and ``objectSize``
+        say where to ask next.
+        """
+        end = min(request.end, request.start + self._settings.max_read_bytes)
+        return self.read(
+            request.connector,
+            request.key,
+            request.start,
+            end,
+            request.method,
+            reader=reader,
+        )
 
     def size(self, connector: str, key: str) -> int:
         """An object's size in bytes.

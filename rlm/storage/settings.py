@@ -16,8 +16,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rlm.storage.access import AccessPolicy
+
 __all__ = [
     "DEFAULT_MAX_READ_BYTES",
+    "AccessPolicy",
     "ConnectorConfig",
     "GcsConnector",
     "LocalConnector",
@@ -40,7 +43,15 @@ def _emulator_host() -> str | None:
 
 
 class _Connector(BaseModel):
+    """What every connector has: the access policy of tenants' reads.
+
+    Attributes:
+        access: What tenants may read (see :mod:`rlm.storage.access`); nothing by default.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    access: AccessPolicy = Field(default_factory=AccessPolicy)
 
 
 class LocalConnector(_Connector):
@@ -54,11 +65,14 @@ class LocalConnector(_Connector):
         max_maps: Memory maps kept (least recently used ones are dropped).
         revalidate_s: How long a cached descriptor is trusted to still be the file at its
             key; after that the key is resolved again, so a replaced file is seen.
+        follow_symlinks: Follow symbolic links that stay beneath the root. Off by default: a
+            link under one tenant's prefix could lead into another's.
     """
 
     kind: Literal["local"] = "local"
     root: Path
     create_root: bool = False
+    follow_symlinks: bool = False
     max_open_files: int = Field(default=128, ge=1, le=65_536)
     max_maps: int = Field(default=64, ge=1, le=65_536)
     revalidate_s: float = Field(default=1.0, ge=0)
@@ -122,7 +136,8 @@ class StorageSettings(BaseModel):
 
     Attributes:
         connectors: Connectors by name (the ``connector`` field of a request).
-        max_read_bytes: The largest range one request may ask for.
+        max_read_bytes: The most bytes one ``POST /storage/read`` answers (a longer range is
+            served up to this length).
         async_part_bytes: Ranges larger than this are split into parts fetched concurrently
             by the ``async`` method.
         async_max_concurrency: Parts of one ``async`` read in flight at once.
@@ -156,16 +171,20 @@ def with_local_default(storage: StorageSettings, state_dir: Path) -> StorageSett
 
     Returns:
         ``storage`` itself when it names a ``local`` connector, else a copy with one that
-        creates its root on first use.
+        creates its root on first use, where each user reads ``users/<user>/``, each org's
+        members ``orgs/<org>/`` and everyone ``public/``.
     """
     if "local" in storage.connectors:
         return storage
-    local = LocalConnector(root=Path(state_dir) / "data", create_root=True)
+    local = LocalConnector(
+        root=Path(state_dir) / "data", create_root=True, access=AccessPolicy.tenant_default()
+    )
     return storage.model_copy(update={"connectors": {"local": local, **storage.connectors}})
 
 
 def default_storage_settings(state_dir: Path) -> StorageSettings:
-    """The embedded defaults: one ``local`` connector serving ``<state_dir>/data``.
+    """The embedded defaults: one ``local`` connector serving ``<state_dir>/data``, tenants
+    each under their own prefix (see :func:`with_local_default`).
 
     Args:
         state_dir: ``RLM_STATE_DIR``.

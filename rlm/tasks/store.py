@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlm.models.tasks import ErrorInfo, ExecuteResponse
+from rlm.private_files import private_database
 from rlm.tasks import idempotency
 from rlm.tasks.event_store import (
     EVENTS_SCHEMA,
@@ -124,9 +125,10 @@ def open_sqlite(path: Path) -> sqlite3.Connection:
     """Open (creating) a SQLite file in WAL mode, safe for several processes.
 
     Args:
-        path: The database file; its directory is created with mode 0700.
+        path: The database file: created mode 0600 (SQLite gives its ``-wal`` and ``-shm``
+            files the same), in a directory of mode 0700 (see :mod:`rlm.private_files`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_database(path)
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives a process crash; only a power loss may drop the last commits.

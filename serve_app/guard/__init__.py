@@ -79,6 +79,10 @@ def proxy_middlewares(settings: ServerSettings | None = None) -> list[Middleware
     import uvicorn.config
     from uvicorn.importer import import_from_string
 
+    from serve_app.tls import harden_proxy
+
+    # Every server TLS context this proxy makes is TLS 1.3+ (a no-op for plain HTTP).
+    harden_proxy()
     server = settings or _server_settings()
     book = ConnectionBook(
         max_connections=server.max_connections,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request
 
 from rlm.auth.scopes import SCOPE_ADMIN, SCOPE_QUOTA_MANAGE, SCOPE_QUOTA_READ
-from rlm.errors import Forbidden, InvalidInput
+from rlm.errors import Conflict, Forbidden, InvalidInput
 from rlm.models.base import IDENTIFIER_PATTERN
 from rlm.models.errors import ErrorEnvelope
 from rlm.models.quotas import (
@@ -29,6 +29,7 @@ from rlm.models.tenants import (
     TeamCreate,
     TransferReceiptOut,
 )
+from rlm.quotas.ledger_tenancy import Manager
 from serve_app.deps import Caller, authenticated
 from serve_app.responses import FastJSON
 
@@ -43,6 +44,11 @@ TeamId = Annotated[str, Path(alias="teamId", pattern=IDENTIFIER_PATTERN)]
 OrgId = Annotated[str, Path(alias="orgId", pattern=IDENTIFIER_PATTERN)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)
+}
+#: Changes the current state may refuse though well formed (a name taken, no room left...).
+_CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"model": ErrorEnvelope, "description": "Conflict with the current state (`CONFLICT`)"},
 }
 
 
@@ -110,24 +116,10 @@ async def _target(request: Request, caller: Caller, user_id: str) -> str:
     return user_id
 
 
-async def _claim(request: Request, caller: Caller, user_id: str) -> str | None:
-    """Like :func:`_target` for a change to a user: a user in no org yet may be taken on by a
-    manager. Returns the org to place the user in once the change succeeded, if any."""
+def _manager(caller: Caller) -> Manager:
+    """The caller as the ledger's tenancy rules see it (they check and change in one call)."""
     p = caller.principal
-    if user_id == p.user_id:
-        return None
-    org = _manager_org(caller)
-    chain = await _ledger(request, caller, "governing_orgs", "user", user_id, count=False)
-    if chain:
-        _require(org, chain, "user", user_id)
-        return None
-    await _ledger(request, caller, "governing_orgs", "org", org, count=False)  # must exist
-    return org
-
-
-async def _place(request: Request, caller: Caller, user_id: str, org: str | None) -> None:
-    if org is not None:
-        await _ledger(request, caller, "set_user_org", user_id, org, count=False)
+    return Manager(p.user_id, p.org, p.tier)
 
 
 @router.get(
@@ -163,7 +155,7 @@ async def check(
 @router.put(
     "/quotas/user/{userId}",
     response_model=QuotaConfig,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Set a user's limits (extension)",
 )
 async def set_config(
@@ -172,10 +164,11 @@ async def set_config(
     """Set ``userId``'s QuotaConfig (``rlm:quota:manage``); ``body.userId`` must match."""
     target = caller.principal.user_id if user_id == "me" else user_id
     if body.user_id != target:
-        raise InvalidInput("userId in the body must match the path", field="userId")
-    place = await _claim(request, caller, target)
-    config = await _ledger(request, caller, "set_user_config", body)
-    await _place(request, caller, target, place)
+        # The body describes another user than the one the URL names (RFC 9110: 409).
+        raise Conflict("userId in the body must match the path", field="userId")
+    # One ledger call checks the tenancy (a user in no org is taken into the manager's org;
+    # a manager never raises its own limits) and sets the config: no race between managers.
+    config = await _ledger(request, caller, "managed_set_user_config", _manager(caller), body)
     return _answer(request, config)
 
 
@@ -202,24 +195,23 @@ async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) ->
     "/quotas/team",
     response_model=TeamQuotaStatus,
     status_code=201,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Create a team (extension)",
 )
 async def create_team(body: TeamCreate, caller: QuotaManager, request: Request) -> Any:
     """A new team with its pool (``rlm:quota:manage``), in ``orgId`` (default: the caller's
     org), which the caller must manage."""
-    org_id = body.org_id or _manager_org(caller)
-    await _govern(request, caller, "org", org_id)
     status = await _ledger(
         request,
         caller,
-        "create_team",
+        "managed_create_team",
+        _manager(caller),
         body.team_id,
         body.team_name,
         body.total_agent_pool,
         body.total_compute_hours,
         body.total_storage_gb,
-        org_id,
+        body.org_id,
     )
     return _answer(request, status, 201)
 
@@ -227,7 +219,7 @@ async def create_team(body: TeamCreate, caller: QuotaManager, request: Request) 
 @router.put(
     "/quotas/team/{teamId}/members/{userId}",
     response_model=TeamMember,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Add a member and set its allocation (extension)",
 )
 async def put_member(
@@ -236,26 +228,24 @@ async def put_member(
     """Add ``userId`` to the team (idempotent) and, when given, set its share of the pool;
     the members' allocations never add up to more than the pool. The team and the user must
     be in orgs the caller manages (a user in no org yet is placed in the caller's)."""
-    await _govern(request, caller, "team", team_id)
-    place = await _claim(request, caller, user_id)
     member = await _ledger(
         request,
         caller,
-        "add_member",
+        "managed_add_member",
+        _manager(caller),
         team_id,
         user_id,
         body.role,
         body.agents_allocated,
         body.compute_hours_allocated,
     )
-    await _place(request, caller, user_id, place)
     return _answer(request, member)
 
 
 @router.put(
     "/quotas/team/{teamId}/projects/{projectId}",
     response_model=TeamQuotaStatus,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Set a project's allocation (extension)",
 )
 async def put_project(
@@ -266,11 +256,11 @@ async def put_project(
     request: Request,
 ) -> Any:
     """Set a project's share of the team pool (a team of an org the caller manages)."""
-    await _govern(request, caller, "team", team_id)
     status = await _ledger(
         request,
         caller,
-        "set_project_allocation",
+        "managed_set_project_allocation",
+        _manager(caller),
         team_id,
         project_id,
         body.agents_allocated,
@@ -283,7 +273,7 @@ async def put_project(
 @router.post(
     "/quotas/team/{teamId}/transfers",
     response_model=TransferReceiptOut,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Request quota transfer",
 )
 async def transfer(
@@ -295,11 +285,11 @@ async def transfer(
 ) -> Any:
     """Move agent and compute-hour allocation between members. Totals are conserved; the giver
     never drops below what it already used; the same ``Idempotency-Key`` answers the same."""
-    await _govern(request, caller, "team", team_id)
     receipt = await _ledger(
         request,
         caller,
-        "transfer",
+        "managed_transfer",
+        _manager(caller),
         team_id,
         body.from_user_id,
         body.to_user_id,
@@ -343,7 +333,7 @@ async def hierarchy(org_id: OrgId, caller: QuotaReader, request: Request) -> Any
 @router.patch(
     "/quotas/enterprise/org/{orgId}",
     response_model=Organization,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Update organization quotas",
 )
 async def patch_org(
@@ -351,9 +341,15 @@ async def patch_org(
 ) -> Any:
     """Checked against the whole tree (child ≤ parent, Σ children ≤ parent, not below usage);
     a violating update is 400 and changes nothing. Managers of the org or an ancestor only."""
-    await _govern(request, caller, "org", org_id)
     org = await _ledger(
-        request, caller, "patch_org", org_id, body.agents, body.compute_hours, body.storage_gb
+        request,
+        caller,
+        "managed_patch_org",
+        _manager(caller),
+        org_id,
+        body.agents,
+        body.compute_hours,
+        body.storage_gb,
     )
     return _answer(request, org)
 
@@ -362,20 +358,17 @@ async def patch_org(
     "/quotas/enterprise/org",
     response_model=Organization,
     status_code=201,
-    responses=_ERRORS,
+    responses=_CHANGE_ERRORS,
     summary="Create an organization (extension)",
 )
 async def create_org(body: OrgCreate, caller: QuotaManager, request: Request) -> Any:
     """A new org under ``parentId`` (cycles and unknown parents are refused), which the caller
     must manage; a new root org only by a manager whose own org it is (bootstrapping)."""
-    if body.parent_id is not None:
-        await _govern(request, caller, "org", body.parent_id)
-    elif body.org_id != _manager_org(caller):
-        raise Forbidden("a root org is created by its own manager", {"orgId": body.org_id})
     org = await _ledger(
         request,
         caller,
-        "create_org",
+        "managed_create_org",
+        _manager(caller),
         body.org_id,
         body.name,
         body.parent_id,

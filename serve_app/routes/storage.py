@@ -35,11 +35,12 @@ async def read(
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Bytes ``[start, end)`` of ``key`` in ``connector``: base64 in JSON, or raw bytes when
-    the request says ``Accept: application/octet-stream``."""
-    del caller
+    the request says ``Accept: application/octet-stream``. Only keys the connector's access
+    policy gives the caller (its user's and its org's prefixes, the public one) are read."""
     service = request.app.state.storage
-    # Reads block (disk, or a remote GET): keep them off the event loop.
-    result = await asyncio.to_thread(service.read_request, body)
+    # Reads block (disk, or a remote GET): keep them off the event loop. The connector's
+    # access policy is checked first, in the same thread: a refused key is never touched.
+    result = await asyncio.to_thread(service.read_request, body, caller.reader)
     headers = getattr(request.state, "rate", None) or {}
     if accept is not None and "application/octet-stream" in accept:
         meta = {

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import Response
 
 from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
-from rlm.errors import TaskNotFound, error_from_payload
+from rlm.errors import InvalidInput, TaskNotFound, error_from_payload
 from rlm.models.base import parse_model
 from rlm.models.errors import ErrorEnvelope
 from rlm.models.events import Trajectory
 from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
 from rlm.tasks.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, IdempotencyKey
-from serve_app.bodies import off_loop, parse_json
+from serve_app.bodies import off_loop
 from serve_app.crashes import chosen_task_id, engine_died, engine_lost
-from serve_app.deps import Caller, authenticated
+from serve_app.deps import Caller, admitted, authenticated
+from serve_app.openapi import json_body
 from serve_app.responses import FastJSON, json_bytes
 from serve_app.sse import EventStreamResponse, event_stream
 
 if TYPE_CHECKING:  # the runtime imports Ray; the app must import without it
+    from rlm.admission import Admission
     from rlm.runtime.run import TaskSpec
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["tasks"])
 
-Executor = Annotated[Caller, Depends(authenticated(SCOPE_EXECUTE))]
+#: ``POST /execute`` counts the request first (``admitted``): nothing costly happens before.
+Executor = Annotated[Caller, Depends(admitted(SCOPE_EXECUTE))]
+Canceller = Annotated[Caller, Depends(authenticated(SCOPE_EXECUTE))]
 Reader = Annotated[Caller, Depends(authenticated(SCOPE_READ))]
 TaskId = Annotated[str, Path(alias="taskId", max_length=200)]
 
@@ -49,16 +57,29 @@ def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-#: The body of ``POST /execute`` in the OpenAPI document: the route reads it itself (see
-#: :mod:`serve_app.bodies`), so FastAPI would not declare it.
-_EXECUTE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ExecuteRequest"}}
-        },
-    }
-}
+def _parse_execute(raw: bytes, content_type: str | None) -> tuple[Any, ExecuteRequest]:
+    """The body of ``POST /execute``: the JSON document, and the request it validates to."""
+    if content_type is not None and "json" not in content_type.lower():
+        raise InvalidInput("the body must be JSON (Content-Type: application/json)", field="body")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _json_error(raw) from None
+    return document, parse_model(ExecuteRequest, document)
+
+
+def _json_error(raw: bytes) -> InvalidInput:
+    """Where the JSON broke, as a person looking at the file counts (the standard library
+    says it best; only a broken body pays for a second parse)."""
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as err:
+        reason = f"{err.msg} at line {err.lineno}, column {err.colno}"
+    except (UnicodeDecodeError, RecursionError, ValueError) as err:
+        reason = str(err)
+    else:  # orjson refuses what json accepts (NaN, huge numbers...)
+        reason = "numbers must be finite and fit in 64 bits"
+    return InvalidInput(f"body: not valid JSON: {reason}", field="body")
 
 
 @router.post(
@@ -68,7 +89,7 @@ _EXECUTE_BODY = {
     status_code=200,
     responses={202: {"model": ExecuteResponse}, **_errors(408)},
     summary="Execute a task",
-    openapi_extra=_EXECUTE_BODY,
+    openapi_extra=json_body(ExecuteRequest),
 )
 async def execute(
     caller: Executor,
@@ -86,21 +107,25 @@ async def execute(
 ) -> Any:
     """Run a task and answer with its result; ``options.async`` or ``Prefer: respond-async``
     answers 202 at once with the taskId, to poll with ``GET /tasks/{taskId}``."""
-    hv = request.app.state.hv
+    # The caller is authenticated and its request counted (or refused) before the body is
+    # even read: an unauthenticated or rate-limited caller costs nothing more.
     raw = await request.body()
+    hv = request.app.state.hv
+    content_type = request.headers.get("content-type")
     chosen = chosen_task_id(request.headers)
     principal = caller.principal
+    admission = replace(caller.admission, rate_counted=True)  # counted by the dependency
+    rate = getattr(request.state, "rate", None) or {}
 
     def parse() -> tuple[ExecuteRequest, IdempotencyKey | None]:
-        data = parse_json(raw)
-        body = parse_model(ExecuteRequest, data)
+        document, body = _parse_execute(raw, content_type)
         key = None
         if idempotency_key is not None:
-            key = IdempotencyKey.of(principal.user_id, idempotency_key, data)
+            key = IdempotencyKey.of(principal.user_id, idempotency_key, document)
         return body, key
 
-    # Parsing, validation and planning of a large body run in a worker thread: the replica's
-    # event loop keeps answering other requests meanwhile.
+    # Parsing and validation of a large body run in a worker thread: the replica's event loop
+    # keeps answering other requests meanwhile.
     body, key = await off_loop(len(raw), parse)
     if isinstance(body.input, dict) and "source" in body.input:
         # A task over a file in storage reads it: it needs the read scope as well.
@@ -108,19 +133,23 @@ async def execute(
     # The org's input policies: a critical violation refuses the task (400, violations in
     # details); lower ones are recorded.
     await request.app.state.security.check_execute(body, principal, size_hint=len(raw))
-    spec = await off_loop(len(raw), lambda: hv.prepare(body, task_id=chosen, **caller.owner))
+    # Planning, regular expressions, storage reads and a large input's ray.put: off the loop.
+    spec = await asyncio.to_thread(
+        lambda: hv.prepare(body, task_id=chosen, reader=caller.reader, **caller.owner)
+    )
     respond_async = body.options.async_ or (
         prefer is not None and "respond-async" in prefer.lower()
     )
     try:
         if respond_async:
-            return await _submitted(request, caller, spec, key)
-        result, headers = await hv.ask("execute", spec, caller.admission, key)
+            return await _submitted(request, caller, admission, spec, key, rate)
+        result, headers = await hv.ask("execute", spec, admission, key)
     except Exception as lost:
         if not engine_died(lost):
             raise
         raise await engine_lost(hv, spec.task_id, caller.viewer, key, lost) from None
     assert isinstance(result, ExecuteResponse)
+    headers = {**rate, **headers}
     if result.status == "failed" and result.error is not None:
         # The task ran and failed: the error's own status, with the whole result in details.
         err = error_from_payload(result.error.to_wire())
@@ -130,11 +159,16 @@ async def execute(
 
 
 async def _submitted(
-    request: Request, caller: Caller, spec: TaskSpec, key: IdempotencyKey | None
+    request: Request,
+    caller: Caller,
+    admission: Admission,
+    spec: TaskSpec,
+    key: IdempotencyKey | None,
+    rate: dict[str, str],
 ) -> FastJSON:
     """``202 Accepted`` with the taskId; for a replayed key, the task as it stands now."""
     hv = request.app.state.hv
-    task_id, headers = await hv.ask("submit", spec, caller.admission, key)
+    task_id, headers = await hv.ask("submit", spec, admission, key)
     body: dict[str, Any] = {
         "taskId": task_id,
         "status": "pending",
@@ -156,6 +190,7 @@ async def _submitted(
             }
         )
     headers = {
+        **rate,
         **headers,
         "Location": f"/v1/tasks/{task_id}",
         "Preference-Applied": "respond-async",
@@ -190,7 +225,7 @@ async def get_task(
 )
 async def cancel_task(
     task_id: Annotated[str, Path(alias="taskId", max_length=200)],
-    caller: Executor,
+    caller: Canceller,
     request: Request,
 ) -> Any:
     """Cancel a running task; answers once none of its agent calls runs any more."""

@@ -110,6 +110,24 @@ def api(
     serve.delete("rlm-test")
 
 
+@pytest.fixture(scope="session")
+def fuzz_root(api: Api) -> Iterator[str]:
+    """A second deployment beside the session's, at ``/fuzz``, for the fuzzers: the same engine
+    and state directory, offering the built-in operations only (the test operations hold
+    agents for seconds, fail on purpose or write files where their parameters say)."""
+    settings = api.settings.model_copy(update={"operations": []})
+    serve.run(build_app(settings), name="rlm-fuzz", route_prefix="/fuzz", blocking=False)
+    root = api.base_url.removesuffix("/v1") + "/fuzz"
+    wait_until(
+        lambda: ok_response(lambda: httpx.get(f"{root}/v1/health", timeout=5)),
+        120,
+        "the fuzzed app answers /health",
+        interval=0.5,
+    )
+    yield root
+    serve.delete("rlm-fuzz")
+
+
 @pytest.fixture
 def user(api: Api) -> Callable[..., httpx.Client]:
     """A client factory for fresh users (each has its own rate-limit counters)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -41,22 +42,29 @@ class Served:
 
 
 @contextmanager
-def rlm_serve(env: dict[str, str], port: int) -> Iterator[Served]:
-    """Start ``rlm serve --port PORT``, wait until it is ready, stop it with Ctrl-C after.
+def rlm_serve(
+    env: dict[str, str],
+    port: int,
+    *args: str,
+    scheme: str = "http",
+    verify: bool | ssl.SSLContext = True,
+) -> Iterator[Served]:
+    """Start ``rlm serve --port PORT [ARGS]``, wait until it is ready, stop it with Ctrl-C.
 
     Ready is what a user waits for: the banner (printed once ``serve.run`` has returned) and
     a health answer. The proxy may answer before ``serve.run`` returns, and a Ctrl-C then
-    would interrupt it before the banner is printed.
+    would interrupt it before the banner is printed. ``scheme`` and ``verify`` say how the
+    health check reaches it (``https`` and the CA of its certificate, for TLS).
     """
     process = subprocess.Popen(
-        [sys.executable, "-m", "rlm", "serve", "--port", str(port)],
+        [sys.executable, "-m", "rlm", "serve", "--port", str(port), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
-    served = Served(process, f"http://127.0.0.1:{port}/v1")
+    served = Served(process, f"{scheme}://127.0.0.1:{port}/v1")
     # Drain the output as it comes: a full pipe would block the server's writes (and a
     # Ctrl-C then drops what it had buffered).
     assert process.stdout is not None
@@ -69,7 +77,8 @@ def rlm_serve(env: dict[str, str], port: int) -> Iterator[Served]:
             assert process.poll() is None, served.output
             if served.base not in served.output:
                 return False
-            return ok_response(lambda: httpx.get(f"{served.base}/health", timeout=2)) is not None
+            health = f"{served.base}/health"
+            return ok_response(lambda: httpx.get(health, timeout=2, verify=verify)) is not None
 
         wait_until(ready, 150, "rlm serve prints its banner and answers /health", interval=1)
         yield served

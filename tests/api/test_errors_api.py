@@ -133,17 +133,40 @@ def test_operation_errors_and_crashes(user: Callable[..., httpx.Client]) -> None
         assert "Traceback" not in json.dumps(envelope)
 
 
-def test_anonymous_eleventh_request_in_a_minute_is_rate_limited(api: Api) -> None:
-    # A loopback address of its own gives this test fresh anonymous counters.
+def test_requests_without_a_token_are_refused_and_never_counted(api: Api) -> None:
+    # A loopback address of its own: anything counted would show in its anonymous allowance
+    # (10 a minute).
     transport = httpx.HTTPTransport(local_address="127.0.0.77")
     with httpx.Client(transport=transport, base_url=api.base_url) as anon:
-        codes = [anon.get("/health").status_code for _ in range(10)]
+        codes = [anon.get("/tasks").status_code for _ in range(15)]
+        codes += [anon.post("/execute", json={}).status_code for _ in range(5)]
+        assert codes == [401] * 20  # never 429: refused before the rate limiter
+        last = _envelope(anon.get("/tasks"), 401, "UNAUTHORIZED")
+        assert last["error"]["details"]["requiredScope"] == "rlm:read"
+    # A token holder is rate-limited as its tier says (an anonymous-tier token: 10 a minute).
+    with api.client(api.token(tier="anonymous")) as slow:
+        codes = [slow.get("/tasks").status_code for _ in range(10)]
         assert codes == [200] * 10
-        eleventh = anon.get("/health")
+        eleventh = slow.get("/tasks")
         _envelope(eleventh, 429, "RATE_LIMITED")
         retry = int(eleventh.headers["Retry-After"])
         assert 1 <= retry <= 60
         assert "RateLimit-Policy" in eleventh.headers
+
+
+def test_health_answers_a_probe_every_time(api: Api) -> None:
+    # One address probing like a load balancer: far past the anonymous 10 a minute.
+    transport = httpx.HTTPTransport(local_address="127.0.0.78")
+    with httpx.Client(transport=transport, base_url=api.base_url) as probe:
+        codes = [probe.get("/health").status_code for _ in range(100)]
+        assert codes == [200] * 100
+        last = probe.get("/health")
+        assert last.status_code == 200 and last.json()["status"] == "ok"
+        assert "RateLimit" not in last.headers
+        # And health took nothing of the address's anonymous allowance.
+        assert probe.get("/tasks").status_code == 401
+    doc = httpx.get(api.base_url.removesuffix("/v1") + "/openapi.json").json()
+    assert set(doc["paths"]["/v1/health"]["get"]["responses"]) == {"200", "500"}
 
 
 def test_a_user_cannot_exceed_five_concurrent_agents(api: Api) -> None:

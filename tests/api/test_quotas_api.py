@@ -33,12 +33,12 @@ def _manager(api: Api) -> httpx.Client:
 
 def _limits(api: Api, user: str, daily: int, **extra: Any) -> None:
     with _manager(api) as manager:
-        # The manager's org (made once per session; 400 when it exists). Setting the limits of
+        # The manager's org (made once per session; 409 when it exists). Setting the limits of
         # a user in no org places the user in it.
         made = manager.post(
             "/quotas/enterprise/org", json={"orgId": "acme", "agents": 10**9, "computeHours": 10**6}
         )
-        assert made.status_code in (201, 400), made.text
+        assert made.status_code in (201, 409), made.text
         config = {
             "userId": user,
             "dailyAgentLimit": daily,

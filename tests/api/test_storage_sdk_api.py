@@ -20,15 +20,15 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def blob(api: Api) -> bytes:
     data = os.urandom(300_000)
-    root = api.settings.state_dir / "data"
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "blob.bin").write_bytes(data)
+    public = api.settings.state_dir / "data" / "public"  # every reader's, on the default policy
+    public.mkdir(parents=True, exist_ok=True)
+    (public / "blob.bin").write_bytes(data)
     return data
 
 
 def test_read_a_range_as_json_and_as_bytes(api: Api, blob: bytes) -> None:
     with api.client(api.token(scopes="rlm:read")) as client:
-        body = {"connector": "local", "key": "blob.bin", "start": 1000, "end": 5000}
+        body = {"connector": "local", "key": "public/blob.bin", "start": 1000, "end": 5000}
         response = client.post("/storage/read", json=body)
         assert response.status_code == 200, response.text
         answer = response.json()
@@ -51,10 +51,11 @@ def test_read_a_range_as_json_and_as_bytes(api: Api, blob: bytes) -> None:
     [
         ({"connector": "local", "key": "../state.db", "start": 0, "end": 10}, 403),
         ({"connector": "local", "key": "/etc/passwd", "start": 0, "end": 10}, 403),
-        ({"connector": "local", "key": "missing.bin", "start": 0, "end": 10}, 400),
-        ({"connector": "nope", "key": "blob.bin", "start": 0, "end": 10}, 400),
-        ({"connector": "local", "key": "blob.bin", "start": 10, "end": 10}, 400),
-        ({"connector": "local", "key": "blob.bin", "start": 10**7, "end": 10**7 + 5}, 400),
+        ({"connector": "local", "key": "public/missing.bin", "start": 0, "end": 10}, 400),
+        ({"connector": "local", "key": "missing.bin", "start": 0, "end": 10}, 403),
+        ({"connector": "nope", "key": "public/blob.bin", "start": 0, "end": 10}, 400),
+        ({"connector": "local", "key": "public/blob.bin", "start": 10, "end": 10}, 400),
+        ({"connector": "local", "key": "public/blob.bin", "start": 10**7, "end": 10**7 + 5}, 400),
     ],
 )
 def test_bad_reads_are_refused(api: Api, blob: bytes, body: dict[str, object], status: int) -> None:
@@ -67,7 +68,7 @@ def test_bad_reads_are_refused(api: Api, blob: bytes, body: dict[str, object], s
 
 def test_storage_needs_the_read_scope(api: Api) -> None:
     with api.client(api.token(scopes="rlm:execute")) as client:
-        body = {"connector": "local", "key": "blob.bin", "start": 0, "end": 10}
+        body = {"connector": "local", "key": "public/blob.bin", "start": 0, "end": 10}
         assert client.post("/storage/read", json=body).status_code == 403
     assert httpx.post(f"{api.base_url}/storage/read", json=body).status_code == 401
 
@@ -108,7 +109,7 @@ def test_sdk_storage_and_async_client(api: Api, blob: bytes) -> None:
 
     token = api.token(scopes="rlm:read rlm:execute")
     with RLMClient(api_key=token, base_url=api.base_url) as client:
-        assert client.storage.read("local", "blob.bin", 0, 100) == blob[:100]
+        assert client.storage.read("local", "public/blob.bin", 0, 100) == blob[:100]
         with pytest.raises(Forbidden):
             client.storage.read("local", "../state.db", 0, 100)
 
@@ -129,24 +130,28 @@ def test_sdk_storage_and_async_client(api: Api, blob: bytes) -> None:
 def test_storage_backed_task_over_http_needs_read_scope(api: Api) -> None:
     import numpy as np
 
-    root = api.settings.state_dir / "data"
-    root.mkdir(parents=True, exist_ok=True)
+    mine = api.settings.state_dir / "data" / "users" / "range-owner"
+    mine.mkdir(parents=True, exist_ok=True)
     values = np.arange(200_000, dtype=np.int64)
-    values.tofile(root / "range.i64")
+    values.tofile(mine / "range.i64")
     body = {
         "type": "recursive",
         "description": "sum a file",
         "input": {
-            "source": {"connector": "local", "key": "range.i64", "format": "int64"},
+            "source": {
+                "connector": "local",
+                "key": "users/range-owner/range.i64",
+                "format": "int64",
+            },
             "operation": "sum",
         },
         "options": {"leafSize": 50_000},
     }
-    with api.client(api.token(scopes="rlm:execute")) as client:
+    with api.client(api.token(sub="range-owner", scopes="rlm:execute")) as client:
         refused = client.post("/execute", json=body)
         assert refused.status_code == 403
         assert refused.json()["error"]["details"]["requiredScope"] == "rlm:read"
-    with api.client(api.token(scopes="rlm:execute rlm:read")) as client:
+    with api.client(api.token(sub="range-owner", scopes="rlm:execute rlm:read")) as client:
         response = client.post("/execute", json=body)
         assert response.status_code == 200, response.text
         assert response.json()["output"] == int(values.sum())
@@ -158,3 +163,56 @@ def test_storage_backed_task_over_http_needs_read_scope(api: Api) -> None:
             },
         }
         assert client.post("/execute", json=escape).status_code == 403
+
+
+def _write(api: Api, key: str, data: bytes) -> None:
+    path = api.settings.state_dir / "data" / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_cross_tenant_reads_are_refused_on_both_paths(api: Api) -> None:
+    import numpy as np
+
+    numbers = np.arange(1000, dtype=np.int64).tobytes()
+    _write(api, "users/ada-x/own.i64", numbers)
+    _write(api, "users/bea-x/secret.i64", numbers)
+    _write(api, "orgs/acme-x/shared.i64", numbers)
+    _write(api, "orgs/globex-x/plans.i64", numbers)
+    _write(api, "state-copy.db", b"operator's own file at the root")
+
+    def read(client: httpx.Client, key: str) -> httpx.Response:
+        body = {"connector": "local", "key": key, "start": 0, "end": 16}
+        return client.post("/storage/read", json=body)
+
+    def task(client: httpx.Client, key: str) -> httpx.Response:
+        source = {"connector": "local", "key": key, "format": "int64"}
+        body = {
+            "type": "parallel",
+            "description": "sum",
+            "input": {"source": source, "operation": "sum"},
+        }
+        return client.post("/execute", json=body)
+
+    token = api.token(sub="ada-x", scopes="rlm:read rlm:execute", org="acme-x")
+    with api.client(token) as ada:
+        for key in ("users/ada-x/own.i64", "orgs/acme-x/shared.i64"):
+            assert read(ada, key).status_code == 200, key
+            ran = task(ada, key)
+            assert ran.status_code == 200 and ran.json()["output"] == sum(range(1000)), ran.text
+        for key in (
+            "users/bea-x/secret.i64",
+            "users/bea-x/missing.i64",  # answers as an existing one: nothing revealed
+            "orgs/globex-x/plans.i64",
+            "state-copy.db",
+            "users/ada-x/../bea-x/secret.i64",
+        ):
+            for answer in (read(ada, key), task(ada, key)):
+                assert answer.status_code == 403, (key, answer.text)
+                details = answer.json()["error"]["details"]
+                assert details.get("reason") in ("not_permitted", "parent_segment"), details
+    # The same keys, for their owners.
+    with api.client(api.token(sub="bea-x", scopes="rlm:read rlm:execute")) as bea:
+        assert read(bea, "users/bea-x/secret.i64").status_code == 200
+        assert read(bea, "users/ada-x/own.i64").status_code == 403
+        assert task(bea, "orgs/acme-x/shared.i64").status_code == 403  # bea is in no org

@@ -40,8 +40,8 @@ def test_org_tree_is_validated_as_a_whole(api: Api) -> None:
         assert orphan.status_code == 403  # an unknown parent answers like another tenant's
 
         too_much = m.patch(f"/quotas/enterprise/org/{eng}", json={"agents": 800})
-        assert too_much.status_code == 400
-        assert too_much.json()["error"]["code"] == "INVALID_INPUT"
+        assert too_much.status_code == 409  # well formed, but the tree has no room for it
+        assert too_much.json()["error"]["code"] == "CONFLICT"
         tree = m.get(f"/quotas/enterprise/org/{eng}/hierarchy").json()
         assert tree["org"]["agents"] == 600  # the refused PATCH changed nothing
         assert [o["orgId"] for o in tree["ancestors"]] == [root]
@@ -49,7 +49,7 @@ def test_org_tree_is_validated_as_a_whole(api: Api) -> None:
         ok = m.patch(f"/quotas/enterprise/org/{eng}", json={"agents": 700})
         assert ok.status_code == 200 and ok.json()["agents"] == 700
         above_parent = m.patch(f"/quotas/enterprise/org/{ops}", json={"agents": 1001})
-        assert above_parent.status_code == 400
+        assert above_parent.status_code == 409
     with api.client(api.token(sub="outsider", scopes="rlm:quota:read", org="elsewhere")) as other:
         assert other.get(f"/quotas/enterprise/org/{eng}/hierarchy").status_code == 403
         assert other.patch(f"/quotas/enterprise/org/{eng}", json={"agents": 1}).status_code == 403
@@ -89,7 +89,7 @@ def test_team_pool_allocations_and_idempotent_transfers(api: Api) -> None:
             == 200
         )
         over = m.put(f"/quotas/team/{team}/members/{bob}", json={"agentsAllocated": 50})
-        assert over.status_code == 400  # 60 + 50 > the pool of 100
+        assert over.status_code == 409  # 60 + 50 > the pool of 100
 
         move = {"fromUserId": alice, "toUserId": bob, "agents": 10}
         key = {"Idempotency-Key": f"move-{team}"}
@@ -104,7 +104,7 @@ def test_team_pool_allocations_and_idempotent_transfers(api: Api) -> None:
         carol = members[f"carol-{team}"]
         assert (carol["agentsAllocated"], carol["computeHoursAllocated"]) == (None, None)
         too_far = {"fromUserId": alice, "toUserId": bob, "agents": 51}
-        assert m.post(f"/quotas/team/{team}/transfers", json=too_far).status_code == 400
+        assert m.post(f"/quotas/team/{team}/transfers", json=too_far).status_code == 409
 
     with api.client(
         api.token(
@@ -208,7 +208,7 @@ def test_tenants_never_see_or_touch_each_others_quotas(api: Api) -> None:
         assert a.get(f"/quotas/enterprise/org/{acme}/hierarchy").json()["org"]["agents"] == 1000
         # A failed join (allocation above the pool) leaves no member behind.
         over = a.put(f"/quotas/team/t-{tag}/members/{ada}", json={"agentsAllocated": 11})
-        assert over.status_code == 400
+        assert over.status_code == 409
         assert a.get(f"/quotas/team/t-{tag}").json()["members"] == []
 
 
@@ -268,3 +268,123 @@ def test_the_sdk_manages_a_tenant_sync_and_async(api: Api) -> None:
                 await client.quotas.create_org({"orgId": f"else-{tag}"})
 
     asyncio.run(the_same_async())
+
+
+def _config(user: str, daily: int) -> dict[str, object]:
+    return {
+        "userId": user,
+        "dailyAgentLimit": daily,
+        "weeklyAgentLimit": 10 * daily,
+        "monthlyAgentLimit": 40 * daily,
+        "dailyComputeHours": 1,
+        "maxConcurrentAgents": 5,
+        "maxStorageGB": 1,
+    }
+
+
+def test_a_manager_cannot_raise_its_own_limits(api: Api) -> None:
+    tag = uuid.uuid4().hex[:6]
+    org, boss = f"self-{tag}", f"boss-{tag}"
+    token = api.token(sub=boss, scopes="rlm:quota:manage", tier="admin", org=org)
+    with api.client(token) as m:
+        assert (
+            m.post("/quotas/enterprise/org", json={"orgId": org, "agents": 100}).status_code == 201
+        )
+        mine = m.get("/quotas/user/me").json()["daily"]["agentsLimit"]
+        for path in ("/quotas/user/me", f"/quotas/user/{boss}"):
+            raised = m.put(path, json=_config(boss, mine + 1))
+            assert raised.status_code == 403, raised.text
+            assert raised.json()["error"]["details"]["rule"] == "self_raise"
+        assert m.get("/quotas/user/me").json()["daily"]["agentsLimit"] == mine
+        assert m.put("/quotas/user/me", json=_config(boss, 5)).status_code == 200  # lowering
+        assert m.put("/quotas/user/me", json=_config(boss, 6)).status_code == 403
+        # Its own org's caps: down, never up.
+        assert m.patch(f"/quotas/enterprise/org/{org}", json={"agents": 101}).status_code == 403
+        assert m.patch(f"/quotas/enterprise/org/{org}", json={"agents": 90}).status_code == 200
+        # Its own team allocation, and transfers to itself.
+        team = {"teamId": f"t-{tag}", "teamName": "T", "totalAgentPool": 50, "totalComputeHours": 1}
+        assert m.post("/quotas/team", json=team).status_code == 201
+        assert (
+            m.put(f"/quotas/team/t-{tag}/members/{boss}", json={"agentsAllocated": 10}).status_code
+            == 200
+        )
+        assert (
+            m.put(f"/quotas/team/t-{tag}/members/w-{tag}", json={"agentsAllocated": 20}).status_code
+            == 200
+        )
+        up = m.put(f"/quotas/team/t-{tag}/members/{boss}", json={"agentsAllocated": 11})
+        assert up.status_code == 403
+        move = {"fromUserId": f"w-{tag}", "toUserId": boss, "agents": 5}
+        assert m.post(f"/quotas/team/t-{tag}/transfers", json=move).status_code == 403
+        members = {
+            x["userId"]: x["agentsAllocated"]
+            for x in m.get(f"/quotas/team/t-{tag}").json()["members"]
+        }
+        assert members == {boss: 10, f"w-{tag}": 20}
+    # A quota:manage token without an org manages nobody, not even itself.
+    loner = api.token(sub=f"loner-{tag}", scopes="rlm:quota:manage", tier="admin")
+    with api.client(loner) as m:
+        refused = m.put("/quotas/user/me", json=_config(f"loner-{tag}", 1))
+        assert refused.status_code == 403
+        assert refused.json()["error"]["details"]["rule"] == "no_org"
+
+
+def test_two_orgs_managers_racing_for_the_same_users_never_split_them(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tag = uuid.uuid4().hex[:6]
+    # A config's daily limit says which org's manager set it (the user default is 10,000).
+    orgs = {f"ra-{tag}": 1000, f"rb-{tag}": 2000}
+    users = [f"racer-{tag}-{i}" for i in range(12)]
+    clients = {
+        org: api.client(
+            api.token(sub=f"m-{org}", scopes="rlm:quota:manage", tier="enterprise", org=org)
+        )
+        for org in orgs
+    }
+    try:
+        for org, client in clients.items():
+            assert (
+                client.post(
+                    "/quotas/enterprise/org", json={"orgId": org, "agents": 10**6}
+                ).status_code
+                == 201
+            )
+            team = {
+                "teamId": f"team-{org}",
+                "teamName": org,
+                "totalAgentPool": 10**5,
+                "totalComputeHours": 10,
+            }
+            assert client.post("/quotas/team", json=team).status_code == 201
+
+        def change(job: tuple[str, str, int]) -> int:
+            org, user, i = job
+            client = clients[org]
+            if i % 2:
+                return client.put(
+                    f"/quotas/user/{user}", json=_config(user, orgs[org] + i)
+                ).status_code
+            return client.put(f"/quotas/team/team-{org}/members/{user}", json={}).status_code
+
+        jobs = [(org, user, i) for i, user in enumerate(users) for org in orgs for _ in range(2)]
+        jobs = [(org, user, i + k) for k, (org, user, i) in enumerate(jobs)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            codes = list(pool.map(change, jobs))
+        assert set(codes) <= {200, 403} and 200 in codes and 403 in codes
+        for user in users:
+            seen = {org: c.get(f"/quotas/user/{user}") for org, c in clients.items()}
+            owners = [org for org, r in seen.items() if r.status_code == 200]
+            assert len(owners) == 1, (user, {o: r.status_code for o, r in seen.items()})
+            owner = owners[0]
+            limit = seen[owner].json()["daily"]["agentsLimit"]
+            if limit != 10_000:  # configured: by the owner's manager only
+                assert limit // 1000 * 1000 == orgs[owner], (user, owner, limit)
+            for org, client in clients.items():
+                members = [
+                    m["userId"] for m in client.get(f"/quotas/team/team-{org}").json()["members"]
+                ]
+                assert (user in members) <= (org == owner), (user, org, owner)
+    finally:
+        for client in clients.values():
+            client.close()

@@ -102,3 +102,88 @@ class AskEach(Operation):
 
 
 OPERATIONS.append(AskEach())
+
+
+class LeakyFinish(Operation):
+    """A finish that fails with a message a client must never see (paths, a credential)."""
+
+    name = "leaky_finish"
+    input_kind = "numbers"
+
+    SECRET = "AKIA-finish-secret /srv/private/customer.csv"
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        return int(chunk.sum())
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return sum(partials)
+
+    def finish(self, partial: Any, params: Any) -> Any:
+        raise ValueError(f"could not open {self.SECRET}")
+
+
+OPERATIONS.append(LeakyFinish())
+
+
+class PrepareProbe(Operation):
+    """Records each preparation of a task naming it: ``parse_params`` appends a line to the
+    file ``params.marker`` (it runs where the task is prepared: an API replica), and, given
+    ``params.release``, waits (up to 60 s) until that file exists, holding the preparation."""
+
+    name = "prepare_probe"
+    input_kind = "numbers"
+
+    def parse_params(self, params: Mapping[str, Any]) -> Any:
+        import os
+
+        marker, release = params.get("marker"), params.get("release")
+        if not isinstance(marker, str):
+            raise InvalidInput("marker must be a path", field="input.params.marker")
+        with open(marker, "a", encoding="utf-8") as out:
+            out.write("prepared\n")
+        deadline = time.monotonic() + 60
+        while isinstance(release, str) and not os.path.exists(release):
+            if time.monotonic() > deadline:
+                raise InvalidInput("never released", field="input.params.release")
+            time.sleep(0.01)
+        return None
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        return int(chunk.sum())
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return sum(partials)
+
+
+OPERATIONS.append(PrepareProbe())
+
+
+class Stubborn(Operation):
+    """A leaf that never polls for a cancel: it writes ``params.started`` and runs until the
+    file ``params.release`` exists (at most 120 s), as a long C call or a careless loop would."""
+
+    name = "stubborn"
+    input_kind = "numbers"
+
+    def parse_params(self, params: Mapping[str, Any]) -> Any:
+        started, release = params.get("started"), params.get("release")
+        if not isinstance(started, str) or not isinstance(release, str):
+            raise InvalidInput("started and release must be paths", field="input.params")
+        return (started, release)
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        import os
+
+        started, release = params
+        with open(started, "a", encoding="utf-8") as out:
+            out.write("started\n")
+        deadline = time.monotonic() + 120
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)  # never check_cancelled()
+        return int(chunk.sum())
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return sum(partials)
+
+
+OPERATIONS.append(Stubborn())

@@ -19,6 +19,7 @@ from rlm.config import Settings
 from rlm.errors import TaskNotFound
 from rlm.ratelimit import RateLimiter
 from serve_app import create_app
+from serve_app.routes.health import EngineLoad
 
 
 class _Engine:
@@ -96,11 +97,47 @@ def test_errors_use_one_envelope_without_ray(app: tuple[_Client, Settings, _Engi
     assert engine.calls.count("status") == 1
 
 
-def test_anonymous_requests_are_rate_limited(app: tuple[_Client, Settings, _Engine]) -> None:
-    client, _, _ = app
-    codes = [client.get("/v1/health").status_code for _ in range(11)]
-    assert codes[:10] == [200] * 10
-    assert codes[10] == 429
+def test_requests_without_a_token_cost_the_engine_nothing(
+    app: tuple[_Client, Settings, _Engine],
+) -> None:
+    client, settings, engine = app
+    codes = [client.get("/v1/tasks/t-1").status_code for _ in range(11)]
+    assert codes == [401] * 11  # refused before the rate limiter: never 429
+    reader = _token(settings, "rlm:read")
+    no_scope = client.post("/v1/execute", json={}, headers={"Authorization": f"Bearer {reader}"})
+    assert no_scope.status_code == 403
+    assert engine.calls == []
+
+
+def test_health_is_never_rate_limited(app: tuple[_Client, Settings, _Engine]) -> None:
+    client, _, engine = app
+    codes = {client.get("/v1/health").status_code for _ in range(100)}
+    assert codes == {200}
+    assert "admit" not in engine.calls  # not even counted
+    # A bad token does not matter to a probe either: health reads none.
+    probe = client.get("/v1/health", headers={"Authorization": "Bearer not-a-token"})
+    assert probe.status_code == 200 and "RateLimit" not in probe.headers
+
+
+def test_engine_load_is_asked_at_most_once_per_ttl() -> None:
+    now = [100.0]
+    load = EngineLoad(ttl_s=1.0, clock=lambda: now[0])
+    asked: list[int] = []
+
+    async def ask() -> dict[str, int]:
+        asked.append(1)
+        return {"tasks": len(asked)}
+
+    async def probes() -> list[dict[str, int]]:
+        first = await asyncio.gather(*(load.get(ask) for _ in range(50)))
+        now[0] += 0.5
+        fresh = await load.get(ask)
+        now[0] += 0.6
+        return [*first, fresh, await load.get(ask)]
+
+    answers = asyncio.run(probes())
+    assert len(asked) == 2
+    assert answers[:51] == [{"tasks": 1}] * 51 and answers[51] == {"tasks": 2}
 
 
 def test_every_answer_carries_its_request_id(app: tuple[_Client, Settings, _Engine]) -> None:

@@ -154,9 +154,11 @@ def test_package_exports_what_it_means_to() -> None:
         "IMPLIED_SCOPES", "REQUIRED_CLAIMS", "SCOPE_ADMIN", "SCOPE_EXECUTE",
         "SCOPE_QUOTA_MANAGE", "SCOPE_QUOTA_READ", "SCOPE_READ", "SUPPORTED_ALGORITHMS", "TIERS",
         "Algorithm", "AuthConfigurationError", "AuthSettings", "KeySet", "Principal",
-        "SigningKey", "Tier", "TierLimits", "VerificationKey", "authenticate", "bearer_token",
+        "SigningKey", "Tier", "TierLimits", "VerificationKey", "authenticate",
+        "authenticate_async", "bearer_token",
         "expand_scopes", "format_scope_claim", "is_tier", "issue_token", "load_signing_key",
         "load_verification_keys", "parse_scope_claim", "validate_scopes", "verify_token",
+        "verify_token_async",
     }  # fmt: skip
     assert set(rlm.auth.__all__) == expected
 

@@ -18,6 +18,7 @@ from rlm.errors import (
 
 TABLE = {
     "INVALID_INPUT": 400,
+    "CONFLICT": 409,
     "UNAUTHORIZED": 401,
     "FORBIDDEN": 403,
     "TASK_NOT_FOUND": 404,

@@ -107,13 +107,19 @@ def test_ties_go_to_the_alphabetically_first_label() -> None:
     assert every_shape("label_counts", records, {})[0] == {"a": 2, "b": 2, "c": 2, "d": 1}
 
 
-def test_no_records_cannot_name_a_most_frequent_label() -> None:
-    prepared = prepare_input(
-        {"items": [], "operation": "label_stats", "params": {"question": "most_frequent"}},
-        REGISTRY,
-    )
-    with pytest.raises(InvalidInput, match="no records"):
-        execute_direct(prepared)
+def test_no_records_have_no_most_frequent_label() -> None:
+    for params in (
+        {"question": "most_frequent"},
+        {"question": "least_frequent", "user": "nobody"},
+        {"question": "per_user_most_frequent", "user": 7.0},
+    ):
+        prepared = prepare_input(
+            {"items": [{"label": "a", "user": 1}], "operation": "label_stats", "params": params}
+            if "user" in params
+            else {"items": [], "operation": "label_stats", "params": params},
+            REGISTRY,
+        )
+        assert execute_direct(prepared) is None, params
 
 
 @pytest.mark.parametrize(

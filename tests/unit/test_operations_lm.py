@@ -147,6 +147,18 @@ def test_empty_chunks_make_no_calls() -> None:
     assert lm.requests == []
 
 
+def test_a_label_given_twice_is_one_label() -> None:
+    prepared = prepare_input(
+        {
+            "items": ["a"],
+            "operation": "llm_classify",
+            "params": {"labels": ["Spam", " spam", "ham"]},
+        },
+        REGISTRY,
+    )
+    assert prepared.params.labels == ("Spam", "ham")
+
+
 @pytest.mark.parametrize(
     ("name", "params", "field"),
     [
@@ -156,7 +168,7 @@ def test_empty_chunks_make_no_calls() -> None:
         ("llm_map", {"prompt": "{chunk}", "temperature": 3}, "input.params.temperature"),
         ("llm_classify", {}, "input.params.labels"),
         ("llm_classify", {"labels": []}, "input.params.labels"),
-        ("llm_classify", {"labels": ["a", "A"]}, "input.params.labels"),
+        ("llm_classify", {"labels": ["a", "  "]}, "input.params.labels"),
         ("llm_classify", {"labels": ["a", "unparsed"]}, "input.params.labels"),
         ("llm_classify", {"labels": ["a"], "instruction": 5}, "input.params.instruction"),
         ("llm_summarize", {"model": 1}, "input.params.model"),

@@ -471,7 +471,6 @@ def test_transfer_never_leaves_the_giver_below_its_usage(team_ledger: QuotaLedge
 @pytest.mark.parametrize(
     ("giver", "taker", "agents", "hours"),
     [
-        ("a", "a", 1, 0.0),  # same member
         ("a", "c", 1, 0.0),  # c has no allocation
         ("c", "a", 1, 0.0),
         ("a", "zed", 1, 0.0),  # not a member
@@ -723,3 +722,12 @@ def test_refusals_read_as_a_person_wrote_them(ledger: QuotaLedger) -> None:
     )
     assert "concurrentAgents" not in info.value.message  # field names stay in details
     assert info.value.details["resource"] == "concurrentAgents"
+
+
+def test_a_transfer_to_the_same_member_moves_nothing(team_ledger: QuotaLedger) -> None:
+    before = {m.user_id: m.agents_allocated for m in team_ledger.team_status("t").members}
+    receipt = team_ledger.transfer("t", "a", "a", 5, 0.0, idempotency_key="self")
+    assert receipt.from_agents_allocated == receipt.to_agents_allocated == before["a"]
+    after = {m.user_id: m.agents_allocated for m in team_ledger.team_status("t").members}
+    assert after == before
+    assert team_ledger.transfer("t", "a", "a", 5, 0.0, idempotency_key="self") == receipt

@@ -299,10 +299,10 @@ class QuotaMachine(RuleBasedStateMachine):
             if self.keys[key] != body:
                 return ("idempotencyKey", "idempotency key was already used")
             return None  # a replay: the first receipt again
-        if giver == taker:
-            return ("toUserId", "two different members")
         if agents == 0 and compute == 0:
             return ("agents", "must move agents or compute hours")
+        if giver == taker:
+            return None  # from a member to itself: nothing moves
         for member, field in ((giver, "fromUserId"), (taker, "toUserId")):
             if self.allocations[member] is None:
                 return (field, f"member {member!r} has no allocation")
@@ -523,6 +523,20 @@ class QuotaMachine(RuleBasedStateMachine):
             assert receipt == self.receipts[key]
             self._expect_unchanged(before)
             event("transfer: replayed")
+            return
+        if giver == taker:
+            after = self.ledger.snapshot()
+            kept = {k: v for k, v in after.items() if k != "transfer"}
+            assert kept == {k: v for k, v in before.items() if k != "transfer"}
+            mine = self.allocations[giver] or (0, 0)
+            assert (receipt.from_agents_allocated, receipt.to_agents_allocated) == (
+                mine[0],
+                mine[0],
+            )
+            if key is not None:
+                self.keys[key] = body
+                self.receipts[key] = receipt
+            event("transfer: to itself")
             return
         gave, took = self.allocations[giver], self.allocations[taker]
         assert gave is not None and took is not None

@@ -752,10 +752,20 @@ def test_rate_limited_exposes_retry_after() -> None:
 
 
 def test_an_unknown_code_raises_the_base_class() -> None:
-    server = Server(error(409, "CONFLICT", "already exists"))
+    server = Server(error(418, "TEAPOT", "short and stout"))
     with client_for(server) as client, pytest.raises(RLMError) as info:
         client.tasks.get("task-1")
     assert type(info.value) is RLMError
+    assert getattr(info.value, "status_code", None) == 418
+
+
+def test_a_conflict_is_an_invalid_input_with_its_own_class() -> None:
+    from rlm.errors import Conflict, InvalidInput
+
+    server = Server(error(409, "CONFLICT", "already exists", {"field": "orgId"}))
+    with client_for(server) as client, pytest.raises(Conflict) as info:
+        client.tasks.get("task-1")
+    assert isinstance(info.value, InvalidInput)
     assert getattr(info.value, "status_code", None) == 409
 
 

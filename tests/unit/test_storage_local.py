@@ -294,6 +294,7 @@ def test_public_names_are_sorted_and_exist() -> None:
     import rlm.storage
 
     modules = [
+        "access",
         "confine",
         "inputs",
         "keys",
