@@ -173,11 +173,16 @@ class SessionHost:
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[tuple[str, Any]] = loop.create_future()
+        sent: list[Any] = []  # the newest event batch's reference
+
+        def send_events(events: list[tuple[str, dict[str, Any]]]) -> None:
+            sent[:] = [self._core.record_events.remote(task_id, events)]
+
         tree = SessionTree(
             params,
             _CoreLM(self._core, task_id),
             self._pool,
-            lambda events: self._core.record_events.remote(task_id, events),
+            send_events,
             cell_timeout_s=self._config.sandbox.cell_timeout_s,
             cell_cpu_s=self._config.sandbox.cell_cpu_s,
             max_children_in_flight=self._config.rlm.max_children_in_flight,
@@ -209,6 +214,11 @@ class SessionHost:
             finally:
                 with self._lock:
                     self._trees.pop(task_id, None)
+            # The task's events reach the core before its outcome does: batches from this
+            # host run on the core in the order sent, so once the newest is in, all are (a
+            # watcher sees every turn and cell before task.completed).
+            with contextlib.suppress(Exception):
+                ray.get(sent, timeout=10.0)
             with contextlib.suppress(RuntimeError):  # the actor is shutting down
                 loop.call_soon_threadsafe(_settle, done, outcome)
 

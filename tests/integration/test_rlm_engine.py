@@ -320,6 +320,8 @@ def test_turns_cells_and_sub_calls_are_events(rlm_hv: rlm.Hypervisor, server: Fa
         assert kind == "ok"
         events += page["events"]
         ended = page["ended"]
+    # Progress events come as the engine's throttle lets them; the rest is the run's story.
+    events = [e for e in events if e["event"] != "task.progress"]
     types = [e["event"] for e in events]
     assert types == [
         "task.started",
@@ -330,7 +332,7 @@ def test_turns_cells_and_sub_calls_are_events(rlm_hv: rlm.Hypervisor, server: Fa
         "rlm.cell",
         "rlm.answer",
         "task.completed",
-    ]
+    ], types
     turn, subcalls, cell = (e["data"] for e in events[1:4])
     assert (turn["path"], turn["depth"], turn["turn"], turn["maxIterations"]) == ("0", 0, 1, 30)
     assert turn["inputTokens"] > 0 and "llm_query_batched" in turn["reply"]
