@@ -7,7 +7,7 @@ import json
 
 from benchmarks._report import machine
 
-SUITES = ["engine", "api", "storage_reads", "quotas", "storage_tasks", "lm", "security"]
+SUITES = ["engine", "api", "storage_reads", "quotas", "storage_tasks", "lm", "security", "rlm"]
 
 
 def main() -> None:
