@@ -14,6 +14,10 @@ Both run the same RLM on the same loopback model server (``python -m rlm.testing
 - a sandbox cell round trip (``x = 1``) p50, beside ``rlms``' local REPL (``exec`` in its own
   process, no isolation) measured in the same run.
 
+Each split figure also reports ``guardMs``: what checking its K sub-call prompts against the
+input policies costs (``PromptGuard.check_many``, in this process, median of 5), the part of
+our wall time that security adds to a batch (turn messages are a few KB more).
+
 ``rlms`` installs a package named ``rlm``, which would shadow this one: it lives in a virtual
 environment of its own (``make bench-rlms``: ``.venv-rlms`` from
 ``benchmarks/requirements-rlms.txt``; ``RLM_BENCH_RLMS_PYTHON`` names another interpreter), and
@@ -39,8 +43,9 @@ from rlm.config import EngineSettings, Settings
 from rlm.eval.data import default_data_path
 from rlm.lm.settings import LMSettings
 from rlm.rlmmode.settings import RLMSettings
+from rlm.runtime.security import PromptGuard
 from rlm.sandbox import Sandbox
-from rlm.testing.split_root import split_query
+from rlm.testing.split_root import SUB_HEAD, split_query
 
 __all__ = ["run"]
 
@@ -149,7 +154,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         hv = rlm.connect(settings=settings)
         try:
             with _reference(url, context_file) as ref:
-                rows = [_split(hv, ref, context, parts, quick) for parts in (64, 256)]
+                guard = PromptGuard(settings, cache_s=3600)
+                rows = [_split(hv, ref, guard, context, parts, quick) for parts in (64, 256)]
                 rows.append(_cell_round_trip(ref, quick))
         finally:
             hv.shutdown_engine()
@@ -174,8 +180,28 @@ def _theirs_once(ref: _Reference, parts: int) -> float:
     return float(answer["wallS"])
 
 
+def _guard_ms(guard: PromptGuard, context: str, parts: int) -> float:
+    """The input policies' cost on the K prompts the root sends (as the session checks them)."""
+    lines = context.splitlines()
+    size = -(-len(lines) // parts)
+    prompts = [SUB_HEAD + "\n".join(lines[i : i + size]) for i in range(0, len(lines), size)]
+    samples = []
+    for _ in range(6):
+        started = time.perf_counter()
+        result = guard.check_many(prompts, org_id=None, user_id=None, field="bench")
+        samples.append((time.perf_counter() - started) * 1000)
+        if not result.allowed:
+            raise RuntimeError(f"the benchmark's prompts were refused: {result.violations[:3]}")
+    return statistics.median(samples[1:])
+
+
 def _split(
-    hv: rlm.Hypervisor, ref: _Reference, context: str, parts: int, quick: bool
+    hv: rlm.Hypervisor,
+    ref: _Reference,
+    guard: PromptGuard,
+    context: str,
+    parts: int,
+    quick: bool,
 ) -> dict[str, Any]:
     reps = 3 if quick else 7
     _ours_once(hv, context, parts)  # warm-up: engine, host, gateways' connections
@@ -204,6 +230,7 @@ def _split(
         subCalls=parts,
         oursS=[round(w, 4) for w in ours],
         rlmsS=[round(w, 4) for w in theirs],
+        guardMs=round(_guard_ms(guard, context, parts), 2),
     )
 
 
