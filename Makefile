@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test check lint typecheck bench fmt docs clean
+.PHONY: serve test check lint typecheck bench bench-rlms fmt docs clean
+
+# The reference RLM implementation (rlms) for benchmarks/rlm.py, in a virtual environment of its
+# own: its package is also named `rlm` and would shadow this one in .venv.
+RLMS_VENV := .venv-rlms
+RLMS_STAMP := $(RLMS_VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,8 +39,15 @@ fmt: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -c 'from pathlib import Path; from rlm.settings_doc import write_readme_table; write_readme_table(Path("README.md"))'
 
-bench: $(STAMP)
+$(RLMS_STAMP): benchmarks/requirements-rlms.txt
+	test -x $(RLMS_VENV)/bin/python || $(PY) -m venv $(RLMS_VENV)
+	$(RLMS_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-rlms.txt
+	touch $(RLMS_STAMP)
+
+bench-rlms: $(RLMS_STAMP)
+
+bench: $(STAMP) $(RLMS_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(RLMS_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

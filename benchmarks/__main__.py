@@ -17,6 +17,7 @@ SUITES = [
     "security",
     "webhooks",
     "resilience",
+    "rlm",
 ]
 
 

@@ -1,8 +1,11 @@
-"""A local Ray and a temporary state directory for one benchmark suite, both cleaned up."""
+"""A local Ray and a temporary state directory for one benchmark suite, both cleaned up; the
+stand-in LM server in a process of its own."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import ray
 
-__all__ = ["bench_session"]
+__all__ = ["bench_session", "lm_server_process"]
 
 
 @contextmanager
@@ -29,3 +32,36 @@ def bench_session(prefix: str) -> Iterator[Path]:
         if started:
             ray.shutdown()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def lm_server_process(latency_ms: int, *args: str) -> Iterator[str]:
+    """A ``FakeLMServer`` in a process of its own (``args`` go to its command line); its URL.
+
+    In the benchmark's own process it would share a GIL with the driver and slow both.
+    """
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlm.testing.openai_server",
+            "--port",
+            "0",
+            "--latency-ms",
+            str(latency_ms),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the LM server did not start: {url!r}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()

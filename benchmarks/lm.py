@@ -22,11 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +30,7 @@ import openai
 
 import rlm
 from benchmarks._report import figure
-from benchmarks._session import bench_session
+from benchmarks._session import bench_session, lm_server_process
 from rlm.config import EngineSettings, Settings
 from rlm.lm.settings import LMSettings
 from rlm.testing import FakeLMServer
@@ -58,38 +54,11 @@ def _map(items: list[str], **params: Any) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def _server_apart(latency_ms: int) -> Iterator[str]:
-    """A ``FakeLMServer`` in a process of its own; its URL."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rlm.testing.openai_server",
-            "--port",
-            "0",
-            "--latency-ms",
-            str(latency_ms),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://"):
-            raise RuntimeError(f"the LM server did not start: {url!r}")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Run the LM figures; ``quick`` shrinks repetitions and the rate window."""
     with (
         FakeLMServer(latency_s=0.01) as server,
-        _server_apart(100) as apart,
+        lm_server_process(100) as apart,
         bench_session("rlm-bench-lm-") as state,
     ):
         return _figures(server, apart, state, quick)

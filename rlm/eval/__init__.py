@@ -10,7 +10,7 @@ modes that answer them through the engine (:mod:`~rlm.eval.modes`) and the repor
 from __future__ import annotations
 
 from rlm.eval.data import Instance, default_data_path, load_instances
-from rlm.eval.modes import MODES, EvalEngine, ModeConfig, ModeRun, ModeUnavailable
+from rlm.eval.modes import MODES, EvalEngine, ModeConfig, ModeRun
 from rlm.eval.questions import KINDS, Question, QuestionSpec, parse_question
 from rlm.eval.report import EvalReport, ModeSummary, QuestionResult
 from rlm.eval.run import EvalPlan, plan_oolong, run_oolong, run_plan
@@ -27,7 +27,6 @@ __all__ = [
     "ModeConfig",
     "ModeRun",
     "ModeSummary",
-    "ModeUnavailable",
     "Question",
     "QuestionResult",
     "QuestionSpec",

@@ -9,10 +9,10 @@
   set's labels (the scope, a user or a date range, is read from the lines in Python: lines
   carry dates and users, not labels), then the answer is computed in Python from the label
   counts (:meth:`~rlm.eval.questions.QuestionSpec.answer_from_counts`).
-* ``rlm``: one RLM task, ``{"operation": "rlm", "context": <window text>, "query":
-  <question>}``; its output is the answer. The ``rlm`` operation (issue #10) lands separately:
-  an engine without it refuses the request, and that refusal is raised as
-  :class:`ModeUnavailable`.
+* ``rlm``: one RLM task (:mod:`rlm.rlmmode.request`), ``{"operation": "rlm", "context":
+  <window text>, "query": <question>}`` with the RLM options (``model``, ``subModel``,
+  ``maxIterations``, ``maxDepth``); its output is the answer. RLM tasks use the default
+  provider (they take no ``provider``).
 
 Each run records the reply, the status, the client-side latency, and the task's agent calls
 and LM usage.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rlm.errors import InvalidInput
@@ -36,7 +36,7 @@ __all__ = [
     "EvalEngine",
     "ModeConfig",
     "ModeRun",
-    "ModeUnavailable",
+    "check_rlm_config",
     "direct_prompt",
     "direct_request",
     "map_reduce_request",
@@ -54,9 +54,6 @@ CLASSIFY_INSTRUCTION = (
     "is the type of answer it asks for."
 )
 
-#: Where a refused ``rlm`` request names the field it did not know.
-_RLM_FIELDS = ("input.operation", "input.context", "input.query")
-
 
 class EvalEngine(Protocol):
     """What the evaluation needs of the engine: :meth:`rlm.Hypervisor.execute`."""
@@ -64,10 +61,6 @@ class EvalEngine(Protocol):
     def execute(self, request: Mapping[str, Any]) -> ExecuteResponse:
         """Run a task and wait for its result."""
         ...
-
-
-class ModeUnavailable(InvalidInput):
-    """The engine cannot run this mode (the ``rlm`` operation is not in it yet)."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +74,10 @@ class ModeConfig:
         memo: Whether identical temperature-0 calls may be answered from the memo cache. Off
             by default: every question is measured on its own.
         max_tokens: Completion tokens per call for ``direct`` (``None``: the provider's).
-        rlm_options: Extra ``options`` for ``rlm`` tasks (e.g. iterations, depth), as the
-            ``rlm`` operation defines them.
+        sub_model: ``rlm``: the sub-calls' model (``options.subModel``; ``None``: the
+            provider's ``subModel``, else ``model``).
+        max_iterations: ``rlm``: root turns (``options.maxIterations``; ``None``: 30).
+        max_depth: ``rlm``: ``rlm_query`` nesting (``options.maxDepth``; ``None``: 1).
     """
 
     model: str | None = None
@@ -90,7 +85,9 @@ class ModeConfig:
     timeout_ms: int | None = 600_000
     memo: bool = False
     max_tokens: int | None = None
-    rlm_options: Mapping[str, Any] = field(default_factory=dict)
+    sub_model: str | None = None
+    max_iterations: int | None = None
+    max_depth: int | None = None
 
     def params(self) -> dict[str, Any]:
         """The LM parameters LM operations take."""
@@ -107,6 +104,16 @@ class ModeConfig:
         if self.timeout_ms is not None:
             out["timeoutMs"] = self.timeout_ms
         return out
+
+    def rlm_options(self) -> dict[str, Any]:
+        """An ``rlm`` task's ``options``: the shared ones and the RLM mode's."""
+        named = {
+            "model": self.model,
+            "subModel": self.sub_model,
+            "maxIterations": self.max_iterations,
+            "maxDepth": self.max_depth,
+        }
+        return self.options(**{k: v for k, v in named.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -187,20 +194,32 @@ def map_reduce_request(
     }
 
 
+def check_rlm_config(config: ModeConfig) -> None:
+    """Refuse settings the ``rlm`` mode cannot take.
+
+    Raises:
+        InvalidInput: ``config.provider`` is set (RLM tasks use the default provider).
+    """
+    if config.provider is not None:
+        raise InvalidInput(
+            "mode 'rlm' takes no provider: RLM tasks use the default provider (drop --provider "
+            "or leave rlm out of --modes)",
+            field="provider",
+        )
+
+
 def rlm_request(window: Window, question: Question, config: ModeConfig) -> dict[str, Any]:
-    """The ``rlm`` task: the window as ``context``, the question as ``query``."""
-    task_input: dict[str, Any] = {
-        "operation": "rlm",
-        "context": window.text,
-        "query": question.prompt,
-    }
-    if config.params():
-        task_input["params"] = config.params()
+    """The ``rlm`` task: the window as ``context``, the question as ``query``.
+
+    Raises:
+        InvalidInput: ``config.provider`` is set (RLM tasks use the default provider).
+    """
+    check_rlm_config(config)
     return {
         "type": "recursive",
         "description": f"OOLONG {question.id} rlm",
-        "input": task_input,
-        "options": config.options(**config.rlm_options),
+        "input": {"operation": "rlm", "context": window.text, "query": question.prompt},
+        "options": config.rlm_options(),
     }
 
 
@@ -246,7 +265,6 @@ def run_mode(
         The run; a task that failed is a run with no reply (it scores 0), not an error.
 
     Raises:
-        ModeUnavailable: ``rlm`` on an engine without the ``rlm`` operation.
         InvalidInput: a request the engine refused (e.g. no LM provider configured).
     """
     started = time.perf_counter()
@@ -267,16 +285,6 @@ def run_mode(
             counted = question.spec.format_answer(question.spec.answer_from_counts(counts))
         return _recorded(result, counted, started)
     if mode == "rlm":
-        try:
-            result = engine.execute(rlm_request(window, question, config))
-        except InvalidInput as err:
-            if err.details.get("field") in _RLM_FIELDS:
-                raise ModeUnavailable(
-                    "mode 'rlm' is unavailable: this engine has no 'rlm' operation (RLM mode, "
-                    f"issue #10, is not merged into it yet); the engine said: {err.message}",
-                    {"mode": "rlm"},
-                    field="modes",
-                ) from None
-            raise
+        result = engine.execute(rlm_request(window, question, config))
         return _recorded(result, _text_output(result.output), started)
     raise InvalidInput(f"unknown mode {mode!r}; known: {', '.join(MODES)}", field="modes")

@@ -23,7 +23,7 @@ from rlm.eval.data import DATA_ENV, DEFAULT_DATA
 from rlm.eval.modes import MODES, EvalEngine, ModeConfig
 from rlm.eval.questions import KINDS
 from rlm.eval.report import EvalReport, QuestionResult
-from rlm.eval.run import check_modes, plan_oolong, run_plan
+from rlm.eval.run import check_config, check_modes, plan_oolong, run_plan
 
 __all__ = ["add_arguments", "main", "run_command", "write_report"]
 
@@ -56,8 +56,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kinds", default=",".join(KINDS), help="comma-separated question kinds (default all)"
     )
     parser.add_argument("--seed", default="0", help="seed of the windows and questions")
-    parser.add_argument("--model", default=None, help="the model (default: the provider's)")
-    parser.add_argument("--provider", default=None, help="the LM provider (default: default)")
+    parser.add_argument(
+        "--model", default=None, help="the model (rlm: the root's; default: the provider's)"
+    )
+    parser.add_argument(
+        "--provider",
+        default=None,
+        help="the LM provider of direct and map-reduce (default: default; rlm takes none)",
+    )
+    parser.add_argument(
+        "--sub-model",
+        default=None,
+        help="rlm: the sub-calls' model (default: the provider's subModel, else --model)",
+    )
+    parser.add_argument(
+        "--max-iterations", type=int, default=None, help="rlm: root turns (default 30)"
+    )
+    parser.add_argument(
+        "--max-depth", type=int, default=None, help="rlm: rlm_query nesting (default 1)"
+    )
     parser.add_argument(
         "--timeout-s", type=float, default=600.0, help="each task's timeout (default 600)"
     )
@@ -115,6 +132,17 @@ def run_command(args: argparse.Namespace, connect: Callable[[], EvalEngine]) -> 
     modes = check_modes(_names(args.modes))
     if args.timeout_s <= 0:
         raise InvalidInput("--timeout-s must be positive", field="timeoutS")
+    config = ModeConfig(
+        model=args.model,
+        provider=args.provider,
+        timeout_ms=round(args.timeout_s * 1000),
+        memo=args.memo,
+        max_tokens=args.max_tokens,
+        sub_model=args.sub_model,
+        max_iterations=args.max_iterations,
+        max_depth=args.max_depth,
+    )
+    check_config(modes, config)
     plan = plan_oolong(
         args.data,
         questions=args.questions,
@@ -122,13 +150,6 @@ def run_command(args: argparse.Namespace, connect: Callable[[], EvalEngine]) -> 
         seed=_seed(args.seed),
         per_window=args.per_window,
         kinds=_names(args.kinds),
-    )
-    config = ModeConfig(
-        model=args.model,
-        provider=args.provider,
-        timeout_ms=round(args.timeout_s * 1000),
-        memo=args.memo,
-        max_tokens=args.max_tokens,
     )
     engine = connect()
     from rich.console import Console

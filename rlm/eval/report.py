@@ -5,7 +5,7 @@
     {
       "benchmark": "oolong-synth",
       "config": {"data", "modes", "questions", "windowTokens", "perWindow", "seed", "model",
-                 "kinds"},
+                 "kinds", "rlm"?: {"subModel", "maxIterations", "maxDepth"}},
       "windows": [{"index", "lines", "tokens"}],
       "questions": [{"id", "window", "kind", "question", "gold"}],
       "modes": {"<mode>": {"questions", "accuracy", "errors", "latencyMs": {"p50", "p95"},

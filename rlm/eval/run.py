@@ -19,7 +19,7 @@ from typing import Any
 
 from rlm.errors import InvalidInput
 from rlm.eval.data import Instance, default_data_path, labels_of, load_instances
-from rlm.eval.modes import MODES, EvalEngine, ModeConfig, run_mode
+from rlm.eval.modes import MODES, EvalEngine, ModeConfig, check_rlm_config, run_mode
 from rlm.eval.questions import KINDS, Question, make_questions
 from rlm.eval.report import EvalReport, QuestionResult
 from rlm.eval.score import score_reply
@@ -29,6 +29,7 @@ __all__ = [
     "EvalPlan",
     "Progress",
     "build_questions",
+    "check_config",
     "check_modes",
     "plan_oolong",
     "run_oolong",
@@ -54,6 +55,16 @@ def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
     if len(set(out)) != len(out):
         raise InvalidInput("a mode is named twice", field="modes")
     return out
+
+
+def check_config(modes: Sequence[str], config: ModeConfig) -> None:
+    """Refuse settings a chosen mode cannot take, before any task runs.
+
+    Raises:
+        InvalidInput: ``rlm`` with a provider (RLM tasks use the default provider).
+    """
+    if "rlm" in modes:
+        check_rlm_config(config)
 
 
 def build_questions(
@@ -180,8 +191,8 @@ def run_plan(
 ) -> EvalReport:
     """Ask a plan's questions in each mode through the engine, and score the answers.
 
-    Questions run one after another; for each question every mode runs in turn, so a mode
-    the engine cannot run (``rlm`` before it lands) is reported at the first question.
+    Questions run one after another; for each question every mode runs in turn, so a
+    request the engine refuses is reported at the first question.
 
     Args:
         hv: The engine (:func:`rlm.connect`'s :class:`~rlm.Hypervisor`).
@@ -194,11 +205,12 @@ def run_plan(
         The report.
 
     Raises:
-        InvalidInput: a bad mode, or a request the engine refused.
-        ModeUnavailable: a mode the engine cannot run.
+        InvalidInput: a bad mode, settings a mode cannot take, or a request the engine
+            refused.
     """
     chosen = check_modes(modes)
     config = config or ModeConfig()
+    check_config(chosen, config)
     by_index = {w.index: w for w in plan.windows}
     results: list[QuestionResult] = []
     total = len(plan.questions) * len(chosen)
@@ -212,6 +224,12 @@ def run_plan(
                 progress(len(results), total, result)
     run_config = {"data": plan.source, "modes": list(chosen), **plan.settings}
     run_config["model"] = config.model
+    if "rlm" in chosen:
+        run_config["rlm"] = {
+            "subModel": config.sub_model,
+            "maxIterations": config.max_iterations,
+            "maxDepth": config.max_depth,
+        }
     return EvalReport(run_config, plan.windows, plan.questions, chosen, tuple(results))
 
 
@@ -237,7 +255,6 @@ def run_oolong(
 
     Raises:
         InvalidInput: bad arguments or data, or a request the engine refused.
-        ModeUnavailable: a mode the engine cannot run.
     """
     check_modes(modes)
     plan = plan_oolong(

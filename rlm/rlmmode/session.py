@@ -21,8 +21,19 @@ over its own sandbox, never shared. Inside a cell, the REPL's functions reach
 
 What ends the whole tree: :meth:`SessionTree.stop` (cancel, timeout: every sandbox is killed,
 every call in flight was already stopped by the broker) and a *fatal* error — a budget or
-quota refusal (``QUOTA_EXCEEDED``), or any failure of a root turn — which stops the tree the
-same way and becomes the task's error.
+quota refusal (``QUOTA_EXCEEDED``), a prompt the org's input policies refuse
+(``INVALID_INPUT``), or any failure of a root turn — which stops the tree the same way and
+becomes the task's error.
+
+Security: every text an RLM sends to a model passes a :class:`PromptCheck` first (the host
+binds it to :class:`rlm.runtime.security.PromptGuard`: the org's input policies, violations
+recorded): each turn's new user message (turn 1's query and metadata, later turns' cell
+feedback, the last call) and every ``llm_query``/``rlm_query`` prompt of a batch, all before
+any of them is sent. A critical violation refuses the *task*, not only the call (issue #11:
+"a critical violation refuses the task"): nothing of that batch or turn is sent, the tree
+stops, and the task fails 400 ``INVALID_INPUT`` with the violations in its details. Each
+cell that ran into a limit of its sandbox (:func:`rlm.sandbox.violations.cell_violation`) is
+reported to a :data:`ViolationSink` (the host records a ``sandbox.violation``).
 
 Depth: the root's turns are at depth 0; a sub-call of an RLM at depth ``d`` is at ``d + 1``
 (a child RLM's turns count at the child's depth). :attr:`TreeResult.depth` is the deepest
@@ -40,21 +51,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlm.errors import InternalError, QuotaExceeded, RLMError
+from rlm.errors import InternalError, InvalidInput, QuotaExceeded, RLMError
 from rlm.lm.calls import LMRequest
 from rlm.rlmmode.loop import Completion, LoopConfig, LoopResult, Messages, clip, run_loop
 from rlm.rlmmode.request import RLMParams
 from rlm.sandbox.errors import SandboxDead
 from rlm.sandbox.host import CellResult, HostCall, Lookup, Sandbox
+from rlm.sandbox.violations import SandboxViolation, cell_violation
 
 __all__ = [
     "EventBatchSink",
     "LMOutcome",
     "LMPort",
+    "PromptCheck",
     "SandboxSource",
     "SessionStopped",
     "SessionTree",
     "TreeResult",
+    "ViolationSink",
 ]
 
 #: Digests of at most this many prompts are listed in an ``rlm.subcalls`` event.
@@ -101,6 +115,29 @@ class SandboxSource(Protocol):
 EventBatchSink = Callable[[list[tuple[str, dict[str, Any]]]], None]
 
 
+class PromptCheck(Protocol):
+    """Checks the texts an RLM is about to send against the org's input policies."""
+
+    def check(self, texts: Sequence[str], field: str) -> None:
+        """Record what the policies find in ``texts``; refuse them all on a critical one.
+
+        Args:
+            texts: The prompts of one batch, or one turn's new message.
+            field: Where they come from (``rlm.turn``, ``rlm.llm_query_batched``...); a
+                batch's violations name ``field[i]``.
+
+        Raises:
+            InvalidInput: refused, with the violations in ``details``.
+        """
+        ...
+
+
+#: Receives each cell that ran into a sandbox limit: ``(violation, facts)``, where the facts
+#: are the RLM's ``path``, ``depth``, ``turn``, ``killedReason`` and ``durationMs`` (never the
+#: code or its output).
+ViolationSink = Callable[[SandboxViolation, dict[str, Any]], None]
+
+
 @dataclass(frozen=True, slots=True)
 class TreeResult:
     """How an RLM task's tree ended well.
@@ -121,6 +158,10 @@ class TreeResult:
 def _fatal(error: RLMError) -> bool:
     """Errors that end the task rather than answer ``"Error: …"`` to the code."""
     return isinstance(error, QuotaExceeded)
+
+
+def _unchecked(texts: Sequence[str], field: str) -> None:
+    """No policies (a tree built without a :class:`PromptCheck`)."""
 
 
 class _Events:
@@ -163,6 +204,8 @@ class SessionTree:
         max_children_in_flight: Child RLMs of one batch run at once.
         first_call_held: Whether the task's admission held its first LM call (the root's
             first turn); every other call is held as it is sent.
+        guard: Checks every text before it is sent (``None``: no policies, e.g. in tests).
+        on_violation: Receives each cell that ran into a sandbox limit.
     """
 
     def __init__(
@@ -176,6 +219,8 @@ class SessionTree:
         cell_cpu_s: int = 120,
         max_children_in_flight: int = 16,
         first_call_held: bool = True,
+        guard: PromptCheck | None = None,
+        on_violation: ViolationSink | None = None,
     ) -> None:
         self.params = params
         self._lm = lm
@@ -190,6 +235,8 @@ class SessionTree:
         self._stopped = threading.Event()
         self.fatal: RLMError | None = None
         self.depth = 0
+        self._check = guard.check if guard is not None else _unchecked
+        self._on_violation = on_violation
 
     # -- the task's life ----------------------------------------------------------------------
 
@@ -239,6 +286,33 @@ class SessionTree:
         """Raise :class:`SessionStopped` once the tree is stopped."""
         if self._stopped.is_set():
             raise SessionStopped()
+
+    def screen(self, texts: Sequence[str], field: str) -> None:
+        """Pass texts about to be sent through the guard; a refusal ends the whole tree.
+
+        Raises:
+            SessionStopped: refused (the refusal is :attr:`fatal`, the task's error).
+        """
+        try:
+            self._check(texts, field)
+        except InvalidInput as err:
+            self.fail(err)
+            raise SessionStopped() from None
+
+    def report(self, cell: CellResult, facts: dict[str, Any]) -> None:
+        """Report a cell that ran into a sandbox limit (nothing for any other cell)."""
+        if self._on_violation is None:
+            return
+        violation = cell_violation(cell)
+        if violation is not None:
+            self._on_violation(
+                violation,
+                {
+                    **facts,
+                    "killedReason": cell.killed_reason,
+                    "durationMs": round(cell.duration_ms, 3),
+                },
+            )
 
     def sandboxes(self) -> list[Sandbox]:
         """The sandboxes in use now."""
@@ -314,6 +388,8 @@ class _SessionRepl:
         tree.check()
         result = self.box.run(code, tree.cell_timeout_s, cpu_s=tree.cell_cpu_s)
         self._after()
+        session = self._session
+        tree.report(result, {"path": session.path, "depth": session.depth, "turn": session.turn})
         if not self.box.alive:
             self._replace()
             result = dataclasses.replace(result, error=(result.error or "") + _RESTARTED)
@@ -369,6 +445,9 @@ class _Session:
 
     def complete(self, messages: Messages) -> Completion:
         self.turn += 1
+        # The turn's new message (query and metadata, cells' feedback, the last call); the
+        # system prompt is ours, earlier messages were checked when they were new.
+        self.tree.screen([messages[-1]["content"]], "rlm.turn")
         request = LMRequest(
             messages=tuple(dict(m) for m in messages),
             max_tokens=self.tree.params.max_tokens,
@@ -398,6 +477,7 @@ class _Session:
 
     def _llm_answers(self, kind: str, prompts: list[str], model: str | None) -> list[str]:
         tree = self.tree
+        tree.screen(prompts, f"rlm.{kind}")
         chosen = model or tree.params.sub_model
         requests = [
             LMRequest.chat(
@@ -472,6 +552,7 @@ class _Session:
 
     def _children_answers(self, prompts: list[str], model: str | None) -> list[str]:
         tree = self.tree
+        tree.screen(prompts, "rlm.rlm_query")  # each becomes a child's context
         if len(prompts) == 1:
             answers = [self._child_answer(prompts[0], model)]
         else:

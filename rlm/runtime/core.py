@@ -141,6 +141,8 @@ class HypervisorCore:
                 rlm=settings.rlm,
                 storage=settings.storage_settings,
                 hidden_paths=(str(settings.state_dir.resolve()),),
+                state_dir=str(settings.state_dir),
+                namespace=settings.namespace,
             ),
             settings.rlm.hosts,
             ray.get_runtime_context().current_actor,

@@ -10,7 +10,13 @@ on its LM calls, never on the host's event loop):
   then sends them all at once through the provider's gateways);
 * events go to the core as ``record_events`` batches, fire and forget;
 * :meth:`SessionHost.stop_task` (the core's cancel or timeout) stops the task's tree and kills
-  its sandboxes, after the broker has stopped the task's LM calls in flight.
+  its sandboxes, after the broker has stopped the task's LM calls in flight;
+* security: every text a session sends to a model passes the task's org's input policies
+  (:class:`~rlm.runtime.security.PromptGuard`, bound per task as the tree's
+  :class:`~rlm.rlmmode.session.PromptCheck`), and so does a context this host reads from
+  storage (the API never saw it); each cell that runs into a sandbox limit is recorded as a
+  ``sandbox.violation`` for the task's org (reason, task, RLM path, turn; never code or
+  output).
 
 The session logic itself is :class:`rlm.rlmmode.session.SessionTree` (pure); this module only
 binds its ports to Ray.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -30,20 +37,24 @@ from typing import Any
 
 import ray
 
+from rlm.config import Settings
 from rlm.errors import RLMError, error_from_payload
 from rlm.lm.calls import LMRequest
 from rlm.rlmmode.loop import Completion
 from rlm.rlmmode.request import RLMParams, read_context
 from rlm.rlmmode.session import LMOutcome, SessionStopped, SessionTree, root_failure
 from rlm.rlmmode.settings import RLMSettings
+from rlm.runtime.security import PromptGuard
 from rlm.sandbox.errors import SandboxDead, SandboxUnavailable
 from rlm.sandbox.host import Sandbox
 from rlm.sandbox.pool import SandboxPool, refuse_calls
 from rlm.sandbox.settings import SandboxSettings
+from rlm.sandbox.violations import SandboxViolation
+from rlm.security.events import record_security_event
 from rlm.storage.service import StorageService
 from rlm.storage.settings import StorageSettings
 
-__all__ = ["HostConfig", "SessionHost", "SessionHostActor"]
+__all__ = ["HostConfig", "SessionHost", "SessionHostActor", "Tenant"]
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +68,66 @@ class HostConfig:
         rlm: RLM mode's bounds.
         storage: Connectors an RLM context may be read from (``input.source``).
         hidden_paths: Directories sandboxes must not see (the state directory...).
+        state_dir: The service's state directory (which security actor holds the policies
+            and the audit log).
+        namespace: The Ray namespace of the service's singleton actors.
     """
 
     sandbox: SandboxSettings
     rlm: RLMSettings
     storage: StorageSettings
     hidden_paths: tuple[str, ...]
+    state_dir: str = ""
+    namespace: str = "rlm"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """Whose task a session runs: policies are the org's, events name the user and org."""
+
+    user_id: str | None = None
+    org_id: str | None = None
+
+
+class _TaskGuard:
+    """A tree's :class:`~rlm.rlmmode.session.PromptCheck`: the org's policies, recorded for
+    the task."""
+
+    def __init__(self, guard: PromptGuard, tenant: Tenant, task_id: str) -> None:
+        self._guard = guard
+        self._tenant = tenant
+        self._task_id = task_id
+
+    def check(self, texts: Sequence[str], field: str) -> None:
+        result = self._guard.check_many(
+            texts,
+            org_id=self._tenant.org_id,
+            user_id=self._tenant.user_id,
+            field=field,
+            task_id=self._task_id,
+        )
+        result.raise_if_refused("a prompt of the RLM")
+
+    def check_context(self, context: Any) -> None:
+        if not isinstance(context, str | list | dict):
+            return
+        result = self._guard.check_context(
+            context, org_id=self._tenant.org_id, user_id=self._tenant.user_id, task_id=self._task_id
+        )
+        result.raise_if_refused("the RLM's context")
+
+
+def _record_violation(
+    tenant: Tenant, task_id: str, violation: SandboxViolation, facts: dict[str, Any]
+) -> None:
+    record_security_event(
+        "sandbox.violation",
+        message=f"an RLM cell ran into its sandbox's limit: {violation.reason}",
+        severity=violation.severity,
+        org_id=tenant.org_id,
+        user_id=tenant.user_id,
+        details={"taskId": task_id, "reason": violation.reason, **facts},
+    )
 
 
 def _ray_temp_dir() -> str | None:
@@ -142,6 +207,18 @@ class SessionHost:
         self._lock = threading.Lock()
         self._storage: StorageService | None = None
         self._available: dict[str, Any] | None = None
+        self._guard: PromptGuard | None = None
+        self._guard_lock = threading.Lock()
+
+    def _prompt_guard(self) -> PromptGuard:
+        """The org policies' cache and the audit log's sink of this process (made once)."""
+        with self._guard_lock:
+            if self._guard is None:
+                config = self._config
+                self._guard = PromptGuard(
+                    Settings(state_dir=config.state_dir, namespace=config.namespace)
+                )
+            return self._guard
 
     async def warm(self) -> dict[str, Any]:
         """Start the first sandboxes; whether this host can isolate them, and why not.
@@ -163,9 +240,21 @@ class SessionHost:
         return self._available
 
     async def run_session(
-        self, task_id: str, params: RLMParams, items: tuple[Any, ...]
+        self,
+        task_id: str,
+        params: RLMParams,
+        items: tuple[Any, ...],
+        tenant: Tenant | None = None,
     ) -> tuple[str, Any]:
         """Run an RLM task's tree until it answers, fails or is stopped.
+
+        Args:
+            task_id: The task.
+            params: The task's validated parameters.
+            items: Where the context is: ``("inline", value)``, ``("ref", (ref,))`` or
+                ``("source", spec)``.
+            tenant: Whose task it is (its org's input policies apply; ``None``: no user or
+                org, the default policies).
 
         Returns:
             ``("ok", {"answer", "turns", "depth", "forced"})``, ``("err", error payload)``
@@ -173,6 +262,8 @@ class SessionHost:
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[tuple[str, Any]] = loop.create_future()
+        tenant = tenant or Tenant()
+        guard = await asyncio.to_thread(self._task_guard, tenant, task_id)
         sent: list[Any] = []  # the newest event batch's reference
 
         def send_events(events: list[tuple[str, dict[str, Any]]]) -> None:
@@ -186,6 +277,8 @@ class SessionHost:
             cell_timeout_s=self._config.sandbox.cell_timeout_s,
             cell_cpu_s=self._config.sandbox.cell_cpu_s,
             max_children_in_flight=self._config.rlm.max_children_in_flight,
+            guard=guard,
+            on_violation=functools.partial(_record_violation, tenant, task_id),
         )
         with self._lock:
             self._trees[task_id] = tree
@@ -195,7 +288,10 @@ class SessionHost:
         def run() -> None:
             outcome: tuple[str, Any]
             try:
-                result = tree.run(self._context(items))
+                context = self._context(items)
+                if items[0] == "source" and guard is not None:
+                    guard.check_context(context)  # read here: the API never saw it
+                result = tree.run(context)
                 outcome = (
                     "ok",
                     {
@@ -224,6 +320,12 @@ class SessionHost:
 
         threading.Thread(target=run, name=f"rlm-session-{task_id}", daemon=True).start()
         return await done
+
+    def _task_guard(self, tenant: Tenant, task_id: str) -> _TaskGuard | None:
+        """The task's prompt check (``None`` when this host knows no state directory)."""
+        if not self._config.state_dir:
+            return None
+        return _TaskGuard(self._prompt_guard(), tenant, task_id)
 
     def _context(self, items: tuple[Any, ...]) -> Any:
         kind = items[0]

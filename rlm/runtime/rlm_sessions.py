@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from rlm.errors import InternalError, error_from_payload
-from rlm.runtime.rlm_host import HostConfig, SessionHostActor
+from rlm.runtime.rlm_host import HostConfig, SessionHostActor, Tenant
 from rlm.runtime.run import Run
 from rlm.sandbox.errors import SandboxUnavailable
 
@@ -89,7 +89,10 @@ class SessionHosts:
         task_id = run.spec.task_id
         index = min(range(len(self._hosts)), key=self._load.__getitem__)
         self._load[index] += 1
-        ref = self._hosts[index].run_session.remote(task_id, run.spec.params, run.spec.items)
+        tenant = Tenant(user_id=run.spec.owner_id, org_id=run.spec.org_id)
+        ref = self._hosts[index].run_session.remote(
+            task_id, run.spec.params, run.spec.items, tenant
+        )
         future: asyncio.Future[Any] = asyncio.wrap_future(ref.future())
         self._running[task_id] = (index, future)
         loop = asyncio.get_running_loop()

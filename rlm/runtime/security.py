@@ -18,7 +18,7 @@ import asyncio
 import functools
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
@@ -33,9 +33,9 @@ from rlm.security.events import (
     installed_sink,
     record_violations,
 )
-from rlm.security.policies import PolicySet
+from rlm.security.policies import SEVERITY_RANK, PolicySet
 from rlm.security.service import SecurityService
-from rlm.security.validator import ValidationResult, validate_text
+from rlm.security.validator import InputValidator, ValidationResult, validate_text
 
 __all__ = [
     "PromptGuard",
@@ -150,9 +150,12 @@ class PromptGuard:
     """Input validation for the prompts an RLM session sends, with its org's policies.
 
     One call per prompt (the root's query and context, every ``llm_query``/``rlm_query``
-    prompt): the org's ``input_validation`` policies run (cached ``cache_s``), what they find
-    is recorded as a ``policy.violation`` (source ``rlm``), and the caller refuses the prompt
-    when the result is not allowed.
+    prompt), or per batch (:meth:`check_many`), or per context (:meth:`check_context`): the
+    org's ``input_validation`` policies run (cached ``cache_s``), what they find is recorded
+    as a ``policy.violation`` (source ``rlm``), and the caller refuses the prompt when the
+    result is not allowed. Usable from any thread of any process of the service (an RLM
+    session host's session threads included: the policies are fetched through a future, not
+    ``ray.get``).
 
     Example:
         >>> guard = PromptGuard(settings)  # doctest: +SKIP
@@ -179,7 +182,8 @@ class PromptGuard:
             return hit[1]
         changed: dict[str, Any] = {}
         if org_id is not None:
-            kind, value = ray.get(self._actor.call.remote("changed_policies", (org_id,), {}))
+            ref = self._actor.call.remote("changed_policies", (org_id,), {})
+            kind, value = ref.future().result()
             if kind == "err":
                 raise error_from_payload(value)
             changed = value
@@ -199,6 +203,63 @@ class PromptGuard:
         """Validate one prompt and record its violations; refuse it when not ``allowed``."""
         policies = self.policies(org_id)
         result = validate_text(text, policies, field=field)
+        self._record(result, policies, org_id, user_id, task_id)
+        return result
+
+    def check_many(
+        self,
+        texts: Sequence[str],
+        *,
+        org_id: str | None,
+        user_id: str | None,
+        field: str = "prompt",
+        task_id: str | None = None,
+    ) -> ValidationResult:
+        """Validate the prompts of one batch together: one result (violations name
+        ``field[i]``), recorded once; refuse the batch when it is not ``allowed``."""
+        if len(texts) == 1:
+            return self.check(
+                texts[0], org_id=org_id, user_id=user_id, field=field, task_id=task_id
+            )
+        policies = self.policies(org_id)
+        validator = InputValidator(policies)
+        found = []
+        done: dict[str, int] = {}
+        for i, text in enumerate(texts):
+            if text in done:  # the same prompt twice: its violations are known
+                continue
+            done[text] = i
+            found.extend(validator.validate_text(text, field=f"{field}[{i}]").violations)
+        found.sort(key=lambda v: (-SEVERITY_RANK[v.severity], -policies.priority(v.policy_id)))
+        allowed = all(v.severity != "critical" for v in found)
+        result = ValidationResult(allowed, "", found)
+        self._record(result, policies, org_id, user_id, task_id)
+        return result
+
+    def check_context(
+        self,
+        context: str | Sequence[Any] | Mapping[str, Any],
+        *,
+        org_id: str | None,
+        user_id: str | None,
+        task_id: str | None = None,
+    ) -> ValidationResult:
+        """Validate an RLM context as ``POST /execute`` validates ``input.context`` (its text,
+        up to the ``input-size`` policy's ``maxScanChars``): for a context read on the session
+        host (``input.source``), which the API never saw."""
+        policies = self.policies(org_id)
+        result = InputValidator(policies).check_request("", {"context": context})
+        self._record(result, policies, org_id, user_id, task_id)
+        return result
+
+    def _record(
+        self,
+        result: ValidationResult,
+        policies: PolicySet,
+        org_id: str | None,
+        user_id: str | None,
+        task_id: str | None,
+    ) -> None:
         if result.violations:
             record_violations(
                 result.violations,
@@ -210,7 +271,6 @@ class PromptGuard:
                 details={"taskId": task_id} if task_id else None,
                 sink=self._sink,
             )
-        return result
 
 
 async def flush_installed_sink() -> None:

@@ -16,7 +16,8 @@ Example:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,9 +157,10 @@ class InputValidator:
         if isinstance(task_input, Mapping):
             for name, value in _prompts(task_input):
                 self._scan(value, name, found, data=False)
-            texts = list(_data_texts(task_input))
-            if texts:
-                self._scan_data(texts, found)
+            texts = _data_texts(task_input)
+            first = next(texts, None)
+            if first is not None:
+                self._scan_data(itertools.chain([first], texts), found)
         elif isinstance(task_input, str):
             self._scan(task_input, "input", found, data=True)
         return self._result(found, "")
@@ -172,8 +174,9 @@ class InputValidator:
         self._injection(cleaned, field, found)
         self._traversal(cleaned, field, found, path=False if data else looks_like_path(text))
 
-    def _scan_data(self, texts: list[tuple[str, str]], found: list[Violation]) -> None:
-        """Text items scanned as one text (one pass per detector), up to ``maxScanChars``."""
+    def _scan_data(self, texts: Iterable[tuple[str, str]], found: list[Violation]) -> None:
+        """Text items scanned as one text (one pass per detector), up to ``maxScanChars``
+        (``texts`` is read lazily: no further than that)."""
         size = self.policies.settings("input-size")
         enabled = self.policies.enabled("input-size")
         budget = size.max_scan_chars if enabled else None
@@ -406,12 +409,40 @@ def _prompts(task_input: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
             yield f"input.{key}", value
 
 
-def _data_texts(task_input: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
-    """The input's text data: ``text``, ``context``, and string items or item fields."""
-    for key in ("text", "context"):
-        value = task_input.get(key)
-        if isinstance(value, str):
-            yield f"input.{key}", value
+def _strings_in(value: Any, name: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value, in document order, named by its path (not the keys)."""
+    stack: list[Iterator[tuple[str, Any]]] = [iter([(name, value)])]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        at, node = entry
+        if isinstance(node, str):
+            yield at, node
+        elif isinstance(node, Mapping):
+            stack.append(_fields(at, node))
+        elif isinstance(node, list):
+            stack.append(_elements(at, node))
+
+
+def _fields(at: str, node: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    return ((f"{at}.{k}", v) for k, v in node.items())
+
+
+def _elements(at: str, node: list[Any]) -> Iterator[tuple[str, Any]]:
+    return ((f"{at}[{i}]", v) for i, v in enumerate(node))
+
+
+def _data_texts(task_input: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The input's text data: ``text``, ``context`` (an RLM's: a string, or every string
+    inside a list or an object), and string items or item fields."""
+    text = task_input.get("text")
+    if isinstance(text, str):
+        yield "input.text", text
+    context = task_input.get("context")
+    if isinstance(context, str | list | Mapping):
+        yield from _strings_in(context, "input.context")
     items = task_input.get("items")
     if not isinstance(items, list) or not items:
         return

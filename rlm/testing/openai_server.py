@@ -443,8 +443,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="answer as the OOLONG oracle labelling from DATA (rlm.testing.oolong_oracle)",
     )
+    parser.add_argument(
+        "--split-root",
+        action="store_true",
+        help="answer as the RLM benchmark's root, which splits its context into K sub-calls "
+        "(rlm.testing.split_root)",
+    )
     args = parser.parse_args(argv)
     responder: Responder | None = None
+    if args.oolong_oracle is not None and args.split_root:
+        parser.error("--oolong-oracle and --split-root are two models: name one")
+    if args.split_root:
+        from rlm.testing.split_root import split_root_responder
+
+        responder = split_root_responder
     if args.oolong_oracle is not None:
         from rlm.eval.data import label_map, load_instances
         from rlm.testing.oolong_oracle import oolong_responder

@@ -14,11 +14,12 @@ import pytest
 
 import rlm
 from rlm.config import EngineSettings, Settings
-from rlm.eval import ModeUnavailable, plan_oolong, run_plan
+from rlm.eval import KINDS, plan_oolong, run_plan
 from rlm.eval.modes import ModeConfig
 from rlm.eval.run import EvalPlan
+from rlm.rlmmode.settings import RLMSettings
 from rlm.testing import FakeLMServer
-from rlm.testing.oolong_oracle import oolong_responder
+from rlm.testing.oolong_oracle import ANSWER_MARK, ROOT_CHUNK_LINES, oolong_responder
 from tests.unit.eval_data import gold_labels, instances
 
 pytestmark = pytest.mark.integration
@@ -49,6 +50,7 @@ def eval_hv(
             input_price_per_mtok=IN_PRICE,
             output_price_per_mtok=OUT_PRICE,
         ),
+        rlm=RLMSettings(hosts=1, prestart=1),
     )
     hv = rlm.connect(settings=settings)
     yield hv
@@ -91,10 +93,39 @@ def test_direct_and_map_reduce_score_100_percent_with_the_oracle(
     assert report.to_json()["modes"]["map-reduce"]["accuracy"] == 1.0
 
 
-def test_the_rlm_mode_is_reported_unavailable_until_the_operation_lands(
-    eval_hv: rlm.Hypervisor, plan: EvalPlan
+def test_the_rlm_mode_scores_100_percent_on_every_kind_with_the_oracle(
+    eval_hv: rlm.Hypervisor, server: FakeLMServer, plan: EvalPlan
 ) -> None:
-    if "rlm" in eval_hv.registry:
-        pytest.fail("the rlm operation has landed: replace this test by an rlm oracle run")
-    with pytest.raises(ModeUnavailable, match="mode 'rlm' is unavailable"):
-        run_plan(eval_hv, plan, modes=["rlm"], config=ModeConfig(timeout_ms=60_000))
+    server.reset_stats()
+    config = ModeConfig(timeout_ms=120_000, max_iterations=4)
+    report = run_plan(eval_hv, plan, modes=["rlm"], config=config)
+    failed = [(r.question.id, r.run.status, r.run.error, r.run.reply) for r in report.results]
+    assert all(r.score == 1.0 for r in report.results), failed
+    summary = report.summary("rlm")
+    assert (summary.accuracy, summary.errors, summary.questions) == (1.0, 0, 8)
+    assert summary.by_kind == dict.fromkeys(KINDS, 1.0)
+    window = plan.windows[0]
+    for result in report.results:
+        run = result.run
+        # The root's turns and its sub-calls are the task's agent calls, all answered by the
+        # server: one root turn (its block answers), then the classify batch.
+        assert run.agent_calls == run.lm_calls >= 2
+        assert run.input_tokens > 0 and run.output_tokens > 0
+        if result.question.spec.scope.kind == "all":
+            assert run.lm_calls == 1 + -(-len(window.lines) // ROOT_CHUNK_LINES)
+    assert server.stats().requests == summary.lm_calls
+    # What the root was shown: the query and the context's metadata, never the context.
+    roots = [r for r in server.requests if r.messages[0]["role"] == "system"]
+    assert len(roots) == 8
+    for request in roots:
+        first = request.messages[1]["content"]
+        assert first.startswith("Answer the following: ") and "Turn 1/4:" in first
+        assert window.text not in first and len(first) < len(window.text) // 4
+    # The trajectory of a task holds the turn, the cell that printed the answer, the batch.
+    task_id = report.results[0].run.task_id
+    assert task_id is not None
+    events = eval_hv.trajectory(task_id).events
+    kinds = [e.event for e in events]
+    assert kinds[0] == "rlm.turn" and "rlm.subcalls" in kinds and kinds[-1] == "task.completed"
+    cell = next(e for e in events if e.event == "rlm.cell")
+    assert ANSWER_MARK in cell.data["stdout"]

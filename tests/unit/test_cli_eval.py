@@ -11,7 +11,7 @@ import pytest
 import rlm.cli
 from rlm.cli import main
 from rlm.eval import oolong
-from rlm.testing.oolong_oracle import oolong_oracle
+from rlm.testing.oolong_oracle import oolong_oracle, oolong_responder
 from tests.shared_data import shared_file
 from tests.unit.eval_data import TREC, gold_labels
 from tests.unit.eval_engine import LocalEngine
@@ -21,7 +21,8 @@ class Connector:
     """Stands in for joining the engine; counts the joins."""
 
     def __init__(self) -> None:
-        self.engine = LocalEngine(oolong_oracle(gold_labels()))
+        labels = gold_labels()
+        self.engine = LocalEngine(oolong_oracle(labels), respond=oolong_responder(labels))
         self.joins = 0
 
     def __call__(self, args: argparse.Namespace) -> LocalEngine:
@@ -78,6 +79,7 @@ def test_json_to_stdout_replaces_the_table(
         (["--window-tokens", "10"], "at least 64 tokens"),
         (["--questions", "0"], "at least one question"),
         (["--timeout-s", "0"], "--timeout-s must be positive"),
+        (["--provider", "other"], "mode 'rlm' takes no provider"),
     ],
 )
 def test_bad_arguments_are_refused_before_joining_the_engine(
@@ -89,11 +91,28 @@ def test_bad_arguments_are_refused_before_joining_the_engine(
     assert connector.joins == 0
 
 
-def test_the_default_modes_stop_at_rlm_until_it_lands(
+def test_the_default_modes_include_rlm_with_its_options(
     connector: Connector, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["eval", "oolong", *SMALL]) == rlm.cli.EXIT_REFUSED
-    error = json.loads(capsys.readouterr().err.splitlines()[-1])["error"]
-    assert "mode 'rlm' is unavailable" in error["message"]
-    assert error["details"]["mode"] == "rlm"
-    assert [r["input"]["operation"] for r in connector.engine.requests] == ["rlm"]
+    args = ["--max-iterations", "3", "--max-depth", "2", "--sub-model", "fake-sub-model"]
+    assert main(["eval", "oolong", *SMALL, *args, "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config"]["modes"] == ["rlm", "direct", "map-reduce"]
+    assert report["config"]["rlm"] == {
+        "subModel": "fake-sub-model",
+        "maxIterations": 3,
+        "maxDepth": 2,
+    }
+    assert {m: s["accuracy"] for m, s in report["modes"].items()} == {
+        "rlm": 1.0,
+        "direct": 1.0,
+        "map-reduce": 1.0,
+    }
+    sent = [r for r in connector.engine.requests if r["input"]["operation"] == "rlm"]
+    assert len(sent) == 4
+    assert all(
+        r["options"]["maxIterations"] == 3
+        and r["options"]["maxDepth"] == 2
+        and r["options"]["subModel"] == "fake-sub-model"
+        for r in sent
+    )

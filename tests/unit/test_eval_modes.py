@@ -11,7 +11,6 @@ from rlm.errors import InvalidInput
 from rlm.eval.modes import (
     MODES,
     ModeConfig,
-    ModeUnavailable,
     direct_request,
     map_reduce_request,
     rlm_request,
@@ -20,9 +19,12 @@ from rlm.eval.modes import (
 )
 from rlm.eval.run import EvalPlan, plan_oolong, run_oolong, run_plan
 from rlm.eval.score import score_reply
-from rlm.models.tasks import ExecuteResponse
+from rlm.models.base import parse_model
+from rlm.models.tasks import ExecuteRequest, ExecuteResponse
 from rlm.operations.lm import LLMMap
-from rlm.testing.oolong_oracle import oolong_oracle
+from rlm.rlmmode.request import parse_rlm_input
+from rlm.rlmmode.settings import RLMSettings
+from rlm.testing.oolong_oracle import oolong_oracle, oolong_responder
 from tests.unit.eval_data import gold_labels, instances
 from tests.unit.eval_engine import LocalEngine
 
@@ -63,14 +65,40 @@ def test_the_rlm_request_has_the_window_as_context_and_the_question_as_query(
     plan: EvalPlan,
 ) -> None:
     window, question = plan.windows[1], plan.questions[9]
-    request = rlm_request(window, question, ModeConfig(rlm_options={"maxIterations": 8}))
+    config = ModeConfig(model="root", sub_model="sub", max_iterations=8, max_depth=2)
+    request = rlm_request(window, question, config)
     assert request["type"] == "recursive"
     assert request["input"] == {
         "operation": "rlm",
         "context": window.text,
         "query": question.prompt,
     }
-    assert request["options"]["maxIterations"] == 8
+    assert request["options"] == {
+        "memo": False,
+        "timeoutMs": 600_000,
+        "model": "root",
+        "subModel": "sub",
+        "maxIterations": 8,
+        "maxDepth": 2,
+    }
+    # The engine's own parser takes it as it is, every option where the session reads it.
+    body = parse_model(ExecuteRequest, request)
+    parsed = parse_rlm_input(body.input, body.options, RLMSettings())
+    assert parsed.context == window.text and parsed.params.query == question.prompt
+    assert (parsed.params.model, parsed.params.sub_model) == ("root", "sub")
+    assert (parsed.params.max_iterations, parsed.params.max_depth) == (8, 2)
+    defaults = rlm_request(window, question, ModeConfig())["options"]
+    assert defaults == {"memo": False, "timeoutMs": 600_000}
+
+
+def test_the_rlm_mode_takes_no_provider(plan: EvalPlan) -> None:
+    engine = LocalEngine(oolong_oracle(gold_labels()))
+    with pytest.raises(InvalidInput, match="mode 'rlm' takes no provider") as err:
+        run_plan(engine, plan, modes=["direct", "rlm"], config=ModeConfig(provider="p"))
+    assert err.value.details["field"] == "provider"
+    assert engine.requests == []  # refused before any task ran
+    with pytest.raises(InvalidInput, match="takes no provider"):
+        rlm_request(plan.windows[0], plan.questions[0], ModeConfig(provider="p"))
 
 
 @pytest.mark.parametrize("mode", ["direct", "map-reduce"])
@@ -101,16 +129,18 @@ def test_a_failed_task_is_a_scored_zero_not_an_error(plan: EvalPlan) -> None:
     assert report.results[0].run.error == "provider down"
 
 
-def test_rlm_on_an_engine_without_the_operation_is_a_clear_mode_unavailable(
-    plan: EvalPlan,
-) -> None:
-    engine = LocalEngine(oolong_oracle(gold_labels()))
-    with pytest.raises(ModeUnavailable) as err:
-        run_plan(engine, plan, modes=["direct", "rlm"])
-    assert "mode 'rlm' is unavailable" in err.value.message
-    assert err.value.details["mode"] == "rlm" and err.value.code == "INVALID_INPUT"
-    # It is found at the first question: one direct task ran, nothing more.
-    assert [r["input"]["operation"] for r in engine.requests] == ["llm_map", "rlm"]
+def test_the_rlm_mode_scores_one_with_the_oracle_root_in_real_sandboxes(plan: EvalPlan) -> None:
+    labels = gold_labels()
+    engine = LocalEngine(oolong_oracle(labels), respond=oolong_responder(labels))
+    questions = [q for q in plan.questions if q.window == 0]
+    assert len({q.kind for q in questions}) == 8
+    for question in questions:
+        run = run_mode("rlm", engine, plan.windows[0], question, ModeConfig())
+        assert run.status == "completed", run.error
+        assert score_reply(run.reply, question.gold) == 1.0, (question.id, run.reply)
+        # The root's one turn, then its sub-calls (the block answers on turn 1).
+        assert run.agent_calls == run.lm_calls >= 2
+    assert {r["input"]["operation"] for r in engine.requests} == {"rlm"}
 
 
 def test_other_refusals_pass_through(plan: EvalPlan) -> None:
@@ -118,9 +148,8 @@ def test_other_refusals_pass_through(plan: EvalPlan) -> None:
         def execute(self, request: Mapping[str, Any]) -> ExecuteResponse:
             raise InvalidInput("no LM provider is configured", field="input.params.provider")
 
-    with pytest.raises(InvalidInput, match="no LM provider") as err:
+    with pytest.raises(InvalidInput, match="no LM provider"):
         run_plan(Refusing(), plan, modes=["rlm"])
-    assert not isinstance(err.value, ModeUnavailable)
 
 
 def test_run_oolong_draws_its_plan_and_reports_every_mode() -> None:

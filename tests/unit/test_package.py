@@ -100,7 +100,6 @@ def test_eval_exports_are_exactly_what_we_mean() -> None:
         "ModeConfig",
         "ModeRun",
         "ModeSummary",
-        "ModeUnavailable",
         "Question",
         "QuestionResult",
         "QuestionSpec",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rlm.errors import InternalError, QuotaExceeded, RLMError
+from rlm.errors import InternalError, InvalidInput, QuotaExceeded, RLMError
 from rlm.lm.calls import LMRequest
 from rlm.rlmmode.loop import Completion
 from rlm.rlmmode.request import RLMParams
@@ -225,3 +225,98 @@ def test_a_repl_that_dies_is_replaced_with_context_set_again(pool: SandboxPool) 
     assert cells[0]["killedReason"] == "crashed"
     assert "a fresh one started" in cells[0]["error"]
     assert cells[1]["stdout"] == "False the context\n"
+
+
+class Guard:
+    """A stand-in for the org's input policies: refuses any text holding ``BLOCKED``."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, list[str]]] = []
+        self.lock = threading.Lock()
+
+    def check(self, texts: Sequence[str], field: str) -> None:
+        with self.lock:
+            self.seen.append((field, list(texts)))
+        bad = [i for i, t in enumerate(texts) if "BLOCKED" in t]
+        if bad:
+            raise InvalidInput(
+                "a prompt of the RLM was refused by security policy input-secrets: ...",
+                {"field": f"{field}[{bad[0]}]", "violations": [{"policyId": "input-secrets"}]},
+            )
+
+
+def test_every_text_is_checked_before_it_is_sent(pool: SandboxPool) -> None:
+    def root(path: str, turn: int) -> str:
+        if turn == 1:
+            return "```repl\nrs = llm_query_batched(['p0', 'p1'])\nprint('seen', rs)\n```"
+        return _answer("'done'")
+
+    guard = Guard()
+    tree, _ = _tree(FakeLM(root), pool, guard=guard)
+    assert tree.run("ctx").answer == "done"
+    fields = [f for f, _ in guard.seen]
+    assert fields == ["rlm.turn", "rlm.llm_query_batched", "rlm.turn"]
+    assert guard.seen[0][1][0].startswith("Answer the following: q")  # turn 1: the query
+    assert guard.seen[1][1] == ["p0", "p1"]
+    assert "seen ['sub:p0', 'sub:p1']" in guard.seen[2][1][0]  # turn 2: the cells' feedback
+
+
+def test_a_refused_sub_call_prompt_refuses_the_task_and_sends_nothing_of_its_batch(
+    pool: SandboxPool,
+) -> None:
+    lm = FakeLM(
+        lambda path, turn: (
+            "```repl\nrs = llm_query_batched(['fine', 'key: BLOCKED'])\n```\n" + _answer("'no'")
+        )
+    )
+    tree, _ = _tree(lm, pool, guard=Guard())
+    with pytest.raises(InvalidInput) as info:
+        tree.run("ctx")
+    assert info.value.code == "INVALID_INPUT" and tree.fatal is info.value
+    assert info.value.details["field"] == "rlm.llm_query_batched[1]"
+    assert info.value.details["violations"] == [{"policyId": "input-secrets"}]
+    assert [p for p, _, _ in lm.calls] == ["rlm.turn:0"]  # the batch never left
+    assert not tree.sandboxes()
+
+
+def test_a_refused_turn_message_or_child_prompt_refuses_the_task(pool: SandboxPool) -> None:
+    # The cells' feedback carries the refused text into turn 2's message.
+    lm = FakeLM(lambda path, turn: "```repl\nprint('BLOCK' + 'ED')\n```")
+    tree, _ = _tree(lm, pool, guard=Guard())
+    with pytest.raises(InvalidInput):
+        tree.run("ctx")
+    assert [p for p, _, _ in lm.calls] == ["rlm.turn:0"]
+    # A child's prompt (its context) is checked before the child starts; the refusal is the
+    # task's, not an "Error: Child RLM completion failed" answered to the parent's code.
+    child = FakeLM(
+        lambda path, turn: "```repl\nr = rlm_query('BLOCKED task')\n```\n" + _answer("r")
+    )
+    tree, _ = _tree(child, pool, max_depth=2, guard=Guard())
+    with pytest.raises(InvalidInput) as info:
+        tree.run("ctx")
+    assert info.value.details["field"] == "rlm.rlm_query[0]"
+    assert [p for p, _, _ in child.calls] == ["rlm.turn:0"]
+
+
+def test_cells_that_run_into_a_sandbox_limit_are_reported(pool: SandboxPool) -> None:
+    def root(path: str, turn: int) -> str:
+        if turn == 1:
+            return "```repl\nwhile True:\n    pass\n```\n```repl\nraise ValueError('plain')\n```"
+        return _answer("'after'")
+
+    reported: list[tuple[Any, dict[str, Any]]] = []
+    params = RLMParams(query="q", max_iterations=3, model="root-m", sub_model="sub-m")
+    tree = SessionTree(
+        params,
+        FakeLM(root),
+        pool,
+        cell_timeout_s=30,
+        cell_cpu_s=1,
+        on_violation=lambda violation, facts: reported.append((violation, facts)),
+    )
+    assert tree.run("ctx").answer == "after"
+    assert len(reported) == 1  # the endless loop; a plain exception is no violation
+    violation, facts = reported[0]
+    assert (violation.reason, violation.severity) == ("cpu_limit", "medium")
+    assert facts["path"] == "0" and facts["turn"] == 1 and facts["killedReason"] == "cpu_limit"
+    assert "code" not in facts and "stdout" not in facts
