@@ -35,9 +35,6 @@ __all__ = ["GatewayActor", "LMGateway"]
 
 log = logging.getLogger(__name__)
 
-#: Connections per HTTP client (see ``LMGateway.__init__``).
-_POOL = 8
-
 _RETRYABLE = (
     openai.RateLimitError,
     openai.InternalServerError,
@@ -78,12 +75,7 @@ class LMGateway:
 
     def __init__(self, provider: ProviderSettings, max_backoff_s: float = 30.0) -> None:
         self._p = provider
-        # httpcore's connection pool does work proportional to its connections times its
-        # requests on every request event: one pool of 64 busy connections costs tens of ms
-        # of CPU per request. Several small clients (``_POOL`` connections each) keep that
-        # cost flat; each request takes the least busy one.
-        self._clients: list[openai.AsyncOpenAI] = []
-        self._busy: list[int] = []
+        self._client: openai.AsyncOpenAI | None = None
         self._slots = FairSlots(provider.max_concurrency, provider.max_inflight_per_tenant)
         self._pacer = RatePacer(provider.requests_per_minute, provider.tokens_per_minute)
         self._max_backoff_s = max_backoff_s
@@ -92,25 +84,34 @@ class LMGateway:
         self._retried = 0
         self._failed = 0
 
-    def _pick(self) -> int:
-        """The index of the least busy client (made on first use)."""
-        if not self._clients:
+    def _http(self) -> openai.AsyncOpenAI:
+        """The provider's client (made on first use, on the gateway's event loop)."""
+        if self._client is None:
             key = self._p.api_key.get_secret_value() if self._p.api_key is not None else "unset"
-            n = -(-self._p.max_concurrency // _POOL)
-            self._clients = [
-                openai.AsyncOpenAI(
-                    base_url=self._p.base_url,
-                    api_key=key,
-                    max_retries=0,
-                    timeout=self._p.timeout_s,
-                    http_client=openai.DefaultAsyncHttpxClient(
-                        limits=httpx.Limits(max_connections=_POOL, max_keepalive_connections=_POOL)
-                    ),
-                )
-                for _ in range(n)
-            ]
-            self._busy = [0] * n
-        return min(range(len(self._busy)), key=self._busy.__getitem__)
+            # The ``openai`` client over aiohttp (the package's ``aiohttp`` extra): the same
+            # requests, typed answers, errors and retry signals as over httpx's own transport,
+            # for 40% less CPU (256 requests, 64 at a time: 0.16 s instead of 0.28 s over
+            # eight 8-connection httpx clients; one 64-connection httpx pool costs far more,
+            # its work growing with connections times requests on every request event).
+            self._client = openai.AsyncOpenAI(
+                base_url=self._p.base_url,
+                api_key=key,
+                max_retries=0,
+                timeout=self._p.timeout_s,
+                http_client=openai.DefaultAioHttpClient(
+                    limits=httpx.Limits(
+                        max_connections=self._p.max_concurrency,
+                        max_keepalive_connections=self._p.max_concurrency,
+                    )
+                ),
+            )
+        return self._client
+
+    async def close(self) -> None:
+        """Close the provider's client (its connections); a later call opens a new one."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     def stats(self) -> dict[str, Any]:
         """Counters: requests sent (attempts), answered, retried, failed; slots in use."""
@@ -148,24 +149,19 @@ class LMGateway:
             try:
                 await self._pacer.wait_turn(int(call["tokens"]))
                 self._sent += 1
-                which = self._pick()
-                self._busy[which] += 1
-                try:
-                    # The client's typed POST: the body is already in wire form, so the
-                    # parameter transform of ``chat.completions.create`` (about 1 ms of CPU
-                    # a call) is skipped; the answer is still a typed ``ChatCompletion``.
-                    response = await self._clients[which].post(
-                        "/chat/completions",
-                        cast_to=ChatCompletion,
-                        body={
-                            "model": model,
-                            "messages": call["messages"],
-                            "max_tokens": int(call["maxTokens"]),
-                            "temperature": float(call["temperature"]),
-                        },
-                    )
-                finally:
-                    self._busy[which] -= 1
+                # The client's typed POST: the body is already in wire form, so the
+                # parameter transform of ``chat.completions.create`` (about 1 ms of CPU a
+                # call) is skipped; the answer is still a typed ``ChatCompletion``.
+                response = await self._http().post(
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    body={
+                        "model": model,
+                        "messages": call["messages"],
+                        "max_tokens": int(call["maxTokens"]),
+                        "temperature": float(call["temperature"]),
+                    },
+                )
             except _RETRYABLE as err:
                 if attempt >= self._p.max_retries:
                     self._failed += 1
@@ -202,7 +198,7 @@ class LMGateway:
     def _error(self, err: Exception, model: str) -> RLMError:
         who = f"LM provider {self._p.name!r} (model {model!r})"
         details: dict[str, Any] = {"provider": self._p.name, "model": model}
-        if isinstance(err, openai.APITimeoutError):
+        if isinstance(err, openai.APITimeoutError) and not _refused(err):
             details["reason"] = "timeout"
             return InternalError(
                 f"{who} did not answer within {self._p.timeout_s} s "
@@ -232,6 +228,22 @@ class LMGateway:
         if isinstance(err, openai.RateLimitError):
             return InternalError(f"{who} kept refusing with 429 after retries", details)
         return InternalError(f"{who} failed ({status}): {message}", details)
+
+
+def _refused(err: BaseException) -> bool:
+    """Whether a connection error comes from a socket error other than a timeout.
+
+    The aiohttp transport reports a refused connection as a connect *timeout* (which the
+    client turns into ``APITimeoutError``); the socket error under it tells the two apart.
+    """
+    seen = err.__cause__ or err.__context__
+    for _ in range(8):  # openai's error <- httpx's <- aiohttp's <- the socket's
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _provider_message(err: Exception) -> str:
