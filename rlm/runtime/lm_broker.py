@@ -9,9 +9,10 @@ runs it. The broker then, in order:
 4. reserves the call's worst case (prompt estimate + ``max_tokens``, priced) on the task's
    budget and on the user's daily token quota, before anything is sent — a call that would
    cross either is not sent, and the task fails with ``QUOTA_EXCEEDED``;
-5. sends it through the provider's gateway actor (created on first use), keeping the call's
-   reference so a cancel can stop it in flight (``ray.cancel``: the HTTP request is dropped,
-   not awaited);
+5. sends it through the provider's gateway actor (started with the engine): the calls
+   queued in one pass of the event loop go to a gateway shard in one message, and their
+   answers come back in groups (:meth:`LMGateway.complete_many`); each call keeps its key, so
+   a cancel stops it in flight (the HTTP request is dropped, not awaited);
 6. settles the reservations to the provider's reported usage, adds it to the task's usage and
    memoises the answer.
 
@@ -21,7 +22,7 @@ A call that was never answered (refused, failed, cancelled) charges nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -30,12 +31,12 @@ from typing import Any, Protocol
 
 import ray
 
-from rlm.errors import InternalError, InvalidInput, RLMError
+from rlm.errors import InternalError, InvalidInput
 from rlm.lm.budget import Budget, BudgetHold, TaskBudget
 from rlm.lm.calls import LMReply, LMRequest, LMUsage, cost_usd, estimate_tokens, memo_key
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings, resolve_provider
-from rlm.runtime.lm_gateway import GatewayActor
+from rlm.runtime.lm_gateway import GatewayActor, Outcome
 
 __all__ = ["CallStopped", "LMBroker", "TokenQuota"]
 
@@ -66,6 +67,18 @@ class TokenQuota(Protocol):
         ...
 
 
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """One call between the broker and a gateway: queued, then sent, then answered."""
+
+    key: int
+    provider: str
+    tenant: str
+    call: dict[str, Any]
+    answer: asyncio.Future[dict[str, Any]]
+    shard: int | None = None  # None while queued (not sent yet)
+
+
 @dataclass
 class _Account:
     budget: TaskBudget
@@ -73,7 +86,7 @@ class _Account:
     memo: bool
     quota: TokenQuota | None
     usage: LMUsage = field(default_factory=LMUsage)
-    inflight: set[Any] = field(default_factory=set)
+    inflight: set[int] = field(default_factory=set)
     stopped: bool = False
     on_reply: Callable[[LMReply, LMRequest], None] | None = None
 
@@ -97,8 +110,13 @@ class LMBroker:
         self._memo = memo
         self._factory = gateway_factory or (lambda p: GatewayActor.remote(p))
         self._gateways: dict[str, list[Any]] = {}
+        self._batch_methods: dict[str, list[Any]] = {}
         self._busy: dict[str, list[int]] = {}
         self._accounts: dict[str, _Account] = {}
+        self._keys = itertools.count()
+        self._pending: dict[int, _Pending] = {}
+        self._outbox: dict[str, list[_Pending]] = {}
+        self._collectors: set[asyncio.Task[None]] = set()
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -134,9 +152,7 @@ class LMBroker:
         account.stopped = True
         if drain:
             await _until_empty(account.inflight, wait_s)
-        for ref in list(account.inflight):
-            with contextlib.suppress(Exception):
-                ray.cancel(ref)
+        self._cancel(list(account.inflight))
         await _until_empty(account.inflight, wait_s)
 
     def close(self, task_id: str) -> LMUsage | None:
@@ -164,16 +180,11 @@ class LMBroker:
         shards = self._gateways.get(provider.name)
         if shards is None:
             shards = self._gateways[provider.name] = [self._factory(p) for p in provider.shards()]
+            self._batch_methods[provider.name] = [
+                g.complete_many.options(num_returns="streaming") for g in shards
+            ]
             self._busy[provider.name] = [0] * len(shards)
         return shards
-
-    def _gateway(self, provider: ProviderSettings) -> int:
-        """The provider's least busy gateway shard (started on first use), counted busy."""
-        self._shards(provider)
-        busy = self._busy[provider.name]
-        shard = min(range(len(busy)), key=busy.__getitem__)
-        busy[shard] += 1
-        return shard
 
     async def gateway_stats(self) -> list[dict[str, Any]]:
         """Each started gateway shard's counters."""
@@ -280,33 +291,104 @@ class LMBroker:
             "temperature": request.temperature,
             "tokens": worst,
         }
-        shard = self._gateway(provider)
-        ref = self._gateways[provider.name][shard].complete.remote(account.tenant, call)
-        account.inflight.add(ref)
+        pending = self._queue(provider, account.tenant, call)
+        account.inflight.add(pending.key)
         try:
             if account.stopped:  # stopped while this call was being admitted
-                ray.cancel(ref)
-                raise CallStopped("stopped")
-            answer: dict[str, Any] = await ref
-            return answer
-        except (ray.exceptions.TaskCancelledError, asyncio.CancelledError):
+                self._cancel([pending.key])
+            return await pending.answer
+        except asyncio.CancelledError:
+            self._cancel([pending.key])
             raise CallStopped("cancelled") from None
-        except ray.exceptions.RayTaskError as err:
-            cause = err.as_instanceof_cause()
-            if isinstance(cause, RLMError):
-                raise cause from None
-            raise InternalError(
-                f"the gateway of LM provider {provider.name!r} failed: {type(cause).__name__}",
-                {"provider": provider.name, "model": model},
-            ) from None
-        except ray.exceptions.RayActorError:
-            raise InternalError(
-                f"the gateway of LM provider {provider.name!r} died while sending a call",
-                {"provider": provider.name, "model": model},
-            ) from None
         finally:
-            account.inflight.discard(ref)
-            self._busy[provider.name][shard] -= 1
+            account.inflight.discard(pending.key)
+            del self._pending[pending.key]
+            if pending.shard is not None:
+                self._busy[provider.name][pending.shard] -= 1
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def _queue(self, provider: ProviderSettings, tenant: str, call: dict[str, Any]) -> _Pending:
+        """Queue a call for the provider's next batch (sent once this pass of the loop ends)."""
+        self._shards(provider)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(next(self._keys), provider.name, tenant, call, loop.create_future())
+        self._pending[pending.key] = pending
+        queued = self._outbox.get(provider.name)
+        if queued is None:
+            queued = self._outbox[provider.name] = []
+            loop.call_soon(self._flush, provider.name)
+        queued.append(pending)
+        return pending
+
+    def _flush(self, name: str) -> None:
+        """Send the provider's queued calls: one message to each shard that gets some."""
+        busy = self._busy[name]
+        batches: dict[int, list[_Pending]] = {}
+        for pending in self._outbox.pop(name, []):
+            if pending.answer.done():  # stopped before it was sent
+                continue
+            shard = min(range(len(busy)), key=busy.__getitem__)  # the least busy
+            busy[shard] += 1
+            pending.shard = shard
+            batches.setdefault(shard, []).append(pending)
+        loop = asyncio.get_running_loop()
+        for shard, batch in batches.items():
+            stream = self._batch_methods[name][shard].remote(
+                [(p.key, p.tenant, p.call) for p in batch]
+            )
+            task = loop.create_task(self._collect(name, stream, {p.key: p for p in batch}))
+            self._collectors.add(task)
+            task.add_done_callback(self._collectors.discard)
+
+    async def _collect(self, name: str, stream: Any, batch: dict[int, _Pending]) -> None:
+        """Hand each call of a batch its outcome as the gateway reports it."""
+        failure: str | None = None
+        try:
+            async for ref in stream:
+                outcomes: list[Outcome] = await ref
+                for key, kind, value in outcomes:
+                    pending = batch.pop(key, None)
+                    if pending is None or pending.answer.done():
+                        continue
+                    if kind == "ok":
+                        pending.answer.set_result(value)
+                    elif kind == "err":
+                        pending.answer.set_exception(value)
+                    else:
+                        pending.answer.set_exception(CallStopped("cancelled"))
+        except ray.exceptions.RayActorError:
+            failure = "died while sending a call"
+        except Exception as err:  # every call of the batch must be answered, whatever failed
+            cause = (
+                err.as_instanceof_cause() if isinstance(err, ray.exceptions.RayTaskError) else err
+            )
+            failure = f"failed: {type(cause).__name__}"
+        for pending in batch.values():  # calls the gateway never answered
+            if not pending.answer.done():
+                model = pending.call["model"]
+                pending.answer.set_exception(
+                    InternalError(
+                        f"the gateway of LM provider {name!r} "
+                        f"{failure or 'ended a batch without answering a call'}",
+                        {"provider": name, "model": model},
+                    )
+                )
+
+    def _cancel(self, keys: list[int]) -> None:
+        """Stop calls: a queued one is never sent; a sent one is cancelled at its gateway."""
+        sent: dict[tuple[str, int], list[int]] = {}
+        for key in keys:
+            pending = self._pending.get(key)
+            if pending is None:
+                continue
+            if pending.shard is None:
+                if not pending.answer.done():
+                    pending.answer.set_exception(CallStopped("stopped"))
+            else:
+                sent.setdefault((pending.provider, pending.shard), []).append(key)
+        for (name, shard), some in sent.items():
+            self._gateways[name][shard].cancel.remote(some)
 
     @staticmethod
     def _settle(

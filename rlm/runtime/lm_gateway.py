@@ -11,15 +11,25 @@ else exponential backoff with full jitter — because every attempt must pass th
 provider and model: the caller's mistakes (a prompt over the context window, a malformed
 request) are ``INVALID_INPUT``; the provider's (a rejected key, an unknown model, 5xx after
 retries, unreachable) are ``INTERNAL_ERROR`` with ``providerStatus``.
+
+Batches: the broker sends the calls it has ready at once in one message
+(:meth:`LMGateway.complete_many`, a streaming generator), and gets their outcomes back in
+groups, each group what finished together; one message each way per group instead of per
+call is what the CPU of two busy processes is spent on otherwise. Every call of a batch is
+still sent, limited, retried and answered on its own, and :meth:`LMGateway.cancel` stops one
+call by its key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import random
 import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -31,9 +41,16 @@ from rlm.errors import InternalError, InvalidInput, RLMError
 from rlm.lm.limits import FairSlots, RatePacer
 from rlm.lm.settings import ProviderSettings
 
-__all__ = ["GatewayActor", "LMGateway"]
+__all__ = ["GatewayActor", "LMGateway", "Outcome"]
 
 log = logging.getLogger(__name__)
+
+#: Keys of cancels that arrived before their call (remembered, a bounded number).
+_EARLY_CANCELS = 10_000
+
+#: What a batched call ends as: ``(key, "ok", answer)``, ``(key, "err", RLMError)`` or
+#: ``(key, "cancelled", None)``.
+Outcome = tuple[int, str, Any]
 
 _RETRYABLE = (
     openai.RateLimitError,
@@ -83,6 +100,10 @@ class LMGateway:
         self._answered = 0
         self._retried = 0
         self._failed = 0
+        self._batches = 0
+        self._replies = 0
+        self._running: dict[int, asyncio.Task[dict[str, Any]]] = {}
+        self._cancelled_early: OrderedDict[int, None] = OrderedDict()
 
     def _http(self) -> openai.AsyncOpenAI:
         """The provider's client (made on first use, on the gateway's event loop)."""
@@ -114,13 +135,16 @@ class LMGateway:
             await client.close()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: requests sent (attempts), answered, retried, failed; slots in use."""
+        """Counters: requests sent (attempts), answered, retried, failed; batches received
+        and the messages that answered them; slots in use."""
         return {
             "provider": self._p.name,
             "sent": self._sent,
             "answered": self._answered,
             "retried": self._retried,
             "failed": self._failed,
+            "batches": self._batches,
+            "replies": self._replies,
             "inflight": self._slots.inflight,
             "maxInflight": self._slots.max_inflight,
             "maxInflightByTenant": dict(self._slots.max_by_tenant),
@@ -180,6 +204,94 @@ class LMGateway:
             finally:
                 self._slots.release(tenant)
             await asyncio.sleep(min(wait, self._max_backoff_s))
+
+    async def complete_many(
+        self, calls: list[tuple[int, str, dict[str, Any]]]
+    ) -> AsyncIterator[list[Outcome]]:
+        """Send several calls, each as :meth:`complete` does; yield outcomes as calls finish.
+
+        The gateway actor runs this as a streaming generator: each list it yields travels
+        back as one message, holding every call that finished since the last one.
+
+        Args:
+            calls: ``(key, tenant, call)`` each; ``key`` (unique per caller) names the call
+                to :meth:`cancel` and in its outcome.
+
+        Yields:
+            Lists of :data:`Outcome`; every call of the batch is in exactly one of them.
+        """
+        self._batches += 1
+        finished: list[Outcome] = []
+        wake = asyncio.Event()
+        tasks: list[asyncio.Task[dict[str, Any]]] = []
+        for key, tenant, call in calls:
+            if key in self._cancelled_early:
+                del self._cancelled_early[key]
+                finished.append((key, "cancelled", None))
+                continue
+            task = asyncio.get_running_loop().create_task(self.complete(tenant, call))
+            self._running[key] = task
+            task.add_done_callback(functools.partial(self._finished, key, finished, wake))
+            tasks.append(task)
+        left = len(calls)
+        try:
+            while left:
+                if not finished:
+                    await wake.wait()
+                # Answers read in the same pass of the loop finish over the next few passes:
+                # gather them into this message while each pass still adds some.
+                while True:
+                    seen = len(finished)
+                    await asyncio.sleep(0)
+                    if len(finished) == seen:
+                        break
+                wake.clear()
+                out = finished[:]
+                finished.clear()
+                left -= len(out)
+                self._replies += 1
+                yield out
+        finally:
+            for task in tasks:  # the caller went away or cancelled the whole batch
+                task.cancel()
+
+    def _finished(
+        self,
+        key: int,
+        finished: list[Outcome],
+        wake: asyncio.Event,
+        task: asyncio.Task[dict[str, Any]],
+    ) -> None:
+        self._running.pop(key, None)
+        if task.cancelled():
+            finished.append((key, "cancelled", None))
+        elif (err := task.exception()) is None:
+            finished.append((key, "ok", task.result()))
+        elif isinstance(err, RLMError):
+            finished.append((key, "err", err))
+        else:  # a bug of ours, not the provider's answer
+            log.error("LM gateway %r: a call failed", self._p.name, exc_info=err)
+            failure = InternalError(
+                f"the gateway of LM provider {self._p.name!r} failed: {type(err).__name__}",
+                {"provider": self._p.name},
+            )
+            finished.append((key, "err", failure))
+        wake.set()
+
+    async def cancel(self, keys: list[int]) -> None:
+        """Stop the batched calls named by ``keys``: each ends ``cancelled``, charged nothing.
+
+        A key not (yet) running is remembered, so a cancel that overtakes its batch still
+        stops the call; a key that has finished already is a no-op.
+        """
+        for key in keys:
+            task = self._running.get(key)
+            if task is not None:
+                task.cancel()
+                continue
+            self._cancelled_early[key] = None
+            while len(self._cancelled_early) > _EARLY_CANCELS:
+                self._cancelled_early.popitem(last=False)
 
     def _reply(self, response: Any, model: str, latency_s: float) -> dict[str, Any]:
         choice = response.choices[0] if response.choices else None
