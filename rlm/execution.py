@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlm.inputs import Items, PreparedInput, slice_items
+from rlm.lm.steps import LMSteps
 from rlm.operations.base import Operation
+from rlm.operations.lm import LLMOperation
 from rlm.planning import NodeKind, Plan
 
-__all__ = ["execute_direct", "run_call", "run_plan_locally"]
+__all__ = ["call_steps", "execute_direct", "run_call", "run_plan_locally"]
 
 
 def run_call(
@@ -46,6 +48,28 @@ def run_call(
         return op.combine(list(child_partials), params)
     assert items is not None
     return op.fold_at(child_partials[0], slice_items(items, start, end), start, params)
+
+
+def call_steps(
+    op: Operation,
+    kind: NodeKind,
+    items: Items | None,
+    start: int,
+    end: int,
+    child_partials: Sequence[Any],
+    params: Any,
+) -> LMSteps[Any] | None:
+    """One agent call of an LM operation as steps (:mod:`rlm.lm.steps`), to be driven by
+    the caller: the same work as :func:`run_call`. ``None`` for other operations."""
+    if not isinstance(op, LLMOperation):
+        return None
+    if kind == "leaf":
+        assert items is not None
+        return op.leaf_steps(slice_items(items, start, end), params)
+    if kind == "combine":
+        return op.combine_steps(list(child_partials), params)
+    assert items is not None
+    return op.fold_steps(child_partials[0], slice_items(items, start, end), params)
 
 
 def run_plan_locally(plan: Plan, prepared: PreparedInput) -> Any:

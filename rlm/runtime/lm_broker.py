@@ -43,6 +43,10 @@ __all__ = ["CallStopped", "LMBroker", "TokenQuota"]
 log = logging.getLogger(__name__)
 
 
+#: The most calls one message to a gateway carries.
+_BATCH = 32
+
+
 class CallStopped(Exception):  # a signal: the task ended, so the call is not (or no longer) sent
     """The call's task has ended."""
 
@@ -319,6 +323,10 @@ class LMBroker:
             queued = self._outbox[provider.name] = []
             loop.call_soon(self._flush, provider.name)
         queued.append(pending)
+        if len(queued) >= _BATCH:
+            # A pass that queues hundreds of calls sends the first ones while it queues more
+            # (the flush already scheduled then sends what is left, or nothing).
+            self._flush(provider.name)
         return pending
 
     def _flush(self, name: str) -> None:
