@@ -102,6 +102,19 @@ def test_a_stalled_answer_is_a_timeout(server: FakeLMServer) -> None:
     assert "did not answer within 0.3 s" in info.value.message
 
 
+def test_an_answer_is_read_from_the_providers_json(server: FakeLMServer) -> None:
+    gateway = LMGateway(_provider(server.url))
+    answer = _on_loop(gateway, lambda: gateway.complete("t", _call("json")))
+    assert answer["text"] == "R:json" and answer["finishReason"] == "stop"
+    assert answer["usage"] is True and answer["inputTokens"] > 0 and answer["outputTokens"] > 0
+    assert answer["model"] == "fake-model"
+    read = gateway._reply(b'{"choices": [], "model": null}', "m", 0.5)
+    assert (read["text"], read["model"], read["usage"], read["inputTokens"]) == ("", "m", False, 0)
+    for body in (b"<html>busy</html>", b"[1, 2]"):
+        with pytest.raises(InternalError, match="not a chat completion"):
+            gateway._reply(body, "m", 0.5)
+
+
 # -- batches at the gateway -------------------------------------------------------------------
 
 
