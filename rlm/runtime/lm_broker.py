@@ -342,9 +342,13 @@ class LMBroker:
             batches.setdefault(shard, []).append(pending)
         loop = asyncio.get_running_loop()
         for shard, batch in batches.items():
-            stream = self._batch_methods[name][shard].remote(
-                [(p.key, p.tenant, p.call) for p in batch]
-            )
+            try:
+                stream = self._batch_methods[name][shard].remote(
+                    [(p.key, p.tenant, p.call) for p in batch]
+                )
+            except Exception as err:  # not sent: each call fails (and is charged nothing)
+                log.exception("could not send a batch to the gateway of LM provider %r", name)
+                stream = _Unsent(err)
             task = loop.create_task(self._collect(name, stream, {p.key: p for p in batch}))
             self._collectors.add(task)
             task.add_done_callback(self._collectors.discard)
@@ -416,6 +420,19 @@ class LMBroker:
         account.usage.add(reply)
         if account.on_reply is not None:
             account.on_reply(reply, request)
+
+
+class _Unsent:
+    """The outcome stream of a batch that could not be sent: it fails at once."""
+
+    def __init__(self, err: Exception) -> None:
+        self._err = err
+
+    def __aiter__(self) -> _Unsent:
+        return self
+
+    async def __anext__(self) -> Any:
+        raise self._err
 
 
 async def _until_empty(inflight: set[Any], wait_s: float) -> None:

@@ -227,11 +227,13 @@ class _InProcessGateway:
     """A gateway actor's handle, with the gateway on the test's loop: a batch answers as a
     stream of awaitable groups, as the actor's streaming generator does."""
 
-    def __init__(self, gateway: LMGateway, fail_after: int | None = None) -> None:
+    def __init__(
+        self, gateway: LMGateway, fail_after: int | None = None, unreachable: bool = False
+    ) -> None:
         self.gateway = gateway
         self._fail_after = fail_after
         self._cancels: set[asyncio.Task[None]] = set()
-        self.complete_many = _Remote(self._stream)
+        self.complete_many = _Remote(self._unreachable if unreachable else self._stream)
         self.cancel = _Remote(self._cancel)
         self.stats = _Remote(lambda: _ready(gateway.stats()))
 
@@ -242,6 +244,9 @@ class _InProcessGateway:
                 raise RuntimeError("the gateway broke")
             sent += 1
             yield _ready(group)
+
+    def _unreachable(self, calls: list[Any]) -> Any:
+        raise RuntimeError("no route to the gateway")
 
     def _cancel(self, keys: list[int]) -> None:
         task = asyncio.get_running_loop().create_task(self.gateway.cancel(keys))
@@ -277,10 +282,11 @@ class _Quota:
 
 def _broker(url: str, **provider: Any) -> tuple[LMBroker, list[_InProcessGateway]]:
     fail_after = provider.pop("fail_after", None)
+    unreachable = provider.pop("unreachable", False)
     made: list[_InProcessGateway] = []
 
     def factory(p: ProviderSettings) -> _InProcessGateway:
-        made.append(_InProcessGateway(LMGateway(p), fail_after))
+        made.append(_InProcessGateway(LMGateway(p), fail_after, unreachable))
         return made[-1]
 
     settings = _provider(url, input_price_per_mtok=1.0, output_price_per_mtok=2.0, **provider)
@@ -374,3 +380,24 @@ def test_a_gateway_that_breaks_mid_batch_fails_the_calls_it_did_not_answer(
     usage = broker.usage("task")
     assert usage is not None and usage.lm_calls == 0
     assert quota.settled == [] and not quota.held and quota.released == 3
+
+
+def test_a_batch_that_cannot_be_sent_fails_its_calls_and_charges_nothing(
+    server: FakeLMServer,
+) -> None:
+    broker, gateways = _broker(server.url, unreachable=True)
+    quota = _Quota()
+
+    async def body() -> list[Any]:
+        broker.open("task", tenant="t", quota=quota, memo=False)
+        try:
+            return await asyncio.gather(
+                *(_outcome(broker.call("task", _ask(f"n{i}"))) for i in range(3))
+            )
+        finally:
+            await _close(gateways)
+
+    outcomes = asyncio.run(body())
+    assert all(isinstance(o, InternalError) for o in outcomes)
+    assert all("failed: RuntimeError" in o.message for o in outcomes)
+    assert quota.released == 3 and not quota.held and server.stats().requests == 0
