@@ -16,7 +16,7 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletion
 
-from rlm.lm.chat_http import ChatClient
+from rlm.lm.chat_http import ChatClient, _env_proxy
 from rlm.testing import FakeLMServer
 
 KEY = "test-key"
@@ -140,3 +140,17 @@ def test_no_answer_in_time_is_a_timeout(server: FakeLMServer) -> None:
 def test_no_server_is_a_connection_error() -> None:
     want, got = _both("http://127.0.0.1:9/v1", KEY, lambda create: create(_body()))
     assert type(want) is openai.APIConnectionError and type(got) is openai.APIConnectionError
+
+
+def test_the_proxy_is_the_environments(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        for variant in (name, name.lower()):
+            monkeypatch.delenv(variant, raising=False)
+    assert _env_proxy("https://api.example.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("ALL_PROXY", "http://all.internal:3128")
+    assert _env_proxy("https://api.example.com/v1/chat/completions") == "http://proxy.internal:3128"
+    assert _env_proxy("http://models.lan:8000/v1/chat/completions") == "http://all.internal:3128"
+    monkeypatch.setenv("NO_PROXY", "example.com,localhost")
+    assert _env_proxy("https://api.example.com/v1/chat/completions") is None
+    assert _env_proxy("http://localhost:8000/v1/chat/completions") is None
