@@ -436,8 +436,8 @@ class _Unsent:
 
 
 async def _until_empty(inflight: set[Any], wait_s: float) -> None:
-    # Each call's own coroutine removes its reference when it ends (answered, failed or
-    # cancelled): wait for that rather than awaiting the references a second time.
+    # Each call's own coroutine removes its key when it ends (answered, failed or cancelled):
+    # wait for that rather than for the calls themselves.
     deadline = time.monotonic() + wait_s
     while inflight and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
