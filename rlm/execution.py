@@ -14,10 +14,12 @@ from typing import Any
 from rlm.errors import InternalError, RLMError
 from rlm.inputs import Items, PreparedInput, slice_items
 from rlm.jsonable import to_jsonable
+from rlm.lm.steps import LMSteps
 from rlm.operations.base import Operation
+from rlm.operations.lm import LLMOperation
 from rlm.planning import NodeKind, Plan
 
-__all__ = ["execute_direct", "finish_output", "run_call", "run_plan_locally"]
+__all__ = ["call_steps", "execute_direct", "finish_output", "run_call", "run_plan_locally"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,28 @@ def finish_output(op: Operation, partial: Any, params: Any, *, task_id: str = ""
             f"operation {op.name!r} failed to finish its output (incident {incident})",
             {"operation": op.name, "incident": incident},
         ) from None
+
+
+def call_steps(
+    op: Operation,
+    kind: NodeKind,
+    items: Items | None,
+    start: int,
+    end: int,
+    child_partials: Sequence[Any],
+    params: Any,
+) -> LMSteps[Any] | None:
+    """One agent call of an LM operation as steps (:mod:`rlm.lm.steps`), to be driven by
+    the caller: the same work as :func:`run_call`. ``None`` for other operations."""
+    if not isinstance(op, LLMOperation):
+        return None
+    if kind == "leaf":
+        assert items is not None
+        return op.leaf_steps(slice_items(items, start, end), params)
+    if kind == "combine":
+        return op.combine_steps(list(child_partials), params)
+    assert items is not None
+    return op.fold_steps(child_partials[0], slice_items(items, start, end), params)
 
 
 def run_plan_locally(plan: Plan, prepared: PreparedInput) -> Any:

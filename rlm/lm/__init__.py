@@ -5,7 +5,8 @@
 - :mod:`rlm.lm.budget`: a task's budget, reserved before each call;
 - :mod:`rlm.lm.memo`: memoised temperature-0 replies in the state file;
 - :mod:`rlm.lm.limits`: fair concurrency slots and the per-minute pacer of a gateway;
-- :mod:`rlm.lm.handle`: the ``lm`` handle an operation calls.
+- :mod:`rlm.lm.handle`: the ``lm`` handle an operation calls;
+- :mod:`rlm.lm.steps`: an LM call's work as steps, run by a blocking or an async driver.
 
 The Ray side (gateway actors, the core's broker) is in :mod:`rlm.runtime`.
 """

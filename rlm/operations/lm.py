@@ -5,6 +5,12 @@ cancels and counts them like the others. Each leaf (and, for ``llm_summarize``, 
 sends its requests through the ``lm`` handle the engine binds to the running call
 (:func:`rlm.lm.handle.current_lm`); the operations themselves hold no client and no Ray.
 
+Each call's LM work is written once, as steps (:mod:`rlm.lm.steps`): ``leaf_steps``,
+``combine_steps`` and ``fold_steps`` yield requests and receive replies. ``leaf``, ``combine``
+and ``fold`` run them with the bound ``lm`` handle (blocking, on any thread); the engine's
+in-process agent runs the same steps on its event loop, so a call waiting on a model holds no
+thread there.
+
 Common parameters: ``system`` (a system message), ``maxTokens`` (completion tokens per call),
 ``model`` and ``provider`` (defaults: the default provider and its model), ``temperature``
 (default 0, which makes calls memoisable).
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -34,6 +41,7 @@ import orjson
 from rlm.errors import InvalidInput
 from rlm.lm.calls import LMRequest
 from rlm.lm.handle import current_lm
+from rlm.lm.steps import LMSteps, run_steps
 from rlm.operations.base import Chunk, Operation
 from rlm.operations.params import ParamReader, field_of
 from rlm.operations.schema import SchemaContext, branch, integer, nullable, params, string
@@ -43,6 +51,7 @@ __all__ = [
     "UNPARSED",
     "LLMClassify",
     "LLMMap",
+    "LLMOperation",
     "LLMSummarize",
     "classify_prompt",
     "parse_classification",
@@ -142,6 +151,39 @@ def _text(chunk: Chunk) -> str:
     return "\n".join(_line(item) for item in chunk)
 
 
+class LLMOperation(Operation):
+    """An operation whose calls talk to a model, each written as steps (:mod:`rlm.lm.steps`).
+
+    Subclasses write :meth:`leaf_steps`, and :meth:`combine_steps` / :meth:`fold_steps` when
+    those calls use the model too (the defaults: :meth:`combine` without one; a fold is the
+    leaf's steps, then the combine's). ``leaf`` and ``fold`` run the steps with the bound
+    ``lm`` handle.
+    """
+
+    uses_lm: ClassVar[bool] = True
+
+    @abstractmethod
+    def leaf_steps(self, chunk: Chunk, params: Any) -> LMSteps[Any]:
+        """The steps of one leaf: its requests, then its partial."""
+
+    def combine_steps(self, partials: Sequence[Any], params: Any) -> LMSteps[Any]:
+        """The steps of one combine (by default none: :meth:`combine`)."""
+        yield from ()
+        return self.combine(partials, params)
+
+    def fold_steps(self, carry: Any, chunk: Chunk, params: Any) -> LMSteps[Any]:
+        """The steps of one fold (by default the leaf's, then the combine's)."""
+        partial = yield from self.leaf_steps(chunk, params)
+        combined = yield from self.combine_steps([carry, partial], params)
+        return combined
+
+    def leaf(self, chunk: Chunk, params: Any) -> Any:
+        return run_steps(self.leaf_steps(chunk, params), current_lm())
+
+    def fold(self, carry: Any, chunk: Chunk, params: Any) -> Any:
+        return run_steps(self.fold_steps(carry, chunk, params), current_lm())
+
+
 # -- llm_map ----------------------------------------------------------------------------------
 
 
@@ -151,12 +193,11 @@ class _MapParams:
     call: _Call
 
 
-class LLMMap(Operation):
+class LLMMap(LLMOperation):
     """One LM reply per chunk, in input order."""
 
     name: ClassVar[str] = "llm_map"
     input_kind = "any"
-    uses_lm: ClassVar[bool] = True
     description: ClassVar[str] = "one LM reply per chunk: params.prompt with {chunk} replaced"
 
     def input_schemas(self, context: SchemaContext) -> list[dict[str, Any]]:
@@ -173,11 +214,12 @@ class LLMMap(Operation):
             )
         return _MapParams(prompt=prompt, call=_read_call(reader))
 
-    def leaf(self, chunk: Chunk, params: _MapParams) -> list[str]:
+    def leaf_steps(self, chunk: Chunk, params: _MapParams) -> LMSteps[list[str]]:
         if len(chunk) == 0:
             return []
         prompt = params.prompt.replace("{chunk}", _text(chunk))
-        return [current_lm().complete(params.call.request(prompt, "leaf"))]
+        reply = yield params.call.request(prompt, "leaf")
+        return [reply]
 
     def combine(self, partials: Sequence[list[str]], params: _MapParams) -> list[str]:
         return [reply for partial in partials for reply in partial]
@@ -239,12 +281,11 @@ def parse_classification(reply: str, n: int, labels: Sequence[str]) -> dict[int,
     return found
 
 
-class LLMClassify(Operation):
+class LLMClassify(LLMOperation):
     """Label every line with the model; count the labels."""
 
     name: ClassVar[str] = "llm_classify"
     input_kind = "any"
-    uses_lm: ClassVar[bool] = True
     description: ClassVar[str] = "label every line with the LM; {label: count}"
     lm_chunk_chars: ClassVar[int] = 4000
 
@@ -284,11 +325,10 @@ class LLMClassify(Operation):
         instruction = reader.string("instruction", default=_DEFAULT_INSTRUCTION, max_len=10_000)
         return _ClassifyParams(labels=labels, instruction=instruction, call=_read_call(reader))
 
-    def leaf(self, chunk: Chunk, params: _ClassifyParams) -> dict[str, int]:
+    def leaf_steps(self, chunk: Chunk, params: _ClassifyParams) -> LMSteps[dict[str, int]]:
         lines = [_line(item) for item in chunk]
         if not lines:
             return {}
-        lm = current_lm()
         prompt = classify_prompt(lines, params.labels, params.instruction)
         call = params.call
         if call.max_tokens is None:
@@ -296,7 +336,7 @@ class LLMClassify(Operation):
             # a provider default could cut a long chunk's answer short.
             longest = max(len(label) for label in params.labels)
             call = replace(call, max_tokens=len(lines) * ((longest + 8) // 3 + 2))
-        reply = lm.complete(call.request(prompt, "leaf"))
+        reply = yield call.request(prompt, "leaf")
         found = parse_classification(reply, len(lines), params.labels)
         if len(found) < len(lines):
             # One more try, saying what was wrong. The prompt differs from the first, so a
@@ -307,9 +347,8 @@ class LLMClassify(Operation):
                 f"{', '.join(map(str, missing[:50]))}. Answer again: one line per item, "
                 f"`{CLASSIFY_ANSWER_FORMAT}`, with one of the labels exactly as written."
             )
-            again = parse_classification(
-                lm.complete(call.request(retry, "retry")), len(lines), params.labels
-            )
+            second = yield call.request(retry, "retry")
+            again = parse_classification(second, len(lines), params.labels)
             if len(again) > len(found):
                 found = again
         counts: dict[str, int] = {}
@@ -348,12 +387,11 @@ class _SummaryParams:
 _SUMMARY_INSTRUCTION = "Summarise the following text concisely, keeping every important fact."
 
 
-class LLMSummarize(Operation):
+class LLMSummarize(LLMOperation):
     """A summary of the whole input: leaves summarise chunks, combines summarise summaries."""
 
     name: ClassVar[str] = "llm_summarize"
     input_kind = "any"
-    uses_lm: ClassVar[bool] = True
     description: ClassVar[str] = "summarise chunks, then summaries of summaries, with the LM"
     lm_chunk_chars: ClassVar[int] = 8000
 
@@ -365,13 +403,17 @@ class LLMSummarize(Operation):
         instruction = reader.string("instruction", default=_SUMMARY_INSTRUCTION, max_len=10_000)
         return _SummaryParams(instruction=instruction, call=_read_call(reader))
 
-    def leaf(self, chunk: Chunk, params: _SummaryParams) -> str:
+    def leaf_steps(self, chunk: Chunk, params: _SummaryParams) -> LMSteps[str]:
         if len(chunk) == 0:
             return ""
         prompt = f"{params.instruction}\n\nText:\n{_text(chunk)}"
-        return current_lm().complete(params.call.request(prompt, "leaf")).strip()
+        reply = yield params.call.request(prompt, "leaf")
+        return reply.strip()
 
     def combine(self, partials: Sequence[str], params: _SummaryParams) -> str:
+        return run_steps(self.combine_steps(partials, params), current_lm())
+
+    def combine_steps(self, partials: Sequence[str], params: _SummaryParams) -> LMSteps[str]:
         parts = [p for p in partials if p]
         if len(parts) <= 1:
             return parts[0] if parts else ""
@@ -380,11 +422,13 @@ class LLMSummarize(Operation):
             f"{params.instruction}\n\nThe text was summarised in {len(parts)} consecutive parts. "
             f"Write one summary of the whole from these summaries.\n\n{joined}"
         )
-        return current_lm().complete(params.call.request(prompt, "combine")).strip()
+        reply = yield params.call.request(prompt, "combine")
+        return reply.strip()
 
-    def fold(self, carry: str, chunk: Chunk, params: _SummaryParams) -> str:
+    def fold_steps(self, carry: str, chunk: Chunk, params: _SummaryParams) -> LMSteps[str]:
         if not carry:
-            return self.leaf(chunk, params)
+            summary = yield from self.leaf_steps(chunk, params)
+            return summary
         if len(chunk) == 0:
             return carry
         prompt = (
@@ -392,4 +436,5 @@ class LLMSummarize(Operation):
             f"Update it with the next part of the text, and answer with the updated summary "
             f"only.\n\nNext part:\n{_text(chunk)}"
         )
-        return current_lm().complete(params.call.request(prompt, "fold")).strip()
+        reply = yield params.call.request(prompt, "fold")
+        return reply.strip()

@@ -28,11 +28,13 @@ import ray
 from ray import cloudpickle
 
 from rlm.errors import RLMError, error_from_payload
-from rlm.execution import run_call
+from rlm.execution import call_steps, run_call
 from rlm.lm.calls import LMRequest
 from rlm.lm.handle import lm_scope
+from rlm.lm.steps import run_steps_async
 from rlm.operations.base import Operation
 from rlm.operations.context import CallCancelled, cancellation_scope
+from rlm.operations.lm import LLMOperation
 from rlm.planning import NodeKind
 from rlm.storage.items import SourceItems
 from rlm.storage.service import StorageService
@@ -94,30 +96,26 @@ AskLM = Callable[[str, LMRequest, bool], tuple[str, Any]]
 LMCall = Callable[[str, LMRequest, bool], Coroutine[Any, Any, tuple[str, Any]]]
 
 
-class _BrokerLM:
-    """The ``lm`` handle of one agent call: each request goes through the core's LM broker.
+class _Asking:
+    """What both ``lm`` handles of an agent call share: the cancel check before each request,
+    the ``extra`` flag (a request beyond the one the plan counted), and reading the answer."""
 
-    The broker admits (budget, quota, memo), sends through the provider's gateway and
-    accounts; this handle only waits for its answer on the call's thread (over Ray from an
-    agent actor, on the core's own loop from its in-process agent). When the task ends, the
-    broker answers ``stopped`` (and cancels what is in flight), which stops the call.
-    """
-
-    def __init__(self, ask: AskLM, task_id: str, token: threading.Event) -> None:
-        self._ask = ask
+    def __init__(self, task_id: str, token: threading.Event) -> None:
         self._task_id = task_id
         self._token = token
         self._asked = 0
         self.calls = 0
 
-    def complete(self, request: LMRequest) -> str:
+    def _asking(self) -> bool:
         if self._token.is_set():
             raise CallCancelled("the task was cancelled")
         # The plan counted one agent call for this call; each further request is held on
         # the quotas as one more before it is sent.
         extra = self._asked > 0
         self._asked += 1
-        kind, value = self._ask(self._task_id, request, extra)
+        return extra
+
+    def _answer(self, kind: str, value: Any) -> str:
         if kind == "stopped":
             raise CallCancelled("the task was stopped")
         self.calls += 1
@@ -127,13 +125,68 @@ class _BrokerLM:
         return text
 
 
+class _BrokerLM(_Asking):
+    """The ``lm`` handle of one agent call: each request goes through the core's LM broker.
+
+    The broker admits (budget, quota, memo), sends through the provider's gateway and
+    accounts; this handle only waits for its answer on the call's thread (over Ray from an
+    agent actor, on the core's own loop from its in-process agent). When the task ends, the
+    broker answers ``stopped`` (and cancels what is in flight), which stops the call.
+    """
+
+    def __init__(self, ask: AskLM, task_id: str, token: threading.Event) -> None:
+        super().__init__(task_id, token)
+        self._ask = ask
+
+    def complete(self, request: LMRequest) -> str:
+        extra = self._asking()
+        return self._answer(*self._ask(self._task_id, request, extra))
+
+
+class _LoopLM(_Asking):
+    """The ``lm`` of one call of the core's in-process agent, run on the core's loop: each
+    request awaits the broker there, with no thread waiting on it."""
+
+    def __init__(self, lm_call: LMCall, task_id: str, token: threading.Event) -> None:
+        super().__init__(task_id, token)
+        self._lm_call = lm_call
+
+    async def complete(self, request: LMRequest) -> str:
+        extra = self._asking()
+        return self._answer(*await self._lm_call(self._task_id, request, extra))
+
+
+def _failed(op: Operation, err: Exception, t0: float) -> dict[str, Any]:
+    """The meta of a call that raised ``err`` (cancelled, refused, the user's or a crash)."""
+    busy = time.perf_counter() - t0
+    if isinstance(err, CallCancelled):
+        return {"ok": False, "cancelled": True, "busyS": busy}
+    if isinstance(err, RLMError):
+        return {"ok": False, "error": err.to_payload(), "busyS": busy}
+    if isinstance(err, _USER_ERRORS):
+        payload = {
+            "code": "INVALID_INPUT",
+            "message": f"operation {op.name!r} failed on this input: {err}",
+            "details": {"operation": op.name, "error": type(err).__name__},
+        }
+    else:
+        payload = {
+            "code": "INTERNAL_ERROR",
+            "message": f"operation {op.name!r} crashed: {type(err).__name__}",
+            "details": {"operation": op.name, "error": type(err).__name__},
+        }
+    return {"ok": False, "error": payload, "busyS": busy}
+
+
 class Agent:
     """Runs agent calls; wrapped as :data:`AgentActor` at the edge.
 
     Calls of operations that call a language model (``uses_lm``) wait on the network, not on
     the CPU: they run on a pool of ``lm_threads`` threads beside the compute thread, each with
     an ``lm`` handle bound to it, so a few agents keep hundreds of LM calls in flight while
-    the providers' gateways decide how many are sent at once.
+    the providers' gateways decide how many are sent at once. On the core's in-process agent
+    the built-in LM operations' calls (written as steps, :mod:`rlm.lm.steps`) run on the
+    event loop itself: a request reaches the broker with no thread handing it over.
 
     Args:
         index: The agent's place in the pool (for logs and tests).
@@ -301,29 +354,14 @@ class Agent:
                         params,
                     )
                 )
-            loop = asyncio.get_running_loop()
             runnable = [p for p in prepared if p is not None]
-            uses_lm = any(p[2].uses_lm for p in runnable)
-            if uses_lm and self._ask is None and self._lm_call is not None:
-                # In the core's process: the broker runs on this very loop, so a call's thread
-                # hands its request to the loop rather than to Ray.
-                lm_call = self._lm_call
-                self._ask = lambda task_id, request, extra: asyncio.run_coroutine_threadsafe(
-                    lm_call(task_id, request, extra), loop
-                ).result()
-            pool = self._lm_threads if uses_lm else self._thread
-            work = loop.run_in_executor(pool, self._call_many, runnable)
-            try:
-                done = iter(await asyncio.shield(work))
-            except asyncio.CancelledError:
-                for token in tokens.values():
-                    token.set()
-                # Report the cancel only once the calls have stopped (each polls its token):
-                # "cancelled" then means nothing of the task still runs on this agent. A call
-                # that never polls is bounded by the engine's cancel grace, not waited out.
-                await asyncio.wait({work})
-                raise
-            outcomes: list[tuple[Any, dict[str, Any]]] = [
+            lm_call = self._lm_call
+            if lm_call is not None and all(isinstance(p[2], LLMOperation) for p in runnable):
+                # The core's own agent: the calls run as steps on this loop (see the class).
+                done = iter([await self._call_on_loop(lm_call, *p) for p in runnable])
+            else:
+                done = iter(await self._in_threads(runnable, tokens))
+            outcomes = [
                 (None, {"ok": False, "needInput": True, "busyS": 0.0}) if p is None else next(done)
                 for p in prepared
             ]
@@ -337,6 +375,35 @@ class Agent:
                 if not self._active[t]:
                     del self._active[t]
                     self._tokens.pop(t, None)
+        return self._metas(outcomes)
+
+    async def _in_threads(
+        self, runnable: list[tuple[Any, ...]], tokens: dict[str, threading.Event]
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """Run the calls, in order, on the compute thread (or the LM threads)."""
+        loop = asyncio.get_running_loop()
+        uses_lm = any(p[2].uses_lm for p in runnable)
+        if uses_lm and self._ask is None and self._lm_call is not None:
+            # In the core's process: the broker runs on this very loop, so a call's thread
+            # hands its request to the loop rather than to Ray.
+            lm_call = self._lm_call
+            self._ask = lambda task_id, request, extra: asyncio.run_coroutine_threadsafe(
+                lm_call(task_id, request, extra), loop
+            ).result()
+        pool = self._lm_threads if uses_lm else self._thread
+        work = loop.run_in_executor(pool, self._call_many, runnable)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            for token in tokens.values():
+                token.set()
+            # Report the cancel only once the calls have stopped (each polls its token):
+            # "cancelled" then means nothing of the task still runs on this agent. A call
+            # that never polls is bounded by the engine's cancel grace, not waited out.
+            await asyncio.wait({work})
+            raise
+
+    def _metas(self, outcomes: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
         metas = []
         for partial, meta in outcomes:
             if meta["ok"]:
@@ -377,24 +444,8 @@ class Agent:
                 raise CallCancelled("the task was cancelled")
             with cancellation_scope(token), lm_scope(lm) if lm is not None else _nothing():
                 partial = run_call(op, kind, items, start, end, child_partials, params)
-        except CallCancelled:
-            return None, {"ok": False, "cancelled": True, "busyS": time.perf_counter() - t0}
-        except RLMError as err:
-            return None, {"ok": False, "error": err.to_payload(), "busyS": time.perf_counter() - t0}
-        except _USER_ERRORS as err:
-            payload = {
-                "code": "INVALID_INPUT",
-                "message": f"operation {op.name!r} failed on this input: {err}",
-                "details": {"operation": op.name, "error": type(err).__name__},
-            }
-            return None, {"ok": False, "error": payload, "busyS": time.perf_counter() - t0}
         except Exception as err:
-            payload = {
-                "code": "INTERNAL_ERROR",
-                "message": f"operation {op.name!r} crashed: {type(err).__name__}",
-                "details": {"operation": op.name, "error": type(err).__name__},
-            }
-            return None, {"ok": False, "error": payload, "busyS": time.perf_counter() - t0}
+            return None, _failed(op, err, t0)
         finally:
             if lm is None:
                 self._running = None
@@ -402,6 +453,34 @@ class Agent:
         if lm is not None:
             meta["lmCalls"] = lm.calls
         return partial, meta
+
+    async def _call_on_loop(
+        self,
+        lm_call: LMCall,
+        task_id: str,
+        token: threading.Event,
+        op: Operation,
+        kind: NodeKind,
+        items: Any,
+        start: int,
+        end: int,
+        child_partials: tuple[Any, ...],
+        params: Any,
+    ) -> tuple[Any, dict[str, Any]]:
+        """:meth:`_call` for an LM operation's call on the core's loop: its steps are driven
+        here, each request awaiting the broker; the same outcome and meta."""
+        t0 = time.perf_counter()
+        lm = _LoopLM(lm_call, task_id, token)
+        try:
+            if token.is_set() or task_id in self._cancelled:
+                raise CallCancelled("the task was cancelled")
+            steps = call_steps(op, kind, items, start, end, child_partials, params)
+            if steps is None:  # pragma: no cover - run_batch sends only LM operations here
+                raise TypeError(f"operation {op.name!r} has no LM steps")
+            partial = await run_steps_async(steps, lm.complete)
+        except Exception as err:
+            return None, _failed(op, err, t0)
+        return partial, {"ok": True, "busyS": time.perf_counter() - t0, "lmCalls": lm.calls}
 
 
 #: The agent as a Ray actor. ``num_cpus=0``: the pool is sized to the cluster's CPUs by the

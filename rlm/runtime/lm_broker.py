@@ -9,9 +9,10 @@ runs it. The broker then, in order:
 4. reserves the call's worst case (prompt estimate + ``max_tokens``, priced) on the task's
    budget and on the user's daily token quota, before anything is sent — a call that would
    cross either is not sent, and the task fails with ``QUOTA_EXCEEDED``;
-5. sends it through the provider's gateway actor (created on first use), keeping the call's
-   reference so a cancel can stop it in flight (``ray.cancel``: the HTTP request is dropped,
-   not awaited);
+5. sends it through the provider's gateway actor (started with the engine): the calls
+   queued in one pass of the event loop go to a gateway shard in one message, and their
+   answers come back in groups (:meth:`LMGateway.complete_many`); each call keeps its key, so
+   a cancel stops it in flight (the HTTP request is dropped, not awaited);
 6. settles the reservations to the provider's reported usage, adds it to the task's usage and
    memoises the answer.
 
@@ -21,7 +22,7 @@ A call that was never answered (refused, failed, cancelled) charges nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -30,16 +31,20 @@ from typing import Any, Protocol
 
 import ray
 
-from rlm.errors import InternalError, InvalidInput, RLMError, error_from_payload
+from rlm.errors import InternalError, InvalidInput, RLMError
 from rlm.lm.budget import Budget, BudgetHold, TaskBudget
 from rlm.lm.calls import LMReply, LMRequest, LMUsage, cost_usd, estimate_tokens, memo_key
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings, resolve_provider
-from rlm.runtime.lm_gateway import GatewayActor
+from rlm.runtime.lm_gateway import GatewayActor, Outcome
 
 __all__ = ["CallStopped", "LMBroker", "TokenQuota"]
 
 log = logging.getLogger(__name__)
+
+
+#: The most calls one message to a gateway carries.
+_BATCH = 32
 
 
 class CallStopped(Exception):  # a signal: the task ended, so the call is not (or no longer) sent
@@ -66,6 +71,18 @@ class TokenQuota(Protocol):
         ...
 
 
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """One call between the broker and a gateway: queued, then sent, then answered."""
+
+    key: int
+    provider: str
+    tenant: str
+    call: dict[str, Any]
+    answer: asyncio.Future[dict[str, Any]]
+    shard: int | None = None  # None while queued (not sent yet)
+
+
 @dataclass
 class _Account:
     budget: TaskBudget
@@ -73,7 +90,7 @@ class _Account:
     memo: bool
     quota: TokenQuota | None
     usage: LMUsage = field(default_factory=LMUsage)
-    inflight: set[Any] = field(default_factory=set)
+    inflight: set[int] = field(default_factory=set)
     stopped: bool = False
     on_reply: Callable[[LMReply, LMRequest], None] | None = None
 
@@ -113,8 +130,13 @@ class LMBroker:
         self._memo = memo
         self._factory = gateway_factory or (lambda p: GatewayActor.remote(p))
         self._gateways: dict[str, list[Any]] = {}
+        self._batch_methods: dict[str, list[Any]] = {}
         self._busy: dict[str, list[int]] = {}
         self._accounts: dict[str, _Account] = {}
+        self._keys = itertools.count()
+        self._pending: dict[int, _Pending] = {}
+        self._outbox: dict[str, list[_Pending]] = {}
+        self._collectors: set[asyncio.Task[None]] = set()
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -150,9 +172,7 @@ class LMBroker:
         account.stopped = True
         if drain:
             await _until_empty(account.inflight, wait_s)
-        for ref in list(account.inflight):
-            with contextlib.suppress(Exception):
-                ray.cancel(ref)
+        self._cancel(list(account.inflight))
         await _until_empty(account.inflight, wait_s)
 
     def close(self, task_id: str) -> LMUsage | None:
@@ -180,16 +200,11 @@ class LMBroker:
         shards = self._gateways.get(provider.name)
         if shards is None:
             shards = self._gateways[provider.name] = [self._factory(p) for p in provider.shards()]
+            self._batch_methods[provider.name] = [
+                g.complete_many.options(num_returns="streaming") for g in shards
+            ]
             self._busy[provider.name] = [0] * len(shards)
         return shards
-
-    def _gateway(self, provider: ProviderSettings) -> int:
-        """The provider's least busy gateway shard (started on first use), counted busy."""
-        self._shards(provider)
-        busy = self._busy[provider.name]
-        shard = min(range(len(busy)), key=busy.__getitem__)
-        busy[shard] += 1
-        return shard
 
     async def gateway_stats(self) -> list[dict[str, Any]]:
         """Each started gateway shard's counters."""
@@ -226,15 +241,8 @@ class LMBroker:
         admitted = self._admit(account, request, extra=extra)
         if isinstance(admitted, LMReply):
             return admitted
-        shard = self._gateway(admitted.provider)
         try:
-            answer = await self._send(
-                account,
-                admitted.provider,
-                admitted.model,
-                shard,
-                lambda gateway: gateway.complete.remote(account.tenant, admitted.call),
-            )
+            answer = await self._answer(account, self._send(account, admitted))
         except BaseException:
             self._release(account, admitted)
             raise
@@ -246,9 +254,9 @@ class LMBroker:
         """Admit, send and account many calls of a task at once (an RLM sub-call batch).
 
         Each request is admitted in order as :meth:`call` admits it (a request the budget or
-        quota refuses gets its error, the others go on); the admitted ones are spread over
-        the provider's gateway shards and each shard gets its share in one actor call, so a
-        batch of hundreds costs the core a few actor calls, not hundreds.
+        quota refuses gets its error, the others go on); the admitted ones are all queued in
+        this pass of the event loop, so the queue sends them to the gateway shards in a few
+        messages (as it batches every call), not one per request.
 
         Returns:
             One outcome per request, in order: its reply, its error, or :class:`CallStopped`
@@ -259,7 +267,7 @@ class LMBroker:
         """
         account = self._live(task_id)
         outcomes: list[LMReply | RLMError | CallStopped] = [CallStopped(task_id)] * len(requests)
-        groups: dict[tuple[str, int], list[tuple[int, _Admitted]]] = {}
+        sent: list[tuple[int, _Admitted, _Pending]] = []
         for i, request in enumerate(requests):
             try:
                 admitted = self._admit(account, request, extra=False)
@@ -269,43 +277,37 @@ class LMBroker:
             if isinstance(admitted, LMReply):
                 outcomes[i] = admitted
                 continue
-            key = (admitted.provider.name, self._gateway(admitted.provider))
-            groups.setdefault(key, []).append((i, admitted))
-
-        async def send(shard: int, items: list[tuple[int, _Admitted]]) -> None:
-            provider = items[0][1].provider
-            calls = [a.call for _, a in items]
-            try:
-                answers = await self._send(
-                    account,
-                    provider,
-                    items[0][1].model,
-                    shard,
-                    lambda gateway: gateway.complete_many.remote(account.tenant, calls),
-                    taken=len(items),
-                )
-            except Exception as err:  # RLMError, CallStopped, or a bug: every call gets it
-                failure = (
-                    err
-                    if isinstance(err, RLMError | CallStopped)
-                    else InternalError(f"sending a batch of LM calls failed: {type(err).__name__}")
-                )
-                for i, admitted in items:
-                    self._release(account, admitted)
-                    outcomes[i] = failure
-                return
-            for (i, admitted), (kind, value) in zip(items, answers, strict=True):
-                if kind != "ok":
-                    self._release(account, admitted)
-                    outcomes[i] = error_from_payload(value)
-                    continue
-                try:
-                    outcomes[i] = self._complete(account, admitted, value)
-                except RLMError as err:
-                    outcomes[i] = err
-
-        await asyncio.gather(*(send(shard, items) for (_, shard), items in groups.items()))
+            sent.append((i, admitted, self._send(account, admitted)))
+        try:
+            if sent:
+                await asyncio.wait([pending.answer for _, _, pending in sent])
+        except BaseException:  # cancelled: the calls not answered yet are stopped
+            self._cancel([pending.key for _, _, pending in sent if not pending.answer.done()])
+            raise
+        finally:
+            for i, admitted, pending in sent:
+                self._forget(account, pending)
+                outcomes[i] = self._batch_outcome(account, admitted, pending)
         return outcomes
+
+    def _batch_outcome(
+        self, account: _Account, admitted: _Admitted, pending: _Pending
+    ) -> LMReply | RLMError | CallStopped:
+        """A batched call's outcome, accounted: its reply (settled), or its error (released)."""
+        answer = pending.answer
+        if not answer.done() or answer.cancelled():
+            self._release(account, admitted)
+            return CallStopped("cancelled")
+        err = answer.exception()
+        if err is not None:
+            self._release(account, admitted)
+            if isinstance(err, RLMError | CallStopped):
+                return err
+            return InternalError(f"sending an LM call failed: {type(err).__name__}")
+        try:
+            return self._complete(account, admitted, answer.result())
+        except RLMError as failure:
+            return failure
 
     def _live(self, task_id: str) -> _Account:
         account = self._accounts.get(task_id)
@@ -424,45 +426,123 @@ class LMBroker:
                 log.exception("could not memoise an LM reply")
         return reply
 
-    async def _send(
-        self,
-        account: _Account,
-        provider: ProviderSettings,
-        model: str,
-        shard: int,
-        submit: Callable[[Any], Any],
-        *,
-        taken: int = 1,
-    ) -> Any:
-        """Send through a gateway shard (``submit(gateway) -> ref``), cancellable in flight.
+    def _send(self, account: _Account, admitted: _Admitted) -> _Pending:
+        """Queue an admitted call for its provider's next batch (sent once this pass of the
+        event loop ends); it counts as in flight until :meth:`_forget`."""
+        pending = self._queue(admitted.provider, account.tenant, admitted.call)
+        account.inflight.add(pending.key)
+        if account.stopped:  # stopped while this call was being admitted
+            self._cancel([pending.key])
+        return pending
 
-        ``taken``: the calls the shard was counted busy with (given back at the end).
-        """
-        ref = submit(self._gateways[provider.name][shard])
-        account.inflight.add(ref)
+    async def _answer(self, account: _Account, pending: _Pending) -> dict[str, Any]:
+        """Wait for a queued call's answer; cancelling the wait stops the call."""
         try:
-            if account.stopped:  # stopped while this call was being admitted
-                ray.cancel(ref)
-                raise CallStopped("stopped")
-            return await ref
-        except (ray.exceptions.TaskCancelledError, asyncio.CancelledError):
+            return await pending.answer
+        except asyncio.CancelledError:
+            self._cancel([pending.key])
             raise CallStopped("cancelled") from None
-        except ray.exceptions.RayTaskError as err:
-            cause = err.as_instanceof_cause()
-            if isinstance(cause, RLMError):
-                raise cause from None
-            raise InternalError(
-                f"the gateway of LM provider {provider.name!r} failed: {type(cause).__name__}",
-                {"provider": provider.name, "model": model},
-            ) from None
-        except ray.exceptions.RayActorError:
-            raise InternalError(
-                f"the gateway of LM provider {provider.name!r} died while sending a call",
-                {"provider": provider.name, "model": model},
-            ) from None
         finally:
-            account.inflight.discard(ref)
-            self._busy[provider.name][shard] -= taken
+            self._forget(account, pending)
+
+    def _forget(self, account: _Account, pending: _Pending) -> None:
+        """The call is no longer in flight for the broker: answered, failed or given up."""
+        account.inflight.discard(pending.key)
+        del self._pending[pending.key]
+        if pending.shard is not None:
+            self._busy[pending.provider][pending.shard] -= 1
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def _queue(self, provider: ProviderSettings, tenant: str, call: dict[str, Any]) -> _Pending:
+        """Queue a call for the provider's next batch (sent once this pass of the loop ends)."""
+        self._shards(provider)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(next(self._keys), provider.name, tenant, call, loop.create_future())
+        self._pending[pending.key] = pending
+        queued = self._outbox.get(provider.name)
+        if queued is None:
+            queued = self._outbox[provider.name] = []
+            loop.call_soon(self._flush, provider.name)
+        queued.append(pending)
+        if len(queued) >= _BATCH:
+            # A pass that queues hundreds of calls sends the first ones while it queues more
+            # (the flush already scheduled then sends what is left, or nothing).
+            self._flush(provider.name)
+        return pending
+
+    def _flush(self, name: str) -> None:
+        """Send the provider's queued calls: one message to each shard that gets some."""
+        busy = self._busy[name]
+        batches: dict[int, list[_Pending]] = {}
+        for pending in self._outbox.pop(name, []):
+            if pending.answer.done():  # stopped before it was sent
+                continue
+            shard = min(range(len(busy)), key=busy.__getitem__)  # the least busy
+            busy[shard] += 1
+            pending.shard = shard
+            batches.setdefault(shard, []).append(pending)
+        loop = asyncio.get_running_loop()
+        for shard, batch in batches.items():
+            try:
+                stream = self._batch_methods[name][shard].remote(
+                    [(p.key, p.tenant, p.call) for p in batch]
+                )
+            except Exception as err:  # not sent: each call fails (and is charged nothing)
+                log.exception("could not send a batch to the gateway of LM provider %r", name)
+                stream = _Unsent(err)
+            task = loop.create_task(self._collect(name, stream, {p.key: p for p in batch}))
+            self._collectors.add(task)
+            task.add_done_callback(self._collectors.discard)
+
+    async def _collect(self, name: str, stream: Any, batch: dict[int, _Pending]) -> None:
+        """Hand each call of a batch its outcome as the gateway reports it."""
+        failure: str | None = None
+        try:
+            async for ref in stream:
+                outcomes: list[Outcome] = await ref
+                for key, kind, value in outcomes:
+                    pending = batch.pop(key, None)
+                    if pending is None or pending.answer.done():
+                        continue
+                    if kind == "ok":
+                        pending.answer.set_result(value)
+                    elif kind == "err":
+                        pending.answer.set_exception(value)
+                    else:
+                        pending.answer.set_exception(CallStopped("cancelled"))
+        except ray.exceptions.RayActorError:
+            failure = "died while sending a call"
+        except Exception as err:  # every call of the batch must be answered, whatever failed
+            cause = (
+                err.as_instanceof_cause() if isinstance(err, ray.exceptions.RayTaskError) else err
+            )
+            failure = f"failed: {type(cause).__name__}"
+        for pending in batch.values():  # calls the gateway never answered
+            if not pending.answer.done():
+                model = pending.call["model"]
+                pending.answer.set_exception(
+                    InternalError(
+                        f"the gateway of LM provider {name!r} "
+                        f"{failure or 'ended a batch without answering a call'}",
+                        {"provider": name, "model": model},
+                    )
+                )
+
+    def _cancel(self, keys: list[int]) -> None:
+        """Stop calls: a queued one is never sent; a sent one is cancelled at its gateway."""
+        sent: dict[tuple[str, int], list[int]] = {}
+        for key in keys:
+            pending = self._pending.get(key)
+            if pending is None:
+                continue
+            if pending.shard is None:
+                if not pending.answer.done():
+                    pending.answer.set_exception(CallStopped("stopped"))
+            else:
+                sent.setdefault((pending.provider, pending.shard), []).append(key)
+        for (name, shard), some in sent.items():
+            self._gateways[name][shard].cancel.remote(some)
 
     @staticmethod
     def _settle(
@@ -484,9 +564,22 @@ class LMBroker:
             account.on_reply(reply, request)
 
 
+class _Unsent:
+    """The outcome stream of a batch that could not be sent: it fails at once."""
+
+    def __init__(self, err: Exception) -> None:
+        self._err = err
+
+    def __aiter__(self) -> _Unsent:
+        return self
+
+    async def __anext__(self) -> Any:
+        raise self._err
+
+
 async def _until_empty(inflight: set[Any], wait_s: float) -> None:
-    # Each call's own coroutine removes its reference when it ends (answered, failed or
-    # cancelled): wait for that rather than awaiting the references a second time.
+    # Each call's own coroutine removes its key when it ends (answered, failed or cancelled):
+    # wait for that rather than for the calls themselves.
     deadline = time.monotonic() + wait_s
     while inflight and time.monotonic() < deadline:
         await asyncio.sleep(0.005)

@@ -1,42 +1,57 @@
 """LM gateways: one actor per provider, where that provider's limits hold.
 
-A gateway owns the provider's ``AsyncOpenAI`` client, its concurrency slots (shared fairly by
+A gateway owns the provider's HTTP client (:class:`~rlm.lm.chat_http.ChatClient`: the request
+the ``openai`` client sends, and its exceptions), its concurrency slots (shared fairly by
 tenants) and its requests/tokens-per-minute pacer, so the limits hold across every task, Serve
 replica and node: every LM call of the service to that provider passes through it.
 
-Retries: the client is built with ``max_retries=0`` and the gateway retries 429, 5xx,
-connection errors and timeouts itself — honouring ``Retry-After`` (seconds or an HTTP date),
-else exponential backoff with full jitter — because every attempt must pass the pacer again
-(a retry the provider sees is a request it counts). Errors become :class:`RLMError` naming the
+Retries: the client does not retry; the gateway retries 429, 5xx, connection errors and
+timeouts itself — honouring ``Retry-After`` (seconds or an HTTP date), else exponential
+backoff with full jitter — because every attempt must pass the pacer again (a retry the
+provider sees is a request it counts). Errors become :class:`RLMError` naming the
 provider and model: the caller's mistakes (a prompt over the context window, a malformed
 request) are ``INVALID_INPUT``; the provider's (a rejected key, an unknown model, 5xx after
 retries, unreachable) are ``INTERNAL_ERROR`` with ``providerStatus``.
+
+Batches: the broker sends the calls it has ready at once in one message
+(:meth:`LMGateway.complete_many`, a streaming generator), and gets their outcomes back in
+groups, each group what finished together; one message each way per group instead of per
+call is what the CPU of two busy processes is spent on otherwise. Every call of a batch is
+still sent, limited, retried and answered on its own, and :meth:`LMGateway.cancel` stops one
+call by its key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import random
 import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import openai
+import orjson
 import ray
-from openai.types.chat import ChatCompletion
 
 from rlm.errors import InternalError, InvalidInput, RLMError
+from rlm.lm.chat_http import ChatClient
 from rlm.lm.limits import FairSlots, RatePacer
 from rlm.lm.settings import ProviderSettings
 
-__all__ = ["GatewayActor", "LMGateway"]
+__all__ = ["GatewayActor", "LMGateway", "Outcome"]
 
 log = logging.getLogger(__name__)
 
-#: Connections per HTTP client (see ``LMGateway.__init__``).
-_POOL = 8
+#: Keys of cancels that arrived before their call (remembered, a bounded number).
+_EARLY_CANCELS = 10_000
+
+#: What a batched call ends as: ``(key, "ok", answer)``, ``(key, "err", RLMError)`` or
+#: ``(key, "cancelled", None)``.
+Outcome = tuple[int, str, Any]
 
 _RETRYABLE = (
     openai.RateLimitError,
@@ -78,12 +93,7 @@ class LMGateway:
 
     def __init__(self, provider: ProviderSettings, max_backoff_s: float = 30.0) -> None:
         self._p = provider
-        # httpcore's connection pool does work proportional to its connections times its
-        # requests on every request event: one pool of 64 busy connections costs tens of ms
-        # of CPU per request. Several small clients (``_POOL`` connections each) keep that
-        # cost flat; each request takes the least busy one.
-        self._clients: list[openai.AsyncOpenAI] = []
-        self._busy: list[int] = []
+        self._client: ChatClient | None = None
         self._slots = FairSlots(provider.max_concurrency, provider.max_inflight_per_tenant)
         self._pacer = RatePacer(provider.requests_per_minute, provider.tokens_per_minute)
         self._max_backoff_s = max_backoff_s
@@ -91,35 +101,40 @@ class LMGateway:
         self._answered = 0
         self._retried = 0
         self._failed = 0
+        self._batches = 0
+        self._replies = 0
+        self._running: dict[int, asyncio.Task[dict[str, Any]]] = {}
+        self._cancelled_early: OrderedDict[int, None] = OrderedDict()
 
-    def _pick(self) -> int:
-        """The index of the least busy client (made on first use)."""
-        if not self._clients:
+    def _http(self) -> ChatClient:
+        """The provider's HTTP client (its connections open on first use, on this loop)."""
+        if self._client is None:
             key = self._p.api_key.get_secret_value() if self._p.api_key is not None else "unset"
-            n = -(-self._p.max_concurrency // _POOL)
-            self._clients = [
-                openai.AsyncOpenAI(
-                    base_url=self._p.base_url,
-                    api_key=key,
-                    max_retries=0,
-                    timeout=self._p.timeout_s,
-                    http_client=openai.DefaultAsyncHttpxClient(
-                        limits=httpx.Limits(max_connections=_POOL, max_keepalive_connections=_POOL)
-                    ),
-                )
-                for _ in range(n)
-            ]
-            self._busy = [0] * n
-        return min(range(len(self._busy)), key=self._busy.__getitem__)
+            self._client = ChatClient(
+                self._p.base_url,
+                key,
+                timeout_s=self._p.timeout_s,
+                max_connections=self._p.max_concurrency,
+            )
+        return self._client
+
+    async def close(self) -> None:
+        """Close the provider's client (its connections); a later call opens a new one."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: requests sent (attempts), answered, retried, failed; slots in use."""
+        """Counters: requests sent (attempts), answered, retried, failed; batches received
+        and the messages that answered them; slots in use."""
         return {
             "provider": self._p.name,
             "sent": self._sent,
             "answered": self._answered,
             "retried": self._retried,
             "failed": self._failed,
+            "batches": self._batches,
+            "replies": self._replies,
             "inflight": self._slots.inflight,
             "maxInflight": self._slots.max_inflight,
             "maxInflightByTenant": dict(self._slots.max_by_tenant),
@@ -148,24 +163,14 @@ class LMGateway:
             try:
                 await self._pacer.wait_turn(int(call["tokens"]))
                 self._sent += 1
-                which = self._pick()
-                self._busy[which] += 1
-                try:
-                    # The client's typed POST: the body is already in wire form, so the
-                    # parameter transform of ``chat.completions.create`` (about 1 ms of CPU
-                    # a call) is skipped; the answer is still a typed ``ChatCompletion``.
-                    response = await self._clients[which].post(
-                        "/chat/completions",
-                        cast_to=ChatCompletion,
-                        body={
-                            "model": model,
-                            "messages": call["messages"],
-                            "max_tokens": int(call["maxTokens"]),
-                            "temperature": float(call["temperature"]),
-                        },
-                    )
-                finally:
-                    self._busy[which] -= 1
+                body = await self._http().create(
+                    {
+                        "model": model,
+                        "messages": call["messages"],
+                        "max_tokens": int(call["maxTokens"]),
+                        "temperature": float(call["temperature"]),
+                    }
+                )
             except _RETRYABLE as err:
                 if attempt >= self._p.max_retries:
                     self._failed += 1
@@ -179,43 +184,134 @@ class LMGateway:
                 self._failed += 1
                 raise self._error(err, model) from None
             else:
+                try:
+                    reply = self._reply(body, model, time.perf_counter() - t0)
+                except RLMError:
+                    self._failed += 1
+                    raise
                 self._answered += 1
-                return self._reply(response, model, time.perf_counter() - t0)
+                return reply
             finally:
                 self._slots.release(tenant)
             await asyncio.sleep(min(wait, self._max_backoff_s))
 
     async def complete_many(
-        self, tenant: str, calls: list[dict[str, Any]]
-    ) -> list[tuple[str, Any]]:
-        """Send many chat completions at once (a batch the broker gathered for this shard).
+        self, calls: list[tuple[int, str, dict[str, Any]]]
+    ) -> AsyncIterator[list[Outcome]]:
+        """Send several calls, each as :meth:`complete` does; yield outcomes as calls finish.
 
-        One actor call for the batch instead of one per request; each call still takes its
-        slot and passes the pacer on its own, as :meth:`complete`.
+        The gateway actor runs this as a streaming generator: each list it yields travels
+        back as one message, holding every call that finished since the last one.
 
-        Returns:
-            Per call, in order: ``("ok", answer)`` (as :meth:`complete` returns it) or
-            ``("err", error payload)``.
+        Args:
+            calls: ``(key, tenant, call)`` each; ``key`` (unique per caller) names the call
+                to :meth:`cancel` and in its outcome.
+
+        Yields:
+            Lists of :data:`Outcome`; every call of the batch is in exactly one of them.
         """
+        self._batches += 1
+        finished: list[Outcome] = []
+        wake = asyncio.Event()
+        tasks: list[asyncio.Task[dict[str, Any]]] = []
+        for key, tenant, call in calls:
+            if key in self._cancelled_early:
+                del self._cancelled_early[key]
+                finished.append((key, "cancelled", None))
+                continue
+            task = asyncio.get_running_loop().create_task(self.complete(tenant, call))
+            self._running[key] = task
+            task.add_done_callback(functools.partial(self._finished, key, finished, wake))
+            tasks.append(task)
+        left = len(calls)
+        try:
+            while left:
+                if not finished:
+                    await wake.wait()
+                # Answers read in the same pass of the loop finish over the next few passes:
+                # gather them into this message while each pass still adds some.
+                while True:
+                    seen = len(finished)
+                    await asyncio.sleep(0)
+                    if len(finished) == seen:
+                        break
+                wake.clear()
+                out = finished[:]
+                finished.clear()
+                left -= len(out)
+                self._replies += 1
+                yield out
+        finally:
+            for task in tasks:  # the caller went away or cancelled the whole batch
+                task.cancel()
 
-        async def one(call: dict[str, Any]) -> tuple[str, Any]:
-            try:
-                return "ok", await self.complete(tenant, call)
-            except RLMError as err:
-                return "err", err.to_payload()
+    def _finished(
+        self,
+        key: int,
+        finished: list[Outcome],
+        wake: asyncio.Event,
+        task: asyncio.Task[dict[str, Any]],
+    ) -> None:
+        self._running.pop(key, None)
+        if task.cancelled():
+            finished.append((key, "cancelled", None))
+        elif (err := task.exception()) is None:
+            finished.append((key, "ok", task.result()))
+        elif isinstance(err, RLMError):
+            finished.append((key, "err", err))
+        else:  # a bug of ours, not the provider's answer
+            log.error("LM gateway %r: a call failed", self._p.name, exc_info=err)
+            failure = InternalError(
+                f"the gateway of LM provider {self._p.name!r} failed: {type(err).__name__}",
+                {"provider": self._p.name},
+            )
+            finished.append((key, "err", failure))
+        wake.set()
 
-        return list(await asyncio.gather(*(one(call) for call in calls)))
+    async def cancel(self, keys: list[int]) -> None:
+        """Stop the batched calls named by ``keys``: each ends ``cancelled``, charged nothing.
 
-    def _reply(self, response: Any, model: str, latency_s: float) -> dict[str, Any]:
-        choice = response.choices[0] if response.choices else None
-        text = (choice.message.content if choice is not None else None) or ""
-        usage = response.usage
+        A key not (yet) running is remembered, so a cancel that overtakes its batch still
+        stops the call; a key that has finished already is a no-op.
+        """
+        for key in keys:
+            task = self._running.get(key)
+            if task is not None:
+                task.cancel()
+                continue
+            self._cancelled_early[key] = None
+            while len(self._cancelled_early) > _EARLY_CANCELS:
+                self._cancelled_early.popitem(last=False)
+
+    def _reply(self, body: bytes, model: str, latency_s: float) -> dict[str, Any]:
+        """The answer of a 200, read from the provider's JSON.
+
+        Raises:
+            InternalError: the body is not a chat completion.
+        """
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise InternalError(
+                f"LM provider {self._p.name!r} (model {model!r}) answered with a body that "
+                "is not a chat completion",
+                {"provider": self._p.name, "model": model, "reason": "bad answer"},
+            )
+        choices = data.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else {}
+        choice = choice if isinstance(choice, dict) else {}
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else None
         return {
-            "text": text,
-            "model": response.model or model,
-            "finishReason": None if choice is None else choice.finish_reason,
-            "inputTokens": int(usage.prompt_tokens) if usage is not None else 0,
-            "outputTokens": int(usage.completion_tokens) if usage is not None else 0,
+            "text": text if isinstance(text, str) else "",
+            "model": str(data.get("model") or model),
+            "finishReason": choice.get("finish_reason"),
+            "inputTokens": int(usage.get("prompt_tokens") or 0) if usage is not None else 0,
+            "outputTokens": int(usage.get("completion_tokens") or 0) if usage is not None else 0,
             "latencyS": latency_s,
             "usage": usage is not None,
         }

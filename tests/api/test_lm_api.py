@@ -91,10 +91,14 @@ def test_a_daily_token_limit_stops_lm_calls_before_they_are_sent(
         assert response.status_code == 429, response.text
         error = response.json()["error"]
         assert error["code"] == "QUOTA_EXCEEDED"
-        assert error["details"]["resource"] == "tokens"
+        details = error["details"]
+        assert details["resource"] == "tokens"
+        # Refused with a few calls already admitted (held), at the call that would cross.
+        assert 0 < details["used"] <= 100 < details["used"] + details["requested"]
         daily = client.get("/quotas/user/me").json()["daily"]
+    # The admitted calls may or may not have left before the refusal stopped the task.
     sent = lm_server.stats().requests
-    assert 1 <= sent < 20
+    assert sent < 20
     assert daily["tokensUsed"] <= 100
     assert daily["tokensRemaining"] >= 0
 

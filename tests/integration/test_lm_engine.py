@@ -160,6 +160,47 @@ def test_llm_classify_over_oolong_matches_the_published_counts(
     assert result.usage is not None and result.usage.lm_calls + 0 >= 14
 
 
+@pytest.mark.parametrize(("shape", "calls"), [("recursive", 4 + 2 + 1), ("sequential", 4)])
+def test_llm_summarize_asks_the_model_in_combines_and_folds(
+    lm_hv: rlm.Hypervisor, server: FakeLMServer, shape: str, calls: int
+) -> None:
+    # On the core's agent each call runs as steps on the loop; combines and folds of a
+    # summary are model calls too, each answered and counted.
+    result = lm_hv.execute(
+        {
+            "type": shape,
+            "description": "summarise",
+            "input": {"items": [f"fact {i}" for i in range(8)], "operation": "llm_summarize"},
+            "options": {"leafSize": 2, "fanout": 2, "memo": False},
+        }
+    )
+    assert result.status == "completed", result.error
+    sent = server.requests
+    purposes = Counter(
+        "combine"
+        if "consecutive parts" in r.last_user_message
+        else "fold"
+        if "summary of the text so far" in r.last_user_message
+        else "leaf"
+        for r in sent
+    )
+    assert len(sent) == calls and result.usage is not None and result.usage.lm_calls == calls
+    if shape == "recursive":
+        assert purposes == Counter({"leaf": 4, "combine": 3})
+    else:
+        assert purposes == Counter({"leaf": 1, "fold": 3})
+    last = (
+        sent[-1].last_user_message
+        if shape == "sequential"
+        else next(
+            r.last_user_message
+            for r in reversed(sent)
+            if "consecutive parts" in r.last_user_message
+        )
+    )
+    assert result.output == ("R:" + last[::-1]).strip()
+
+
 def test_a_budget_of_n_calls_sends_exactly_n(lm_hv: rlm.Hypervisor, server: FakeLMServer) -> None:
     result = lm_hv.execute(
         _map([f"x{i}" for i in range(10)], options={"leafSize": 1, "budget": {"lmCalls": 3}})

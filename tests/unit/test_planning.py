@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
 
 import pytest
 from hypothesis import given
@@ -114,3 +115,13 @@ def test_out_of_range_names_the_field(kwargs: dict[str, int], field: str) -> Non
         plan_task("recursive", 100, **kwargs)  # type: ignore[arg-type]
     assert info.value.details["field"] == field
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize("shape", ["recursive", "parallel", "sequential"])
+def test_a_plan_pickles_to_an_equal_plan(shape: str) -> None:
+    # Plans travel to the core with every task (PlanNode has its own, faster, __reduce__).
+    plan = plan_task(shape, 257, leaf_size=2, fanout=3)
+    back = pickle.loads(pickle.dumps(plan))
+    assert back == plan
+    assert [type(n) for n in back.nodes] == [type(n) for n in plan.nodes]
+    assert back.nodes[0].parent == plan.nodes[0].parent and back.root.children
