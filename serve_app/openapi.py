@@ -117,6 +117,17 @@ def _describe_input(app: FastAPI, doc: dict[str, Any]) -> None:
     if not isinstance(registry, OperationRegistry):
         registry = default_registry()
     schema["properties"]["input"] = input_schema(registry, _schema_context(app))
+    # model, subModel and maxIterations are RLM options: any other task refuses them.
+    rlm_only = [{"required": [name]} for name in ("model", "subModel", "maxIterations")]
+    schema["allOf"] = [
+        {
+            "if": {
+                "properties": {"input": {"properties": {"operation": {"const": "rlm"}}}},
+                "required": ["input"],
+            },
+            "else": {"properties": {"options": {"not": {"anyOf": rlm_only}}}},
+        }
+    ]
 
 
 def _enumerate_connectors(doc: dict[str, Any], names: list[str]) -> None:
