@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test check lint typecheck bench bench-rlms fmt docs clean
+.PHONY: serve test check lint typecheck bench bench-rlms fmt docs clean system-deps
 
 # The reference RLM implementation (rlms) for benchmarks/rlm.py, in a virtual environment of its
 # own: its package is also named `rlm` and would shadow this one in .venv.
@@ -20,7 +20,11 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/rlm serve
 
-test: $(STAMP)
+# PostgreSQL and Chromium come from the distribution's packages (scripts/system-deps.sh).
+system-deps:
+	./scripts/system-deps.sh
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)
