@@ -161,7 +161,11 @@ class Settings(BaseSettings):
         env: ``production`` refuses insecure defaults (a generated JWT secret; plain HTTP
             unless a proxy in front terminates TLS).
         state_dir: Where the SQLite state file and generated secrets live.
-        database_url: Reserved for a Postgres state store; refused for now (SQLite only).
+        database_url: A ``postgresql://user:password@host:5432/db`` URL: the quota ledger
+            lives in that PostgreSQL database (schema migrated at start-up) and several
+            instances share it; unset, state is SQLite under ``state_dir``. Secret: never
+            printed.
+        database_pool_size: Connections each process keeps open to ``database_url``.
         ray_address: Join this Ray cluster instead of starting a local one.
         namespace: Ray namespace of the singleton actors.
         engine: Execution engine settings.
@@ -184,7 +188,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     state_dir: Path = Field(default_factory=lambda: Path.home() / ".rlm")
-    database_url: str | None = None
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=4, ge=1, le=100)
     ray_address: str | None = None
     namespace: str = "rlm"
     engine: EngineSettings = Field(default_factory=EngineSettings)
@@ -207,6 +212,19 @@ class Settings(BaseSettings):
     def storage_settings(self) -> StorageSettings:
         """Storage settings with the embedded ``local`` connector at ``<state_dir>/data``."""
         return with_local_default(self.storage, self.state_dir)
+
+    @model_validator(mode="after")
+    def _postgresql_only(self) -> Settings:
+        if self.database_url is not None:
+            from rlm.db.url import validate_database_url
+
+            validate_database_url(self.database_url.get_secret_value())
+        return self
+
+    @property
+    def database_dsn(self) -> str | None:
+        """The PostgreSQL URL in clear (for connecting only; never log it), or ``None``."""
+        return None if self.database_url is None else self.database_url.get_secret_value()
 
     @property
     def database_path(self) -> Path:

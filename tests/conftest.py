@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
 
 from tests.hypothesis_profiles import register_profiles, select_profile
+
+if TYPE_CHECKING:
+    from rlm.testing.postgres import ThrowawayPostgres
 
 register_profiles()
 settings.load_profile(select_profile(os.environ))
@@ -41,3 +46,19 @@ def ray_session() -> Iterator[None]:
         serve.shutdown()
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    """One throwaway PostgreSQL 15 on loopback for the session (never skipped: CI installs it)."""
+    from rlm.testing.postgres import ThrowawayPostgres
+
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: ThrowawayPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database of the session server for one test."""
+    name = "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    return postgres_server.database_url(name)

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlm.errors import InternalError, InvalidInput, RLMError
+from rlm.quotas.backend import QuotaStateStore, open_quota_store
 from rlm.quotas.clock import Clock, SystemClock
 from rlm.quotas.ledger import QuotaLedger
 from rlm.quotas.settings import QuotaSettings
-from rlm.quotas.store import QuotaStore
 
 __all__ = ["BATCHABLE", "BatchCall", "Outcome", "QuotaLedgerService", "READS", "WRITES"]
 
@@ -122,24 +122,34 @@ class QuotaLedgerService(_LedgerMethods):
     the ledger's own signature and docstring: reads run under the lock, writes also persist
     what they changed (:meth:`_commit`) before returning.
 
+    With a PostgreSQL store (``database_url``) several services, in several processes or
+    clusters, share one ledger: each change runs in one transaction holding the ledger's lock
+    across all of them, after catching up with what the others wrote (see
+    :mod:`rlm.quotas.pg_store`), and each read first catches up.
+
     Args:
-        path: The SQLite state file (its journal is ``<path>.journal``).
+        path: The SQLite state file (its journal is ``<path>.journal``); unused with
+            ``database_url``.
         settings: Tier defaults and alert thresholds.
         clock: Where time comes from (the system clock by default).
         compact_every: Journal records between compactions (see :class:`QuotaStore`).
+        database_url: A ``postgresql://`` URL: keep the ledger there instead.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None,
         settings: QuotaSettings | None = None,
         clock: Clock | None = None,
         *,
         compact_every: int = 10_000,
+        database_url: str | None = None,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._settings = settings or QuotaSettings()
-        self._store = QuotaStore(path, compact_every=compact_every)
+        self._store: QuotaStateStore = open_quota_store(
+            path, database_url, compact_every=compact_every
+        )
         self._ledger = self._store.load_ledger(self._clock, self._settings)
         # Ray runs an actor's methods one at a time unless told otherwise; the lock keeps a
         # threaded actor (max_concurrency > 1) or a plain multi-threaded caller just as safe.
@@ -188,19 +198,19 @@ class QuotaLedgerService(_LedgerMethods):
                     f"{method!r} cannot be batched; one of {sorted(BATCHABLE)}",
                     field=f"calls[{i}].method",
                 )
-        outcomes: list[Outcome] = []
-        with self._lock:
-            try:
-                for method, args, kwargs in calls:
-                    try:
-                        outcomes.append(getattr(self._ledger, method)(*args, **kwargs))
-                    except RLMError as err:
-                        outcomes.append(err)
-                    except TypeError as err:  # the caller's arguments do not fit the method
-                        outcomes.append(InvalidInput(f"{method}: {err}", field="calls"))
-            finally:
-                self._persist()
-        return outcomes
+
+        def run_all() -> list[Outcome]:
+            outcomes: list[Outcome] = []
+            for method, args, kwargs in calls:
+                try:
+                    outcomes.append(getattr(self._ledger, method)(*args, **kwargs))
+                except RLMError as err:
+                    outcomes.append(err)
+                except TypeError as err:  # the caller's arguments do not fit the method
+                    outcomes.append(InvalidInput(f"{method}: {err}", field="calls"))
+            return outcomes
+
+        return self._commit(run_all)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -220,21 +230,35 @@ class QuotaLedgerService(_LedgerMethods):
 
     def _read(self, call: Callable[[], T]) -> T:
         with self._lock:
+            try:
+                fresh = self._store.refresh()
+            except InternalError:
+                # Answer from memory rather than not at all: a read decides nothing durable.
+                fresh = None
+            if fresh is not None:
+                self._ledger = QuotaLedger.restore(fresh, self._clock, self._settings)
             return call()
 
     def _commit(self, call: Callable[[], T]) -> T:
         with self._lock:
+            failure: BaseException | None = None
             try:
-                return call()
-            finally:
-                # Also after a failed call: whatever it changed in memory must reach the file
-                # (refusals change nothing, so this is normally empty).
-                self._persist()
-
-    def _persist(self) -> None:
-        try:
-            self._store.apply(self._ledger.pop_changes())
-        except (sqlite3.Error, OSError, InternalError) as err:
-            # Memory is now ahead of the file; fall back to what is durable so the two agree.
-            self._ledger = self._store.load_ledger(self._clock, self._settings)
-            raise InternalError("the quota state could not be saved", {"cause": str(err)}) from err
+                with self._store.exclusive() as fresh:
+                    if fresh is not None:  # another instance wrote since: start from its state
+                        self._ledger = QuotaLedger.restore(fresh, self._clock, self._settings)
+                    try:
+                        result = call()
+                    except BaseException as err:
+                        failure = err
+                    # Also after a failed call: whatever it changed in memory must be stored
+                    # (refusals change nothing, so this is normally empty).
+                    self._store.apply(self._ledger.pop_changes())
+            except (sqlite3.Error, OSError, InternalError) as err:
+                # Memory is now ahead of the store; fall back to what is durable.
+                self._ledger = self._store.load_ledger(self._clock, self._settings)
+                raise InternalError(
+                    "the quota state could not be saved", {"cause": str(err)}
+                ) from err
+            if failure is not None:
+                raise failure
+            return result

@@ -136,6 +136,15 @@ class QuotaStore:
         """A ledger with the stored state (an empty one for a new file)."""
         return QuotaLedger.restore(self.load(), clock, settings)
 
+    def refresh(self) -> Snapshot | None:
+        """Always ``None``: this process is the file's only writer (the lock says so)."""
+        return None
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Snapshot | None]:
+        """Nothing to lock or catch up on: the file has one writer (yields ``None``)."""
+        yield None
+
     def apply(self, changes: ChangeSet) -> None:
         """Make ``changes`` durable (one journal record); compact now and then.
 

@@ -1,0 +1,281 @@
+"""The quota ledger's state in PostgreSQL, shared by every service instance on the database.
+
+Each instance keeps the whole ledger in memory (admission is a dict lookup, not a query) and the
+database is the one truth: every mutating call runs in one transaction that
+
+1. locks the ledger's revision row (``SELECT rev FROM quota_meta ... FOR UPDATE``), so calls
+   from all instances are applied one at a time, in one order;
+2. reads the entities other instances wrote since this one's revision (``rev > known``) and
+   rebuilds the in-memory ledger from them when there are any;
+3. applies the call (a reservation checks and charges the user, team and org rows together);
+4. writes the entities it changed at the next revision and commits.
+
+So a reservation is all or nothing across instances and two instances can never both spend the
+last unit of a limit. A batch of admissions (:meth:`QuotaLedgerService.batch`) is one
+transaction: group commit, as the SQLite store does with its journal. Deleted entities stay as
+tombstones (``data`` NULL) so a catching-up instance sees the delete.
+
+Example:
+    >>> with PostgresQuotaStore("postgresql://rlm@127.0.0.1/rlm") as store:   # doctest: +SKIP
+    ...     ledger = store.load_ledger(SystemClock())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from rlm.db.connect import open_checked
+from rlm.db.url import redact
+from rlm.errors import InternalError
+from rlm.quotas.changes import KINDS, ChangeSet, Snapshot
+from rlm.quotas.clock import Clock
+from rlm.quotas.ledger import QuotaLedger
+from rlm.quotas.settings import QuotaSettings
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresQuotaStore"]
+
+_log = logging.getLogger(__name__)
+
+_UPSERT = """INSERT INTO quota_entities (kind, key, data, rev)
+SELECT k, n, d::jsonb, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS c(k, n, d)
+ON CONFLICT (kind, key) DO UPDATE SET data = EXCLUDED.data, rev = EXCLUDED.rev"""
+
+
+class PostgresQuotaStore:
+    """The ledger's entities in a PostgreSQL database (schema migrated beforehand).
+
+    Args:
+        url: The ``postgresql://`` URL (``RLM_DATABASE_URL``).
+
+    Raises:
+        InternalError: The server cannot be reached or its schema is not this code's.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        # The ledger as of revision self._rev: kept so a catch-up reads only newer rows.
+        self._snap: Snapshot = {kind: {} for kind in KINDS}
+        self._rev = -1
+        self._in_txn = False
+        self._connection()
+
+    @property
+    def path(self) -> str:
+        """Where the state lives (the URL without its password)."""
+        return redact(self._url)
+
+    @property
+    def revision(self) -> int:
+        """The ledger revision this store has seen (each committed write adds one)."""
+        return self._rev
+
+    def journal_length(self) -> int:
+        """Always 0: every call is committed to its rows (the SQLite store's journal twin)."""
+        return 0
+
+    def load(self) -> Snapshot:
+        """Every stored entity, read afresh, as ``{kind: {key: data}}`` (all kinds present)."""
+        with self._errors():
+            conn = self._connection()
+            with conn.transaction():
+                row = conn.execute("SELECT rev FROM quota_meta WHERE id = 1").fetchone()
+                rows = conn.execute(
+                    "SELECT kind, key, data FROM quota_entities WHERE data IS NOT NULL"
+                ).fetchall()
+            snap: Snapshot = {kind: {} for kind in KINDS}
+            for kind, key, data in rows:
+                snap.setdefault(str(kind), {})[str(key)] = _as_dict(data)
+            self._snap = snap
+            self._rev = int(str(row[0])) if row else 0
+        return _copy(self._snap)
+
+    def load_ledger(self, clock: Clock, settings: QuotaSettings | None = None) -> QuotaLedger:
+        """A ledger with the stored state (an empty one for a new database)."""
+        return QuotaLedger.restore(self.load(), clock, settings)
+
+    def refresh(self) -> Snapshot | None:
+        """The whole state if other instances changed it since this store last looked, else
+        ``None`` (one cheap query when nothing changed)."""
+        if self._in_txn:
+            return None
+        with self._errors():
+            conn = self._connection()
+            with conn.transaction():
+                return self._catch_up(conn, lock=False)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Snapshot | None]:
+        """Hold the ledger's lock across all instances for one transaction.
+
+        Yields the whole state when other instances changed it since this store last looked
+        (the caller rebuilds its ledger from it), else ``None``. :meth:`apply` calls inside
+        join the transaction, committed on exit (rolled back if the body raises).
+
+        Raises:
+            InternalError: The database failed; nothing of the transaction is stored.
+        """
+        with self._errors():
+            conn = self._connection()
+            with conn.transaction():
+                self._in_txn = True
+                try:
+                    yield self._catch_up(conn, lock=True)
+                except BaseException:
+                    self._rev = -1  # rolled back: the mirror may hold what was not stored
+                    raise
+                finally:
+                    self._in_txn = False
+
+    def apply(self, changes: ChangeSet) -> None:
+        """Write ``changes`` at the next revision (in the open :meth:`exclusive` transaction,
+        else in one of its own).
+
+        Raises:
+            InternalError: The write failed; nothing of ``changes`` is stored.
+        """
+        if not changes:
+            return
+        if not self._in_txn:
+            with self.exclusive():
+                self.apply(changes)
+            return
+        with self._errors():
+            conn = self._connection()
+            rev = self._rev + 1
+            kinds: list[str] = []
+            keys: list[str] = []
+            datas: list[str | None] = []
+            for kind, key, data in changes.upserts:
+                kinds.append(kind)
+                keys.append(key)
+                datas.append(orjson.dumps(data).decode())
+            for kind, key in changes.deletes:
+                kinds.append(kind)
+                keys.append(key)
+                datas.append(None)
+            with conn.pipeline():
+                conn.execute(_UPSERT, (rev, kinds, keys, datas))
+                conn.execute("UPDATE quota_meta SET rev = %s WHERE id = 1", (rev,))
+            self._rev = rev
+            self._fold([*changes.upserts, *((k, n, None) for k, n in changes.deletes)])
+
+    def compact(self) -> None:
+        """Nothing to fold: rows are written per call (kept for the store interface)."""
+
+    def replace(self, snapshot: Snapshot) -> None:
+        """Overwrite the whole state with ``snapshot`` (one transaction, for every instance)."""
+        with self.exclusive(), self._errors():
+            conn = self._connection()
+            rev = self._rev + 1
+            # Tombstones for what disappears, so other instances' catch-up sees it.
+            conn.execute(
+                "UPDATE quota_entities SET data = NULL, rev = %s WHERE data IS NOT NULL",
+                (rev,),
+            )
+            rows = [(k, n, d) for k, entities in snapshot.items() for n, d in entities.items()]
+            conn.execute(
+                _UPSERT,
+                (
+                    rev,
+                    [k for k, _, _ in rows],
+                    [n for _, n, _ in rows],
+                    [orjson.dumps(d).decode() for _, _, d in rows],
+                ),
+            )
+            conn.execute("UPDATE quota_meta SET rev = %s WHERE id = 1", (rev,))
+            self._rev = rev
+            self._snap = {kind: {} for kind in KINDS}
+            self._fold(rows)
+
+    def close(self) -> None:
+        """Close the connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> PostgresQuotaStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+                self._rev = -1  # what happened while disconnected is unknown: reload all
+            self._conn = open_checked(self._url)
+        return self._conn
+
+    def _catch_up(
+        self, conn: psycopg.Connection[tuple[object, ...]], *, lock: bool
+    ) -> Snapshot | None:
+        query = "SELECT rev FROM quota_meta WHERE id = 1" + (" FOR UPDATE" if lock else "")
+        row = conn.execute(query).fetchone()
+        rev = int(str(row[0])) if row else 0
+        if rev == self._rev:
+            return None
+        if self._rev < 0 or rev < self._rev:
+            rows = conn.execute(
+                "SELECT kind, key, data FROM quota_entities WHERE data IS NOT NULL"
+            ).fetchall()
+            self._snap = {kind: {} for kind in KINDS}
+        else:
+            rows = conn.execute(
+                "SELECT kind, key, data FROM quota_entities WHERE rev > %s", (self._rev,)
+            ).fetchall()
+        self._fold([(str(k), str(n), None if d is None else _as_dict(d)) for k, n, d in rows])
+        self._rev = rev
+        return _copy(self._snap)
+
+    def _fold(self, rows: Sequence[tuple[str, str, dict[str, Any] | None]]) -> None:
+        for kind, key, data in rows:
+            if data is None:
+                self._snap.get(kind, {}).pop(key, None)
+            else:
+                self._snap.setdefault(kind, {})[key] = orjson.loads(orjson.dumps(data))
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        import psycopg
+
+        try:
+            yield
+        except psycopg.Error as err:
+            self._rev = -1  # the mirror may be ahead of the database now: reload next time
+            raise InternalError(
+                "the quota state database failed", {"cause": type(err).__name__}
+            ) from err
+
+
+def _as_dict(data: object) -> dict[str, Any]:
+    if isinstance(data, dict):
+        return data
+    if isinstance(data, str | bytes):
+        loaded = orjson.loads(data)
+        if isinstance(loaded, dict):
+            return loaded
+    raise InternalError("a quota entity row is not a JSON object")
+
+
+def _copy(snap: Snapshot) -> Snapshot:
+    # Round-trip so a caller's ledger never shares a dict with the mirror.
+    loaded: Snapshot = orjson.loads(orjson.dumps(snap))
+    for kind in KINDS:
+        loaded.setdefault(kind, {})
+    return loaded
