@@ -1,4 +1,9 @@
-"""Durability: a ledger rebuilt from its SQLite file is the ledger that wrote it."""
+"""Durability: a ledger rebuilt from its store is the ledger that wrote it.
+
+The tests that hold for any store run on both (``store`` is ``sqlite`` or ``postgres``: a file
+under ``tmp_path`` or a fresh database of the session's throwaway PostgreSQL); the ones about
+the SQLite file's journal, WAL and lock are SQLite's alone.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,56 @@ from pathlib import Path
 
 import pytest
 
+from rlm.db import migrate
+from rlm.db.connect import connect
 from rlm.errors import InternalError, InvalidInput, QuotaExceeded
 from rlm.models.quotas import QuotaConfig
 from rlm.quotas import FrozenClock, QuotaLedger, QuotaLedgerService, QuotaStore
 from rlm.quotas import journal as journal_module
+from rlm.quotas.pg_store import PostgresQuotaStore
 
 NOW = datetime(2028, 2, 29, 22, tzinfo=UTC)
+
+
+class Opener:
+    """Opens services (and bare stores) on one state: a SQLite file or a PostgreSQL database."""
+
+    def __init__(self, kind: str, path: Path, url: str | None) -> None:
+        self.kind = kind
+        self.path = path
+        self.url = url
+
+    def service(self, clock: FrozenClock, **kwargs: object) -> QuotaLedgerService:
+        return QuotaLedgerService(self.path, clock=clock, database_url=self.url, **kwargs)  # type: ignore[arg-type]
+
+    def store(self) -> QuotaStore | PostgresQuotaStore:
+        return PostgresQuotaStore(self.url) if self.url else QuotaStore(self.path)
+
+    def writes(self, service: QuotaLedgerService) -> int:
+        """A counter every stored write moves: journal records, or the ledger revision."""
+        store = service._store
+        if isinstance(store, PostgresQuotaStore):
+            return store.revision
+        return store.journal_length()
+
+    def crash(self, service: QuotaLedgerService) -> None:
+        """Drop the service as a crash would: no compaction, no clean close."""
+        store = service._store
+        if isinstance(store, QuotaStore):
+            store._journal.close()
+            store._conn.close()
+        else:
+            store.close()  # a connection closed mid-life: nothing uncommitted exists
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    if request.param == "sqlite":
+        return Opener("sqlite", tmp_path / "state" / "quotas.db", None)
+    url = request.getfixturevalue("postgres_url")
+    with connect(url) as conn:
+        migrate(conn)
+    return Opener("postgres", tmp_path / "unused.db", url)
 
 
 def _config(user_id: str, daily: int = 10, concurrent: int = 4) -> QuotaConfig:
@@ -56,16 +105,15 @@ def _build(service: QuotaLedgerService, clock: FrozenClock) -> dict[str, str]:
     return {"open": open_res.reservation_id, "settled": first.reservation_id}
 
 
-def test_round_trip_restores_everything(tmp_path: Path) -> None:
+def test_round_trip_restores_everything(opener: Opener) -> None:
     clock = FrozenClock(NOW)
-    path = tmp_path / "state" / "quotas.db"
-    service = QuotaLedgerService(path, clock=clock)
+    service = opener.service(clock)
     ids = _build(service, clock)
     snapshot = service.snapshot()
     assert len(service.pending_events()) == 1
     service.close()
 
-    again = QuotaLedgerService(path, clock=clock)
+    again = opener.service(clock)
     assert again.snapshot() == snapshot
     assert again.user_status("ada") == QuotaLedger.restore(snapshot, clock).user_status("ada")
     assert [r.reservation_id for r in again.open_reservations()] == [ids["open"]]
@@ -90,21 +138,21 @@ def test_round_trip_restores_everything(tmp_path: Path) -> None:
     after = again.snapshot()
     again.close()
 
-    third = QuotaLedgerService(path, clock=clock)
+    third = opener.service(clock)
     assert third.snapshot() == after
     assert third.pending_events() == []  # drained events stay drained
     third.close()
 
 
-def test_a_crash_loses_no_committed_call(tmp_path: Path) -> None:
-    path = tmp_path / "quotas.db"
+def test_a_crash_loses_no_committed_call(opener: Opener) -> None:
+    path = opener.path
     script = textwrap.dedent(
         f"""
         import os
         from datetime import datetime, UTC
         from rlm.quotas import FrozenClock, QuotaLedgerService
         clock = FrozenClock(datetime(2028, 2, 29, 22, tzinfo=UTC))
-        svc = QuotaLedgerService({str(path)!r}, clock=clock)
+        svc = QuotaLedgerService({str(path)!r}, clock=clock, database_url={opener.url!r})
         svc.create_org("acme", "Acme", None, 100, 10.0, 1.0)
         kept = svc.reserve("ada", 5, tier="user", task_id="kept", org_id="acme")
         done = svc.reserve("ada", 3, tier="user", task_id="done")
@@ -117,7 +165,7 @@ def test_a_crash_loses_no_committed_call(tmp_path: Path) -> None:
         [sys.executable, "-c", script], check=True, capture_output=True, text=True
     ).stdout
     clock = FrozenClock(NOW)
-    service = QuotaLedgerService(path, clock=clock)
+    service = opener.service(clock)
     assert [r.reservation_id for r in service.open_reservations()] == [out.strip()]
     status = service.user_status("ada")
     assert status.daily.agents_used == 5 + 2
@@ -154,18 +202,17 @@ def test_compaction_keeps_the_state(tmp_path: Path) -> None:
         assert sum("settled" not in r for r in rows.values()) == len(ledger.open_reservations())
 
 
-def test_refused_calls_write_nothing(tmp_path: Path) -> None:
+def test_refused_calls_write_nothing(opener: Opener) -> None:
     clock = FrozenClock(NOW)
-    service = QuotaLedgerService(tmp_path / "q.db", clock=clock)
+    service = opener.service(clock)
     service.set_user_config(_config("ada", daily=1))
-    store = service._store
-    before = store.journal_length()
+    before = opener.writes(service)
     with pytest.raises(QuotaExceeded):
         service.reserve("ada", 2, tier="user", task_id="t")
     with pytest.raises(InvalidInput):
         service.create_org("x", "X", "missing", 1, 1.0, 1.0)
     assert service.check("ada", 2, tier="user").allowed is False
-    assert store.journal_length() == before
+    assert opener.writes(service) == before
     service.close()
 
 
@@ -217,15 +264,19 @@ def test_a_torn_journal_tail_is_cut(tmp_path: Path) -> None:
     assert journal.stat().st_size == 0  # compacted on close
 
 
-def test_replace_overwrites_the_state(tmp_path: Path) -> None:
+def test_replace_overwrites_the_state(opener: Opener) -> None:
     clock = FrozenClock(NOW)
     ledger = QuotaLedger(clock)
     ledger.create_org("acme", "Acme", None, 10, 1.0, 1.0)
-    with QuotaStore(tmp_path / "q.db") as store:
-        store.apply(QuotaLedger(clock).pop_changes())
+    old = QuotaLedger(clock)
+    old.create_org("gone", "Gone", None, 1, 1.0, 1.0)
+    with opener.store() as store:
+        store.apply(old.pop_changes())
         store.replace(ledger.snapshot())
         assert store.load() == ledger.snapshot()
         assert store.load_ledger(clock).organization("acme").agents == 10
+    with opener.store() as reopened:  # "gone" is gone for a fresh reader too
+        assert reopened.load() == ledger.snapshot()
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -273,11 +324,11 @@ def test_a_failed_compaction_does_not_fail_the_call(
         assert reopened.load() == snapshot
 
 
-def test_a_batch_answers_each_call_and_commits_once(tmp_path: Path) -> None:
+def test_a_batch_answers_each_call_and_commits_once(opener: Opener) -> None:
     clock = FrozenClock(NOW)
-    service = QuotaLedgerService(tmp_path / "q.db", clock=clock)
+    service = opener.service(clock)
     service.set_user_config(_config("ada", daily=10))
-    before = service._store.journal_length()
+    before = opener.writes(service)
     outcomes = service.batch(
         [
             ("reserve", ("ada", 6), {"tier": "user", "task_id": "a"}),
@@ -295,21 +346,20 @@ def test_a_batch_answers_each_call_and_commits_once(tmp_path: Path) -> None:
         "InvalidInput",
     ]
     assert outcomes[3].allowed is False  # the first and third calls hold all 10
-    assert service._store.journal_length() == before + 1  # one record for the whole batch
+    assert opener.writes(service) == before + 1  # one record for the whole batch
     settled = service.batch([("reconcile", (outcomes[0].reservation_id, 5, 0.0), {})])
     assert settled[0].agent_calls == 5
     snapshot = service.snapshot()
-    service._store._journal.close()  # a crash right after the answers: nothing is lost
-    service._store._conn.close()
-    reopened = QuotaLedgerService(tmp_path / "q.db", clock=clock)
+    opener.crash(service)  # a crash right after the answers: nothing is lost
+    reopened = opener.service(clock)
     assert reopened.snapshot() == snapshot
     assert [r.task_id for r in reopened.open_reservations()] == ["c"]
     assert reopened.user_status("ada").daily.agents_used == 9
     reopened.close()
 
 
-def test_a_batch_refuses_methods_outside_admission(tmp_path: Path) -> None:
-    service = QuotaLedgerService(tmp_path / "q.db", clock=FrozenClock(NOW))
+def test_a_batch_refuses_methods_outside_admission(opener: Opener) -> None:
+    service = opener.service(FrozenClock(NOW))
     before = service.snapshot()
     with pytest.raises(InvalidInput) as err:
         service.batch(
@@ -323,22 +373,22 @@ def test_a_batch_refuses_methods_outside_admission(tmp_path: Path) -> None:
     service.close()
 
 
-def test_the_service_answers_every_public_ledger_method(tmp_path: Path) -> None:
+def test_the_service_answers_every_public_ledger_method(opener: Opener) -> None:
     from rlm.quotas.service import READS, WRITES
 
     public = {n for n in dir(QuotaLedger) if not n.startswith("_")}
     internal = {"restore", "pop_changes", "settings"}  # the store's business, not callers'
     assert public - internal == READS | WRITES  # a new ledger method must be classified
     assert not READS & WRITES
-    service = QuotaLedgerService(tmp_path / "q.db", clock=FrozenClock(NOW))
+    service = opener.service(FrozenClock(NOW))
     assert service.reserve.__doc__ == QuotaLedger.reserve.__doc__  # the ledger's own docs
     for name in internal:
         with pytest.raises(AttributeError):
             getattr(service, name)
-    # Reads write nothing; writes are journalled before they answer.
-    before = service._store.journal_length()
+    # Reads write nothing; writes are stored before they answer.
+    before = opener.writes(service)
     service.user_status("ada")
-    assert service._store.journal_length() == before
+    assert opener.writes(service) == before
     service.set_user_config(_config("ada"))
-    assert service._store.journal_length() == before + 1
+    assert opener.writes(service) == before + 1
     service.close()
