@@ -62,3 +62,16 @@ def postgres_url(postgres_server: ThrowawayPostgres, request: pytest.FixtureRequ
     """A fresh, empty database of the session server for one test."""
     name = "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
     return postgres_server.database_url(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The state store a parametrised test runs on: ``None`` (SQLite files under the test's
+    ``tmp_path``) or a fresh, migrated database of the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    from rlm.db.connect import ensure_schema
+
+    url: str = request.getfixturevalue("postgres_url")
+    ensure_schema(url)
+    return url

@@ -39,10 +39,13 @@ class MemoStore:
     Args:
         path: The SQLite file (shared with the task table).
         max_text_bytes: Replies larger than this are not memoised.
+        database_url: Keep the cache in this PostgreSQL database instead (shared).
     """
 
-    def __init__(self, path: Path, *, max_text_bytes: int = 1 << 20) -> None:
-        self._conn = open_sqlite(path)
+    def __init__(
+        self, path: Path, *, max_text_bytes: int = 1 << 20, database_url: str | None = None
+    ) -> None:
+        self._conn = open_sqlite(path, database_url)
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._max_text_bytes = max_text_bytes

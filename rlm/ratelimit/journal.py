@@ -60,14 +60,21 @@ class RateJournal:
     Args:
         path: The database file (the engine's state file; the table is its own).
         clock: Wall-clock seconds (injected for tests).
+        database_url: Keep the journal in this PostgreSQL database instead.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        database_url: str | None = None,
+    ) -> None:
         from rlm.tasks.store import open_sqlite
 
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn = open_sqlite(path)
+        self._conn = open_sqlite(path, database_url)
         with self._lock:
             self._conn.executescript(_SCHEMA)
 
@@ -80,7 +87,7 @@ class RateJournal:
         with self._lock:
             self._conn.execute(
                 "INSERT INTO rate_counts VALUES (?, ?, ?)"
-                " ON CONFLICT (key, second) DO UPDATE SET n = n + excluded.n",
+                " ON CONFLICT (key, second) DO UPDATE SET n = rate_counts.n + excluded.n",
                 (key, int(self._clock()), cost),
             )
 

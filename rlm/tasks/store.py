@@ -121,13 +121,25 @@ class TerminalHook(Protocol):
         ...
 
 
-def open_sqlite(path: Path) -> sqlite3.Connection:
+def open_sqlite(
+    path: Path, database_url: str | None = None, *, also_locks: tuple[str, ...] = ()
+) -> sqlite3.Connection:
     """Open (creating) a SQLite file in WAL mode, safe for several processes.
+
+    With ``database_url``, the state file's tables are in that PostgreSQL database instead:
+    the connection speaks this SQL to it (:mod:`rlm.db.compat`), and its transactions lock
+    what SQLite's lock of ``path`` (and of the files ``also_locks`` names) would.
 
     Args:
         path: The database file: created mode 0600 (SQLite gives its ``-wal`` and ``-shm``
             files the same), in a directory of mode 0700 (see :mod:`rlm.private_files`).
+        database_url: A migrated PostgreSQL database to use instead of the file.
+        also_locks: Other state files a transaction of this connection writes.
     """
+    if database_url is not None:
+        from rlm.db.compat import open_compat
+
+        return open_compat(database_url, path.name, *also_locks)
     private_database(path)
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -163,6 +175,7 @@ class TaskStore:
         clock: Wall-clock seconds (injected for tests).
         stale_after_s: A heartbeat older than this marks an instance as gone.
         hook: Called in the transaction of every final (terminal) record written.
+        database_url: Keep the records in this PostgreSQL database (shared by instances).
     """
 
     def __init__(
@@ -172,6 +185,7 @@ class TaskStore:
         clock: Callable[[], float] | None = None,
         stale_after_s: float = 30.0,
         hook: TerminalHook | None = None,
+        database_url: str | None = None,
     ) -> None:
         import time
 
@@ -179,7 +193,7 @@ class TaskStore:
         self._stale_after_s = stale_after_s
         self._hook = hook
         self._lock = threading.Lock()
-        self._conn = open_sqlite(path)
+        self._conn = open_sqlite(path, database_url)
         with self._lock:
             self._conn.executescript(_SCHEMA + EVENTS_SCHEMA)
             if hook is not None:

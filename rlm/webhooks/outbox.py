@@ -53,6 +53,7 @@ class WebhookOutbox:
         path: The state file (``state.db``).
         settings: The retry horizon and the result size cap.
         clock: Epoch seconds.
+        database_url: Write into this PostgreSQL database instead (the task store's).
     """
 
     def __init__(
@@ -61,8 +62,10 @@ class WebhookOutbox:
         settings: WebhookSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        database_url: str | None = None,
     ) -> None:
         self._path = path
+        self._database_url = database_url
         self._settings = settings or WebhookSettings()
         self._clock = clock
         self._notify: Callable[[], object] | None = None
@@ -101,7 +104,7 @@ class WebhookOutbox:
     def quota_events(self, events: Sequence[QuotaEvent]) -> None:
         """Write the ledger's threshold events (idempotent: see the module docstring)."""
         if self._conn is None:
-            self._conn = open_sqlite(self._path)
+            self._conn = open_sqlite(self._path, self._database_url)
             _store.prepare(self._conn)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")

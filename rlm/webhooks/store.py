@@ -373,6 +373,7 @@ class WebhookStore:
         path: The SQLite state file (``state.db``); the worker's file is ``webhooks.db`` beside.
         settings: Retry horizon and disabling rules.
         clock: Epoch seconds (injected by tests).
+        database_url: Keep both files' tables in this PostgreSQL database instead.
     """
 
     def __init__(
@@ -381,11 +382,16 @@ class WebhookStore:
         settings: WebhookSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        database_url: str | None = None,
     ) -> None:
         self._settings = settings or WebhookSettings()
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn = open_sqlite(path.with_name("webhooks.db"))
+        # On PostgreSQL both files' tables are in one database; a transaction locks both, as
+        # an IMMEDIATE one locks both SQLite files.
+        self._conn = open_sqlite(
+            path.with_name("webhooks.db"), database_url, also_locks=(path.name,)
+        )
         with self._lock:
             self._conn.executescript(_WORKER_SCHEMA)
             self._conn.execute("ATTACH DATABASE ? AS s", (str(path),))

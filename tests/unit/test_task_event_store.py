@@ -46,9 +46,11 @@ def _events(*types: str, first: int = 1) -> list[TaskEvent]:
     ]
 
 
-def test_events_round_trip_with_their_record_and_after_reopening(tmp_path: Path) -> None:
+def test_events_round_trip_with_their_record_and_after_reopening(
+    database_url: str | None, tmp_path: Path
+) -> None:
     db = tmp_path / "state.db"
-    store = TaskStore(db)
+    store = TaskStore(db, database_url=database_url)
     store.put(_record("t1"), _events("task.started", "rlm.turn", "rlm.cell"))
     end = TaskEvent(
         4, TERMINAL_EVENT, {"status": "completed", "result": _result("t1").to_wire()}, 5.0
@@ -56,7 +58,7 @@ def test_events_round_trip_with_their_record_and_after_reopening(tmp_path: Path)
     store.put(_record("t1", "completed", completed_at=datetime.now(UTC)), [end])
     store.close()
 
-    again = TaskStore(db)
+    again = TaskStore(db, database_url=database_url)
     events = again.events("t1")
     assert [(e.seq, e.type) for e in events] == [
         (1, "task.started"),
@@ -77,8 +79,10 @@ def test_events_round_trip_with_their_record_and_after_reopening(tmp_path: Path)
     assert again.events("nope") == []
 
 
-def test_a_batch_writes_several_tasks_at_once_and_a_repeat_changes_nothing(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "state.db")
+def test_a_batch_writes_several_tasks_at_once_and_a_repeat_changes_nothing(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
     batch = {"a": _events("task.started", "task.progress"), "b": _events("task.started")}
     store.write_events(batch)
     store.write_events({"a": [TaskEvent(2, "other", {}, 0.0)]})  # seq 2 is taken: ignored
@@ -109,8 +113,10 @@ class _Clock:
         return self.now
 
 
-def test_the_writer_flushes_every_n_events_in_one_transaction(tmp_path: Path) -> None:
-    write = _Counting(TaskStore(tmp_path / "state.db"))
+def test_the_writer_flushes_every_n_events_in_one_transaction(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    write = _Counting(TaskStore(tmp_path / "state.db", database_url=database_url))
     clock = _Clock()
     writer = EventWriter(write, max_pending=4, interval_s=0.25, clock=clock)
     logs = [EventLog("t0"), EventLog("t1")]
@@ -127,8 +133,10 @@ def test_the_writer_flushes_every_n_events_in_one_transaction(tmp_path: Path) ->
     assert logs[0].unsaved() == [] and logs[1].unsaved() == []
 
 
-def test_the_writer_flushes_an_event_once_it_waited_the_interval(tmp_path: Path) -> None:
-    write = _Counting(TaskStore(tmp_path / "state.db"))
+def test_the_writer_flushes_an_event_once_it_waited_the_interval(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    write = _Counting(TaskStore(tmp_path / "state.db", database_url=database_url))
     clock = _Clock()
     writer = EventWriter(write, max_pending=256, interval_s=0.25, clock=clock)
     log = EventLog("t", on_append=writer.note)
@@ -142,8 +150,10 @@ def test_the_writer_flushes_an_event_once_it_waited_the_interval(tmp_path: Path)
     assert writer.flush() == 0 and len(write.batches) == 1  # nothing new: no transaction
 
 
-def test_a_failed_write_keeps_the_events_for_the_next_flush(tmp_path: Path) -> None:
-    write = _Counting(TaskStore(tmp_path / "state.db"))
+def test_a_failed_write_keeps_the_events_for_the_next_flush(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    write = _Counting(TaskStore(tmp_path / "state.db", database_url=database_url))
     writer = EventWriter(write, max_pending=256, interval_s=0.25, clock=_Clock())
     log = EventLog("t", on_append=writer.note)
     log.append("task.started", {})
@@ -155,8 +165,10 @@ def test_a_failed_write_keeps_the_events_for_the_next_flush(tmp_path: Path) -> N
     assert writer.flush() == 2 and write.batches == [{"t": [1, 2]}]
 
 
-def test_a_forgotten_log_is_left_to_its_final_record(tmp_path: Path) -> None:
-    write = _Counting(TaskStore(tmp_path / "state.db"))
+def test_a_forgotten_log_is_left_to_its_final_record(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    write = _Counting(TaskStore(tmp_path / "state.db", database_url=database_url))
     writer = EventWriter(write, max_pending=256, interval_s=0.25, clock=_Clock())
     ended, running = (
         EventLog("ended", on_append=writer.note),
@@ -168,8 +180,10 @@ def test_a_forgotten_log_is_left_to_its_final_record(tmp_path: Path) -> None:
     assert writer.flush() == 1 and write.batches == [{"run": [1]}]
 
 
-def test_only_new_events_of_a_log_are_written_again(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "state.db")
+def test_only_new_events_of_a_log_are_written_again(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
     write = _Counting(store)
     writer = EventWriter(write, max_pending=256, interval_s=0.25, clock=_Clock())
     log = EventLog("t", on_append=writer.note)
@@ -182,8 +196,8 @@ def test_only_new_events_of_a_log_are_written_again(tmp_path: Path) -> None:
     assert [e.seq for e in store.events("t")] == [1, 2, 3]
 
 
-def test_pruning_a_task_takes_its_events_with_it(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "state.db")
+def test_pruning_a_task_takes_its_events_with_it(database_url: str | None, tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
     now = datetime.now(UTC)
     old = now - timedelta(days=40)
     store.put(
@@ -216,8 +230,10 @@ def _ended(store: TaskStore, task_id: str, **changes: object) -> TaskRecord:
     return record.evolve(result=_result(task_id))
 
 
-def test_an_ended_tasks_stored_events_end_with_its_stored_end(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "state.db")
+def test_an_ended_tasks_stored_events_end_with_its_stored_end(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
     record = _ended(store, "t")
     store.write_events({"t": _events("task.started", "task.progress", TERMINAL_EVENT)})
     assert [e.seq for e in stored_events(store, record, 0, None)[0]] == [1, 2, 3]
@@ -232,8 +248,10 @@ def test_an_ended_tasks_stored_events_end_with_its_stored_end(tmp_path: Path) ->
     assert stored_events(store, record, 9, None) == ([], True)
 
 
-def test_an_interrupted_task_ends_with_an_end_made_from_its_record(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "state.db")
+def test_an_interrupted_task_ends_with_an_end_made_from_its_record(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
     record = _ended(store, "t")
     store.write_events({"t": _events("task.started", "rlm.turn")})
     events, ended = stored_events(store, record, 0, None)
@@ -250,8 +268,10 @@ def test_an_interrupted_task_ends_with_an_end_made_from_its_record(tmp_path: Pat
     ]
 
 
-def test_a_task_running_elsewhere_is_not_at_its_end(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "state.db")
+def test_a_task_running_elsewhere_is_not_at_its_end(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
     record = _record("t")
     store.put(record, _events("task.started"))
     assert [e.seq for e in stored_events(store, record, 0, None)[0]] == [1]

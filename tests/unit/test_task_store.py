@@ -31,9 +31,9 @@ def _record(task_id: str, status: str, instance: str, owner: str = "alice") -> T
     )
 
 
-def test_records_survive_reopening(tmp_path: Path) -> None:
+def test_records_survive_reopening(database_url: str | None, tmp_path: Path) -> None:
     db = tmp_path / "state.db"
-    store = TaskStore(db)
+    store = TaskStore(db, database_url=database_url)
     result = ExecuteResponse(
         task_id="t1",
         status="completed",
@@ -46,16 +46,18 @@ def test_records_survive_reopening(tmp_path: Path) -> None:
     )
     store.put(_record("t1", "completed", "i1").evolve(result=result, completed_calls=10))
     store.close()
-    again = TaskStore(db).get("t1")
+    again = TaskStore(db, database_url=database_url).get("t1")
     assert again is not None
     assert again.result == result
     status = again.to_status()
     assert status.progress is not None and status.progress.percentage == 100.0
 
 
-def test_recovery_fails_tasks_of_dead_instances_only(tmp_path: Path) -> None:
+def test_recovery_fails_tasks_of_dead_instances_only(
+    database_url: str | None, tmp_path: Path
+) -> None:
     db = tmp_path / "state.db"
-    store = TaskStore(db)
+    store = TaskStore(db, database_url=database_url)
     # An instance whose process is gone: a child that has exited.
     child = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -74,7 +76,7 @@ def test_recovery_fails_tasks_of_dead_instances_only(tmp_path: Path) -> None:
     store.put(_record("pending-dead", "pending", "dead"))
     store.put(_record("running-live", "running", "live"))
     store.put(_record("done", "completed", "dead"))
-    marked = TaskStore(db).recover_interrupted("new")
+    marked = TaskStore(db, database_url=database_url).recover_interrupted("new")
     assert sorted(marked) == ["pending-dead", "running-dead"]
     rec = store.get("running-dead")
     assert rec is not None and rec.status == "failed"
@@ -85,9 +87,11 @@ def test_recovery_fails_tasks_of_dead_instances_only(tmp_path: Path) -> None:
     assert live is not None and live.status == "running"
 
 
-def test_stale_heartbeat_counts_as_gone(tmp_path: Path) -> None:
+def test_stale_heartbeat_counts_as_gone(database_url: str | None, tmp_path: Path) -> None:
     now = [1000.0]
-    store = TaskStore(tmp_path / "s.db", clock=lambda: now[0], stale_after_s=30)
+    store = TaskStore(
+        tmp_path / "s.db", clock=lambda: now[0], stale_after_s=30, database_url=database_url
+    )
     store.register_instance("other")
     store.put(_record("t", "running", "other"))
     now[0] += 10
@@ -96,8 +100,8 @@ def test_stale_heartbeat_counts_as_gone(tmp_path: Path) -> None:
     assert store.recover_interrupted("me") == ["t"]
 
 
-def test_listing_by_owner(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "s.db")
+def test_listing_by_owner(database_url: str | None, tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "s.db", database_url=database_url)
     for i in range(3):
         store.put(_record(f"a{i}", "completed", "i", owner="alice"))
     store.put(_record("b0", "completed", "i", owner="bob"))
@@ -154,9 +158,13 @@ def test_a_file_from_before_stored_bytes_is_filled_in_once(tmp_path: Path) -> No
     assert TaskStore(db).stored_bytes(team_id="t") == len(request.encode())  # not added twice
 
 
-def test_an_interrupted_task_reports_the_time_it_ran_not_the_downtime(tmp_path: Path) -> None:
+def test_an_interrupted_task_reports_the_time_it_ran_not_the_downtime(
+    database_url: str | None, tmp_path: Path
+) -> None:
     now = [1_000_000.0]
-    store = TaskStore(tmp_path / "s.db", clock=lambda: now[0], stale_after_s=30)
+    store = TaskStore(
+        tmp_path / "s.db", clock=lambda: now[0], stale_after_s=30, database_url=database_url
+    )
     store.register_instance("old")
     started = datetime.fromtimestamp(now[0], UTC)
     store.put(_record("t", "running", "old").evolve(started_at=started))
@@ -170,9 +178,11 @@ def test_an_interrupted_task_reports_the_time_it_ran_not_the_downtime(tmp_path: 
     assert record.completed_at == datetime.fromtimestamp(1_000_012.5, UTC)
 
 
-def test_idempotency_keys_name_their_task_for_a_day(tmp_path: Path) -> None:
+def test_idempotency_keys_name_their_task_for_a_day(
+    database_url: str | None, tmp_path: Path
+) -> None:
     now = [1_000_000.0]
-    store = TaskStore(tmp_path / "s.db", clock=lambda: now[0])
+    store = TaskStore(tmp_path / "s.db", clock=lambda: now[0], database_url=database_url)
     key = IdempotencyKey.of("alice", "k-1", {"type": "recursive", "input": {"items": [1]}})
     store.put(_record("t1", "pending", "i"), key=key)
     named = store.idempotent("alice", "k-1")
@@ -188,9 +198,9 @@ def test_idempotency_keys_name_their_task_for_a_day(tmp_path: Path) -> None:
     assert store.purge_idempotency() == 1
 
 
-def test_a_key_and_its_task_are_written_together(tmp_path: Path) -> None:
+def test_a_key_and_its_task_are_written_together(database_url: str | None, tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    store = TaskStore(db)
+    store = TaskStore(db, database_url=database_url)
     key = IdempotencyKey.of("alice", "k", {"a": 1})
     bad = _record("t1", "pending", "i").evolve(request={"x": object()})  # not JSON
     with pytest.raises(TypeError):

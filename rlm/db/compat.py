@@ -1,0 +1,328 @@
+"""The SQLite-shaped stores on PostgreSQL: a connection that speaks their SQL to a server.
+
+The task table, its events and idempotency keys, the LM memo cache, the rate-limit journal, the
+webhook outbox and deliveries, and the security audit log and policies are written against the
+small part of :class:`sqlite3.Connection` they use (``execute``, ``executemany``, explicit
+``BEGIN``/``COMMIT``). :class:`PgCompatConnection` offers that part over one psycopg
+connection, so each store keeps one body of SQL and one set of tests for both databases. It
+translates the few places where the dialects differ:
+
+===============================  ==============================================================
+SQLite                           PostgreSQL
+===============================  ==============================================================
+``?``, ``:name``                 ``%s``, ``%(name)s`` (a literal ``%`` is doubled)
+``INSERT OR IGNORE``             ``INSERT ... ON CONFLICT DO NOTHING``
+``INSERT OR REPLACE``            ``INSERT ... ON CONFLICT (primary key) DO UPDATE SET ...``
+``BEGIN [IMMEDIATE|DEFERRED]``   ``BEGIN`` + ``pg_advisory_xact_lock`` per state file: writers
+                                 of one file are serialised across instances, as SQLite's
+                                 file lock serialises them across processes
+``LIMIT -1``                     ``LIMIT NULL`` (no limit)
+``PRAGMA table_info(t)``         the table's columns from ``information_schema``
+other ``PRAGMA``, ``ATTACH``,    nothing: the schema is the migrations' (:mod:`rlm.db.migrations`),
+DDL, ``executescript``           not the stores'
+===============================  ==============================================================
+
+Errors are raised as subclasses of :mod:`sqlite3`'s, so a store's ``except sqlite3.Error``
+handles a PostgreSQL failure the same way. NUMERIC results (``SUM`` of integers) load as
+floats or ints, as SQLite returns them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
+
+from rlm.db.connect import open_checked
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "PgCompatConnection",
+    "PgIntegrityError",
+    "PgOperationalError",
+    "open_compat",
+    "translate",
+]
+
+
+class PgOperationalError(sqlite3.OperationalError):
+    """A PostgreSQL failure, as a store written for SQLite expects to catch it."""
+
+
+class PgIntegrityError(sqlite3.IntegrityError):
+    """A PostgreSQL constraint (or append-only trigger) violation."""
+
+
+_INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+(\w+)", re.IGNORECASE)
+_IGNORED = re.compile(
+    r"^\s*(PRAGMA\s+(?!table_info)|ATTACH\s|DETACH\s|CREATE\s|DROP\s|ALTER\s|VACUUM)",
+    re.IGNORECASE,
+)
+_TABLE_INFO = re.compile(r"^\s*PRAGMA\s+table_info\((\w+)\)\s*$", re.IGNORECASE)
+_BEGIN = re.compile(
+    r"^\s*BEGIN(\s+(IMMEDIATE|DEFERRED|EXCLUSIVE))?\s*(TRANSACTION)?\s*;?\s*$", re.I
+)
+_COLUMNS = re.compile(r"^\s*INSERT\s+INTO\s+\w+\s*\(([^)]*)\)", re.IGNORECASE)
+
+
+def translate(sql: str) -> tuple[str, list[int]]:
+    """SQLite placeholders and literals rewritten for psycopg.
+
+    Returns:
+        The statement, and the positions of the parameters that are a ``LIMIT``'s (SQLite's
+        ``LIMIT -1`` means no limit; PostgreSQL's is ``LIMIT NULL``).
+    """
+    out: list[str] = []
+    limits: list[int] = []
+    index = 0
+    i = 0
+    quote: str | None = None
+    while i < len(sql):
+        ch = sql[i]
+        if quote is not None:
+            out.append("%%" if ch == "%" else ch)
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+            out.append(ch)
+        elif ch == "%":
+            out.append("%%")
+        elif ch == "?":
+            if re.search(r"LIMIT\s*$", "".join(out[-8:]), re.IGNORECASE):
+                limits.append(index)
+            out.append("%s")
+            index += 1
+        elif (
+            ch == ":"
+            and i + 1 < len(sql)
+            and (sql[i + 1].isalpha() or sql[i + 1] == "_")
+            and (i == 0 or sql[i - 1] != ":")  # a ``::type`` cast, not a parameter
+        ):
+            match = re.match(r":(\w+)", sql[i:])
+            assert match is not None  # the character after ':' is a name's first
+            out.append(f"%({match[1]})s")
+            i += len(match[0])
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out), limits
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(b"rlm-state:" + name.encode()).digest()[:8], "big") >> 1
+
+
+class _Empty:
+    """The cursor of a statement that does nothing on PostgreSQL."""
+
+    rowcount = 0
+    description = None
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+class _Rows:
+    """A cursor over rows computed here (``PRAGMA table_info``)."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+        self.rowcount = len(rows)
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+
+class PgCompatConnection:
+    """The part of :class:`sqlite3.Connection` the stores use, over PostgreSQL.
+
+    Args:
+        conn: An autocommit psycopg connection to a migrated database.
+        locks: The state files this connection stands for (``state.db``...): every ``BEGIN``
+            takes their advisory transaction locks, in a fixed order.
+    """
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]], locks: Sequence[str]) -> None:
+        self._conn = conn
+        self._locks = sorted({_lock_key(name) for name in locks})
+        self._keys: dict[str, tuple[list[str], list[str]]] = {}
+        self._mutex = threading.RLock()
+
+    @property
+    def in_transaction(self) -> bool:
+        """A ``BEGIN`` is open (as :attr:`sqlite3.Connection.in_transaction`)."""
+        return bool(self._conn.info.transaction_status != 0)
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+        """Run one statement; returns a cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
+        with self._mutex, self._errors():
+            if _BEGIN.match(sql):
+                self._conn.execute("BEGIN")
+                for key in self._locks:
+                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                return _Empty()
+            info = _TABLE_INFO.match(sql)
+            if info is not None:
+                return _Rows(self._table_info(info[1]))
+            if _IGNORED.match(sql):
+                return _Empty()
+            text, limits = self._statement(sql)
+            return self._conn.execute(text.encode(), _params(params, limits))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        """Run one statement for each parameter row."""
+        with self._mutex, self._errors():
+            text, limits = self._statement(sql)
+            cursor = self._conn.cursor()
+            cursor.executemany(text.encode(), [_params(r, limits) for r in rows])
+            return cursor
+
+    def executescript(self, script: str) -> _Empty:
+        """Nothing: the stores' scripts create their schema, which migrations own here."""
+        return _Empty()
+
+    def commit(self) -> None:
+        """Commit an open transaction (statements outside one are committed already)."""
+        with self._mutex, self._errors():
+            if self.in_transaction:
+                self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll an open transaction back."""
+        with self._mutex, self._errors():
+            if self.in_transaction:
+                self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._mutex:
+            self._conn.close()
+
+    def __enter__(self) -> PgCompatConnection:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # As sqlite3's: commit on success, roll back on an error (the connection stays open).
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    def _statement(self, sql: str) -> tuple[str, list[int]]:
+        match = _INSERT_OR.match(sql)
+        if match is None:
+            return translate(sql)
+        mode, table = match[1].upper(), match[2]
+        plain = sql[: match.start()] + "INSERT INTO " + table + sql[match.end() :]
+        text, limits = translate(plain.rstrip().rstrip(";"))
+        if mode == "IGNORE":
+            return text + " ON CONFLICT DO NOTHING", limits
+        key, columns = self._key_of(table)
+        listed = _COLUMNS.match(plain)
+        if listed is not None:
+            columns = [c.strip() for c in listed[1].split(",")]
+        updates = [c for c in columns if c not in key]
+        action = (
+            "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)
+            if updates
+            else "DO NOTHING"
+        )
+        return f"{text} ON CONFLICT ({', '.join(key)}) {action}", limits
+
+    def _key_of(self, table: str) -> tuple[list[str], list[str]]:
+        if table not in self._keys:
+            columns = [str(row[1]) for row in self._table_info(table)]
+            key = [
+                str(r[0])
+                for r in self._conn.execute(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a"
+                    " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                    " WHERE i.indrelid = %s::regclass AND i.indisprimary",
+                    (table,),
+                ).fetchall()
+            ]
+            self._keys[table] = (key, columns)
+        return self._keys[table]
+
+    def _table_info(self, table: str) -> list[tuple[Any, ...]]:
+        rows = self._conn.execute(
+            "SELECT ordinal_position - 1, column_name, data_type, is_nullable = 'NO',"
+            " column_default, 0 FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s"
+            " ORDER BY ordinal_position",
+            (table,),
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        import psycopg
+
+        try:
+            yield
+        except psycopg.errors.IntegrityError as err:
+            raise PgIntegrityError(str(err)) from err
+        except psycopg.errors.RaiseException as err:  # the audit log's append-only trigger
+            raise PgIntegrityError(str(err)) from err
+        except psycopg.Error as err:
+            raise PgOperationalError(str(err)) from err
+
+
+def _params(
+    params: Sequence[Any] | Mapping[str, Any], limits: list[int]
+) -> Sequence[Any] | Mapping[str, Any]:
+    if isinstance(params, Mapping):
+        return {k: int(v) if isinstance(v, bool) else v for k, v in params.items()}
+    values = [int(v) if isinstance(v, bool) else v for v in params]
+    for index in limits:
+        if index < len(values) and values[index] is not None and values[index] < 0:
+            values[index] = None
+    return values
+
+
+def open_compat(url: str, *locks: str) -> sqlite3.Connection:
+    """A :class:`PgCompatConnection` to ``url`` standing for the state files ``locks``.
+
+    Typed as :class:`sqlite3.Connection` for the stores that take one: it implements the part
+    of that interface they use (see the module docstring), no more.
+
+    Raises:
+        InternalError: The server is unreachable or its schema is not this code's.
+    """
+    conn = open_checked(url)
+    conn.autocommit = True
+    # SUM(integer) is NUMERIC in PostgreSQL: load it as SQLite would return it.
+    conn.adapters.register_loader("numeric", _NumericLoader)
+    return cast(sqlite3.Connection, PgCompatConnection(conn, locks))
+
+
+class _NumericLoader(Loader):
+    """NUMERIC as ``int`` when whole, else ``float`` (never :class:`decimal.Decimal`)."""
+
+    def load(self, data: Buffer) -> int | float:
+        text = bytes(data).decode()
+        return int(text) if text.lstrip("-").isdigit() else float(text)
