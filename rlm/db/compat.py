@@ -296,8 +296,8 @@ def _params(
     params: Sequence[Any] | Mapping[str, Any], limits: list[int]
 ) -> Sequence[Any] | Mapping[str, Any]:
     if isinstance(params, Mapping):
-        return {k: int(v) if isinstance(v, bool) else v for k, v in params.items()}
-    values = [int(v) if isinstance(v, bool) else v for v in params]
+        return params
+    values = list(params)
     for index in limits:
         if index < len(values) and values[index] is not None and values[index] < 0:
             values[index] = None

@@ -89,19 +89,19 @@ def test_estimates_err_high_and_costs_are_per_million() -> None:
     assert cost_usd(1_000_000, 2_000_000, 0.5, 1.5) == pytest.approx(3.5)
 
 
-def test_memo_keys_and_store(tmp_path: Path) -> None:
+def test_memo_keys_and_store(database_url: str | None, tmp_path: Path) -> None:
     a = LMRequest.chat("hello", max_tokens=5)
     b = LMRequest.chat("hello", max_tokens=5, system="s")
     assert memo_key("p", "m", a, 5) == memo_key("p", "m", LMRequest.chat("hello"), 5)
     assert memo_key("p", "m", a, 5) != memo_key("p", "m", b, 5)
     assert memo_key("p", "m", a, 5) != memo_key("p", "m2", a, 5)
     assert memo_key("p", "m", a, 5) != memo_key("p", "m", a, 6)
-    store = MemoStore(tmp_path / "state.db")
+    store = MemoStore(tmp_path / "state.db", database_url=database_url)
     key = memo_key("p", "m", a, 5)
     assert store.get(key) is None
     store.put(key, LMReply("hi", "p", "m", input_tokens=3, output_tokens=1, cost_usd=0.1))
     store.close()
-    again = MemoStore(tmp_path / "state.db")  # it survives a restart
+    again = MemoStore(tmp_path / "state.db", database_url=database_url)  # it survives a restart
     hit = again.get(key)
     assert hit is not None and hit.cached and hit.text == "hi"
     assert (hit.input_tokens, hit.output_tokens, hit.cost_usd) == (0, 0, 0.0)

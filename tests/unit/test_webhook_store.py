@@ -8,6 +8,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from rlm.admission import Viewer
@@ -52,8 +53,8 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(path: Path, clock: Clock) -> WebhookStore:
-    return WebhookStore(path, SETTINGS, clock=clock)
+def store(path: Path, clock: Clock, database_url: str | None) -> WebhookStore:
+    return WebhookStore(path, SETTINGS, clock=clock, database_url=database_url)
 
 
 @pytest.fixture
@@ -90,19 +91,24 @@ def _record(
     )
 
 
-def _hook(path: Path, clock: Clock) -> WebhookOutbox:
-    return WebhookOutbox(path, SETTINGS, clock=clock)
+def _hook(path: Path, clock: Clock, url: str | None) -> WebhookOutbox:
+    return WebhookOutbox(path, SETTINGS, clock=clock, database_url=url)
 
 
-def _queued(path: Path) -> list[tuple[str, list[str]]]:
+def _queued(path: Path, url: str | None) -> list[tuple[str, list[str]]]:
     """The outbox as the engine wrote it: each event's type and the webhooks it is for."""
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT event, targets FROM webhook_messages ORDER BY seq").fetchall()
+    query = "SELECT event, targets FROM webhook_messages ORDER BY seq"
+    if url is None:
+        with sqlite3.connect(path) as conn:
+            rows = conn.execute(query).fetchall()
+    else:
+        with psycopg.connect(url) as pg:
+            rows = pg.execute(query).fetchall()  # type: ignore[assignment]
     return [(str(e), sorted(json.loads(t)) if t else []) for e, t in rows]
 
 
 def test_a_final_record_and_its_event_are_written_together(
-    path: Path, clock: Clock, service: WebhookService, store: WebhookStore
+    database_url: str | None, path: Path, clock: Clock, service: WebhookService, store: WebhookStore
 ) -> None:
     mine = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
@@ -113,19 +119,21 @@ def test_a_final_record_and_its_event_are_written_together(
     quota_only = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/q", events=["quota.threshold_exceeded"])
     )
-    outbox = _hook(path, clock)
-    tasks = TaskStore(path, hook=outbox)
+    outbox = _hook(path, clock, database_url)
+    tasks = TaskStore(path, database_url=database_url, hook=outbox)
     tasks.put(_record("t1", "running"))
-    assert _queued(path) == []  # not ended: nothing to say yet
+    assert _queued(path, database_url) == []  # not ended: nothing to say yet
     tasks.put(_record("t1", "completed"))
-    assert _queued(path) == [("task.completed", sorted([mine.webhook_id, org.webhook_id]))]
+    assert _queued(path, database_url) == [
+        ("task.completed", sorted([mine.webhook_id, org.webhook_id]))
+    ]
     assert outbox.flush() == 2 and outbox.flush() == 0
     tasks.put(_record("t1", "completed"))  # written again: the same event, nothing new
-    assert len(_queued(path)) == 1
+    assert len(_queued(path, database_url)) == 1
     tasks.put(_record("t2", "cancelled", owner="bob"))  # bob in acme: only the org webhook
     tasks.put(_record("t3", "failed", owner="carol", org=None))  # nobody subscribed
-    assert _queued(path)[1] == ("task.completed", [org.webhook_id])
-    assert len(_queued(path)) == 2
+    assert _queued(path, database_url)[1] == ("task.completed", [org.webhook_id])
+    assert len(_queued(path, database_url)) == 2
     # The worker fans each event out into one delivery per webhook.
     jobs = store.claim(10, lease_s=60.0, room={}, default_room=10)
     by_webhook: dict[str, list[str]] = {}
@@ -150,28 +158,34 @@ class _Broken(WebhookOutbox):
 
 
 def test_a_failed_outbox_write_rolls_the_record_back(
-    path: Path, clock: Clock, service: WebhookService
+    database_url: str | None, path: Path, clock: Clock, service: WebhookService
 ) -> None:
     service.create(ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"]))
-    tasks = TaskStore(path, hook=_Broken(path, SETTINGS, clock=clock))
+    tasks = TaskStore(
+        path,
+        database_url=database_url,
+        hook=_Broken(path, SETTINGS, clock=clock, database_url=database_url),
+    )
     tasks.put(_record("t1", "running"))
     with pytest.raises(OSError, match="disk full"):
         tasks.put(_record("t1", "completed"))
     stored = tasks.get("t1")
     assert stored is not None and stored.status == "running"
-    assert _queued(path) == []
+    assert _queued(path, database_url) == []
 
 
 def test_tasks_marked_interrupted_get_their_event(
-    path: Path, clock: Clock, service: WebhookService
+    database_url: str | None, path: Path, clock: Clock, service: WebhookService
 ) -> None:
     hook = service.create(
         ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
     )
-    TaskStore(path).put(_record("t1", "running").evolve(instance_id="gone"))
-    tasks = TaskStore(path, hook=_hook(path, clock))
+    TaskStore(path, database_url=database_url).put(
+        _record("t1", "running").evolve(instance_id="gone")
+    )
+    tasks = TaskStore(path, database_url=database_url, hook=_hook(path, clock, database_url))
     assert tasks.recover_interrupted("me") == ["t1"]
-    assert _queued(path) == [("task.completed", [hook.webhook_id])]
+    assert _queued(path, database_url) == [("task.completed", [hook.webhook_id])]
 
 
 def _enqueue(store: WebhookStore, clock: Clock, n: int, owner: str = "alice") -> None:
@@ -230,13 +244,13 @@ def test_claim_lease_record_and_retry(
 
 
 def test_a_dead_workers_leases_are_released(
-    path: Path, store: WebhookStore, service: WebhookService, clock: Clock
+    database_url: str | None, path: Path, store: WebhookStore, service: WebhookService, clock: Clock
 ) -> None:
     service.create(ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"]))
     _enqueue(store, clock, 2)
     claimed = store.claim(10, lease_s=60.0, room={}, default_room=10)
     assert len(claimed) == 2
-    restarted = WebhookStore(path, SETTINGS, clock=clock)
+    restarted = WebhookStore(path, SETTINGS, clock=clock, database_url=database_url)
     assert restarted.release_leases() == 2
     again = restarted.claim(10, lease_s=60.0, room={}, default_room=10)
     assert sorted(j.delivery_id for j in again) == sorted(j.delivery_id for j in claimed)
@@ -315,16 +329,16 @@ def test_a_webhook_failing_for_long_is_disabled(
 
 
 def test_quota_events_are_moved_in_once_and_kept_without_subscribers(
-    path: Path, clock: Clock, service: WebhookService, store: WebhookStore
+    database_url: str | None, path: Path, clock: Clock, service: WebhookService, store: WebhookStore
 ) -> None:
     payload = {
         "event": "quota.threshold_exceeded",
         "timestamp": "2026-01-01T00:00:00Z",
         "data": {"userId": "alice", "threshold": 80, "period": "daily", "usage": {}},
     }
-    outbox = _hook(path, clock)
+    outbox = _hook(path, clock, database_url)
     outbox.quota_events([("0000000000000000", payload, "acme")])
-    assert _queued(path) == [("quota.threshold_exceeded", [])]
+    assert _queued(path, database_url) == [("quota.threshold_exceeded", [])]
     [(event_id, body, pending, delivered)] = store.events("quota.threshold_exceeded")
     assert json.loads(body) == payload and (pending, delivered) == (0, 0)
     hook = service.create(
@@ -334,7 +348,7 @@ def test_quota_events_are_moved_in_once_and_kept_without_subscribers(
     second = {**payload, "data": {**payload["data"], "threshold": 100}}
     for _ in range(2):  # a hand-over repeated after a crash adds nothing
         outbox.quota_events([("0000000000000001", second, "acme")])
-    assert _queued(path)[1:] == [("quota.threshold_exceeded", [hook.webhook_id])]
+    assert _queued(path, database_url)[1:] == [("quota.threshold_exceeded", [hook.webhook_id])]
     assert outbox.flush() == 1
     [job] = store.claim(10, lease_s=60.0, room={}, default_room=10)
     assert job.webhook_id == hook.webhook_id and json.loads(job.body) == second
