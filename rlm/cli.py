@@ -13,6 +13,8 @@ Commands:
     rlm tenants load FILE     load orgs, teams and users with their limits (idempotent)
     rlm quota show USER       a user's quota windows
     rlm quota events          quota.threshold_exceeded events not yet delivered
+    rlm db migrate            bring the PostgreSQL state database (RLM_DATABASE_URL) up to date
+    rlm db status             the database's schema version and pending migrations
     rlm eval oolong           OOLONG-synth accuracy, latency, calls and cost per mode
     rlm security events       the audit log, newest first (read from the state directory)
     rlm security verify       check the audit log's hash chain (exit 1 naming the first bad
@@ -204,7 +206,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         from rlm.errors import TaskNotFound
         from rlm.tasks.store import TaskStore
 
-        record = TaskStore(get_settings().database_path).get(args.task_id)
+        settings = get_settings()
+        record = TaskStore(settings.database_path, database_url=settings.database_dsn).get(
+            args.task_id
+        )
         if record is None:
             raise TaskNotFound(args.task_id)
         status = record.to_status()
@@ -217,7 +222,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from rlm.tasks.store import TaskStore
 
-    records = TaskStore(get_settings().database_path).list(limit=args.limit)
+    settings = get_settings()
+    store = TaskStore(settings.database_path, database_url=settings.database_dsn)
+    records = store.list(limit=args.limit)
     sys.stdout.write(_dump([r.to_status().to_wire(exclude={"result"}) for r in records]) + "\n")
     return 0
 
@@ -456,7 +463,9 @@ def _cmd_quota_events(args: argparse.Namespace) -> int:
     from rlm.webhooks.store import WebhookStore
 
     settings = get_settings()
-    store = WebhookStore(settings.database_path, settings.webhooks)
+    store = WebhookStore(
+        settings.database_path, settings.webhooks, database_url=settings.database_dsn
+    )
     try:
         rows = store.events(THRESHOLD_EVENT, limit=args.limit)
     finally:
@@ -718,6 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     pol = security_sub.add_parser("policies", help="an org's security policies in force")
     pol.add_argument("org")
     pol.set_defaults(func=_cmd_security_policies)
+
+    from rlm.db.commands import add_db_commands
+
+    add_db_commands(sub)
 
     ops = sub.add_parser("operations", help="the operations tasks may name")
     ops.set_defaults(func=_cmd_operations)

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -244,6 +244,25 @@ class AdmissionGate:
 
     # -- holds nobody owns --------------------------------------------------------------------
 
+    def release_task_holds(self, task_ids: Collection[str]) -> int:
+        """Release the holds of these tasks (interrupted with an instance that died: nobody
+        will settle them). Returns how many were released."""
+        if not task_ids:
+            return 0
+        wanted = set(task_ids)
+        released = 0
+        for held in self._quotas.open_reservations():
+            if held.task_id is not None and held.task_id.split("+", 1)[0] in wanted:
+                self._quotas.release(held.reservation_id)
+                released += 1
+        for tokens in self._quotas.open_token_holds():
+            if tokens.task_id is not None and tokens.task_id.split("+", 1)[0] in wanted:
+                self._quotas.release_tokens(tokens.hold_id)
+                released += 1
+        if released:
+            log.warning("released %d quota hold(s) of interrupted tasks", released)
+        return released
+
     def release_open_holds(self) -> int:
         """Release every open hold; for an engine starting, when no task of a previous one
         is still running. Returns how many were released."""
@@ -261,19 +280,30 @@ class AdmissionGate:
         a reconcile (``quota_batch``) within that time is still answered idempotently."""
         return int(self._quotas.prune_history(self._hold_ttl, max_count=HISTORY))
 
-    def reap_holds(self) -> int:
+    def reap_holds(self, running_elsewhere: Collection[str] = ()) -> int:
         """Release quota holds (reservations and token holds) that no running task owns once
         they are ``hold_ttl_s`` old: a front end that reserved (``quota_batch``) and died
         before reconciling must not keep a user's agents leased (or tokens held) forever. A
-        running task's hold is never reaped."""
+        running task's hold is never reaped.
+
+        Args:
+            running_elsewhere: Tasks other instances run (a shared store): their holds are
+                theirs, however old.
+        """
         cutoff = utc_now_from(self._clock) - self._hold_ttl
+
+        def owned(task_id: str | None) -> bool:
+            if self._owned(task_id):
+                return True
+            return task_id is not None and task_id.split("+", 1)[0] in running_elsewhere
+
         reaped = 0
         for held in self._quotas.open_reservations():
-            if not self._owned(held.task_id) and held.created_at <= cutoff:
+            if not owned(held.task_id) and held.created_at <= cutoff:
                 self._quotas.release(held.reservation_id)
                 reaped += 1
         for tokens in self._quotas.open_token_holds():
-            if not self._owned(tokens.task_id) and tokens.created_at <= cutoff:
+            if not owned(tokens.task_id) and tokens.created_at <= cutoff:
                 self._quotas.release_tokens(tokens.hold_id)
                 reaped += 1
         if reaped:

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -74,7 +75,8 @@ EVENTS_PAGE = 1000
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
+#: How often an instance on a shared store looks for cancels forwarded to it (seconds).
+_CANCEL_POLL_S = 0.5
 
 #: What every public method of the core answers: ``("ok", value, headers)`` or
 #: ``("err", error payload, headers)``; ``headers`` are the rate-limit headers for HTTP.
@@ -118,11 +120,12 @@ class HypervisorCore:
         self._settings = settings
         # The quota store is locked for the engine's life: open it before registering this
         # instance, so an engine refused the lock is never listed as one to join.
-        quotas = QuotaLedgerService(settings.state_dir / "quotas.db")
+        dsn = settings.database_dsn
+        quotas = QuotaLedgerService(settings.state_dir / "quotas.db", database_url=dsn)
         # The outbox writes task.completed events in the transaction of each final record.
-        self._outbox = WebhookOutbox(settings.database_path, settings.webhooks)
+        self._outbox = WebhookOutbox(settings.database_path, settings.webhooks, database_url=dsn)
         self._table = TaskTable(
-            TaskStore(settings.database_path, hook=self._outbox),
+            TaskStore(settings.database_path, hook=self._outbox, database_url=dsn),
             ray.get_runtime_context().gcs_address,
             max_events=settings.engine.max_task_events,
         )
@@ -149,16 +152,24 @@ class HypervisorCore:
         )
         # Providers are resolved on the driver (keys come from its environment) and handed in.
         self._broker = LMBroker(
-            providers or {}, MemoStore(settings.database_path) if settings.lm.memo else None
+            providers or {},
+            MemoStore(settings.database_path, database_url=dsn) if settings.lm.memo else None,
         )
         # Rate-limit windows continue across a restart of this actor: every counted request
         # is journaled in the state file, and a new limiter replays the last hour.
-        self._limiter = RateLimiter(journal=RateJournal(settings.database_path))
+        self._limiter = RateLimiter(journal=RateJournal(settings.database_path, database_url=dsn))
         self._gate = AdmissionGate(
             quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s, limiter=self._limiter
         )
-        # No task of a previous engine is still running: give back what they held.
-        self._gate.release_open_holds()
+        # Shared store (PostgreSQL): other instances' tasks may be running; give back only
+        # what the tasks just marked interrupted held. Own store: no task of a previous engine
+        # is still running, so everything held is given back.
+        self._shared = dsn is not None
+        if self._shared:
+            self._gate.release_task_holds(self._table.interrupted_at_start)
+        else:
+            self._gate.release_open_holds()
+        self._cancel_poll: asyncio.Task[None] | None = None
         # The delivery worker: named per state directory, owned by (and dying with) the core,
         # on the core's node (it opens the same SQLite file).
         self._webhooks = WebhookWorkerActor.options(
@@ -311,6 +322,12 @@ class HypervisorCore:
         if run is not None:
             await run.done.wait()  # it is ending: answer once it has ended
         record = run.record if run is not None else self._table.stored(task_id, viewer)
+        if record is not None and not record.terminal and self._shared:
+            # Another instance on the shared store runs it: ask it, and answer once it ended.
+            record = await self._forward_cancel(record, viewer)
+            if record.status == "cancelled":
+                message = "the task was cancelled (by the instance running it)"
+                return CancelResponse(task_id=task_id, status="cancelled", message=message), headers
         if record is None:
             response = CancelResponse(task_id=task_id, status="not_found", message="no such task")
         else:
@@ -320,6 +337,19 @@ class HypervisorCore:
                 message=f"the task had already ended ({record.status})",
             )
         return response, headers
+
+    async def _forward_cancel(self, record: TaskRecord, viewer: Viewer | None) -> TaskRecord:
+        """Ask the running instance to cancel ``record``'s task; its record once it ended
+        (or as it stands when the cancel timeout passes)."""
+        self._table.forward_cancel(record)
+        # The running instance polls every _CANCEL_POLL_S, then stops the tree within its grace.
+        deadline = time.monotonic() + self._settings.engine.cancel_grace_s + 4 * _CANCEL_POLL_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_CANCEL_POLL_S / 2)
+            now = self._table.stored(record.task_id, viewer)
+            if now is not None and now.terminal:
+                return now
+        return self._table.stored(record.task_id, viewer) or record
 
     @_answers
     async def quota(
@@ -544,11 +574,30 @@ class HypervisorCore:
 
     def _ensure_heartbeat(self) -> None:
         self._table.keep_alive(also=self._housekeeping)
+        if self._shared and self._cancel_poll is None:
+            self._cancel_poll = asyncio.get_running_loop().create_task(self._poll_cancels())
+
+    async def _poll_cancels(self) -> None:
+        """Cancel the tasks another instance on the shared store was asked to cancel."""
+        while True:
+            await asyncio.sleep(_CANCEL_POLL_S)
+            try:
+                for task_id in self._table.cancels_asked():
+                    run = self._table.run(task_id, None)
+                    if run is not None and not run.finished:
+                        await self._stop(run, "cancelled", None)
+            except Exception:  # pragma: no cover - the database away: try again next round
+                log.exception("could not read forwarded cancels")
 
     def _housekeeping(self) -> None:
         """On every heartbeat: reap holds no running task owns, bound the quota history,
-        forget expired idempotency keys and rate-limit journal rows."""
-        self._gate.reap_holds()
+        forget expired idempotency keys and rate-limit journal rows. On a shared store, also
+        mark the tasks of instances that died interrupted and give back their holds."""
+        if self._shared:
+            self._gate.release_task_holds(self._table.recover_gone())
+            self._gate.reap_holds(running_elsewhere=self._table.unfinished())
+        else:
+            self._gate.reap_holds()
         self._gate.prune()
         self._table.purge()
         self._limiter.purge_journal()

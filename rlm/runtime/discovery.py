@@ -28,8 +28,13 @@ _WHAT_TO_DO = (
 
 
 def engine_on(settings: Settings) -> EngineInstance | None:
-    """The live engine registered on ``settings.state_dir`` with a Ray address, if any."""
-    if not settings.database_path.exists():
+    """The live engine registered on ``settings.state_dir`` with a Ray address, if any.
+
+    With a PostgreSQL state store (``RLM_DATABASE_URL``) there is none to join through the
+    state directory: instances registered in the database belong to several clusters, and
+    each keeps its own (join one with ``--address``).
+    """
+    if settings.database_url is not None or not settings.database_path.exists():
         return None
     store = TaskStore(settings.database_path)
     try:
@@ -72,6 +77,8 @@ def _command_of(pid: int) -> str:
 
 def store_in_use(settings: Settings) -> EngineUnavailable | None:
     """The error to raise when another process holds the quota store, else ``None``."""
+    if settings.database_url is not None:
+        return None  # a database is shared, not held
     path = settings.state_dir / "quotas.db"
     pid = held_by(path)
     if pid is None:

@@ -710,12 +710,14 @@ def connect(
             the engine did not come up.
     """
     settings = settings or get_settings()
-    if settings.database_url is not None:
-        # Say so rather than silently keep state somewhere the operator did not ask for.
-        raise InvalidInput(
-            "RLM_DATABASE_URL is not supported yet: state lives in SQLite under RLM_STATE_DIR",
-            field="database_url",
-        )
+    dsn = settings.database_dsn
+    if dsn is not None:
+        # Before anything starts: bring the schema up to this release (under the migrations'
+        # advisory lock, so instances starting together apply each step once), or refuse a
+        # database a newer release has migrated.
+        from rlm.db.connect import ensure_schema
+
+        ensure_schema(dsn)
     owns_ray = False
     if not ray.is_initialized():
         chosen, engine = resolve_address(address, settings)

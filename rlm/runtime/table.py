@@ -70,6 +70,8 @@ class TaskTable:
         interrupted = self._store.recover_interrupted(self._instance_id)
         if interrupted:
             log.warning("marked %d interrupted task(s) failed", len(interrupted))
+        #: The tasks marked interrupted when this table opened (their holds are to release).
+        self.interrupted_at_start: list[str] = interrupted
         self._runs: dict[str, Run] = {}
         self._seq = 0
         self._heartbeat: asyncio.Task[None] | None = None
@@ -92,6 +94,34 @@ class TaskTable:
                 also()
             except Exception:  # pragma: no cover - a locked file must not kill the loop
                 log.exception("heartbeat failed")
+
+    @property
+    def instance_id(self) -> str:
+        """This engine instance's id in the store (task records name it)."""
+        return self._instance_id
+
+    # -- other instances on a shared store -------------------------------------------------
+
+    def recover_gone(self) -> list[str]:
+        """Mark the unfinished tasks of instances that are gone failed ("interrupted"); a
+        live instance calls this on its heartbeat when the store is shared."""
+        marked = self._store.recover_interrupted(self._instance_id, own=False)
+        if marked:
+            log.warning("marked %d task(s) of a gone instance interrupted", len(marked))
+        return marked
+
+    def unfinished(self) -> set[str]:
+        """Every pending or running task in the store, whichever instance runs it."""
+        return self._store.unfinished()
+
+    def forward_cancel(self, record: TaskRecord) -> None:
+        """Ask the instance running ``record``'s task to cancel it."""
+        self._store.request_cancel(record.task_id)
+
+    def cancels_asked(self) -> list[str]:
+        """This instance's tasks another instance was asked to cancel."""
+        self._store.forget_cancels()
+        return self._store.cancel_requests(self._instance_id)
 
     def taken(self, task_id: str) -> bool:
         """Whether a task with this id runs or has a record."""

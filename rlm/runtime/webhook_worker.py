@@ -101,7 +101,7 @@ class WebhookWorker:
             with contextlib.suppress(OSError):
                 os.nice(ws.worker_nice)
         resolver = resolver or SystemResolver()
-        self._store = WebhookStore(settings.database_path, ws)
+        self._store = WebhookStore(settings.database_path, ws, database_url=settings.database_dsn)
         self._service = WebhookService(self._store, ws, resolver)
         self._sender = WebhookSender(
             AddressPolicy(ws.allow_http, ws.allow_loopback),

@@ -86,6 +86,10 @@ CREATE TABLE IF NOT EXISTS instances (
     heartbeat_at REAL NOT NULL,
     ray_address TEXT
 );
+CREATE TABLE IF NOT EXISTS task_cancels (
+    task_id TEXT PRIMARY KEY,
+    requested_at REAL NOT NULL
+);
 """
 
 
@@ -291,8 +295,13 @@ class TaskStore:
             return True
         return bool(self._clock() - float(heartbeat_at) > self._stale_after_s)
 
-    def recover_interrupted(self, instance_id: str) -> list[str]:
+    def recover_interrupted(self, instance_id: str, *, own: bool = True) -> list[str]:
         """Mark the unfinished tasks of gone instances (and of this one) failed.
+
+        Args:
+            instance_id: The instance asking.
+            own: Also mark this instance's own unfinished tasks (at its start, when none of
+                them can be running); a live instance checking on the others passes False.
 
         Returns:
             The ids of the tasks marked interrupted.
@@ -312,9 +321,10 @@ class TaskStore:
                         "SELECT pid, host, heartbeat_at FROM instances WHERE instance_id = ?",
                         (owner_instance,),
                     ).fetchone()
-                    gone[owner_instance] = owner_instance == instance_id or self._instance_gone(
-                        inst
-                    )
+                    if owner_instance == instance_id:
+                        gone[owner_instance] = own
+                    else:
+                        gone[owner_instance] = self._instance_gone(inst)
                     if inst is not None and owner_instance != instance_id:
                         beat = datetime.fromtimestamp(float(inst[2]), UTC)
                         alive_until[owner_instance] = min(now, beat)
@@ -345,6 +355,43 @@ class TaskStore:
                 (instance_id, self._clock() - 7 * 86400),
             )
         return marked
+
+    # -- tasks run by other instances (a shared PostgreSQL store) ----------------------------
+
+    def unfinished(self) -> set[str]:
+        """The ids of every pending or running task, whichever instance runs it."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT task_id FROM tasks WHERE status IN ('pending', 'running')"
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def request_cancel(self, task_id: str) -> None:
+        """Ask the instance running ``task_id`` to cancel it (it polls :meth:`cancel_requests`)."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO task_cancels (task_id, requested_at) VALUES (?, ?)",
+                (task_id, self._clock()),
+            )
+
+    def cancel_requests(self, instance_id: str) -> list[str]:
+        """Unfinished tasks of ``instance_id`` another instance was asked to cancel."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT c.task_id FROM task_cancels c JOIN tasks t ON t.task_id = c.task_id"
+                " WHERE t.instance_id = ? AND t.status IN ('pending', 'running')",
+                (instance_id,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def forget_cancels(self) -> int:
+        """Drop the cancel requests of tasks that have ended; how many."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "DELETE FROM task_cancels WHERE task_id NOT IN"
+                " (SELECT task_id FROM tasks WHERE status IN ('pending', 'running'))"
+            )
+        return int(cursor.rowcount)
 
     # -- records -----------------------------------------------------------------------------
 

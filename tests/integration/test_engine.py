@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 import rlm
-from rlm.errors import InvalidInput
+from rlm.errors import InternalError, InvalidInput
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -164,11 +164,22 @@ def test_progress_is_visible_while_running(hv: rlm.Hypervisor) -> None:
     assert hv.result(task_id).output == sum(range(8))
 
 
-def test_an_unsupported_database_url_is_refused(tmp_path: object) -> None:
+def test_a_database_url_that_is_not_postgresql_is_refused(tmp_path: object) -> None:
     from pathlib import Path
 
     from rlm.config import Settings
 
     with pytest.raises(InvalidInput) as info:
-        rlm.connect(settings=Settings(state_dir=Path(str(tmp_path)), database_url="postgresql://x"))
+        Settings(state_dir=Path(str(tmp_path)), database_url="sqlite:///elsewhere.db")
     assert info.value.details["field"] == "database_url"
+
+
+def test_an_unreachable_database_is_refused_before_anything_starts(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from rlm.config import Settings
+
+    url = "postgresql://rlm:s3cret@127.0.0.1:1/rlm"
+    with pytest.raises(InternalError) as info:
+        rlm.connect(settings=Settings(state_dir=Path(str(tmp_path)), database_url=url))
+    assert "s3cret" not in str(info.value) and "127.0.0.1:1" in str(info.value)

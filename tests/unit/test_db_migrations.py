@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -124,3 +128,41 @@ def test_an_unreachable_server_is_named_without_its_password() -> None:
         connect("postgresql://rlm:s3cret@127.0.0.1:1/rlm")
     assert "s3cret" not in str(err.value)
     assert "rlm:***@127.0.0.1:1" in str(err.value)
+
+
+def _rlm(url: str | None, *argv: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLM_")}
+    env["HOME"] = str(home)
+    if url is not None:
+        env["RLM_DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "rlm", *argv], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_cli_migrates_and_reports(postgres_url: str, tmp_path: Path) -> None:
+    before = _rlm(postgres_url, "db", "status", home=tmp_path)
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["schemaVersion"] == 0
+    assert len(json.loads(before.stdout)["pending"]) == len(known_migrations())
+    done = _rlm(postgres_url, "db", "migrate", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["schemaVersion"] == len(known_migrations())
+    again = _rlm(postgres_url, "db", "migrate", home=tmp_path)
+    assert json.loads(again.stdout)["applied"] == []
+    after = json.loads(_rlm(postgres_url, "db", "status", home=tmp_path).stdout)
+    assert after["pending"] == [] and not after["newerThanCode"]
+    with connect(postgres_url) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'future')")
+    newer = _rlm(postgres_url, "db", "status", home=tmp_path)
+    assert newer.returncode == 2 and json.loads(newer.stdout)["newerThanCode"] is True
+    refused = _rlm(postgres_url, "db", "migrate", home=tmp_path)
+    assert refused.returncode == 2
+    assert json.loads(refused.stderr.strip().splitlines()[-1])["error"]["code"] == "INTERNAL_ERROR"
+
+
+def test_the_cli_says_there_is_nothing_to_migrate_without_a_url(tmp_path: Path) -> None:
+    result = _rlm(None, "db", "status", home=tmp_path)
+    assert result.returncode == 2
+    error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == "INVALID_INPUT" and "RLM_DATABASE_URL" in error["message"]

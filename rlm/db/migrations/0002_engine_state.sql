@@ -33,6 +33,11 @@ CREATE TABLE instances (
     heartbeat_at DOUBLE PRECISION NOT NULL,
     ray_address TEXT
 );
+-- A cancel asked of an instance by another (the running one polls for its tasks' requests).
+CREATE TABLE task_cancels (
+    task_id TEXT PRIMARY KEY,
+    requested_at DOUBLE PRECISION NOT NULL
+);
 
 -- rlm/tasks/event_store.py
 CREATE TABLE task_events (
