@@ -161,11 +161,10 @@ class Settings(BaseSettings):
         env: ``production`` refuses insecure defaults (a generated JWT secret; plain HTTP
             unless a proxy in front terminates TLS).
         state_dir: Where the SQLite state file and generated secrets live.
-        database_url: A ``postgresql://user:password@host:5432/db`` URL: the quota ledger
-            lives in that PostgreSQL database (schema migrated at start-up) and several
-            instances share it; unset, state is SQLite under ``state_dir``. Secret: never
-            printed.
-        database_pool_size: Connections each process keeps open to ``database_url``.
+        database_url: A ``postgresql://user:password@host:5432/db`` URL: quotas, tasks and
+            their events, idempotency keys, the LM memo, the rate journal and the webhook
+            outbox live in that PostgreSQL database (migrated at start-up), shared by several
+            instances; unset, state is SQLite under ``state_dir``. Secret: never printed.
         ray_address: Join this Ray cluster instead of starting a local one.
         namespace: Ray namespace of the singleton actors.
         engine: Execution engine settings.
@@ -189,7 +188,6 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     state_dir: Path = Field(default_factory=lambda: Path.home() / ".rlm")
     database_url: SecretStr | None = None
-    database_pool_size: int = Field(default=4, ge=1, le=100)
     ray_address: str | None = None
     namespace: str = "rlm"
     engine: EngineSettings = Field(default_factory=EngineSettings)

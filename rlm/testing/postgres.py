@@ -59,10 +59,15 @@ class ThrowawayPostgres:
     Args:
         database: A database created next to ``postgres`` (the URL names it).
         max_connections: The server's connection limit.
+        durable: Keep PostgreSQL's default durability (``fsync`` on, every commit flushed):
+            for benchmarks. Tests leave it off: nothing they write must outlive the server.
     """
 
-    def __init__(self, *, database: str = "rlm", max_connections: int = 200) -> None:
+    def __init__(
+        self, *, database: str = "rlm", max_connections: int = 200, durable: bool = False
+    ) -> None:
         self._bindir = find_bindir()
+        self._durable = durable
         self._database = database
         self._max_connections = max_connections
         self._root: Path | None = None
@@ -98,12 +103,12 @@ class ThrowawayPostgres:
                     "postgres",
                     "--auth=trust",
                     "--encoding=UTF8",
-                    "--no-sync",
+                    *([] if self._durable else ["--no-sync"]),
                 ]
             )
             options = (
                 f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                f"-c unix_socket_directories={root} -c fsync=off "
+                f"-c unix_socket_directories={root} -c fsync={'on' if self._durable else 'off'} "
                 f"-c max_connections={self._max_connections} -c shared_buffers=32MB"
             )
             self._run(

@@ -1,0 +1,273 @@
+"""Two ``rlm serve`` instances, each with its own Ray cluster and state directory, on one
+PostgreSQL (``RLM_DATABASE_URL``): one quota, one task table, and a dead instance's tasks and
+holds taken care of by the live one.
+
+The instances are real ``rlm serve`` processes (:mod:`tests.api.serve_process`), each starting
+a local Ray of its own; they share nothing but the database and the JWT secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from rlm.auth.keys import load_signing_key
+from rlm.auth.settings import AuthSettings
+from rlm.auth.tokens import issue_token
+from rlm.testing.postgres import ThrowawayPostgres
+from tests.api.serve_process import Served, free_port, rlm_serve
+from tests.support import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SECRET = "two-instances-share-this-hmac-secret-" + "x" * 16
+
+SUM = {
+    "type": "recursive",
+    "description": "sum",
+    "input": {"items": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "operation": "sum"},
+}
+
+
+def _slow(seconds: float) -> dict[str, Any]:
+    return {
+        "type": "parallel",
+        "description": "slow",
+        "input": {"items": [1, 2, 3, 4], "operation": "slow_sum", "params": {"seconds": seconds}},
+        "options": {"leafSize": 1, "async": True},
+    }
+
+
+def _token(sub: str, scopes: str, tier: str = "enterprise", org: str | None = None) -> str:
+    auth = AuthSettings(secret=SecretStr(SECRET))
+    key = load_signing_key(auth, Path("/nonexistent-state-dir"), "development")
+    return issue_token(sub, scopes.split(), tier, org=org, settings=auth, key=key)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+@dataclass
+class Pair:
+    """The database, the two instances' environments and their running servers."""
+
+    url: str
+    envs: list[dict[str, str]]
+    served: list[Served]
+    stack: ExitStack
+
+    def base(self, i: int) -> str:
+        return self.served[i].base
+
+    def client(self, i: int, token: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base(i), headers={"Authorization": f"Bearer {token}"}, timeout=120
+        )
+
+    def start(self, i: int) -> None:
+        served = self.stack.enter_context(rlm_serve(self.envs[i], free_port()))
+        if i < len(self.served):
+            self.served[i] = served
+        else:
+            self.served.append(served)
+
+
+@pytest.fixture(scope="module")
+def pair(
+    postgres_server: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pair]:
+    url = postgres_server.database_url("two_instances")
+    envs = []
+    for name in ("a", "b"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RLM_")}
+        env.pop("RAY_ADDRESS", None)
+        env.update(
+            {
+                "RLM_STATE_DIR": str(tmp_path_factory.mktemp(f"instance-{name}")),
+                "RLM_DATABASE_URL": url,
+                "RLM_AUTH__SECRET": SECRET,
+                "RLM_ENGINE__AGENTS": "2",
+                "RLM_OPERATIONS": json.dumps(["tests.integration.ops:OPERATIONS"]),
+            }
+        )
+        envs.append(env)
+    found = Pair(url, envs, [], ExitStack())
+    try:
+        found.start(0)
+        found.start(1)
+        yield found
+    finally:
+        found.stack.close()  # the restart test replaces the stack: close the one in force
+
+
+def _limits(pair: Pair, user: str, daily: int) -> None:
+    manager = _token("quota-admin", "rlm:quota:manage", tier="admin", org="acme")
+    with pair.client(0, manager) as client:
+        made = client.post(
+            "/quotas/enterprise/org", json={"orgId": "acme", "agents": 10**9, "computeHours": 1e6}
+        )
+        assert made.status_code in (201, 409), made.text
+        config = {
+            "userId": user,
+            "dailyAgentLimit": daily,
+            "weeklyAgentLimit": 10 * daily + 100,
+            "monthlyAgentLimit": 100 * daily + 100,
+            "dailyComputeHours": 10.0,
+            "maxConcurrentAgents": 500,
+            "maxStorageGB": 1.0,
+        }
+        response = client.put(f"/quotas/user/{user}", json=config)
+        assert response.status_code == 200, response.text
+
+
+def _used(pair: Pair, i: int, token: str) -> dict[str, Any]:
+    with pair.client(i, token) as client:
+        response = client.get("/quotas/user/me")
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+#: The first test's user and its completed tasks, checked again after both instances restart.
+_FIRST: dict[str, Any] = {}
+
+
+def test_64_executes_split_across_both_with_10_calls_left_admit_exactly_10(pair: Pair) -> None:
+    user = f"q-{uuid.uuid4().hex[:8]}"
+    _limits(pair, user, daily=10)
+    token = _token(user, "rlm:execute rlm:read rlm:quota:read")
+    _FIRST["token"] = token
+
+    def one(i: int) -> httpx.Response:
+        with pair.client(i % 2, token) as client:
+            return client.post("/execute", json=SUM)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(one, range(64)))
+    codes = [r.status_code for r in responses]
+    assert codes.count(200) == 10, codes
+    assert codes.count(429) == 54, codes
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {
+        "QUOTA_EXCEEDED"
+    }
+    # Both instances admitted some: the limit held across them, not inside one.
+    assert {i % 2 for i, r in enumerate(responses) if r.status_code == 200} == {0, 1}
+    for i in (0, 1):
+        status = _used(pair, i, token)
+        assert status["daily"]["agentsUsed"] == 10
+        assert status["currentConcurrentAgents"] == 0
+    # Every completed task is readable through either instance.
+    done = [r.json()["taskId"] for r in responses if r.status_code == 200]
+    _FIRST["done"] = done
+    with pair.client(1, token) as b, pair.client(0, token) as a:
+        for task_id in done:
+            for client in (a, b):
+                read = client.get(f"/tasks/{task_id}")
+                assert read.status_code == 200, read.text
+                assert read.json()["status"] == "completed"
+
+
+def test_a_task_submitted_on_one_is_read_and_cancelled_through_the_other(pair: Pair) -> None:
+    user = f"c-{uuid.uuid4().hex[:8]}"
+    _limits(pair, user, daily=1000)
+    token = _token(user, "rlm:execute rlm:read rlm:quota:read")
+    with pair.client(0, token) as a, pair.client(1, token) as b:
+        submitted = a.post("/execute", json=_slow(30))
+        assert submitted.status_code in (200, 202), submitted.text
+        task_id = submitted.json()["taskId"]
+        seen = b.get(f"/tasks/{task_id}")
+        assert seen.status_code == 200, seen.text
+        assert seen.json()["status"] in ("pending", "running")
+        # Another tenant does not see it through the other instance either.
+        other = _token(f"o-{uuid.uuid4().hex[:8]}", "rlm:execute rlm:read")
+        with pair.client(1, other) as nosy:
+            assert nosy.get(f"/tasks/{task_id}").status_code == 404
+            assert nosy.post(f"/tasks/{task_id}/cancel").json()["status"] == "not_found"
+        started = time.monotonic()
+        cancel = b.post(f"/tasks/{task_id}/cancel")
+        assert cancel.status_code == 200, cancel.text
+        assert cancel.json()["status"] == "cancelled", cancel.text
+        assert time.monotonic() - started < 25  # well before the task's 30 s
+        assert a.get(f"/tasks/{task_id}").json()["status"] == "cancelled"
+    status = _used(pair, 0, token)
+    assert status["currentConcurrentAgents"] == 0
+    assert status["daily"]["agentsUsed"] == 0  # nothing ran to the end: nothing charged
+
+
+def test_killing_one_instance_the_other_marks_its_task_interrupted_and_releases_holds(
+    pair: Pair,
+) -> None:
+    user = f"k-{uuid.uuid4().hex[:8]}"
+    _limits(pair, user, daily=1000)
+    token = _token(user, "rlm:execute rlm:read rlm:quota:read")
+    with pair.client(1, token) as b:
+        submitted = b.post("/execute", json=_slow(60))
+        assert submitted.status_code in (200, 202), submitted.text
+        task_id = submitted.json()["taskId"]
+    held = _used(pair, 0, token)
+    assert held["daily"]["agentsUsed"] == 5  # 4 leaves and a combine, held through B
+    assert held["currentConcurrentAgents"] >= 1
+    victim = pair.served[1].process
+    for pid in [victim.pid, *_descendants(victim.pid)]:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    with pair.client(0, token) as a:
+
+        def interrupted() -> bool:
+            body = a.get(f"/tasks/{task_id}").json()
+            return bool(body["status"] == "failed")
+
+        wait_until(interrupted, 60, "the live instance marks the dead one's task failed")
+        body = a.get(f"/tasks/{task_id}").json()
+        assert "interrupted" in json.dumps(body)
+    after = _used(pair, 0, token)
+    assert after["currentConcurrentAgents"] == 0
+    assert after["daily"]["agentsUsed"] == 0  # the holds were released, not charged
+    # Restart both: nothing is lost.
+    pair.stack.close()
+    pair.stack = ExitStack()
+    pair.served.clear()
+    pair.start(0)
+    pair.start(1)
+    with pair.client(1, token) as b, pair.client(0, token) as a:
+        for client in (a, b):
+            again = client.get(f"/tasks/{task_id}").json()
+            assert again["status"] == "failed"
+        listed = b.get("/tasks").json()
+        assert task_id in json.dumps(listed)
+    assert _used(pair, 1, token)["daily"]["agentsUsed"] == 0
+    # The first test's user is still charged exactly 10 and its results are all there.
+    first = _FIRST["token"]
+    assert _used(pair, 0, first)["daily"]["agentsUsed"] == 10
+    with pair.client(1, first) as b:
+        for done in _FIRST["done"]:
+            read = b.get(f"/tasks/{done}").json()
+            assert read["status"] == "completed" and read["result"]["output"] == 55, read
