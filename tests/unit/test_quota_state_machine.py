@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import calendar
 import tempfile
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -33,6 +36,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from rlm.db.connect import ensure_schema
 from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.models.quotas import QuotaConfig
 from rlm.quotas import (
@@ -45,6 +49,8 @@ from rlm.quotas import (
     window_start,
 )
 from rlm.quotas.counters import from_micro
+from rlm.quotas.pg_store import PostgresQuotaStore
+from rlm.testing.postgres import ThrowawayPostgres
 
 USERS = ("u0", "u1", "u2", "u3", "u4")
 # u1 is an uncapped team member; u3 is charged at the root directly (the only way an ancestor's
@@ -167,11 +173,19 @@ class QuotaMachine(RuleBasedStateMachine):
         # exactly the ledger's state: the change tracking misses nothing.
         self.tmp = tempfile.TemporaryDirectory()
         self.path = Path(self.tmp.name) / "quotas.db"
-        self.store = QuotaStore(self.path, compact_every=5)
+        self.store = self.open_store()
         # The token model: open holds and every settled charge (released holds charge nothing).
         self.token_limits_set = False
         self.token_open: dict[str, TokenHold] = {}
         self.token_charges: list[TokenCharge] = []
+
+    def open_store(self) -> QuotaStore | PostgresQuotaStore:
+        """The store every step's changes go to (a SQLite file compacting often)."""
+        return QuotaStore(self.path, compact_every=5)
+
+    def reopen_store(self) -> QuotaStore | PostgresQuotaStore:
+        """The same state, opened afresh."""
+        return QuotaStore(self.path)
 
     def teardown(self) -> None:
         try:
@@ -179,7 +193,7 @@ class QuotaMachine(RuleBasedStateMachine):
             assert QuotaLedger.restore(snap, self.clock).snapshot() == snap
             self.store.apply(self.ledger.pop_changes())
             self.store.close()
-            with QuotaStore(self.path) as reopened:
+            with self.reopen_store() as reopened:
                 assert reopened.load() == snap
         finally:
             self.tmp.cleanup()
@@ -894,6 +908,38 @@ def _nano(dollars: float) -> int:
 TestQuotaMachine = QuotaMachine.TestCase
 TestQuotaMachine.settings = settings(
     max_examples=50,
+    stateful_step_count=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+class PostgresQuotaMachine(QuotaMachine):
+    """The same machine with every step's changes on PostgreSQL (a fresh database each run)."""
+
+    server: ClassVar[ThrowawayPostgres | None] = None
+
+    def open_store(self) -> QuotaStore | PostgresQuotaStore:
+        assert self.server is not None, "the module fixture sets the server"
+        self.url = self.server.database_url(f"m_{uuid.uuid4().hex[:12]}")
+        ensure_schema(self.url)
+        return PostgresQuotaStore(self.url)
+
+    def reopen_store(self) -> QuotaStore | PostgresQuotaStore:
+        return PostgresQuotaStore(self.url)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _postgres_for_the_machine(postgres_server: ThrowawayPostgres) -> Iterator[None]:
+    PostgresQuotaMachine.server = postgres_server
+    yield
+    PostgresQuotaMachine.server = None
+
+
+TestPostgresQuotaMachine = PostgresQuotaMachine.TestCase
+TestPostgresQuotaMachine.settings = settings(
+    max_examples=15,  # each run is a new database: fewer runs than on SQLite, same rules
     stateful_step_count=50,
     deadline=None,
     database=None,
