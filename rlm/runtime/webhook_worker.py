@@ -112,8 +112,11 @@ class WebhookWorker:
         self._schedule = RetrySchedule.from_settings(ws)
         # A lease outlives an attempt comfortably: only a dead worker's leases ever expire.
         self._lease_s = ws.attempt_timeout_s + 30.0
-        # Whatever a previous worker had claimed is due again now.
-        self._released = self._store.release_leases()
+        # Whatever a previous worker had claimed is due again now. On a shared PostgreSQL
+        # store the leases may be another live instance's worker's: leave them to expire (a
+        # lease's end is its next attempt time, so a dead worker's come due by themselves).
+        shared = settings.database_url is not None
+        self._released = 0 if shared else self._store.release_leases()
         self._wake = asyncio.Event()
         self._inflight: dict[str, int] = {}
         self._total = 0
