@@ -13,7 +13,8 @@ SQLite                           PostgreSQL
 ``?``, ``:name``                 ``%s``, ``%(name)s`` (a literal ``%`` is doubled)
 ``INSERT OR IGNORE``             ``INSERT ... ON CONFLICT DO NOTHING``
 ``INSERT OR REPLACE``            ``INSERT ... ON CONFLICT (primary key) DO UPDATE SET ...``
-``BEGIN [IMMEDIATE|DEFERRED]``   ``BEGIN`` + ``pg_advisory_xact_lock`` per state file: writers
+``BEGIN [IMMEDIATE|DEFERRED]``   ``BEGIN`` + ``pg_advisory_xact_lock`` per state file, sent in
+                                 one pipeline with the transaction's first statement: writers
                                  of one file are serialised across instances, as SQLite's
                                  file lock serialises them across processes
 ``LIMIT -1``                     ``LIMIT NULL`` (no limit)
@@ -71,6 +72,7 @@ _TABLE_INFO = re.compile(r"^\s*PRAGMA\s+table_info\((\w+)\)\s*$", re.IGNORECASE)
 _BEGIN = re.compile(
     r"^\s*BEGIN(\s+(IMMEDIATE|DEFERRED|EXCLUSIVE))?\s*(TRANSACTION)?\s*;?\s*$", re.I
 )
+_END = re.compile(r"^\s*(COMMIT|ROLLBACK|END)\s*(TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
 _COLUMNS = re.compile(r"^\s*INSERT\s+INTO\s+\w+\s*\(([^)]*)\)", re.IGNORECASE)
 
 
@@ -117,6 +119,10 @@ def translate(sql: str) -> tuple[str, list[int]]:
             out.append(ch)
         i += 1
     return "".join(out), limits
+
+
+#: Translated statements kept per connection.
+_MAX_PLANS = 1024
 
 
 def _lock_key(name: str) -> int:
@@ -168,38 +174,65 @@ class PgCompatConnection:
 
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]], locks: Sequence[str]) -> None:
         self._conn = conn
-        self._locks = sorted({_lock_key(name) for name in locks})
+        # A BEGIN is sent with the transaction's first statement (one pipeline, one round
+        # trip): BEGIN, then the advisory locks of the state files, in a fixed order.
+        self._begin = [b"BEGIN"] + [
+            f"SELECT pg_advisory_xact_lock({key})".encode()
+            for key in sorted({_lock_key(name) for name in locks})
+        ]
+        self._pending_begin = False
         self._keys: dict[str, tuple[list[str], list[str]]] = {}
+        # What each SQL text becomes (the stores' statements are a few hundred constants).
+        self._plans: dict[str, tuple[str, Any]] = {}
         self._mutex = threading.RLock()
 
     @property
     def in_transaction(self) -> bool:
         """A ``BEGIN`` is open (as :attr:`sqlite3.Connection.in_transaction`)."""
-        return bool(self._conn.info.transaction_status != 0)
+        return self._pending_begin or self._conn.info.transaction_status != 0
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         """Run one statement; returns a cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
         with self._mutex, self._errors():
-            if _BEGIN.match(sql):
-                self._conn.execute("BEGIN")
-                for key in self._locks:
-                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            kind, plan = self._plan(sql)
+            if kind == "begin":
+                self._pending_begin = True
                 return _Empty()
-            info = _TABLE_INFO.match(sql)
-            if info is not None:
-                return _Rows(self._table_info(info[1]))
-            if _IGNORED.match(sql):
+            if kind == "end":
+                if self._pending_begin:  # nothing was sent: nothing to end
+                    self._pending_begin = False
+                    return _Empty()
+                return self._conn.execute(plan)
+            if kind == "info":
+                return _Rows(self._table_info(plan))
+            if kind == "ignore":
                 return _Empty()
-            text, limits = self._statement(sql)
-            return self._conn.execute(text.encode(), _params(params, limits))
+            text, limits = plan
+            if not self._pending_begin:
+                return self._conn.execute(text, _params(params, limits))
+            with self._opening():
+                return self._conn.execute(text, _params(params, limits))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         """Run one statement for each parameter row."""
         with self._mutex, self._errors():
-            text, limits = self._statement(sql)
+            _, (text, limits) = self._plan(sql)
             cursor = self._conn.cursor()
-            cursor.executemany(text.encode(), [_params(r, limits) for r in rows])
+            if not self._pending_begin:
+                cursor.executemany(text, [_params(r, limits) for r in rows])
+                return cursor
+            with self._opening():
+                cursor.executemany(text, [_params(r, limits) for r in rows])
             return cursor
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        """Send the pending BEGIN and its locks in one pipeline with what the body sends."""
+        self._pending_begin = False
+        with self._conn.pipeline():
+            for statement in self._begin:
+                self._conn.execute(statement)
+            yield
 
     def executescript(self, script: str) -> _Empty:
         """Nothing: the stores' scripts create their schema, which migrations own here."""
@@ -208,13 +241,17 @@ class PgCompatConnection:
     def commit(self) -> None:
         """Commit an open transaction (statements outside one are committed already)."""
         with self._mutex, self._errors():
-            if self.in_transaction:
+            if self._pending_begin:
+                self._pending_begin = False
+            elif self.in_transaction:
                 self._conn.execute("COMMIT")
 
     def rollback(self) -> None:
         """Roll an open transaction back."""
         with self._mutex, self._errors():
-            if self.in_transaction:
+            if self._pending_begin:
+                self._pending_begin = False
+            elif self.in_transaction:
                 self._conn.execute("ROLLBACK")
 
     def close(self) -> None:
@@ -231,6 +268,25 @@ class PgCompatConnection:
             self.commit()
         else:
             self.rollback()
+
+    def _plan(self, sql: str) -> tuple[str, Any]:
+        plan = self._plans.get(sql)
+        if plan is None:
+            if _BEGIN.match(sql):
+                plan = ("begin", None)
+            elif (end := _END.match(sql)) is not None:
+                plan = ("end", end[1].upper().encode())
+            elif (info := _TABLE_INFO.match(sql)) is not None:
+                plan = ("info", info[1])
+            elif _IGNORED.match(sql):
+                plan = ("ignore", None)
+            else:
+                text, limits = self._statement(sql)
+                plan = ("stmt", (text.encode(), limits))
+            if len(self._plans) >= _MAX_PLANS:  # statements built with IN (?, ?, ...) lists
+                self._plans.clear()
+            self._plans[sql] = plan
+        return plan
 
     def _statement(self, sql: str) -> tuple[str, list[int]]:
         match = _INSERT_OR.match(sql)

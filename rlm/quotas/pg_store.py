@@ -45,8 +45,12 @@ __all__ = ["PostgresQuotaStore"]
 
 _log = logging.getLogger(__name__)
 
+_BEGIN_LOCKED = b"BEGIN; SELECT rev FROM quota_meta WHERE id = 1 FOR UPDATE"
+
+# The rows travel as one JSON document, [[kind, key, data-or-null], ...]: one string for the
+# driver to send (encoded by orjson) instead of three arrays it would escape element by element.
 _UPSERT = """INSERT INTO quota_entities (kind, key, data, rev)
-SELECT k, n, d::jsonb, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS c(k, n, d)
+SELECT r->>0, r->>1, NULLIF(r->2, 'null'::jsonb), %s FROM jsonb_array_elements(%s::jsonb) AS r
 ON CONFLICT (kind, key) DO UPDATE SET data = EXCLUDED.data, rev = EXCLUDED.rev"""
 
 
@@ -67,6 +71,8 @@ class PostgresQuotaStore:
         self._snap: Snapshot = {kind: {} for kind in KINDS}
         self._rev = -1
         self._in_txn = False
+        # Writes of the open exclusive() block, sent with its COMMIT.
+        self._queued: list[tuple[str, tuple[object, ...]]] = []
         self._connection()
 
     @property
@@ -110,8 +116,8 @@ class PostgresQuotaStore:
             return None
         with self._errors():
             conn = self._connection()
-            with conn.transaction():
-                return self._catch_up(conn, lock=False)
+            row = conn.execute("SELECT rev FROM quota_meta WHERE id = 1").fetchone()
+            return self._catch_up(conn, row)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[Snapshot | None]:
@@ -126,15 +132,28 @@ class PostgresQuotaStore:
         """
         with self._errors():
             conn = self._connection()
-            with conn.transaction():
-                self._in_txn = True
-                try:
-                    yield self._catch_up(conn, lock=True)
-                except BaseException:
-                    self._rev = -1  # rolled back: the mirror may hold what was not stored
-                    raise
-                finally:
-                    self._in_txn = False
+            # One round trip to open the transaction and lock the revision row; the writes
+            # apply() queues and the COMMIT go in one more (a pipeline), whatever their number.
+            cursor = conn.execute(_BEGIN_LOCKED)
+            cursor.nextset()
+            row = cursor.fetchone()
+            self._in_txn = True
+            self._queued.clear()
+            try:
+                yield self._catch_up(conn, row)
+                with conn.pipeline():
+                    for query, params in self._queued:
+                        conn.execute(query, params)
+                    conn.execute("COMMIT")
+            except BaseException:
+                self._rev = -1  # rolled back: the mirror may hold what was not stored
+                if not conn.broken and conn.info.transaction_status != 0:
+                    with contextlib.suppress(Exception):
+                        conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._in_txn = False
+                self._queued.clear()
 
     def apply(self, changes: ChangeSet) -> None:
         """Write ``changes`` at the next revision (in the open :meth:`exclusive` transaction,
@@ -150,22 +169,11 @@ class PostgresQuotaStore:
                 self.apply(changes)
             return
         with self._errors():
-            conn = self._connection()
             rev = self._rev + 1
-            kinds: list[str] = []
-            keys: list[str] = []
-            datas: list[str | None] = []
-            for kind, key, data in changes.upserts:
-                kinds.append(kind)
-                keys.append(key)
-                datas.append(orjson.dumps(data).decode())
-            for kind, key in changes.deletes:
-                kinds.append(kind)
-                keys.append(key)
-                datas.append(None)
-            with conn.pipeline():
-                conn.execute(_UPSERT, (rev, kinds, keys, datas))
-                conn.execute("UPDATE quota_meta SET rev = %s WHERE id = 1", (rev,))
+            rows = orjson.dumps([*changes.upserts, *((k, n, None) for k, n in changes.deletes)])
+            # Sent with the COMMIT that ends the exclusive() block.
+            self._queued.append((_UPSERT, (rev, rows.decode())))
+            self._queued.append(("UPDATE quota_meta SET rev = %s WHERE id = 1", (rev,)))
             self._rev = rev
             self._fold([*changes.upserts, *((k, n, None) for k, n in changes.deletes)])
 
@@ -183,15 +191,7 @@ class PostgresQuotaStore:
                 (rev,),
             )
             rows = [(k, n, d) for k, entities in snapshot.items() for n, d in entities.items()]
-            conn.execute(
-                _UPSERT,
-                (
-                    rev,
-                    [k for k, _, _ in rows],
-                    [n for _, n, _ in rows],
-                    [orjson.dumps(d).decode() for _, _, d in rows],
-                ),
-            )
+            conn.execute(_UPSERT, (rev, orjson.dumps(rows).decode()))
             conn.execute("UPDATE quota_meta SET rev = %s WHERE id = 1", (rev,))
             self._rev = rev
             self._snap = {kind: {} for kind in KINDS}
@@ -220,13 +220,13 @@ class PostgresQuotaStore:
                 self._conn.close()
                 self._rev = -1  # what happened while disconnected is unknown: reload all
             self._conn = open_checked(self._url)
+            # Transactions are opened by hand (BEGIN with the first query): one round trip less.
+            self._conn.autocommit = True
         return self._conn
 
     def _catch_up(
-        self, conn: psycopg.Connection[tuple[object, ...]], *, lock: bool
+        self, conn: psycopg.Connection[tuple[object, ...]], row: tuple[object, ...] | None
     ) -> Snapshot | None:
-        query = "SELECT rev FROM quota_meta WHERE id = 1" + (" FOR UPDATE" if lock else "")
-        row = conn.execute(query).fetchone()
         rev = int(str(row[0])) if row else 0
         if rev == self._rev:
             return None
