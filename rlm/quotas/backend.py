@@ -2,16 +2,16 @@
 
 Two stores implement :class:`QuotaStateStore`: :class:`~rlm.quotas.store.QuotaStore` (a SQLite
 file and its journal, one process) and :class:`~rlm.quotas.pg_store.PostgresQuotaStore`
-(PostgreSQL, shared by several instances). The service runs every change inside
-:meth:`QuotaStateStore.exclusive` and every read after :meth:`QuotaStateStore.refresh`; for
-SQLite both are free (the file has one writer), for PostgreSQL they are what keeps instances
-in step.
+(PostgreSQL, shared by several instances). The service stores every change with
+:meth:`QuotaStateStore.commit` (which may answer "made on a stale ledger: here is the current
+one, apply the call again") and runs every read after :meth:`QuotaStateStore.refresh`; for
+SQLite the ledger is never stale (the file has one writer), for PostgreSQL this is what keeps
+instances in step.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -38,8 +38,9 @@ class QuotaStateStore(Protocol):
         """The whole state if someone else changed it since this store last looked."""
         ...
 
-    def exclusive(self) -> AbstractContextManager[Snapshot | None]:
-        """Hold the ledger for one change; yields the state when someone else changed it."""
+    def commit(self, changes: ChangeSet) -> Snapshot | None:
+        """Make ``changes`` durable if the ledger they were made on is current, and return
+        ``None``; else store nothing and return the current state to make them on again."""
         ...
 
     def apply(self, changes: ChangeSet) -> None:

@@ -1,18 +1,21 @@
 """The quota ledger's state in PostgreSQL, shared by every service instance on the database.
 
 Each instance keeps the whole ledger in memory (admission is a dict lookup, not a query) and the
-database is the one truth: every mutating call runs in one transaction that
+database is the one truth. A mutating call is applied to the in-memory ledger (a reservation
+checks and charges the user, team and org together), then :meth:`PostgresQuotaStore.commit`
+sends the entities it changed to ``quota_commit`` (migration 0001), one statement that locks
+the ledger's revision row (``FOR UPDATE``) and
 
-1. locks the ledger's revision row (``SELECT rev FROM quota_meta ... FOR UPDATE``), so calls
-   from all instances are applied one at a time, in one order;
-2. reads the entities other instances wrote since this one's revision (``rev > known``) and
-   rebuilds the in-memory ledger from them when there are any;
-3. applies the call (a reservation checks and charges the user, team and org rows together);
-4. writes the entities it changed at the next revision and commits.
+- if the revision is the one this instance made its call on, writes the entities at the next
+  revision: the call is stored, in one round trip;
+- otherwise writes nothing and returns the rows written since (``rev > known``): the service
+  rebuilds its ledger from them and applies the call again.
 
-So a reservation is all or nothing across instances and two instances can never both spend the
-last unit of a limit. A batch of admissions (:meth:`QuotaLedgerService.batch`) is one
-transaction: group commit, as the SQLite store does with its journal. Deleted entities stay as
+Calls from all instances are thus stored one at a time, each made on the state every earlier
+one left: a reservation is all or nothing across instances and two instances can never both
+spend the last unit of a limit (an empty change is checked the same way, so a refusal is never
+made on a stale ledger either). A batch of admissions (:meth:`QuotaLedgerService.batch`) is one
+statement: group commit, as the SQLite store does with its journal. Deleted entities stay as
 tombstones (``data`` NULL) so a catching-up instance sees the delete.
 
 Example:
@@ -154,6 +157,34 @@ class PostgresQuotaStore:
             finally:
                 self._in_txn = False
                 self._queued.clear()
+
+    def commit(self, changes: ChangeSet) -> Snapshot | None:
+        """Store ``changes`` if this store's revision is the ledger's, in one round trip
+        (``quota_commit``: the revision row locked, checked, the rows written at the next
+        revision); else store nothing and return the whole current state, caught up from the
+        rows this store missed, for the caller to make its changes on again.
+
+        Raises:
+            InternalError: The database failed; nothing of ``changes`` is stored.
+        """
+        rows = [*changes.upserts, *((k, n, None) for k, n in changes.deletes)]
+        with self._errors():
+            conn = self._connection()
+            found = conn.execute(
+                "SELECT quota_commit(%s, %s::jsonb)", (self._rev, orjson.dumps(rows).decode())
+            ).fetchone()
+            answer = _as_dict(found[0] if found else None)
+            rev = int(answer["rev"])
+            if "rows" not in answer:
+                if rev != self._rev:
+                    self._fold(rows)
+                self._rev = rev
+                return None
+            if answer.get("full"):
+                self._snap = {kind: {} for kind in KINDS}
+            self._fold([(str(k), str(n), d) for k, n, d in answer["rows"]])
+            self._rev = rev
+            return _copy(self._snap)
 
     def apply(self, changes: ChangeSet) -> None:
         """Write ``changes`` at the next revision (in the open :meth:`exclusive` transaction,

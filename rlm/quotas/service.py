@@ -36,6 +36,9 @@ BatchCall = tuple[str, Sequence[Any], dict[str, Any]]
 #: One call's answer in a batch: its value, or the :class:`RLMError` it raised.
 Outcome = Any
 
+#: How often a change made on a ledger another instance had just changed is applied again.
+_MAX_ATTEMPTS = 100
+
 #: The ledger's methods that only read.
 READS = frozenset(
     {
@@ -241,24 +244,30 @@ class QuotaLedgerService(_LedgerMethods):
 
     def _commit(self, call: Callable[[], T]) -> T:
         with self._lock:
-            failure: BaseException | None = None
-            try:
-                with self._store.exclusive() as fresh:
-                    if fresh is not None:  # another instance wrote since: start from its state
-                        self._ledger = QuotaLedger.restore(fresh, self._clock, self._settings)
-                    try:
-                        result = call()
-                    except BaseException as err:
-                        failure = err
+            for _ in range(_MAX_ATTEMPTS):
+                failure: BaseException | None = None
+                try:
+                    result = call()
+                except BaseException as err:
+                    failure = err
+                try:
                     # Also after a failed call: whatever it changed in memory must be stored
-                    # (refusals change nothing, so this is normally empty).
-                    self._store.apply(self._ledger.pop_changes())
-            except (sqlite3.Error, OSError, InternalError) as err:
-                # Memory is now ahead of the store; fall back to what is durable.
-                self._ledger = self._store.load_ledger(self._clock, self._settings)
-                raise InternalError(
-                    "the quota state could not be saved", {"cause": str(err)}
-                ) from err
-            if failure is not None:
-                raise failure
-            return result
+                    # (refusals change nothing, so this is normally empty). On a shared store
+                    # even an empty commit checks that the answer was made on the current
+                    # ledger: a refusal from a stale one would be wrong too.
+                    fresh = self._store.commit(self._ledger.pop_changes())
+                except (sqlite3.Error, OSError, InternalError) as err:
+                    # Memory is now ahead of the store; fall back to what is durable.
+                    self._ledger = self._store.load_ledger(self._clock, self._settings)
+                    raise InternalError(
+                        "the quota state could not be saved", {"cause": str(err)}
+                    ) from err
+                if fresh is None:
+                    if failure is not None:
+                        raise failure
+                    return result
+                # Another instance wrote first: nothing was stored; answer from its state.
+                self._ledger = QuotaLedger.restore(fresh, self._clock, self._settings)
+            raise InternalError(
+                f"the quota ledger changed under {_MAX_ATTEMPTS} attempts in a row; try again"
+            )

@@ -140,10 +140,10 @@ class QuotaStore:
         """Always ``None``: this process is the file's only writer (the lock says so)."""
         return None
 
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[Snapshot | None]:
-        """Nothing to lock or catch up on: the file has one writer (yields ``None``)."""
-        yield None
+    def commit(self, changes: ChangeSet) -> Snapshot | None:
+        """:meth:`apply`; always ``None``: the file has one writer, so no ledger is stale."""
+        self.apply(changes)
+        return None
 
     def apply(self, changes: ChangeSet) -> None:
         """Make ``changes`` durable (one journal record); compact now and then.
