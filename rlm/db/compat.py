@@ -35,7 +35,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
 from psycopg.abc import Buffer
@@ -51,6 +51,7 @@ __all__ = [
     "PgIntegrityError",
     "PgOperationalError",
     "open_compat",
+    "pipelined",
     "translate",
 ]
 
@@ -163,6 +164,31 @@ class _Rows:
         return iter(self.fetchall())
 
 
+class _Queued:
+    """A cursor whose statement may still be queued in a pipeline: reading its rows or its
+    ``rowcount`` sends what is queued first."""
+
+    def __init__(self, cursor: Any, pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()
+        return int(self._cursor.rowcount)
+
+    def fetchone(self) -> Any:
+        self._pipeline.sync()
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        self._pipeline.sync()
+        return list(self._cursor.fetchall())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
 class PgCompatConnection:
     """The part of :class:`sqlite3.Connection` the stores use, over PostgreSQL.
 
@@ -181,6 +207,7 @@ class PgCompatConnection:
             for key in sorted({_lock_key(name) for name in locks})
         ]
         self._pending_begin = False
+        self._pipelined: psycopg.Pipeline | None = None
         self._keys: dict[str, tuple[list[str], list[str]]] = {}
         # What each SQL text becomes (the stores' statements are a few hundred constants).
         self._plans: dict[str, tuple[str, Any]] = {}
@@ -209,9 +236,13 @@ class PgCompatConnection:
                 return _Empty()
             text, limits = plan
             if not self._pending_begin:
-                return self._conn.execute(text, _params(params, limits))
-            with self._opening():
-                return self._conn.execute(text, _params(params, limits))
+                cursor = self._conn.execute(text, _params(params, limits))
+            else:
+                with self._opening():
+                    cursor = self._conn.execute(text, _params(params, limits))
+            if self._pipelined is not None:
+                return _Queued(cursor, self._pipelined)
+            return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         """Run one statement for each parameter row."""
@@ -226,9 +257,27 @@ class PgCompatConnection:
             return cursor
 
     @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Queue the statements of the block and send them together: reading a result sends
+        what is queued, the end of the block sends the rest (a transaction whose only read is
+        its last statement's costs one round trip, COMMIT included)."""
+        with self._mutex, self._errors():
+            try:
+                with self._conn.pipeline() as pipeline:
+                    self._pipelined = pipeline
+                    yield
+            finally:
+                self._pipelined = None
+
+    @contextmanager
     def _opening(self) -> Iterator[None]:
         """Send the pending BEGIN and its locks in one pipeline with what the body sends."""
         self._pending_begin = False
+        if self._pipelined is not None:  # already queueing: the enclosing pipeline sends them together
+            for statement in self._begin:
+                self._conn.execute(statement)
+            yield
+            return
         with self._conn.pipeline():
             for statement in self._begin:
                 self._conn.execute(statement)
@@ -358,6 +407,13 @@ def _params(
         if index < len(values) and values[index] is not None and values[index] < 0:
             values[index] = None
     return values
+
+
+def pipelined(conn: sqlite3.Connection) -> AbstractContextManager[object]:
+    """:meth:`PgCompatConnection.pipelined` for a PostgreSQL connection; nothing for SQLite's
+    (its statements are calls into this process)."""
+    method = getattr(conn, "pipelined", None)
+    return nullcontext() if method is None else cast(AbstractContextManager[object], method())
 
 
 def open_compat(url: str, *locks: str) -> sqlite3.Connection:
