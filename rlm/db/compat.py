@@ -273,7 +273,7 @@ class PgCompatConnection:
     def _opening(self) -> Iterator[None]:
         """Send the pending BEGIN and its locks in one pipeline with what the body sends."""
         self._pending_begin = False
-        if self._pipelined is not None:  # already queueing: the enclosing pipeline sends them together
+        if self._pipelined is not None:  # the enclosing pipeline sends them together
             for statement in self._begin:
                 self._conn.execute(statement)
             yield
