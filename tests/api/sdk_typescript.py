@@ -127,6 +127,8 @@ def node_env(server: LiveServer, blob: bytes) -> dict[str, str]:
         # enterprise: 600 requests a minute, so polls and streams never meet the rate limit.
         "user": server.token(f"user-{tag}", reader, "enterprise"),
         "other": server.token(f"other-{tag}", reader, "user"),
+        # Its own user: a test counts every task this one has.
+        "retrier": server.token(f"retrier-{tag}", reader, "user"),
         "executeOnly": server.token(f"exec-{tag}", "rlm:execute", "user"),
         "anonymous": server.token(f"anon-{tag}", "rlm:read", "anonymous"),
         "manager": server.token(
