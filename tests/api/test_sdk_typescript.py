@@ -68,11 +68,8 @@ def test_generated_types_match_the_services_openapi_document(tmp_path: Path, bui
     (tmp_path / "openapi.json").write_text(dumped, encoding="utf-8")
     out = tmp_path / "schema.ts"
     generator = SDK_DIR / "node_modules" / ".bin" / "openapi-typescript"
-    run(
-        [str(generator), str(tmp_path / "openapi.json"), "--default-non-nullable", "false"]
-        + ["-o", str(out)],
-        SDK_DIR,
-    )
+    flags = ["--default-non-nullable", "false", "-o", str(out)]  # as `npm run generate`
+    run([str(generator), str(tmp_path / "openapi.json"), *flags], SDK_DIR)
     assert out.read_text(encoding="utf-8") == (SDK_DIR / "src" / "schema.ts").read_text(
         encoding="utf-8"
     ), "src/schema.ts is stale: run `npm run generate` in sdk/typescript and commit it"
@@ -114,7 +111,8 @@ def test_the_packed_package_installs_and_the_documents_snippets_run(
     """``npm pack`` → ``npm install <tarball>`` in an empty project → the API document's and
     the README's TypeScript snippets, type-checked by ``tsc`` and run by Node as written."""
     del built
-    packed = npm("pack", "--json", "--pack-destination", str(tmp_path))
+    # dist/ is the fixture's build: packing need not run tsc (prepack) again.
+    packed = npm("pack", "--json", "--ignore-scripts", "--pack-destination", str(tmp_path))
     [info] = json.loads(packed.stdout)
     files = {f["path"] for f in info["files"]}
     assert {"dist/index.js", "dist/index.d.ts", "package.json", "README.md"} <= files
@@ -128,8 +126,8 @@ def test_the_packed_package_installs_and_the_documents_snippets_run(
     assert installed["name"] == "@rlm-hypervisor/sdk" and "dependencies" not in installed
 
     document = _snippets(shared_file("seed/rlm-hypervisor-api.md"))
-    readme = _snippets(REPO_ROOT / "README.md")
-    assert len(document) == 2 and len(readme) >= 1
+    readme = _snippets(REPO_ROOT / "README.md") + _snippets(SDK_DIR / "README.md")
+    assert len(document) == 2 and len(readme) >= 2
     # The document's second snippet names its key as a placeholder for the reader's own.
     placeholder = "apiKey: 'your-api-key'"
     assert document[1].count(placeholder) == 1
@@ -153,24 +151,27 @@ def test_the_packed_package_installs_and_the_documents_snippets_run(
         "files": names,
     }
     (project / "tsconfig.json").write_text(json.dumps(tsconfig))
-    run(["node", str(SDK_DIR / "node_modules" / "typescript" / "bin" / "tsc")], project)
+    node = shutil.which("node")
+    assert node is not None, "node is not installed (scripts/system-deps.sh installs it)"
+    run([node, str(SDK_DIR / "node_modules" / "typescript" / "bin" / "tsc")], project)
 
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "RLM_BASE_URL": server.base_url,
-        "RLM_API_KEY": token,
-    }
-    outputs = [run(["node", f"out/{n[:-3]}.js"], project, env).stdout for n in names]
+    # As a user runs them: their key and the service's URL in the environment, nothing else.
+    env = {"HOME": str(tmp_path), "RLM_BASE_URL": server.base_url, "RLM_API_KEY": token}
+    outputs = [run([node, f"out/{n[:-3]}.js"], project, env).stdout for n in names]
     assert outputs[0] == ""  # the Quick Start prints nothing; its task is checked below
     with httpx.Client(
         base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}
     ) as http:
         remaining = http.get("/quotas/user/me").json()["daily"]["agentsRemaining"]
         tasks = http.get("/tasks", params={"limit": 50}).json()["tasks"]
+    # Each snippet ran one sum of 1..5 as this user; all but the Quick Start print what is left
+    # of the daily quota then (the README's also the result), the last one what is left now.
+    left = []
     for printed in outputs[1:]:
-        assert re.fullmatch(r"Remaining: \d+\n", printed), printed
-    # Every snippet ran a sum of 1..5 as this user; the last one printed what is left now.
-    assert outputs[-1] == f"Remaining: {remaining}\n"
+        match = re.fullmatch(r"(?:Result: 15\n)?Remaining: (\d+)\n", printed)
+        assert match is not None, printed
+        left.append(int(match.group(1)))
+    assert left == sorted(left, reverse=True) and len(set(left)) == len(left), left
+    assert left[-1] == remaining
     assert len(tasks) == len(names)
     assert {(t["status"], t["result"]["output"]) for t in tasks} == {("completed", 15)}

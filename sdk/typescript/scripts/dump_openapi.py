@@ -37,7 +37,9 @@ def openapi_document() -> dict[str, Any]:
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("RLM_")}
     try:
         with tempfile.TemporaryDirectory() as state:
-            document: dict[str, Any] = create_app(Settings(state_dir=Path(state)), _Engine()).openapi()
+            document: dict[str, Any] = create_app(
+                Settings(state_dir=Path(state)), _Engine()
+            ).openapi()
     finally:
         os.environ.update(saved)
     return document
