@@ -6,7 +6,7 @@
 
 import { randomUUID } from "node:crypto";
 
-import { type Answer, type Fetch, type RequestOptions, Transport, sleep } from "./http.js";
+import { type Fetch, type RequestOptions, Transport, sleep } from "./http.js";
 import { QuotasAPI } from "./resources/quotas.js";
 import { SecurityAPI } from "./resources/security.js";
 import { object } from "./resources/shared.js";
@@ -176,10 +176,7 @@ export class RLMClient {
 
   /** `GET /health`: the service's and the engine's load; needs no credentials. */
   health(options?: RequestOptions): Promise<Record<string, unknown>> {
-    return this.#http.send(
-      { method: "GET", path: "/health", parse: (answer: Answer) => object<Record<string, unknown>>("health")(answer) },
-      options,
-    );
+    return this.#http.send({ method: "GET", path: "/health", parse: object<Record<string, unknown>>("health") }, options);
   }
 
   /** The API key stays out of logs: only whether one is set is shown. */

@@ -175,8 +175,7 @@ export class Transport {
 
   /** Send `call` and return its parsed answer. */
   async send<T>(call: Call<T>, options: RequestOptions = {}): Promise<T> {
-    const opened = await this.attempts(call, options, false);
-    return opened as T;
+    return (await this.attempts(call, options, false)) as T;
   }
 
   /**

@@ -27,12 +27,12 @@ export function resultOf(status: TaskStatus): ExecuteResponse {
   // A task cancelled before it ran has no result: its state, no success, zero counters.
   return {
     taskId: status.taskId,
-    status: status.status === "cancelled" ? "failed" : status.status,
+    status: status.status,
     executionTimeMs: 0,
     agentCalls: 0,
     decompositionDepth: 0,
     success: false,
-  } as ExecuteResponse;
+  };
 }
 
 /** `client.tasks`. */

@@ -1,0 +1,24 @@
+// The TypeScript SDK's side of benchmarks/ts_sdk.py: `client.execute` timed call by call.
+// argv: <sdk dist/index.js> <base URL> <tokens JSON file> <body JSON file> <warmup> <n>
+// Prints one JSON line: {"samplesMs": [...]}. Clients rotate over the tokens, so no user's
+// rate limit is what is measured.
+import { readFileSync } from "node:fs";
+
+const [sdkPath, baseUrl, tokensFile, bodyFile, warmup, n] = process.argv.slice(2);
+const { RLMClient } = await import(sdkPath);
+const tokens = JSON.parse(readFileSync(tokensFile, "utf8"));
+const body = JSON.parse(readFileSync(bodyFile, "utf8"));
+const clients = tokens.map((apiKey) => new RLMClient({ apiKey, baseUrl }));
+let k = 0;
+const once = async () => {
+  const result = await clients[k++ % clients.length].execute(body);
+  if (result.status !== "completed") throw new Error(JSON.stringify(result));
+};
+for (let i = 0; i < Number(warmup); i++) await once();
+const samplesMs = [];
+for (let i = 0; i < Number(n); i++) {
+  const t0 = performance.now();
+  await once();
+  samplesMs.push(performance.now() - t0);
+}
+console.log(JSON.stringify({ samplesMs }));
