@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import rlm
 from tests.api.readme_blocks import readme_blocks
 from tests.api.sdk_typescript import SDK_DIR, LiveServer, live_server, node_env, npm, run
 from tests.shared_data import REPO_ROOT, shared_file
@@ -50,6 +51,19 @@ def blob(server: LiveServer) -> bytes:
     public.mkdir(parents=True, exist_ok=True)
     (public / "sdk-ts.bin").write_bytes(data)
     return data
+
+
+def test_the_package_is_versioned_with_the_service_and_has_no_runtime_dependencies() -> None:
+    package = json.loads((SDK_DIR / "package.json").read_text(encoding="utf-8"))
+    assert package["version"] == rlm.__version__
+    assert f'VERSION = "{rlm.__version__}"' in (SDK_DIR / "src" / "version.ts").read_text()
+    assert "dependencies" not in package and "peerDependencies" not in package
+    # Every tool is pinned to one version, and the lock file holds the same pins.
+    lock = json.loads((SDK_DIR / "package-lock.json").read_text(encoding="utf-8"))
+    for name, version in package["devDependencies"].items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version), (name, version)
+        assert lock["packages"][f"node_modules/{name}"]["version"] == version
+    assert (SDK_DIR / ".gitignore").read_text().split() == ["node_modules/", "dist/", "*.tgz"]
 
 
 def test_generated_types_match_the_services_openapi_document(tmp_path: Path, built: Path) -> None:
