@@ -159,6 +159,9 @@ describe("retries", () => {
     await assert.rejects(user.tasks.get("task-x"), (err) => err instanceof APITimeoutError && err.status === 0);
     assert.equal(silent.seen.length, 2);
     assert.ok(performance.now() - started < 2000);
+    // The server may have acted on a request it did not answer: a create is not repeated.
+    await assert.rejects(user.webhooks.create({ url: "https://example.com/h", events: ["task.completed"] }), APITimeoutError);
+    assert.equal(silent.seen.length, 3);
   });
 
   test("a refused connection: APIConnectionError naming the cause, after the retries", async () => {
@@ -168,12 +171,17 @@ describe("retries", () => {
     await new Promise((resolve) => closed.close(resolve));
     const { waits, sleep } = recordingSleep();
     const nowhere = new RLMClient({ apiKey: TOKENS.user, baseUrl: `http://127.0.0.1:${port}/v1`, sleep, maxRetries: 2 });
-    await assert.rejects(nowhere.execute(task([1])), (err) => {
-      assert.ok(err instanceof APIConnectionError);
+    const refused = (err) => {
+      assert.ok(err instanceof APIConnectionError && !(err instanceof APITimeoutError));
       assert.equal(err.details.code, "ECONNREFUSED");
+      assert.equal(err.status, 0);
       return true;
-    });
-    assert.equal(waits.length, 2); // nothing was sent, so even a POST may be repeated
+    };
+    // Nothing was sent, so even a call that is never repeated after a lost answer may be.
+    await assert.rejects(nowhere.webhooks.create({ url: "https://example.com/h", events: ["task.completed"] }), refused);
+    assert.equal(waits.length, 2);
+    await assert.rejects(nowhere.execute(task([1])), refused);
+    assert.equal(waits.length, 4);
   });
 });
 
