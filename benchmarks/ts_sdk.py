@@ -6,7 +6,9 @@ sends), over a kept-alive connection, rotating over 64 enterprise users so no ra
 what is measured. ``curl`` runs all its requests in one process (``--next``) and reports each
 transfer's own ``time_total``, so its process start is not counted; the SDK's time is taken in
 Node around each awaited ``client.execute`` (building the request, ``fetch``, parsing the
-answer). The two alternate in blocks, so a busy spell of the machine falls on both.
+answer). The two alternate in blocks, so a busy spell of the machine falls on both. A second
+figure compares the SDK with Node's bare ``fetch`` sending the same request, to tell the SDK's
+own cost from its HTTP client's.
 
 The SDK is built first (``npm ci`` when ``node_modules`` is absent, then ``tsc``).
 """
@@ -94,11 +96,14 @@ def _curl_block(
     return [float(t) * 1000 for t in times]
 
 
-def _node_block(sdk: Path, base: str, tokens: Path, body: Path, warmup: int, n: int) -> list[float]:
+def _node_block(
+    sdk: Path, base: str, tokens: Path, body: Path, warmup: int, n: int, mode: str = "sdk"
+) -> list[float]:
     node = shutil.which("node")
     if node is None:
         raise SystemExit("ts_sdk: node is not installed")
     args = [node, str(NODE_SIDE), sdk.as_uri(), base, str(tokens), str(body), str(warmup), str(n)]
+    args.append(mode)
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     samples: list[float] = json.loads(out.strip().splitlines()[-1])["samplesMs"]
     return samples
@@ -146,11 +151,14 @@ def _figures(state: Path, work: Path, sdk: Path, quick: bool) -> list[dict[str, 
         blocks, per_block = (2, 50) if quick else (4, 100)
         ours: list[float] = []
         curl: list[float] = []
+        bare: list[float] = []
         for b in range(blocks):
             # Each side warms its connection (and Node its JIT) before the block it times.
             curl += _curl_block(url, tokens, body, b * per_block, per_block + 10, work)[10:]
             ours += _node_block(sdk, base, token_file, body, 10, per_block)
+            bare += _node_block(sdk, base, token_file, body, 10, per_block, "fetch")
         p50_ours, p50_curl = statistics.median(ours), statistics.median(curl)
+        p50_bare = statistics.median(bare)
         return [
             figure(
                 "TS SDK client.execute p50 vs curl p50 (POST /v1/execute, 10-item sum)",
@@ -164,7 +172,19 @@ def _figures(state: Path, work: Path, sdk: Path, quick: bool) -> list[dict[str, 
                 samples=len(ours),
                 p90Ours=round(statistics.quantiles(ours, n=10)[-1], 3),
                 p90Baseline=round(statistics.quantiles(curl, n=10)[-1], 3),
-            )
+            ),
+            # Where the difference lies: the SDK's own code, or Node's fetch under it.
+            figure(
+                "TS SDK client.execute p50 vs Node's bare fetch p50 (same request)",
+                p50_ours,
+                p50_bare,
+                unit="ms",
+                ratio=p50_ours / p50_bare,
+                goal="report",
+                limit="—",
+                baseline_name="fetch with the same headers and body, in Node",
+                samples=len(bare),
+            ),
         ]
     finally:
         serve.shutdown()
