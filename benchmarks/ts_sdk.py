@@ -6,9 +6,10 @@ sends), over a kept-alive connection, rotating over 64 enterprise users so no ra
 what is measured. ``curl`` runs all its requests in one process (``--next``) and reports each
 transfer's own ``time_total``, so its process start is not counted; the SDK's time is taken in
 Node around each awaited ``client.execute`` (building the request, ``fetch``, parsing the
-answer). The two alternate in blocks, so a busy spell of the machine falls on both. A second
-figure compares the SDK with Node's bare ``fetch`` sending the same request, to tell the SDK's
-own cost from its HTTP client's.
+answer), after a warm-up (a long-lived client's steady state: code compiled, connections
+open). curl and Node alternate in blocks, so a busy spell of the machine falls on both. A
+second figure compares the SDK with Node's bare ``fetch`` sending the same request, call for
+call in the same process, to tell the SDK's own cost from its HTTP client's.
 
 The SDK is built first (``npm ci`` when ``node_modules`` is absent, then ``tsc``).
 """
@@ -97,16 +98,16 @@ def _curl_block(
 
 
 def _node_block(
-    sdk: Path, base: str, tokens: Path, body: Path, warmup: int, n: int, mode: str = "sdk"
-) -> list[float]:
+    sdk: Path, base: str, tokens: Path, body: Path, warmup: int, n: int
+) -> tuple[list[float], list[float]]:
+    """``n`` SDK executes alternating with ``n`` bare fetches, in one Node process; ms each."""
     node = shutil.which("node")
     if node is None:
         raise SystemExit("ts_sdk: node is not installed")
     args = [node, str(NODE_SIDE), sdk.as_uri(), base, str(tokens), str(body), str(warmup), str(n)]
-    args.append(mode)
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    samples: list[float] = json.loads(out.strip().splitlines()[-1])["samplesMs"]
-    return samples
+    samples = json.loads(out.strip().splitlines()[-1])
+    return samples["sdkMs"], samples["fetchMs"]
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -155,8 +156,9 @@ def _figures(state: Path, work: Path, sdk: Path, quick: bool) -> list[dict[str, 
         for b in range(blocks):
             # Each side warms its connection (and Node its JIT) before the block it times.
             curl += _curl_block(url, tokens, body, b * per_block, per_block + 10, work)[10:]
-            ours += _node_block(sdk, base, token_file, body, 10, per_block)
-            bare += _node_block(sdk, base, token_file, body, 10, per_block, "fetch")
+            sdk_ms, fetch_ms = _node_block(sdk, base, token_file, body, 50, per_block)
+            ours += sdk_ms
+            bare += fetch_ms
         p50_ours, p50_curl = statistics.median(ours), statistics.median(curl)
         p50_bare = statistics.median(bare)
         return [
