@@ -152,6 +152,8 @@ def test_the_packed_package_installs_and_the_documents_snippets_run(
         name = f"snippet{i}.ts"
         (project / name).write_text(code, encoding="utf-8")
         names.append(name)
+    # Type-checked, never run: the generated types refuse what the service would refuse.
+    shutil.copy(SDK_DIR / "test" / "typing.ts", project / "typing.ts")
     tsconfig = {
         "compilerOptions": {
             "target": "ES2022",
@@ -165,7 +167,7 @@ def test_the_packed_package_installs_and_the_documents_snippets_run(
             "typeRoots": [str(SDK_DIR / "node_modules" / "@types")],
             "types": ["node"],
         },
-        "files": names,
+        "files": [*names, "typing.ts"],
     }
     (project / "tsconfig.json").write_text(json.dumps(tsconfig))
     node = shutil.which("node")
