@@ -57,9 +57,13 @@ class TaskCompletedData(WireModel):
 
 
 class QuotaAlertData(WireModel):
-    """``quota.threshold_exceeded``'s data."""
+    """``quota.threshold_exceeded``'s data: a user's window (``userId``, as the document
+    shows), or (extensions) a team's pool (``teamId``, with its ``orgId``) or an org's caps
+    (``orgId``: its whole subtree's usage) this month."""
 
-    user_id: str
+    user_id: str | None = None
+    team_id: str | None = None
+    org_id: str | None = None
     threshold: int
     period: Literal["daily", "weekly", "monthly"]
     usage: Any = None
