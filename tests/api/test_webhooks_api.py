@@ -296,7 +296,9 @@ def test_an_orgs_caps_reaching_80_percent_alert_its_org_webhooks(api: Api) -> No
     org, user = _name("capped-org"), _name("capped")
     manager_token = api.token(sub=f"{org}-admin", scopes="rlm:admin", tier="admin", org=org)
     with api.client(manager_token) as manager:
-        made = manager.post("/quotas/enterprise/org", json={"orgId": org, "agents": 10, "computeHours": 100.0})
+        made = manager.post(
+            "/quotas/enterprise/org", json={"orgId": org, "agents": 10, "computeHours": 100.0}
+        )
         assert made.status_code == 201, made.text
         limits = {
             "userId": user,
