@@ -299,7 +299,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/security/policies/{policyId}": {
+    "/v1/security/policies/audit-log": {
         parameters: {
             query?: never;
             header?: never;
@@ -308,21 +308,235 @@ export interface paths {
         };
         get?: never;
         /**
-         * Replace a security policy of the org (extension)
-         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their
-         *     defaults) for the caller's org only; recorded in the audit log with what changed.
+         * Replace the audit-log policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
          */
-        put: operations["put_policy_v1_security_policies__policyId__put"];
+        put: operations["put_policy_audit_log"];
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
         /**
-         * Change a security policy of the org (extension)
-         * @description Change only the fields given (settings keys are merged; ``null`` restores a default)
-         *     for the caller's org only; recorded in the audit log with what changed.
+         * Change the audit-log policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
          */
-        patch: operations["patch_policy_v1_security_policies__policyId__patch"];
+        patch: operations["patch_policy_audit_log"];
+        trace?: never;
+    };
+    "/v1/security/policies/authn-bearer-jwt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the authn-bearer-jwt policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_authn_bearer_jwt"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the authn-bearer-jwt policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_authn_bearer_jwt"];
+        trace?: never;
+    };
+    "/v1/security/policies/authz-scopes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the authz-scopes policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_authz_scopes"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the authz-scopes policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_authz_scopes"];
+        trace?: never;
+    };
+    "/v1/security/policies/authz-tenancy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the authz-tenancy policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_authz_tenancy"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the authz-tenancy policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_authz_tenancy"];
+        trace?: never;
+    };
+    "/v1/security/policies/input-injection": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the input-injection policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_input_injection"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the input-injection policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_input_injection"];
+        trace?: never;
+    };
+    "/v1/security/policies/input-json-structure": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the input-json-structure policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_input_json_structure"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the input-json-structure policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_input_json_structure"];
+        trace?: never;
+    };
+    "/v1/security/policies/input-path-traversal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the input-path-traversal policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_input_path_traversal"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the input-path-traversal policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_input_path_traversal"];
+        trace?: never;
+    };
+    "/v1/security/policies/input-secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the input-secrets policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_input_secrets"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the input-secrets policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_input_secrets"];
+        trace?: never;
+    };
+    "/v1/security/policies/input-size": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the input-size policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_input_size"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the input-size policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_input_size"];
+        trace?: never;
+    };
+    "/v1/security/policies/input-unicode": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the input-unicode policy of the org (extension)
+         * @description Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their defaults) for the caller's org only; recorded in the audit log with what changed.
+         */
+        put: operations["put_policy_input_unicode"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change the input-unicode policy of the org (extension)
+         * @description Change only the fields given (settings keys are merged; ``null`` restores a default) for the caller's org only; recorded in the audit log with what changed.
+         */
+        patch: operations["patch_policy_input_unicode"];
         trace?: never;
     };
     "/v1/security/validate": {
@@ -583,7 +797,8 @@ export interface paths {
         put?: never;
         /**
          * Retry a delivery
-         * @description Send a delivery again now, under the same ``webhook-id``, with a new day of retries.
+         * @description Send a delivery again now, under the same ``webhook-id``, with a new day of retries
+         *     (``409 CONFLICT`` while the webhook is disabled: enable it first).
          */
         post: operations["retry_delivery_v1_webhooks__webhookId__deliveries__deliveryId__retry_post"];
         delete?: never;
@@ -658,6 +873,186 @@ export interface components {
             /** Reason */
             reason: string;
         };
+        /**
+         * AuditLogPolicyPatch
+         * @description ``PATCH /security/policies/audit-log``: the fields given change. It is enforced by the service: ``enabled`` must stay true.
+         */
+        AuditLogPolicyPatch: {
+            /** Enabled */
+            enabled?: true | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["AuditLogSettingsPatch"] | null;
+        };
+        /**
+         * AuditLogPolicyUpdate
+         * @description ``PUT /security/policies/audit-log``: every changeable field (settings not given take their defaults). It is enforced by the service: ``enabled`` must stay true.
+         */
+        AuditLogPolicyUpdate: {
+            /** Category */
+            category?: "audit" | null;
+            /**
+             * Enabled
+             * @constant
+             */
+            enabled: true;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "audit-log" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["AuditSettings"] | null;
+        };
+        /**
+         * AuditLogSettingsPatch
+         * @description Changes to AuditSettings.
+         */
+        AuditLogSettingsPatch: {
+            /** Minseverity */
+            minSeverity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+            /** Recordvalidate */
+            recordValidate?: boolean | null;
+        };
+        /**
+         * AuditSettings
+         * @description ``audit-log``.
+         *
+         *     Attributes:
+         *         min_severity: Policy violations below it are not recorded (401s, 403s, refusals and
+         *             admin changes always are).
+         *         record_validate: Whether violations found by ``POST /security/validate`` are
+         *             recorded too (they are probes of the policies).
+         */
+        AuditSettings: {
+            /**
+             * Minseverity
+             * @default low
+             * @enum {string}
+             */
+            minSeverity?: "info" | "low" | "medium" | "high" | "critical";
+            /**
+             * Recordvalidate
+             * @default true
+             */
+            recordValidate?: boolean;
+        };
+        /**
+         * AuthnBearerJwtPolicyPatch
+         * @description ``PATCH /security/policies/authn-bearer-jwt``: the fields given change. It is enforced by the service: ``enabled`` must stay true.
+         */
+        AuthnBearerJwtPolicyPatch: {
+            /** Enabled */
+            enabled?: true | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["AuthnBearerJwtSettingsPatch"] | null;
+        };
+        /**
+         * AuthnBearerJwtPolicyUpdate
+         * @description ``PUT /security/policies/authn-bearer-jwt``: every changeable field (settings not given take their defaults). It is enforced by the service: ``enabled`` must stay true.
+         */
+        AuthnBearerJwtPolicyUpdate: {
+            /** Category */
+            category?: "authentication" | null;
+            /**
+             * Enabled
+             * @constant
+             */
+            enabled: true;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "authn-bearer-jwt" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["NoSettings"] | null;
+        };
+        /**
+         * AuthnBearerJwtSettingsPatch
+         * @description Changes to NoSettings.
+         */
+        AuthnBearerJwtSettingsPatch: Record<string, never>;
+        /**
+         * AuthzScopesPolicyPatch
+         * @description ``PATCH /security/policies/authz-scopes``: the fields given change. It is enforced by the service: ``enabled`` must stay true.
+         */
+        AuthzScopesPolicyPatch: {
+            /** Enabled */
+            enabled?: true | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["AuthzScopesSettingsPatch"] | null;
+        };
+        /**
+         * AuthzScopesPolicyUpdate
+         * @description ``PUT /security/policies/authz-scopes``: every changeable field (settings not given take their defaults). It is enforced by the service: ``enabled`` must stay true.
+         */
+        AuthzScopesPolicyUpdate: {
+            /** Category */
+            category?: "authorization" | null;
+            /**
+             * Enabled
+             * @constant
+             */
+            enabled: true;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "authz-scopes" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["NoSettings"] | null;
+        };
+        /**
+         * AuthzScopesSettingsPatch
+         * @description Changes to NoSettings.
+         */
+        AuthzScopesSettingsPatch: Record<string, never>;
+        /**
+         * AuthzTenancyPolicyPatch
+         * @description ``PATCH /security/policies/authz-tenancy``: the fields given change. It is enforced by the service: ``enabled`` must stay true.
+         */
+        AuthzTenancyPolicyPatch: {
+            /** Enabled */
+            enabled?: true | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["AuthzTenancySettingsPatch"] | null;
+        };
+        /**
+         * AuthzTenancyPolicyUpdate
+         * @description ``PUT /security/policies/authz-tenancy``: every changeable field (settings not given take their defaults). It is enforced by the service: ``enabled`` must stay true.
+         */
+        AuthzTenancyPolicyUpdate: {
+            /** Category */
+            category?: "authorization" | null;
+            /**
+             * Enabled
+             * @constant
+             */
+            enabled: true;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "authz-tenancy" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["NoSettings"] | null;
+        };
+        /**
+         * AuthzTenancySettingsPatch
+         * @description Changes to NoSettings.
+         */
+        AuthzTenancySettingsPatch: Record<string, never>;
         /**
          * Budget
          * @description ``options.budget`` (extension): limits on one task's LM calls. Unset = no limit.
@@ -1207,6 +1602,301 @@ export interface components {
             usage?: components["schemas"]["Usage"] | null;
         };
         /**
+         * InjectionSettings
+         * @description ``input-injection``.
+         *
+         *     Attributes:
+         *         severity: Of a known phrasing found.
+         *         extra_phrases: The org's own phrases, matched as words, case-insensitively.
+         */
+        InjectionSettings: {
+            /** Extraphrases */
+            extraPhrases?: string[];
+            /**
+             * Severity
+             * @default critical
+             * @enum {string}
+             */
+            severity?: "info" | "low" | "medium" | "high" | "critical";
+        };
+        /**
+         * InputInjectionPolicyPatch
+         * @description ``PATCH /security/policies/input-injection``: the fields given change.
+         */
+        InputInjectionPolicyPatch: {
+            /** Enabled */
+            enabled?: boolean | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["InputInjectionSettingsPatch"] | null;
+        };
+        /**
+         * InputInjectionPolicyUpdate
+         * @description ``PUT /security/policies/input-injection``: every changeable field (settings not given take their defaults).
+         */
+        InputInjectionPolicyUpdate: {
+            /** Category */
+            category?: "input_validation" | null;
+            /** Enabled */
+            enabled: boolean;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "input-injection" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["InjectionSettings"] | null;
+        };
+        /**
+         * InputInjectionSettingsPatch
+         * @description Changes to InjectionSettings.
+         */
+        InputInjectionSettingsPatch: {
+            /** Extraphrases */
+            extraPhrases?: string[] | null;
+            /** Severity */
+            severity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+        };
+        /**
+         * InputJsonStructurePolicyPatch
+         * @description ``PATCH /security/policies/input-json-structure``: the fields given change.
+         */
+        InputJsonStructurePolicyPatch: {
+            /** Enabled */
+            enabled?: boolean | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["InputJsonStructureSettingsPatch"] | null;
+        };
+        /**
+         * InputJsonStructurePolicyUpdate
+         * @description ``PUT /security/policies/input-json-structure``: every changeable field (settings not given take their defaults).
+         */
+        InputJsonStructurePolicyUpdate: {
+            /** Category */
+            category?: "input_validation" | null;
+            /** Enabled */
+            enabled: boolean;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "input-json-structure" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["JsonStructureSettings"] | null;
+        };
+        /**
+         * InputJsonStructureSettingsPatch
+         * @description Changes to JsonStructureSettings.
+         */
+        InputJsonStructureSettingsPatch: {
+            /** Maxdepth */
+            maxDepth?: number | null;
+            /** Maxvalues */
+            maxValues?: number | null;
+            /** Severity */
+            severity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+        };
+        /**
+         * InputPathTraversalPolicyPatch
+         * @description ``PATCH /security/policies/input-path-traversal``: the fields given change.
+         */
+        InputPathTraversalPolicyPatch: {
+            /** Enabled */
+            enabled?: boolean | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["InputPathTraversalSettingsPatch"] | null;
+        };
+        /**
+         * InputPathTraversalPolicyUpdate
+         * @description ``PUT /security/policies/input-path-traversal``: every changeable field (settings not given take their defaults).
+         */
+        InputPathTraversalPolicyUpdate: {
+            /** Category */
+            category?: "input_validation" | null;
+            /** Enabled */
+            enabled: boolean;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "input-path-traversal" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["PathTraversalSettings"] | null;
+        };
+        /**
+         * InputPathTraversalSettingsPatch
+         * @description Changes to PathTraversalSettings.
+         */
+        InputPathTraversalSettingsPatch: {
+            /** Pathseverity */
+            pathSeverity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+            /** Severity */
+            severity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+        };
+        /**
+         * InputSecretsPolicyPatch
+         * @description ``PATCH /security/policies/input-secrets``: the fields given change.
+         */
+        InputSecretsPolicyPatch: {
+            /** Enabled */
+            enabled?: boolean | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["InputSecretsSettingsPatch"] | null;
+        };
+        /**
+         * InputSecretsPolicyUpdate
+         * @description ``PUT /security/policies/input-secrets``: every changeable field (settings not given take their defaults).
+         */
+        InputSecretsPolicyUpdate: {
+            /** Category */
+            category?: "input_validation" | null;
+            /** Enabled */
+            enabled: boolean;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "input-secrets" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["SecretsSettings"] | null;
+        };
+        /**
+         * InputSecretsSettingsPatch
+         * @description Changes to SecretsSettings.
+         */
+        InputSecretsSettingsPatch: {
+            /** Keywordseverity */
+            keywordSeverity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+            /** Severity */
+            severity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+        };
+        /**
+         * InputSizePolicyPatch
+         * @description ``PATCH /security/policies/input-size``: the fields given change.
+         */
+        InputSizePolicyPatch: {
+            /** Enabled */
+            enabled?: boolean | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["InputSizeSettingsPatch"] | null;
+        };
+        /**
+         * InputSizePolicyUpdate
+         * @description ``PUT /security/policies/input-size``: every changeable field (settings not given take their defaults).
+         */
+        InputSizePolicyUpdate: {
+            /** Category */
+            category?: "input_validation" | null;
+            /** Enabled */
+            enabled: boolean;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "input-size" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["SizeSettings"] | null;
+        };
+        /**
+         * InputSizeSettingsPatch
+         * @description Changes to SizeSettings.
+         */
+        InputSizeSettingsPatch: {
+            /** Maxchars */
+            maxChars?: number | null;
+            /** Maxscanchars */
+            maxScanChars?: number | null;
+            /** Severity */
+            severity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+        };
+        /**
+         * InputUnicodePolicyPatch
+         * @description ``PATCH /security/policies/input-unicode``: the fields given change.
+         */
+        InputUnicodePolicyPatch: {
+            /** Enabled */
+            enabled?: boolean | null;
+            /** Name */
+            name?: string | null;
+            /** Priority */
+            priority?: number | null;
+            settings?: components["schemas"]["InputUnicodeSettingsPatch"] | null;
+        };
+        /**
+         * InputUnicodePolicyUpdate
+         * @description ``PUT /security/policies/input-unicode``: every changeable field (settings not given take their defaults).
+         */
+        InputUnicodePolicyUpdate: {
+            /** Category */
+            category?: "input_validation" | null;
+            /** Enabled */
+            enabled: boolean;
+            /** Name */
+            name?: string | null;
+            /** Policyid */
+            policyId?: "input-unicode" | null;
+            /** Priority */
+            priority: number;
+            settings?: components["schemas"]["UnicodeSettings"] | null;
+        };
+        /**
+         * InputUnicodeSettingsPatch
+         * @description Changes to UnicodeSettings.
+         */
+        InputUnicodeSettingsPatch: {
+            /** Bidiseverity */
+            bidiSeverity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+            /** Invisibleseverity */
+            invisibleSeverity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+            /** Privateuseseverity */
+            privateUseSeverity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+            /** Tagseverity */
+            tagSeverity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+            /** Unassignedseverity */
+            unassignedSeverity?: ("info" | "low" | "medium" | "high" | "critical") | null;
+        };
+        /**
+         * JsonStructureSettings
+         * @description ``input-json-structure``: a task's input, and JSON-looking text.
+         *
+         *     Attributes:
+         *         max_depth: Deepest nesting of arrays and objects.
+         *         max_values: Most values (array items, object keys and values) in one document.
+         *         severity: Of a document over a limit.
+         */
+        JsonStructureSettings: {
+            /**
+             * Maxdepth
+             * @default 64
+             */
+            maxDepth?: number;
+            /**
+             * Maxvalues
+             * @default 20000000
+             */
+            maxValues?: number;
+            /**
+             * Severity
+             * @default critical
+             * @enum {string}
+             */
+            severity?: "info" | "low" | "medium" | "high" | "critical";
+        };
+        /**
          * MemberAllocation
          * @description ``PUT /quotas/team/{teamId}/members/{userId}``: membership and its share of the pool.
          */
@@ -1221,6 +1911,11 @@ export interface components {
              */
             role?: string;
         };
+        /**
+         * NoSettings
+         * @description A policy with nothing to tune.
+         */
+        NoSettings: Record<string, never>;
         /**
          * OrgCreate
          * @description ``POST /quotas/enterprise/org``: a new org under ``parentId`` (a root when absent).
@@ -1326,6 +2021,29 @@ export interface components {
             org: components["schemas"]["Organization"];
             /** Siblings */
             siblings: components["schemas"]["Organization"][];
+        };
+        /**
+         * PathTraversalSettings
+         * @description ``input-path-traversal``.
+         *
+         *     Attributes:
+         *         severity: Of a ``..`` segment inside free text.
+         *         path_severity: Of traversal in a path (an input that is one path, or a resource),
+         *             and of encoded or overlong forms, which only an evasion would use.
+         */
+        PathTraversalSettings: {
+            /**
+             * Pathseverity
+             * @default critical
+             * @enum {string}
+             */
+            pathSeverity?: "info" | "low" | "medium" | "high" | "critical";
+            /**
+             * Severity
+             * @default high
+             * @enum {string}
+             */
+            severity?: "info" | "low" | "medium" | "high" | "critical";
         };
         /**
          * Progress
@@ -1496,12 +2214,37 @@ export interface components {
             graceSeconds?: number | null;
         };
         /**
+         * SecretsSettings
+         * @description ``input-secrets``.
+         *
+         *     Attributes:
+         *         severity: Of credentials, keys and tokens found by the credential plugins.
+         *         keyword_severity: Of a secret-sounding name assigned a quoted value
+         *             (``password = "..."``), a heuristic.
+         */
+        SecretsSettings: {
+            /**
+             * Keywordseverity
+             * @default high
+             * @enum {string}
+             */
+            keywordSeverity?: "info" | "low" | "medium" | "high" | "critical";
+            /**
+             * Severity
+             * @default critical
+             * @enum {string}
+             */
+            severity?: "info" | "low" | "medium" | "high" | "critical";
+        };
+        /**
          * SecurityContext
-         * @description Who does what to which resource.
+         * @description Who does what to which resource: ``userId`` (default: the caller; ``me`` too),
+         *     ``action``, and ``resource``, which the actions on one resource need (the document says
+         *     so with ``if``/``then``).
          */
         SecurityContext: {
             /** Action */
-            action?: string | null;
+            action?: ("execute" | "create_task" | "create_agent" | "read_task" | "cancel_task" | "read_storage" | "read_quota" | "check_quota" | "manage_quota" | "read_team" | "manage_team" | "read_org" | "manage_org" | "read_security_events" | "manage_security_policies") | null;
             /** Resource */
             resource?: string | null;
             /** Userid */
@@ -1601,44 +2344,6 @@ export interface components {
             policies: components["schemas"]["SecurityPolicy"][];
         };
         /**
-         * SecurityPolicyPatch
-         * @description ``PATCH /security/policies/{policyId}``: the fields given change; ``settings`` keys
-         *     are merged (a ``null`` restores that setting's default).
-         */
-        SecurityPolicyPatch: {
-            /** Enabled */
-            enabled?: boolean | null;
-            /** Name */
-            name?: string | null;
-            /** Priority */
-            priority?: number | null;
-            /** Settings */
-            settings?: {
-                [key: string]: unknown;
-            } | null;
-        };
-        /**
-         * SecurityPolicyUpdate
-         * @description ``PUT /security/policies/{policyId}``: every changeable field (settings not given
-         *     take their defaults); ``policyId`` and ``category``, when given, must match.
-         */
-        SecurityPolicyUpdate: {
-            /** Category */
-            category?: ("authentication" | "authorization" | "input_validation" | "audit") | null;
-            /** Enabled */
-            enabled: boolean;
-            /** Name */
-            name?: string | null;
-            /** Policyid */
-            policyId?: string | null;
-            /** Priority */
-            priority: number;
-            /** Settings */
-            settings?: {
-                [key: string]: unknown;
-            } | null;
-        };
-        /**
          * SecurityValidateRequest
          * @description ``POST /security/validate``'s body.
          */
@@ -1658,6 +2363,35 @@ export interface components {
             sanitized: string;
             /** Violations */
             violations: components["schemas"]["Violation"][];
+        };
+        /**
+         * SizeSettings
+         * @description ``input-size``.
+         *
+         *     Attributes:
+         *         max_chars: Longest text accepted: ``/security/validate``'s input, a task's
+         *             description, each prompt or parameter, each text item.
+         *         max_scan_chars: Text of one task's items scanned by the other input policies; beyond
+         *             it the rest is not scanned, and a ``medium`` violation says so.
+         *         severity: Of a text over ``max_chars``.
+         */
+        SizeSettings: {
+            /**
+             * Maxchars
+             * @default 1000000
+             */
+            maxChars?: number;
+            /**
+             * Maxscanchars
+             * @default 4000000
+             */
+            maxScanChars?: number;
+            /**
+             * Severity
+             * @default critical
+             * @enum {string}
+             */
+            severity?: "info" | "low" | "medium" | "high" | "critical";
         };
         /**
          * StorageReadRequest
@@ -1901,6 +2635,50 @@ export interface components {
             transferId: string;
         };
         /**
+         * UnicodeSettings
+         * @description ``input-unicode``: what finding hidden characters is worth (they are always removed
+         *     from ``sanitized``).
+         *
+         *     Attributes:
+         *         bidi_severity: Bidirectional overrides and isolates (Trojan Source).
+         *         tag_severity: Unicode tag characters (invisible ASCII).
+         *         invisible_severity: Zero-width and other format characters, controls.
+         *         private_use_severity: Private-use code points.
+         *         unassigned_severity: Unassigned code points, lone surrogates.
+         */
+        UnicodeSettings: {
+            /**
+             * Bidiseverity
+             * @default high
+             * @enum {string}
+             */
+            bidiSeverity?: "info" | "low" | "medium" | "high" | "critical";
+            /**
+             * Invisibleseverity
+             * @default medium
+             * @enum {string}
+             */
+            invisibleSeverity?: "info" | "low" | "medium" | "high" | "critical";
+            /**
+             * Privateuseseverity
+             * @default low
+             * @enum {string}
+             */
+            privateUseSeverity?: "info" | "low" | "medium" | "high" | "critical";
+            /**
+             * Tagseverity
+             * @default high
+             * @enum {string}
+             */
+            tagSeverity?: "info" | "low" | "medium" | "high" | "critical";
+            /**
+             * Unassignedseverity
+             * @default low
+             * @enum {string}
+             */
+            unassignedSeverity?: "info" | "low" | "medium" | "high" | "critical";
+        };
+        /**
          * Usage
          * @description ``ExecuteResponse.usage`` (extension): what the task's language-model calls used.
          *
@@ -2040,7 +2818,10 @@ export interface components {
              * @enum {string}
              */
             scope?: "user" | "org";
-            /** Url */
+            /**
+             * Url
+             * Format: rlm-webhook-url
+             */
             url: string;
         };
         /**
@@ -2124,9 +2905,9 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                prefer?: string | null;
+                prefer?: string;
                 /** @description The same key and body within 24 h answer the first request's task (its result, or its status while it runs) instead of running it again; the same key with another body is refused (400). */
-                "idempotency-key"?: string | null;
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -2839,7 +3620,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                "idempotency-key"?: string | null;
+                "idempotency-key"?: string;
             };
             path: {
                 teamId: string;
@@ -3165,11 +3946,11 @@ export interface operations {
     events_v1_security_events_get: {
         parameters: {
             query?: {
-                severity?: string | null;
+                severity?: string;
                 limit?: number;
-                cursor?: string | null;
-                since?: string | null;
-                type?: string | null;
+                cursor?: string;
+                since?: string;
+                type?: string;
             };
             header?: never;
             path?: never;
@@ -3298,18 +4079,16 @@ export interface operations {
             };
         };
     };
-    put_policy_v1_security_policies__policyId__put: {
+    put_policy_audit_log: {
         parameters: {
             query?: never;
             header?: never;
-            path: {
-                policyId: string;
-            };
+            path?: never;
             cookie?: never;
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SecurityPolicyUpdate"];
+                "application/json": components["schemas"]["AuditLogPolicyUpdate"];
             };
         };
         responses: {
@@ -3378,18 +4157,1420 @@ export interface operations {
             };
         };
     };
-    patch_policy_v1_security_policies__policyId__patch: {
+    patch_policy_audit_log: {
         parameters: {
             query?: never;
             header?: never;
-            path: {
-                policyId: string;
-            };
+            path?: never;
             cookie?: never;
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SecurityPolicyPatch"];
+                "application/json": components["schemas"]["AuditLogPolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_authn_bearer_jwt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AuthnBearerJwtPolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_authn_bearer_jwt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AuthnBearerJwtPolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_authz_scopes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AuthzScopesPolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_authz_scopes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AuthzScopesPolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_authz_tenancy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AuthzTenancyPolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_authz_tenancy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AuthzTenancyPolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_input_injection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputInjectionPolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_input_injection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputInjectionPolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_input_json_structure: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputJsonStructurePolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_input_json_structure: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputJsonStructurePolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_input_path_traversal: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputPathTraversalPolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_input_path_traversal: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputPathTraversalPolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_input_secrets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputSecretsPolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_input_secrets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputSecretsPolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_input_size: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputSizePolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_input_size: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputSizePolicyPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_policy_input_unicode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputUnicodePolicyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecurityPolicy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    patch_policy_input_unicode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputUnicodePolicyPatch"];
             };
         };
         responses: {
@@ -3540,7 +5721,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                accept?: string | null;
+                accept?: string;
             };
             path?: never;
             cookie?: never;
@@ -3839,10 +6020,10 @@ export interface operations {
     task_events_v1_tasks__taskId__events_get: {
         parameters: {
             query?: {
-                lastEventId?: number | null;
+                lastEventId?: number;
             };
             header?: {
-                "Last-Event-ID"?: number | null;
+                "Last-Event-ID"?: number;
             };
             path: {
                 taskId: string;
@@ -4398,7 +6579,7 @@ export interface operations {
     list_deliveries_v1_webhooks__webhookId__deliveries_get: {
         parameters: {
             query?: {
-                status?: ("pending" | "succeeded" | "failed") | null;
+                status?: "pending" | "succeeded" | "failed";
                 limit?: number;
             };
             header?: never;
@@ -4601,6 +6782,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -9,7 +9,8 @@ import type { components, operations, paths } from "./schema.js";
 
 export type { components, operations, paths };
 
-type Schemas = components["schemas"];
+/** Every schema of the document by name (`Schemas["InputSizeSettingsPatch"]`...). */
+export type Schemas = components["schemas"];
 
 export type AllocationCheck = Schemas["AllocationCheck"];
 export type AllocationDecision = Schemas["AllocationDecision"];
@@ -40,8 +41,6 @@ export type SecurityEvent = Schemas["SecurityEvent"];
 export type SecurityEventPage = Schemas["SecurityEventPage"];
 export type SecurityPolicy = Schemas["SecurityPolicy"];
 export type SecurityPolicyList = Schemas["SecurityPolicyList"];
-export type SecurityPolicyPatch = Schemas["SecurityPolicyPatch"];
-export type SecurityPolicyUpdate = Schemas["SecurityPolicyUpdate"];
 export type SecurityValidateRequest = Schemas["SecurityValidateRequest"];
 export type SecurityValidateResponse = Schemas["SecurityValidateResponse"];
 export type StorageReadRequest = Schemas["StorageReadRequest"];
@@ -71,3 +70,16 @@ export type Complexity = NonNullable<ExecuteRequest["complexity"]>;
 export type TaskState = TaskStatus["status"];
 /** The events a webhook may subscribe to. */
 export type WebhookEventType = WebhookCreate["events"][number];
+
+type PolicyPath = Extract<keyof paths, `/v1/security/policies/${string}`>;
+/** The ids of the security policies (`input-injection`, `audit-log`...): one route each. */
+export type SecurityPolicyId = PolicyPath extends `/v1/security/policies/${infer Id}` ? Id : never;
+type JsonBody<Op> = Op extends { requestBody: { content: { "application/json": infer Body } } } ? Body : never;
+/** What `PUT /security/policies/{policyId}` takes for that policy (its own settings). */
+export type SecurityPolicyUpdate<Id extends SecurityPolicyId = SecurityPolicyId> = JsonBody<
+  paths[`/v1/security/policies/${Id}`]["put"]
+>;
+/** What `PATCH /security/policies/{policyId}` takes for that policy (its own settings). */
+export type SecurityPolicyPatch<Id extends SecurityPolicyId = SecurityPolicyId> = JsonBody<
+  paths[`/v1/security/policies/${Id}`]["patch"]
+>;

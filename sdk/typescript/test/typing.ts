@@ -26,3 +26,10 @@ export async function follow(taskId: string): Promise<number> {
   return events.length;
 }
 export const retryAfter = (err: unknown) => (err instanceof RateLimited ? err.retryAfterS : undefined);
+
+// Each policy's settings are its own, by its id.
+export const raise = () => client.security.patchPolicy('input-size', { settings: { maxChars: 1024 } });
+// @ts-expect-error: not a setting of the injection policy
+export const wrongSetting = () => client.security.patchPolicy('input-injection', { settings: { maxChars: 1 } });
+// @ts-expect-error: no such policy
+export const noPolicy = () => client.security.patchPolicy('input-everything', { enabled: false });

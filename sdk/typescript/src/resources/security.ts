@@ -9,6 +9,7 @@ import type {
   SecurityContext,
   SecurityEventPage,
   SecurityPolicy,
+  SecurityPolicyId,
   SecurityPolicyList,
   SecurityPolicyPatch,
   SecurityPolicyUpdate,
@@ -73,8 +74,15 @@ export class SecurityAPI {
     );
   }
 
-  /** Replace a policy of the org: `PUT /security/policies/{policyId}`. */
-  putPolicy(policyId: string, policy: SecurityPolicyUpdate, options?: RequestOptions): Promise<SecurityPolicy> {
+  /**
+   * Replace a policy of the org: `PUT /security/policies/{policyId}` (`rlm:admin`); the body's
+   * `settings` are that policy's own, typed by its id.
+   */
+  putPolicy<Id extends SecurityPolicyId>(
+    policyId: Id,
+    policy: SecurityPolicyUpdate<Id>,
+    options?: RequestOptions,
+  ): Promise<SecurityPolicy> {
     return this.#http.send(
       { method: "PUT", path: `/security/policies/${seg(policyId)}`, json: policy, parse: object<SecurityPolicy>("SecurityPolicy") },
       options,
@@ -82,7 +90,11 @@ export class SecurityAPI {
   }
 
   /** Change some fields of a policy (settings keys are merged): `PATCH /security/policies/{policyId}`. */
-  patchPolicy(policyId: string, changes: SecurityPolicyPatch, options?: RequestOptions): Promise<SecurityPolicy> {
+  patchPolicy<Id extends SecurityPolicyId>(
+    policyId: Id,
+    changes: SecurityPolicyPatch<Id>,
+    options?: RequestOptions,
+  ): Promise<SecurityPolicy> {
     return this.#http.send(
       { method: "PATCH", path: `/security/policies/${seg(policyId)}`, json: changes, parse: object<SecurityPolicy>("SecurityPolicy") },
       options,
