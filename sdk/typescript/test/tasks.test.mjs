@@ -38,6 +38,15 @@ describe("execute", () => {
     assert.equal(result.taskId, taskId);
   });
 
+  test("a request asking for async mode is followed to its result when waiting", async () => {
+    const pending = await alice.execute({ ...slowTask(2, 0.2), options: { leafSize: 1, async: true } }, { wait: false });
+    assert.equal(pending.status, "pending");
+    const result = await alice.execute({ ...slowTask(2, 0.2), options: { leafSize: 1, async: true } });
+    assert.equal(result.status, "completed"); // answered 202, then polled to the end
+    assert.equal(result.output, 3);
+    assert.equal((await alice.tasks.wait(pending.taskId)).output, 3);
+  });
+
   test("wait gives up after waitMs and the task keeps running", async () => {
     const taskId = await alice.submit(slowTask(2, 3));
     await assert.rejects(alice.tasks.wait(taskId, { waitMs: 300, pollIntervalMs: 50 }), (err) => {
