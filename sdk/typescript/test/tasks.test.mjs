@@ -40,7 +40,7 @@ describe("execute", () => {
 
   test("a request asking for async mode is followed to its result when waiting", async () => {
     const pending = await alice.execute({ ...slowTask(2, 0.2), options: { leafSize: 1, async: true } }, { wait: false });
-    assert.equal(pending.status, "pending");
+    assert.ok(["pending", "running"].includes(pending.status), pending.status);
     const result = await alice.execute({ ...slowTask(2, 0.2), options: { leafSize: 1, async: true } });
     assert.equal(result.status, "completed"); // answered 202, then polled to the end
     assert.equal(result.output, 3);
