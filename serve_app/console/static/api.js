@@ -100,9 +100,10 @@ export async function blob(path, accept) {
  * token goes in a header (EventSource cannot send one). Reconnects with Last-Event-ID after a
  * dropped connection until task.completed; `onEvent(wire)` gets each event's wire form
  * ({id, event, timestamp, data}). Resolves when the task's last event arrived; rejects with
- * ApiError on a refusal (404 for a task the token may not see).
+ * ApiError on a refusal (404 for a task the token may not see). `onOpen()` is called each
+ * time the stream (re)connects.
  */
-export async function streamEvents(taskId, onEvent, signal) {
+export async function streamEvents(taskId, onEvent, signal, onOpen = () => {}) {
   let after = 0;
   let failures = 0;
   const path = `${API}/tasks/${encodeURIComponent(taskId)}/events`;
@@ -116,6 +117,7 @@ export async function streamEvents(taskId, onEvent, signal) {
         if (response.status >= 500 || response.status === 429) throw new Error(`HTTP ${response.status}`);
         await raise(response);
       }
+      onOpen();
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       let data = [];

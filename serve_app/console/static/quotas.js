@@ -6,14 +6,14 @@ import { h, num, replace, usd, when } from "./dom.js";
 
 const SAMPLE_MS = 10_000;
 
-function meter(label, used, limit) {
+function meter(label, used, limit, digits = 0) {
   const high = limit ? Math.max(0, limit * 0.8) : 0;
   return h(
     "div",
     { class: "meter-row" },
     h("span", {}, label),
     h("meter", { min: "0", max: String(limit || 1), value: String(Math.min(used, limit || used)), high: String(high), optimum: "0", "aria-label": label }),
-    h("span", { class: "n" }, `${num(used, 2)} / ${limit ? num(limit, 2) : "∞"}`),
+    h("span", { class: "n" }, `${num(used, digits)} / ${limit ? num(limit, digits) : "∞"}`),
   );
 }
 
@@ -35,7 +35,7 @@ function windowCard(name, w, history) {
     { class: "card" + (w.exceeded ? " exceeded" : ""), "aria-label": `${name} window` },
     h("h3", {}, name, w.exceeded ? " — exceeded" : ""),
     meter("Agent calls", w.agentsUsed, w.agentsLimit),
-    meter("Compute hours", w.computeHoursUsed, w.computeHoursLimit),
+    meter("Compute hours", w.computeHoursUsed, w.computeHoursLimit, 2),
     w.tokenLimit ? meter("Tokens", w.tokensUsed, w.tokenLimit) : h("p", {}, `Tokens: ${num(w.tokensUsed)}`),
     h("p", {}, `Cost: ${usd(w.costUsd)} · resets ${when(w.resetTime)}`),
     spark,
@@ -103,8 +103,8 @@ export function quotasView(main, { signal }) {
         team,
         h("h4", {}, `${t.config.teamName} (${t.teamId})${t.orgId ? ` · org ${t.orgId}` : ""}`),
         meter("Agent pool", u.agentsUsed, u.agentsTotal),
-        meter("Compute hours", u.computeUsed, u.computeTotal),
-        meter("Storage GB", u.storageUsed, u.storageTotal),
+        meter("Compute hours", u.computeUsed, u.computeTotal, 2),
+        meter("Storage GB", u.storageUsed, u.storageTotal, 2),
         h("p", {}, `Tokens: ${num(u.tokensUsed)} · cost ${usd(u.costUsd)}`),
         h(
           "table",

@@ -3,7 +3,7 @@
 import { blob, call, streamEvents } from "./api.js";
 import { duration, h, num, pretty, replace, usd, when } from "./dom.js";
 import { TrajectoryView } from "./trajectory.js";
-import { TreeView } from "./tree.js";
+import { TreeView, stats } from "./tree.js";
 
 function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value)];
@@ -53,7 +53,7 @@ export function taskView(main, taskId, { signal, announce }) {
       facts,
       fact("Type", [t.type, t.operation].filter(Boolean).join(" · ") || "—"),
       t.description ? fact("Description", t.description) : null,
-      fact("Agent calls", `${num(r.agentCalls ?? p.current)}${p.total ? ` of ${num(p.total)} planned` : ""}`),
+      fact("Agent calls", `${num(r.agentCalls ?? p.current)}${p.total > 1 ? ` of ${num(p.total)} planned` : ""}`),
       fact("Depth", r.decompositionDepth === undefined ? "—" : num(r.decompositionDepth)),
       fact("Duration", duration(r.executionTimeMs)),
       fact("Tokens", u.inputTokens === undefined ? "—" : `${num(u.inputTokens)} in / ${num(u.outputTokens)} out (${num(u.lmCalls)} LM calls, ${num(u.cachedCalls)} cached)`),
@@ -70,6 +70,7 @@ export function taskView(main, taskId, { signal, announce }) {
       parts.push(h("div", { class: "error-box", role: "alert" }, h("strong", {}, r.error.code), ": ", r.error.message, r.error.details ? h("pre", {}, pretty(r.error.details, 4000)) : null));
     }
     if (r.output !== undefined) parts.push(h("pre", { class: "output", id: "task-output" }, pretty(r.output)));
+    else if (!r.error) parts.push(h("p", { class: "note" }, `No output: the task ${r.status}.`));
     if (r.score !== undefined) parts.push(h("p", {}, `Score: ${r.score}`));
     replace(outcome, parts);
   }
@@ -81,6 +82,11 @@ export function taskView(main, taskId, { signal, announce }) {
       trajPanel.hidden = false;
       download.hidden = false;
       grid.classList.add("two");
+    }
+    if (traj.seen && !treePanel.hidden && !(tree.plan && tree.plan.nodes > 1)) {
+      // An RLM's own plan is one node: its recursion is the trajectory's nested RLMs.
+      treePanel.hidden = true;
+      grid.classList.remove("two");
     }
     if (wire.event === "task.started" && status === "pending") {
       statusBadge.textContent = status = "running";
@@ -124,7 +130,9 @@ export function taskView(main, taskId, { signal, announce }) {
   (async () => {
     try {
       showStatus(await call(`/tasks/${encodeURIComponent(taskId)}`, { signal }));
-      await streamEvents(taskId, onEvent, signal);
+      await streamEvents(taskId, onEvent, signal, () => {
+        stats.streamOpenedMs = Date.now();
+      });
     } catch (err) {
       if (signal.aborted) return;
       statusBadge.textContent = err.code === "TASK_NOT_FOUND" ? "not found" : "error";

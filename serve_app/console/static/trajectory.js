@@ -148,13 +148,19 @@ export class TrajectoryView {
       node.section.append(h("p", { class: "error" }, "Error: ", cut(d.error)));
     } else {
       node.status.textContent = `ended after ${num(d.turns)} turns`;
-      node.section.append(h("p", { class: "answer" }, "Answer: ", cut(typeof d.answer === "string" ? d.answer : JSON.stringify(d.answer))));
+      // rlm.answer of the same path usually came first: the answer is shown once.
+      if (!node.answered) this.showAnswer(node, d.answer);
     }
   }
 
   answer(d) {
     const node = this.rlm(d.path);
     node.status.textContent = `answered after ${num(d.turns)} turns${d.forced ? " (forced)" : ""}`;
-    node.section.append(h("p", { class: "answer" }, "Answer: ", cut(typeof d.answer === "string" ? d.answer : JSON.stringify(d.answer))));
+    this.showAnswer(node, d.answer);
+  }
+
+  showAnswer(node, answer) {
+    node.answered = true;
+    node.section.append(h("p", { class: "answer" }, "Answer: ", cut(typeof answer === "string" ? answer : JSON.stringify(answer))));
   }
 }

@@ -19,7 +19,14 @@ const COLOURS = ["#d5dbe3", "#1a7f37", "#c62828", "#8a6d00"];
 const MAX_EDGE_NODES = 64;
 
 /** Timings the benchmark and tests read: how long after an event it was on the canvas. */
-export const stats = (window.rlmConsoleStats ||= { eventToDrawnMs: [], receiveToDrawnMs: [], frames: 0 });
+export const stats = (window.rlmConsoleStats ||= {
+  eventToDrawnMs: [], // the event's server timestamp -> the frame that drew it
+  eventMs: [], // each of those events' server timestamp (wall clock, ms)
+  receiveToDrawnMs: [], // the event's arrival in the page -> the frame that drew it
+  frames: 0,
+  maxDrawMs: 0, // the longest draw() (the tree's share of a frame)
+  streamOpenedMs: 0, // wall clock when the page's event stream last connected
+});
 
 export class TreeView {
   /**
@@ -103,6 +110,7 @@ export class TreeView {
   }
 
   draw() {
+    const started = performance.now();
     const canvas = this.canvas;
     const dpr = window.devicePixelRatio || 1;
     const width = Math.max(200, canvas.clientWidth);
@@ -128,10 +136,14 @@ export class TreeView {
     const wall = performance.timeOrigin + now;
     for (const [receivedAt, eventMs] of this.pending) {
       stats.receiveToDrawnMs.push(now - receivedAt);
-      if (!Number.isNaN(eventMs)) stats.eventToDrawnMs.push(wall - eventMs);
+      if (!Number.isNaN(eventMs)) {
+        stats.eventToDrawnMs.push(wall - eventMs);
+        stats.eventMs.push(eventMs);
+      }
     }
     this.pending = [];
     stats.frames += 1;
+    stats.maxDrawMs = Math.max(stats.maxDrawMs, performance.now() - started);
   }
 
   drawNodes(ctx, width, rowH, gapH) {

@@ -1,0 +1,244 @@
+"""The web console in the distribution's Chromium (headless) against a live ``rlm serve``.
+
+Two figures, each with a baseline measured in the same run:
+
+* **event → drawn on the page, p50**: for every ``task.progress`` / ``task.completed`` of a
+  4,096-leaf recursive sum (5,461 agent calls) that happened while the page watched, the
+  time from the event's server timestamp to the end of the animation frame that drew it
+  (``window.rlmConsoleStats.eventToDrawnMs``). Baseline: the same events' server timestamp →
+  arrival at the Python SDK's event stream (``RLMClient.tasks.events``), read at the same
+  time from the same server: what any client waits before it can act on an event.
+* **longest main-thread task while the 4,096-leaf tree renders**: ``PerformanceObserver``
+  ``longtask`` entries (the browser reports tasks over 50 ms; none means ≤ 50 ms) from opening
+  the task's page until it shows 100 %, plus the longest ``draw()`` of the tree. Baseline: the
+  longest task while the same page shows the Tasks list for as long.
+
+Run: ``python -m benchmarks console [--quick]`` (needs ``/usr/bin/chromium``; see
+``scripts/system-deps.sh``). The console and the SDK read the clock of one machine, so their
+timestamps compare directly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks._report import figure
+from rlm_hypervisor import RLMClient
+
+__all__ = ["run"]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Collects the browser's long tasks from the first script of every page load on.
+_LONGTASKS = """
+window.__longtasks = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__longtasks.push(e.duration);
+}).observe({ type: "longtask", buffered: true });
+"""
+_TREE = {
+    "type": "recursive",
+    "description": "console benchmark: 4,096 leaves",
+    "input": {"items": list(range(4096)), "operation": "sum"},
+    "options": {"leafSize": 1, "fanout": 4},
+}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _serve(state: Path) -> Iterator[str]:
+    """``rlm serve`` in its own process group; its origin."""
+    port = _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RLM_", "RAY_"))}
+    env |= {"RLM_STATE_DIR": str(state), "RLM_ENGINE__AGENTS": "2"}
+    log = (state.parent / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlm", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    origin = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"rlm serve exited; see {log.name}")
+            try:
+                if httpx.get(f"{origin}/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("rlm serve did not answer /v1/health within 180 s")
+            time.sleep(1)
+        yield origin
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _token(state: Path, sub: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RLM_", "RAY_"))}
+    env["RLM_STATE_DIR"] = str(state)
+    out = subprocess.run(
+        [sys.executable, "-m", "rlm", "token", "--sub", sub, "--tier", "enterprise"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def _sdk_lags(client: RLMClient, task_id: str, out: list[float]) -> None:
+    """Server timestamp → arrival at the SDK, for the events after the stream opened (the
+    ones before it are replayed, not watched)."""
+    opened = time.time()
+    for event in client.tasks.events(task_id):
+        now = time.time()
+        ts = event.timestamp.timestamp() if isinstance(event.timestamp, datetime) else now
+        if event.event in ("task.progress", "task.completed") and ts >= opened:
+            out.append((now - ts) * 1000)
+
+
+def _measure(origin: str, token: str, runs: int) -> dict[str, Any]:
+    from playwright.sync_api import expect, sync_playwright
+
+    page_lags: list[float] = []
+    sdk_lags: list[float] = []
+    tree_longest: list[float] = []
+    draws: list[float] = []
+    list_longest: list[float] = []
+    with (
+        sync_playwright() as pw,
+        RLMClient(api_key=token, base_url=f"{origin}/v1", timeout=120) as client,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            context.add_init_script(_LONGTASKS)
+            page = context.new_page()
+            page.goto(f"{origin}/ui/")
+            page.get_by_label("Bearer token").fill(token)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.locator("table.tasks")).to_be_visible()
+            for _ in range(runs):
+                # Baseline: the Tasks list, for about as long as a tree takes below.
+                page.goto(f"{origin}/ui/#/tasks")
+                page.reload()
+                expect(page.locator("table.tasks")).to_be_visible()
+                time.sleep(1.5)
+                list_longest.append(max(page.evaluate("window.__longtasks"), default=0.0))
+                # The tree: the page opens first, then the task is submitted.
+                page.reload()
+                task_id = client.execute(_TREE, wait=False).task_id
+                lags: list[float] = []
+                watcher = threading.Thread(target=_sdk_lags, args=(client, task_id, lags))
+                watcher.start()
+                page.goto(f"{origin}/ui/#/task/{task_id}")
+                expect(page.locator("#task-percent")).to_have_text("100 %", timeout=120_000)
+                page.wait_for_timeout(300)
+                watcher.join(60)
+                stats = page.evaluate("({s: window.rlmConsoleStats, l: window.__longtasks})")
+                opened_ms = stats["s"]["streamOpenedMs"]
+                # Events that happened before the page's stream connected were replayed,
+                # not watched: their lag is the page's load time. Left out on both sides.
+                page_lags += _watched(stats["s"], opened_ms)
+                sdk_lags += [lag for lag in lags if lag >= 0]
+                tree_longest.append(max(stats["l"], default=0.0))
+                draws.append(stats["s"]["maxDrawMs"])
+        finally:
+            browser.close()
+    return {
+        "page": page_lags,
+        "sdk": sdk_lags,
+        "treeLongest": tree_longest,
+        "draws": draws,
+        "listLongest": list_longest,
+    }
+
+
+def _watched(stats: dict[str, Any], opened_ms: float) -> list[float]:
+    """The page's lags of the events that happened after its stream connected."""
+    pairs = zip(stats["eventToDrawnMs"], stats["eventMs"], strict=True)
+    return [lag for lag, at in pairs if at >= opened_ms]
+
+
+def run(quick: bool = False) -> None:
+    """Print the console's figures (see the module docstring)."""
+    runs = 3 if quick else 8
+    with tempfile.TemporaryDirectory(prefix="rlm-console-bench-") as tmp:
+        state = Path(tmp) / "state"
+        with _serve(state) as origin:
+            token = _token(state, "bench-console")
+            m = _measure(origin, token, runs)
+    page_p50 = statistics.median(m["page"])
+    sdk_p50 = statistics.median(m["sdk"])
+    figure(
+        "console: event -> drawn on the page (live 4,096-leaf tree), p50",
+        page_p50,
+        sdk_p50,
+        unit="ms",
+        ratio=page_p50 / sdk_p50 if sdk_p50 else float("inf"),
+        goal="<= 100 ms",
+        limit="500 ms",
+        baseline_name="the same events' server timestamp -> arrival at the Python SDK stream",
+        samples=len(m["page"]),
+        sdkSamples=len(m["sdk"]),
+        p95=round(sorted(m["page"])[int(0.95 * (len(m["page"]) - 1))], 3),
+    )
+    longest = max(m["treeLongest"])
+    baseline = max(m["listLongest"])
+    figure(
+        "console: longest main-thread task while a 4,096-leaf tree renders",
+        longest,
+        baseline,
+        unit="ms (0: no task over 50 ms)",
+        ratio=longest / baseline if baseline else (0.0 if longest == 0 else float("inf")),
+        goal="<= 50 ms",
+        limit="200 ms",
+        baseline_name="longest task while the same page shows the Tasks list",
+        runs=runs,
+        perRun=[round(x, 1) for x in m["treeLongest"]],
+        longestDrawMs=round(max(m["draws"]), 3),
+    )
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)
