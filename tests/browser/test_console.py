@@ -62,7 +62,8 @@ def test_the_console_is_served_with_strict_headers_and_v1_is_unchanged(console: 
 
 
 def test_sign_in_then_a_task_from_the_sdk_grows_to_100_percent(console: Console) -> None:
-    token = console.token(org=f"org-{uuid.uuid4().hex[:6]}")
+    org = f"org-{uuid.uuid4().hex[:6]}"
+    token = console.token(org=org)
     with console.page() as page:
         page.goto(console.ui)
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -136,6 +137,7 @@ def test_sign_in_then_a_task_from_the_sdk_grows_to_100_percent(console: Console)
         _shot(page, "tasks")
     _SEEN["tree"] = big
     _SEEN["token"] = token
+    _SEEN["org"] = org
     _no_csp_violations(console)
 
 
@@ -259,10 +261,17 @@ def test_another_tenants_token_sees_none_of_it(console: Console) -> None:
             expect(page.locator("#task-output")).to_have_count(0)
             expect(page.get_by_role("button", name="Cancel task")).to_be_disabled()
         _shot(page, "other-tenant-task")
-    # The first tenant still sees its own.
+    # An admin of the other org sees none of it either; an admin of the first tenant's org
+    # sees its org's tasks (as GET /v1/tasks answers an admin).
+    admin = "rlm:read rlm:admin"
     with console.page() as page:
-        console.sign_in(page, _SEEN["token"])
+        console.sign_in(page, console.token(scopes=admin, tier="admin", org="another-org"))
+        expect(page.get_by_role("status").first).to_contain_text("0 of 0 tasks shown")
+        expect(page.locator("caption").first).to_contain_text("your org's")
+    with console.page() as page:
+        console.sign_in(page, console.token(scopes=admin, tier="admin", org=_SEEN["org"]))
         expect(page.locator(f'tr[data-task="{_SEEN["tree"]}"]')).to_be_visible()
+        _shot(page, "org-admin-tasks")
 
 
 def test_quotas_show_the_callers_windows_and_a_managers_team_and_org(console: Console) -> None:
