@@ -51,7 +51,7 @@ function report(name, r) {
   return h(
     "section",
     { class: "panel", "aria-label": name },
-    h("h3", {}, name, r.benchmark ? ` · ${r.benchmark}` : "", ` · ${num((r.questions || []).length)} questions over ${num((r.windows || []).length)} windows`),
+    h("h3", {}, name, r.benchmark ? ` · ${r.benchmark}` : "", ` · ${num((r.questions || []).length)} questions over ${num((r.windows || []).length)} window${(r.windows || []).length === 1 ? "" : "s"}`),
     h(
       "div",
       { class: "scroll" },
