@@ -27,6 +27,7 @@ SUITES = [
     "webhooks",
     "resilience",
     "rlm",
+    "console",
     "ts_sdk",
 ]
 RESULTS = Path(__file__).with_name("results.json")
