@@ -2465,6 +2465,10 @@ export interface components {
         /**
          * TaskStatus
          * @description ``GET /tasks/{taskId}``.
+         *
+         *     ``type``, ``description`` (its first 200 characters) and ``operation`` (the input's
+         *     ``operation``; ``rlm`` for an RLM task) are extensions: what a list of tasks shows and
+         *     filters by.
          */
         TaskStatus: {
             /** Completedat */
@@ -2474,6 +2478,10 @@ export interface components {
              * Format: date-time
              */
             createdAt: string;
+            /** Description */
+            description?: string | null;
+            /** Operation */
+            operation?: string | null;
             progress?: components["schemas"]["Progress"] | null;
             result?: components["schemas"]["ExecuteResponse"] | null;
             /** Startedat */
@@ -2485,6 +2493,8 @@ export interface components {
             status: "pending" | "running" | "completed" | "failed" | "cancelled";
             /** Taskid */
             taskId: string;
+            /** Type */
+            type?: ("recursive" | "parallel" | "sequential") | null;
         };
         /**
          * TeamConfig
