@@ -20,11 +20,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.api.serve_process import free_port
 from tests.support import wait_until
@@ -140,50 +141,88 @@ def _temp_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="rlmray-", dir="/tmp"))
 
 
+#: ``ray start`` gives a node's raylet a fixed 30 s to register with the GCS; on a machine
+#: under heavy load it can miss that, and exits. Another attempt, on new ports, is then made.
+_ATTEMPTS = 3
+
+
+def _launch(
+    make_args: Callable[[Path], list[str]],
+    env: Mapping[str, str],
+    ready: Callable[[RayNode], bool],
+    timeout: float,
+    what: str,
+) -> RayNode:
+    """Start a node, retrying when ``ray start`` itself gives up (see :data:`_ATTEMPTS`)."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        temp_dir = _temp_dir()
+        node = _spawn(make_args(temp_dir), env, temp_dir)
+
+        def up(node: RayNode = node) -> bool | str:
+            if node.process.poll() is not None:
+                return "exited"
+            return "block forever" in node.output and ready(node)
+
+        outcome = wait_until(
+            up, timeout, lambda node=node: f"{what} is up:\n{node.output}", interval=0.5
+        )
+        if outcome is True:
+            return node
+        node.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        if attempt == _ATTEMPTS:
+            pytest.fail(f"{what} exited {_ATTEMPTS} times:\n{node.output}", pytrace=False)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _running(node: RayNode) -> Iterator[RayNode]:
+    try:
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def start_head(
     env: Mapping[str, str], *, num_cpus: int = 2, dashboard: bool = True, timeout: float = 120
 ) -> Iterator[RayNode]:
     """``ray start --head`` on free ports; yields once its GCS (and dashboard) answer."""
-    temp_dir = _temp_dir()
-    port = free_port()
-    dash_port = free_port()
-    args = [
-        "--head",
-        f"--port={port}",
-        f"--num-cpus={num_cpus}",
-        f"--temp-dir={temp_dir}",
-        f"--ray-client-server-port={free_port()}",
-        f"--include-dashboard={'true' if dashboard else 'false'}",
-        *_node_ports(),
-    ]
-    if dashboard:
-        args += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}"]
-    node = _spawn(args, env, temp_dir)
-    node.dashboard_url = f"http://127.0.0.1:{dash_port}" if dashboard else None
-    try:
+    dash_port = 0
 
-        def up() -> bool:
-            assert node.process.poll() is None, node.output
-            if "block forever" not in node.output:
-                return False
-            # The address workers join with, as `ray start` prints it (the node's IP).
-            found = re.search(r"ray start --address='([^']+)'", node.output)
-            assert found is not None, node.output
-            node.gcs_address = found.group(1)
-            if node.dashboard_url is None:
-                return True
-            try:
-                url = f"{node.dashboard_url}/api/version"
-                return httpx.get(url, headers=node.auth, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
+    def args(temp_dir: Path) -> list[str]:
+        nonlocal dash_port
+        dash_port = free_port()
+        listed = [
+            "--head",
+            f"--port={free_port()}",
+            f"--num-cpus={num_cpus}",
+            f"--temp-dir={temp_dir}",
+            f"--ray-client-server-port={free_port()}",
+            f"--include-dashboard={'true' if dashboard else 'false'}",
+            *_node_ports(),
+        ]
+        if dashboard:
+            listed += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}"]
+        return listed
 
-        wait_until(up, timeout, lambda: f"ray start --head is up:\n{node.output}", interval=0.5)
+    def ready(node: RayNode) -> bool:
+        # The address workers join with, as `ray start` prints it (the node's IP).
+        found = re.search(r"ray start --address='([^']+)'", node.output)
+        assert found is not None, node.output
+        node.gcs_address = found.group(1)
+        if not dashboard:
+            return True
+        node.dashboard_url = f"http://127.0.0.1:{dash_port}"
+        try:
+            url = f"{node.dashboard_url}/api/version"
+            return httpx.get(url, headers=node.auth, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    with _running(_launch(args, env, ready, timeout, "ray start --head")) as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -191,26 +230,18 @@ def start_worker(
     head: RayNode, env: Mapping[str, str], *, num_cpus: int = 1, timeout: float = 120
 ) -> Iterator[RayNode]:
     """``ray start --address HEAD``: a second raylet on this machine; yields once it runs."""
-    temp_dir = _temp_dir()
-    node = _spawn(
-        [
+
+    def args(temp_dir: Path) -> list[str]:
+        return [
             f"--address={head.gcs_address}",
             f"--num-cpus={num_cpus}",
             f"--temp-dir={temp_dir}",
             *_node_ports(),
-        ],
-        env,
-        temp_dir,
-    )
-    node.gcs_address = head.gcs_address
-    try:
-        wait_until(
-            lambda: node.process.poll() is None and "block forever" in node.output,
-            timeout,
-            lambda: f"ray start --address is up:\n{node.output}",
-            interval=0.5,
-        )
+        ]
+
+    def ready(node: RayNode) -> bool:
+        node.gcs_address = head.gcs_address
+        return True
+
+    with _running(_launch(args, env, ready, timeout, "ray start --address")) as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(temp_dir, ignore_errors=True)
