@@ -113,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(0.2)
     hv = rlm.connect(settings=settings)
     hv.register_operation("where_ran", leaf=_leaf, combine=_combine)
+    hv.security()  # started on first use: start it, to see where it runs
+    started = time.monotonic()
+    while "_SecurityShell" not in _placements() and time.monotonic() - started < WAIT_S:
+        time.sleep(0.2)
     nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
     head = next(i for i, n in nodes.items() if "node:__internal_head__" in n["Resources"])
     _say(phase="nodes", head=head, nodes=sorted(nodes), actors=_placements())

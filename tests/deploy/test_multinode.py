@@ -87,8 +87,7 @@ def _check(done: subprocess.CompletedProcess[str], told: str) -> None:
     (other,) = set(nodes["nodes"]) - {head}
     # The state's actors on the head; the agents over both nodes.
     assert set(nodes["actors"]["HypervisorCore"]) == {head}, told
-    # The security actor starts on first use (it may not have yet): on the head when it runs.
-    assert set(nodes["actors"].get("_SecurityShell", [head])) == {head}, told
+    assert set(nodes["actors"]["_SecurityShell"]) == {head}, told
     assert set(nodes["actors"]["Agent"]) == {head, other}, told
 
     (spread,) = phases["spread"]
