@@ -18,6 +18,7 @@ SUITES = [
     "webhooks",
     "resilience",
     "rlm",
+    "sdk_import",
 ]
 
 

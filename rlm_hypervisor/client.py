@@ -11,7 +11,6 @@ them behind one would lose what went wrong.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import time
@@ -318,7 +317,7 @@ class AsyncRLMClient(_ClientBase):
         max_retries: Repeats allowed per call; 0 disables.
         verify: As for :class:`RLMClient`.
         transport: An httpx async transport, e.g. ``httpx.MockTransport`` in tests.
-        sleep: An awaitable pause between retries and polls (default ``asyncio.sleep``).
+        sleep: An awaitable pause between retries and polls (``None``: ``asyncio.sleep``).
         clock: A monotonic clock in seconds, for ``tasks.wait`` deadlines.
 
     Example:
@@ -346,9 +345,15 @@ class AsyncRLMClient(_ClientBase):
         max_retries: int = 3,
         verify: Verify = True,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if sleep is None:
+            # Imported here, not at the top: asyncio is a fifth of ``import rlm_hypervisor``,
+            # and a synchronous user never needs it.
+            import asyncio
+
+            sleep = asyncio.sleep
         self._settings = _Settings(api_key, base_url, region, timeout, max_retries)
         self._sleep = sleep
         self._http = httpx.AsyncClient(
