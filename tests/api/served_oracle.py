@@ -71,6 +71,9 @@ def oracle_serve(tmp: Path) -> Iterator[OracleServe]:
             "RLM_LM__BASE_URL": lm.url,
             "RLM_LM__API_KEY": "test-key",
             "RLM_LM__MODEL": "fake-model",
+            # Prices, so the notebooks' cost charts show something: the API document's units.
+            "RLM_LM__INPUT_PRICE_PER_MTOK": "1.0",
+            "RLM_LM__OUTPUT_PRICE_PER_MTOK": "2.0",
         }
         with rlm_serve(env, free_port()) as served:
             yield OracleServe(served, env, state)
