@@ -127,12 +127,24 @@ def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     return documented
 
 
+def _template(path: str) -> re.Pattern[str]:
+    # Each {param} matches one path segment; the rest must be equal.
+    parts = re.split(r"\{[^}]+\}", path)
+    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
+
+
+def _covers(mapped: tuple[str, str], route: tuple[str, str]) -> bool:
+    # The document may list a parameter's values as paths of their own
+    # (/security/policies/input-size for /security/policies/{policyId}).
+    return mapped[0] == route[0] and bool(_template(mapped[1]).match(route[1]))
+
+
 def test_every_route_has_an_sdk_method(tmp_path: Path) -> None:
     routes = _app_routes(tmp_path)
     assert len(routes) >= 30  # the app's routes were found, not an empty set
-    missing = sorted(routes - set(ROUTE_METHODS))
+    missing = sorted(r for r in routes if not any(_covers(m, r) for m in ROUTE_METHODS))
     assert not missing, f"routes without an SDK method (add them to the SDK and here): {missing}"
-    stale = sorted(set(ROUTE_METHODS) - routes)
+    stale = sorted(m for m in ROUTE_METHODS if not any(_covers(m, r) for r in routes))
     assert not stale, f"mapped routes the app does not have: {stale}"
 
 
@@ -142,12 +154,6 @@ def _resolve(client: object, dotted: str) -> Callable[..., Any]:
         target = getattr(target, part)
     assert callable(target), dotted
     return target  # type: ignore[no-any-return]
-
-
-def _template(path: str) -> re.Pattern[str]:
-    # Each {param} matches one path segment; the rest must be equal.
-    parts = re.split(r"\{[^}]+\}", path)
-    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
 
 
 class _Recorder:
