@@ -27,6 +27,7 @@ SUITES = [
     "webhooks",
     "resilience",
     "rlm",
+    "sdk_import",
     "console",
     "ts_sdk",
 ]
