@@ -11,10 +11,13 @@ STAMP := $(VENV)/.installed
 RLMS_VENV := .venv-rlms
 RLMS_STAMP := $(RLMS_VENV)/.installed
 
+# The service (the server extra) is named, not only reached through dev -> test -> server: on a
+# fresh environment pip's resolver backtracks into a dead end (aiobotocore against moto's
+# botocore) when the service's packages come only through nested extras.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -10,7 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["figure", "machine", "median_time"]
+__all__ = ["RECORDED", "figure", "machine", "median_time"]
+
+#: Every figure printed in this process, in order (``python -m benchmarks`` writes them out).
+RECORDED: list[dict[str, Any]] = []
 
 
 def median_time(fn: Callable[[], Any], *, repeat: int, warmup: int = 1) -> float:
@@ -50,6 +53,7 @@ def figure(
         **extra,
     }
     print(json.dumps(row), flush=True)
+    RECORDED.append(row)
     return row
 
 

@@ -13,6 +13,11 @@ arrival log.
 - one ``llm_map`` over 256 items (``leafSize`` 1, provider ``max_concurrency`` 64, 100 ms
   latency): wall time vs the ideal 4 x latency, and beside it a raw ``AsyncOpenAI`` client
   sending the same 256 requests 64 at a time (what the client library itself costs);
+- LM sub-call scheduling overhead per call at 1,000 in flight: one ``llm_map`` over 1,000
+  items to a provider with no latency and ``max_concurrency`` 1,000, against the same 1,000
+  requests sent at once by the HTTP client the gateways use (``rlm.lm.chat_http.ChatClient``)
+  to the same server; the difference per call is what admission, planning, the broker's
+  queue, the gateway shards and accounting add;
 - a provider limited to 600 requests per minute, offered ~700 calls in a 30 s window (10 s
   with ``--quick``): the most requests the server accepted in any 60 s, vs the limit.
 """
@@ -32,6 +37,7 @@ import rlm
 from benchmarks._report import figure
 from benchmarks._session import bench_session, lm_server_process
 from rlm.config import EngineSettings, Settings
+from rlm.lm.chat_http import ChatClient
 from rlm.lm.settings import LMSettings
 from rlm.testing import FakeLMServer
 
@@ -39,6 +45,7 @@ __all__ = ["run"]
 
 _KEY_ENV = "RLM_BENCH_LM_KEY"
 _RPM = 600
+_IN_FLIGHT = 1000
 
 
 def _map(items: list[str], **params: Any) -> dict[str, Any]:
@@ -59,17 +66,22 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     with (
         FakeLMServer(latency_s=0.01) as server,
         lm_server_process(100) as apart,
+        lm_server_process(0) as instant,
         bench_session("rlm-bench-lm-") as state,
     ):
-        return _figures(server, apart, state, quick)
+        return _figures(server, apart, instant, state, quick)
 
 
-def _figures(server: FakeLMServer, apart: str, state: Path, quick: bool) -> list[dict[str, Any]]:
+def _figures(
+    server: FakeLMServer, apart: str, instant: str, state: Path, quick: bool
+) -> list[dict[str, Any]]:
     config = state / "providers.yaml"
     config.write_text(
         "providers:\n"
         f"  - {{name: paced, baseUrl: '{server.url}', apiKeyEnv: {_KEY_ENV},"
         f" model: fake-model, requestsPerMinute: {_RPM}, maxConcurrency: 64}}\n"
+        f"  - {{name: instant, baseUrl: '{instant}', apiKeyEnv: {_KEY_ENV},"
+        f" model: fake-model, maxConcurrency: {_IN_FLIGHT}}}\n"
     )
     os.environ[_KEY_ENV] = "test-key"
     settings = Settings(
@@ -88,6 +100,7 @@ def _figures(server: FakeLMServer, apart: str, state: Path, quick: bool) -> list
     try:
         rows.append(_single_p50(hv, apart, quick))
         rows.append(_fanout_256(hv, apart, quick))
+        rows.append(_overhead_in_flight(hv, instant, quick))
         rows.append(_rpm_held(hv, server, quick))
     finally:
         hv.shutdown_engine()
@@ -184,6 +197,59 @@ def _fanout_256(hv: rlm.Hypervisor, url: str, quick: bool) -> dict[str, Any]:
         wallsS=[round(w, 4) for w in walls],
         rawClientWallS=round(raw_wall, 4),
         ratioVsRawClient=round(ours / raw_wall, 3),
+    )
+
+
+def _overhead_in_flight(hv: rlm.Hypervisor, url: str, quick: bool) -> dict[str, Any]:
+    n = _IN_FLIGHT
+    reps = 2 if quick else int(os.environ.get("RLM_BENCH_REPS", "7"))
+
+    def ours(rep: int) -> float:
+        items = [f"now {rep} {i}" for i in range(n)]
+        t0 = time.perf_counter()
+        out = hv.execute(_map(items, provider="instant"))
+        wall = time.perf_counter() - t0
+        assert out.status == "completed", out.error
+        assert out.usage is not None and out.usage.lm_calls == n
+        return wall
+
+    async def bare(rep: int) -> float:
+        client = ChatClient(url, "test-key", timeout_s=60, max_connections=n)
+
+        def body(i: int) -> dict[str, Any]:
+            return {
+                "model": "fake-model",
+                "messages": [{"role": "user", "content": f"Q {rep} {i}"}],
+            }
+
+        try:
+            await client.create(body(-1))
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client.create(body(i)) for i in range(n)))
+            return time.perf_counter() - t0
+        finally:
+            await client.close()
+
+    ours(-1)  # warm-up: workers, gateway shards, connections
+    walls, bare_walls = [], []
+    for rep in range(reps):  # alternated, so a change of the machine's load hits both
+        walls.append(ours(rep))
+        bare_walls.append(asyncio.run(bare(rep)))
+    per_call_ms = (
+        statistics.median(w - b for w, b in zip(walls, bare_walls, strict=True)) / n * 1000
+    )
+    return figure(
+        "lm_overhead_per_call_1000_in_flight",
+        per_call_ms,
+        statistics.median(bare_walls) / n * 1000,
+        unit="ms",
+        ratio=statistics.median(walls) / statistics.median(bare_walls),
+        goal="<= 0.2 ms",
+        limit="1 ms",
+        baseline_name="the gateways' HTTP client alone, the same 1,000 requests at once (per call)",
+        runs=reps,
+        wallsS=[round(w, 4) for w in walls],
+        clientWallsS=[round(w, 4) for w in bare_walls],
     )
 
 

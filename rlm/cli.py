@@ -481,17 +481,23 @@ def _cmd_quota_events(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="quota threshold events (newest first)")
-    for column in ("time", "user", "period", "threshold", "agents used / limit", "webhooks"):
+    for column in ("time", "of", "period", "threshold", "agents used / limit", "webhooks"):
         table.add_column(column)
     for e in events:
         data = e["data"]
-        window = data["usage"].get(data["period"], {})
+        if "userId" in data:
+            of = f"user {data['userId']}"
+            window = data["usage"].get(data["period"], {})
+            agents = f"{window.get('agentsUsed')} / {window.get('agentsLimit')}"
+        else:  # a team's pool or an org's caps, this month
+            of = f"team {data['teamId']}" if "teamId" in data else f"org {data['orgId']}"
+            agents = f"{data['usage']['agentsUsed']} / {data['usage']['agentsTotal']}"
         table.add_row(
             e["timestamp"],
-            data["userId"],
+            of,
             data["period"],
             f"{data['threshold']} %",
-            f"{window.get('agentsUsed')} / {window.get('agentsLimit')}",
+            agents,
             f"{e['delivered']} delivered, {e['pending']} pending",
         )
     Console().print(table)

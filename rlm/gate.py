@@ -316,17 +316,25 @@ class AdmissionGate:
         """The ``quota.threshold_exceeded`` events the ledger has queued, oldest first.
 
         Returns:
-            ``(key, payload, org)`` each: ``org`` is the nearest org of the event's user
-            (for org-wide webhooks), ``None`` when the user is in none. Cheap when empty.
+            ``(key, payload, org)`` each: ``org`` is the org whose org-wide webhooks get the
+            event (a user's nearest org, a team's org, an org itself), ``None`` when there is
+            none. Cheap when empty.
         """
         if not self._quotas.pending_event_count():
             return []
         out: list[tuple[str, dict[str, Any], str | None]] = []
         for key, payload in self._quotas.pending_event_items():
-            user = payload.get("data", {}).get("userId")
-            orgs = self._quotas.governing_orgs("user", user) if isinstance(user, str) else []
-            out.append((key, payload, orgs[0] if orgs else None))
+            out.append((key, payload, self._event_org(payload.get("data", {}))))
         return out
+
+    def _event_org(self, data: dict[str, Any]) -> str | None:
+        """The org whose org-wide webhooks get a threshold event: an org's own, a team's
+        org (both in ``orgId``), a user's nearest org."""
+        org, user = data.get("orgId"), data.get("userId")
+        if isinstance(org, str):
+            return org
+        orgs = self._quotas.governing_orgs("user", user) if isinstance(user, str) else []
+        return orgs[0] if orgs else None
 
     def ack_quota_events(self, keys: Sequence[str]) -> None:
         """Take events out of the ledger's queue once the outbox holds them."""

@@ -23,6 +23,8 @@ pydantic, never Ray. Receivers of webhooks check deliveries with
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from rlm.errors import (
     Forbidden,
     InternalError,
@@ -36,10 +38,12 @@ from rlm.errors import (
     WebhookNotFound,
 )
 from rlm.models import ProgressEventData, TaskEventMessage, Trajectory
-from rlm_hypervisor import webhooks
 from rlm_hypervisor._version import __version__
 from rlm_hypervisor.client import AsyncRLMClient, RLMClient
 from rlm_hypervisor.result import ExecuteResult
+
+if TYPE_CHECKING:
+    from rlm_hypervisor import webhooks
 
 __all__ = [
     "AsyncRLMClient",
@@ -61,3 +65,13 @@ __all__ = [
     "__version__",
     "webhooks",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``rlm_hypervisor.webhooks`` (and standardwebhooks under it) loads on first use: a client
+    # that never receives webhooks does not pay for it at import.
+    if name == "webhooks":
+        import importlib
+
+        return importlib.import_module("rlm_hypervisor.webhooks")
+    raise AttributeError(f"module 'rlm_hypervisor' has no attribute {name!r}")

@@ -12,6 +12,7 @@ event in between give up. Errors the API answers (404 ``TASK_NOT_FOUND``, 403...
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ def stream_events(
     max_retries: int,
     task_id: str,
     last_event_id: int | None = None,
+    jitter: Callable[[], float] = random.random,
 ) -> Iterator[TaskEventMessage]:
     """The task's events from the one after ``last_event_id`` to ``task.completed``.
 
@@ -128,6 +130,7 @@ def stream_events(
         max_retries: Failed attempts in a row (no event in between) before giving up.
         task_id: The task.
         last_event_id: Resume after this event (``None``: from the first).
+        jitter: Draws the backoff's jitter (see :func:`~rlm_hypervisor._retry.backoff_s`).
 
     Raises:
         RLMError: the API refused (``TaskNotFound``, ``Forbidden``, ``RateLimited``...).
@@ -144,6 +147,7 @@ def stream_events(
                         attempt=attempt,
                         retries_left=max_retries - attempt,
                         idempotent=True,
+                        rand=jitter(),
                     )
                     if delay is None:
                         raise error_from_response(response)
@@ -162,7 +166,7 @@ def stream_events(
         except httpx.TransportError:
             if attempt >= max_retries:
                 raise
-            delay = backoff_s(attempt)
+            delay = backoff_s(attempt, jitter())
         sleep(delay)
         attempt += 1
 
@@ -173,6 +177,7 @@ async def astream_events(
     max_retries: int,
     task_id: str,
     last_event_id: int | None = None,
+    jitter: Callable[[], float] = random.random,
 ) -> AsyncIterator[TaskEventMessage]:
     """The asyncio twin of :func:`stream_events` (``sleep`` is awaited)."""
     after, attempt = last_event_id, 0
@@ -186,6 +191,7 @@ async def astream_events(
                         attempt=attempt,
                         retries_left=max_retries - attempt,
                         idempotent=True,
+                        rand=jitter(),
                     )
                     if delay is None:
                         raise error_from_response(response)
@@ -204,6 +210,6 @@ async def astream_events(
         except httpx.TransportError:
             if attempt >= max_retries:
                 raise
-            delay = backoff_s(attempt)
+            delay = backoff_s(attempt, jitter())
         await sleep(delay)
         attempt += 1

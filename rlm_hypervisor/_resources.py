@@ -8,6 +8,7 @@ method for method.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -115,12 +116,14 @@ class TasksAPI:
         clock: Callable[[], float],
         stream: Stream | None = None,
         max_retries: int = 3,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._send = send
         self._sleep = sleep
         self._clock = clock
         self._stream = stream
         self._max_retries = max_retries
+        self._jitter = jitter
 
     def get(self, task_id: str) -> TaskStatus:
         """The task's current status (``GET /tasks/{taskId}``).
@@ -197,7 +200,9 @@ class TasksAPI:
         """
         if self._stream is None:  # pragma: no cover - clients always pass one
             raise RuntimeError("this TasksAPI was built without a stream opener")
-        return stream_events(self._stream, self._sleep, self._max_retries, task_id, last_event_id)
+        return stream_events(
+            self._stream, self._sleep, self._max_retries, task_id, last_event_id, self._jitter
+        )
 
     def trajectory(self, task_id: str) -> Trajectory:
         """The task's trajectory (``GET /tasks/{taskId}/trajectory``): an RLM task's turns,
@@ -493,12 +498,14 @@ class AsyncTasksAPI:
         clock: Callable[[], float],
         stream: AsyncStream | None = None,
         max_retries: int = 3,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._send = send
         self._sleep = sleep
         self._clock = clock
         self._stream = stream
         self._max_retries = max_retries
+        self._jitter = jitter
 
     async def get(self, task_id: str) -> TaskStatus:
         """See :meth:`TasksAPI.get`."""
@@ -540,7 +547,9 @@ class AsyncTasksAPI:
         """See :meth:`TasksAPI.events`: an async iterator (``async for event in ...``)."""
         if self._stream is None:  # pragma: no cover - clients always pass one
             raise RuntimeError("this AsyncTasksAPI was built without a stream opener")
-        return astream_events(self._stream, self._sleep, self._max_retries, task_id, last_event_id)
+        return astream_events(
+            self._stream, self._sleep, self._max_retries, task_id, last_event_id, self._jitter
+        )
 
     async def trajectory(self, task_id: str) -> Trajectory:
         """See :meth:`TasksAPI.trajectory`."""

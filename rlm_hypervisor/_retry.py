@@ -17,6 +17,12 @@ The policy, per attempt that failed:
   failed, and that is its answer.
 * Connection failures (nothing was sent) are retried for every call; other transport errors
   (read timeouts, dropped connections: the server may have acted) only for idempotent calls.
+
+Backoff (when the server named no wait) doubles from :data:`BACKOFF_BASE_S` up to
+:data:`BACKOFF_MAX_S`, with *equal jitter*: each sleep is drawn between half and all of its
+step, so clients that failed together (a replica restarting under many of them) do not all
+come back in the same instant. A wait the server named (``Retry-After``) is honoured as is.
+Both clients and the event streams use this one policy.
 """
 
 from __future__ import annotations
@@ -52,9 +58,20 @@ RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-def backoff_s(attempt: int) -> float:
-    """The exponential backoff before retry number ``attempt + 1`` (``attempt`` from 0)."""
-    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** max(0, attempt))
+def backoff_s(attempt: int, rand: float = 1.0) -> float:
+    """The jittered exponential backoff before retry number ``attempt + 1``.
+
+    Args:
+        attempt: Retries already made (from 0).
+        rand: A number in ``[0, 1]`` (clients draw ``random.random()``) placing the sleep
+            between half (0) and all (1) of the step ``min(BACKOFF_MAX_S, BACKOFF_BASE_S *
+            2**attempt)``.
+
+    Returns:
+        Seconds to sleep.
+    """
+    step = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** max(0, attempt))
+    return step * (0.5 + 0.5 * min(1.0, max(0.0, rand)))
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -107,7 +124,12 @@ def _task_outcome(response: httpx.Response) -> bool:
 
 
 def retry_delay(
-    response: httpx.Response, *, attempt: int, retries_left: int, idempotent: bool
+    response: httpx.Response,
+    *,
+    attempt: int,
+    retries_left: int,
+    idempotent: bool,
+    rand: float = 1.0,
 ) -> float | None:
     """How long to sleep before repeating a call that got ``response``, or ``None`` to stop.
 
@@ -116,6 +138,7 @@ def retry_delay(
         attempt: How many retries were already made for this call (0 after the first try).
         retries_left: How many more retries the client allows.
         idempotent: Whether repeating the call cannot do anything twice.
+        rand: The jitter draw for a backoff (see :func:`backoff_s`).
 
     Returns:
         Seconds to sleep (at most :data:`MAX_RETRY_WAIT_S`), or ``None`` when the error should
@@ -133,7 +156,7 @@ def retry_delay(
     else:
         return None
     if wait is None:
-        return backoff_s(attempt)
+        return backoff_s(attempt, rand)
     if wait > MAX_RETRY_WAIT_S * retries_left:
         # Capped sleeps could not reach the time the server named: fail fast instead.
         return None

@@ -11,8 +11,8 @@ them behind one would lose what went wrong.
 
 from __future__ import annotations
 
-import asyncio
 import os
+import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -159,6 +159,9 @@ class RLMClient(_ClientBase):
         transport: An httpx transport, e.g. ``httpx.MockTransport`` in tests.
         sleep: How to pause between retries and polls (tests pass a recorder).
         clock: A monotonic clock in seconds, for :meth:`TasksAPI.wait` deadlines.
+        jitter: Draws a number in ``[0, 1)`` per backoff sleep, placing it between half and
+            all of the exponential step (see :mod:`rlm_hypervisor._retry`); tests pass a
+            constant.
 
     Attributes:
         tasks: :class:`~rlm_hypervisor._resources.TasksAPI`: get, cancel, wait, list,
@@ -192,9 +195,11 @@ class RLMClient(_ClientBase):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._settings = _Settings(api_key, base_url, region, timeout, max_retries)
         self._sleep = sleep
+        self._jitter = jitter
         self._http = httpx.Client(
             verify=tls_verification(verify),
             base_url=self._settings.base_url,
@@ -202,7 +207,7 @@ class RLMClient(_ClientBase):
             timeout=self._settings.timeout,
             transport=transport,
         )
-        self.tasks = TasksAPI(self._send, sleep, clock, self._stream, max_retries)
+        self.tasks = TasksAPI(self._send, sleep, clock, self._stream, max_retries, jitter)
         self.quotas = QuotasAPI(self._send)
         self.storage = StorageAPI(self._send)
         self.security = SecurityAPI(self._send)
@@ -293,13 +298,17 @@ class RLMClient(_ClientBase):
                     exc, idempotent=call.idempotent
                 ):
                     raise
-                self._sleep(backoff_s(attempt))
+                self._sleep(backoff_s(attempt, self._jitter()))
                 attempt += 1
                 continue
             if response.is_success:
                 return call.parse(response)
             delay = retry_delay(
-                response, attempt=attempt, retries_left=retries_left, idempotent=call.idempotent
+                response,
+                attempt=attempt,
+                retries_left=retries_left,
+                idempotent=call.idempotent,
+                rand=self._jitter(),
             )
             if delay is None:
                 raise error_from_response(response)
@@ -318,8 +327,9 @@ class AsyncRLMClient(_ClientBase):
         max_retries: Repeats allowed per call; 0 disables.
         verify: As for :class:`RLMClient`.
         transport: An httpx async transport, e.g. ``httpx.MockTransport`` in tests.
-        sleep: An awaitable pause between retries and polls (default ``asyncio.sleep``).
+        sleep: An awaitable pause between retries and polls (``None``: ``asyncio.sleep``).
         clock: A monotonic clock in seconds, for ``tasks.wait`` deadlines.
+        jitter: As for :class:`RLMClient`.
 
     Example:
         >>> import asyncio
@@ -346,11 +356,19 @@ class AsyncRLMClient(_ClientBase):
         max_retries: int = 3,
         verify: Verify = True,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
+        if sleep is None:
+            # Imported here, not at the top: asyncio is a fifth of ``import rlm_hypervisor``,
+            # and a synchronous user never needs it.
+            import asyncio
+
+            sleep = asyncio.sleep
         self._settings = _Settings(api_key, base_url, region, timeout, max_retries)
         self._sleep = sleep
+        self._jitter = jitter
         self._http = httpx.AsyncClient(
             verify=tls_verification(verify),
             base_url=self._settings.base_url,
@@ -358,7 +376,7 @@ class AsyncRLMClient(_ClientBase):
             timeout=self._settings.timeout,
             transport=transport,
         )
-        self.tasks = AsyncTasksAPI(self._send, sleep, clock, self._stream, max_retries)
+        self.tasks = AsyncTasksAPI(self._send, sleep, clock, self._stream, max_retries, jitter)
         self.quotas = AsyncQuotasAPI(self._send)
         self.storage = AsyncStorageAPI(self._send)
         self.security = AsyncSecurityAPI(self._send)
@@ -424,13 +442,17 @@ class AsyncRLMClient(_ClientBase):
                     exc, idempotent=call.idempotent
                 ):
                     raise
-                await self._sleep(backoff_s(attempt))
+                await self._sleep(backoff_s(attempt, self._jitter()))
                 attempt += 1
                 continue
             if response.is_success:
                 return call.parse(response)
             delay = retry_delay(
-                response, attempt=attempt, retries_left=retries_left, idempotent=call.idempotent
+                response,
+                attempt=attempt,
+                retries_left=retries_left,
+                idempotent=call.idempotent,
+                rand=self._jitter(),
             )
             if delay is None:
                 raise error_from_response(response)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the distribution packages some tests drive for real: PostgreSQL (the state store on
-# loopback) and Chromium (the web console's browser tests). Idempotent: does nothing when both
-# are present. Needs root (CI and the development machine run as root) and Debian's apt.
+# loopback), Chromium (the web console's browser tests) and Node.js with npm (the TypeScript
+# SDK's build and tests). Idempotent: does nothing when all are present. Needs root (CI and the development machine run as root) and Debian's apt.
 set -euo pipefail
 
 need=()
@@ -12,11 +12,15 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
   need+=(chromium)
 fi
+# The machines of this project come with Node.js 20 and npm; a bare Debian gets its own packages.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  need+=(nodejs npm)
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "system-deps: please install ${need[*]} (the PostgreSQL and browser tests drive them)" >&2
+  echo "system-deps: please install ${need[*]} (the PostgreSQL, browser and TypeScript SDK tests drive them)" >&2
   exit 1
 fi
 echo "system-deps: installing ${need[*]}" >&2

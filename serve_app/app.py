@@ -16,6 +16,7 @@ from rlm.auth.keys import load_verification_keys
 from rlm.config import Settings
 from rlm.storage import StorageService
 from serve_app.audit import AdminChanges
+from serve_app.console import install_console
 from serve_app.context import BodyLimit, RequestIds, install_error_handlers
 from serve_app.openapi import install_openapi
 from serve_app.routes import health, quotas, security, storage, tasks, webhooks
@@ -72,4 +73,6 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.include_router(quotas.router, prefix=API_PREFIX)
     app.include_router(security.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
+    # The web console (static files; it calls the routes above with the user's token).
+    install_console(app)
     return app

@@ -65,6 +65,24 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ENVELOPE_REF}}}
 
 
+def _not_null(parameter: dict[str, Any]) -> None:
+    """A query, header or path parameter is a string on the wire: it can be omitted (its
+    default applies), never ``null``. pydantic documents ``int | None`` as ``anyOf`` with
+    ``null``; keep only what can be sent."""
+    schema = parameter.get("schema", {})
+    options = schema.get("anyOf")
+    if not isinstance(options, list):
+        return
+    kept = [o for o in options if o.get("type") != "null"]
+    if len(kept) == len(options):
+        return
+    if len(kept) == 1:
+        del schema["anyOf"]
+        schema.update(kept[0])
+    else:
+        schema["anyOf"] = kept
+
+
 def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     _add_model(schemas, ErrorEnvelope)
@@ -79,6 +97,9 @@ def _rewrite(doc: dict[str, Any]) -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": ref}},
                 }
+            for parameter in operation.get("parameters", []):
+                if not parameter.get("required"):
+                    _not_null(parameter)
             responses = operation.setdefault("responses", {})
             validated = responses.pop("422", None) is not None
             statuses = dict(_COMMON)
@@ -139,6 +160,29 @@ def _enumerate_connectors(doc: dict[str, Any], names: list[str]) -> None:
             connector["enum"] = list(names)
 
 
+def _scheme_pattern(schemes: list[str]) -> str:
+    """An ECMA-262 pattern (no inline flags) for URLs of ``schemes``, any letter case."""
+    cased = ["".join(f"[{c.lower()}{c.upper()}]" for c in scheme) for scheme in schemes]
+    return "^(" + "|".join(cased) + ")://[^/?#@\\s]+"
+
+
+def _describe_webhook_urls(app: FastAPI, doc: dict[str, Any]) -> None:
+    """``url`` of a webhook: the schemes this server accepts (``http`` only where an operator
+    allows it). Whether its host resolves, and to an address webhooks may call, is checked
+    when it is registered and at every delivery: no schema can say that."""
+    settings = getattr(app.state, "settings", None)
+    allow_http = bool(settings is not None and settings.webhooks.allow_http)
+    schemes = ["https", "http"] if allow_http else ["https"]
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name in ("WebhookCreate", "WebhookUpdate"):
+        url = schemas.get(name, {}).get("properties", {}).get("url")
+        if not isinstance(url, dict):
+            continue
+        target = next((o for o in url.get("anyOf", []) if o.get("type") == "string"), url)
+        target["format"] = "rlm-webhook-url"
+        target["pattern"] = _scheme_pattern(schemes)
+
+
 def install_openapi(app: FastAPI) -> None:
     """Make ``app.openapi()`` answer the rewritten document (built once, then cached)."""
 
@@ -152,6 +196,7 @@ def install_openapi(app: FastAPI) -> None:
             )
             doc = _rewrite(doc)
             _describe_input(app, doc)
+            _describe_webhook_urls(app, doc)
             storage = getattr(app.state, "storage", None)
             if storage is not None:
                 _enumerate_connectors(doc, storage.connector_names)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from rlm.models.base import WireModel
+from rlm.models.base import INTEGRAL, WireModel
 
 __all__ = [
     "PolicyCategory",
+    "RESOURCE_ACTIONS",
+    "SecurityAction",
     "SecurityContext",
     "SecurityEvent",
     "SecurityEventPage",
@@ -25,17 +27,61 @@ __all__ = [
 ]
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
+#: What ``POST /security/validate`` can be asked about (``rlm.security.authorization`` holds
+#: the route rule of each).
+SecurityAction = Literal[
+    "execute",
+    "create_task",
+    "create_agent",
+    "read_task",
+    "cancel_task",
+    "read_storage",
+    "read_quota",
+    "check_quota",
+    "manage_quota",
+    "read_team",
+    "manage_team",
+    "read_org",
+    "manage_org",
+    "read_security_events",
+    "manage_security_policies",
+]
+#: The actions on one resource: ``context.resource`` names it (a taskId, userId, teamId,
+#: orgId).
+RESOURCE_ACTIONS: tuple[SecurityAction, ...] = (
+    "read_task",
+    "cancel_task",
+    "read_quota",
+    "check_quota",
+    "manage_quota",
+    "read_team",
+    "manage_team",
+    "read_org",
+    "manage_org",
+)
 PolicyCategory = Literal["authentication", "authorization", "input_validation", "audit"]
 
 _Name = Annotated[str, Field(min_length=1, max_length=200)]
-_Priority = Annotated[int, Field(ge=0, le=1000)]
+_Priority = Annotated[int, Field(ge=0, le=1000), INTEGRAL]
 
 
 class SecurityContext(WireModel):
-    """Who does what to which resource."""
+    """Who does what to which resource: ``userId`` (default: the caller; ``me`` too),
+    ``action``, and ``resource``, which the actions on one resource need (the document says
+    so with ``if``/``then``)."""
 
-    user_id: Annotated[str, Field(max_length=200)] | None = None
-    action: Annotated[str, Field(max_length=100)] | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "properties": {"action": {"enum": list(RESOURCE_ACTIONS)}},
+                "required": ["action"],
+            },
+            "then": {"properties": {"resource": {"type": "string"}}, "required": ["resource"]},
+        }
+    )
+
+    user_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    action: SecurityAction | None = None
     resource: Annotated[str, Field(max_length=4096)] | None = None
 
 

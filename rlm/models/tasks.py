@@ -120,7 +120,12 @@ class Progress(WireModel):
 
 
 class TaskStatus(WireModel):
-    """``GET /tasks/{taskId}``."""
+    """``GET /tasks/{taskId}``.
+
+    ``type``, ``description`` (its first 200 characters) and ``operation`` (the input's
+    ``operation``; ``rlm`` for an RLM task) are extensions: what a list of tasks shows and
+    filters by.
+    """
 
     task_id: str
     status: TaskState
@@ -129,6 +134,9 @@ class TaskStatus(WireModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     result: ExecuteResponse | None = None
+    type: TaskType | None = None
+    description: str | None = None
+    operation: str | None = None
 
 
 class CancelResponse(WireModel):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from rlm.models.base import WireModel
+from rlm.models.base import INTEGRAL, WireModel
 from rlm.models.tasks import ExecuteResponse
 
 __all__ = [
@@ -37,7 +37,10 @@ WebhookEventType = Literal["task.completed", "quota.threshold_exceeded"]
 WebhookScope = Literal["user", "org"]
 
 _Url = Annotated[str, Field(min_length=1, max_length=2048)]
-_Events = Annotated[list[WebhookEventType], Field(min_length=1, max_length=8)]
+_Events = Annotated[
+    list[WebhookEventType],
+    Field(min_length=1, max_length=8, json_schema_extra={"uniqueItems": True}),
+]
 _Description = Annotated[str, Field(max_length=500)]
 
 
@@ -54,9 +57,13 @@ class TaskCompletedData(WireModel):
 
 
 class QuotaAlertData(WireModel):
-    """``quota.threshold_exceeded``'s data."""
+    """``quota.threshold_exceeded``'s data: a user's window (``userId``, as the document
+    shows), or (extensions) a team's pool (``teamId``, with its ``orgId``) or an org's caps
+    (``orgId``: its whole subtree's usage) this month."""
 
-    user_id: str
+    user_id: str | None = None
+    team_id: str | None = None
+    org_id: str | None = None
     threshold: int
     period: Literal["daily", "weekly", "monthly"]
     usage: Any = None
@@ -141,7 +148,7 @@ class SecretRotation(WireModel):
     the service's ``RLM_WEBHOOKS__SECRET_GRACE_S``, one day; 0 stops them at once).
     """
 
-    grace_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] | None = None
+    grace_seconds: Annotated[int, Field(ge=0, le=7 * 86_400), INTEGRAL] | None = None
 
 
 class SecretRotated(WireModel):

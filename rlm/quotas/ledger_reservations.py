@@ -8,14 +8,22 @@ actual usage exactly once and fires the user's threshold alerts.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.models.quotas import AllocationDecision
 from rlm.quotas.accounts import UserAccount
 from rlm.quotas.admission import AdmissionRequest, plan_admission, reservation_counters
-from rlm.quotas.alerts import alert_event, mark_crossed_thresholds
+from rlm.quotas.alerts import (
+    Marks,
+    alert_event,
+    crossed_thresholds,
+    mark_crossed_thresholds,
+    org_alert_event,
+    team_alert_event,
+)
 from rlm.quotas.counters import to_micro
 from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.ledger_core import LedgerCore
@@ -257,16 +265,51 @@ class LedgerReservations(LedgerCore):
         self._state.touch(res)
         self._state.changed.add(("reservation", res.reservation_id))
         if agent_calls or compute:
-            self._announce(account, starts)
+            self._announce(account, res, starts)
         return settlement
 
-    def _announce(self, account: UserAccount, starts: WindowStarts) -> None:
+    def _announce(self, account: UserAccount, res: Reservation, starts: WindowStarts) -> None:
+        """Queue the threshold events the settled usage newly reached: the user's windows,
+        then (monthly) its team's pool and each org of its chain (their subtree's usage
+        against their caps)."""
+        thresholds = self._settings.alert_thresholds
         limits = account.limits(self._defaults)
-        fired = mark_crossed_thresholds(account, limits, starts, self._settings.alert_thresholds)
-        if not fired:
-            return
-        usage = account.status(limits, starts, self._state.tokens_held.get(account.user_id, 0))
-        for period, threshold in fired:
-            self._state.add_event(
-                alert_event(account.user_id, threshold, period, usage, starts.now)
-            )
+        fired = mark_crossed_thresholds(account, limits, starts, thresholds)
+        if fired:
+            usage = account.status(limits, starts, self._state.tokens_held.get(account.user_id, 0))
+            for period, threshold in fired:
+                self._state.add_event(
+                    alert_event(account.user_id, threshold, period, usage, starts.now)
+                )
+        month = starts.monthly
+        if res.team_id is not None:
+            team = self._state.teams.get(res.team_id)
+            used, caps = team.usage.charged(month), (team.agent_pool, team.compute_pool)
+            team.alerts, new = _marks_kept(team.alerts, month, used, caps, thresholds)
+            for threshold in new:
+                event = team_alert_event(
+                    team.team_id, team.org_id, threshold, used, caps, starts.now
+                )
+                self._state.add_event(event)
+            if new:
+                self._state.changed.add(("team", team.team_id))
+        for org_id in res.org_ids:
+            org = self._state.orgs.get(org_id)
+            used, caps = org.subtree.charged(month), (org.agents, org.compute)
+            org.alerts, new = _marks_kept(org.alerts, month, used, caps, thresholds)
+            for threshold in new:
+                self._state.add_event(org_alert_event(org_id, threshold, used, caps, starts.now))
+            if new:
+                self._state.changed.add(("org", org_id))
+
+
+def _marks_kept(
+    marks: Marks | None,
+    start: datetime,
+    used: tuple[int, int],
+    caps: tuple[int, int],
+    thresholds: Sequence[int],
+) -> tuple[Marks | None, list[int]]:
+    """:func:`crossed_thresholds`, keeping ``marks`` when nothing new was reached."""
+    kept, new = crossed_thresholds(marks, start, used, caps, thresholds)
+    return (kept if kept is not None else marks), new

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from rlm.errors import Conflict, InvalidInput
@@ -22,7 +23,7 @@ from rlm.models.quotas import Organization, OrganizationHierarchy
 from rlm.quotas.changes import EntityKey
 from rlm.quotas.counters import WindowCounter, from_micro, from_nano, to_micro
 from rlm.quotas.inputs import check_count, check_id
-from rlm.quotas.windows import WindowStarts
+from rlm.quotas.windows import WindowStarts, marks_from_row, marks_to_row
 
 __all__ = ["Org", "OrgTree"]
 
@@ -41,6 +42,7 @@ class Org:
         subtree: Monthly usage of this org and all its descendants.
         direct: Monthly usage of this org's own users.
         children: Child ids, in creation order (derived from ``parent_id``; not stored).
+        alerts: This month's start and the thresholds of the caps already announced in it.
     """
 
     org_id: str
@@ -52,6 +54,7 @@ class Org:
     subtree: WindowCounter
     direct: WindowCounter
     children: list[str] = field(default_factory=list)
+    alerts: tuple[datetime, list[int]] | None = None
 
     def view(self, starts: WindowStarts) -> Organization:
         """The API's ``Organization``; usage counts reservations in flight (tokens and cost:
@@ -82,6 +85,7 @@ class Org:
             "storage": self.storage,
             "subtree": self.subtree.to_row(),
             "direct": self.direct.to_row(),
+            "alerts": marks_to_row(self.alerts),
         }
 
     @classmethod
@@ -96,6 +100,7 @@ class Org:
             storage=int(data["storage"]),
             subtree=WindowCounter.from_row(data["subtree"]),
             direct=WindowCounter.from_row(data["direct"]),
+            alerts=marks_from_row(data.get("alerts")),  # absent in state written before org alerts
         )
 
 

@@ -14,6 +14,7 @@ import functools
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from rlm.errors import Conflict, InvalidInput
@@ -28,7 +29,7 @@ from rlm.quotas.changes import EntityKey
 from rlm.quotas.counters import WindowCounter, from_micro, from_nano, to_micro
 from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.records import TransferReceipt
-from rlm.quotas.windows import WindowStarts
+from rlm.quotas.windows import WindowStarts, marks_from_row, marks_to_row
 
 __all__ = ["Member", "Project", "Team", "TeamBook", "member_key", "split_member_key"]
 
@@ -137,6 +138,7 @@ class Team:
         org_id: The org the team belongs to (its managers govern it); ``None``: operators only.
         members: Members by user id (persisted as separate rows).
         projects: Project allocations by id.
+        alerts: This month's start and the thresholds of the pool already announced in it.
     """
 
     team_id: str
@@ -148,6 +150,7 @@ class Team:
     org_id: str | None = None
     members: dict[str, Member] = field(default_factory=dict)
     projects: dict[str, Project] = field(default_factory=dict)
+    alerts: tuple[datetime, list[int]] | None = None
 
     def member(self, user_id: str) -> Member:
         """The membership of ``user_id``.
@@ -187,6 +190,7 @@ class Team:
                 [p.project_id, p.name, p.agents_allocated, p.compute_allocated]
                 for p in self.projects.values()
             ],
+            "alerts": marks_to_row(self.alerts),
         }
 
     @classmethod
@@ -201,6 +205,7 @@ class Team:
             usage=WindowCounter.from_row(data["usage"]),
             org_id=data.get("orgId"),  # absent in state written before teams had orgs
             projects={p[0]: Project(p[0], p[1], int(p[2]), int(p[3])) for p in data["projects"]},
+            alerts=marks_from_row(data.get("alerts")),  # absent in state written before team alerts
         )
 
 

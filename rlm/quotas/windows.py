@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "PERIODS",
@@ -21,6 +21,8 @@ __all__ = [
     "WindowStarts",
     "days_in_month",
     "iso_z",
+    "marks_from_row",
+    "marks_to_row",
     "window_reset",
     "window_start",
 ]
@@ -142,3 +144,13 @@ class WindowStarts:
         if period == "weekly":
             return self.weekly + timedelta(days=7)
         return self.next_month
+
+
+def marks_to_row(marks: tuple[datetime, list[int]] | None) -> list[Any] | None:
+    """Threshold marks (a window's start, the thresholds announced in it) as a JSON row."""
+    return None if marks is None else [marks[0].isoformat(), list(marks[1])]
+
+
+def marks_from_row(row: list[Any] | None) -> tuple[datetime, list[int]] | None:
+    """Marks written by :func:`marks_to_row` (``None``: nothing announced)."""
+    return None if row is None else (datetime.fromisoformat(row[0]), [int(t) for t in row[1]])

@@ -47,6 +47,7 @@ from rlm.rlmmode.request import check_not_rlm_options, is_rlm_input, parse_rlm_i
 from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
 from rlm.runtime.discovery import resolve_address, store_in_use
+from rlm.runtime.placement import ON_HEAD
 from rlm.runtime.security import RaySecurity
 from rlm.storage.access import StorageReader
 from rlm.storage.inputs import split_source
@@ -747,6 +748,7 @@ def connect(
         namespace=settings.namespace,
         lifetime="detached",
         get_if_exists=True,
+        **ON_HEAD,  # it opens the state files, on the head's disk (see rlm.runtime.placement)
     ).remote(settings, agents, settings.lm.providers())
     try:
         ray.get(core.ready.remote(), timeout=120)

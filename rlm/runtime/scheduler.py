@@ -29,6 +29,7 @@ from rlm.config import EngineSettings
 from rlm.errors import InternalError, RLMError, error_from_payload
 from rlm.planning import PlanNode
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource, LMCall
+from rlm.runtime.placement import AGENT_OPTIONS
 from rlm.runtime.run import Run, TaskSpec
 from rlm.scheduling import ReadyQueue
 
@@ -68,7 +69,12 @@ class Scheduler:
         self._stop = stop
         n = agents or settings.agents or max(1, int(ray.cluster_resources().get("CPU", 1)))
         lm_threads = max(1, -(-lm_capacity // n))
-        self._agents = [AgentActor.remote(i, core=core, lm_threads=lm_threads) for i in range(n)]
+        # Spread over the nodes: a task's calls use the whole cluster, and losing a node loses
+        # only its share of the pool (Ray restarts those agents on the nodes left).
+        self._agents = [
+            AgentActor.options(**AGENT_OPTIONS).remote(i, core=core, lm_threads=lm_threads)
+            for i in range(n)
+        ]
         self._local = Agent(_LOCAL, in_process=True, lm_call=lm_call, lm_threads=lm_capacity)
         self._load = [0] * n
         self._lm_load = [0] * n

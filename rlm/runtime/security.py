@@ -25,6 +25,7 @@ import ray
 
 from rlm.config import Settings
 from rlm.errors import RLMError, error_from_payload
+from rlm.runtime.placement import ON_HEAD
 from rlm.security.buffer import EventBuffer
 from rlm.security.events import (
     EventSink,
@@ -76,6 +77,7 @@ def security_actor(settings: Settings) -> Any:
         namespace=settings.namespace,
         lifetime="detached",
         get_if_exists=True,
+        **ON_HEAD,  # it opens the audit log under the state directory, on the head's disk
     ).remote(str(settings.state_dir))
 
 

@@ -32,6 +32,7 @@ _MS_RDONLY = 0x1
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
+_MS_BIND = 0x1000
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
 _PR_SET_NO_NEW_PRIVS = 38
@@ -96,21 +97,21 @@ def _write_maps(uid: int, gid: int) -> None:
         f.write(f"{gid} {gid} 1")
 
 
-def _confine(hidden_paths: list[str]) -> None:
-    """New user + network + mount namespaces; hide ``hidden_paths`` under empty read-only tmpfs.
+def _confine(hidden_paths: list[str], scratch_bytes: int) -> None:
+    """New user + network + mount namespaces; writable scratch only in a capped tmpfs; hide
+    ``hidden_paths`` under empty read-only tmpfs.
 
     The process already runs as an unprivileged uid (the host's Popen ``user=``), so the new
     user namespace grants capabilities over these namespaces only. The network namespace has a
-    loopback that is down and no other interface. After the hiding mounts, a second user +
-    mount namespace makes them *locked*: code holding capabilities there can not unmount them.
+    loopback that is down and no other interface. After the mounts, a second user + mount
+    namespace makes them *locked*: code holding capabilities there can not unmount them.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     uid, gid = os.geteuid(), os.getegid()
     _libc_check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS), "unshare")
     _write_maps(uid, gid)
-    if not hidden_paths:
-        return
     _libc_check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount private /")
+    _mount_scratch(libc, scratch_bytes)
     flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     for path in hidden_paths:
         result = libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, b"size=4k,mode=000")
@@ -118,6 +119,33 @@ def _confine(hidden_paths: list[str]) -> None:
             _libc_check(result, f"mount tmpfs over {path}")
     _libc_check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS), "unshare (lock mounts)")
     _write_maps(uid, gid)
+
+
+def _mount_scratch(libc: Any, size: int) -> None:
+    """One tmpfs of ``size`` bytes is every place the REPL can write: ``/tmp``, and bound onto
+    ``/var/tmp``, ``/dev/shm``, ``/run/lock`` and the working directory. Written files are
+    memory, so the one cap bounds them all (``RLIMIT_FSIZE`` still caps each file); the
+    host's own ``/tmp`` (and everything hidden there) is out of sight."""
+    cwd = os.getcwd()
+    options = f"size={size},mode=1777".encode()
+    _libc_check(
+        libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, options), "mount /tmp"
+    )
+    targets = [("var-tmp", "/var/tmp"), ("shm", "/dev/shm"), ("run-lock", "/run/lock")]
+    if not cwd.startswith("/tmp/"):
+        targets.append(("work", cwd))
+    for name, target in targets:
+        if not os.path.isdir(target):
+            continue
+        source = f"/tmp/.{name}"
+        os.mkdir(source)
+        os.chmod(source, 0o1777 if name != "work" else 0o700)
+        result = libc.mount(os.fsencode(source), os.fsencode(target), None, _MS_BIND, None)
+        if result != 0 and ctypes.get_errno() not in (2, 13):  # ENOENT, EACCES: unreachable
+            _libc_check(result, f"bind scratch onto {target}")
+    if cwd.startswith("/tmp/"):  # the host's scratch dir was in the /tmp now covered
+        os.makedirs(cwd, mode=0o700, exist_ok=True)
+    os.chdir(cwd)
 
 
 def _set_limits(config: dict[str, Any]) -> None:
@@ -335,7 +363,7 @@ def main(framing: ModuleType, config_json: str) -> None:
     error: str | None = None
     try:
         if config["confine"]:
-            _confine(list(config["hidden_paths"]))
+            _confine(list(config["hidden_paths"]), int(config["scratch_bytes"]))
         libc = ctypes.CDLL(None, use_errno=True)
         _libc_check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
         _set_limits(config)

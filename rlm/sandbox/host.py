@@ -92,6 +92,8 @@ class SandboxLimits:
             count too).
         cpu_s_total: ``RLIMIT_CPU`` hard limit over the process's life.
         file_bytes: ``RLIMIT_FSIZE``, the largest file the sandbox can write.
+        scratch_bytes: All the sandbox's writable places together (``/tmp``, ``/var/tmp``,
+            ``/dev/shm``, its working directory: one tmpfs of this size; memory, not disk).
         output_chars: stdout and stderr of a cell are each cut to this many characters (head
             and tail kept).
         max_frame_bytes: Longest frame the host accepts from the child.
@@ -105,6 +107,7 @@ class SandboxLimits:
     max_processes: int = 32
     cpu_s_total: int = 3600
     file_bytes: int = 256 << 20
+    scratch_bytes: int = 256 << 20
     output_chars: int = 20_000
     max_frame_bytes: int = 8 << 20
     max_prompts_per_call: int = 4096
@@ -357,6 +360,7 @@ class Sandbox:
             "max_processes": self.limits.max_processes,
             "cpu_s_total": self.limits.cpu_s_total,
             "file_bytes": self.limits.file_bytes,
+            "scratch_bytes": self.limits.scratch_bytes,
             "output_chars": self.limits.output_chars,
             "parent_pid": os.getpid(),
         }

@@ -28,6 +28,8 @@ class SandboxSettings(BaseModel):
         max_processes: Processes and threads of a REPL's uid (``RLIMIT_NPROC``).
         cpu_s_total: CPU seconds a REPL may use over its life.
         file_mb: The largest file a REPL may write in its scratch directory.
+        scratch_mb: Everything a REPL writes, together: its working directory, ``/tmp``,
+            ``/var/tmp`` and ``/dev/shm`` are one tmpfs of this size (memory, not disk).
         output_chars: stdout / stderr of a cell kept (head + tail).
         cell_timeout_s: Wall time of one cell, sub-calls included.
         cell_cpu_s: CPU time of one cell.
@@ -43,6 +45,7 @@ class SandboxSettings(BaseModel):
     max_processes: int = Field(default=32, ge=1, le=4096)
     cpu_s_total: int = Field(default=3600, ge=1)
     file_mb: int = Field(default=256, ge=1)
+    scratch_mb: int = Field(default=256, ge=1, le=1 << 20)
     output_chars: int = Field(default=20_000, ge=100, le=10_000_000)
     cell_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     cell_cpu_s: int = Field(default=120, ge=1, le=86_400)
@@ -56,5 +59,6 @@ class SandboxSettings(BaseModel):
             max_processes=self.max_processes,
             cpu_s_total=self.cpu_s_total,
             file_bytes=self.file_mb << 20,
+            scratch_bytes=self.scratch_mb << 20,
             output_chars=self.output_chars,
         )

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Final
 from pydantic import Field, ValidationError
 
 from rlm.errors import InvalidInput
-from rlm.models.base import WireModel, validation_error_to_invalid_input
+from rlm.models.base import INTEGRAL, WireModel, validation_error_to_invalid_input
 from rlm.models.security import (
     PolicyCategory,
     SecurityPolicy,
@@ -58,6 +58,7 @@ __all__ = [
     "apply_put",
     "default_policy",
     "policy_changes",
+    "settings_model",
     "severity_at_least",
 ]
 
@@ -90,8 +91,8 @@ class SizeSettings(_Settings):
         severity: Of a text over ``max_chars``.
     """
 
-    max_chars: Annotated[int, Field(ge=1, le=100_000_000)] = 1_000_000
-    max_scan_chars: Annotated[int, Field(ge=0, le=1_000_000_000)] = 4_000_000
+    max_chars: Annotated[int, Field(ge=1, le=100_000_000), INTEGRAL] = 1_000_000
+    max_scan_chars: Annotated[int, Field(ge=0, le=1_000_000_000), INTEGRAL] = 4_000_000
     severity: Severity = "critical"
 
 
@@ -104,8 +105,8 @@ class JsonStructureSettings(_Settings):
         severity: Of a document over a limit.
     """
 
-    max_depth: Annotated[int, Field(ge=1, le=10_000)] = 64
-    max_values: Annotated[int, Field(ge=1, le=1_000_000_000)] = 20_000_000
+    max_depth: Annotated[int, Field(ge=1, le=10_000), INTEGRAL] = 64
+    max_values: Annotated[int, Field(ge=1, le=1_000_000_000), INTEGRAL] = 20_000_000
     severity: Severity = "critical"
 
 
@@ -445,6 +446,15 @@ def policy_changes(before: SecurityPolicy, after: SecurityPolicy) -> dict[str, l
         if old_settings.get(key) != new_settings.get(key):
             changes[f"settings.{key}"] = [old_settings.get(key), new_settings.get(key)]
     return changes
+
+
+def settings_model(policy_id: str) -> type[WireModel]:
+    """The settings model of one policy (its fields, limits and defaults). Raises
+    :class:`InvalidInput` for an unknown id."""
+    try:
+        return _SETTINGS[policy_id]
+    except KeyError:
+        raise _unknown(policy_id) from None
 
 
 def default_policy(policy_id: str) -> SecurityPolicy:

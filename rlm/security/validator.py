@@ -261,11 +261,11 @@ class InputValidator:
     def _structure_violation(
         self, limit: str, maximum: int, severity: Severity, field: str
     ) -> Violation:
-        what = "nested deeper than" if limit == "depth" else "holds more values than"
+        what = "is nested deeper than" if limit == "depth" else "holds more values than"
         return self._violation(
             "input-json-structure",
             severity,
-            f"the JSON is {what} the {maximum} allowed",
+            f"the JSON {what} the {maximum} allowed",
             field,
             f"max_{limit}",
         )

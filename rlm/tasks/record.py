@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast, get_args
 
-from rlm.models.tasks import ExecuteResponse, Progress, TaskState, TaskStatus
+from rlm.models.tasks import ExecuteResponse, Progress, TaskState, TaskStatus, TaskType
 
 __all__ = ["TERMINAL_STATES", "TaskRecord"]
 
 TERMINAL_STATES: frozenset[TaskState] = frozenset({"completed", "failed", "cancelled"})
+#: How much of a task's description its status shows.
+_DESCRIPTION_CHARS = 200
+_TASK_TYPES = frozenset(get_args(TaskType))
 
 
 @dataclass(frozen=True)
@@ -60,4 +63,14 @@ class TaskRecord:
             started_at=self.started_at,
             completed_at=self.completed_at,
             result=self.result,
+            type=cast(TaskType, self.type) if self.type in _TASK_TYPES else None,
+            description=self.description[:_DESCRIPTION_CHARS],
+            operation=self.operation,
         )
+
+    @property
+    def operation(self) -> str | None:
+        """The operation the request named (``None`` when its input named none)."""
+        source = self.request.get("input")
+        name = source.get("operation") if isinstance(source, dict) else None
+        return name if isinstance(name, str) else None

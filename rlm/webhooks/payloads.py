@@ -9,7 +9,8 @@ Every payload is ``{"event", "timestamp", "data"}``:
   result whose JSON is larger than ``max_result_bytes`` is sent without ``output``, and
   ``data.outputOmitted`` is ``true`` (read it with ``GET /v1/tasks/{taskId}``).
 - ``quota.threshold_exceeded`` — ``data`` = ``{userId, threshold, period, usage}`` as the quota
-  ledger wrote it (:func:`rlm.quotas.alerts.alert_event`).
+  ledger wrote it (:func:`rlm.quotas.alerts.alert_event`); for a team's pool ``{teamId, orgId?,
+  threshold, period: "monthly", usage}`` and an org's caps ``{orgId, ...}`` (extensions).
 - ``webhook.test`` (extension) — the ping ``POST /v1/webhooks/{webhookId}/test`` sends:
   ``data`` = ``{webhookId, message}``.
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from rlm.admission import Viewer
-from rlm.errors import Forbidden, InvalidInput, WebhookNotFound
+from rlm.errors import Conflict, Forbidden, InvalidInput, WebhookNotFound
 from rlm.models.webhooks import (
     Delivery,
     SecretRotated,
@@ -236,11 +236,11 @@ class WebhookService:
 
         Raises:
             WebhookNotFound: No such webhook or delivery for the caller.
-            InvalidInput: The webhook is disabled (``field`` = ``enabled``: enable it first).
+            Conflict: The webhook is disabled (``field`` = ``enabled``: enable it first).
         """
         row = self._row(viewer, webhook_id)
         if row.status != "active":
-            raise InvalidInput(
+            raise Conflict(
                 "the webhook is disabled: enable it (PATCH enabled: true) before retrying",
                 {"webhookId": webhook_id},
                 field="enabled",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import Annotated, Any, get_args
 
@@ -21,6 +22,9 @@ from rlm.models.security import (
     SecurityValidateResponse,
     Severity,
 )
+from rlm.security.audit import CURSOR_PATTERN
+from rlm.security.policies import default_policy
+from rlm.security.policy_bodies import PolicyBodies, policy_bodies
 from rlm.security.service import MAX_EVENTS_PAGE
 from rlm.security.validator import InputValidator, ValidationResult
 from serve_app.authorization import authorize
@@ -50,7 +54,14 @@ PolicyId = Annotated[str, Path(alias="policyId", pattern=r"^[a-z0-9-]{1,64}$")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)
 }
-_SEVERITIES = frozenset(get_args(Severity))
+_SEVERITY = "(" + "|".join(get_args(Severity)) + ")"
+#: One or more severities, comma-separated (``high,critical``).
+_SEVERITY_LIST = rf"^ *{_SEVERITY} *(, *{_SEVERITY} *)*$"
+#: An RFC 3339 date-time with its offset (what JSON Schema's ``date-time`` format means).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
 #: Texts longer than this are validated in a thread, off the event loop.
 _INLINE_CHARS = 64 * 1024
 
@@ -123,10 +134,12 @@ async def _in_thread(validator: InputValidator, text: str) -> ValidationResult:
 async def events(
     caller: Admin,
     request: Request,
-    severity: Annotated[str | None, Query(max_length=100)] = None,
+    severity: Annotated[str | None, Query(max_length=100, pattern=_SEVERITY_LIST)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_PAGE)] = 100,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[datetime | None, Query()] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
+    since: Annotated[
+        str | None, Query(max_length=64, json_schema_extra={"format": "date-time"})
+    ] = None,
     type: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Any:
     """The caller's org's events, newest first (``rlm:admin`` with an ``org`` claim).
@@ -135,14 +148,6 @@ async def events(
     the previous page."""
     org = _admin_org(caller)
     severities = _listed(severity, "severity")
-    if severities is not None and not set(severities) <= _SEVERITIES:
-        raise InvalidInput(
-            f"severity must be among {', '.join(sorted(_SEVERITIES))}",
-            {"allowed": sorted(_SEVERITIES)},
-            field="severity",
-        )
-    if since is not None and since.tzinfo is None:
-        raise InvalidInput("since needs a time zone (e.g. 2026-01-15T10:30:00Z)", field="since")
     security = _security(request)
     await security.backend.flush()  # what this replica recorded is in what it reads
     page = await security.backend.call(
@@ -150,11 +155,29 @@ async def events(
         org,
         limit=limit,
         severities=severities,
-        since=since,
+        since=_instant(since),
         cursor=cursor,
         types=_listed(type, "type"),
     )
     return _answer(request, page)
+
+
+def _instant(since: str | None) -> datetime | None:
+    """``since`` (an RFC 3339 time, as its documented format says) as an aware datetime.
+
+    Not pydantic's ``datetime``: it also takes numbers (``0.5``) and ISO 8601's other forms,
+    which the document's ``date-time`` does not."""
+    if since is None:
+        return None
+    if _RFC3339.fullmatch(since) is None:
+        raise InvalidInput(
+            "since must be an RFC 3339 time with its offset (e.g. 2026-01-15T10:30:00Z)",
+            field="since",
+        )
+    try:
+        return datetime.fromisoformat(since.upper())
+    except ValueError:  # a date that does not exist: 2026-02-30, 25:00
+        raise InvalidInput(f"since: {since!r} is not a valid time", field="since") from None
 
 
 def _listed(value: str | None, field: str) -> list[str] | None:
@@ -199,31 +222,54 @@ async def _update(
     return _answer(request, policy)
 
 
-@router.put(
-    "/security/policies/{policyId}",
-    response_model=SecurityPolicy,
-    response_model_exclude_none=True,
-    responses=_ERRORS,
-    summary="Replace a security policy of the org (extension)",
-)
-async def put_policy(
-    policy_id: PolicyId, body: SecurityPolicyUpdate, caller: Admin, request: Request
-) -> Any:
-    """Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted settings take their
-    defaults) for the caller's org only; recorded in the audit log with what changed."""
-    return await _update(request, caller, policy_id, body)
+def _policy_routes(bodies: PolicyBodies) -> None:
+    """``PUT`` and ``PATCH /security/policies/<id>`` of one policy, documented with its own
+    bodies (see :mod:`rlm.security.policy_bodies`)."""
+    pid = bodies.policy_id
+
+    async def put_policy(body: Any, caller: Admin, request: Request) -> Any:
+        return await _update(request, caller, pid, bodies.to_update(body))
+
+    async def patch_policy(body: Any, caller: Admin, request: Request) -> Any:
+        return await _update(request, caller, pid, bodies.to_patch(body))
+
+    # The body's model is made at run time: FastAPI reads it from the annotation.
+    put_policy.__annotations__["body"] = bodies.put
+    patch_policy.__annotations__["body"] = bodies.patch
+    common: dict[str, Any] = {
+        "response_model": SecurityPolicy,
+        "response_model_exclude_none": True,
+        "responses": _ERRORS,
+    }
+    router.put(
+        f"/security/policies/{pid}",
+        summary=f"Replace the {pid} policy of the org (extension)",
+        description="Set ``enabled``, ``priority``, ``name`` and ``settings`` (omitted "
+        "settings take their defaults) for the caller's org only; recorded in the audit log "
+        "with what changed.",
+        operation_id=f"put_policy_{pid.replace('-', '_')}",
+        **common,
+    )(put_policy)
+    router.patch(
+        f"/security/policies/{pid}",
+        summary=f"Change the {pid} policy of the org (extension)",
+        description="Change only the fields given (settings keys are merged; ``null`` "
+        "restores a default) for the caller's org only; recorded in the audit log with what "
+        "changed.",
+        operation_id=f"patch_policy_{pid.replace('-', '_')}",
+        **common,
+    )(patch_policy)
 
 
-@router.patch(
-    "/security/policies/{policyId}",
-    response_model=SecurityPolicy,
-    response_model_exclude_none=True,
-    responses=_ERRORS,
-    summary="Change a security policy of the org (extension)",
-)
-async def patch_policy(
-    policy_id: PolicyId, body: SecurityPolicyPatch, caller: Admin, request: Request
-) -> Any:
-    """Change only the fields given (settings keys are merged; ``null`` restores a default)
-    for the caller's org only; recorded in the audit log with what changed."""
-    return await _update(request, caller, policy_id, body)
+for _bodies in policy_bodies():
+    _policy_routes(_bodies)
+
+
+# Any other id: the policy does not exist. Not in the document, which names every policy.
+@router.put("/security/policies/{policyId}", include_in_schema=False)
+@router.patch("/security/policies/{policyId}", include_in_schema=False)
+async def unknown_policy(policy_id: PolicyId, caller: Admin) -> Any:
+    """``400 INVALID_INPUT`` naming the policies there are (as before the routes were split)."""
+    _admin_org(caller)
+    default_policy(policy_id)  # raises for an id that is not a policy
+    raise AssertionError(f"{policy_id} has its own route")  # pragma: no cover

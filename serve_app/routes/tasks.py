@@ -98,7 +98,11 @@ async def execute(
     idempotency_key: Annotated[
         str | None,
         Header(
+            min_length=1,
             max_length=MAX_KEY_LENGTH,
+            # Printable ASCII; no space at either end (HTTP strips it, so the key would
+            # change on the way).
+            pattern=r"^[!-~]([ -~]*[!-~])?$",
             description="The same key and body within 24 h answer the first request's task "
             "(its result, or its status while it runs) instead of running it again; the same "
             "key with another body is refused (400).",

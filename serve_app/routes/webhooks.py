@@ -167,12 +167,13 @@ async def get_delivery(
     "/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
     response_model=Delivery,
     status_code=202,
-    responses=_ERRORS,
+    responses={**_ERRORS, 409: {"model": ErrorEnvelope}},
     summary="Retry a delivery",
 )
 async def retry_delivery(
     webhook_id: WebhookId, delivery_id: DeliveryId, caller: Owner, request: Request
 ) -> Any:
-    """Send a delivery again now, under the same ``webhook-id``, with a new day of retries."""
+    """Send a delivery again now, under the same ``webhook-id``, with a new day of retries
+    (``409 CONFLICT`` while the webhook is disabled: enable it first)."""
     delivery = await _ask(request, caller, "retry", webhook_id, delivery_id)
     return _answer(request, delivery, 202)

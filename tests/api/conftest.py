@@ -20,6 +20,7 @@ from rlm.sandbox.settings import SandboxSettings
 from rlm.testing import ChatRequest, FakeLMServer
 from serve_app.deployment import build_app
 from tests import rlm_script
+from tests.api.served_oracle import OracleServe, oracle_serve
 from tests.integration.conftest import TEST_WEBHOOKS
 from tests.support import ok_response, wait_until
 
@@ -136,3 +137,11 @@ def user(api: Api) -> Callable[..., httpx.Client]:
         return api.client(api.token(**kwargs))  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def oracle_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OracleServe]:
+    """``rlm serve`` in a process of its own with the OOLONG oracle as its LM, shared by the
+    tests that use the service from outside (bare SDK install, notebooks)."""
+    with oracle_serve(tmp_path_factory.mktemp("oracle-serve")) as served:
+        yield served

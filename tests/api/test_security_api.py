@@ -464,3 +464,109 @@ def test_a_json_bomb_is_refused_not_a_crash(user: Callable[..., httpx.Client]) -
             )
             assert response.status_code == 400, (depth, response.text[:200])
             assert response.json()["error"]["code"] == "INVALID_INPUT"
+
+
+# ------------------------------------------------------------------------- the document
+
+
+def test_each_policy_route_is_documented_with_its_own_bodies(api: Api) -> None:
+    doc = httpx.get(api.base_url.removesuffix("/v1") + "/openapi.json", timeout=30).json()
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    assert "/v1/security/policies/{policyId}" not in paths  # one route per policy instead
+    with _admin(api, _org()) as admin:
+        ids = [p["policyId"] for p in admin.get("/security/policies").json()["policies"]]
+    for pid in ids:
+        assert {"put", "patch"} <= set(paths[f"/v1/security/policies/{pid}"]), pid
+
+    def body(pid: str, method: str) -> dict[str, Any]:
+        ref = paths[f"/v1/security/policies/{pid}"][method]["requestBody"]["content"]
+        name = ref["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        schema: dict[str, Any] = schemas[name]
+        return schema
+
+    # A locked policy: enabled can only be true. Another: a boolean.
+    assert body("authz-scopes", "put")["properties"]["enabled"]["const"] is True
+    assert body("input-size", "put")["properties"]["enabled"]["type"] == "boolean"
+    # Settings: the policy's own keys and limits; PATCH's may be null (back to the default).
+    size = schemas["SizeSettings"]
+    assert size["additionalProperties"] is False and size["properties"]["maxChars"]["minimum"] == 1
+    patch_settings = body("input-size", "patch")["properties"]["settings"]["anyOf"][0]["$ref"]
+    partial = schemas[patch_settings.rsplit("/", 1)[-1]]["properties"]["maxChars"]["anyOf"]
+    assert {"type": "null"} in partial and partial[0]["minimum"] == 1
+
+
+def test_policy_bodies_are_checked_as_documented(api: Api) -> None:
+    with _admin(api, _org()) as admin:
+        # An integral float is an integer, as everywhere in the API.
+        ok = admin.patch(
+            "/security/policies/input-size", json={"priority": 7.0, "settings": {"maxChars": 50.0}}
+        )
+        assert ok.status_code == 200, ok.text
+        assert (ok.json()["priority"], ok.json()["settings"]["maxChars"]) == (7, 50)
+        # null restores the default, other keys stay.
+        back = admin.patch("/security/policies/input-size", json={"settings": {"maxChars": None}})
+        assert back.json()["settings"]["maxChars"] == 1_000_000 and back.json()["priority"] == 7
+        for path, method, payload in [
+            ("input-size", "patch", {"settings": {"maxchars": 5}}),  # not its key
+            ("authz-scopes", "patch", {"settings": {"severity": "low"}}),  # it has none
+            ("audit-log", "put", {"enabled": False, "priority": 1}),  # locked
+            ("input-secrets", "put", {"enabled": True, "priority": 1, "category": "audit"}),
+            ("input-secrets", "put", {"enabled": True, "priority": 1, "policyId": "audit-log"}),
+            ("input-size", "patch", {"priority": 7.5}),
+        ]:
+            refused = admin.request(method, f"/security/policies/{path}", json=payload)
+            assert refused.status_code == 400, (path, payload, refused.text)
+            assert refused.json()["error"]["code"] == "INVALID_INPUT"
+        unknown = admin.patch("/security/policies/no-such-policy", json={"enabled": True})
+        assert unknown.status_code == 400
+        assert "input-size" in unknown.json()["error"]["details"]["policies"]
+
+
+def test_event_queries_take_exactly_the_documented_forms(api: Api) -> None:
+    org = _org()
+    with _admin(api, org) as admin:
+        for i in range(3):
+            admin.post("/security/validate", json={"input": f"{INJECTION} {i}"})
+        for since in (
+            "0.5",
+            "1700000000",
+            "2026-01-15",
+            "2026-01-15T10:30:00",
+            "2026-02-30T00:00:00Z",
+        ):
+            answer = admin.get("/security/events", params={"since": since})
+            assert answer.status_code == 400, (since, answer.text)
+            assert answer.json()["error"]["details"]["field"] == "since"
+        for since in ("2000-01-01T00:00:00Z", "2000-01-01t02:00:00.5+02:00"):
+            assert len(_events(admin, since=since)) == 3
+        assert len(_events(admin, severity="high, critical")) == 3
+        for severity in ("critical,", "bad", "critical,,high"):
+            assert admin.get("/security/events", params={"severity": severity}).status_code == 400
+        # A cursor is the number of the record a page starts below.
+        first = admin.get("/security/events", params={"limit": 1}).json()
+        assert first["nextCursor"] == str(first["events"][0]["seq"])
+        rest = _events(admin, cursor=first["nextCursor"])
+        assert len(rest) == 2 and all(e["seq"] < first["events"][0]["seq"] for e in rest)
+        for cursor in ("12a", "-1", "1" * 19):
+            assert admin.get("/security/events", params={"cursor": cursor}).status_code == 400
+
+
+def test_validate_context_names_a_known_action_and_its_resource(
+    user: Callable[..., httpx.Client],
+) -> None:
+    with user() as client:
+        unknown = client.post(
+            "/security/validate", json={"input": "hi", "context": {"action": "delete_everything"}}
+        )
+        assert unknown.status_code == 400
+        assert unknown.json()["error"]["details"]["field"].startswith("context.action")
+        needs = client.post(
+            "/security/validate", json={"input": "hi", "context": {"action": "read_task"}}
+        )
+        assert needs.status_code == 400
+        assert needs.json()["error"]["details"]["field"] == "context.resource"
+        fine = client.post(
+            "/security/validate",
+            json={"input": "hi", "context": {"action": "read_task", "resource": "t-missing"}},
+        )
+        assert fine.status_code == 200 and fine.json()["allowed"] is False

@@ -290,3 +290,42 @@ def test_the_async_sdk_covers_the_routes(api: Api, receiver: WebhookReceiver) ->
                 await client.webhooks.create("http://10.9.8.7/h")
 
     asyncio.run(main())
+
+
+def test_an_orgs_caps_reaching_80_percent_alert_its_org_webhooks(api: Api) -> None:
+    org, user = _name("capped-org"), _name("capped")
+    manager_token = api.token(sub=f"{org}-admin", scopes="rlm:admin", tier="admin", org=org)
+    with api.client(manager_token) as manager:
+        made = manager.post(
+            "/quotas/enterprise/org", json={"orgId": org, "agents": 10, "computeHours": 100.0}
+        )
+        assert made.status_code == 201, made.text
+        limits = {
+            "userId": user,
+            "dailyAgentLimit": 1000,
+            "weeklyAgentLimit": 1000,
+            "monthlyAgentLimit": 1000,
+            "dailyComputeHours": 100.0,
+            "maxConcurrentAgents": 5,
+            "maxStorageGB": 1.0,
+        }
+        assert manager.put(f"/quotas/user/{user}", json=limits).status_code == 200
+    with WebhookReceiver() as org_receiver, _sdk(api, manager_token) as admin:
+        org_hook = admin.webhooks.create(
+            org_receiver.url, ["quota.threshold_exceeded"], scope="org"
+        )
+        with _sdk(api, api.token(sub=user, scopes=EXECUTE)) as client:
+            used = 0
+            while used < 8:  # the org's 10 agent calls a month: 80 % at 8
+                used += client.execute(SUM).agent_calls
+        [hit] = org_receiver.wait_for(
+            lambda h: h.json()["data"].get("orgId") == org and h.json()["data"]["threshold"] == 80,
+            timeout=30,
+        )
+        admin.webhooks.delete(org_hook.webhook_id)
+    event = verify(hit.body, hit.headers, org_hook.secret)
+    assert event["event"] == "quota.threshold_exceeded"
+    assert event["data"]["orgId"] == org and "userId" not in event["data"]
+    assert (event["data"]["threshold"], event["data"]["period"]) == (80, "monthly")
+    assert event["data"]["usage"]["agentsTotal"] == 10
+    assert 8 <= event["data"]["usage"]["agentsUsed"] <= used

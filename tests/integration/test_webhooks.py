@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 import rlm
 from rlm.admission import Viewer
 from rlm.config import Settings
-from rlm.errors import InvalidInput, error_from_payload
+from rlm.errors import Conflict, InvalidInput, error_from_payload
 from rlm.models import Delivery, WebhookCreate, WebhookCreated
 from rlm.runtime.security import RaySecurity
 from rlm.runtime.webhook_worker import WebhookWorkerActor, worker_name
@@ -385,6 +385,11 @@ def test_410_gone_disables_the_webhook(
     [delivery] = _call(worker, "deliveries", viewer, hook.webhook_id)
     assert (delivery.status, delivery.last_status_code) == ("failed", 410)
     assert len(receiver.received) == 1
+    # Retrying a delivery of a disabled webhook is a conflict with its state (409), not bad
+    # input: the same call succeeds once the webhook is enabled again.
+    with pytest.raises(Conflict) as conflict:
+        _call(worker, "retry", viewer, hook.webhook_id, delivery.delivery_id)
+    assert conflict.value.status == 409 and conflict.value.details["field"] == "enabled"
     # A disabled webhook gets no new events; its test ping still goes out.
     _event(settings, viewer.user_id)
     kind, ping = ray.get(worker.test.remote(viewer, hook.webhook_id))

@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -346,6 +347,66 @@ def test_custom_thresholds() -> None:
     res = ledger.reserve("ada", 5, tier="user", task_id="t")
     ledger.reconcile(res.reservation_id, 5)
     assert [e["data"]["threshold"] for e in ledger.drain_events()] == [50]
+
+
+def test_a_team_pool_alerts_once_per_month_to_its_org(
+    ledger: QuotaLedger, clock: FrozenClock
+) -> None:
+    ledger.create_org("acme", "Acme", None, 10_000, 100.0, 10.0)
+    ledger.create_team("t", "Team", 10, 10.0, 1.0, org_id="acme")
+    for user in ("a", "b"):
+        ledger.add_member("t", user, "member")
+        ledger.set_user_config(config(user, daily=100, weekly=100, monthly=100))
+
+    def spend(user: str, agents: int) -> list[dict[str, Any]]:
+        res = ledger.reserve(user, agents, tier="user", task_id=f"t{user}{clock.now()}{agents}")
+        ledger.reconcile(res.reservation_id, agents)
+        return [e for e in ledger.drain_events() if "teamId" in e["data"]]
+
+    assert spend("a", 5) == []
+    [alert] = spend("b", 3)  # 8 of the pool's 10, by two members: the pool's 80 %
+    assert alert["event"] == "quota.threshold_exceeded"
+    assert alert["data"] == {
+        "teamId": "t",
+        "orgId": "acme",
+        "threshold": 80,
+        "period": "monthly",
+        "usage": {"agentsUsed": 8, "agentsTotal": 10, "computeUsed": 0.0, "computeTotal": 10.0},
+    }
+    assert spend("a", 1) == []  # announced this month already
+    assert [e["data"]["threshold"] for e in spend("b", 1)] == [100]
+    clock.set(datetime(2028, 3, 1, 9, tzinfo=UTC))  # a new month: the pool starts again
+    assert spend("a", 7) == []
+    assert [e["data"]["threshold"] for e in spend("a", 1)] == [80]
+
+
+def test_an_org_alerts_on_its_subtree_usage_once_per_month(
+    org_ledger: QuotaLedger, clock: FrozenClock
+) -> None:
+    org_ledger.set_user_config(config("bob", daily=2000, weekly=2000, monthly=2000))
+
+    def spend(org: str, agents: int) -> list[tuple[str, int]]:
+        user = "ada" if org == "ml" else "bob"  # a user belongs to one org
+        res = org_ledger.reserve(
+            user, agents, tier="user", task_id=f"t{clock.now()}{agents}{org}", org_id=org
+        )
+        org_ledger.reconcile(res.reservation_id, agents)
+        return [
+            (e["data"]["orgId"], e["data"]["threshold"])
+            for e in org_ledger.drain_events()
+            if "userId" not in e["data"]
+        ]
+
+    assert spend("ml", 319) == []  # ml 319 of 400
+    assert spend("ml", 1) == [("ml", 80)]  # ml 320 of 400; eng 320 of 600; acme 320 of 1000
+    assert spend("ml", 80) == [("ml", 100)]  # ml 400 of 400; eng 400 of 600 (66 %)
+    assert spend("eng", 80) == [("eng", 80)]  # eng's subtree: 480 of 600; acme 480 of 1000
+    assert spend("eng", 10) == []
+    # The marks are state: a restored ledger does not announce them again.
+    restored = QuotaLedger.restore(org_ledger.snapshot(), clock)
+    res = restored.reserve("bob", 5, tier="user", task_id="after-restore", org_id="eng")
+    restored.reconcile(res.reservation_id, 5)
+    assert [e for e in restored.drain_events() if "userId" not in e["data"]] == []
 
 
 # -- teams -------------------------------------------------------------------------------------

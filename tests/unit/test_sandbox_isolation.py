@@ -43,8 +43,12 @@ def box() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
-    """A directory standing for the service's state dir: root's, mode 0700, a readable file."""
-    path = Path(tempfile.mkdtemp(prefix="rlm-state-"))  # mkdtemp makes it 0700
+    """A directory standing for the service's state dir: root's, mode 0700, a readable file.
+
+    Not under ``/tmp``: a sandbox sees its own empty tmpfs there, so a directory in the host's
+    ``/tmp`` would be out of sight whatever the hiding does (the controls below need it in
+    sight without hiding)."""
+    path = Path(tempfile.mkdtemp(prefix="rlm-state-", dir="/var/lib"))  # 0700
     (path / "secret.txt").write_text("tenant keys")
     (path / "secret.txt").chmod(0o644)
     yield path
@@ -104,8 +108,37 @@ def test_runs_as_its_own_uid_in_a_scratch_dir_removed_at_close(box: Sandbox) -> 
         "import os\nopen('notes.txt', 'w').write('x')\nprint(os.getuid(), os.getcwd())"
     )
     assert result.stdout == f"{box.uid} {scratch}\n"
-    assert box.uid != os.getuid() and (scratch / "notes.txt").exists()
+    assert box.run("print(open('notes.txt').read())").stdout == "x\n"  # kept between cells
+    # ... in the sandbox's own tmpfs: nothing of it reaches the host's disk.
+    assert box.uid != os.getuid() and not (scratch / "notes.txt").exists()
     assert_cleaned_up(box)
+
+
+def test_everything_it_writes_shares_one_capped_tmpfs() -> None:
+    marker = Path(tempfile.gettempdir()) / f"host-marker-{os.getpid()}"
+    marker.write_text("host")
+    code = (
+        "import os\n"
+        "def fill(path, mib):\n"
+        "    try:\n"
+        "        with open(path, 'wb') as f:\n"
+        "            for _ in range(mib):\n"
+        "                f.write(b'x' * (1 << 20))\n"
+        "        return 'ok'\n"
+        "    except OSError as err:\n"
+        "        return err.strerror\n"
+        "print(fill('/tmp/a', 3), fill('/dev/shm/b', 3), fill('/var/tmp/c', 3), fill('d', 3))\n"
+        f"print(os.path.exists({str(marker)!r}))"
+    )
+    try:
+        with Sandbox(no_calls, limits=SandboxLimits(scratch_bytes=8 << 20)) as sandbox:
+            result = sandbox.run(code)
+    finally:
+        marker.unlink()
+    # 8 MiB for all four places together: the third file runs out, the fourth has no room;
+    # the host's /tmp (and its files) is out of sight.
+    assert result.error is None, result.error
+    assert result.stdout == "ok ok No space left on device No space left on device\nFalse\n"
 
 
 def test_the_state_dir_is_unreadable(box: Sandbox, state_dir: Path) -> None:

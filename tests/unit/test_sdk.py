@@ -38,6 +38,13 @@ from rlm_hypervisor import (
 from rlm_hypervisor._retry import parse_retry_after
 
 API_KEY = "your-api-key"
+
+
+def FULL_STEP() -> float:  # noqa: N802 - a constant, as a function
+    """The jitter draw that sleeps the whole backoff step, so expected sleeps are exact."""
+    return 1.0
+
+
 BASE = "http://127.0.0.1:8000/v1"
 
 # The Python snippet of the API document, verbatim.
@@ -159,12 +166,14 @@ def body_of(request: httpx.Request) -> Any:
 def client_for(server: Server, clock: Clock | None = None, **kwargs: Any) -> RLMClient:
     clock = clock or Clock()
     kwargs.setdefault("api_key", API_KEY)
+    kwargs.setdefault("jitter", FULL_STEP)
     return RLMClient(transport=server.transport, sleep=clock.sleep, clock=clock, **kwargs)
 
 
 def async_client_for(server: Server, clock: Clock | None = None, **kwargs: Any) -> AsyncRLMClient:
     clock = clock or Clock()
     kwargs.setdefault("api_key", API_KEY)
+    kwargs.setdefault("jitter", FULL_STEP)
     return AsyncRLMClient(transport=server.transport, sleep=clock.asleep, clock=clock, **kwargs)
 
 
@@ -807,6 +816,44 @@ def test_429_is_retried_after_retry_after() -> None:
         assert client.tasks.get("task-1").status == "running"
     assert clock.sleeps == [2.0, 0.5]
     assert len(server.requests) == 3
+
+
+def test_backoff_is_jittered_between_half_and_all_of_its_step() -> None:
+    draws = iter([0.0, 0.5, 1.0])
+    clock = Clock()
+    server = Server(
+        httpx.Response(502, text="bad gateway"),
+        httpx.Response(503, text="unavailable"),
+        httpx.Response(504, text="gateway timeout"),
+        ok(status_body("task-1", "completed", result_body())),
+    )
+    with client_for(server, clock, jitter=lambda: next(draws)) as client:
+        assert client.tasks.get("task-1").status == "completed"
+    # Steps 0.5, 1 and 2 s; the draws place each sleep at half, three quarters and all of it.
+    assert clock.sleeps == [0.25, 0.75, 2.0]
+
+
+def test_a_wait_the_server_names_is_not_jittered() -> None:
+    clock = Clock()
+    server = Server(
+        error(429, "RATE_LIMITED", "slow down", {"retryAfterS": 2}, retry_after="2"),
+        ok(status_body("task-1", "running")),
+    )
+    with client_for(server, clock, jitter=lambda: 0.0) as client:
+        assert client.tasks.get("task-1").status == "running"
+    assert clock.sleeps == [2.0]
+
+
+def test_the_default_jitter_spreads_clients_that_failed_together() -> None:
+    sleeps = []
+    for _ in range(20):
+        clock = Clock()
+        server = Server(httpx.Response(503, text="x"), ok(status_body("task-1", "running")))
+        with RLMClient(API_KEY, transport=server.transport, sleep=clock.sleep) as client:
+            client.tasks.get("task-1")
+        sleeps.extend(clock.sleeps)
+    assert all(0.25 <= s <= 0.5 for s in sleeps), sleeps
+    assert len(set(sleeps)) > 10  # drawn afresh each time, not one shared value
 
 
 def test_execute_is_retried_on_429_which_consumed_nothing() -> None:

@@ -130,7 +130,12 @@ class _Sleeps:
 
 def _client(server: Server, sleeps: _Sleeps, **kw: Any) -> RLMClient:
     return RLMClient(
-        api_key="k", base_url=BASE, transport=httpx.MockTransport(server), sleep=sleeps, **kw
+        api_key="k",
+        base_url=BASE,
+        transport=httpx.MockTransport(server),
+        sleep=sleeps,
+        jitter=lambda: 1.0,  # the whole backoff step: exact expected sleeps
+        **kw,
     )
 
 
@@ -218,7 +223,7 @@ def test_the_async_client_iterates_and_resumes_alike() -> None:
     async def main() -> list[int]:
         transport = httpx.MockTransport(server.handle_async)
         async with AsyncRLMClient(
-            api_key="k", base_url=BASE, transport=transport, sleep=sleeps.asleep
+            api_key="k", base_url=BASE, transport=transport, sleep=sleeps.asleep, jitter=lambda: 1.0
         ) as client:
             return [e.id async for e in client.tasks.events("t1")]
 

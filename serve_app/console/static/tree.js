@@ -1,0 +1,230 @@
+// The live recursion tree of a task, drawn on a canvas.
+//
+// task.started's plan gives the tree's shape once ({nodes, leaves, depth, perDepth,
+// parents}; nodes numbered children before parents, the root last); every task.progress
+// names the nodes finished since the previous one as [start, end) ranges. The tree is one row
+// per depth; a row's nodes are drawn as runs of one state (one rectangle per run, not per
+// node), so a 4,096-leaf tree costs a few hundred rectangles a frame. Drawing happens at most
+// once per animation frame, however many events arrive in between.
+
+import { frameBatcher, h, num, replace } from "./dom.js";
+
+const PENDING = 0;
+const DONE = 1;
+const FAILED = 2;
+const CANCELLED = 3;
+const STATE_NAMES = ["pending", "done", "failed", "cancelled"];
+const COLOURS = ["#d5dbe3", "#1a7f37", "#c62828", "#8a6d00"];
+// Edges are drawn between levels small enough for a line per node to mean something.
+const MAX_EDGE_NODES = 64;
+
+/** Timings the benchmark and tests read: how long after an event it was on the canvas. */
+export const stats = (window.rlmConsoleStats ||= {
+  eventToDrawnMs: [], // the event's server timestamp -> the frame that drew it
+  eventMs: [], // each of those events' server timestamp (wall clock, ms)
+  receiveToDrawnMs: [], // the event's arrival in the page -> the frame that drew it
+  frames: 0,
+  maxDrawMs: 0, // the longest draw() (the tree's share of a frame)
+  streamOpenedMs: 0, // wall clock when the page's event stream last connected
+});
+
+export class TreeView {
+  /**
+   * @param {HTMLElement} root where the canvas and the per-depth table go
+   */
+  constructor(root) {
+    this.root = root;
+    this.canvas = h("canvas", { class: "tree", role: "img", "aria-label": "Recursion tree: waiting for the task's plan" });
+    this.levelsBody = h("tbody");
+    this.table = h(
+      "table",
+      { class: "levels" },
+      h("caption", {}, "Agent calls per depth"),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Depth"), h("th", { scope: "col" }, "Finished"), h("th", { scope: "col" }, "Planned"), h("th", { scope: "col" }, "Progress"))),
+      this.levelsBody,
+    );
+    this.legend = h(
+      "ul",
+      { class: "legend", "aria-label": "Legend" },
+      STATE_NAMES.map((name, i) => h("li", {}, h("span", { class: `swatch s${i}`, "aria-hidden": "true" }), name)),
+    );
+    replace(root, this.canvas, this.legend, this.table);
+    this.plan = null;
+    this.state = null; // Uint8Array per node
+    this.depthOf = null;
+    this.levels = []; // node indices per depth, in drawing order
+    this.perDepthDone = [];
+    this.pending = []; // events received and not yet drawn: [receivedAt, eventTimeMs]
+    this.final = null;
+    this.schedule = frameBatcher(() => this.draw());
+    this.resize = new ResizeObserver(() => this.schedule());
+    this.resize.observe(this.canvas);
+  }
+
+  close() {
+    this.resize.disconnect();
+  }
+
+  /** Take one event's wire form. */
+  onEvent(wire) {
+    const d = wire.data || {};
+    if (wire.event === "task.started" && d.plan) {
+      this.setPlan(d.plan);
+    } else if (wire.event === "task.progress") {
+      if (Array.isArray(d.perDepth)) this.perDepthDone = d.perDepth;
+      if (this.state && Array.isArray(d.done)) {
+        for (const [start, end] of d.done) this.state.fill(DONE, start, Math.min(end, this.state.length));
+      }
+    } else if (wire.event === "task.completed") {
+      this.final = d.status;
+      if (this.state && d.status !== "completed") {
+        const mark = d.status === "cancelled" ? CANCELLED : FAILED;
+        for (let i = 0; i < this.state.length; i++) if (this.state[i] === PENDING) this.state[i] = mark;
+      } else if (this.state && d.status === "completed") {
+        this.state.fill(DONE);
+        if (this.plan) this.perDepthDone = this.plan.perDepth.slice();
+      }
+    } else {
+      return;
+    }
+    this.pending.push([performance.now(), Date.parse(wire.timestamp)]);
+    this.schedule();
+  }
+
+  setPlan(plan) {
+    this.plan = plan;
+    const parents = plan.parents;
+    if (!Array.isArray(parents)) {
+      this.state = null; // too big to ship its parents: the per-depth rows still draw it
+      return;
+    }
+    const n = parents.length;
+    const depth = new Int16Array(n);
+    // Parents come after their children: walk from the root (the last node) down.
+    for (let i = n - 1; i >= 0; i--) depth[i] = parents[i] < 0 ? 0 : depth[parents[i]] + 1;
+    const levels = [];
+    for (let i = 0; i < n; i++) (levels[depth[i]] ||= []).push(i);
+    this.depthOf = depth;
+    this.levels = levels.map((l) => Int32Array.from(l || []));
+    this.state = new Uint8Array(n);
+  }
+
+  draw() {
+    const started = performance.now();
+    const canvas = this.canvas;
+    const dpr = window.devicePixelRatio || 1;
+    const width = Math.max(200, canvas.clientWidth);
+    const rows = this.plan ? Math.max(1, (this.plan.perDepth || []).length) : 1;
+    const rowH = Math.max(10, Math.min(48, Math.floor(420 / rows)));
+    const gapH = Math.max(6, Math.floor(rowH * 0.6));
+    const height = rows * (rowH + gapH);
+    if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+      canvas.width = Math.round(width * dpr);
+      canvas.height = Math.round(height * dpr);
+      canvas.style.height = `${height}px`;
+    }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    if (this.plan) {
+      if (this.state) this.drawNodes(ctx, width, rowH, gapH);
+      else this.drawLevels(ctx, width, rowH, gapH);
+    }
+    this.drawTable();
+    this.label();
+    const now = performance.now();
+    const wall = performance.timeOrigin + now;
+    for (const [receivedAt, eventMs] of this.pending) {
+      stats.receiveToDrawnMs.push(now - receivedAt);
+      if (!Number.isNaN(eventMs)) {
+        stats.eventToDrawnMs.push(wall - eventMs);
+        stats.eventMs.push(eventMs);
+      }
+    }
+    this.pending = [];
+    stats.frames += 1;
+    stats.maxDrawMs = Math.max(stats.maxDrawMs, performance.now() - started);
+  }
+
+  drawNodes(ctx, width, rowH, gapH) {
+    const { levels, state } = this;
+    const parents = this.plan.parents;
+    const xs = new Float32Array(state.length); // each node's centre, for the edges
+    levels.forEach((level, d) => {
+      const y = d * (rowH + gapH) + gapH / 2;
+      const w = width / level.length;
+      const pad = w > 4 ? 1 : 0;
+      let runStart = 0;
+      for (let k = 0; k <= level.length; k++) {
+        if (k < level.length) xs[level[k]] = (k + 0.5) * w;
+        if (k === level.length || state[level[k]] !== state[level[runStart]]) {
+          ctx.fillStyle = COLOURS[state[level[runStart]]];
+          if (pad) {
+            for (let j = runStart; j < k; j++) ctx.fillRect(j * w + pad, y, w - 2 * pad, rowH);
+          } else {
+            ctx.fillRect(runStart * w, y, (k - runStart) * w, rowH);
+          }
+          runStart = k;
+        }
+      }
+    });
+    ctx.strokeStyle = "#6b7785";
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    levels.forEach((level, d) => {
+      if (d === 0 || level.length > MAX_EDGE_NODES) return;
+      const yTop = d * (rowH + gapH) + gapH / 2;
+      const yParent = yTop - gapH;
+      for (const i of level) {
+        ctx.moveTo(xs[i], yTop);
+        ctx.lineTo(xs[parents[i]], yParent);
+      }
+    });
+    ctx.stroke();
+  }
+
+  drawLevels(ctx, width, rowH, gapH) {
+    const planned = this.plan.perDepth || [];
+    planned.forEach((count, d) => {
+      const y = d * (rowH + gapH) + gapH / 2;
+      const done = Math.min(this.perDepthDone[d] || 0, count);
+      const fraction = this.final === "completed" ? 1 : count ? done / count : 0;
+      ctx.fillStyle = COLOURS[PENDING];
+      ctx.fillRect(0, y, width, rowH);
+      ctx.fillStyle = COLOURS[DONE];
+      ctx.fillRect(0, y, width * fraction, rowH);
+      if (this.final && this.final !== "completed") {
+        ctx.fillStyle = COLOURS[this.final === "cancelled" ? CANCELLED : FAILED];
+        ctx.fillRect(width * fraction, y, width * (1 - fraction), rowH);
+      }
+    });
+  }
+
+  drawTable() {
+    const planned = (this.plan && this.plan.perDepth) || [];
+    const rows = this.levelsBody.rows;
+    planned.forEach((count, d) => {
+      let row = rows[d];
+      if (!row) {
+        row = h("tr", {}, h("th", { scope: "row" }, String(d)), h("td"), h("td", {}, num(count)), h("td", {}, h("progress", { max: String(count || 1), value: "0", "aria-label": `depth ${d}` })));
+        this.levelsBody.append(row);
+      }
+      const done = Math.min(this.perDepthDone[d] || 0, count);
+      row.cells[1].textContent = num(done);
+      row.cells[3].firstChild.value = done;
+    });
+  }
+
+  label() {
+    if (!this.plan) return;
+    const planned = (this.plan.perDepth || []).reduce((a, b) => a + b, 0);
+    const done = this.perDepthDone.reduce((a, b) => a + b, 0);
+    const fanout = (this.plan.perDepth || []).join(" → ");
+    this.canvas.setAttribute(
+      "aria-label",
+      `Recursion tree: ${(this.plan.perDepth || []).length} levels (${fanout} calls), ` +
+        `${num(this.plan.leaves)} leaves; ${num(Math.min(done, planned))} of ${num(planned)} calls finished` +
+        (this.final ? `; task ${this.final}` : ""),
+    );
+  }
+}
