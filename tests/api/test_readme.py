@@ -160,6 +160,7 @@ def test_every_readme_example_runs_in_order(tmp_path: Path, workdir: Path) -> No
             assert served.process.poll() is None, served.output[-4000:]
     # Only the blocks that start services, need a cluster, install packages or open notebooks:
     # eight, the four of "Running on a Ray cluster" (a cluster's dashboard, Serve on port 8000,
-    # cloud machines, Kubernetes; each covered by tests/deploy/), and the SDK's two (a bare
-    # install, the notebooks; covered by their tests).
-    assert ran >= len(blocks) - 14
+    # cloud machines, Kubernetes; each covered by tests/deploy/), the SDK's two (a bare
+    # install, the notebooks) and PostgreSQL's two (Docker; rlm db against it), each covered by
+    # its tests.
+    assert ran >= len(blocks) - 16
