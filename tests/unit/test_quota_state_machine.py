@@ -724,12 +724,33 @@ class QuotaMachine(RuleBasedStateMachine):
 
     def _check_alerts(self, statuses: dict[str, Any], charged: Counter[tuple[Any, ...]]) -> None:
         seen: set[tuple[str, str, int, str]] = set()
+        pools: set[tuple[tuple[str, str], int, str]] = set()
         for alert in self.events:
             data = alert["data"]
             period = data["period"]
+            if "userId" not in data:  # a team's pool or an org's caps, per month
+                entity = ("team", data["teamId"]) if "teamId" in data else ("org", data["orgId"])
+                month = alert["timestamp"][:7]
+                pool_mark = (entity, data["threshold"], month)
+                assert period == "monthly" and pool_mark not in pools, f"duplicate {pool_mark}"
+                pools.add(pool_mark)
+                continue
             mark = (data["userId"], period, data["threshold"], data["usage"][period]["resetTime"])
             assert mark not in seen, f"duplicate alert {mark}"
             seen.add(mark)
+        # The team's pool never changes here, so every threshold its charged usage reached
+        # this month was announced. (An org's caps can be lowered under its usage, which
+        # announces nothing until the next charge: for orgs only the once-a-month rule holds.)
+        month = self.clock.now().strftime("%Y-%m")
+        for entity, (agents_cap, compute_cap) in {("team", "t"): TEAM_POOL}.items():
+            agents = charged[entity, "monthly", "agents"]
+            compute = charged[entity, "monthly", "compute"]
+            for threshold in (80, 100):
+                reached = (agents_cap > 0 and agents * 100 >= threshold * agents_cap) or (
+                    compute_cap > 0 and compute * 100 >= threshold * compute_cap
+                )
+                if reached:
+                    assert (entity, threshold, month) in pools, (entity, threshold, month)
         for user, status in statuses.items():
             for period in PERIODS:
                 agents = charged[("user", user), period, "agents"]
