@@ -18,13 +18,29 @@ from rlm.models.errors import ErrorEnvelope
 from rlm.operations.registry import OperationRegistry, default_registry
 from rlm.operations.schema import SchemaContext, input_schema
 
-__all__ = ["BEARER_SCHEME", "UNTHROTTLED", "install_openapi", "json_body"]
+__all__ = [
+    "BEARER_SCHEME",
+    "ROUTE_ERRORS",
+    "UNTHROTTLED",
+    "error_responses",
+    "install_openapi",
+    "json_body",
+]
 
 #: The name of the bearer-token security scheme in the document.
 BEARER_SCHEME = "bearerAuth"
 
 #: Marks an operation of the OpenAPI document that is never rate-limited (no 429 answer).
 UNTHROTTLED = "x-rlm-unthrottled"
+
+#: The error statuses a route with a token and input answers (its own extra ones go after).
+ROUTE_ERRORS = (400, 401, 403, 429, 500)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route: each of ``codes``, in order, answered in the error envelope."""
+    return {code: {"model": ErrorEnvelope} for code in codes}
+
 
 #: Marks an operation that reads its JSON body itself (after admission): the body's model.
 _JSON_BODY = "x-rlm-json-body"

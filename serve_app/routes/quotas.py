@@ -31,6 +31,7 @@ from rlm.models.tenants import (
 )
 from rlm.quotas.ledger_tenancy import Manager
 from serve_app.deps import Caller, authenticated
+from serve_app.openapi import ROUTE_ERRORS, error_responses
 from serve_app.responses import FastJSON
 
 __all__ = ["router"]
@@ -42,9 +43,7 @@ QuotaManager = Annotated[Caller, Depends(authenticated(SCOPE_QUOTA_MANAGE))]
 UserId = Annotated[str, Path(alias="userId", pattern=IDENTIFIER_PATTERN)]
 TeamId = Annotated[str, Path(alias="teamId", pattern=IDENTIFIER_PATTERN)]
 OrgId = Annotated[str, Path(alias="orgId", pattern=IDENTIFIER_PATTERN)]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)
-}
+_ERRORS = error_responses(*ROUTE_ERRORS)
 #: Changes the current state may refuse though well formed (a name taken, no room left...).
 _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
@@ -175,7 +174,7 @@ async def set_config(
 @router.get(
     "/quotas/team/{teamId}",
     response_model=TeamQuotaStatus,
-    responses=_ERRORS | {404: {"model": ErrorEnvelope}},
+    responses=_ERRORS | error_responses(404),
     summary="Get team quota status",
 )
 async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) -> Any:

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from rlm.auth.scopes import SCOPE_ADMIN
 from rlm.errors import Forbidden, InvalidInput, Unauthorized
-from rlm.models.errors import ErrorEnvelope
 from rlm.models.security import (
     SecurityEventPage,
     SecurityPolicy,
@@ -30,6 +29,7 @@ from rlm.security.validator import InputValidator, ValidationResult
 from serve_app.authorization import authorize
 from serve_app.context import request_id_of
 from serve_app.deps import Bearer, Caller, admitted
+from serve_app.openapi import ROUTE_ERRORS, error_responses
 from serve_app.responses import FastJSON
 from serve_app.security import Security
 
@@ -51,9 +51,7 @@ async def _token_holder(request: Request, _token: Bearer) -> Caller:
 Admin = Annotated[Caller, Depends(admitted(SCOPE_ADMIN))]
 TokenHolder = Annotated[Caller, Depends(_token_holder)]
 PolicyId = Annotated[str, Path(alias="policyId", pattern=r"^[a-z0-9-]{1,64}$")]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)
-}
+_ERRORS = error_responses(*ROUTE_ERRORS)
 _SEVERITY = "(" + "|".join(get_args(Severity)) + ")"
 #: One or more severities, comma-separated (``high,critical``).
 _SEVERITY_LIST = rf"^ *{_SEVERITY} *(, *{_SEVERITY} *)*$"

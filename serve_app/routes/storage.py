@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
 from rlm.auth.scopes import SCOPE_READ
-from rlm.models.errors import ErrorEnvelope
 from rlm.models.storage import StorageReadRequest, StorageReadResponse
 from serve_app.deps import Caller, admitted
+from serve_app.openapi import ROUTE_ERRORS, error_responses
 from serve_app.responses import FastJSON
 
 __all__ = ["router"]
@@ -24,7 +24,7 @@ router = APIRouter(tags=["storage"])
     response_model=StorageReadResponse,
     responses={
         200: {"content": {"application/octet-stream": {}}},
-        **{code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500)},
+        **error_responses(*ROUTE_ERRORS),
     },
     summary="Read a byte range",
 )

@@ -14,14 +14,13 @@ from starlette.responses import Response
 from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
 from rlm.errors import InvalidInput, TaskNotFound, error_from_payload
 from rlm.models.base import parse_model
-from rlm.models.errors import ErrorEnvelope
 from rlm.models.events import Trajectory
 from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
 from rlm.tasks.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, IdempotencyKey
 from serve_app.bodies import off_loop
 from serve_app.crashes import chosen_task_id, engine_died, engine_lost
 from serve_app.deps import Caller, admitted, authenticated
-from serve_app.openapi import json_body
+from serve_app.openapi import ROUTE_ERRORS, error_responses, json_body
 from serve_app.responses import FastJSON, json_bytes
 from serve_app.sse import EventStreamResponse, event_stream
 
@@ -44,7 +43,7 @@ _MAX_EVENT_ID = 2**53
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorEnvelope} for code in (400, 401, 403, 429, 500, *codes)}
+    return error_responses(*ROUTE_ERRORS, *codes)
 
 
 def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -53,7 +52,7 @@ def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     envelope = {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
     return {
         code: {"description": "Error", "content": {"application/json": envelope}}
-        for code in (400, 401, 403, 429, 500, *codes)
+        for code in (*ROUTE_ERRORS, *codes)
     }
 
 

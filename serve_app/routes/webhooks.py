@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from rlm.auth.scopes import SCOPE_EXECUTE
-from rlm.models.errors import ErrorEnvelope
 from rlm.models.webhooks import (
     Delivery,
     SecretRotated,
@@ -26,6 +25,7 @@ from rlm.models.webhooks import (
     WebhookUpdate,
 )
 from serve_app.deps import Caller, admitted
+from serve_app.openapi import error_responses
 from serve_app.responses import FastJSON
 
 __all__ = ["router"]
@@ -35,9 +35,7 @@ router = APIRouter(tags=["webhooks"])
 Owner = Annotated[Caller, Depends(admitted(SCOPE_EXECUTE))]
 WebhookId = Annotated[str, Path(alias="webhookId", min_length=1, max_length=200)]
 DeliveryId = Annotated[str, Path(alias="deliveryId", min_length=1, max_length=200)]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (400, 401, 403, 404, 429, 500)
-}
+_ERRORS = error_responses(400, 401, 403, 404, 429, 500)
 
 
 async def _ask(request: Request, caller: Caller, method: str, *args: Any) -> Any:
@@ -167,7 +165,7 @@ async def get_delivery(
     "/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
     response_model=Delivery,
     status_code=202,
-    responses={**_ERRORS, 409: {"model": ErrorEnvelope}},
+    responses=_ERRORS | error_responses(409),
     summary="Retry a delivery",
 )
 async def retry_delivery(
