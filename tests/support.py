@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+
+from rlm.auth.keys import load_signing_key
+from rlm.auth.tokens import issue_token
+from rlm.config import Settings
 
 __all__ = ["ok_response", "wait_until"]
 
@@ -58,3 +64,24 @@ def ok_response(send: Callable[[], httpx.Response]) -> httpx.Response | None:
     except httpx.HTTPError:
         return None
     return response if response.status_code == 200 else None
+
+
+def state_dir_token(
+    state_dir: Path,
+    sub: str | None = None,
+    scopes: str = "rlm:execute rlm:read",
+    tier: str = "user",
+    **claims: Any,
+) -> str:
+    """A token an ``rlm serve`` on ``state_dir`` accepts: signed with the key it keeps there
+    (as ``rlm token`` makes one); ``sub`` defaults to a fresh user."""
+    settings = Settings(state_dir=state_dir)
+    key = load_signing_key(settings.auth, settings.state_dir, settings.env)
+    return issue_token(
+        sub or f"user-{uuid.uuid4().hex[:8]}",
+        scopes.split(),
+        tier,
+        settings=settings.auth,
+        key=key,
+        **claims,
+    )

@@ -5,19 +5,16 @@ install and the notebooks. Its language model is the loopback OpenAI-compatible 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlm.auth.keys import load_signing_key
-from rlm.auth.tokens import issue_token
-from rlm.config import Settings
 from rlm.eval.data import default_data_path, label_map, load_instances
 from rlm.testing import FakeLMServer
 from rlm.testing.oolong_oracle import oolong_responder
 from tests.api.serve_process import Served, free_port, rlm_serve
+from tests.support import state_dir_token
 
 __all__ = ["OracleServe", "oracle_serve"]
 
@@ -44,16 +41,7 @@ class OracleServe:
         **claims: object,
     ) -> str:
         """A token the server accepts (the key ``rlm token`` would sign with)."""
-        settings = Settings(state_dir=self.state_dir)
-        key = load_signing_key(settings.auth, self.state_dir, settings.env)
-        return issue_token(
-            sub or f"user-{uuid.uuid4().hex[:8]}",
-            scopes.split(),
-            tier,
-            settings=settings.auth,
-            key=key,
-            **claims,  # type: ignore[arg-type]
-        )
+        return state_dir_token(self.state_dir, sub, scopes, tier, **claims)
 
 
 @contextmanager

@@ -9,7 +9,6 @@ packages. The browser is started with everything that would reach the network tu
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +17,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from rlm.auth.keys import load_signing_key
-from rlm.auth.tokens import issue_token
-from rlm.config import Settings
 from tests.api.serve_process import Served, free_port, rlm_serve
+from tests.support import state_dir_token
 
 __all__ = [
     "ARTIFACTS",
@@ -75,16 +72,7 @@ class Console:
         **claims: Any,
     ) -> str:
         """A token signed with the service's own key (as ``rlm token`` makes one)."""
-        settings = Settings(state_dir=self.state_dir)
-        key = load_signing_key(settings.auth, settings.state_dir, settings.env)
-        return issue_token(
-            sub or f"user-{uuid.uuid4().hex[:8]}",
-            scopes.split(),
-            tier,
-            settings=settings.auth,
-            key=key,
-            **claims,
-        )
+        return state_dir_token(self.state_dir, sub, scopes, tier, **claims)
 
     @contextmanager
     def page(self, width: int = 1440, height: int = 900) -> Iterator[Page]:

@@ -22,14 +22,11 @@ import httpx
 import pytest
 import yaml
 
-from rlm.auth.keys import load_signing_key
-from rlm.auth.tokens import issue_token
-from rlm.config import Settings
 from tests.api.serve_process import free_port
 from tests.deploy.conftest import DeployCluster
 from tests.deploy.ray_cluster import ray_bin
 from tests.shared_data import REPO_ROOT
-from tests.support import ok_response, wait_until
+from tests.support import ok_response, state_dir_token, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,15 +60,7 @@ def _config_on(port: int, directory: Path) -> Path:
 
 def _token(cluster: DeployCluster) -> str:
     """A token the deployed API accepts: signed with the key in the cluster's state dir."""
-    settings = Settings(state_dir=cluster.state_dir)
-    key = load_signing_key(settings.auth, settings.state_dir, settings.env)
-    return issue_token(
-        f"ops-{uuid.uuid4().hex[:6]}",
-        ["rlm:execute", "rlm:read"],
-        "user",
-        settings=settings.auth,
-        key=key,
-    )
+    return state_dir_token(cluster.state_dir, f"ops-{uuid.uuid4().hex[:6]}")
 
 
 def _serve_answers_a_task(cluster: DeployCluster, base: str, what: Any) -> None:
