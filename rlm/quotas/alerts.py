@@ -84,7 +84,8 @@ def crossed_thresholds(
         thresholds: Percentages, increasing.
 
     Returns:
-        The marks to keep (``None``: unchanged) and the thresholds newly reached, in order.
+        The marks to keep (``marks`` itself when nothing was reached) and the thresholds
+        newly reached, in order.
     """
     (agents, compute), (agents_limit, compute_limit) = used, limits
     lowest = thresholds[0] if thresholds else 0
@@ -92,7 +93,7 @@ def crossed_thresholds(
         (agents_limit > 0 and agents * 100 >= lowest * agents_limit)
         or (compute_limit > 0 and compute * 100 >= lowest * compute_limit)
     ):
-        return None, []  # below every threshold: the common case, decided without allocating
+        return marks, []  # below every threshold: the common case, decided without allocating
     marked_start, marked = marks if marks is not None else (start, [])
     seen = list(marked) if marked_start >= start else []
     fired: list[int] = []
@@ -107,7 +108,7 @@ def crossed_thresholds(
             seen.append(threshold)
             fired.append(threshold)
     if not seen:
-        return None, []
+        return marks, []
     return (max(start, marked_start), seen), fired
 
 

@@ -8,16 +8,14 @@ actual usage exactly once and fires the user's threshold alerts.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.models.quotas import AllocationDecision
 from rlm.quotas.accounts import UserAccount
 from rlm.quotas.admission import AdmissionRequest, plan_admission, reservation_counters
 from rlm.quotas.alerts import (
-    Marks,
     alert_event,
     crossed_thresholds,
     mark_crossed_thresholds,
@@ -285,7 +283,7 @@ class LedgerReservations(LedgerCore):
         if res.team_id is not None:
             team = self._state.teams.get(res.team_id)
             used, caps = team.usage.charged(month), (team.agent_pool, team.compute_pool)
-            team.alerts, new = _marks_kept(team.alerts, month, used, caps, thresholds)
+            team.alerts, new = crossed_thresholds(team.alerts, month, used, caps, thresholds)
             for threshold in new:
                 event = team_alert_event(
                     team.team_id, team.org_id, threshold, used, caps, starts.now
@@ -296,20 +294,8 @@ class LedgerReservations(LedgerCore):
         for org_id in res.org_ids:
             org = self._state.orgs.get(org_id)
             used, caps = org.subtree.charged(month), (org.agents, org.compute)
-            org.alerts, new = _marks_kept(org.alerts, month, used, caps, thresholds)
+            org.alerts, new = crossed_thresholds(org.alerts, month, used, caps, thresholds)
             for threshold in new:
                 self._state.add_event(org_alert_event(org_id, threshold, used, caps, starts.now))
             if new:
                 self._state.changed.add(("org", org_id))
-
-
-def _marks_kept(
-    marks: Marks | None,
-    start: datetime,
-    used: tuple[int, int],
-    caps: tuple[int, int],
-    thresholds: Sequence[int],
-) -> tuple[Marks | None, list[int]]:
-    """:func:`crossed_thresholds`, keeping ``marks`` when nothing new was reached."""
-    kept, new = crossed_thresholds(marks, start, used, caps, thresholds)
-    return (kept if kept is not None else marks), new
