@@ -174,7 +174,7 @@ def test_crossing_thresholds_records_one_event_each(api: Api) -> None:
             found = [json.loads(b) for _, b, _, _ in store.events(THRESHOLD_EVENT, limit=1000)]
         finally:
             store.close()
-        return [e for e in reversed(found) if e["data"]["userId"] == user]
+        return [e for e in reversed(found) if e["data"].get("userId") == user]
 
     def crossed() -> list[tuple[int, str]]:
         return [(e["data"]["threshold"], e["data"]["period"]) for e in events()]
