@@ -271,16 +271,23 @@ class LocalStore:
 
     def _read_mmap(self, handle: _Handle, st: os.stat_result, rng: ByteRange) -> StoreRead:
         key = _stat_key(st)
+        mapped: _Map | None = None
         with self._lock:
             changed = handle.seen is not None and handle.seen != key
             handle.seen = key
             if changed:
                 for stale in [k for k in self._maps if k[:2] == key[:2] and k != key]:
                     del self._maps[stale]
+            else:
+                # The usual case, a map already made, costs this one lock, not two.
+                mapped = self._maps.get(key)
+                if mapped is not None:
+                    self._maps.move_to_end(key)
         if changed:
             # The file moved under a map; a copy is safe where a stale map is not.
             return _direct(handle, rng, st.st_size)
-        mapped = self._map(handle, key)
+        if mapped is None:
+            mapped = self._map(handle, key)
         return StoreRead(mapped.view[rng.start : rng.end], "mmap", rng, st.st_size)
 
     def _read_async(self, handle: _Handle, rng: ByteRange, size: int) -> StoreRead:

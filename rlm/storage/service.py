@@ -52,7 +52,9 @@ def encode_base64(buf: bytes | bytearray | memoryview) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which cost a
+# sixth of the whole mmap read step (issue 18). Nothing keeps or hashes one; treat it as read-only.
+@dataclass(slots=True)
 class ReadResult:
     """One range read from storage.
 

@@ -14,7 +14,9 @@ METHODS: tuple[ReadMethod, ...] = ("mmap", "direct", "async", "standard")
 """Every read method, in the API document's order."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which cost a
+# sixth of the whole mmap read step (issue 18). Nothing keeps or hashes one; treat it as read-only.
+@dataclass(slots=True)
 class StoreRead:
     """What a store returns for one range.
 
