@@ -53,7 +53,7 @@ from rlm.models.quotas import TeamQuotaStatus
 from rlm.models.tasks import CancelResponse, ExecuteResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.ratelimit import RateJournal, RateLimiter
-from rlm.runtime.input_holder import InputHolderActor, input_holder_name
+from rlm.runtime.input_holder import InputHolderActor
 from rlm.runtime.lm_broker import CallStopped, LMBroker
 from rlm.runtime.rlm_host import HostConfig
 from rlm.runtime.rlm_sessions import SessionHosts
@@ -183,10 +183,9 @@ class HypervisorCore:
         ).remote(settings)
         # The owner of the large inputs callers put (see rlm.runtime.input_holder): a child of
         # the core, so an input outlives the process that submitted it, not the engine.
+        # Unnamed: callers get it from the core, and a restarted core makes a new one instead
+        # of finding its dead predecessor's (which died with the core) under the same name.
         self._input_holder = InputHolderActor.options(
-            name=input_holder_name(settings),
-            namespace=settings.namespace,
-            get_if_exists=True,
             scheduling_strategy=NodeAffinitySchedulingStrategy(
                 ray.get_runtime_context().get_node_id(), soft=False
             ),

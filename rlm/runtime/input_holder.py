@@ -21,24 +21,15 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from typing import Any
 
 import ray
 
-from rlm.config import Settings
-
-__all__ = ["InputHolder", "InputHolderActor", "input_holder_name"]
+__all__ = ["InputHolder", "InputHolderActor"]
 
 #: How many ids of objects put the holder remembers for :meth:`InputHolder.live`.
 _MAX_REMEMBERED = 4096
-
-
-def input_holder_name(settings: Settings) -> str:
-    """The holder's actor name: one per state directory, like the core's."""
-    digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:12]
-    return f"rlm-inputs-{digest}"
 
 
 class InputHolder:
@@ -76,6 +67,6 @@ class InputHolder:
 
 
 #: The holder as a Ray actor: no CPU, a few puts at once (a put copies the value once; one
-#: large input must not hold up the next caller's). Restarted when it dies: the objects the
-#: dead one owned are lost with it (their tasks fail), but later tasks can put theirs.
+#: large input must not hold up the next caller's). Restarted when it dies alone: the objects
+#: the dead one owned are lost with it (their tasks fail), but later tasks can put theirs.
 InputHolderActor = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=-1)(InputHolder)

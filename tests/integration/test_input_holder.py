@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 
 import rlm
 from tests.shared_data import REPO_ROOT
@@ -110,3 +111,31 @@ def test_input_is_freed_when_its_task_is_cancelled(hv: rlm.Hypervisor) -> None:
         30,
         lambda: f"the input is freed after its task was cancelled (live: {hv.live_inputs()})",
     )
+
+
+def test_large_inputs_still_travel_after_the_engine_restarts(hv: rlm.Hypervisor) -> None:
+    """The holder dies with the core; the restarted core makes a new one, and a handle that
+    knew the old one finds the new one."""
+    hv.live_inputs()  # this handle now knows the first holder
+    core = hv._core
+    ray.kill(core, no_restart=False)  # Ray restarts the core
+    wait_until(lambda: _answers(hv), 120, "the restarted engine answers")
+    items = np.arange(N_ITEMS, dtype=np.int64)
+    result = hv.execute(
+        {
+            "type": "recursive",
+            "description": "a large input after a restart",
+            "input": {"items": items, "operation": "sum"},
+            "options": {"leafSize": N_ITEMS // 4},
+        }
+    )
+    assert result.status == "completed", result.error
+    assert result.output == int(items.sum())
+
+
+def _answers(hv: rlm.Hypervisor) -> bool:
+    try:
+        hv.engine_info()
+    except ray.exceptions.RayError:
+        return False
+    return True
