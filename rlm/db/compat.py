@@ -23,6 +23,10 @@ other ``PRAGMA``, ``ATTACH``,    nothing: the schema is the migrations' (:mod:`r
 DDL, ``executescript``           not the stores'
 ===============================  ==============================================================
 
+A connection is borrowed from the process's pool (:mod:`rlm.db.pool`) for each statement
+outside a transaction, and held from a transaction's ``BEGIN`` to its ``COMMIT`` (or for a
+:meth:`~PgCompatConnection.pipelined` block): the stores of a process share a few connections.
+
 Errors are raised as subclasses of :mod:`sqlite3`'s, so a store's ``except sqlite3.Error``
 handles a PostgreSQL failure the same way. NUMERIC results (``SUM`` of integers) load as
 floats or ints, as SQLite returns them.
@@ -38,13 +42,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
-from psycopg.abc import Buffer
-from psycopg.adapt import Loader
-
-from rlm.db.connect import open_checked
+from rlm.db.pool import shared_pool
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import ConnectionPool
 
 __all__ = [
     "PgCompatConnection",
@@ -147,11 +149,12 @@ class _Empty:
 
 
 class _Rows:
-    """A cursor over rows computed here (``PRAGMA table_info``)."""
+    """A cursor over rows already read (``PRAGMA table_info``, or a statement whose
+    connection went back to the pool)."""
 
-    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int | None = None) -> None:
         self._rows = rows
-        self.rowcount = len(rows)
+        self.rowcount = len(rows) if rowcount is None else rowcount
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._rows.pop(0) if self._rows else None
@@ -193,13 +196,15 @@ class PgCompatConnection:
     """The part of :class:`sqlite3.Connection` the stores use, over PostgreSQL.
 
     Args:
-        conn: An autocommit psycopg connection to a migrated database.
+        pool: The process's pool of autocommit connections to a migrated database.
         locks: The state files this connection stands for (``state.db``...): every ``BEGIN``
             takes their advisory transaction locks, in a fixed order.
     """
 
-    def __init__(self, conn: psycopg.Connection[tuple[object, ...]], locks: Sequence[str]) -> None:
-        self._conn = conn
+    def __init__(self, pool: ConnectionPool, locks: Sequence[str]) -> None:
+        self._pool = pool
+        # The connection borrowed for the open transaction or pipelined block, if any.
+        self._held: psycopg.Connection[tuple[object, ...]] | None = None
         # A BEGIN is sent with the transaction's first statement (one pipeline, one round
         # trip): BEGIN, then the advisory locks of the state files, in a fixed order.
         self._begin = [b"BEGIN"] + [
@@ -216,7 +221,8 @@ class PgCompatConnection:
     @property
     def in_transaction(self) -> bool:
         """A ``BEGIN`` is open (as :attr:`sqlite3.Connection.in_transaction`)."""
-        return self._pending_begin or self._conn.info.transaction_status != 0
+        held = self._held
+        return self._pending_begin or (held is not None and held.info.transaction_status != 0)
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         """Run one statement; returns a cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
@@ -228,18 +234,28 @@ class PgCompatConnection:
             if kind == "end":
                 if self._pending_begin:  # nothing was sent: nothing to end
                     self._pending_begin = False
+                    self._give_back()
                     return _Empty()
-                return self._conn.execute(plan)
+                if self._held is None:
+                    return _Empty()
+                try:
+                    return self._held.execute(plan)
+                finally:
+                    self._give_back()
             if kind == "info":
                 return _Rows(self._table_info(plan))
             if kind == "ignore":
                 return _Empty()
             text, limits = plan
-            if not self._pending_begin:
-                cursor = self._conn.execute(text, _params(params, limits))
+            if self._pending_begin:
+                conn = self._hold()
+                with self._opening(conn):
+                    cursor = conn.execute(text, _params(params, limits))
+            elif self._held is not None:
+                cursor = self._held.execute(text, _params(params, limits))
             else:
-                with self._opening():
-                    cursor = self._conn.execute(text, _params(params, limits))
+                with self._pool.connection() as conn:
+                    return _read(conn.execute(text, _params(params, limits)))
             if self._pipelined is not None:
                 return _Queued(cursor, self._pipelined)
             return cursor
@@ -248,13 +264,21 @@ class PgCompatConnection:
         """Run one statement for each parameter row."""
         with self._mutex, self._errors():
             _, (text, limits) = self._plan(sql)
-            cursor = self._conn.cursor()
-            if not self._pending_begin:
-                cursor.executemany(text, [_params(r, limits) for r in rows])
+            values = [_params(r, limits) for r in rows]
+            if self._pending_begin:
+                conn = self._hold()
+                cursor = conn.cursor()
+                with self._opening(conn):
+                    cursor.executemany(text, values)
                 return cursor
-            with self._opening():
-                cursor.executemany(text, [_params(r, limits) for r in rows])
-            return cursor
+            if self._held is not None:
+                cursor = self._held.cursor()
+                cursor.executemany(text, values)
+                return cursor
+            with self._pool.connection() as conn:
+                cursor = conn.cursor()
+                cursor.executemany(text, values)
+                return _Rows([], cursor.rowcount)
 
     @contextmanager
     def pipelined(self) -> Iterator[None]:
@@ -262,25 +286,44 @@ class PgCompatConnection:
         what is queued, the end of the block sends the rest (a transaction whose only read is
         its last statement's costs one round trip, COMMIT included)."""
         with self._mutex, self._errors():
+            conn = self._hold()
             try:
-                with self._conn.pipeline() as pipeline:
+                with conn.pipeline() as pipeline:
                     self._pipelined = pipeline
                     yield
             finally:
                 self._pipelined = None
+                self._give_back()
+
+    def _hold(self) -> psycopg.Connection[tuple[object, ...]]:
+        """The held connection, borrowing one from the pool if none is."""
+        if self._held is None:
+            self._held = self._pool.getconn()
+        return self._held
+
+    def _give_back(self) -> None:
+        """Return the held connection to the pool once no transaction or pipeline needs it
+        (a connection still in a failed transaction is rolled back by the pool)."""
+        held = self._held
+        if held is None or self._pipelined is not None or self._pending_begin:
+            return
+        if not held.broken and held.info.transaction_status not in (0, 3):  # IDLE, INERROR
+            return
+        self._held = None
+        self._pool.putconn(held)
 
     @contextmanager
-    def _opening(self) -> Iterator[None]:
+    def _opening(self, conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[None]:
         """Send the pending BEGIN and its locks in one pipeline with what the body sends."""
         self._pending_begin = False
         if self._pipelined is not None:  # the enclosing pipeline sends them together
             for statement in self._begin:
-                self._conn.execute(statement)
+                conn.execute(statement)
             yield
             return
-        with self._conn.pipeline():
+        with conn.pipeline():
             for statement in self._begin:
-                self._conn.execute(statement)
+                conn.execute(statement)
             yield
 
     def executescript(self, script: str) -> _Empty:
@@ -290,23 +333,33 @@ class PgCompatConnection:
     def commit(self) -> None:
         """Commit an open transaction (statements outside one are committed already)."""
         with self._mutex, self._errors():
-            if self._pending_begin:
-                self._pending_begin = False
-            elif self.in_transaction:
-                self._conn.execute("COMMIT")
+            try:
+                if self._pending_begin:
+                    self._pending_begin = False
+                elif self.in_transaction and self._held is not None:
+                    self._held.execute("COMMIT")
+            finally:
+                self._give_back()
 
     def rollback(self) -> None:
         """Roll an open transaction back."""
         with self._mutex, self._errors():
-            if self._pending_begin:
-                self._pending_begin = False
-            elif self.in_transaction:
-                self._conn.execute("ROLLBACK")
+            try:
+                if self._pending_begin:
+                    self._pending_begin = False
+                elif self.in_transaction and self._held is not None:
+                    self._held.execute("ROLLBACK")
+            finally:
+                self._give_back()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Give the held connection (if any) back to the pool, its transaction rolled back;
+        the pool stays open for the process's other stores."""
         with self._mutex:
-            self._conn.close()
+            self._pending_begin = False
+            held, self._held = self._held, None
+            if held is not None:
+                self._pool.putconn(held)
 
     def __enter__(self) -> PgCompatConnection:
         return self
@@ -361,26 +414,28 @@ class PgCompatConnection:
     def _key_of(self, table: str) -> tuple[list[str], list[str]]:
         if table not in self._keys:
             columns = [str(row[1]) for row in self._table_info(table)]
-            key = [
-                str(r[0])
-                for r in self._conn.execute(
+            with self._pool.connection() as conn:
+                found = conn.execute(
                     "SELECT a.attname FROM pg_index i JOIN pg_attribute a"
                     " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
                     " WHERE i.indrelid = %s::regclass AND i.indisprimary",
                     (table,),
                 ).fetchall()
-            ]
+            key = [str(r[0]) for r in found]
             self._keys[table] = (key, columns)
         return self._keys[table]
 
     def _table_info(self, table: str) -> list[tuple[Any, ...]]:
-        rows = self._conn.execute(
-            "SELECT ordinal_position - 1, column_name, data_type, is_nullable = 'NO',"
-            " column_default, 0 FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND table_name = %s"
-            " ORDER BY ordinal_position",
-            (table,),
-        ).fetchall()
+        # Catalogue reads: on another connection than an open transaction's, which is fine
+        # (the schema is the migrations', fixed while the process runs).
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT ordinal_position - 1, column_name, data_type, is_nullable = 'NO',"
+                " column_default, 0 FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = %s"
+                " ORDER BY ordinal_position",
+                (table,),
+            ).fetchall()
         return [tuple(r) for r in rows]
 
     @contextmanager
@@ -417,7 +472,8 @@ def pipelined(conn: sqlite3.Connection) -> AbstractContextManager[object]:
 
 
 def open_compat(url: str, *locks: str) -> sqlite3.Connection:
-    """A :class:`PgCompatConnection` to ``url`` standing for the state files ``locks``.
+    """A :class:`PgCompatConnection` to ``url`` standing for the state files ``locks``, on
+    the process's shared pool.
 
     Typed as :class:`sqlite3.Connection` for the stores that take one: it implements the part
     of that interface they use (see the module docstring), no more.
@@ -425,16 +481,10 @@ def open_compat(url: str, *locks: str) -> sqlite3.Connection:
     Raises:
         InternalError: The server is unreachable or its schema is not this code's.
     """
-    conn = open_checked(url)
-    conn.autocommit = True
-    # SUM(integer) is NUMERIC in PostgreSQL: load it as SQLite would return it.
-    conn.adapters.register_loader("numeric", _NumericLoader)
-    return cast(sqlite3.Connection, PgCompatConnection(conn, locks))
+    return cast(sqlite3.Connection, PgCompatConnection(shared_pool(url), locks))
 
 
-class _NumericLoader(Loader):
-    """NUMERIC as ``int`` when whole, else ``float`` (never :class:`decimal.Decimal`)."""
-
-    def load(self, data: Buffer) -> int | float:
-        text = bytes(data).decode()
-        return int(text) if text.lstrip("-").isdigit() else float(text)
+def _read(cursor: Any) -> _Rows:
+    """A finished statement's rows and row count, read before its connection goes back."""
+    rows = [tuple(r) for r in cursor.fetchall()] if cursor.description is not None else []
+    return _Rows(rows, cursor.rowcount)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from rlm.db.connect import open_checked
+from rlm.db.pool import shared_pool
 from rlm.db.url import redact
 from rlm.errors import InternalError
 from rlm.quotas.changes import KINDS, ChangeSet, Snapshot
@@ -43,6 +43,7 @@ from rlm.quotas.settings import QuotaSettings
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import ConnectionPool
 
 __all__ = ["PostgresQuotaStore"]
 
@@ -69,14 +70,17 @@ class PostgresQuotaStore:
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        # Connections are borrowed from the process's pool for each read, commit or
+        # exclusive() block; opening it checks the server and the schema now.
+        self._pool: ConnectionPool | None = shared_pool(url)
         # The ledger as of revision self._rev: kept so a catch-up reads only newer rows.
         self._snap: Snapshot = {kind: {} for kind in KINDS}
         self._rev = -1
         self._in_txn = False
+        # The connection of the open exclusive() block.
+        self._txn_conn: psycopg.Connection[tuple[object, ...]] | None = None
         # Writes of the open exclusive() block, sent with its COMMIT.
         self._queued: list[tuple[str, tuple[object, ...]]] = []
-        self._connection()
 
     @property
     def path(self) -> str:
@@ -94,13 +98,12 @@ class PostgresQuotaStore:
 
     def load(self) -> Snapshot:
         """Every stored entity, read afresh, as ``{kind: {key: data}}`` (all kinds present)."""
+        with self._errors(), self._connection() as conn, conn.transaction():
+            row = conn.execute("SELECT rev FROM quota_meta WHERE id = 1").fetchone()
+            rows = conn.execute(
+                "SELECT kind, key, data FROM quota_entities WHERE data IS NOT NULL"
+            ).fetchall()
         with self._errors():
-            conn = self._connection()
-            with conn.transaction():
-                row = conn.execute("SELECT rev FROM quota_meta WHERE id = 1").fetchone()
-                rows = conn.execute(
-                    "SELECT kind, key, data FROM quota_entities WHERE data IS NOT NULL"
-                ).fetchall()
             snap: Snapshot = {kind: {} for kind in KINDS}
             for kind, key, data in rows:
                 snap.setdefault(str(kind), {})[str(key)] = _as_dict(data)
@@ -117,8 +120,7 @@ class PostgresQuotaStore:
         ``None`` (one cheap query when nothing changed)."""
         if self._in_txn:
             return None
-        with self._errors():
-            conn = self._connection()
+        with self._errors(), self._connection() as conn:
             row = conn.execute("SELECT rev FROM quota_meta WHERE id = 1").fetchone()
             return self._catch_up(conn, row)
 
@@ -133,14 +135,14 @@ class PostgresQuotaStore:
         Raises:
             InternalError: The database failed; nothing of the transaction is stored.
         """
-        with self._errors():
-            conn = self._connection()
+        with self._errors(), self._connection() as conn:
             # One round trip to open the transaction and lock the revision row; the writes
             # apply() queues and the COMMIT go in one more (a pipeline), whatever their number.
             cursor = conn.execute(_BEGIN_LOCKED)
             cursor.nextset()
             row = cursor.fetchone()
             self._in_txn = True
+            self._txn_conn = conn
             self._queued.clear()
             try:
                 yield self._catch_up(conn, row)
@@ -156,6 +158,7 @@ class PostgresQuotaStore:
                 raise
             finally:
                 self._in_txn = False
+                self._txn_conn = None
                 self._queued.clear()
 
     def commit(self, changes: ChangeSet) -> Snapshot | None:
@@ -169,10 +172,11 @@ class PostgresQuotaStore:
         """
         rows = [*changes.upserts, *((k, n, None) for k, n in changes.deletes)]
         with self._errors():
-            conn = self._connection()
-            found = conn.execute(
-                "SELECT quota_commit(%s, %s::jsonb)", (self._rev, orjson.dumps(rows).decode())
-            ).fetchone()
+            with self._connection() as conn:
+                found = conn.execute(
+                    "SELECT quota_commit(%s, %s::jsonb)",
+                    (self._rev, orjson.dumps(rows).decode()),
+                ).fetchone()
             answer = _as_dict(found[0] if found else None)
             rev = int(answer["rev"])
             if "rows" not in answer:
@@ -213,8 +217,7 @@ class PostgresQuotaStore:
 
     def replace(self, snapshot: Snapshot) -> None:
         """Overwrite the whole state with ``snapshot`` (one transaction, for every instance)."""
-        with self.exclusive(), self._errors():
-            conn = self._connection()
+        with self.exclusive(), self._errors(), self._connection() as conn:
             rev = self._rev + 1
             # Tombstones for what disappears, so other instances' catch-up sees it.
             conn.execute(
@@ -229,10 +232,8 @@ class PostgresQuotaStore:
             self._fold(rows)
 
     def close(self) -> None:
-        """Close the connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        """Stop using the pool (it stays open for the process's other stores)."""
+        self._pool = None
 
     def __enter__(self) -> PostgresQuotaStore:
         return self
@@ -245,15 +246,17 @@ class PostgresQuotaStore:
     ) -> None:
         self.close()
 
-    def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            if self._conn is not None:
-                self._conn.close()
-                self._rev = -1  # what happened while disconnected is unknown: reload all
-            self._conn = open_checked(self._url)
-            # Transactions are opened by hand (BEGIN with the first query): one round trip less.
-            self._conn.autocommit = True
-        return self._conn
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        """The open exclusive() block's connection, else one borrowed from the pool for the
+        body (given back, rolled back if the body left a transaction open)."""
+        if self._txn_conn is not None:
+            yield self._txn_conn
+            return
+        if self._pool is None:
+            raise InternalError("the quota store is closed")
+        with self._pool.connection() as conn:
+            yield conn
 
     def _catch_up(
         self, conn: psycopg.Connection[tuple[object, ...]], row: tuple[object, ...] | None

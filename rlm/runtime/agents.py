@@ -246,6 +246,10 @@ class Agent:
         if token is not None:
             token.set()
 
+    def forget(self, task_id: str) -> None:
+        """Drop the task's cached input (its task has ended)."""
+        self._inputs.pop(task_id, None)
+
     def _source_items(self, source: ItemsSource) -> Any:
         _, spec, ranges, storage, as_list = source
         key = storage.model_dump_json()

@@ -53,6 +53,7 @@ from rlm.models.quotas import TeamQuotaStatus
 from rlm.models.tasks import CancelResponse, ExecuteResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.ratelimit import RateJournal, RateLimiter
+from rlm.runtime.input_holder import InputHolderActor
 from rlm.runtime.lm_broker import CallStopped, LMBroker
 from rlm.runtime.rlm_host import HostConfig
 from rlm.runtime.rlm_sessions import SessionHosts
@@ -180,6 +181,15 @@ class HypervisorCore:
                 ray.get_runtime_context().get_node_id(), soft=False
             ),
         ).remote(settings)
+        # The owner of the large inputs callers put (see rlm.runtime.input_holder): a child of
+        # the core, so an input outlives the process that submitted it, not the engine.
+        # Unnamed: callers get it from the core, and a restarted core makes a new one instead
+        # of finding its dead predecessor's (which died with the core) under the same name.
+        self._input_holder = InputHolderActor.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False
+            ),
+        ).remote()
         self._wake = WakeSender(wake_address(settings.state_dir))
         self._outbox.on_queued(self._wake_worker)
         # Threshold events a previous engine queued but did not hand over, and the events of
@@ -542,6 +552,11 @@ class HypervisorCore:
         sandboxes."""
         return await self._sessions.stats()
 
+    async def input_holder(self) -> Any:
+        """The actor that puts callers' large inputs into the object store as their owner
+        (:mod:`rlm.runtime.input_holder`)."""
+        return self._input_holder
+
     async def lm_stats(self) -> list[dict[str, Any]]:
         """Each started LM gateway's counters."""
         return await self._broker.gateway_stats()
@@ -705,6 +720,8 @@ class HypervisorCore:
     ) -> None:
         usage = self._broker.close(run.spec.task_id)
         self._table.end(run, status, output=output, error=error, task_score=task_score, usage=usage)
+        # The input's last references: the agents' cached copies (the core's goes with the run).
+        self._scheduler.forget_input(run)
         # Answers from the memo cache cost nothing: they are not charged as agent calls.
         cached = usage.cached_calls if usage is not None else 0
         charged = max(0, run.completed - cached)

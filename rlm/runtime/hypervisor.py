@@ -164,6 +164,8 @@ class Hypervisor:
         self._providers: dict[str, ProviderSettings] | None = None
         self._security: RaySecurity | None = None
         self._webhook_worker: Any = None
+        self._input_holder: Any = None
+        self._holder_lock = threading.Lock()
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -270,9 +272,9 @@ class Hypervisor:
             plan = plan_task(req.type, prepared.n_items, leaf_size=leaf_size, **plan_args)
             items = prepared.items
             nbytes = items.nbytes if isinstance(items, np.ndarray) else 16 * len(items)
-            # Large inputs go into the object store once; the caller owns them (Ray's
-            # ownership model), so they live as long as this process.
-            source = ("inline", items) if nbytes <= _INLINE_BYTES else ("ref", [ray.put(items)])
+            # Large inputs go into the object store once, owned by the engine's input holder:
+            # they outlive this process (a driver may submit and exit) until the task ends.
+            source = ("inline", items) if nbytes <= _INLINE_BYTES else ("ref", self._put(items))
         fields_set = req.model_fields_set
         stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
         stored["input"] = _summarise_input(req.input)
@@ -343,7 +345,7 @@ class Hypervisor:
             items = ("inline", rlm_input.context)
         else:
             # The session host reads it from the object store: it never passes the core.
-            items = ("ref", [ray.put(rlm_input.context)])
+            items = ("ref", self._put(rlm_input.context))
         stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
         stored["input"] = dict(req.input)
         if rlm_input.context_bytes > _MAX_STORED_CONTEXT_BYTES:
@@ -375,6 +377,24 @@ class Hypervisor:
             budget=req.options.budget,
             memo=req.options.memo is not False,
         )
+
+    def _holder(self) -> Any:
+        with self._holder_lock:  # prepare runs in API replicas' worker threads
+            if self._input_holder is None:
+                self._input_holder = ray.get(self._core.input_holder.remote())
+            return self._input_holder
+
+    def _put(self, value: Any) -> list[ray.ObjectRef[Any]]:
+        """``value`` in the object store, owned by the engine's input holder (not by this
+        process): the reference, in a list (see :mod:`rlm.runtime.input_holder`)."""
+        try:
+            refs: list[ray.ObjectRef[Any]] = ray.get(self._holder().put.remote(value))
+        except ray.exceptions.ActorDiedError:
+            # The engine restarted since this handle was found, and its holder with it.
+            with self._holder_lock:
+                self._input_holder = None
+            refs = ray.get(self._holder().put.remote(value))
+        return refs
 
     def _check_source_access(self, raw: Any, reader: StorageReader) -> None:
         """Refuse a source ``reader`` may not read, before anything else about it is looked at
@@ -654,6 +674,12 @@ class Hypervisor:
         retried and failed, in flight now and at most (overall and by tenant)."""
         stats: list[dict[str, Any]] = ray.get(self._core.lm_stats.remote())
         return stats
+
+    def live_inputs(self) -> list[str]:
+        """The object ids of the large inputs the engine holds now (those of tasks not ended,
+        whoever submitted them): an input is freed once its task ends."""
+        live: list[str] = ray.get(self._holder().live.remote())
+        return live
 
     def engine_info(self) -> dict[str, Any]:
         """The pool's size and the process ids of the core and the agents."""

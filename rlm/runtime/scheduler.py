@@ -459,6 +459,19 @@ class Scheduler:
         if pending:
             await asyncio.wait([f for _, _, f in pending], timeout=self._settings.cancel_grace_s)
 
+    def forget_input(self, run: Run) -> None:
+        """Tell the agents that cached the run's input to drop it (the task has ended).
+
+        An agent keeps a few inputs deserialised for a task's later calls; a numpy input is a
+        view of the object store's memory, which stays in use while the view lives.
+        """
+        for agent in run.has_input:
+            if agent == _LOCAL:
+                self._local.forget(run.spec.task_id)
+            elif agent not in self._down:
+                self._agents[agent].forget.remote(run.spec.task_id)
+        run.has_input.clear()
+
     @staticmethod
     def calls_running(run: Run) -> list[asyncio.Future[Any]]:
         """The run's calls an agent still runs (after a cancel: those that never polled).

@@ -10,14 +10,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+import ray
+from pydantic import SecretStr
 from ray import serve
 
 from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
 from rlm.config import EngineSettings, ServerSettings, Settings
+from rlm.db.connect import ensure_schema
 from rlm.lm.settings import LMSettings
+from rlm.runtime.hypervisor import core_actor_name
 from rlm.sandbox.settings import SandboxSettings
 from rlm.testing import ChatRequest, FakeLMServer
+from rlm.testing.postgres import ThrowawayPostgres
 from serve_app.deployment import build_app
 from tests import rlm_script
 from tests.api.served_oracle import OracleServe, oracle_serve
@@ -76,14 +81,12 @@ def lm_server() -> Iterator[FakeLMServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def api(
-    ray_session: None, lm_server: FakeLMServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    state: Path = tmp_path_factory.mktemp("api-state")
-    port = _free_port()
-    settings = Settings(
+def _settings(
+    state: Path, port: int, lm_server: FakeLMServer, database_url: str | None = None
+) -> Settings:
+    return Settings(
         state_dir=state,
+        database_url=None if database_url is None else SecretStr(database_url),
         engine=EngineSettings(agents=2, cancel_grace_s=5.0),
         server=ServerSettings(port=port, min_replicas=1, max_replicas=1),
         operations=["tests.integration.ops:OPERATIONS"],
@@ -98,17 +101,70 @@ def api(
         sandbox=SandboxSettings(cell_cpu_s=2, cell_timeout_s=30, max_processes=16),
         webhooks=TEST_WEBHOOKS,
     )
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(settings), name="rlm-test", route_prefix="/", blocking=False)
-    base = f"http://127.0.0.1:{port}/v1"
+
+
+def _run_app(settings: Settings, name: str, prefix: str) -> str:
+    """Run the app as ``name`` at ``prefix`` on the session's Serve proxy; its base URL once
+    it answers."""
+    serve.run(build_app(settings), name=name, route_prefix=prefix, blocking=False)
+    base = f"http://127.0.0.1:{settings.server.port}{prefix.rstrip('/')}/v1"
     wait_until(
         lambda: ok_response(lambda: httpx.get(f"{base}/health", timeout=5)),
         120,
-        "the API answers /health",
+        f"the API at {prefix} answers /health",
         interval=0.5,
     )
-    yield Api(base, settings)
+    return base
+
+
+@pytest.fixture(scope="session")
+def sqlite_api(
+    ray_session: None, lm_server: FakeLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """The API on the embedded SQLite state, at ``/``."""
+    port = _free_port()
+    settings = _settings(tmp_path_factory.mktemp("api-state"), port, lm_server)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield Api(_run_app(settings, "rlm-test", "/"), settings)
     serve.delete("rlm-test")
+
+
+@pytest.fixture(scope="session")
+def api(sqlite_api: Api) -> Api:
+    """The session's API (SQLite); a module parametrised over both stores redefines it from
+    :func:`api_on_each_store`."""
+    return sqlite_api
+
+
+@pytest.fixture(scope="session")
+def pg_api(
+    sqlite_api: Api,
+    lm_server: FakeLMServer,
+    postgres_server: ThrowawayPostgres,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Api]:
+    """The same API on PostgreSQL (``RLM_DATABASE_URL``), at ``/pg`` beside the SQLite one:
+    an engine of its own (its own state directory, so its own core, keys and agents)."""
+    url = postgres_server.database_url("api_suites")
+    ensure_schema(url)
+    settings = _settings(
+        tmp_path_factory.mktemp("api-pg-state"), sqlite_api.settings.server.port, lm_server, url
+    )
+    yield Api(_run_app(settings, "rlm-test-pg", "/pg"), settings)
+    serve.delete("rlm-test-pg")
+    # Its engine too (the SQLite one ends with the session's Ray): its connections close
+    # before the session's PostgreSQL stops.
+    ray.kill(ray.get_actor(core_actor_name(settings), namespace=settings.namespace))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def api_on_each_store(request: pytest.FixtureRequest) -> Api:
+    """The API on each state store in turn, for the suites parametrised over both: a module
+    that defines ``api`` from it runs all its tests on SQLite, then all on PostgreSQL (one
+    server per store, shared by every such module)."""
+    name = "sqlite_api" if request.param == "sqlite" else "pg_api"
+    chosen: Api = request.getfixturevalue(name)
+    return chosen
 
 
 @pytest.fixture(scope="session")

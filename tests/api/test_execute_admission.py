@@ -17,6 +17,12 @@ from tests.support import wait_until
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL."""
+    return api_on_each_store
+
+
 def _probe(marker: Path, release: Path | None = None, n: int = 100_000) -> dict[str, object]:
     params: dict[str, object] = {"marker": str(marker)}
     if release is not None:

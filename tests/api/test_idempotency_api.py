@@ -24,6 +24,12 @@ SUM = {
 }
 
 
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL."""
+    return api_on_each_store
+
+
 def _slow(seconds: float, **options: object) -> dict[str, Any]:
     return {
         "type": "parallel",

@@ -25,6 +25,12 @@ SUM = {
 }
 
 
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL."""
+    return api_on_each_store
+
+
 def _manager(api: Api) -> httpx.Client:
     return api.client(
         api.token(sub="quota-admin", scopes="rlm:quota:manage", tier="admin", org="acme")
@@ -142,10 +148,21 @@ def test_usage_survives_an_engine_restart(api: Api) -> None:
             assert client.post("/execute", json=SUM).status_code == 200
         before = _status(client)["daily"]["agentsUsed"]
         assert before == 3
-        # Token usage survives too; a hold whose request dies with the engine is released.
+        # Token usage survives too; the holds of a task that dies with the engine (its agent
+        # call and an LM call's tokens) are released: on SQLite with every hold of the engine
+        # before, on PostgreSQL (shared by instances) with the tasks marked interrupted.
         settled = hv.quotas("reserve_tokens", user, 100)
         hv.quotas("settle_tokens", settled.hold_id, 60, 40, 0.5)
-        hv.quotas("reserve_tokens", user, 300, task_id="dies-with-the-engine")
+        slow = {
+            "type": "parallel",
+            "description": "dies with the engine",
+            "input": {"items": [1], "operation": "slow_sum", "params": {"seconds": 60}},
+            "options": {"async": True},
+        }
+        accepted = client.post("/execute", json=slow)
+        assert accepted.status_code == 202, accepted.text
+        dying = accepted.json()["taskId"]
+        hv.quotas("reserve_tokens", user, 300, task_id=dying)
         assert _status(client)["daily"]["tokensRemaining"] == 600
         from rlm.runtime.hypervisor import core_actor_name
 
@@ -160,6 +177,8 @@ def test_usage_survives_an_engine_restart(api: Api) -> None:
         daily = response.json()["daily"]
         assert daily["agentsUsed"] == before
         assert (daily["tokensUsed"], daily["costUsd"], daily["tokensRemaining"]) == (100, 0.5, 900)
+        interrupted = client.get(f"/tasks/{dying}").json()
+        assert interrupted["status"] == "failed", interrupted
         assert client.post("/execute", json=SUM).status_code == 200
 
 
@@ -169,7 +188,11 @@ def test_crossing_thresholds_records_one_event_each(api: Api) -> None:
 
     def events() -> list[dict[str, Any]]:
         # The engine moves the ledger's events into the webhook outbox as the task ends.
-        store = WebhookStore(api.settings.database_path, api.settings.webhooks)
+        store = WebhookStore(
+            api.settings.database_path,
+            api.settings.webhooks,
+            database_url=api.settings.database_dsn,
+        )
         try:
             found = [json.loads(b) for _, b, _, _ in store.events(THRESHOLD_EVENT, limit=1000)]
         finally:

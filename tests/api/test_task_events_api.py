@@ -21,6 +21,12 @@ from tests.api.conftest import Api
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL."""
+    return api_on_each_store
+
+
 def _slow(seconds: float, n: int) -> dict[str, Any]:
     return {
         "type": "parallel",

@@ -20,6 +20,12 @@ DOC_EXAMPLE = {
 }
 
 
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL."""
+    return api_on_each_store
+
+
 def _slow(seconds: float, n: int = 1, **options: object) -> dict[str, object]:
     return {
         "type": "parallel",

@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 
+import psycopg
 import pytest
 
 from rlm.db.compat import PgIntegrityError, PgOperationalError, open_compat, translate
@@ -94,3 +95,42 @@ def test_writers_of_one_state_file_are_serialised_across_connections(postgres_ur
     assert first.execute("SELECT value FROM webhook_meta WHERE key = 'n'").fetchone() == (40,)
     first.close()
     second.close()
+
+
+def _backend(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+
+def test_stores_of_a_process_share_pooled_connections(postgres_url: str) -> None:
+    """Statements outside a transaction borrow a connection and give it back: two stores
+    used one after the other run on one server backend; a transaction keeps its own."""
+    ensure_schema(postgres_url)
+    tasks, outbox = open_compat(postgres_url, "state.db"), open_compat(postgres_url, "state.db")
+    shared = _backend(tasks)
+    assert _backend(outbox) == shared
+    tasks.execute("BEGIN IMMEDIATE")
+    tasks.execute("INSERT INTO webhook_meta (key, value) VALUES ('pooled', 1)")
+    assert _backend(tasks) == shared  # held from BEGIN to COMMIT
+    other = _backend(outbox)  # borrowed meanwhile: another connection of the pool
+    assert other != shared
+    assert outbox.execute("SELECT COUNT(*) FROM webhook_meta").fetchone() == (0,)
+    tasks.execute("COMMIT")
+    assert outbox.execute("SELECT COUNT(*) FROM webhook_meta").fetchone() == (1,)
+    tasks.close()
+    outbox.close()
+
+
+def test_a_dropped_connection_fails_one_call(postgres_url: str) -> None:
+    ensure_schema(postgres_url)
+    conn = open_compat(postgres_url, "state.db")
+    conn.execute("INSERT INTO webhook_meta (key, value) VALUES ('kept', 1)")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # the pool's backends
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("SELECT value FROM webhook_meta")
+    # The pool dropped the dead connection: the next call runs on a new one.
+    assert conn.execute("SELECT value FROM webhook_meta").fetchall() == [(1,)]
