@@ -75,7 +75,7 @@ def charged_levels(
 
 
 def _key(level: str, entity_id: str, hour: datetime) -> str:
-    # Ids never contain ":" (IDENTIFIER_PATTERN), so the key splits back unambiguously.
+    # Ids may contain ":" but levels and stamps do not: split at the first and the last.
     return f"{level}:{entity_id}:{hour:%Y%m%d%H}"
 
 
@@ -200,7 +200,8 @@ class UsageBook:
 
     def encode(self, key: str) -> dict[str, Any] | None:
         """The stored form of the bucket ``key`` names, or ``None`` if it no longer exists."""
-        level, entity_id, stamp = key.rsplit(":", 2)
+        level, rest = key.split(":", 1)
+        entity_id, stamp = rest.rsplit(":", 1)
         hour = datetime.strptime(stamp, "%Y%m%d%H").replace(tzinfo=UTC)
         found = self.buckets.get((level, entity_id), {}).get(hour)
         return None if found is None else found.to_dict(level, entity_id)

@@ -133,6 +133,9 @@ def test_history_survives_a_restart_of_either_store(database: str | None, tmp_pa
     service = QuotaLedgerService(path, clock=clock, database_url=database)
     _org_team(service)
     _run(service, "t1", 10, 7)
+    service.set_user_org("sso:ada@acme", "eng")  # ids may hold ":", which keys also use
+    hold = service.reserve_tokens("sso:ada@acme", 100, tier="user")
+    service.settle_tokens(hold.hold_id, 40, 2, 0.5)
     clock.advance(timedelta(hours=1))
     _run(service, "t2", 3, 3)
     before = service.usage_history("org", "acme", "daily", "hour")
@@ -143,6 +146,8 @@ def test_history_survives_a_restart_of_either_store(database: str | None, tmp_pa
         after = again.usage_history("org", "acme", "daily", "hour")
         assert after == before
         assert [b.agents_used for b in after.buckets[9:11]] == [7, 3]
+        assert again.usage_history("user", "sso:ada@acme").total.tokens_used == 42
+        assert after.total.cost_usd == pytest.approx(0.5)
         # New usage adds to the restored bucket instead of replacing it.
         _run(again, "t3", 1, 1)
         assert again.usage_history("user", "ada").buckets[10].agents_used == 4

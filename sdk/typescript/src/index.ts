@@ -37,6 +37,7 @@ export {
   TaskNotFound,
   TaskTimeout,
   Unauthorized,
+  EvaluationNotFound,
   WebhookNotFound,
   WebhookVerificationError,
   errorFromResponse,

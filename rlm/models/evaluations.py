@@ -1,0 +1,111 @@
+"""Evaluation runs (extension): ``rlm eval oolong`` reports, recorded and served by the API.
+
+``POST /evaluations`` takes the report the CLI writes (``rlm eval oolong --json``; see
+:mod:`rlm.eval.report`), checked here: per-mode figures typed and bounded, every result of a
+mode the report names. ``GET /evaluations`` lists runs without their per-question parts;
+``GET /evaluations/{runId}`` answers the whole run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from rlm.models.base import INTEGRAL, WireModel
+
+__all__ = [
+    "MAX_EVALUATION_RESULTS",
+    "EvaluationList",
+    "EvaluationReport",
+    "EvaluationRun",
+    "EvaluationSummary",
+    "LatencyFigures",
+    "ModeFigures",
+]
+
+#: The most per-question results one report may carry (questions times modes).
+MAX_EVALUATION_RESULTS = 20_000
+
+Count = Annotated[int, Field(ge=0, le=10**12), INTEGRAL]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+Millis = Annotated[float, Field(ge=0.0, le=1e10)]
+ModeName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class LatencyFigures(WireModel):
+    """A mode's client wall time per question, in milliseconds."""
+
+    p50: Millis
+    p95: Millis
+
+
+class ModeFigures(WireModel):
+    """One mode's figures over its questions (as the report's ``modes`` holds them)."""
+
+    questions: Annotated[int, Field(ge=1, le=MAX_EVALUATION_RESULTS), INTEGRAL]
+    accuracy: Share
+    errors: Count
+    latency_ms: LatencyFigures
+    agent_calls: Count
+    lm_calls: Count
+    cached_calls: Count
+    input_tokens: Count
+    output_tokens: Count
+    cost_usd: Annotated[float, Field(ge=0.0, le=1e9)]
+    by_kind: dict[Annotated[str, Field(max_length=64)], Share] = Field(
+        default_factory=dict, max_length=64
+    )
+
+
+class EvaluationReport(WireModel):
+    """``POST /evaluations``'s body: a report as ``rlm eval oolong --json`` writes it.
+
+    ``config``, ``windows``, ``questions`` and ``results`` are kept as given (bounded in size);
+    ``modes`` is checked figure by figure, and every result must name one of its modes.
+    """
+
+    benchmark: Annotated[str, Field(min_length=1, max_length=100)]
+    config: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    windows: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
+    questions: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
+    modes: dict[ModeName, ModeFigures] = Field(min_length=1, max_length=32)
+    results: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_EVALUATION_RESULTS)
+
+    @field_validator("results")
+    @classmethod
+    def _results_name_known_modes(
+        cls, results: list[dict[str, Any]], info: ValidationInfo
+    ) -> list[dict[str, Any]]:
+        modes = info.data.get("modes") or {}
+        for i, result in enumerate(results):
+            if result.get("mode") not in modes:
+                raise ValueError(f"results[{i}].mode must be one of the report's modes")
+        return results
+
+
+class EvaluationSummary(WireModel):
+    """A recorded run without its per-question parts (``GET /evaluations``'s items)."""
+
+    run_id: str
+    owner_id: str
+    org_id: str | None = None
+    created_at: datetime
+    benchmark: str
+    config: dict[str, Any]
+    modes: dict[str, ModeFigures]
+
+
+class EvaluationRun(EvaluationSummary):
+    """A whole recorded run (``POST /evaluations``, ``GET /evaluations/{runId}``)."""
+
+    windows: list[dict[str, Any]]
+    questions: list[dict[str, Any]]
+    results: list[dict[str, Any]]
+
+
+class EvaluationList(WireModel):
+    """``GET /evaluations``: the runs the caller may see, newest first."""
+
+    evaluations: list[EvaluationSummary]
