@@ -4,10 +4,15 @@ invisible to any other; scopes and bad input are refused with the API's codes.""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -51,7 +56,12 @@ def tenant(api: Api) -> Iterator[Tenant]:
     manager = api.client(
         api.token(sub=f"mgr-{tag}", scopes="rlm:quota:manage rlm:quota:read", org=org, tier="admin")
     )
-    _ok(manager.post("/quotas/enterprise/org", json={"orgId": org, "agents": 10**6}), 201)
+    _ok(
+        manager.post(
+            "/quotas/enterprise/org", json={"orgId": org, "agents": 10**6, "computeHours": 1000}
+        ),
+        201,
+    )
     body = {"teamId": team, "teamName": "Usage", "totalAgentPool": 10**5, "totalComputeHours": 10}
     _ok(manager.post("/quotas/team", json=body), 201)
     for user in (member, idle):
@@ -194,3 +204,29 @@ def test_evaluation_scopes_and_bad_reports(api: Api, tenant: Tenant) -> None:
     error = refused.json()["error"]
     assert error["code"] == "INVALID_INPUT" and error["details"]["field"] == "modes.direct.accuracy"
     assert tenant.worker.get("/evaluations", params={"limit": 0}).status_code == 400
+
+
+def test_the_cli_records_a_report_file_as_the_keys_user(
+    api: Api, tenant: Tenant, tmp_path: Path
+) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report_json(direct_score=0.25)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLM_")}
+    env |= {"HOME": str(tmp_path), "RLM_BASE_URL": api.base_url}
+    command = [sys.executable, "-m", "rlm", "eval", "record", str(path)]
+    # Without a key the CLI says what it needs (exit 2, the error envelope on stderr).
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert "RLM_API_KEY" in refused.stderr
+    key = api.token(sub=tenant.member, scopes=USER_SCOPES, org=tenant.org, tier="enterprise")
+    done = subprocess.run(
+        command, env=env | {"RLM_API_KEY": key}, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert (run["ownerId"], run["orgId"]) == (tenant.member, tenant.org)
+    assert "results" not in run
+    # The colleague of the org reads what the CLI recorded, whole.
+    whole = _ok(tenant.colleague.get(f"/evaluations/{run['runId']}"))
+    assert whole["modes"]["direct"]["accuracy"] == 0.25
+    assert len(whole["results"]) == 4
