@@ -74,9 +74,13 @@ def charged_levels(
     return levels
 
 
-def _key(level: str, entity_id: str, hour: datetime) -> str:
-    # Ids may contain ":" but levels and stamps do not: split at the first and the last.
-    return f"{level}:{entity_id}:{hour:%Y%m%d%H}"
+def _key(level: str, entity_id: str, stamp: str) -> str:
+    # Ids may contain ":" but levels and stamps do not: the key reads back unambiguously.
+    return f"{level}:{entity_id}:{stamp}"
+
+
+def _stamp(hour: datetime) -> str:
+    return hour.strftime("%Y%m%d%H")
 
 
 @dataclass(slots=True)
@@ -139,6 +143,9 @@ class UsageBook:
         self._changed = changed
         # (level, id) -> hour -> bucket; hours inserted in time order as usage arrives.
         self.buckets: dict[tuple[str, str], dict[datetime, UsageBucket]] = {}
+        # Entity key -> where its bucket lives: a store asks by key on every change, and
+        # parsing the key's time back (strptime) would cost more than the charge itself.
+        self._where: dict[str, tuple[str, str, datetime]] = {}
 
     def charge(
         self,
@@ -154,14 +161,17 @@ class UsageBook:
         if not (agent_calls or compute_micro or tokens or cost_nano):
             return
         hour = hour_of(at)
+        stamp = _stamp(hour)
         amount = UsageBucket(hour, agent_calls, compute_micro, tokens, cost_nano)
         for level, entity_id in levels:
             hours = self.buckets.setdefault((level, entity_id), {})
             bucket = hours.get(hour)
+            key = _key(level, entity_id, stamp)
             if bucket is None:
                 bucket = hours[hour] = UsageBucket(hour)
+                self._where[key] = (level, entity_id, hour)
             bucket.add(amount)
-            self._changed.add(("usage", _key(level, entity_id, hour)))
+            self._changed.add(("usage", key))
 
     def series(
         self, level: str, entity_id: str, start: datetime, end: datetime, bucket: Bucket
@@ -192,7 +202,9 @@ class UsageBook:
             old = [h for h in hours if h < before]
             for hour in old:
                 del hours[hour]
-                self._changed.add(("usage", _key(level, entity_id, hour)))
+                key = _key(level, entity_id, _stamp(hour))
+                self._where.pop(key, None)
+                self._changed.add(("usage", key))
             dropped += len(old)
             if not hours:
                 del self.buckets[(level, entity_id)]
@@ -200,19 +212,16 @@ class UsageBook:
 
     def encode(self, key: str) -> dict[str, Any] | None:
         """The stored form of the bucket ``key`` names, or ``None`` if it no longer exists."""
-        level, rest = key.split(":", 1)
-        entity_id, stamp = rest.rsplit(":", 1)
-        hour = datetime.strptime(stamp, "%Y%m%d%H").replace(tzinfo=UTC)
+        where = self._where.get(key)
+        if where is None:
+            return None
+        level, entity_id, hour = where
         found = self.buckets.get((level, entity_id), {}).get(hour)
         return None if found is None else found.to_dict(level, entity_id)
 
     def stored_keys(self) -> list[str]:
         """The key of every bucket held."""
-        return [
-            _key(level, entity_id, hour)
-            for (level, entity_id), hours in self.buckets.items()
-            for hour in hours
-        ]
+        return list(self._where)
 
     def load(self, rows: dict[str, dict[str, Any]]) -> None:
         """Fill the book from stored rows (any order), keeping hours in time order."""
@@ -222,3 +231,8 @@ class UsageBook:
         )
         for level, entity_id, bucket in loaded:
             self.buckets.setdefault((level, entity_id), {})[bucket.start] = bucket
+            self._where[_key(level, entity_id, _stamp(bucket.start))] = (
+                level,
+                entity_id,
+                bucket.start,
+            )
