@@ -4,6 +4,7 @@ invisible to any other; scopes and bad input are refused with the API's codes.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rlm_hypervisor import AsyncRLMClient, EvaluationNotFound, Forbidden, RLMClient
 from tests.api.conftest import Api
 from tests.eval_report import report_json
 
@@ -230,3 +232,31 @@ def test_the_cli_records_a_report_file_as_the_keys_user(
     whole = _ok(tenant.colleague.get(f"/evaluations/{run['runId']}"))
     assert whole["modes"]["direct"]["accuracy"] == 0.25
     assert len(whole["results"]) == 4
+
+
+def test_the_python_sdk_sync_and_async(api: Api, tenant: Tenant) -> None:
+    key = api.token(sub=tenant.member, scopes=USER_SCOPES, org=tenant.org, tier="enterprise")
+    with RLMClient(key, base_url=api.base_url) as client:
+        used = client.quotas.get_status().daily.agents_used
+        day = client.quotas.usage()
+        assert (day.level, day.id, day.total.agents_used) == ("user", tenant.member, used)
+        assert sum(b.agents_used for b in day.buckets) == used
+        assert client.quotas.usage(team_id=tenant.team, period="monthly").total.agents_used == used
+        with pytest.raises(Forbidden):
+            client.quotas.usage(org_id=tenant.org)  # a member, not a manager
+        run = client.evaluations.record(report_json(direct_score=0.75))
+        assert run.modes["direct"].accuracy == 0.75
+        assert client.evaluations.list(limit=200)[0].run_id == run.run_id
+        with pytest.raises(EvaluationNotFound) as missing:
+            client.evaluations.get("eval_missing")
+        assert missing.value.details == {"runId": "eval_missing"}
+
+    async def main() -> None:
+        async with AsyncRLMClient(key, base_url=api.base_url) as client:
+            week = await client.quotas.usage(period="weekly", bucket="day")
+            assert week.total.agents_used == used
+            got = await client.evaluations.get(run.run_id)
+            assert got.results == run.results
+            assert run.run_id in {r.run_id for r in await client.evaluations.list()}
+
+    asyncio.run(main())
