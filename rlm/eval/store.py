@@ -28,7 +28,7 @@ from typing import Any, Final
 import orjson
 
 from rlm.admission import Viewer
-from rlm.errors import EvaluationNotFound, InvalidInput
+from rlm.errors import Conflict, EvaluationNotFound, InvalidInput
 from rlm.models.evaluations import EvaluationReport, EvaluationRun, EvaluationSummary
 
 __all__ = ["EVALUATIONS_DB_FILENAME", "MAX_LIST", "EvaluationStore"]
@@ -82,7 +82,18 @@ class EvaluationStore:
     def record(
         self, report: EvaluationReport, *, owner_id: str, org_id: str | None
     ) -> EvaluationRun:
-        """Store ``report`` as a new run of ``owner_id`` (in ``org_id``); returns the run."""
+        """Store ``report`` as a new run of ``owner_id`` (in ``org_id``); returns the run.
+
+        Raises:
+            Conflict: A result names a mode the report's ``modes`` do not hold.
+        """
+        unknown = report.unknown_modes()
+        if unknown:
+            raise Conflict(
+                f"results[{unknown[0]}].mode must be one of the report's modes",
+                {"modes": sorted(report.modes), "results": unknown[:20]},
+                field="results",
+            )
         run = EvaluationRun(
             run_id=f"eval_{secrets.token_hex(12)}",
             owner_id=owner_id,

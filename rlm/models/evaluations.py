@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from rlm.models.base import INTEGRAL, WireModel
 
@@ -63,7 +63,8 @@ class EvaluationReport(WireModel):
     """``POST /evaluations``'s body: a report as ``rlm eval oolong --json`` writes it.
 
     ``config``, ``windows``, ``questions`` and ``results`` are kept as given (bounded in size);
-    ``modes`` is checked figure by figure, and every result must name one of its modes.
+    ``modes`` is checked figure by figure; every result must name one of its modes
+    (:meth:`unknown_modes`, checked when it is recorded).
     """
 
     benchmark: Annotated[str, Field(min_length=1, max_length=100)]
@@ -73,16 +74,13 @@ class EvaluationReport(WireModel):
     modes: dict[ModeName, ModeFigures] = Field(min_length=1, max_length=32)
     results: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_EVALUATION_RESULTS)
 
-    @field_validator("results")
-    @classmethod
-    def _results_name_known_modes(
-        cls, results: list[dict[str, Any]], info: ValidationInfo
-    ) -> list[dict[str, Any]]:
-        modes = info.data.get("modes") or {}
-        for i, result in enumerate(results):
-            if result.get("mode") not in modes:
-                raise ValueError(f"results[{i}].mode must be one of the report's modes")
-        return results
+    def unknown_modes(self) -> list[int]:
+        """Indexes of ``results`` naming no mode of ``modes`` (the report contradicts itself).
+
+        A check across fields, so outside the JSON schema: the service refuses such a report
+        with 409 ``CONFLICT``, as it does a body that contradicts its own path.
+        """
+        return [i for i, r in enumerate(self.results) if r.get("mode") not in self.modes]
 
 
 class EvaluationSummary(WireModel):

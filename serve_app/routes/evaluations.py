@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
 from rlm.config import Settings
 from rlm.eval.store import EVALUATIONS_DB_FILENAME, MAX_LIST, EvaluationStore
+from rlm.models.errors import ErrorEnvelope
 from rlm.models.evaluations import EvaluationList, EvaluationReport, EvaluationRun
 from serve_app.deps import Caller, admitted
 from serve_app.openapi import ROUTE_ERRORS, error_responses
@@ -35,6 +36,11 @@ Recorder = Annotated[Caller, Depends(admitted(SCOPE_EXECUTE))]
 Reader = Annotated[Caller, Depends(admitted(SCOPE_READ))]
 RunId = Annotated[str, Path(alias="runId", pattern=r"^[A-Za-z0-9_-]{1,100}$")]
 _ERRORS = error_responses(*ROUTE_ERRORS)
+#: A report that contradicts itself (a result of a mode it does not list) is well formed for
+#: the schema but refused: 409, as a body contradicting its path is elsewhere.
+_RECORD_ERRORS = _ERRORS | {
+    409: {"model": ErrorEnvelope, "description": "The report contradicts itself (`CONFLICT`)"}
+}
 
 
 class Evaluations:
@@ -78,12 +84,13 @@ def _book(request: Request) -> Evaluations:
     "/evaluations",
     response_model=EvaluationRun,
     status_code=201,
-    responses=_ERRORS,
+    responses=_RECORD_ERRORS,
     summary="Record an evaluation run",
 )
 async def record_evaluation(body: EvaluationReport, caller: Recorder, request: Request) -> Any:
     """Store a report written by ``rlm eval oolong --json`` as a run of the caller (in its
-    org): checked first (per-mode figures, results of known modes), 400 if malformed."""
+    org): checked first (per-mode figures: 400 if malformed; a result of a mode the report
+    does not list: 409)."""
     p = caller.principal
     run = await _book(request).call("record", body, owner_id=p.user_id, org_id=p.org)
     return _answer(request, run.to_wire(exclude_none=False), 201)

@@ -206,6 +206,13 @@ def test_evaluation_scopes_and_bad_reports(api: Api, tenant: Tenant) -> None:
     error = refused.json()["error"]
     assert error["code"] == "INVALID_INPUT" and error["details"]["field"] == "modes.direct.accuracy"
     assert tenant.worker.get("/evaluations", params={"limit": 0}).status_code == 400
+    # Well formed, but a result names a mode the report does not list: 409 CONFLICT.
+    odd = report_json()
+    odd["results"][0]["mode"] = "rlm"
+    conflict = tenant.worker.post("/evaluations", json=odd)
+    assert conflict.status_code == 409, conflict.text
+    assert conflict.json()["error"]["code"] == "CONFLICT"
+    assert conflict.json()["error"]["details"]["field"] == "results"
 
 
 def test_the_cli_records_a_report_file_as_the_keys_user(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlm.admission import Viewer
-from rlm.errors import EvaluationNotFound, InvalidInput
+from rlm.errors import Conflict, EvaluationNotFound, InvalidInput
 from rlm.eval.store import EvaluationStore
 from rlm.models.base import parse_model
 from rlm.models.evaluations import EvaluationReport
@@ -69,7 +69,6 @@ def test_the_org_sees_its_runs_newest_first_and_no_one_else_does(store: Evaluati
     [
         (lambda r: r["modes"]["direct"].update(accuracy=1.5), "modes.direct.accuracy"),
         (lambda r: r["modes"].clear(), "modes"),
-        (lambda r: r["results"][0].update(mode="nope"), "results"),
         (lambda r: r["modes"]["direct"].pop("costUsd"), "modes.direct.costUsd"),
         (lambda r: r.update(benchmark=""), "benchmark"),
     ],
@@ -80,3 +79,13 @@ def test_a_bad_report_is_refused_naming_the_field(change: object, field: str) ->
     with pytest.raises(InvalidInput) as err:
         parse_model(EvaluationReport, bad)
     assert err.value.details["field"] == field
+
+
+def test_a_result_of_a_mode_the_report_does_not_list_is_a_conflict(store: EvaluationStore) -> None:
+    bad = report_json()
+    bad["results"][2]["mode"] = "rlm"
+    report = parse_model(EvaluationReport, bad)  # well formed: the schema cannot tell
+    with pytest.raises(Conflict) as err:
+        store.record(report, owner_id="ada", org_id="acme")
+    assert err.value.details["field"] == "results" and err.value.details["results"] == [2]
+    assert store.list(Viewer("ada", "acme")) == []  # nothing stored

@@ -21,7 +21,8 @@ export interface paths {
         /**
          * Record an evaluation run
          * @description Store a report written by ``rlm eval oolong --json`` as a run of the caller (in its
-         *     org): checked first (per-mode figures, results of known modes), 400 if malformed.
+         *     org): checked first (per-mode figures: 400 if malformed; a result of a mode the report
+         *     does not list: 409).
          */
         post: operations["record_evaluation_v1_evaluations_post"];
         delete?: never;
@@ -1294,7 +1295,8 @@ export interface components {
          * @description ``POST /evaluations``'s body: a report as ``rlm eval oolong --json`` writes it.
          *
          *     ``config``, ``windows``, ``questions`` and ``results`` are kept as given (bounded in size);
-         *     ``modes`` is checked figure by figure, and every result must name one of its modes.
+         *     ``modes`` is checked figure by figure; every result must name one of its modes
+         *     (:meth:`unknown_modes`, checked when it is recorded).
          */
         EvaluationReport: {
             /** Benchmark */
@@ -3336,6 +3338,15 @@ export interface operations {
             };
             /** @description Forbidden */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The report contradicts itself (`CONFLICT`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
