@@ -31,7 +31,6 @@ MAX_EVALUATION_RESULTS = 20_000
 Count = Annotated[int, Field(ge=0, le=10**12), INTEGRAL]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Millis = Annotated[float, Field(ge=0.0, le=1e10)]
-ModeName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 
 class LatencyFigures(WireModel):
@@ -54,9 +53,10 @@ class ModeFigures(WireModel):
     input_tokens: Count
     output_tokens: Count
     cost_usd: Annotated[float, Field(ge=0.0, le=1e9)]
-    by_kind: dict[Annotated[str, Field(max_length=64)], Share] = Field(
-        default_factory=dict, max_length=64
-    )
+    # Keys unconstrained: JSON Schema's propertyNames is not enforced by every client or
+    # fuzzer, so a key rule would refuse what the document seems to allow; the page shows
+    # names as text only, and the body's size is bounded.
+    by_kind: dict[str, Share] = Field(default_factory=dict, max_length=64)
 
 
 class EvaluationReport(WireModel):
@@ -71,7 +71,7 @@ class EvaluationReport(WireModel):
     config: dict[str, Any] = Field(default_factory=dict, max_length=100)
     windows: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
     questions: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
-    modes: dict[ModeName, ModeFigures] = Field(min_length=1, max_length=32)
+    modes: dict[str, ModeFigures] = Field(min_length=1, max_length=32)
     results: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_EVALUATION_RESULTS)
 
     def unknown_modes(self) -> list[int]:
