@@ -16,6 +16,7 @@ Commands:
     rlm db migrate            bring the PostgreSQL state database (RLM_DATABASE_URL) up to date
     rlm db status             the database's schema version and pending migrations
     rlm eval oolong           OOLONG-synth accuracy, latency, calls and cost per mode
+    rlm eval record FILE      record a report in the API (the console's Evaluations view)
     rlm security events       the audit log, newest first (read from the state directory)
     rlm security verify       check the audit log's hash chain (exit 1 naming the first bad
                               record)
@@ -510,6 +511,14 @@ def _cmd_eval_oolong(args: argparse.Namespace) -> int:
     return run_command(args, lambda: _connect(args))
 
 
+def _cmd_eval_record(args: argparse.Namespace) -> int:
+    from rlm.eval.record import load_report, record_report
+
+    run = record_report(load_report(args.report))
+    sys.stdout.write(json.dumps(run, indent=2) + "\n")
+    return 0
+
+
 def _security_log(args: argparse.Namespace) -> Any:
     """The audit log of the state directory, read-only (no engine needed)."""
     from rlm.errors import InvalidInput
@@ -714,6 +723,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(oolong)
     oolong.set_defaults(func=_cmd_eval_oolong)
+    record = evals_sub.add_parser(
+        "record", help="record a report file in the API (POST /v1/evaluations; RLM_API_KEY)"
+    )
+    record.add_argument("report", help="a report written by 'rlm eval oolong --json' ('-': stdin)")
+    record.set_defaults(func=_cmd_eval_record)
     security = sub.add_parser("security", help="the audit log and policies (read-only)")
     security_sub = _commands(security, "security_command", common)
     events_s = security_sub.add_parser("events", help="security events, newest first")

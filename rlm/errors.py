@@ -10,6 +10,7 @@ error code and HTTP status, plus structured fields in ``details``::
     ├── Forbidden                 FORBIDDEN          403
     ├── TaskNotFound              TASK_NOT_FOUND     404
     ├── WebhookNotFound           WEBHOOK_NOT_FOUND  404   (webhookId, deliveryId)
+    ├── EvaluationNotFound        EVALUATION_NOT_FOUND 404 (runId)
     ├── TaskTimeout               TIMEOUT            408
     ├── QuotaExceeded             QUOTA_EXCEEDED     429   (resource, limit, used, resetTime)
     ├── RateLimited               RATE_LIMITED       429   (retryAfterS)
@@ -32,6 +33,7 @@ __all__ = [
     "ERRORS_BY_CODE",
     "Conflict",
     "EngineUnavailable",
+    "EvaluationNotFound",
     "Forbidden",
     "InternalError",
     "InvalidInput",
@@ -147,6 +149,19 @@ class TaskNotFound(RLMError):
         super().__init__(f"task {task_id!r} does not exist", {"taskId": task_id})
 
 
+class EvaluationNotFound(RLMError):
+    """No evaluation run with this id exists for the caller (404).
+
+    Another org's run answers the same, so ids cannot be probed.
+    """
+
+    code = "EVALUATION_NOT_FOUND"
+    status = 404
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"evaluation run {run_id!r} does not exist", {"runId": run_id})
+
+
 class WebhookNotFound(RLMError):
     """No webhook (or no delivery of it) with this id exists for the caller (404).
 
@@ -254,6 +269,7 @@ ERRORS_BY_CODE: dict[str, type[RLMError]] = {
         Forbidden,
         TaskNotFound,
         WebhookNotFound,
+        EvaluationNotFound,
         TaskTimeout,
         QuotaExceeded,
         RateLimited,

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rlm.errors import (
+    EvaluationNotFound,
     Forbidden,
     InternalError,
     InvalidInput,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncRLMClient",
+    "EvaluationNotFound",
     "ExecuteResult",
     "Forbidden",
     "InternalError",

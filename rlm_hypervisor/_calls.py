@@ -46,6 +46,7 @@ from rlm.models import (
     TeamMember,
     TeamQuotaStatus,
     Trajectory,
+    UsageHistory,
     UserQuotaStatus,
     Webhook,
     WebhookCreate,
@@ -98,6 +99,7 @@ __all__ = [
     "transfer",
     "update_org",
     "update_webhook",
+    "usage_history",
     "user_quota",
     "validate_input",
 ]
@@ -333,6 +335,21 @@ def user_quota(user_id: str | None) -> Call[UserQuotaStatus]:
     """``GET /quotas/user/{userId}``; ``None`` asks for ``me``, the token's own user."""
     user = "me" if user_id is None else _segment(user_id)
     return Call("GET", f"/quotas/user/{user}", _model(UserQuotaStatus))
+
+
+def usage_history(
+    level: str, entity_id: str | None, period: str, bucket: str
+) -> Call[UsageHistory]:
+    """``GET /quotas/{user|team|enterprise/org}/{id}/usage`` (extension); a user ``None`` asks
+    for ``me``."""
+    if level not in ("user", "team", "org"):
+        raise ValueError(f"level must be user, team or org, got {level!r}")
+    if entity_id is None and level != "user":
+        raise ValueError(f"a {level} usage needs its id")
+    where = {"user": "user", "team": "team", "org": "enterprise/org"}[level]
+    path = f"/quotas/{where}/{'me' if entity_id is None else _segment(entity_id)}/usage"
+    params = {"period": period, "bucket": bucket}
+    return Call("GET", path, _model(UsageHistory), params=params)
 
 
 def check_allocation(

@@ -33,6 +33,7 @@ from rlm.models import (
     TeamMember,
     TeamQuotaStatus,
     Trajectory,
+    UsageHistory,
     UserQuotaStatus,
     Webhook,
     WebhookCreated,
@@ -90,6 +91,18 @@ def _webhook_patch(
     if enabled is not None:
         patch["enabled"] = enabled
     return patch
+
+
+def _usage_call(
+    user_id: str | None, team_id: str | None, org_id: str | None, period: str, bucket: str
+) -> _calls.Call[UsageHistory]:
+    if sum(x is not None for x in (user_id, team_id, org_id)) > 1:
+        raise ValueError("name one of user_id, team_id, org_id")
+    if team_id is not None:
+        return _calls.usage_history("team", team_id, period, bucket)
+    if org_id is not None:
+        return _calls.usage_history("org", org_id, period, bucket)
+    return _calls.usage_history("user", user_id, period, bucket)
 
 
 def _check_wait_args(timeout: float | None, poll_interval: float) -> None:
@@ -234,6 +247,25 @@ class QuotasAPI:
     def team(self, team_id: str) -> TeamQuotaStatus:
         """A team's pool, usage, members and projects (``GET /quotas/team/{teamId}``)."""
         return self._send(_calls.team_quota(team_id))
+
+    def usage(
+        self,
+        user_id: str | None = None,
+        *,
+        team_id: str | None = None,
+        org_id: str | None = None,
+        period: str = "daily",
+        bucket: str = "hour",
+    ) -> UsageHistory:
+        """Usage over time in the current ``period`` window (``daily``, ``weekly``,
+        ``monthly``), per ``bucket`` (``hour``, ``day``): a user's (``None``: the key's own),
+        or with ``team_id`` a team's, or with ``org_id`` an org's (managers).
+
+        Example:
+            >>> day = client.quotas.usage(period="daily", bucket="hour")  # doctest: +SKIP
+            >>> [b.agents_used for b in day.buckets]                      # doctest: +SKIP
+        """
+        return self._send(_usage_call(user_id, team_id, org_id, period, bucket))
 
     def transfer(
         self,
@@ -575,6 +607,18 @@ class AsyncQuotasAPI:
     async def team(self, team_id: str) -> TeamQuotaStatus:
         """See :meth:`QuotasAPI.team`."""
         return await self._send(_calls.team_quota(team_id))
+
+    async def usage(
+        self,
+        user_id: str | None = None,
+        *,
+        team_id: str | None = None,
+        org_id: str | None = None,
+        period: str = "daily",
+        bucket: str = "hour",
+    ) -> UsageHistory:
+        """See :meth:`QuotasAPI.usage`."""
+        return await self._send(_usage_call(user_id, team_id, org_id, period, bucket))
 
     async def transfer(
         self,

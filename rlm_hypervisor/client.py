@@ -26,6 +26,7 @@ from rlm.models import ExecuteRequest
 from rlm_hypervisor import _calls
 from rlm_hypervisor._calls import Call
 from rlm_hypervisor._errors import error_from_response
+from rlm_hypervisor._evaluations import AsyncEvaluationsAPI, EvaluationsAPI
 from rlm_hypervisor._resources import (
     AsyncQuotasAPI,
     AsyncSecurityAPI,
@@ -170,6 +171,8 @@ class RLMClient(_ClientBase):
         storage: :class:`~rlm_hypervisor._resources.StorageAPI`.
         security: :class:`~rlm_hypervisor._resources.SecurityAPI`.
         webhooks: :class:`~rlm_hypervisor._resources.WebhooksAPI`.
+        evaluations: :class:`~rlm_hypervisor._evaluations.EvaluationsAPI`: record, list
+            and read evaluation runs.
 
     Example:
         >>> from rlm_hypervisor import RLMClient
@@ -212,6 +215,7 @@ class RLMClient(_ClientBase):
         self.storage = StorageAPI(self._send)
         self.security = SecurityAPI(self._send)
         self.webhooks = WebhooksAPI(self._send)
+        self.evaluations = EvaluationsAPI(self._send)
 
     def execute(
         self,
@@ -381,6 +385,7 @@ class AsyncRLMClient(_ClientBase):
         self.storage = AsyncStorageAPI(self._send)
         self.security = AsyncSecurityAPI(self._send)
         self.webhooks = AsyncWebhooksAPI(self._send)
+        self.evaluations = AsyncEvaluationsAPI(self._send)
 
     async def execute(
         self,

@@ -19,7 +19,7 @@ from serve_app.audit import AdminChanges
 from serve_app.console import install_console
 from serve_app.context import BodyLimit, RequestIds, install_error_handlers
 from serve_app.openapi import install_openapi
-from serve_app.routes import health, quotas, security, storage, tasks, webhooks
+from serve_app.routes import evaluations, health, quotas, security, storage, tasks, webhooks
 from serve_app.security import LocalSecurity, Security
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -62,6 +62,7 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     backend = hv.security() if hasattr(hv, "security") else LocalSecurity(settings.state_dir)
     app.state.security = Security(backend)
     app.state.engine_load = health.EngineLoad()
+    app.state.evaluations = evaluations.Evaluations(settings)
     install_error_handlers(app)
 
     app.add_middleware(AdminChanges)
@@ -73,6 +74,7 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.include_router(quotas.router, prefix=API_PREFIX)
     app.include_router(security.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
+    app.include_router(evaluations.router, prefix=API_PREFIX)
     # The web console (static files; it calls the routes above with the user's token).
     install_console(app)
     return app

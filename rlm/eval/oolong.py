@@ -6,8 +6,9 @@ Ray job as it is::
     ray job submit -- python -m rlm.eval.oolong --modes direct,map-reduce --questions 48
 
 The table goes to stdout; ``--json PATH`` writes the whole report (``-``: to stdout instead of
-the table). Data, modes and arguments are checked before the engine is joined, so a bad run is
-refused at once (exit 2, the error envelope last on stderr).
+the table); ``--record`` also records it in the API (:mod:`rlm.eval.record`). Data, modes and
+arguments are checked before the engine is joined, so a bad run is refused at once (exit 2,
+the error envelope last on stderr).
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"OOLONG instances, JSON lines (default ${DATA_ENV}, else {DEFAULT_DATA} beside "
         "the repository)",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record the report in the API (POST /v1/evaluations) as the user of RLM_API_KEY "
+        "at RLM_BASE_URL, for the console's Evaluations view",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -176,6 +183,11 @@ def run_command(args: argparse.Namespace, connect: Callable[[], EvalEngine]) -> 
 
             report = run_plan(engine, plan, modes=modes, config=config, progress=advance)
     write_report(report, args.json)
+    if args.record:
+        from rlm.eval.record import record_report
+
+        run = record_report(report.to_json())
+        Console(stderr=True).print(f"recorded as evaluation run {run['runId']}")
     return 0
 
 

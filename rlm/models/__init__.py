@@ -45,6 +45,7 @@ from rlm.models.tasks import (
     Progress,
     TaskStatus,
 )
+from rlm.models.usage import UsageHistory, UsagePoint
 from rlm.models.webhooks import (
     Delivery,
     DeliveryAttempt,
@@ -104,6 +105,8 @@ __all__ = [
     "TeamQuotaStatus",
     "TeamUsage",
     "Trajectory",
+    "UsageHistory",
+    "UsagePoint",
     "UserQuotaStatus",
     "Violation",
     "Webhook",

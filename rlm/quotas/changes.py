@@ -30,6 +30,7 @@ KINDS: tuple[str, ...] = (
     "team",
     "token_hold",
     "transfer",
+    "usage",
     "user",
 )
 

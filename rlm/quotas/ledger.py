@@ -30,7 +30,8 @@ Layout: :class:`QuotaLedger` is composed of one part per concept, each a subclas
 * :mod:`rlm.quotas.ledger_tenancy` — what a tenant's manager may change, checked and applied
   in one call (``managed_*``);
 
-and this module adds what spans them: history pruning, events, snapshot and restore.
+and this module adds what spans them: history pruning, usage over time
+(:mod:`rlm.quotas.usage`), events, snapshot and restore.
 
 Example:
     >>> from datetime import UTC, datetime
@@ -48,13 +49,24 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from rlm.errors import InvalidInput
+from rlm.models.usage import UsageHistory, UsagePoint
 from rlm.quotas.changes import ChangeSet, Snapshot
 from rlm.quotas.clock import Clock
+from rlm.quotas.counters import from_micro, from_nano
 from rlm.quotas.ledger_reservations import LedgerReservations
 from rlm.quotas.ledger_tenancy import LedgerTenancy
 from rlm.quotas.ledger_tokens import LedgerTokens
 from rlm.quotas.settings import QuotaSettings
 from rlm.quotas.state import LedgerState
+from rlm.quotas.usage import (
+    BUCKETS,
+    LEVELS,
+    USAGE_RETENTION,
+    UsageBucket,
+    hour_of,
+)
+from rlm.quotas.windows import PERIODS
 
 __all__ = ["QuotaLedger"]
 
@@ -84,7 +96,8 @@ class QuotaLedger(LedgerTenancy, LedgerReservations, LedgerTokens):
         Returns:
             How many records were forgotten.
         """
-        cutoff = self._starts().now - max_age
+        now = self._starts().now
+        cutoff = now - max_age
         forgotten = 0
         for records, kind, when in (
             (self._state.settled, "reservation", _settled_at),
@@ -96,7 +109,47 @@ class QuotaLedger(LedgerTenancy, LedgerReservations, LedgerTokens):
                 del records[key]
                 self._state.changed.add((kind, key))
             forgotten += len(old)
-        return forgotten
+        # Usage buckets have their own, longer retention: the console draws whole months.
+        return forgotten + self._state.usage.prune(hour_of(now - USAGE_RETENTION))
+
+    # -- usage over time -------------------------------------------------------------------
+
+    def usage_history(
+        self, level: str, entity_id: str, period: str = "daily", bucket: str = "hour"
+    ) -> UsageHistory:
+        """What ``level`` (``user``, ``team``, ``org``) ``entity_id`` was charged in the
+        current ``period`` window, per ``bucket`` (``hour`` or ``day``), oldest first.
+
+        An id with no usage yet answers zeros (whether it exists is the caller's check).
+
+        Raises:
+            InvalidInput: Unknown level, period or bucket.
+        """
+        if level not in LEVELS:
+            raise InvalidInput(f"level must be one of {', '.join(LEVELS)}", field="level")
+        if period not in PERIODS:
+            raise InvalidInput(f"period must be one of {', '.join(PERIODS)}", field="period")
+        if bucket not in BUCKETS:
+            raise InvalidInput(f"bucket must be one of {', '.join(BUCKETS)}", field="bucket")
+        starts = self._starts()
+        start, reset = starts.start(period), starts.reset(period)
+        # Up to the end of the bucket holding now: the future has no usage to draw.
+        size = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
+        end = min(reset, start + ((starts.now - start) // size + 1) * size)
+        series = self._state.usage.series(level, entity_id, start, end, bucket)
+        total = UsageBucket(start)
+        for used in series:
+            total.add(used)
+        return UsageHistory(
+            level=level,
+            id=entity_id,
+            period=period,
+            bucket=bucket,
+            start=start,
+            reset_time=reset,
+            buckets=[_point(b) for b in series],
+            total=_point(total),
+        )
 
     # -- events ----------------------------------------------------------------------------
 
@@ -148,6 +201,16 @@ class QuotaLedger(LedgerTenancy, LedgerReservations, LedgerTokens):
     def pop_changes(self) -> ChangeSet:
         """The rows changed since the last call (upserts and deletes), then forget them."""
         return self._state.pop_changes()
+
+
+def _point(bucket: UsageBucket) -> UsagePoint:
+    return UsagePoint(
+        start=bucket.start,
+        agents_used=bucket.agent_calls,
+        compute_hours_used=from_micro(bucket.compute_micro),
+        tokens_used=bucket.tokens,
+        cost_usd=from_nano(bucket.cost_nano),
+    )
 
 
 def _settled_at(record: Any) -> datetime:

@@ -27,6 +27,7 @@ from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.ledger_core import LedgerCore
 from rlm.quotas.records import Reservation, Settlement
 from rlm.quotas.settings import Tier
+from rlm.quotas.usage import charged_levels
 from rlm.quotas.windows import WindowStarts
 
 __all__ = ["LedgerReservations"]
@@ -263,6 +264,12 @@ class LedgerReservations(LedgerCore):
         self._state.touch(res)
         self._state.changed.add(("reservation", res.reservation_id))
         if agent_calls or compute:
+            self._state.usage.charge(
+                charged_levels(res.user_id, res.team_id, res.org_ids),
+                starts.now,
+                agent_calls=agent_calls,
+                compute_micro=compute,
+            )
             self._announce(account, res, starts)
         return settlement
 

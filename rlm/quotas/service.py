@@ -57,6 +57,7 @@ READS = frozenset(
         "pending_event_count",
         "pending_event_items",
         "snapshot",
+        "usage_history",
     }
 )
 

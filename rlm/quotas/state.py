@@ -25,6 +25,7 @@ from rlm.quotas.records import (
     TransferReceipt,
 )
 from rlm.quotas.teams import Member, Team, TeamBook, member_key, split_member_key
+from rlm.quotas.usage import UsageBook
 
 __all__ = ["LedgerState", "META", "SNAPSHOT_VERSION"]
 
@@ -51,12 +52,14 @@ class LedgerState:
         tokens_held: Tokens of each user's open holds (derived; not stored).
         events: Undelivered webhook payloads by zero-padded sequence number.
         next_event: The next event sequence number.
+        usage: Hourly usage buckets of every user, team and org (usage over time).
     """
 
     changed: set[EntityKey] = field(default_factory=lambda: {META})
     users: dict[str, UserAccount] = field(default_factory=dict)
     teams: TeamBook = field(init=False)
     orgs: OrgTree = field(init=False)
+    usage: UsageBook = field(init=False)
     open: dict[str, Reservation] = field(default_factory=dict)
     open_by_task: dict[str, str] = field(default_factory=dict)
     settled: dict[str, Settlement] = field(default_factory=dict)
@@ -70,6 +73,7 @@ class LedgerState:
         # Teams and orgs record their own changes into the same set.
         self.teams = TeamBook(self.changed)
         self.orgs = OrgTree(self.changed)
+        self.usage = UsageBook(self.changed)
 
     def touch(self, res: Reservation) -> None:
         """Mark every entity a reservation's counters live in as changed."""
@@ -152,6 +156,7 @@ class LedgerState:
         keys += [("token_hold", k) for k in self.token_settled]
         keys += [("transfer", k) for k in self.teams.receipts]
         keys += [("event", k) for k in self.events]
+        keys += [("usage", k) for k in self.usage.stored_keys()]
         snap: Snapshot = {kind: {} for kind in KINDS}
         for kind, key in keys:
             data = self.encode(kind, key)
@@ -197,6 +202,7 @@ class LedgerState:
                 held = state.tokens_held.get(hold.user_id, 0)
                 state.tokens_held[hold.user_id] = held + hold.tokens
         state.events = {k: copy.deepcopy(rows["event"][k]) for k in sorted(rows["event"])}
+        state.usage.load(rows["usage"])
         # Histories in the order they were made, oldest first, as they grow in memory:
         # ``QuotaLedger.prune_history`` trims them from the front.
         state.settled = dict(sorted(state.settled.items(), key=lambda kv: kv[1].settled_at))
@@ -254,6 +260,8 @@ class LedgerState:
             event = self.events.get(key)
             # A copy: the caller that drains the event may mutate it; the stored row must not.
             return None if event is None else copy.deepcopy(event)
+        if kind == "usage":
+            return self.usage.encode(key)
         if (kind, key) == META:
             return {"version": SNAPSHOT_VERSION, "nextEventSeq": self.next_event}
         return None

@@ -30,6 +30,7 @@ from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.records import TokenHold, TokenSettlement
 from rlm.quotas.settings import Tier, parse_tier
 from rlm.quotas.state import LedgerState
+from rlm.quotas.usage import charged_levels
 from rlm.quotas.windows import WindowStarts
 
 __all__ = ["MAX_TOKENS", "hold_tokens", "settle_token_hold", "stale_token_holds"]
@@ -123,6 +124,12 @@ def settle_token_hold(
         if hold.team_id is not None:
             state.changed.add(("team", hold.team_id))
         state.changed.update(("org", o) for o in hold.org_ids)
+        state.usage.charge(
+            charged_levels(hold.user_id, hold.team_id, hold.org_ids),
+            starts.now,
+            tokens=tokens,
+            cost_nano=cost_nano,
+        )
     settlement = TokenSettlement(
         hold_id=hold.hold_id,
         user_id=hold.user_id,

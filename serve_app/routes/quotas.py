@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
 from rlm.auth.scopes import SCOPE_ADMIN, SCOPE_QUOTA_MANAGE, SCOPE_QUOTA_READ
 from rlm.errors import Conflict, Forbidden, InvalidInput
@@ -29,6 +29,7 @@ from rlm.models.tenants import (
     TeamCreate,
     TransferReceiptOut,
 )
+from rlm.models.usage import UsageHistory
 from rlm.quotas.ledger_tenancy import Manager
 from serve_app.deps import Caller, authenticated
 from serve_app.openapi import ROUTE_ERRORS, error_responses
@@ -44,6 +45,13 @@ UserId = Annotated[str, Path(alias="userId", pattern=IDENTIFIER_PATTERN)]
 TeamId = Annotated[str, Path(alias="teamId", pattern=IDENTIFIER_PATTERN)]
 OrgId = Annotated[str, Path(alias="orgId", pattern=IDENTIFIER_PATTERN)]
 _ERRORS = error_responses(*ROUTE_ERRORS)
+UsagePeriod = Annotated[
+    Literal["daily", "weekly", "monthly"],
+    Query(description="The quota window: today, this ISO week or this calendar month (UTC)."),
+]
+UsageBucket = Annotated[
+    Literal["hour", "day"], Query(description="The size of each bucket of the series.")
+]
 #: Changes the current state may refuse though well formed (a name taken, no room left...).
 _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
@@ -134,6 +142,26 @@ async def user_status(user_id: UserId, caller: QuotaReader, request: Request) ->
     return _answer(request, await _ledger(request, caller, "user_status", target, tier=tier))
 
 
+@router.get(
+    "/quotas/user/{userId}/usage",
+    response_model=UsageHistory,
+    responses=_ERRORS,
+    summary="Get user usage over time (extension)",
+)
+async def user_usage(
+    user_id: UserId,
+    caller: QuotaReader,
+    request: Request,
+    period: UsagePeriod = "daily",
+    bucket: UsageBucket = "hour",
+) -> Any:
+    """What the user was charged in the current ``period`` window, per ``bucket``: agent
+    calls, compute hours, tokens and cost. Whose: as ``GET /quotas/user/{userId}``."""
+    target = await _target(request, caller, user_id)
+    history = await _ledger(request, caller, "usage_history", "user", target, period, bucket)
+    return _answer(request, history)
+
+
 @router.post(
     "/quotas/user/{userId}/check",
     response_model=AllocationDecision,
@@ -188,6 +216,28 @@ async def team_status(team_id: TeamId, caller: QuotaReader, request: Request) ->
     if not any(m.user_id == p.user_id for m in status.members):
         await _govern(request, caller, "team", team_id)  # else only its org's managers
     return _answer(request, status)
+
+
+@router.get(
+    "/quotas/team/{teamId}/usage",
+    response_model=UsageHistory,
+    responses=_ERRORS | error_responses(404),
+    summary="Get team usage over time (extension)",
+)
+async def team_usage(
+    team_id: TeamId,
+    caller: QuotaReader,
+    request: Request,
+    period: UsagePeriod = "daily",
+    bucket: UsageBucket = "hour",
+) -> Any:
+    """What the team's pool was charged in the current ``period`` window, per ``bucket``.
+    Who may: as ``GET /quotas/team/{teamId}`` (its members, or managers of its org)."""
+    await team_status(team_id, caller, request)
+    history = await _ledger(
+        request, caller, "usage_history", "team", team_id, period, bucket, count=False
+    )
+    return _answer(request, history)
 
 
 @router.post(
@@ -327,6 +377,26 @@ async def hierarchy(org_id: OrgId, caller: QuotaReader, request: Request) -> Any
     if p.org not in tree:  # admins too: an org's tree is its tenants' business only
         raise refused
     return _answer(request, found)
+
+
+@router.get(
+    "/quotas/enterprise/org/{orgId}/usage",
+    response_model=UsageHistory,
+    responses=_ERRORS,
+    summary="Get organization usage over time (extension)",
+)
+async def org_usage(
+    org_id: OrgId,
+    caller: QuotaReader,
+    request: Request,
+    period: UsagePeriod = "daily",
+    bucket: UsageBucket = "hour",
+) -> Any:
+    """What the org's subtree was charged in the current ``period`` window, per ``bucket``.
+    Managers (``rlm:admin`` or ``rlm:quota:manage``) of the org or an ancestor only."""
+    await _govern(request, caller, "org", org_id)
+    history = await _ledger(request, caller, "usage_history", "org", org_id, period, bucket)
+    return _answer(request, history)
 
 
 @router.patch(

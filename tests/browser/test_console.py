@@ -1,7 +1,8 @@
 """The web console in a real browser (the distribution's Chromium, headless) against a live
 ``rlm serve``: sign in, a task's tree drawn live to 100 %, cancel from the page, an RLM task's
-cells and sub-calls appearing while it runs, another tenant seeing none of it, quotas,
-evaluation reports. Each view's screenshot is saved under ``test-artifacts/console/``.
+cells and sub-calls appearing while it runs, another tenant seeing none of it, quotas and
+usage over time, evaluation runs recorded in the API. Each view's screenshot is saved under
+``test-artifacts/console/``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rlm_hypervisor import RLMClient
 from serve_app.console import CONSOLE_HEADERS
 from tests import rlm_script
 from tests.browser.harness import ARTIFACTS, Console
+from tests.eval_report import report_json
 
 pytestmark = pytest.mark.integration
 
@@ -320,6 +322,28 @@ def test_quotas_show_the_callers_windows_and_a_managers_team_and_org(console: Co
         expect(page.locator(".team table")).to_contain_text("member-one")
         expect(page.locator(".org .hierarchy")).to_contain_text("Console Org")
         expect(page.locator(".org")).to_contain_text("Lab")
+        # Usage over time: the caller's, the team's and (a manager's) the org's, each a chart
+        # whose bars add up to what the windows say, with the figures as a table too.
+        for level, name in (
+            ("user", "Your usage"),
+            ("team", f"Team {team}"),
+            ("org", f"Org {org}"),
+        ):
+            panel = page.locator(f'section.usage[data-level="{level}"]')
+            chart = panel.locator("svg.usage-chart")
+            expect(chart).to_have_attribute(
+                "aria-label", _contains(f"{mine.daily.agents_used} agent calls today")
+            )
+            expect(panel.locator("table tr.total")).to_contain_text(str(mine.daily.agents_used))
+            bars = chart.locator("rect.bar")
+            drawn = sum(int(a) for a in bars.evaluate_all("els => els.map(e => e.dataset.agents)"))
+            assert drawn == mine.daily.agents_used, (level, drawn)
+            expect(panel.get_by_label(f"{name}: period")).to_be_visible()
+        mine_panel = page.locator('section.usage[data-level="user"]')
+        mine_panel.get_by_label("Your usage: period").select_option("monthly")
+        expect(mine_panel.locator("svg.usage-chart")).to_have_attribute(
+            "aria-label", _contains("this month")
+        )
         _shot(page, "quotas-manager")
         # The API decides: another org's tree is refused, and the page says so.
         page.get_by_label("Org id").fill("another-org")
@@ -328,35 +352,49 @@ def test_quotas_show_the_callers_windows_and_a_managers_team_and_org(console: Co
     _no_csp_violations(console)
 
 
-def test_evaluation_reports_side_by_side(console: Console, tmp_path: Path) -> None:
+def test_evaluation_runs_from_the_api_side_by_side(console: Console) -> None:
     def summary(mode: str, accuracy: float, p50: float, cost: float) -> ModeSummary:
         return ModeSummary(
             mode, 8, accuracy, 0, p50, p50 * 2, 8, 20, 2, 5000, 300, cost, {"count": accuracy}
         )
 
-    modes = [summary("direct", 0.25, 900.0, 0.0123), summary("rlm", 0.875, 4200.0, 0.0456)]
-    report = {
-        "benchmark": "oolong-synth",
-        "config": {},
-        "windows": [{"index": 0, "lines": 100, "tokens": 2000}],
-        "questions": [{"id": f"q{i}"} for i in range(8)],
-        "modes": {m.mode: m.to_json() for m in modes},
+    org = f"evals-{uuid.uuid4().hex[:6]}"
+    older = report_json(direct_score=0.5)
+    newer = {
+        **report_json(),
+        "modes": {
+            m.mode: m.to_json()
+            for m in (summary("direct", 0.25, 900.0, 0.0123), summary("rlm", 0.875, 4200.0, 0.0456))
+        },
         "results": [],
     }
-    path = tmp_path / "report.json"
-    path.write_text(json.dumps(report))
+    # Recorded through the API as `rlm eval record` does (its CLI test runs it for real).
+    with _sdk(console, console.token(sub="evaluator", org=org)) as sdk:
+        first = sdk.evaluations.record(older)
+        second = sdk.evaluations.record(newer)
     with console.page() as page:
-        console.sign_in(page, console.token())
+        # A colleague of the org sees both runs, the newest first, compared side by side.
+        console.sign_in(page, console.token(sub="colleague", scopes="rlm:read", org=org))
         page.get_by_role("link", name="Evaluation runs").click()
-        page.get_by_label("Report files").set_input_files(str(path))
+        runs = page.locator("table.runs tbody tr")
+        expect(runs).to_have_count(2)
+        expect(runs.first).to_have_attribute("data-run", second.run_id)
         table = page.locator("table.modes")
-        expect(table.locator("thead")).to_contain_text("direct")
+        expect(table.locator("thead th")).to_have_count(1 + 4)  # two runs of two modes
         accuracy = table.locator("tbody tr").first
-        expect(accuracy).to_contain_text("25.0 %")
         expect(accuracy.locator("td.best")).to_have_text("87.5 %")
+        expect(accuracy).to_contain_text("50.0 %")  # the older run's direct mode
         expect(table).to_contain_text("$0.0456")
         expect(table).to_contain_text("4.2 s")
         _shot(page, "evaluation-runs")
+        # Unticking a run takes its modes out of the comparison.
+        page.get_by_label(f"Compare run {first.run_id.removeprefix('eval_')[:8]}").uncheck()
+        expect(table.locator("thead th")).to_have_count(1 + 2)
+    with console.page() as page:
+        # Another org sees none of them.
+        console.sign_in(page, console.token(sub="outsider", org=f"{org}-other"))
+        page.get_by_role("link", name="Evaluation runs").click()
+        expect(page.locator("main")).to_contain_text("No evaluation runs recorded yet")
     _no_csp_violations(console)
 
 

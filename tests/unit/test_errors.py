@@ -23,6 +23,7 @@ TABLE = {
     "FORBIDDEN": 403,
     "TASK_NOT_FOUND": 404,
     "WEBHOOK_NOT_FOUND": 404,  # an extension: the document has no webhook routes
+    "EVALUATION_NOT_FOUND": 404,  # an extension: evaluation runs served by the API
     "TIMEOUT": 408,
     "QUOTA_EXCEEDED": 429,
     "RATE_LIMITED": 429,

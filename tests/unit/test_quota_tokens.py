@@ -116,7 +116,7 @@ def test_a_hold_without_a_limit_writes_nothing(ledger: QuotaLedger) -> None:
     # Settling (or releasing) is always recorded: it charges, and repeats must be recognised.
     ledger.settle_tokens(hold.hold_id, 10, 5, 0.001)
     kinds = {k for k, _, _ in ledger.pop_changes().upserts}
-    assert kinds == {"token_hold", "user"}
+    assert kinds == {"token_hold", "user", "usage"}  # usage: the hour's bucket (over time)
 
 
 def test_open_holds_and_usage_count_against_the_day(ledger: QuotaLedger) -> None:

@@ -1156,6 +1156,7 @@ def test_exports_are_exactly_what_we_mean() -> None:
         "TaskNotFound",
         "TaskTimeout",
         "Trajectory",
+        "EvaluationNotFound",
         "Unauthorized",
         "WebhookNotFound",
         "__version__",

@@ -23,7 +23,8 @@ from rlm.config import Settings
 from rlm_hypervisor import AsyncRLMClient, RLMClient, RLMError
 from serve_app import create_app
 from serve_app.app import API_PREFIX
-from serve_app.routes import health, quotas, security, storage, tasks, webhooks
+from serve_app.routes import evaluations, health, quotas, security, storage, tasks, webhooks
+from tests.eval_report import report_json
 
 BASE = "http://sdk.test/v1"
 
@@ -76,6 +77,15 @@ ROUTE_METHODS: dict[tuple[str, str], list[SdkCall]] = {
     ("GET", "/v1/quotas/enterprise/org/{orgId}/hierarchy"): [("quotas.org_hierarchy", ("o",), {})],
     ("PATCH", "/v1/quotas/enterprise/org/{orgId}"): [("quotas.update_org", ("o",), {"agents": 1})],
     ("POST", "/v1/quotas/enterprise/org"): [("quotas.create_org", ({"orgId": "o"},), {})],
+    ("GET", "/v1/quotas/user/{userId}/usage"): [
+        ("quotas.usage", (), {}),
+        ("quotas.usage", ("u-1",), {"period": "weekly", "bucket": "day"}),
+    ],
+    ("GET", "/v1/quotas/team/{teamId}/usage"): [("quotas.usage", (), {"team_id": "t-1"})],
+    ("GET", "/v1/quotas/enterprise/org/{orgId}/usage"): [("quotas.usage", (), {"org_id": "o"})],
+    ("POST", "/v1/evaluations"): [("evaluations.record", (report_json(),), {})],
+    ("GET", "/v1/evaluations"): [("evaluations.list", (), {"limit": 5})],
+    ("GET", "/v1/evaluations/{runId}"): [("evaluations.get", ("eval_1",), {})],
     ("POST", "/v1/security/validate"): [("security.validate", ("hello",), {})],
     ("GET", "/v1/security/events"): [
         ("security.events", (), {}),
@@ -119,7 +129,7 @@ def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:
         for method in operations
     }
     # Each router's own routes too: one left out of the document still needs a method.
-    for module in (health, tasks, storage, quotas, security, webhooks):
+    for module in (health, tasks, storage, quotas, security, webhooks, evaluations):
         for route in module.router.routes:
             for method in getattr(route, "methods", None) or ():
                 if method != "HEAD":

@@ -12,6 +12,7 @@ import { SecurityAPI } from "./resources/security.js";
 import { object } from "./resources/shared.js";
 import { StorageAPI } from "./resources/storage.js";
 import { TERMINAL_STATES, TasksAPI } from "./resources/tasks.js";
+import { EvaluationsAPI } from "./resources/evaluations.js";
 import { WebhooksAPI } from "./resources/webhooks.js";
 import type { Random } from "./retry.js";
 import type { ExecuteRequest, ExecuteResponse } from "./types.js";
@@ -97,6 +98,8 @@ export class RLMClient {
   readonly security: SecurityAPI;
   /** Webhook endpoints, deliveries, and verifying what arrives. */
   readonly webhooks: WebhooksAPI;
+  /** Evaluation runs recorded by the API. */
+  readonly evaluations: EvaluationsAPI;
   readonly #http: Transport;
 
   constructor(options: RLMClientOptions = {}) {
@@ -128,6 +131,7 @@ export class RLMClient {
     this.storage = new StorageAPI(this.#http);
     this.security = new SecurityAPI(this.#http);
     this.webhooks = new WebhooksAPI(this.#http);
+    this.evaluations = new EvaluationsAPI(this.#http);
   }
 
   /**

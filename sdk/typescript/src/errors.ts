@@ -13,6 +13,7 @@
  * ├── Forbidden                 FORBIDDEN          403
  * ├── TaskNotFound              TASK_NOT_FOUND     404
  * ├── WebhookNotFound           WEBHOOK_NOT_FOUND  404
+ * ├── EvaluationNotFound        EVALUATION_NOT_FOUND 404 (runId)
  * ├── TaskTimeout               TIMEOUT            408
  * ├── QuotaExceeded             QUOTA_EXCEEDED     429   (resource, limit, used, resetTime)
  * ├── RateLimited               RATE_LIMITED       429   (retryAfterS)
@@ -112,6 +113,12 @@ export class WebhookNotFound extends RLMError {
   static override readonly status: number = 404;
 }
 
+/** No such evaluation run for this caller (404 `EVALUATION_NOT_FOUND`). */
+export class EvaluationNotFound extends RLMError {
+  static override readonly code: string = "EVALUATION_NOT_FOUND";
+  static override readonly status: number = 404;
+}
+
 /** The task ran past its `timeoutMs` (408 `TIMEOUT`). */
 export class TaskTimeout extends RLMError {
   static override readonly code: string = "TIMEOUT";
@@ -172,6 +179,7 @@ const BY_CODE: ReadonlyMap<string, ErrorClass> = new Map<string, ErrorClass>(
     Forbidden,
     TaskNotFound,
     WebhookNotFound,
+    EvaluationNotFound,
     TaskTimeout,
     QuotaExceeded,
     RateLimited,

@@ -37,6 +37,7 @@ export {
   TaskNotFound,
   TaskTimeout,
   Unauthorized,
+  EvaluationNotFound,
   WebhookNotFound,
   WebhookVerificationError,
   errorFromResponse,
@@ -45,7 +46,8 @@ export {
 } from "./errors.js";
 export { LineSplitter, SSEDecoder, type EventStreamOptions, type ServerSentEvent } from "./events.js";
 export type { Fetch, RequestOptions } from "./http.js";
-export type { IdempotentOptions, QuotasAPI, TransferParams } from "./resources/quotas.js";
+export type { EvaluationsAPI } from "./resources/evaluations.js";
+export type { IdempotentOptions, QuotasAPI, TransferParams, UsageParams } from "./resources/quotas.js";
 export type { SecurityAPI, SecurityEventsParams } from "./resources/security.js";
 export type { StorageAPI, StorageReadParams } from "./resources/storage.js";
 export { TERMINAL_STATES, type TasksAPI, type WaitOptions } from "./resources/tasks.js";

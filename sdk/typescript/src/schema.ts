@@ -4,6 +4,53 @@
  */
 
 export interface paths {
+    "/v1/evaluations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List evaluation runs
+         * @description The caller's runs and its org's, newest first: accuracy, cost and latency per mode
+         *     (without the per-question results).
+         */
+        get: operations["list_evaluations_v1_evaluations_get"];
+        put?: never;
+        /**
+         * Record an evaluation run
+         * @description Store a report written by ``rlm eval oolong --json`` as a run of the caller (in its
+         *     org): checked first (per-mode figures: 400 if malformed; a result of a mode the report
+         *     does not list: 409).
+         */
+        post: operations["record_evaluation_v1_evaluations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/evaluations/{runId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get an evaluation run
+         * @description One run with its windows, questions and per-question results.
+         */
+        get: operations["get_evaluation_v1_evaluations__runId__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/execute": {
         parameters: {
             query?: never;
@@ -100,6 +147,27 @@ export interface paths {
          * @description The org, its ancestors (root first), descendants and siblings.
          */
         get: operations["hierarchy_v1_quotas_enterprise_org__orgId__hierarchy_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/quotas/enterprise/org/{orgId}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get organization usage over time (extension)
+         * @description What the org's subtree was charged in the current ``period`` window, per ``bucket``.
+         *     Managers (``rlm:admin`` or ``rlm:quota:manage``) of the org or an ancestor only.
+         */
+        get: operations["org_usage_v1_quotas_enterprise_org__orgId__usage_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -212,6 +280,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/quotas/team/{teamId}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get team usage over time (extension)
+         * @description What the team's pool was charged in the current ``period`` window, per ``bucket``.
+         *     Who may: as ``GET /quotas/team/{teamId}`` (its members, or managers of its org).
+         */
+        get: operations["team_usage_v1_quotas_team__teamId__usage_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/quotas/user/{userId}": {
         parameters: {
             query?: never;
@@ -250,6 +339,27 @@ export interface paths {
          * @description Would ``agentsRequested`` agent calls be admitted now? Charges nothing.
          */
         post: operations["check_v1_quotas_user__userId__check_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/quotas/user/{userId}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get user usage over time (extension)
+         * @description What the user was charged in the current ``period`` window, per ``bucket``: agent
+         *     calls, compute hours, tokens and cost. Whose: as ``GET /quotas/user/{userId}``.
+         */
+        get: operations["user_usage_v1_quotas_user__userId__usage_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1173,6 +1283,112 @@ export interface components {
             message: string;
         };
         /**
+         * EvaluationList
+         * @description ``GET /evaluations``: the runs the caller may see, newest first.
+         */
+        EvaluationList: {
+            /** Evaluations */
+            evaluations: components["schemas"]["EvaluationSummary"][];
+        };
+        /**
+         * EvaluationReport
+         * @description ``POST /evaluations``'s body: a report as ``rlm eval oolong --json`` writes it.
+         *
+         *     ``config``, ``windows``, ``questions`` and ``results`` are kept as given (bounded in size);
+         *     ``modes`` is checked figure by figure; every result must name one of its modes
+         *     (:meth:`unknown_modes`, checked when it is recorded).
+         */
+        EvaluationReport: {
+            /** Benchmark */
+            benchmark: string;
+            /** Config */
+            config?: {
+                [key: string]: unknown;
+            };
+            /** Modes */
+            modes: {
+                [key: string]: components["schemas"]["ModeFigures"];
+            };
+            /** Questions */
+            questions?: {
+                [key: string]: unknown;
+            }[];
+            /** Results */
+            results?: {
+                [key: string]: unknown;
+            }[];
+            /** Windows */
+            windows?: {
+                [key: string]: unknown;
+            }[];
+        };
+        /**
+         * EvaluationRun
+         * @description A whole recorded run (``POST /evaluations``, ``GET /evaluations/{runId}``).
+         */
+        EvaluationRun: {
+            /** Benchmark */
+            benchmark: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Modes */
+            modes: {
+                [key: string]: components["schemas"]["ModeFigures"];
+            };
+            /** Orgid */
+            orgId?: string | null;
+            /** Ownerid */
+            ownerId: string;
+            /** Questions */
+            questions: {
+                [key: string]: unknown;
+            }[];
+            /** Results */
+            results: {
+                [key: string]: unknown;
+            }[];
+            /** Runid */
+            runId: string;
+            /** Windows */
+            windows: {
+                [key: string]: unknown;
+            }[];
+        };
+        /**
+         * EvaluationSummary
+         * @description A recorded run without its per-question parts (``GET /evaluations``'s items).
+         */
+        EvaluationSummary: {
+            /** Benchmark */
+            benchmark: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Modes */
+            modes: {
+                [key: string]: components["schemas"]["ModeFigures"];
+            };
+            /** Orgid */
+            orgId?: string | null;
+            /** Ownerid */
+            ownerId: string;
+            /** Runid */
+            runId: string;
+        };
+        /**
          * ExecuteOptions
          * @description ``ExecuteRequest.options``. ``leafSize``, ``fanout``, ``async``, ``budget``, ``memo``,
          *     ``model``, ``subModel`` and ``maxIterations`` are extensions: ``budget`` limits the task's
@@ -1897,6 +2113,16 @@ export interface components {
             severity?: "info" | "low" | "medium" | "high" | "critical";
         };
         /**
+         * LatencyFigures
+         * @description A mode's client wall time per question, in milliseconds.
+         */
+        LatencyFigures: {
+            /** P50 */
+            p50: number;
+            /** P95 */
+            p95: number;
+        };
+        /**
          * MemberAllocation
          * @description ``PUT /quotas/team/{teamId}/members/{userId}``: membership and its share of the pool.
          */
@@ -1910,6 +2136,35 @@ export interface components {
              * @default member
              */
             role?: string;
+        };
+        /**
+         * ModeFigures
+         * @description One mode's figures over its questions (as the report's ``modes`` holds them).
+         */
+        ModeFigures: {
+            /** Accuracy */
+            accuracy: number;
+            /** Agentcalls */
+            agentCalls: number;
+            /** Bykind */
+            byKind?: {
+                [key: string]: number;
+            };
+            /** Cachedcalls */
+            cachedCalls: number;
+            /** Costusd */
+            costUsd: number;
+            /** Errors */
+            errors: number;
+            /** Inputtokens */
+            inputTokens: number;
+            latencyMs: components["schemas"]["LatencyFigures"];
+            /** Lmcalls */
+            lmCalls: number;
+            /** Outputtokens */
+            outputTokens: number;
+            /** Questions */
+            questions: number;
         };
         /**
          * NoSettings
@@ -2724,6 +2979,68 @@ export interface components {
             outputTokens?: number;
         };
         /**
+         * UsageHistory
+         * @description A user's, team's or org's usage in the current ``period`` window, bucket by bucket.
+         *
+         *     ``start``/``resetTime`` bound the window as :class:`~rlm.models.quotas.QuotaPeriod` does;
+         *     ``buckets`` cover it from its start to the bucket containing now, empty ones included;
+         *     ``total`` adds them up. An org's usage is its whole subtree's, as its quota counts it.
+         */
+        UsageHistory: {
+            /**
+             * Bucket
+             * @enum {string}
+             */
+            bucket: "hour" | "day";
+            /** Buckets */
+            buckets: components["schemas"]["UsagePoint"][];
+            /** Id */
+            id: string;
+            /**
+             * Level
+             * @enum {string}
+             */
+            level: "user" | "team" | "org";
+            /**
+             * Period
+             * @enum {string}
+             */
+            period: "daily" | "weekly" | "monthly";
+            /**
+             * Resettime
+             * Format: date-time
+             */
+            resetTime: string;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            total: components["schemas"]["UsagePoint"];
+        };
+        /**
+         * UsagePoint
+         * @description What was charged in one bucket of time (``start`` up to the next bucket's).
+         *
+         *     Names as in :class:`~rlm.models.quotas.QuotaPeriod`: agent calls and compute hours settled
+         *     by tasks, language-model tokens (input + output) and cost settled by their calls.
+         */
+        UsagePoint: {
+            /** Agentsused */
+            agentsUsed: number;
+            /** Computehoursused */
+            computeHoursUsed: number;
+            /** Costusd */
+            costUsd: number;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /** Tokensused */
+            tokensUsed: number;
+        };
+        /**
          * UserQuotaStatus
          * @description ``GET /quotas/user/{userId}``.
          */
@@ -2911,6 +3228,237 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_evaluations_v1_evaluations_get: {
+        parameters: {
+            query?: {
+                /** @description The most runs to answer. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvaluationList"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    record_evaluation_v1_evaluations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EvaluationReport"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvaluationRun"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The report contradicts itself (`CONFLICT`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_evaluation_v1_evaluations__runId__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                runId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvaluationRun"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     execute_v1_execute_post: {
         parameters: {
             query?: never;
@@ -3234,6 +3782,78 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["OrganizationHierarchy"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    org_usage_v1_quotas_enterprise_org__orgId__usage_get: {
+        parameters: {
+            query?: {
+                /** @description The quota window: today, this ISO week or this calendar month (UTC). */
+                period?: "daily" | "weekly" | "monthly";
+                /** @description The size of each bucket of the series. */
+                bucket?: "hour" | "day";
+            };
+            header?: never;
+            path: {
+                orgId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageHistory"];
                 };
             };
             /** @description Bad Request */
@@ -3717,6 +4337,87 @@ export interface operations {
             };
         };
     };
+    team_usage_v1_quotas_team__teamId__usage_get: {
+        parameters: {
+            query?: {
+                /** @description The quota window: today, this ISO week or this calendar month (UTC). */
+                period?: "daily" | "weekly" | "monthly";
+                /** @description The size of each bucket of the series. */
+                bucket?: "hour" | "day";
+            };
+            header?: never;
+            path: {
+                teamId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageHistory"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     user_status_v1_quotas_user__userId__get: {
         parameters: {
             query?: never;
@@ -3926,6 +4627,78 @@ export interface operations {
             };
             /** @description The request body is larger than the server accepts (`PAYLOAD_TOO_LARGE`). */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    user_usage_v1_quotas_user__userId__usage_get: {
+        parameters: {
+            query?: {
+                /** @description The quota window: today, this ISO week or this calendar month (UTC). */
+                period?: "daily" | "weekly" | "monthly";
+                /** @description The size of each bucket of the series. */
+                bucket?: "hour" | "day";
+            };
+            header?: never;
+            path: {
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageHistory"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,8 +1,11 @@
-// The Evaluation runs view. `rlm eval oolong --json PATH` writes its report to a file; the API
-// has no route for evaluation reports, so the page opens such a file from the user's disk
-// (read in the browser, never uploaded) and shows its modes side by side.
+// The Evaluation runs view: runs recorded in the API (`rlm eval oolong --record`, or
+// `rlm eval record report.json`) from GET /evaluations — the caller's and its org's — and the
+// chosen runs' modes side by side: accuracy, cost and latency per mode.
 
-import { duration, h, num, replace, usd } from "./dom.js";
+import { call } from "./api.js";
+import { duration, h, num, replace, usd, when } from "./dom.js";
+
+const SHOWN = 3; // runs compared at first: the newest
 
 const ROWS = [
   ["Accuracy", (m) => `${num(100 * m.accuracy, 1)} %`],
@@ -18,55 +21,114 @@ const ROWS = [
   ["Cost", (m) => usd(m.costUsd)],
 ];
 
-export function evalsView(main) {
-  const input = h("input", { type: "file", id: "eval-file", accept: ".json,application/json", multiple: true });
-  const out = h("div", { class: "evals" });
+function short(run) {
+  return run.runId.replace(/^eval_/, "").slice(0, 8);
+}
+
+function bestAccuracy(run) {
+  return Math.max(...Object.values(run.modes).map((m) => m.accuracy));
+}
+
+export function evalsView(main, { signal }) {
+  const list = h("div", { class: "eval-runs" }, h("p", {}, "Loading…"));
+  const compare = h("div", { class: "evals", "aria-live": "polite" });
   replace(
     main,
     h("h2", { id: "view-title", tabindex: "-1" }, "Evaluation runs"),
-    h("p", {}, "Open one or more reports written by ", h("code", {}, "rlm eval oolong --json report.json"), ". They are read in this page only; the API keeps no evaluation results."),
-    h("div", { class: "field" }, h("label", { for: "eval-file" }, "Report files"), input),
-    out,
+    h("p", {}, "Runs recorded with ", h("code", {}, "rlm eval oolong --record"), " or ", h("code", {}, "rlm eval record report.json"), ": yours and your organization's, newest first. Tick runs to compare their modes side by side."),
+    list,
+    compare,
   );
-  input.addEventListener("change", async () => {
-    const reports = [];
-    for (const file of input.files) {
-      try {
-        reports.push([file.name, JSON.parse(await file.text())]);
-      } catch (err) {
-        reports.push([file.name, { error: err.message }]);
-      }
-    }
-    replace(out, reports.map(([name, r]) => report(name, r)));
-  });
-}
 
-function report(name, r) {
-  if (!r || typeof r.modes !== "object" || r.error) {
-    return h("p", { class: "error", role: "alert" }, `${name}: not an rlm eval report${r && r.error ? ` (${r.error})` : ""}`);
-  }
-  const modes = Object.entries(r.modes);
-  const kinds = [...new Set(modes.flatMap(([, m]) => Object.keys(m.byKind || {})))].sort();
-  const best = Math.max(...modes.map(([, m]) => m.accuracy));
-  return h(
-    "section",
-    { class: "panel", "aria-label": name },
-    h("h3", {}, name, r.benchmark ? ` · ${r.benchmark}` : "", ` · ${num((r.questions || []).length)} questions over ${num((r.windows || []).length)} window${(r.windows || []).length === 1 ? "" : "s"}`),
-    h(
-      "div",
-      { class: "scroll" },
+  let runs = [];
+  const chosen = new Set();
+
+  function drawComparison() {
+    const picked = runs.filter((r) => chosen.has(r.runId));
+    if (!picked.length) {
+      replace(compare, h("p", { class: "note" }, "No run chosen."));
+      return;
+    }
+    const columns = picked.flatMap((run) => Object.entries(run.modes).map(([mode, m]) => ({ run, mode, m })));
+    const best = Math.max(...columns.map((c) => c.m.accuracy));
+    const kinds = [...new Set(columns.flatMap((c) => Object.keys(c.m.byKind || {})))].sort();
+    replace(
+      compare,
       h(
-        "table",
-        { class: "modes" },
-        h("caption", {}, "Per mode, side by side"),
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Figure"), modes.map(([mode]) => h("th", { scope: "col" }, mode)))),
+        "section",
+        { class: "panel", "aria-label": "Modes side by side" },
+        h("h3", {}, `${picked.length} run${picked.length === 1 ? "" : "s"} side by side`),
         h(
-          "tbody",
-          {},
-          ROWS.map(([label, f]) => h("tr", {}, h("th", { scope: "row" }, label), modes.map(([, m]) => h("td", { class: "n" + (label === "Accuracy" && m.accuracy === best ? " best" : "") }, f(m))))),
-          kinds.map((k) => h("tr", {}, h("th", { scope: "row" }, `Accuracy: ${k}`), modes.map(([, m]) => h("td", { class: "n" }, m.byKind && k in m.byKind ? `${num(100 * m.byKind[k], 1)} %` : "—")))),
+          "div",
+          { class: "scroll" },
+          h(
+            "table",
+            { class: "modes" },
+            h("caption", {}, "Per run and mode"),
+            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Figure"), columns.map((c) => h("th", { scope: "col", "data-run": c.run.runId }, `${short(c.run)} · ${c.mode}`)))),
+            h(
+              "tbody",
+              {},
+              ROWS.map(([label, f]) => h("tr", {}, h("th", { scope: "row" }, label), columns.map((c) => h("td", { class: "n" + (label === "Accuracy" && c.m.accuracy === best ? " best" : "") }, f(c.m))))),
+              kinds.map((k) => h("tr", {}, h("th", { scope: "row" }, `Accuracy: ${k}`), columns.map((c) => h("td", { class: "n" }, c.m.byKind && k in c.m.byKind ? `${num(100 * c.m.byKind[k], 1)} %` : "—")))),
+            ),
+          ),
         ),
       ),
-    ),
-  );
+    );
+  }
+
+  function row(run) {
+    const box = h("input", { type: "checkbox", id: `eval-${run.runId}`, checked: chosen.has(run.runId), "aria-label": `Compare run ${short(run)}` });
+    box.addEventListener("change", () => {
+      if (box.checked) chosen.add(run.runId);
+      else chosen.delete(run.runId);
+      drawComparison();
+    });
+    const questions = Math.max(...Object.values(run.modes).map((m) => m.questions));
+    return h(
+      "tr",
+      { "data-run": run.runId },
+      h("td", {}, box),
+      h("th", { scope: "row" }, h("label", { for: box.id }, short(run))),
+      h("td", {}, when(run.createdAt)),
+      h("td", {}, run.ownerId),
+      h("td", {}, run.benchmark),
+      h("td", {}, Object.keys(run.modes).join(", ")),
+      h("td", { class: "n" }, num(questions)),
+      h("td", { class: "n" }, `${num(100 * bestAccuracy(run), 1)} %`),
+    );
+  }
+
+  async function load() {
+    try {
+      runs = (await call("/evaluations?limit=50", { signal })).evaluations;
+    } catch (err) {
+      if (!signal.aborted) replace(list, h("p", { class: "error", role: "alert" }, err.status === 403 ? "This token may not read evaluation runs (it needs rlm:read)." : err.message));
+      return;
+    }
+    if (!runs.length) {
+      replace(list, h("p", { class: "note" }, "No evaluation runs recorded yet."));
+      replace(compare);
+      return;
+    }
+    runs.slice(0, SHOWN).forEach((r) => chosen.add(r.runId));
+    replace(
+      list,
+      h(
+        "div",
+        { class: "scroll" },
+        h(
+          "table",
+          { class: "runs" },
+          h("caption", {}, "Recorded runs"),
+          h("thead", {}, h("tr", {}, ["Compare", "Run", "Recorded", "By", "Benchmark", "Modes", "Questions", "Best accuracy"].map((x) => h("th", { scope: "col" }, x)))),
+          h("tbody", {}, runs.map(row)),
+        ),
+      ),
+    );
+    drawComparison();
+  }
+
+  load();
 }

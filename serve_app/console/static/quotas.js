@@ -1,8 +1,10 @@
-// The Quotas view: the caller's day/week/month windows; its team's pool and members and its
-// org's hierarchy when the token names them (the API decides who may see what).
+// The Quotas view: the caller's day/week/month windows and its usage over time; its team's
+// pool, members and usage and its org's hierarchy (and, for managers, the org's usage) when
+// the token names them (the API decides who may see what).
 
 import { ApiError, call, claims } from "./api.js";
 import { h, num, replace, usd, when } from "./dom.js";
+import { usagePanel } from "./usage.js";
 
 const SAMPLE_MS = 10_000;
 
@@ -63,10 +65,11 @@ export function quotasView(main, { signal }) {
   const team = h("div", { class: "team" });
   const org = h("div", { class: "org" });
   const history = { daily: [], weekly: [], monthly: [] };
+  const myUsage = usagePanel("user", "me", "Your usage", { signal });
   replace(
     main,
     h("h2", { id: "view-title", tabindex: "-1" }, "Quotas"),
-    h("section", { "aria-labelledby": "q-mine" }, h("h3", { id: "q-mine" }, `Your windows${c.sub ? ` (${c.sub})` : ""}`), mine),
+    h("section", { "aria-labelledby": "q-mine" }, h("h3", { id: "q-mine" }, `Your windows${c.sub ? ` (${c.sub})` : ""}`), mine, myUsage.panel),
     h("section", { "aria-labelledby": "q-team" }, h("h3", { id: "q-team" }, "Team"), manager ? lookup("Team id", (id) => showTeam(id)) : null, team),
     h("section", { "aria-labelledby": "q-org" }, h("h3", { id: "q-org" }, "Organization"), manager ? lookup("Org id", (id) => showOrg(id)) : null, org),
   );
@@ -114,6 +117,7 @@ export function quotasView(main, { signal }) {
           h("tbody", {}, t.members.map((m) => h("tr", {}, h("th", { scope: "row" }, m.userId), h("td", {}, m.role), h("td", { class: "n" }, num(m.agentsUsed)), h("td", { class: "n" }, m.agentsAllocated === undefined ? "—" : num(m.agentsAllocated)), h("td", { class: "n" }, num(m.computeHoursUsed, 2)), h("td", { class: "n" }, m.computeHoursAllocated === undefined ? "—" : num(m.computeHoursAllocated, 2))))),
         ),
         t.projects.length ? h("ul", { "aria-label": "Projects" }, t.projects.map((p) => h("li", {}, `${p.name || p.projectId}: ${num(p.agentsAllocated)} agents, ${num(p.computeHoursAllocated, 2)} compute h`))) : null,
+        usagePanel("team", t.teamId, `Team ${t.teamId}`, { signal }).panel,
       );
     } catch (err) {
       if (!signal.aborted) refused(team, err);
@@ -135,6 +139,8 @@ export function quotasView(main, { signal }) {
         x.descendants.length ? h("ul", {}, x.descendants.map((o) => orgLine(o))) : h("p", { class: "note" }, "none"),
         h("p", {}, "Siblings:"),
         x.siblings.length ? h("ul", {}, x.siblings.map((o) => orgLine(o))) : h("p", { class: "note" }, "none"),
+        // An org's usage is for its managers (the API refuses anyone else).
+        manager ? usagePanel("org", x.org.orgId, `Org ${x.org.orgId}`, { signal }).panel : null,
       );
     } catch (err) {
       if (!signal.aborted) refused(org, err);
@@ -146,6 +152,6 @@ export function quotasView(main, { signal }) {
   else replace(team, h("p", { class: "note" }, "This token names no team."));
   if (c.org) showOrg(c.org);
   else replace(org, h("p", { class: "note" }, "This token names no organization."));
-  const timer = setInterval(() => document.hidden || showMine(), SAMPLE_MS);
+  const timer = setInterval(() => document.hidden || (showMine(), myUsage.refresh()), SAMPLE_MS);
   signal.addEventListener("abort", () => clearInterval(timer));
 }

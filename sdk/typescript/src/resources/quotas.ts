@@ -20,6 +20,7 @@ import type {
   TeamMember,
   TeamQuotaStatus,
   TransferReceiptOut,
+  UsageHistory,
   UserQuotaStatus,
 } from "../types.js";
 import { object, seg } from "./shared.js";
@@ -30,6 +31,20 @@ export interface TransferParams {
   toUserId: string;
   agents?: number;
   computeHours?: number;
+}
+
+/** Whose usage over time, and in which window and bucket size (`client.quotas.usage`). */
+export interface UsageParams {
+  /** A user (left out, with no team or org: the API key's own user, `me`). */
+  userId?: string;
+  /** A team's pool instead (its members and its org's managers). */
+  teamId?: string;
+  /** An org's subtree instead (its managers). */
+  orgId?: string;
+  /** The quota window: `daily` (default), `weekly` or `monthly`. */
+  period?: "daily" | "weekly" | "monthly";
+  /** The size of each bucket: `hour` (default) or `day`. */
+  bucket?: "hour" | "day";
 }
 
 /** Options of calls that take an `Idempotency-Key`. */
@@ -55,6 +70,31 @@ export class QuotasAPI {
     const user = userId === undefined ? "me" : seg(userId);
     return this.#http.send(
       { method: "GET", path: `/quotas/user/${user}`, parse: object<UserQuotaStatus>("UserQuotaStatus") },
+      options,
+    );
+  }
+
+  /**
+   * Usage over time in the current window, bucket by bucket (extension):
+   * `GET /quotas/user/{userId}/usage`, `/quotas/team/{teamId}/usage` or
+   * `/quotas/enterprise/org/{orgId}/usage`.
+   */
+  usage(params: UsageParams = {}, options?: RequestOptions): Promise<UsageHistory> {
+    const named = [params.userId, params.teamId, params.orgId].filter((x) => x !== undefined);
+    if (named.length > 1) throw new TypeError("name one of userId, teamId, orgId");
+    const path =
+      params.teamId !== undefined
+        ? `/quotas/team/${seg(params.teamId)}/usage`
+        : params.orgId !== undefined
+          ? `/quotas/enterprise/org/${seg(params.orgId)}/usage`
+          : `/quotas/user/${params.userId === undefined ? "me" : seg(params.userId)}/usage`;
+    return this.#http.send(
+      {
+        method: "GET",
+        path,
+        query: { period: params.period ?? "daily", bucket: params.bucket ?? "hour" },
+        parse: object<UsageHistory>("UsageHistory"),
+      },
       options,
     );
   }
