@@ -1,9 +1,14 @@
-"""The request-rate limiter with a fake clock: tiers, windows, headers, refusals."""
+"""The request-rate limiter with a fake clock: tiers, windows, headers, refusals.
+
+Tests taking the ``limiter`` fixture run twice: on the embedded in-memory windows (the SQLite
+state store's) and on the windows shared in PostgreSQL (``RLM_DATABASE_URL``), which must
+decide and report exactly the same."""
 
 from __future__ import annotations
 
 import importlib
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ import pytest
 import rlm.ratelimit
 from rlm.auth import TIERS, Principal, TierLimits
 from rlm.errors import RateLimited
-from rlm.ratelimit import RateDecision, RateLimiter, enforce
+from rlm.ratelimit import RateDecision, RateLimiter, SharedWindows, enforce
 
 ANON = TIERS["anonymous"]
 USER = TIERS["user"]
@@ -36,8 +41,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def limiter(clock: FakeClock) -> RateLimiter:
-    return RateLimiter(clock)
+def limiter(clock: FakeClock, database_url: str | None) -> Iterator[RateLimiter]:
+    if database_url is None:
+        yield RateLimiter(clock)
+        return
+    shared = SharedWindows(database_url, clock=clock)
+    yield RateLimiter(shared=shared)
+    shared.close()
 
 
 def test_anonymous_eleventh_request_in_a_minute_is_refused(
@@ -270,6 +280,7 @@ def test_invalid_arguments(limiter: RateLimiter, key: str, cost: int) -> None:
         "rlm.ratelimit.decision",
         "rlm.ratelimit.journal",
         "rlm.ratelimit.limiter",
+        "rlm.ratelimit.shared",
         "rlm.ratelimit.window",
     ],
 )
@@ -291,6 +302,8 @@ def test_package_exports_what_it_means_to() -> None:
         "RateJournal",
         "RateLimiter",
         "RequestLimiter",
+        "SharedTake",
+        "SharedWindows",
         "SlidingWindow",
         "enforce",
     }
