@@ -106,6 +106,12 @@ class AdmissionGate:
             return {}
         counted_before = admission.rate_counted
         headers: dict[str, str] = {}
+        if task is None and not counted_before:
+            # Nothing can refuse it after the rate: count at once (one check, not a look and
+            # then a count: on PostgreSQL's shared windows each is a round trip).
+            counted = self._limiter.check_and_consume(admission.key, admission.limits)
+            counted.raise_if_rejected()
+            return counted.headers()
         if not counted_before:
             rate = self._limiter.peek(admission.key, admission.limits)
             headers = rate.headers()
