@@ -251,11 +251,15 @@ class AdmissionGate:
     # -- holds nobody owns --------------------------------------------------------------------
 
     def release_task_holds(self, task_ids: Collection[str]) -> int:
-        """Release the holds of these tasks (interrupted with an instance that died: nobody
-        will settle them). Returns how many were released."""
+        """Release the holds (and agent leases) of these tasks (interrupted with an instance
+        that died: nobody will settle them). Returns how many quota holds were released."""
         if not task_ids:
             return 0
         wanted = set(task_ids)
+        # Their concurrent-agent leases too (named for the tasks): shared on PostgreSQL, they
+        # would otherwise hold the dead instance's agents against the client for good.
+        for task_id in wanted:
+            self._limiter.release(task_id)
         released = 0
         for held in self._quotas.open_reservations():
             if held.task_id is not None and held.task_id.split("+", 1)[0] in wanted:

@@ -40,6 +40,7 @@ from rlm.ratelimit.concurrency import AgentLeases, ConcurrencyDecision
 from rlm.ratelimit.decision import PolicyState, RateDecision
 from rlm.ratelimit.journal import RateJournal
 from rlm.ratelimit.shared import SharedWindows
+from rlm.ratelimit.shared_leases import SharedLeases
 from rlm.ratelimit.window import SlidingWindow
 
 __all__ = ["HOUR_GRANULARITY_S", "RateLimiter", "RequestLimiter", "enforce"]
@@ -78,6 +79,8 @@ class RateLimiter:
         shared: The windows of every instance on one PostgreSQL database: the request rate
             is decided there, not in this process (``clock`` then only times the leases, and
             ``journal`` is not needed: the shared windows are durable).
+        leases: The concurrent-agent leases of every instance on one PostgreSQL database
+            (by default they are this process's).
 
     Example:
         >>> limiter = RateLimiter()
@@ -92,13 +95,14 @@ class RateLimiter:
         sweep_every: int = 4096,
         journal: RateJournal | None = None,
         shared: SharedWindows | None = None,
+        leases: SharedLeases | None = None,
     ) -> None:
         if sweep_every < 1:
             raise ValueError("sweep_every must be >= 1")
         self._clock = clock
         self._sweep_every = sweep_every
         self._windows: dict[str, tuple[SlidingWindow, ...]] = {}
-        self._leases = AgentLeases(clock)
+        self._leases: AgentLeases | SharedLeases = leases or AgentLeases(clock)
         self._last_now = float("-inf")
         self._checks = 0
         # Ray runs actor methods one at a time, but the same object may serve threads in-process.

@@ -52,7 +52,7 @@ from rlm.lm.settings import ProviderSettings
 from rlm.models.quotas import TeamQuotaStatus
 from rlm.models.tasks import CancelResponse, ExecuteResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
-from rlm.ratelimit import RateJournal, RateLimiter, SharedWindows
+from rlm.ratelimit import RateJournal, RateLimiter, SharedLeases, SharedWindows
 from rlm.runtime.lm_broker import CallStopped, LMBroker
 from rlm.runtime.rlm_host import HostConfig
 from rlm.runtime.rlm_sessions import SessionHosts
@@ -157,10 +157,11 @@ class HypervisorCore:
         )
         # Rate-limit windows continue across a restart of this actor: every counted request
         # is journaled in the state file, and a new limiter replays the last hour. On
-        # PostgreSQL the windows are the database's, shared by every instance on it (a client
-        # spreading requests over instances gets its tier in total, not once per instance).
+        # PostgreSQL the windows and the concurrent-agent leases are the database's, shared by
+        # every instance on it (a client spreading requests or tasks over instances gets its
+        # tier in total, not once per instance).
         self._limiter = (
-            RateLimiter(shared=SharedWindows(dsn))
+            RateLimiter(shared=SharedWindows(dsn), leases=SharedLeases(dsn))
             if dsn is not None
             else RateLimiter(journal=RateJournal(settings.database_path))
         )

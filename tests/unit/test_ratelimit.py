@@ -281,6 +281,7 @@ def test_invalid_arguments(limiter: RateLimiter, key: str, cost: int) -> None:
         "rlm.ratelimit.journal",
         "rlm.ratelimit.limiter",
         "rlm.ratelimit.shared",
+        "rlm.ratelimit.shared_leases",
         "rlm.ratelimit.window",
     ],
 )
@@ -302,6 +303,7 @@ def test_package_exports_what_it_means_to() -> None:
         "RateJournal",
         "RateLimiter",
         "RequestLimiter",
+        "SharedLeases",
         "SharedTake",
         "SharedWindows",
         "SlidingWindow",

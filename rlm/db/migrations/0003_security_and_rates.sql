@@ -107,12 +107,17 @@ BEGIN
            COALESCE(array_agg(l.n ORDER BY l.at), '{}'),
            COALESCE(SUM(l.n), 0)
       INTO log_at, log_n, minute_used
-      FROM rate_log l WHERE l.key = p_key AND l.at + 60 > t;
+      -- The first bound lets the primary key's index find the window (rows a purge has not
+      -- yet deleted are never read); the second is the window's, as rlm/ratelimit/window.py
+      -- computes it, so both sides count the same rows.
+      FROM rate_log l WHERE l.key = p_key AND l.at > t - 61 AND l.at + 60 > t;
     SELECT COALESCE(array_agg(b.bucket ORDER BY b.bucket), '{}'),
            COALESCE(array_agg(b.n ORDER BY b.bucket), '{}'),
            COALESCE(SUM(b.n), 0)
       INTO bucket_ids, bucket_n, hour_used
-      FROM rate_buckets b WHERE b.key = p_key AND (b.bucket + 1) * 60 + 3600 > t;
+      FROM rate_buckets b
+     WHERE b.key = p_key AND b.bucket >= floor((t - 3660) / 60)::BIGINT
+       AND (b.bucket + 1) * 60 + 3600 > t;
     allowed := minute_used + p_cost <= p_minute_limit AND hour_used + p_cost <= p_hour_limit;
     IF allowed AND p_consume THEN
         INSERT INTO rate_log AS r VALUES (p_key, t, p_cost)
@@ -121,6 +126,55 @@ BEGIN
             ON CONFLICT (key, bucket) DO UPDATE SET n = r.n + excluded.n;
     END IF;
     now_s := t;
+    RETURN NEXT;
+END
+$$;
+
+-- rlm/ratelimit/shared_leases.py: concurrent-agent leases, shared by the instances (a lease's
+-- id is its task's; a dead instance's leases are released with its tasks' quota holds).
+CREATE TABLE rate_leases (
+    lease_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    agents BIGINT NOT NULL,
+    expires_at DOUBLE PRECISION
+);
+CREATE INDEX rate_leases_key ON rate_leases (key);
+
+-- Take p_n agents for p_key within p_limit, in one statement under the key's advisory lock:
+-- expired leases of the key are dropped first; a lease id already taken is answered with the
+-- lease it names (idempotent; the caller checks its key and size), nothing taken again.
+CREATE FUNCTION rlm_lease_take(
+    p_key TEXT,
+    p_n BIGINT,
+    p_limit BIGINT,
+    p_lease_id TEXT,
+    p_ttl DOUBLE PRECISION,
+    p_now DOUBLE PRECISION
+) RETURNS TABLE (
+    allowed BOOLEAN,
+    in_use BIGINT,
+    lease_key TEXT,
+    lease_agents BIGINT
+) LANGUAGE plpgsql AS $$
+DECLARE
+    t DOUBLE PRECISION := COALESCE(p_now, extract(epoch FROM clock_timestamp()));
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('rlm-lease:' || p_key, 0));
+    DELETE FROM rate_leases l WHERE l.key = p_key AND l.expires_at <= t;
+    SELECT l.key, l.agents INTO lease_key, lease_agents
+      FROM rate_leases l WHERE l.lease_id = p_lease_id;
+    SELECT COALESCE(SUM(l.agents), 0) INTO in_use FROM rate_leases l WHERE l.key = p_key;
+    IF lease_key IS NOT NULL THEN
+        allowed := TRUE;
+    ELSE
+        allowed := in_use + p_n <= p_limit;
+        IF allowed THEN
+            INSERT INTO rate_leases VALUES (
+                p_lease_id, p_key, p_n, CASE WHEN p_ttl IS NULL THEN NULL ELSE t + p_ttl END
+            );
+            in_use := in_use + p_n;
+        END IF;
+    END IF;
     RETURN NEXT;
 END
 $$;
