@@ -137,7 +137,9 @@ class AdmissionGate:
         if counted_before:
             return headers
         counted = self._limiter.check_and_consume(admission.key, admission.limits)
-        if not counted.allowed:  # cannot happen in one actor; never run uncounted regardless
+        # Refused after the look admitted it: on shared windows another instance counted in
+        # between (in one actor it cannot happen). Give back what was taken; never run uncounted.
+        if not counted.allowed:
             if task is not None:
                 self._limiter.release(task.task_id)
                 self.settle(task.task_id, 0, 0.0)

@@ -193,10 +193,7 @@ class RateLimiter:
         windows: tuple[SlidingWindow, ...]
         with self._lock:
             if self._shared is not None:
-                # The database decided (and counted) for every instance at once; the windows
-                # it returned are the key's before this request, for the figures below.
-                took = self._shared.take(key, limits, cost, consume=consume)
-                now, windows, verdict = took.now, took.windows, took.allowed
+                now, windows, verdict = self._shared_view(key, limits, cost, consume=consume)
             else:
                 now = self._now()
                 windows = self._windows.get(key) or tuple(
@@ -209,8 +206,8 @@ class RateLimiter:
                 if consume:
                     for window in windows:
                         window.add(now, cost)
+                    self._windows[key] = windows
                     if self._shared is None:
-                        self._windows[key] = windows
                         self._record(key, cost)
                 # Report what is left once this request is counted (a peek: would be counted).
                 used = [u + cost for u in used]
@@ -252,6 +249,29 @@ class RateLimiter:
             binding.window_s,
             states,
         )
+
+    def _shared_view(
+        self, key: str, limits: tuple[int, int], cost: int, *, consume: bool
+    ) -> tuple[float, tuple[SlidingWindow, ...], bool]:
+        """The time, the key's windows and the verdict, from the shared windows.
+
+        A count is always the database's (one round trip: it decides for every instance at
+        once). A look (:meth:`peek`, before a task's lease and quota holds) is answered from
+        the windows this limiter last saw for the key when they admit the request: other
+        instances can only have added to them since, so the count that follows is still the
+        database's to refuse (the gate then gives back what it took); a look they refuse, or
+        one at a key not seen yet, asks the database, so a refusal's figures are exact.
+        """
+        assert self._shared is not None
+        if not consume:
+            known = self._windows.get(key)
+            if known is not None:
+                now = self._shared.now()
+                if all(w.used(now) + cost <= lim for w, lim in zip(known, limits, strict=True)):
+                    return now, known, True
+        took = self._shared.take(key, limits, cost, consume=consume)
+        self._windows[key] = took.windows
+        return took.now, took.windows, took.allowed
 
     def _record(self, key: str, cost: int) -> None:
         if self._journal is None:

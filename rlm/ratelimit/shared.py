@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -70,6 +71,11 @@ class SharedWindows:
         self._conn.execute(b"SET synchronous_commit = off")
         self._clock = clock
         self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """This process's idea of the windows' clock (the injected clock, or the wall clock,
+        which may differ from the server's by the machines' skew: only for estimates)."""
+        return time.time() if self._clock is None else self._clock()
 
     def take(self, key: str, limits: tuple[int, int], cost: int, *, consume: bool) -> SharedTake:
         """Check (and, with ``consume``, count) ``cost`` units of ``key``.

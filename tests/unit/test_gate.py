@@ -294,3 +294,30 @@ def test_a_request_without_a_task_is_counted_in_one_check(
     # The refusal counted nothing: under a looser limit, three are counted (and the look).
     looser = TierLimits(requests_per_minute=10, requests_per_hour=100, concurrent_agents=4)
     assert limiter.peek("user:ada", looser).remaining == 10 - 3 - 1
+
+
+def test_a_count_refused_after_the_look_gives_back_lease_and_holds(
+    quotas: QuotaLedgerService, clock: FrozenClock, postgres_url: str
+) -> None:
+    # Two instances on one PostgreSQL: B's look admits from its last view, A fills the window
+    # meanwhile, B's count is refused. B must not keep the lease or the quota hold it took.
+    from rlm.db.connect import ensure_schema
+    from rlm.ratelimit import SharedLeases, SharedWindows
+
+    ensure_schema(postgres_url)
+    opened = [SharedWindows(postgres_url, clock=lambda: 1000.0) for _ in range(2)]
+    leases = SharedLeases(postgres_url, clock=lambda: 1000.0)
+    a = RateLimiter(shared=opened[0])
+    b = RateLimiter(shared=opened[1], leases=leases)
+    gate_b = AdmissionGate(quotas, hold_ttl_s=60.0, limiter=b, clock=clock)
+    gate_b.admit(admission())  # B has seen the key: one of three
+    assert a.check_and_consume("user:ada", LIMITS).allowed
+    assert a.check_and_consume("user:ada", LIMITS).allowed  # three of three
+    with pytest.raises(RateLimited):
+        gate_b.admit(admission(), claim("t"), agents=2)
+    assert b.in_use("user:ada") == 0
+    assert quotas.open_reservations() == []
+    assert not gate_b.holds("t")
+    for windows in opened:
+        windows.close()
+    leases.close()

@@ -316,3 +316,26 @@ def test_ratelimit_does_not_import_ray() -> None:
         text = source.read_text()
         assert "import ray" not in text, source.name
         assert "from ray" not in text, source.name
+
+
+def test_two_instances_on_postgres_share_one_window(postgres_url: str) -> None:
+    from rlm.db.connect import ensure_schema
+
+    ensure_schema(postgres_url)
+    clock = FakeClock()
+    shared = [SharedWindows(postgres_url, clock=clock) for _ in range(2)]
+    a, b = (RateLimiter(shared=windows) for windows in shared)
+    assert b.check_and_consume("k", ANON).allowed
+    for left in range(8, -1, -1):  # A sees B's request: nine more fit, not ten
+        assert a.check_and_consume("k", ANON).remaining == left
+    # B's look is answered from what it last saw (one request), but its count is the
+    # database's: refused, with the figures of the one window.
+    assert b.peek("k", ANON).allowed
+    refused = b.check_and_consume("k", ANON)
+    assert not refused.allowed and refused.remaining == 0
+    assert refused.retry_after_s == pytest.approx(60.0)
+    assert not a.peek("k", ANON).allowed  # a look its own view refuses is asked of the database
+    clock.advance(60)
+    assert b.check_and_consume("k", ANON).allowed
+    for windows in shared:
+        windows.close()
