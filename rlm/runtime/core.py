@@ -146,6 +146,7 @@ class HypervisorCore:
                 hidden_paths=(str(settings.state_dir.resolve()),),
                 state_dir=str(settings.state_dir),
                 namespace=settings.namespace,
+                database_url=settings.database_url,
             ),
             settings.rlm.hosts,
             ray.get_runtime_context().current_actor,
