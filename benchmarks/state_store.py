@@ -135,6 +135,18 @@ def _rate_us(limiter: RateLimiter, n: int, *, look_first: bool) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
+def _round_trip_us(url: str, n: int) -> float:
+    """Microseconds of one ``SELECT 1`` on loopback: the floor any shared check pays."""
+    from rlm.db.connect import connect
+
+    with connect(url) as conn:
+        conn.execute("SELECT 1").fetchone()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            conn.execute("SELECT 1").fetchone()
+        return (time.perf_counter() - t0) / n * 1e6
+
+
 #: Limits no benchmark run reaches: every check admits, so each one writes.
 _OPEN = TierLimits(requests_per_minute=10**9, requests_per_hour=10**9, concurrent_agents=0)
 
@@ -153,10 +165,11 @@ def _rate_figures(pg: ThrowawayPostgres, quick: bool) -> list[dict[str, Any]]:
                 for limiter in (local, post):
                     _rate_us(limiter, 200, look_first=look_first)  # warm-up
                 # Alternate rounds so both see the same machine load; the median round counts.
-                lite_rounds, pg_rounds = [], []
+                lite_rounds, pg_rounds, trips = [], [], []
                 for _ in range(3):
                     lite_rounds.append(_rate_us(local, n // 3, look_first=look_first))
                     pg_rounds.append(_rate_us(post, n // 3, look_first=look_first))
+                    trips.append(_round_trip_us(url, n // 3))
                 ours, base = statistics.median(pg_rounds), statistics.median(lite_rounds)
                 checks = "peek + count" if look_first else "one count"
                 rows.append(
@@ -171,6 +184,7 @@ def _rate_figures(pg: ThrowawayPostgres, quick: bool) -> list[dict[str, Any]]:
                         limit="none",
                         baseline_name="the embedded limiter (memory, journal in SQLite)",
                         extra_us=round(ours - base, 1),
+                        select1_round_trip_us=round(statistics.median(trips), 1),
                         rounds={
                             "postgres": [round(r, 1) for r in pg_rounds],
                             "sqlite": [round(r, 1) for r in lite_rounds],
