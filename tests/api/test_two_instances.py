@@ -324,18 +324,22 @@ def test_a_policy_changed_on_one_instance_applies_on_the_other(pair: Pair) -> No
 
 def test_a_client_hammering_both_instances_is_limited_at_its_tier_in_total(pair: Pair) -> None:
     user = f"r-{uuid.uuid4().hex[:8]}"
-    token = _token(user, "rlm:read", tier="user")  # 60 requests a minute
+    # The smallest tier (10 requests a minute), so that the burst lasts well under the minute
+    # even on a loaded machine: a slower one would see the window slide under it.
+    token = _token(user, "rlm:read", tier="anonymous")
 
     def one(i: int) -> httpx.Response:
         with pair.client(i % 2, token) as client:
             return client.post("/security/validate", json={"input": "hello"})
 
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        responses = list(pool.map(one, range(100)))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(one, range(30)))
+    assert time.monotonic() - started < 50  # all inside one minute window
     codes = [r.status_code for r in responses]
-    # 60 in total across both instances (each alone would have admitted 60: 100 in all).
-    assert codes.count(200) == 60, codes
-    assert codes.count(429) == 40, codes
+    # 10 in total across both instances (each alone would have admitted 10: 20 in all).
+    assert codes.count(200) == 10, codes
+    assert codes.count(429) == 20, codes
     refused = [r for r in responses if r.status_code == 429]
     assert {r.json()["error"]["code"] for r in refused} == {"RATE_LIMITED"}
     assert {i % 2 for i, r in enumerate(responses) if r.status_code == 200} == {0, 1}
@@ -345,7 +349,7 @@ def test_a_client_hammering_both_instances_is_limited_at_its_tier_in_total(pair:
         for client in (a, b):
             again = client.post("/security/validate", json={"input": "hello"})
             assert again.status_code == 429, again.text
-            assert again.headers["RateLimit"].startswith("limit=60, remaining=0")
+            assert again.headers["RateLimit"].startswith("limit=10, remaining=0")
 
 
 def test_killing_one_instance_the_other_marks_its_task_interrupted_and_releases_holds(
