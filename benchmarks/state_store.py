@@ -4,6 +4,9 @@
   one call (one transaction; on PostgreSQL with the cross-instance row lock and catch-up),
   then their 100 reconciles — each admission is a reserve and its reconcile, both durable
   before the batch answers — on a SQLite file vs a PostgreSQL database;
+- cost of one rate-limit check per request: the windows shared in PostgreSQL (one
+  ``rlm_rate_take`` round trip per check; a task's admission looks, then counts: two) vs the
+  embedded windows in memory with their SQLite journal, as the engine runs each;
 - p50 latency of ``POST /v1/execute`` (a 10-item sum: JWT, rate limit, quota hold and
   reconcile, task record and events written) with ``RLM_DATABASE_URL`` vs without: two apps on
   one Serve, requests alternated between them so both see the same machine load.
@@ -30,12 +33,14 @@ from ray import serve
 
 from benchmarks._report import figure
 from benchmarks._session import bench_session
+from rlm.auth import TierLimits
 from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
 from rlm.config import EngineSettings, ServerSettings, Settings
 from rlm.db.connect import ensure_schema
 from rlm.models.quotas import QuotaConfig
 from rlm.quotas import QuotaLedgerService
+from rlm.ratelimit import RateJournal, RateLimiter, SharedWindows
 from rlm.testing.postgres import ThrowawayPostgres
 from serve_app.deployment import build_app
 
@@ -115,6 +120,81 @@ def _admission_figure(pg: ThrowawayPostgres, quick: bool) -> dict[str, Any]:
             "sqlite": [round(r) for r in lite_rounds],
         },
     )
+
+
+def _rate_us(limiter: RateLimiter, n: int, *, look_first: bool) -> float:
+    """Microseconds per admitted request (``look_first``: a task's admission, peek + count)."""
+    keys = [f"user:bench-{i}" for i in range(64)]
+    t0 = time.perf_counter()
+    for i in range(n):
+        key = keys[i % len(keys)]
+        if look_first:
+            limiter.peek(key, _OPEN)
+        if not limiter.check_and_consume(key, _OPEN).allowed:
+            raise RuntimeError("the benchmark's limits must admit every request")
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def _round_trip_us(url: str, n: int) -> float:
+    """Microseconds of one ``SELECT 1`` on loopback: the floor any shared check pays."""
+    from rlm.db.connect import connect
+
+    with connect(url) as conn:
+        conn.execute("SELECT 1").fetchone()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            conn.execute("SELECT 1").fetchone()
+        return (time.perf_counter() - t0) / n * 1e6
+
+
+#: Limits no benchmark run reaches: every check admits, so each one writes.
+_OPEN = TierLimits(requests_per_minute=10**9, requests_per_hour=10**9, concurrent_agents=0)
+
+
+def _rate_figures(pg: ThrowawayPostgres, quick: bool) -> list[dict[str, Any]]:
+    n = 1_000 if quick else 5_000
+    url = pg.database_url(f"bench_{uuid.uuid4().hex[:8]}")
+    ensure_schema(url)
+    with tempfile.TemporaryDirectory(prefix="rlm-bench-rate-") as tmp:
+        journal = RateJournal(Path(tmp) / "state.db")
+        shared = SharedWindows(url)
+        local, post = RateLimiter(journal=journal), RateLimiter(shared=shared)
+        try:
+            rows = []
+            for look_first, what in ((False, "a request"), (True, "a task's admission")):
+                for limiter in (local, post):
+                    _rate_us(limiter, 200, look_first=look_first)  # warm-up
+                # Alternate rounds so both see the same machine load; the median round counts.
+                lite_rounds, pg_rounds, trips = [], [], []
+                for _ in range(3):
+                    lite_rounds.append(_rate_us(local, n // 3, look_first=look_first))
+                    pg_rounds.append(_rate_us(post, n // 3, look_first=look_first))
+                    trips.append(_round_trip_us(url, n // 3))
+                ours, base = statistics.median(pg_rounds), statistics.median(lite_rounds)
+                checks = "peek + count" if look_first else "one count"
+                rows.append(
+                    figure(
+                        f"rate-limit cost per counted request ({what}: {checks}): windows "
+                        "shared in PostgreSQL vs in memory + SQLite journal",
+                        ours,
+                        base,
+                        unit="us/request",
+                        ratio=ours / base,
+                        goal="none (issue #14 asks for the cost, reported)",
+                        limit="none",
+                        baseline_name="the embedded limiter (memory, journal in SQLite)",
+                        extra_us=round(ours - base, 1),
+                        select1_round_trip_us=round(statistics.median(trips), 1),
+                        rounds={
+                            "postgres": [round(r, 1) for r in pg_rounds],
+                            "sqlite": [round(r, 1) for r in lite_rounds],
+                        },
+                    )
+                )
+            return rows
+        finally:
+            journal.close()
+            shared.close()
 
 
 def _port() -> int:
@@ -202,7 +282,7 @@ def _execute_figure(pg: ThrowawayPostgres, state: Path, quick: bool) -> dict[str
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Run the state-store figures."""
     with ThrowawayPostgres(durable=True) as pg:
-        rows = [_admission_figure(pg, quick)]
+        rows = [_admission_figure(pg, quick), *_rate_figures(pg, quick)]
         with bench_session("rlm-bench-state-") as state:
             rows.append(_execute_figure(pg, state, quick))
     return rows

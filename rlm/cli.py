@@ -526,16 +526,27 @@ def _security_log(args: argparse.Namespace) -> Any:
     from rlm.security.store import (
         AUDIT_KEY_FILENAME,
         SECURITY_DB_FILENAME,
+        claim_key,
         load_or_create_key,
-        open_security_db,
+        open_security_store,
     )
 
-    state = get_settings().state_dir
+    settings = get_settings()
+    state, url = settings.state_dir, settings.database_dsn
     path = state / SECURITY_DB_FILENAME
-    if not path.exists():
+    if url is None and not path.exists():
         raise InvalidInput(f"no security log at {path}: the service has recorded nothing yet")
     key = load_or_create_key(state / AUDIT_KEY_FILENAME, create=False)
-    conn = open_security_db(path, read_only=True)
+    # With RLM_DATABASE_URL: the chain every instance shares, checked with this state
+    # directory's key (refused up front if it is not the chain's, rather than reported as
+    # every record edited).
+    conn = open_security_store(state, url, read_only=True)
+    if url is not None:
+        try:
+            claim_key(conn, key, record=False)
+        except BaseException:
+            conn.close()
+            raise
     return conn, AuditLog(conn, key, create=False)
 
 

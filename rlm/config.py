@@ -170,9 +170,11 @@ class Settings(BaseSettings):
             unless a proxy in front terminates TLS).
         state_dir: Where the SQLite state file and generated secrets live.
         database_url: A ``postgresql://user:password@host:5432/db`` URL: quotas, tasks and
-            their events, idempotency keys, the LM memo, the rate journal and the webhook
-            outbox live in that PostgreSQL database (migrated at start-up), shared by several
-            instances; unset, state is SQLite under ``state_dir``. Secret: never printed.
+            their events, idempotency keys, the LM memo, the rate-limit windows, the webhook
+            outbox, and the security audit log and policies live in that PostgreSQL database
+            (migrated at start-up), shared by several instances (each needs the same
+            ``audit-key`` file in its ``state_dir``); unset, state is SQLite under
+            ``state_dir``. Secret: never printed.
         ray_address: Join this Ray cluster instead of starting a local one.
         namespace: Ray namespace of the singleton actors.
         engine: Execution engine settings.

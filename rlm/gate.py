@@ -106,6 +106,12 @@ class AdmissionGate:
             return {}
         counted_before = admission.rate_counted
         headers: dict[str, str] = {}
+        if task is None and not counted_before:
+            # Nothing can refuse it after the rate: count at once (one check, not a look and
+            # then a count: on PostgreSQL's shared windows each is a round trip).
+            counted = self._limiter.check_and_consume(admission.key, admission.limits)
+            counted.raise_if_rejected()
+            return counted.headers()
         if not counted_before:
             rate = self._limiter.peek(admission.key, admission.limits)
             headers = rate.headers()
@@ -131,7 +137,9 @@ class AdmissionGate:
         if counted_before:
             return headers
         counted = self._limiter.check_and_consume(admission.key, admission.limits)
-        if not counted.allowed:  # cannot happen in one actor; never run uncounted regardless
+        # Refused after the look admitted it: on shared windows another instance counted in
+        # between (in one actor it cannot happen). Give back what was taken; never run uncounted.
+        if not counted.allowed:
             if task is not None:
                 self._limiter.release(task.task_id)
                 self.settle(task.task_id, 0, 0.0)
@@ -245,11 +253,15 @@ class AdmissionGate:
     # -- holds nobody owns --------------------------------------------------------------------
 
     def release_task_holds(self, task_ids: Collection[str]) -> int:
-        """Release the holds of these tasks (interrupted with an instance that died: nobody
-        will settle them). Returns how many were released."""
+        """Release the holds (and agent leases) of these tasks (interrupted with an instance
+        that died: nobody will settle them). Returns how many quota holds were released."""
         if not task_ids:
             return 0
         wanted = set(task_ids)
+        # Their concurrent-agent leases too (named for the tasks): shared on PostgreSQL, they
+        # would otherwise hold the dead instance's agents against the client for good.
+        for task_id in wanted:
+            self._limiter.release(task_id)
         released = 0
         for held in self._quotas.open_reservations():
             if held.task_id is not None and held.task_id.split("+", 1)[0] in wanted:

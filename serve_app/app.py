@@ -59,7 +59,11 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.state.hv = hv
     app.state.storage = StorageService(settings.storage_settings)
     # The security actor of the engine (batched events, policies); in-process without Ray.
-    backend = hv.security() if hasattr(hv, "security") else LocalSecurity(settings.state_dir)
+    backend = (
+        hv.security()
+        if hasattr(hv, "security")
+        else LocalSecurity(settings.state_dir, settings.database_dsn)
+    )
     app.state.security = Security(backend)
     app.state.engine_load = health.EngineLoad()
     app.state.evaluations = evaluations.Evaluations(settings)

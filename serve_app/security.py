@@ -47,11 +47,12 @@ class LocalSecurity:
     """The security service in this process (the app without Ray, and tests).
 
     Args:
-        state_dir: Where ``security.db`` lives.
+        state_dir: Where ``security.db`` (and the audit key) live.
+        database_url: Keep the log and policies in this PostgreSQL database instead.
     """
 
-    def __init__(self, state_dir: Any) -> None:
-        self._service = SecurityService(state_dir)
+    def __init__(self, state_dir: Any, database_url: str | None = None) -> None:
+        self._service = SecurityService(state_dir, database_url=database_url)
         self.buffer = EventBuffer(self._service.record)
 
     def emit(self, event: SecurityEventIn) -> None:

@@ -2,7 +2,9 @@
 
 Pure logic (no Ray): :class:`RateLimiter` is a plain class the runtime runs as one shared actor.
 See :mod:`rlm.ratelimit.limiter` for the algorithm and its accuracy,
-:mod:`rlm.ratelimit.journal` for how the counts survive a restart, and
+:mod:`rlm.ratelimit.journal` for how the counts survive a restart,
+:mod:`rlm.ratelimit.shared` and :mod:`rlm.ratelimit.shared_leases` for the windows and
+leases several instances share on PostgreSQL, and
 :mod:`rlm.ratelimit.decision` for the response headers (draft-ietf-httpapi-ratelimit-headers-07).
 """
 
@@ -12,6 +14,8 @@ from rlm.ratelimit.concurrency import AgentLeases, ConcurrencyDecision
 from rlm.ratelimit.decision import PolicyState, RateDecision
 from rlm.ratelimit.journal import RateJournal
 from rlm.ratelimit.limiter import HOUR_GRANULARITY_S, RateLimiter, RequestLimiter, enforce
+from rlm.ratelimit.shared import SharedTake, SharedWindows
+from rlm.ratelimit.shared_leases import SharedLeases
 from rlm.ratelimit.window import SlidingWindow
 
 __all__ = [
@@ -23,6 +27,9 @@ __all__ = [
     "RateJournal",
     "RateLimiter",
     "RequestLimiter",
+    "SharedLeases",
+    "SharedTake",
+    "SharedWindows",
     "SlidingWindow",
     "enforce",
 ]

@@ -19,6 +19,10 @@ With a :class:`~rlm.ratelimit.journal.RateJournal`, every counted request is als
 durably, and a new limiter starts from the journal's last hour (:meth:`RateLimiter.restore`):
 an engine restart does not reset anyone's minute or hour.
 
+With :class:`~rlm.ratelimit.shared.SharedWindows` (a PostgreSQL state store), the windows are
+the database's, shared by every instance on it: each check is one round trip there, and a
+client spreading its requests over instances is held to its tier in total.
+
 The class is plain Python with picklable arguments and results: the runtime wraps *one*
 instance as a Ray actor so every Serve replica shares the counters.
 """
@@ -35,6 +39,8 @@ from rlm.auth.tiers import TierLimits
 from rlm.ratelimit.concurrency import AgentLeases, ConcurrencyDecision
 from rlm.ratelimit.decision import PolicyState, RateDecision
 from rlm.ratelimit.journal import RateJournal
+from rlm.ratelimit.shared import SharedWindows
+from rlm.ratelimit.shared_leases import SharedLeases
 from rlm.ratelimit.window import SlidingWindow
 
 __all__ = ["HOUR_GRANULARITY_S", "RateLimiter", "RequestLimiter", "enforce"]
@@ -70,6 +76,11 @@ class RateLimiter:
         clock: Monotonic seconds (``time.monotonic``; tests pass a fake clock).
         sweep_every: Forget idle keys after this many checks (amortised housekeeping).
         journal: Where counted requests are recorded; the limiter starts from its last hour.
+        shared: The windows of every instance on one PostgreSQL database: the request rate
+            is decided there, not in this process (``clock`` then only times the leases, and
+            ``journal`` is not needed: the shared windows are durable).
+        leases: The concurrent-agent leases of every instance on one PostgreSQL database
+            (by default they are this process's).
 
     Example:
         >>> limiter = RateLimiter()
@@ -83,19 +94,22 @@ class RateLimiter:
         *,
         sweep_every: int = 4096,
         journal: RateJournal | None = None,
+        shared: SharedWindows | None = None,
+        leases: SharedLeases | None = None,
     ) -> None:
         if sweep_every < 1:
             raise ValueError("sweep_every must be >= 1")
         self._clock = clock
         self._sweep_every = sweep_every
         self._windows: dict[str, tuple[SlidingWindow, ...]] = {}
-        self._leases = AgentLeases(clock)
+        self._leases: AgentLeases | SharedLeases = leases or AgentLeases(clock)
         self._last_now = float("-inf")
         self._checks = 0
         # Ray runs actor methods one at a time, but the same object may serve threads in-process.
         self._lock = threading.Lock()
         self._journal = journal
-        if journal is not None:
+        self._shared = shared
+        if journal is not None and shared is None:
             self.restore(journal.load(), journal.now())
 
     def restore(self, rows: list[tuple[str, int, int]], wall_now: float) -> int:
@@ -126,7 +140,9 @@ class RateLimiter:
         return restored
 
     def purge_journal(self) -> int:
-        """Drop journal rows past the longest window (on the engine's heartbeat)."""
+        """Drop journal (or shared) rows past the longest window (on the engine's heartbeat)."""
+        if self._shared is not None:
+            return self._shared.purge()
         return self._journal.purge() if self._journal is not None else 0
 
     # -- request rate ----------------------------------------------------------------------
@@ -173,20 +189,26 @@ class RateLimiter:
         if not isinstance(cost, int) or cost < 1:
             raise ValueError("cost must be an int >= 1")
         limits = _limits(tier_limits)
+        verdict: bool | None = None
+        windows: tuple[SlidingWindow, ...]
         with self._lock:
-            now = self._now()
-            windows = self._windows.get(key)
-            if windows is None:
-                windows = tuple(SlidingWindow(w, g) for _, w, g in _POLICIES)
+            if self._shared is not None:
+                now, windows, verdict = self._shared_view(key, limits, cost, consume=consume)
+            else:
+                now = self._now()
+                windows = self._windows.get(key) or tuple(
+                    SlidingWindow(w, g) for _, w, g in _POLICIES
+                )
             used = [window.used(now) for window in windows]
             fits = [u + cost <= limit for u, limit in zip(used, limits, strict=True)]
-            allowed = all(fits)
+            allowed = all(fits) if verdict is None else verdict
             if allowed:
                 if consume:
                     for window in windows:
                         window.add(now, cost)
                     self._windows[key] = windows
-                    self._record(key, cost)
+                    if self._shared is None:
+                        self._record(key, cost)
                 # Report what is left once this request is counted (a peek: would be counted).
                 used = [u + cost for u in used]
             states = tuple(
@@ -228,6 +250,29 @@ class RateLimiter:
             states,
         )
 
+    def _shared_view(
+        self, key: str, limits: tuple[int, int], cost: int, *, consume: bool
+    ) -> tuple[float, tuple[SlidingWindow, ...], bool]:
+        """The time, the key's windows and the verdict, from the shared windows.
+
+        A count is always the database's (one round trip: it decides for every instance at
+        once). A look (:meth:`peek`, before a task's lease and quota holds) is answered from
+        the windows this limiter last saw for the key when they admit the request: other
+        instances can only have added to them since, so the count that follows is still the
+        database's to refuse (the gate then gives back what it took); a look they refuse, or
+        one at a key not seen yet, asks the database, so a refusal's figures are exact.
+        """
+        assert self._shared is not None
+        if not consume:
+            known = self._windows.get(key)
+            if known is not None:
+                now = self._shared.now()
+                if all(w.used(now) + cost <= lim for w, lim in zip(known, limits, strict=True)):
+                    return now, known, True
+        took = self._shared.take(key, limits, cost, consume=consume)
+        self._windows[key] = took.windows
+        return took.now, took.windows, took.allowed
+
     def _record(self, key: str, cost: int) -> None:
         if self._journal is None:
             return
@@ -261,8 +306,10 @@ class RateLimiter:
             return self._sweep(self._now())
 
     def tracked_keys(self) -> int:
-        """How many keys have request counts in memory (for metrics and tests)."""
+        """How many keys have request counts (in memory, or in the shared windows)."""
         with self._lock:
+            if self._shared is not None:
+                return self._shared.tracked_keys()
             return len(self._windows)
 
     def reset(self, key: str | None = None) -> None:
@@ -272,6 +319,8 @@ class RateLimiter:
             key: The key to clear; ``None`` clears all.
         """
         with self._lock:
+            if self._shared is not None:
+                self._shared.reset(key)
             if key is None:
                 self._windows.clear()
             else:

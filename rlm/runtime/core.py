@@ -52,7 +52,7 @@ from rlm.lm.settings import ProviderSettings
 from rlm.models.quotas import TeamQuotaStatus
 from rlm.models.tasks import CancelResponse, ExecuteResponse
 from rlm.quotas.service import BatchCall, QuotaLedgerService
-from rlm.ratelimit import RateJournal, RateLimiter
+from rlm.ratelimit import RateJournal, RateLimiter, SharedLeases, SharedWindows
 from rlm.runtime.input_holder import InputHolderActor
 from rlm.runtime.lm_broker import CallStopped, LMBroker
 from rlm.runtime.rlm_host import HostConfig
@@ -147,6 +147,7 @@ class HypervisorCore:
                 hidden_paths=(str(settings.state_dir.resolve()),),
                 state_dir=str(settings.state_dir),
                 namespace=settings.namespace,
+                database_url=settings.database_url,
             ),
             settings.rlm.hosts,
             ray.get_runtime_context().current_actor,
@@ -157,8 +158,15 @@ class HypervisorCore:
             MemoStore(settings.database_path, database_url=dsn) if settings.lm.memo else None,
         )
         # Rate-limit windows continue across a restart of this actor: every counted request
-        # is journaled in the state file, and a new limiter replays the last hour.
-        self._limiter = RateLimiter(journal=RateJournal(settings.database_path, database_url=dsn))
+        # is journaled in the state file, and a new limiter replays the last hour. On
+        # PostgreSQL the windows and the concurrent-agent leases are the database's, shared by
+        # every instance on it (a client spreading requests or tasks over instances gets its
+        # tier in total, not once per instance).
+        self._limiter = (
+            RateLimiter(shared=SharedWindows(dsn), leases=SharedLeases(dsn))
+            if dsn is not None
+            else RateLimiter(journal=RateJournal(settings.database_path))
+        )
         self._gate = AdmissionGate(
             quotas, hold_ttl_s=settings.engine.quota_hold_ttl_s, limiter=self._limiter
         )

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from pydantic import SecretStr
 
 from rlm.config import Settings
 from rlm.errors import RLMError, error_from_payload
@@ -71,6 +72,8 @@ class HostConfig:
         state_dir: The service's state directory (which security actor holds the policies
             and the audit log).
         namespace: The Ray namespace of the service's singleton actors.
+        database_url: The PostgreSQL state store, if any (where that security actor keeps
+            the log and policies, should this host be the one to start it).
     """
 
     sandbox: SandboxSettings
@@ -79,6 +82,7 @@ class HostConfig:
     hidden_paths: tuple[str, ...]
     state_dir: str = ""
     namespace: str = "rlm"
+    database_url: SecretStr | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,11 @@ class SessionHost:
             if self._guard is None:
                 config = self._config
                 self._guard = PromptGuard(
-                    Settings(state_dir=config.state_dir, namespace=config.namespace)
+                    Settings(
+                        state_dir=config.state_dir,
+                        namespace=config.namespace,
+                        database_url=config.database_url,
+                    )
                 )
             return self._guard
 

@@ -71,14 +71,19 @@ def _actor_name(settings: Settings) -> str:
 
 
 def security_actor(settings: Settings) -> Any:
-    """The security actor of ``settings.state_dir`` (started if it is not running)."""
+    """The security actor of ``settings.state_dir`` (started if it is not running).
+
+    With ``settings.database_url`` it keeps the log and policies in that PostgreSQL database:
+    one chain for every instance on it (each instance has its own actor; the database
+    serialises their appends).
+    """
     return SecurityActor.options(
         name=_actor_name(settings),
         namespace=settings.namespace,
         lifetime="detached",
         get_if_exists=True,
-        **ON_HEAD,  # it opens the audit log under the state directory, on the head's disk
-    ).remote(str(settings.state_dir))
+        **ON_HEAD,  # it opens the audit log (or its key) under the state directory
+    ).remote(str(settings.state_dir), database_url=settings.database_dsn)
 
 
 class RaySecurity:
@@ -127,10 +132,9 @@ class RaySecurity:
 
 
 @functools.cache
-def _sink_for(state_dir: str, namespace: str) -> EventBuffer:
-    settings = Settings(state_dir=state_dir, namespace=namespace)
-    actor = security_actor(settings)
-    return EventBuffer(actor.record.remote)
+def _sink_for(state_dir: str, namespace: str, database_url: str | None) -> EventBuffer:
+    settings = Settings(state_dir=state_dir, namespace=namespace, database_url=database_url)
+    return EventBuffer(security_actor(settings).record.remote)
 
 
 def install_event_sink(settings: Settings) -> EventSink:
@@ -142,7 +146,9 @@ def install_event_sink(settings: Settings) -> EventSink:
         The installed sink.
     """
     current = installed_sink()
-    sink = _sink_for(str(settings.state_dir), settings.namespace)
+    # One sink per actor (the state directory's; the database URL, if any, comes along so
+    # that a sink that starts the actor starts it on the right store).
+    sink = _sink_for(str(settings.state_dir), settings.namespace, settings.database_dsn)
     if current is not sink:
         install_sink(sink)
     return sink

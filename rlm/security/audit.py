@@ -1,4 +1,4 @@
-"""The audit log: append-only, hash-chained security events in SQLite.
+"""The audit log: append-only, hash-chained security events in SQLite or PostgreSQL.
 
 Each record carries the digest of the record before it, and its own digest covers every field
 and that link: HMAC-SHA256 under the log's key (``<state dir>/audit-key``, mode 0600), so
@@ -142,7 +142,9 @@ class ChainReport:
 
 
 class AuditLog:
-    """The hash chain over one SQLite connection. Not thread-safe: one writer owns it.
+    """The hash chain over one SQLite connection (or PostgreSQL's, through
+    :mod:`rlm.db.compat`). Not thread-safe: one writer per process owns it; writers in several
+    processes are serialised by the write transaction :meth:`append` runs in.
 
     Args:
         conn: An open connection.
@@ -186,11 +188,19 @@ class AuditLog:
     # -- writing ------------------------------------------------------------------------------
 
     def append(self, events: Iterable[SecurityEventIn]) -> int:
-        """Append events in order, inside the caller's transaction (the caller commits).
+        """Append events in order, inside the caller's write transaction (the caller commits).
+
+        The newest record is read again first, inside that transaction: another writer (an
+        instance on the same PostgreSQL, holding the same lock before us) may have appended
+        since, and the new records must link to its last one, not to ours.
 
         Returns:
             How many were appended.
         """
+        events = list(events)
+        if not events:
+            return 0
+        self.rollback_to_committed()
         rows = []
         seq, last = self._seq, self._last
         for e in events:
@@ -215,8 +225,6 @@ class AuditLog:
                 )
             )
             last = digest
-        if not rows:
-            return 0
         self._conn.executemany(
             f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
         )
@@ -230,7 +238,7 @@ class AuditLog:
         return len(rows)
 
     def rollback_to_committed(self) -> None:
-        """Forget appends whose transaction was rolled back (re-read the newest record)."""
+        """Re-read the newest record (after a rollback, or before appending)."""
         row = self._conn.execute(
             "SELECT seq, digest FROM events ORDER BY seq DESC LIMIT 1"
         ).fetchone()

@@ -3,8 +3,15 @@
 A plain class (no Ray): the runtime makes it the security actor
 (:mod:`rlm.runtime.security`), tests and the Ray-less app use it in-process. One instance
 owns ``security.db``: it is the chain's only writer, so records are appended in one order.
-Every call is one SQLite transaction; a policy change and its ``admin.change`` record commit
+Every call is one transaction; a policy change and its ``admin.change`` record commit
 together, or neither does.
+
+With a PostgreSQL state store every service instance has one of these, all on the same
+tables: each write transaction starts with the advisory lock of ``security.db`` (see
+:mod:`rlm.db.compat`) and the chain's newest record is read under it, so the instances append
+to one chain in one order. Policies are read through (every :meth:`changed_policies` reads the
+database): a change made on one instance is what the next lookup on any other returns. The
+callers' own caches (two seconds in a Serve replica and an RLM session) bound how late.
 """
 
 from __future__ import annotations
@@ -26,10 +33,10 @@ from rlm.security.events import SecurityEventIn
 from rlm.security.policies import PolicySet, apply_patch, apply_put, policy_changes
 from rlm.security.store import (
     AUDIT_KEY_FILENAME,
-    SECURITY_DB_FILENAME,
     PolicyStore,
+    claim_key,
     load_or_create_key,
-    open_security_db,
+    open_security_store,
 )
 
 __all__ = ["MAX_EVENTS_PAGE", "SecurityService"]
@@ -43,12 +50,25 @@ class SecurityService:
 
     Args:
         state_dir: Where ``security.db`` and ``audit-key`` live (created 0600).
+        database_url: Keep the log and policies in this PostgreSQL database instead, shared
+            with every instance on it (the key stays in ``state_dir``; it must be the same
+            file on every instance).
+
+    Raises:
+        InternalError: On PostgreSQL, this instance's key is not the shared chain's.
     """
 
-    def __init__(self, state_dir: str | Path) -> None:
+    def __init__(self, state_dir: str | Path, *, database_url: str | None = None) -> None:
         state = Path(state_dir)
-        self._conn = open_security_db(state / SECURITY_DB_FILENAME)
-        self._log = AuditLog(self._conn, load_or_create_key(state / AUDIT_KEY_FILENAME))
+        key = load_or_create_key(state / AUDIT_KEY_FILENAME)
+        self._conn = open_security_store(state, database_url)
+        try:
+            if database_url is not None:
+                claim_key(self._conn, key)
+            self._log = AuditLog(self._conn, key)
+        except BaseException:
+            self._conn.close()
+            raise
         self._policies = PolicyStore(self._conn)
         self._lock = threading.Lock()
 
@@ -60,16 +80,17 @@ class SecurityService:
         with self._lock:
             ids = [e.event_id for e in events]
             marks = ",".join("?" * len(ids))
-            seen = {
-                r[0]
-                for r in self._conn.execute(
-                    f"SELECT event_id FROM events WHERE event_id IN ({marks})", ids
-                )
-            }
-            fresh = [e for e in events if e.event_id not in seen]
+            # Write-locked first: what is already there is read under the same lock as the
+            # chain's head (another instance may be appending).
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                appended = self._log.append(fresh)
+                seen = {
+                    r[0]
+                    for r in self._conn.execute(
+                        f"SELECT event_id FROM events WHERE event_id IN ({marks})", ids
+                    )
+                }
+                appended = self._log.append([e for e in events if e.event_id not in seen])
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -108,29 +129,31 @@ class SecurityService:
             InvalidInput: an unknown policy, a locked one disabled, bad settings.
         """
         with self._lock:
-            current = PolicySet(self._policies.changed(org_id)).get(policy_id)
-            now = datetime.now(UTC)
-            if isinstance(body, SecurityPolicyUpdate):
-                updated, verb = apply_put(current, body, by=by, at=now), "PUT"
-            else:
-                updated, verb = apply_patch(current, body, by=by, at=now), "PATCH"
-            changes = policy_changes(current, updated)
-            event = SecurityEventIn.of(
-                "admin.change",
-                message=f"{by} changed policy {policy_id} of org {org_id}"
-                + (f": {', '.join(changes)}" if changes else " (no change)"),
-                org_id=org_id,
-                user_id=by,
-                details={
-                    "action": "policy.update",
-                    "method": verb,
-                    "policyId": policy_id,
-                    "changes": changes,
-                    "requestId": request_id,
-                },
-            )
+            # The policy is read under the write lock: two instances patching one policy at
+            # once apply their patches one after the other, neither lost.
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                current = PolicySet(self._policies.changed(org_id)).get(policy_id)
+                now = datetime.now(UTC)
+                if isinstance(body, SecurityPolicyUpdate):
+                    updated, verb = apply_put(current, body, by=by, at=now), "PUT"
+                else:
+                    updated, verb = apply_patch(current, body, by=by, at=now), "PATCH"
+                changes = policy_changes(current, updated)
+                event = SecurityEventIn.of(
+                    "admin.change",
+                    message=f"{by} changed policy {policy_id} of org {org_id}"
+                    + (f": {', '.join(changes)}" if changes else " (no change)"),
+                    org_id=org_id,
+                    user_id=by,
+                    details={
+                        "action": "policy.update",
+                        "method": verb,
+                        "policyId": policy_id,
+                        "changes": changes,
+                        "requestId": request_id,
+                    },
+                )
                 self._policies.save(org_id, updated)
                 self._log.append([event])
                 self._conn.execute("COMMIT")

@@ -5,26 +5,38 @@ policies, so a policy change and its audit record commit together. It sits besid
 ``state.db`` and ``quotas.db`` in the state directory, as the quota journal does, so its
 writer (the security actor) never contends with the task table's for SQLite's one write lock.
 The file and the key are created 0600 in a 0700 directory, whatever the umask.
+
+With ``RLM_DATABASE_URL`` the same tables are in PostgreSQL (migration ``0003``), shared by
+every instance: :func:`open_security_store` opens whichever applies. The key stays in each
+instance's state directory (never in the database: whoever can write the database must not
+be able to re-MAC the chain), so every instance needs the same ``audit-key`` file;
+:func:`claim_key` refuses, at start, an instance whose key is not the chain's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import os
 import secrets
 import sqlite3
 import stat
+from hashlib import sha256
 from pathlib import Path
 from typing import Final
 
+from rlm.errors import InternalError
 from rlm.models.security import SecurityPolicy
 
 __all__ = [
     "AUDIT_KEY_FILENAME",
     "SECURITY_DB_FILENAME",
     "PolicyStore",
+    "claim_key",
+    "key_fingerprint",
     "load_or_create_key",
     "open_security_db",
+    "open_security_store",
 ]
 
 SECURITY_DB_FILENAME: Final = "security.db"
@@ -99,6 +111,63 @@ def load_or_create_key(path: Path, *, create: bool = True) -> bytes:
     if len(key) < 64:
         raise PermissionError(f"{path} holds no complete key")
     return bytes.fromhex(key)
+
+
+def open_security_store(
+    state_dir: Path, database_url: str | None = None, *, read_only: bool = False
+) -> sqlite3.Connection:
+    """The security tables: ``<state_dir>/security.db``, or PostgreSQL's with ``database_url``.
+
+    Args:
+        state_dir: The instance's state directory.
+        database_url: A migrated PostgreSQL database shared by the instances.
+        read_only: Open the SQLite file without creating or writing it (no effect on
+            PostgreSQL, where the CLI only reads).
+
+    Raises:
+        InternalError: The database is unreachable or its schema is not this code's.
+    """
+    if database_url is None:
+        return open_security_db(state_dir / SECURITY_DB_FILENAME, read_only=read_only)
+    from rlm.db.compat import open_compat
+
+    # Every BEGIN takes the advisory lock named for the file: the chain's appends are
+    # serialised across instances as SQLite's write lock serialises them across processes.
+    return open_compat(database_url, SECURITY_DB_FILENAME)
+
+
+def key_fingerprint(key: bytes) -> str:
+    """What identifies ``key`` without revealing it: an HMAC of a fixed label under it."""
+    return hmac.new(key, b"rlm-audit-key-fingerprint", sha256).hexdigest()
+
+
+def claim_key(conn: sqlite3.Connection, key: bytes, *, record: bool = True) -> None:
+    """Make sure ``key`` is the key of the shared chain (PostgreSQL's ``audit_key`` row).
+
+    The first instance records its key's fingerprint; every later one must hold the same key,
+    or records it appended would break the chain for everyone else.
+
+    Args:
+        conn: A connection to the PostgreSQL security tables.
+        key: This instance's audit key.
+        record: Record the fingerprint when there is none yet (not for a read-only check).
+
+    Raises:
+        InternalError: The chain was started with another key.
+    """
+    mine = key_fingerprint(key)
+    if record:
+        conn.execute(
+            "INSERT INTO audit_key (id, fingerprint) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
+            (mine,),
+        )
+    row = conn.execute("SELECT fingerprint FROM audit_key WHERE id = 1").fetchone()
+    if row is not None and str(row[0]) != mine:
+        raise InternalError(
+            f"this instance's {AUDIT_KEY_FILENAME} is not the key the shared audit log was "
+            f"started with: copy {AUDIT_KEY_FILENAME} from an instance already on this "
+            "database into this instance's state directory (mode 0600)"
+        )
 
 
 class PolicyStore:

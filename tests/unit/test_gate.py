@@ -269,3 +269,55 @@ def test_an_extension_survives_a_restart_and_is_released_like_any_hold(
     after = AdmissionGate(reopened, hold_ttl_s=60.0, clock=clock)
     assert after.release_open_holds() == 2
     assert reopened.user_status("ada").daily.agents_used == 0
+
+
+def test_a_dead_instances_tasks_give_back_their_holds_and_agents(
+    gate: AdmissionGate, limiter: RateLimiter, quotas: QuotaLedgerService
+) -> None:
+    # What a live instance does for the tasks of one that died (on a shared store, the dead
+    # one's leases would otherwise keep its agents held against the client).
+    gate.admit(admission(), claim("t1"), agents=2)
+    gate.admit(admission(), claim("t2"), agents=1)
+    assert limiter.in_use("user:ada") == 3
+    assert gate.release_task_holds(["t1"]) == 1
+    assert limiter.in_use("user:ada") == 1
+    assert [r.task_id for r in quotas.open_reservations()] == ["t2"]
+
+
+def test_a_request_without_a_task_is_counted_in_one_check(
+    gate: AdmissionGate, limiter: RateLimiter
+) -> None:
+    for left in (2, 1, 0):
+        assert f"remaining={left}," in gate.admit(admission())["RateLimit"]
+    with pytest.raises(RateLimited):
+        gate.admit(admission())
+    # The refusal counted nothing: under a looser limit, three are counted (and the look).
+    looser = TierLimits(requests_per_minute=10, requests_per_hour=100, concurrent_agents=4)
+    assert limiter.peek("user:ada", looser).remaining == 10 - 3 - 1
+
+
+def test_a_count_refused_after_the_look_gives_back_lease_and_holds(
+    quotas: QuotaLedgerService, clock: FrozenClock, postgres_url: str
+) -> None:
+    # Two instances on one PostgreSQL: B's look admits from its last view, A fills the window
+    # meanwhile, B's count is refused. B must not keep the lease or the quota hold it took.
+    from rlm.db.connect import ensure_schema
+    from rlm.ratelimit import SharedLeases, SharedWindows
+
+    ensure_schema(postgres_url)
+    opened = [SharedWindows(postgres_url, clock=lambda: 1000.0) for _ in range(2)]
+    leases = SharedLeases(postgres_url, clock=lambda: 1000.0)
+    a = RateLimiter(shared=opened[0])
+    b = RateLimiter(shared=opened[1], leases=leases)
+    gate_b = AdmissionGate(quotas, hold_ttl_s=60.0, limiter=b, clock=clock)
+    gate_b.admit(admission())  # B has seen the key: one of three
+    assert a.check_and_consume("user:ada", LIMITS).allowed
+    assert a.check_and_consume("user:ada", LIMITS).allowed  # three of three
+    with pytest.raises(RateLimited):
+        gate_b.admit(admission(), claim("t"), agents=2)
+    assert b.in_use("user:ada") == 0
+    assert quotas.open_reservations() == []
+    assert not gate_b.holds("t")
+    for windows in opened:
+        windows.close()
+    leases.close()

@@ -1,9 +1,14 @@
-"""The request-rate limiter with a fake clock: tiers, windows, headers, refusals."""
+"""The request-rate limiter with a fake clock: tiers, windows, headers, refusals.
+
+Tests taking the ``limiter`` fixture run twice: on the embedded in-memory windows (the SQLite
+state store's) and on the windows shared in PostgreSQL (``RLM_DATABASE_URL``), which must
+decide and report exactly the same."""
 
 from __future__ import annotations
 
 import importlib
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ import pytest
 import rlm.ratelimit
 from rlm.auth import TIERS, Principal, TierLimits
 from rlm.errors import RateLimited
-from rlm.ratelimit import RateDecision, RateLimiter, enforce
+from rlm.ratelimit import RateDecision, RateLimiter, SharedWindows, enforce
 
 ANON = TIERS["anonymous"]
 USER = TIERS["user"]
@@ -36,8 +41,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def limiter(clock: FakeClock) -> RateLimiter:
-    return RateLimiter(clock)
+def limiter(clock: FakeClock, database_url: str | None) -> Iterator[RateLimiter]:
+    if database_url is None:
+        yield RateLimiter(clock)
+        return
+    shared = SharedWindows(database_url, clock=clock)
+    yield RateLimiter(shared=shared)
+    shared.close()
 
 
 def test_anonymous_eleventh_request_in_a_minute_is_refused(
@@ -270,6 +280,8 @@ def test_invalid_arguments(limiter: RateLimiter, key: str, cost: int) -> None:
         "rlm.ratelimit.decision",
         "rlm.ratelimit.journal",
         "rlm.ratelimit.limiter",
+        "rlm.ratelimit.shared",
+        "rlm.ratelimit.shared_leases",
         "rlm.ratelimit.window",
     ],
 )
@@ -291,6 +303,9 @@ def test_package_exports_what_it_means_to() -> None:
         "RateJournal",
         "RateLimiter",
         "RequestLimiter",
+        "SharedLeases",
+        "SharedTake",
+        "SharedWindows",
         "SlidingWindow",
         "enforce",
     }
@@ -301,3 +316,26 @@ def test_ratelimit_does_not_import_ray() -> None:
         text = source.read_text()
         assert "import ray" not in text, source.name
         assert "from ray" not in text, source.name
+
+
+def test_two_instances_on_postgres_share_one_window(postgres_url: str) -> None:
+    from rlm.db.connect import ensure_schema
+
+    ensure_schema(postgres_url)
+    clock = FakeClock()
+    shared = [SharedWindows(postgres_url, clock=clock) for _ in range(2)]
+    a, b = (RateLimiter(shared=windows) for windows in shared)
+    assert b.check_and_consume("k", ANON).allowed
+    for left in range(8, -1, -1):  # A sees B's request: nine more fit, not ten
+        assert a.check_and_consume("k", ANON).remaining == left
+    # B's look is answered from what it last saw (one request), but its count is the
+    # database's: refused, with the figures of the one window.
+    assert b.peek("k", ANON).allowed
+    refused = b.check_and_consume("k", ANON)
+    assert not refused.allowed and refused.remaining == 0
+    assert refused.retry_after_s == pytest.approx(60.0)
+    assert not a.peek("k", ANON).allowed  # a look its own view refuses is asked of the database
+    clock.advance(60)
+    assert b.check_and_consume("k", ANON).allowed
+    for windows in shared:
+        windows.close()

@@ -1,8 +1,12 @@
-"""Concurrent-agent leases: limits, idempotent release, expiry, and the never-negative rule."""
+"""Concurrent-agent leases: limits, idempotent release, expiry, and the never-negative rule.
+
+Tests taking ``make`` run on this process's leases (the embedded store's) and on the leases
+shared in PostgreSQL (``RLM_DATABASE_URL``), where two limiters stand for two instances."""
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +14,7 @@ from hypothesis import strategies as st
 
 from rlm.auth import TIERS
 from rlm.errors import RateLimited
-from rlm.ratelimit import AgentLeases, RateLimiter
+from rlm.ratelimit import AgentLeases, RateLimiter, SharedLeases
 
 
 class FakeClock:
@@ -21,8 +25,46 @@ class FakeClock:
         return self.now
 
 
-def test_acquire_within_limit_and_refuse_beyond() -> None:
-    limiter = RateLimiter(FakeClock())
+Make = Callable[[FakeClock], RateLimiter]
+
+
+@pytest.fixture
+def make(database_url: str | None) -> Iterator[Make]:
+    """Limiters on the store under test (on PostgreSQL, each one like another instance)."""
+    opened: list[SharedLeases] = []
+
+    def limiter(clock: FakeClock) -> RateLimiter:
+        if database_url is None:
+            return RateLimiter(clock)
+        leases = SharedLeases(database_url, clock=clock)
+        opened.append(leases)
+        return RateLimiter(clock, leases=leases)
+
+    yield limiter
+    for leases in opened:
+        leases.close()
+
+
+def test_two_instances_on_postgres_share_one_limit(postgres_url: str) -> None:
+    from rlm.db.connect import ensure_schema
+
+    ensure_schema(postgres_url)
+    clock = FakeClock()
+    shared = [SharedLeases(postgres_url, clock=clock) for _ in range(2)]
+    a, b = (RateLimiter(clock, leases=leases) for leases in shared)
+    assert a.acquire("alice", 3, 5, lease_id="t1").allowed
+    # B sees A's three agents (per process, B would have granted three more).
+    refused = b.acquire("alice", 3, 5, lease_id="t2")
+    assert not refused.allowed and refused.in_use == 3
+    assert b.acquire("alice", 2, 5, lease_id="t2").in_use == 5
+    assert b.release("t1") == 3  # a lease released through another instance
+    assert (a.in_use("alice"), b.in_use("alice")) == (2, 2)
+    for leases in shared:
+        leases.close()
+
+
+def test_acquire_within_limit_and_refuse_beyond(make: Make) -> None:
+    limiter = make(FakeClock())
     limit = TIERS["user"].concurrent_agents
     first = limiter.acquire("alice", 3, limit)
     assert first.allowed
@@ -38,8 +80,8 @@ def test_acquire_within_limit_and_refuse_beyond() -> None:
     assert second.in_use == 5
 
 
-def test_release_is_idempotent_and_never_negative() -> None:
-    limiter = RateLimiter(FakeClock())
+def test_release_is_idempotent_and_never_negative(make: Make) -> None:
+    limiter = make(FakeClock())
     lease = limiter.acquire("alice", 2, 5).lease_id
     assert lease is not None
     assert limiter.release(lease) == 2
@@ -48,8 +90,8 @@ def test_release_is_idempotent_and_never_negative() -> None:
     assert limiter.in_use("alice") == 0
 
 
-def test_release_frees_only_its_own_lease() -> None:
-    limiter = RateLimiter(FakeClock())
+def test_release_frees_only_its_own_lease(make: Make) -> None:
+    limiter = make(FakeClock())
     a = limiter.acquire("alice", 2, 5).lease_id
     b = limiter.acquire("alice", 3, 5).lease_id
     assert a is not None
@@ -59,8 +101,8 @@ def test_release_frees_only_its_own_lease() -> None:
     assert limiter.in_use("alice") == 3
 
 
-def test_anonymous_gets_no_agents() -> None:
-    limiter = RateLimiter(FakeClock())
+def test_anonymous_gets_no_agents(make: Make) -> None:
+    limiter = make(FakeClock())
     decision = limiter.acquire("anonymous:1.2.3.4", 1, TIERS["anonymous"].concurrent_agents)
     assert not decision.allowed
     with pytest.raises(RateLimited) as excinfo:
@@ -71,8 +113,8 @@ def test_anonymous_gets_no_agents() -> None:
     assert excinfo.value.headers == {"Retry-After": "1"}
 
 
-def test_acquire_with_lease_id_is_idempotent() -> None:
-    limiter = RateLimiter(FakeClock())
+def test_acquire_with_lease_id_is_idempotent(make: Make) -> None:
+    limiter = make(FakeClock())
     first = limiter.acquire("alice", 2, 5, lease_id="task-1")
     again = limiter.acquire("alice", 2, 5, lease_id="task-1")
     assert first.allowed
@@ -85,9 +127,9 @@ def test_acquire_with_lease_id_is_idempotent() -> None:
         limiter.acquire("bob", 2, 5, lease_id="task-1")
 
 
-def test_leases_expire_and_renew() -> None:
+def test_leases_expire_and_renew(make: Make) -> None:
     clock = FakeClock()
-    limiter = RateLimiter(clock)
+    limiter = make(clock)
     lease = limiter.acquire("alice", 5, 5, ttl_s=30).lease_id
     assert lease is not None
     clock.now = 20
@@ -107,8 +149,8 @@ def test_invalid_acquire(n: int, limit: int) -> None:
         AgentLeases().acquire("k", n, limit)
 
 
-def test_decisions_pickle() -> None:
-    decision = RateLimiter(FakeClock()).acquire("alice", 1, 5)
+def test_decisions_pickle(make: Make) -> None:
+    decision = make(FakeClock()).acquire("alice", 1, 5)
     assert pickle.loads(pickle.dumps(decision)) == decision
 
 
