@@ -43,6 +43,7 @@ from rlm.models.tasks import (
     OOLONGResult,
     OOLONGTask,
     Progress,
+    TaskPage,
     TaskStatus,
 )
 from rlm.models.webhooks import (
@@ -98,6 +99,7 @@ __all__ = [
     "StorageReadResponse",
     "TaskCompletedData",
     "TaskEventMessage",
+    "TaskPage",
     "TaskStatus",
     "TeamConfig",
     "TeamMember",
