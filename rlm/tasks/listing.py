@@ -6,8 +6,10 @@ order is ``(created_at, task_id)`` descending, and a :class:`TaskCursor` names t
 of a page, so the next page starts right after it whatever was created meanwhile (no offset
 that shifts, no row shown twice).
 
-On the wire a cursor is opaque (URL-safe base64 of a small JSON array) but validated: a
-cursor that does not decode to a time and a task id is refused with ``INVALID_INPUT``.
+On the wire a cursor is ``<microseconds since the epoch>-<task id>`` (the page's last task):
+every string its documented pattern accepts names a position, and nothing else is accepted
+(``INVALID_INPUT``), so a client or a fuzzer sending any schema-valid cursor gets a page. A
+cursor is a position, never a permission: the viewer's reach is applied to every page.
 
 Example:
     >>> q = TaskQuery(statuses=frozenset({"running"}), limit=2)
@@ -20,12 +22,9 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
 from rlm.errors import InvalidInput
@@ -44,11 +43,13 @@ __all__ = [
 
 #: The most tasks one page holds.
 MAX_PAGE = 500
-#: What a cursor looks like on the wire (URL-safe base64, no padding).
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,600}$"
+#: What a cursor looks like on the wire: ``<microseconds since the epoch>-<task id>``.
+CURSOR_PATTERN = r"^[0-9]{1,17}-[A-Za-z0-9_.-]{1,200}$"
+_CURSOR = re.compile(CURSOR_PATTERN, re.ASCII)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 TASK_STATES: tuple[str, ...] = get_args(TaskState)
 TASK_TYPES: tuple[str, ...] = get_args(TaskType)
-_TASK_ID_CHARS = 200
 
 
 def timestamp(dt: datetime) -> str:
@@ -70,31 +71,24 @@ class TaskCursor:
     task_id: str
 
     def encode(self) -> str:
-        """The cursor as the API hands it out."""
-        raw = json.dumps([timestamp(self.created_at), self.task_id], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        """The cursor as the API hands it out (exact to the microsecond, as stored)."""
+        micros = (self.created_at.astimezone(UTC) - _EPOCH) // _MICROSECOND
+        return f"{micros}-{self.task_id}"
 
     @classmethod
     def decode(cls, text: str) -> TaskCursor:
-        """The cursor ``text`` names.
+        """The position ``text`` names.
 
         Raises:
-            InvalidInput: ``text`` is not a cursor this API handed out.
+            InvalidInput: ``text`` does not have a cursor's form.
         """
-        bad = InvalidInput("cursor: not a nextCursor this API returned", field="cursor")
-        if re.fullmatch(CURSOR_PATTERN, text) is None:
-            raise bad
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            created, task_id = json.loads(raw)
-            at = datetime.fromisoformat(created)
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise bad from None
-        if at.tzinfo is None or not isinstance(task_id, str) or not task_id:
-            raise bad
-        if len(task_id) > _TASK_ID_CHARS:
-            raise bad
-        return cls(at, task_id)
+        if _CURSOR.fullmatch(text) is None:
+            raise InvalidInput(
+                "cursor: not a nextCursor this API returned (<microseconds>-<taskId>)",
+                field="cursor",
+            )
+        micros, task_id = text.split("-", 1)
+        return cls(_EPOCH + int(micros) * _MICROSECOND, task_id)
 
 
 @dataclass(frozen=True, slots=True)
