@@ -100,7 +100,7 @@ class TaskQuery:
         type: Only tasks of this type (recursive, parallel, sequential).
         operation: Only tasks whose input named this operation (``rlm`` for RLM tasks).
         since: Only tasks created at or after this instant.
-        until: Only tasks created before this instant.
+        until: Only tasks created before this instant (not after ``since``: no task).
         after: Only tasks after this cursor (the previous page's last).
         limit: At most this many tasks.
     """
@@ -128,8 +128,6 @@ class TaskQuery:
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
                 raise InvalidInput(f"{name} must carry its UTC offset", field=name)
-        if self.since is not None and self.until is not None and self.until <= self.since:
-            raise InvalidInput("until must be later than since", field="until")
         if not 1 <= self.limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
 

@@ -171,7 +171,7 @@ def test_tenants_see_their_own_and_an_admin_its_org(tenants: Tenants) -> None:
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-01-01T00:00:00"}, "since"),  # no offset
         ({"until": "2026-02-30T00:00:00Z"}, "until"),
-        ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
+        ({"until": "2026-01-01T00:00:00+25:00"}, "until"),
         ({"cursor": "garbage"}, "cursor"),
         ({"cursor": "not base64!"}, "cursor"),
         ({"limit": 0}, "limit"),

@@ -86,6 +86,7 @@ def test_each_filter_runs_in_the_store(store: TaskStore) -> None:
     assert find(since=since.astimezone(timezone(timedelta(hours=2)))) == _expected(
         minutes=lambda m: m >= 1
     )
+    assert find(since=until, until=since) == []  # an empty window is no task, not an error
     combined = find(statuses=frozenset({"completed"}), type="recursive", operation="sum", since=T0)
     assert combined == ["c-sum-done", "b-sum-done", "a-sum-done"]
 
@@ -164,7 +165,6 @@ def test_a_cursor_round_trips() -> None:
         ({"statuses": frozenset({"done"})}, "status"),
         ({"type": "fractal"}, "type"),
         ({"since": datetime(2026, 1, 1)}, "since"),  # no offset
-        ({"since": T0, "until": T0}, "until"),
         ({"limit": 0}, "limit"),
         ({"limit": 501}, "limit"),
     ],
