@@ -221,12 +221,38 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from rlm.errors import InvalidInput
+    from rlm.tasks.listing import TaskCursor, TaskQuery
     from rlm.tasks.store import TaskStore
 
+    def instant(value: str | None, name: str) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(f"--{name}: {value!r} is not an ISO 8601 time", field=name) from None
+
+    query = TaskQuery(
+        statuses=frozenset(s.strip() for s in (args.status or "").split(",") if s.strip()),
+        type=args.type,
+        operation=args.operation,
+        since=instant(args.since, "since"),
+        until=instant(args.until, "until"),
+        after=None if args.cursor is None else TaskCursor.decode(args.cursor),
+        limit=args.limit,
+    )
     settings = get_settings()
     store = TaskStore(settings.database_path, database_url=settings.database_dsn)
-    records = store.list(limit=args.limit)
-    sys.stdout.write(_dump([r.to_status().to_wire(exclude={"result"}) for r in records]) + "\n")
+    # The state file's records as stored: a task running now reads "pending" until it ends.
+    records = store.find(query)
+    page = records[: query.limit]
+    sys.stdout.write(_dump([r.to_status().to_wire(exclude={"result"}) for r in page]) + "\n")
+    if len(records) > query.limit:
+        cursor = TaskCursor(page[-1].created_at, page[-1].task_id).encode()
+        sys.stderr.write(f"more: rlm tasks list --cursor {cursor} (with the same filters)\n")
     return 0
 
 
@@ -666,8 +692,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = tasks_sub.add_parser("show", help="a task's status and result")
     show.add_argument("task_id")
     show.set_defaults(func=_cmd_show)
-    listing = tasks_sub.add_parser("list", help="the newest tasks")
+    listing = tasks_sub.add_parser("list", help="the newest tasks (filtered in the store)")
     listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--status", default=None, help="one or more (comma-separated) task states")
+    listing.add_argument("--type", default=None, help="recursive, parallel or sequential")
+    listing.add_argument("--operation", default=None, help="the operation the input named")
+    listing.add_argument("--since", default=None, help="created at or after (ISO 8601, offset)")
+    listing.add_argument("--until", default=None, help="created before (ISO 8601, offset)")
+    listing.add_argument("--cursor", default=None, help="the next page a previous list named")
     listing.set_defaults(func=_cmd_list)
     cancel = tasks_sub.add_parser("cancel", help="cancel a running task")
     cancel.add_argument("task_id")

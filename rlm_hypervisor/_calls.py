@@ -12,7 +12,7 @@ import binascii
 import functools
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -42,6 +42,7 @@ from rlm.models import (
     SecurityValidateRequest,
     SecurityValidateResponse,
     StorageReadRequest,
+    TaskPage,
     TaskStatus,
     TeamMember,
     TeamQuotaStatus,
@@ -79,6 +80,7 @@ __all__ = [
     "health",
     "list_deliveries",
     "list_tasks",
+    "list_tasks_page",
     "list_webhooks",
     "org_hierarchy",
     "patch_security_policy",
@@ -299,9 +301,52 @@ def cancel_task(task_id: str) -> Call[CancelResponse]:
     return Call("POST", f"/tasks/{_segment(task_id)}/cancel", _model(CancelResponse))
 
 
-def list_tasks(limit: int) -> Call[list[TaskStatus]]:
-    """``GET /tasks?limit=`` (an extension) answering ``{"tasks": [...]}``."""
-    return Call("GET", "/tasks", _list_of(TaskStatus, "tasks"), params={"limit": limit})
+def _task_filters(
+    limit: int,
+    status: str | Sequence[str] | None,
+    type_: str | None,
+    operation: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None = None,
+) -> dict[str, str | int]:
+    params: dict[str, str | int] = {"limit": limit}
+    if status is not None:
+        params["status"] = status if isinstance(status, str) else ",".join(status)
+    for name, value in (("type", type_), ("operation", operation), ("cursor", cursor)):
+        if value is not None:
+            params[name] = value
+    for name, instant in (("since", since), ("until", until)):
+        if instant is not None:
+            params[name] = instant.isoformat()
+    return params
+
+
+def list_tasks(
+    limit: int,
+    status: str | Sequence[str] | None = None,
+    type_: str | None = None,
+    operation: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Call[list[TaskStatus]]:
+    """``GET /tasks`` (an extension) answering ``{"tasks": [...]}``: the first page."""
+    params = _task_filters(limit, status, type_, operation, since, until)
+    return Call("GET", "/tasks", _list_of(TaskStatus, "tasks"), params=params)
+
+
+def list_tasks_page(
+    limit: int,
+    status: str | Sequence[str] | None = None,
+    type_: str | None = None,
+    operation: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+) -> Call[TaskPage]:
+    """``GET /tasks`` with every filter: one page and its ``nextCursor``."""
+    params = _task_filters(limit, status, type_, operation, since, until, cursor)
+    return Call("GET", "/tasks", _model(TaskPage), params=params)
 
 
 def task_events(task_id: str, last_event_id: int | None) -> Call[None]:

@@ -29,6 +29,7 @@ from rlm.models import (
     SecurityPolicyUpdate,
     SecurityValidateResponse,
     TaskEventMessage,
+    TaskPage,
     TaskStatus,
     TeamMember,
     TeamQuotaStatus,
@@ -186,9 +187,57 @@ class TasksAPI:
                 pause = min(pause, remaining)
             self._sleep(pause)
 
-    def list(self, limit: int = 50) -> list[TaskStatus]:
-        """The caller's most recent tasks (``GET /tasks``, an extension), newest first."""
-        return self._send(_calls.list_tasks(limit))
+    def list(
+        self,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | None = None,
+        operation: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[TaskStatus]:
+        """The caller's most recent tasks (``GET /tasks``, an extension), newest first; an
+        org admin's include its org's. The filters run on the server (see :meth:`list_page`).
+
+        Example:
+            >>> client.tasks.list(status=["running", "pending"], operation="sum")  # doctest: +SKIP
+            [TaskStatus(task_id='...', status='running', ...)]
+        """
+        return self._send(_calls.list_tasks(limit, status, type, operation, since, until))
+
+    def list_page(
+        self,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | None = None,
+        operation: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """One page of the caller's tasks, newest first, and the cursor of the next.
+
+        Args:
+            limit: At most 500.
+            status: One or more of pending, running, completed, failed, cancelled.
+            type: recursive, parallel or sequential.
+            operation: The operation the task's input named (``rlm`` for RLM tasks).
+            since: Only tasks created at or after this (timezone-aware) time.
+            until: Only tasks created before this (timezone-aware) time.
+            cursor: The previous page's ``next_cursor`` (pass the same filters again).
+
+        Raises:
+            InvalidInput: a filter or the cursor is not valid.
+
+        Example:
+            >>> page = client.tasks.list_page(status="completed")  # doctest: +SKIP
+            >>> while page.next_cursor:  # doctest: +SKIP
+            ...     page = client.tasks.list_page(status="completed", cursor=page.next_cursor)
+        """
+        call = _calls.list_tasks_page(limit, status, type, operation, since, until, cursor)
+        return self._send(call)
 
     def events(self, task_id: str, last_event_id: int | None = None) -> Iterator[TaskEventMessage]:
         """The task's events as they happen (``GET /tasks/{taskId}/events``, Server-Sent
@@ -569,9 +618,33 @@ class AsyncTasksAPI:
                 pause = min(pause, remaining)
             await self._sleep(pause)
 
-    async def list(self, limit: int = 50) -> list[TaskStatus]:
+    async def list(
+        self,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | None = None,
+        operation: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[TaskStatus]:
         """See :meth:`TasksAPI.list`."""
-        return await self._send(_calls.list_tasks(limit))
+        return await self._send(_calls.list_tasks(limit, status, type, operation, since, until))
+
+    async def list_page(
+        self,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | None = None,
+        operation: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """See :meth:`TasksAPI.list_page`."""
+        call = _calls.list_tasks_page(limit, status, type, operation, since, until, cursor)
+        return await self._send(call)
 
     def events(
         self, task_id: str, last_event_id: int | None = None

@@ -43,6 +43,7 @@ from rlm.models.tasks import (
     OOLONGResult,
     OOLONGTask,
     Progress,
+    TaskPage,
     TaskStatus,
 )
 from rlm.models.usage import UsageHistory, UsagePoint
@@ -99,6 +100,7 @@ __all__ = [
     "StorageReadResponse",
     "TaskCompletedData",
     "TaskEventMessage",
+    "TaskPage",
     "TaskStatus",
     "TeamConfig",
     "TeamMember",

@@ -22,6 +22,7 @@ __all__ = [
     "Priority",
     "Progress",
     "TaskState",
+    "TaskPage",
     "TaskStatus",
     "TaskType",
     "Usage",
@@ -137,6 +138,15 @@ class TaskStatus(WireModel):
     type: TaskType | None = None
     description: str | None = None
     operation: str | None = None
+
+
+class TaskPage(WireModel):
+    """``GET /tasks`` (extension): the tasks the filters select, newest first (the caller's
+    own; an org admin's, its org's too); ``nextCursor``, when set, fetches the older ones
+    (pass it as ``cursor`` with the same filters)."""
+
+    tasks: list[TaskStatus]
+    next_cursor: str | None = None
 
 
 class CancelResponse(WireModel):

@@ -3,7 +3,7 @@
 Without this, each instance's limiter counts only what it admitted itself, and a client that
 spreads its requests over two instances gets twice its tier. With ``RLM_DATABASE_URL`` set the
 limiter keeps no window of its own: each check is one call of the ``rlm_rate_take`` function
-(migration ``0003``), one round trip and one transaction. Under a per-key advisory lock it
+(migration ``0004``), one round trip and one transaction. Under a per-key advisory lock it
 reads the key's minute log and hour buckets, admits the request if it fits both, and counts it.
 The windows are the in-memory ones' (:class:`~rlm.ratelimit.window.SlidingWindow`): an exact
 log for the minute, one-minute buckets for the hour, so the two modes refuse the same requests.
@@ -56,7 +56,7 @@ class SharedWindows:
     """Every key's minute and hour windows in a migrated PostgreSQL database.
 
     Args:
-        url: The ``postgresql://`` URL (migration ``0003`` applied).
+        url: The ``postgresql://`` URL (migration ``0004`` applied).
         clock: Epoch seconds to check at; ``None`` uses the database server's clock.
     """
 

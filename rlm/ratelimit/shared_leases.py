@@ -2,7 +2,7 @@
 
 The same contract as :class:`~rlm.ratelimit.concurrency.AgentLeases` (idempotent acquire with a
 lease id, idempotent release, time-to-live, never negative), with the leases as rows of
-``rate_leases`` (migration ``0003``): a client running tasks on two instances holds its tier's
+``rate_leases`` (migration ``0004``): a client running tasks on two instances holds its tier's
 concurrent agents in total, not on each. An acquisition is one call of ``rlm_lease_take``
 (one round trip, under the key's advisory lock); a release, a renewal and a count are one
 statement each. The engine's leases are named for their tasks, so the leases of an instance
@@ -37,7 +37,7 @@ class SharedLeases:
     """Every key's concurrent-agent leases in a migrated PostgreSQL database.
 
     Args:
-        url: The ``postgresql://`` URL (migration ``0003`` applied).
+        url: The ``postgresql://`` URL (migration ``0004`` applied).
         clock: Seconds to time leases by; ``None`` uses the database server's clock.
     """
 

@@ -50,7 +50,7 @@ from rlm.lm.calls import LMReply, LMRequest
 from rlm.lm.memo import MemoStore
 from rlm.lm.settings import ProviderSettings
 from rlm.models.quotas import TeamQuotaStatus
-from rlm.models.tasks import CancelResponse, ExecuteResponse
+from rlm.models.tasks import CancelResponse, ExecuteResponse, TaskPage
 from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.ratelimit import RateJournal, RateLimiter, SharedLeases, SharedWindows
 from rlm.runtime.input_holder import InputHolderActor
@@ -64,6 +64,7 @@ from rlm.runtime.webhook_worker import WebhookWorkerActor, worker_name
 from rlm.scoring import score
 from rlm.tasks.events import TERMINAL_EVENT, in_trajectory
 from rlm.tasks.idempotency import REPLAYED_HEADER, IdempotencyKey
+from rlm.tasks.listing import TaskQuery
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
 from rlm.webhooks.outbox import WebhookOutbox
@@ -320,11 +321,16 @@ class HypervisorCore:
 
     @_answers
     async def list_tasks(
-        self, viewer: Viewer | None, limit: int = 50, admission: Admission | None = None
+        self, viewer: Viewer | None, query: TaskQuery, admission: Admission | None = None
     ) -> tuple[Any, dict[str, str]]:
-        """The newest tasks the viewer may see."""
+        """A page of the tasks the viewer may see that ``query`` selects, newest first."""
         headers = self._gate.admit(admission)
-        return [r.to_status() for r in self._table.list(viewer, limit)], headers
+        records, after = self._table.list(viewer, query)
+        page = TaskPage(
+            tasks=[r.to_status() for r in records],
+            next_cursor=None if after is None else after.encode(),
+        )
+        return page, headers
 
     @_answers
     async def cancel(

@@ -35,6 +35,7 @@ from rlm.models.tasks import (
     CancelResponse,
     ExecuteRequest,
     ExecuteResponse,
+    TaskPage,
     TaskStatus,
     TaskType,
 )
@@ -52,6 +53,7 @@ from rlm.runtime.security import RaySecurity
 from rlm.storage.access import StorageReader
 from rlm.storage.inputs import split_source
 from rlm.storage.service import StorageService
+from rlm.tasks.listing import TaskQuery
 
 __all__ = ["Hypervisor", "connect"]
 
@@ -542,10 +544,21 @@ class Hypervisor:
         recorded: bool = ray.get(self._core.record_events.remote(task_id, list(events)))
         return recorded
 
-    def tasks(self, *, viewer: Viewer | None = None, limit: int = 50) -> list[TaskStatus]:
-        """The newest tasks, newest first."""
-        listed: list[TaskStatus] = _unwrap(ray.get(self._core.list_tasks.remote(viewer, limit)))
-        return listed
+    def tasks(
+        self, *, viewer: Viewer | None = None, limit: int = 50, query: TaskQuery | None = None
+    ) -> list[TaskStatus]:
+        """The newest tasks, newest first (``query``: filtered; see :meth:`task_page`)."""
+        return self.task_page(query or TaskQuery(limit=limit), viewer=viewer).tasks
+
+    def task_page(self, query: TaskQuery, *, viewer: Viewer | None = None) -> TaskPage:
+        """One page of the tasks ``query`` selects, newest first, and its ``next_cursor``.
+
+        Example:
+            >>> hv.task_page(TaskQuery(statuses=frozenset({"running"}))).tasks  # doctest: +SKIP
+            []
+        """
+        page: TaskPage = _unwrap(ray.get(self._core.list_tasks.remote(viewer, query)))
+        return page
 
     def quotas(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a method of the engine's quota ledger (:class:`rlm.quotas.QuotaLedgerService`).

@@ -106,7 +106,8 @@ class Run:
         self.progress = ProgressTracker(self.spec.plan, time.monotonic())
 
     def report_progress(self) -> None:
-        """Append a ``task.progress`` event for the calls finished since the last one (if any).
+        """Append a ``nodes.started`` event for the calls sent since the last one and a
+        ``task.progress`` event for the calls finished since the last one (each if any).
 
         Callers throttle (see :meth:`ProgressTracker.wait_s`); the task table calls it once
         more just before the terminal event.
@@ -114,6 +115,13 @@ class Run:
         if self.progress_timer is not None:
             self.progress_timer.cancel()
             self.progress_timer = None
-        data = self.progress.take(time.monotonic(), self.completed)
-        if data is not None and not self.events.closed:
+        if self.events.closed:
+            return
+        now = time.monotonic()
+        # Sent before finished: a call started and done within one interval reads in order.
+        started = self.progress.take_started(now)
+        if started is not None:
+            self.events.append("nodes.started", started)
+        data = self.progress.take(now, self.completed)
+        if data is not None:
             self.events.append("task.progress", data)

@@ -10,8 +10,9 @@ partials, which Ray hands from agent to agent without passing through the core. 
 only sees each call's small ``meta`` answer; the root's partial goes back to the core
 (``finish``), which finishes it into the output, and so does a call's failure (``stop``).
 
-Every finished call is marked on its run's progress tracker; one ``task.progress`` event goes
-out per throttle interval for all the calls that finished in it (:mod:`rlm.tasks.progress`).
+Every call sent and every call finished is marked on its run's progress tracker; one
+``nodes.started`` and one ``task.progress`` event go out per throttle interval for all the calls
+sent and finished in it (:mod:`rlm.tasks.progress`).
 """
 
 from __future__ import annotations
@@ -336,7 +337,10 @@ class Scheduler:
             self._inflight += 1
         for node in nodes:
             run.inflight[node.index] = (agent, handle, fut)
+            run.progress.start(node.index, node.depth)
         fut.add_done_callback(lambda f: self._on_calls_done(run, nodes, agent, f, single))
+        # Not at once: every call this pump sends goes in the same nodes.started event.
+        self._progress(run, soon=True)
 
     # -- answers ------------------------------------------------------------------------------
 
@@ -388,12 +392,14 @@ class Scheduler:
         finally:
             self._pump()
 
-    def _progress(self, run: Run) -> None:
-        """Send the run's progress now, or arm one timer for when the throttle allows it."""
+    def _progress(self, run: Run, *, soon: bool = False) -> None:
+        """Send the run's progress now, or arm one timer for when the throttle allows it
+        (``soon``: a timer even when it allows it now, so the calls sent by the rest of this
+        turn of the loop go in the same events)."""
         if run.finished or run.progress_timer is not None or not run.progress.pending:
             return
         wait = run.progress.wait_s(time.monotonic())
-        if wait <= 0.0:
+        if wait <= 0.0 and not soon:
             run.report_progress()
         else:
             loop = asyncio.get_running_loop()

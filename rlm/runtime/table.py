@@ -32,6 +32,7 @@ from rlm.runtime.run import Run, TaskSpec
 from rlm.tasks.event_store import EventWriter, stored_events
 from rlm.tasks.events import DEFAULT_MAX_EVENTS, TERMINAL_EVENT, EventLog, TaskEvent
 from rlm.tasks.idempotency import IdempotencyKey
+from rlm.tasks.listing import TaskCursor, TaskQuery
 from rlm.tasks.progress import plan_shape
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
@@ -39,6 +40,11 @@ from rlm.tasks.store import TaskStore
 __all__ = ["TaskTable"]
 
 log = logging.getLogger(__name__)
+
+#: The states a task running here may be stored in while its live record says another.
+_LIVE_STATES = frozenset({"pending", "running"})
+#: A page of records (``TaskTable.list`` shadows the builtin inside the class).
+_Records = list[TaskRecord]
 
 
 class TaskTable:
@@ -237,21 +243,38 @@ class TaskTable:
             return None
         return record
 
-    def list(self, viewer: Viewer | None, limit: int) -> list[TaskRecord]:
-        """The newest records the viewer may see, live ones as they are now."""
-        if viewer is None:
-            records = self._store.list(limit=limit)
-        elif viewer.admin and viewer.org_id is not None:
-            records = self._store.list(org_id=viewer.org_id, limit=limit)
-            records += [
-                r
-                for r in self._store.list(owner_id=viewer.user_id, limit=limit)
-                if r.org_id != viewer.org_id
-            ]
-            records = sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
-        else:
-            records = self._store.list(owner_id=viewer.user_id, limit=limit)
-        return [self._record(r.task_id) or r for r in records]
+    def list(self, viewer: Viewer | None, query: TaskQuery) -> tuple[_Records, TaskCursor | None]:
+        """A page of the records ``viewer`` may see that ``query`` selects, newest first, live
+        ones as they are now; and the cursor of the next page (``None``: this is the last).
+
+        A task running here is stored "pending" until it ends (its live record says
+        "running", without a write per start): a status filter naming either asks the store
+        for both and keeps the tasks whose live status matches, reading on when that left
+        the page short.
+        """
+        owner_id = None if viewer is None else viewer.user_id
+        org_id = viewer.org_id if viewer is not None and viewer.admin else None
+        stored = query
+        if query.statuses & _LIVE_STATES:
+            stored = query.evolve(statuses=query.statuses | _LIVE_STATES)
+        wanted = query.limit + 1
+        page: _Records = []
+        after = query.after
+        while len(page) < wanted:
+            rows = self._store.find(stored.evolve(after=after), owner_id=owner_id, org_id=org_id)
+            for row in rows:
+                live = self._record(row.task_id) or row
+                if not query.statuses or live.status in query.statuses:
+                    page.append(live)
+                    if len(page) == wanted:
+                        break
+            if len(rows) <= stored.limit:  # the store has no more
+                break
+            after = TaskCursor(rows[-1].created_at, rows[-1].task_id)
+        if len(page) <= query.limit:
+            return page, None
+        page = page[: query.limit]
+        return page, TaskCursor(page[-1].created_at, page[-1].task_id)
 
     def stored_bytes(self, team_id: str) -> int:
         """Bytes the store keeps for the team's tasks."""

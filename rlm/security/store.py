@@ -6,7 +6,7 @@ policies, so a policy change and its audit record commit together. It sits besid
 writer (the security actor) never contends with the task table's for SQLite's one write lock.
 The file and the key are created 0600 in a 0700 directory, whatever the umask.
 
-With ``RLM_DATABASE_URL`` the same tables are in PostgreSQL (migration ``0003``), shared by
+With ``RLM_DATABASE_URL`` the same tables are in PostgreSQL (migration ``0004``), shared by
 every instance: :func:`open_security_store` opens whichever applies. The key stays in each
 instance's state directory (never in the database: whoever can write the database must not
 be able to re-MAC the chain), so every instance needs the same ``audit-key`` file;

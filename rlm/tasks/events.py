@@ -10,6 +10,11 @@ Event types (``data`` fields in camelCase, as on the wire):
 
 - ``task.started``: ``operation``, ``type``, ``plannedCalls``, ``plan`` (the tree's shape,
   see *Drawing the tree*).
+- ``nodes.started``: ``startedCalls`` (calls sent to agents since the previous one),
+  ``perDepth`` (calls sent so far at each depth) and ``started`` (the plan nodes sent since
+  the previous one, as ``[start, end)`` index ranges): a node started and not yet in a
+  ``done`` range is running; one not started yet is pending. Throttled with
+  ``task.progress`` (at most one of each per interval, ``nodes.started`` first).
 - ``task.progress``: ``completedCalls``, ``plannedCalls``, ``percent`` (0..100), ``perDepth``
   (agent calls finished so far at each depth, root = 0) and ``done`` (the plan nodes finished
   since the previous progress event, as half-open ``[start, end)`` index ranges).
@@ -43,9 +48,10 @@ Drawing the tree (built-in operations):
     ``perDepth[d]`` is how many agent calls the plan has at depth ``d``, and ``parents[i]`` is
     the index of node ``i``'s parent (``-1`` for the root, the last node). Nodes are numbered
     children before parents. A browser builds the tree once from ``parents``, then colours
-    the ``done`` ranges of every ``task.progress`` and the ``perDepth`` bars; a watcher that
-    starts late replays from event 1 (or only draws the per-depth bars). A plan of more than
-    :data:`MAX_TREE_NODES` nodes leaves ``parents`` and ``done`` out: the per-depth counts
+    the ``started`` ranges of every ``nodes.started`` (running), the ``done`` ranges of every
+    ``task.progress`` and the ``perDepth`` bars; a watcher that starts late replays from
+    event 1 (or only draws the per-depth bars). A plan of more than :data:`MAX_TREE_NODES`
+    nodes leaves ``parents``, ``started`` and ``done`` out: the per-depth counts
     still draw it. A 4,096-leaf tree costs one ``parents`` list (~25 KB) and then only ranges.
 
 Throttling:

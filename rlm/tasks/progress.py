@@ -3,7 +3,10 @@
 The scheduler marks every finished agent call on the run's :class:`ProgressTracker` (a list
 append and a counter: the engine's hot path stays cheap) and asks it when the next
 ``task.progress`` may go out; the tracker then builds one event for everything that finished
-in between. The shape of the events, and how a browser draws a tree from them, is described in
+in between. Calls sent to an agent are marked the same way and go out, under the same
+throttle, as one ``nodes.started`` event just before that ``task.progress``: a watcher tells a
+running node from a pending one at the cost of at most one more event per interval, not one
+per call. The shape of the events, and how a browser draws a tree from them, is described in
 :mod:`rlm.tasks.events`.
 
 Example:
@@ -14,6 +17,9 @@ Example:
     ...     tracker.mark(node.index, node.depth)
     >>> tracker.take(now=0.0, completed=2)["done"]
     [[0, 2]]
+    >>> tracker.start(plan.nodes[2].index, plan.nodes[2].depth)
+    >>> tracker.take_started(now=0.0)["started"]
+    [[2, 3]]
 """
 
 from __future__ import annotations
@@ -94,20 +100,61 @@ class ProgressTracker:
         t0: When the task started, on the clock ``now`` values come from (monotonic seconds).
     """
 
-    __slots__ = ("_done", "_last", "_t0", "_tree", "per_depth", "planned")
+    __slots__ = (
+        "_done",
+        "_last",
+        "_started",
+        "_started_new",
+        "_t0",
+        "_tree",
+        "per_depth",
+        "per_depth_started",
+        "planned",
+    )
 
     def __init__(self, plan: Plan, t0: float) -> None:
         self.planned = len(plan.nodes)
         self.per_depth = [0] * (max(n.depth for n in plan.nodes) + 1)
         self._tree = len(plan.nodes) <= MAX_TREE_NODES
         self._done: list[int] = []
+        #: Nodes sent since the last ``nodes.started`` (indexes kept only for a drawn tree).
+        self._started: list[int] = []
+        self._started_new = 0
+        self.per_depth_started = [0] * len(self.per_depth)
         self._t0 = t0
         self._last: float | None = None
 
     @property
     def pending(self) -> bool:
-        """Whether calls finished since the last event."""
-        return bool(self._done)
+        """Whether calls started or finished since the last event."""
+        return bool(self._done) or self._started_new > 0
+
+    def start(self, index: int, depth: int) -> None:
+        """Note that plan node ``index`` (at ``depth``) was sent to an agent."""
+        self._started_new += 1
+        self.per_depth_started[depth] += 1
+        if self._tree:
+            self._started.append(index)
+
+    def take_started(self, now: float) -> dict[str, Any] | None:
+        """The data of the next ``nodes.started`` (``None`` when no call was sent since).
+
+        ``startedCalls`` counts the calls sent since the previous one; ``perDepth`` the calls
+        sent so far at each depth (a resent call counts again); ``started`` (drawn trees
+        only) the plan nodes sent, as half-open ``[start, end)`` index ranges.
+        """
+        if not self._started_new:
+            return None
+        data: dict[str, Any] = {
+            "startedCalls": self._started_new,
+            "perDepth": list(self.per_depth_started),
+        }
+        if self._tree:
+            data["started"] = coalesce(self._started)
+        self._started = []
+        self._started_new = 0
+        self._last = now
+        return data
 
     def mark(self, index: int, depth: int) -> None:
         """Note that plan node ``index`` (at ``depth``) finished."""

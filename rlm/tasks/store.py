@@ -46,12 +46,14 @@ from rlm.tasks.event_store import (
 )
 from rlm.tasks.events import TaskEvent
 from rlm.tasks.idempotency import IdempotencyKey, IdempotentTask
+from rlm.tasks.listing import TaskQuery, where
 from rlm.tasks.record import TaskRecord
 
 __all__ = ["INTERRUPTED_MESSAGE", "EngineInstance", "TaskStore", "TerminalHook", "open_sqlite"]
 
 #: A list of events (``TaskStore.list`` shadows the builtin inside the class).
 _Events = list[TaskEvent]
+_Records = list[TaskRecord]
 
 INTERRUPTED_MESSAGE = "interrupted: the service stopped while the task was running"
 
@@ -469,6 +471,23 @@ class TaskStore:
         query += " ORDER BY created_at DESC LIMIT ?"
         with self._lock:
             rows = self._conn.execute(query, (*args, limit)).fetchall()
+        return [self._row_to_record(r) for r in rows]
+
+    def find(
+        self, query: TaskQuery, *, owner_id: str | None = None, org_id: str | None = None
+    ) -> _Records:
+        """The records ``query`` selects, newest first, one more than its ``limit`` when
+        there are (so the caller knows a next page exists).
+
+        Args:
+            query: Filters and the page (see :mod:`rlm.tasks.listing`).
+            owner_id: Only this user's tasks; with ``org_id``, this user's *or* this org's
+                (what an org admin sees).
+            org_id: Only this org's tasks (see ``owner_id``).
+        """
+        sql, args = where(query, owner_id=owner_id, org_id=org_id, on_postgres=self._on_postgres)
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM tasks " + sql, args).fetchall()
         return [self._row_to_record(r) for r in rows]
 
     def delete(self, task_ids: Sequence[str]) -> int:

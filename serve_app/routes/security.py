@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import re
-from datetime import datetime
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from rlm.auth.scopes import SCOPE_ADMIN
-from rlm.errors import Forbidden, InvalidInput, Unauthorized
+from rlm.errors import Forbidden, Unauthorized
 from rlm.models.security import (
     SecurityEventPage,
     SecurityPolicy,
@@ -30,6 +28,7 @@ from serve_app.authorization import authorize
 from serve_app.context import request_id_of
 from serve_app.deps import Bearer, Caller, admitted
 from serve_app.openapi import ROUTE_ERRORS, error_responses
+from serve_app.query import instant, listed
 from serve_app.responses import FastJSON
 from serve_app.security import Security
 
@@ -55,11 +54,6 @@ _ERRORS = error_responses(*ROUTE_ERRORS)
 _SEVERITY = "(" + "|".join(get_args(Severity)) + ")"
 #: One or more severities, comma-separated (``high,critical``).
 _SEVERITY_LIST = rf"^ *{_SEVERITY} *(, *{_SEVERITY} *)*$"
-#: An RFC 3339 date-time with its offset (what JSON Schema's ``date-time`` format means).
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})",
-    re.ASCII,
-)
 #: Texts longer than this are validated in a thread, off the event loop.
 _INLINE_CHARS = 64 * 1024
 
@@ -145,7 +139,7 @@ async def events(
     ``type`` one or more event types; ``since`` an ISO time; ``cursor`` the ``nextCursor`` of
     the previous page."""
     org = _admin_org(caller)
-    severities = _listed(severity, "severity")
+    severities = listed(severity, "severity")
     security = _security(request)
     await security.backend.flush()  # what this replica recorded is in what it reads
     page = await security.backend.call(
@@ -153,38 +147,11 @@ async def events(
         org,
         limit=limit,
         severities=severities,
-        since=_instant(since),
+        since=instant(since, "since"),
         cursor=cursor,
-        types=_listed(type, "type"),
+        types=listed(type, "type"),
     )
     return _answer(request, page)
-
-
-def _instant(since: str | None) -> datetime | None:
-    """``since`` (an RFC 3339 time, as its documented format says) as an aware datetime.
-
-    Not pydantic's ``datetime``: it also takes numbers (``0.5``) and ISO 8601's other forms,
-    which the document's ``date-time`` does not."""
-    if since is None:
-        return None
-    if _RFC3339.fullmatch(since) is None:
-        raise InvalidInput(
-            "since must be an RFC 3339 time with its offset (e.g. 2026-01-15T10:30:00Z)",
-            field="since",
-        )
-    try:
-        return datetime.fromisoformat(since.upper())
-    except ValueError:  # a date that does not exist: 2026-02-30, 25:00
-        raise InvalidInput(f"since: {since!r} is not a valid time", field="since") from None
-
-
-def _listed(value: str | None, field: str) -> list[str] | None:
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise InvalidInput(f"{field} is empty", field=field)
-    return items
 
 
 @router.get(

@@ -15,12 +15,27 @@ from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
 from rlm.errors import InvalidInput, TaskNotFound, error_from_payload
 from rlm.models.base import parse_model
 from rlm.models.events import Trajectory
-from rlm.models.tasks import CancelResponse, ExecuteRequest, ExecuteResponse, TaskStatus
+from rlm.models.tasks import (
+    CancelResponse,
+    ExecuteRequest,
+    ExecuteResponse,
+    TaskPage,
+    TaskStatus,
+)
 from rlm.tasks.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, IdempotencyKey
+from rlm.tasks.listing import (
+    CURSOR_PATTERN,
+    MAX_PAGE,
+    TASK_STATES,
+    TASK_TYPES,
+    TaskCursor,
+    TaskQuery,
+)
 from serve_app.bodies import off_loop
 from serve_app.crashes import chosen_task_id, engine_died, engine_lost
 from serve_app.deps import Caller, admitted, authenticated
 from serve_app.openapi import ROUTE_ERRORS, error_responses, json_body
+from serve_app.query import instant, listed
 from serve_app.responses import FastJSON, json_bytes
 from serve_app.sse import EventStreamResponse, event_stream
 
@@ -241,17 +256,85 @@ async def cancel_task(
     return FastJSON(response.to_wire(), headers=headers)
 
 
-@router.get("/tasks", responses=_errors(), summary="List tasks (extension)")
+#: One or more task states, comma-separated (``running,pending``).
+_STATUS = "(" + "|".join(TASK_STATES) + ")"
+_STATUS_LIST = rf"^ *{_STATUS} *(, *{_STATUS} *)*$"
+_DATE_TIME = {"format": "date-time"}
+
+
+@router.get(
+    "/tasks",
+    response_model=TaskPage,
+    response_model_exclude_none=True,
+    responses=_errors(),
+    summary="List tasks (extension)",
+)
 async def list_tasks(
     request: Request,
     caller: Reader,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    status: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            pattern=_STATUS_LIST,
+            description="One or more (comma-separated) of " + ", ".join(TASK_STATES) + ".",
+        ),
+    ] = None,
+    type: Annotated[
+        str | None,
+        Query(
+            pattern="^(" + "|".join(TASK_TYPES) + ")$",
+            description="One of " + ", ".join(TASK_TYPES) + ".",
+        ),
+    ] = None,
+    operation: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            pattern=r"^[A-Za-z0-9_.:-]+$",
+            description="The operation the task's input named (``rlm`` for RLM tasks).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            json_schema_extra=_DATE_TIME,
+            description="Only tasks created at or after this RFC 3339 time.",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            json_schema_extra=_DATE_TIME,
+            description="Only tasks created before this RFC 3339 time.",
+        ),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=CURSOR_PATTERN,
+            description="The previous page's ``nextCursor`` (with the same filters).",
+        ),
+    ] = None,
 ) -> Any:
-    """The newest tasks the caller may see (its own; an admin's org's too)."""
-    tasks, headers = await request.app.state.hv.ask(
-        "list_tasks", caller.viewer, limit, caller.admission
+    """The tasks the caller may see (its own; an org admin's, its org's too), newest first,
+    filtered in the store; ``nextCursor`` (when set) fetches the next, older page."""
+    query = TaskQuery(
+        statuses=frozenset(listed(status, "status") or ()),
+        type=type,
+        operation=operation,
+        since=instant(since, "since"),
+        until=instant(until, "until"),
+        after=None if cursor is None else TaskCursor.decode(cursor),
+        limit=limit,
     )
-    return FastJSON({"tasks": [t.to_wire() for t in tasks]}, headers=headers)
+    page, headers = await request.app.state.hv.ask(
+        "list_tasks", caller.viewer, query, caller.admission
+    )
+    return FastJSON(page.to_wire(), headers=headers)
 
 
 _EVENTS_DOC = """A task's events as Server-Sent Events (``text/event-stream``), from the one after

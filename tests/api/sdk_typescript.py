@@ -129,6 +129,8 @@ def node_env(server: LiveServer, blob: bytes) -> dict[str, str]:
         "other": server.token(f"other-{tag}", reader, "user"),
         # Its own user: a test counts every task this one has.
         "retrier": server.token(f"retrier-{tag}", reader, "user"),
+        # Its own user too: a test lists exactly the tasks this one ran.
+        "lister": server.token(f"lister-{tag}", reader, "user"),
         "executeOnly": server.token(f"exec-{tag}", "rlm:execute", "user"),
         "anonymous": server.token(f"anon-{tag}", "rlm:read", "anonymous"),
         "manager": server.token(

@@ -1,5 +1,6 @@
 """The web console in a real browser (the distribution's Chromium, headless) against a live
-``rlm serve``: sign in, a task's tree drawn live to 100 %, cancel from the page, an RLM task's
+``rlm serve``: sign in, a task's tree drawn live to 100 %, cancel from the page, task filters
+run by the server with "Load more", running nodes told from pending ones, an RLM task's
 cells and sub-calls appearing while it runs, another tenant seeing none of it, quotas and
 usage over time, evaluation runs recorded in the API. Each view's screenshot is saved under
 ``test-artifacts/console/``.
@@ -172,6 +173,71 @@ def test_cancel_a_running_task_from_the_page(console: Console) -> None:
         expect(cancel).to_be_disabled()
         assert sdk.tasks.get(task).status == "cancelled"
         _shot(page, "task-cancelled")
+    _no_csp_violations(console)
+
+
+def test_task_filters_run_on_the_server_and_running_nodes_show(console: Console) -> None:
+    token = console.token(sub=f"filters-{uuid.uuid4().hex[:6]}", tier="enterprise")
+    quick = {
+        "type": "parallel",
+        "description": "quick",
+        "input": {"items": [1, 2, 3], "operation": "sum"},
+    }
+    with _sdk(console, token) as sdk, console.page() as page:
+        done = [sdk.execute(quick).task_id for _ in range(51)]  # one more than a page
+        slow = sdk.submit(
+            {
+                "type": "recursive",
+                "description": "running and pending nodes",
+                "input": {
+                    "items": list(range(16)),
+                    "operation": "slow_sum",
+                    "params": {"seconds": 30},
+                },
+                "options": {"leafSize": 1, "fanout": 4},
+            }
+        )
+        try:
+            console.sign_in(page, token)
+            rows = page.locator("tr[data-task]")
+            expect(rows).to_have_count(50)  # the first page
+            expect(page.get_by_role("status").first).to_contain_text("more on the server")
+            page.get_by_role("button", name="Load more").click()
+            expect(rows).to_have_count(52)
+            expect(page.get_by_role("button", name="Load more")).to_be_hidden()
+            expect(page.locator(f'tr[data-task="{done[0]}"]')).to_be_visible()
+            # The status filter is the server's: the API call carries it, the page URL not.
+            with page.expect_request(
+                lambda r: "/v1/tasks?" in r.url and "status=running" in r.url
+            ) as asked:
+                page.get_by_label("Status").select_option("running")
+            assert asked.value.headers["authorization"] == f"Bearer {token}"
+            assert "status" not in page.url and token not in asked.value.url
+            expect(rows).to_have_count(1)
+            expect(page.locator(f'tr[data-task="{slow}"]')).to_contain_text("running")
+            page.get_by_label("Status").select_option("completed")
+            expect(rows).to_have_count(50)
+            expect(page.locator(f'tr[data-task="{slow}"]')).to_have_count(0)
+            _shot(page, "tasks-filtered-on-the-server")
+
+            # The running task's tree: the calls sent are drawn running, the rest pending.
+            page.goto(f"{console.ui}#/task/{slow}")
+            tree = page.get_by_role("img", name="Recursion tree", exact=False)
+            expect(tree).to_have_attribute("aria-label", _contains("0 of 21 calls finished"))
+            expect(tree).to_have_attribute("aria-label", re.compile(r"finished, [1-9]\d* running"))
+            label = tree.get_attribute("aria-label") or ""
+            running = int(re.search(r"finished, (\d+) running", label).group(1))  # type: ignore[union-attr]
+            assert running < 16, "some leaves wait for an agent: pending, not running"
+            leaves = page.locator("table.levels tbody tr").last
+            expect(leaves.locator("td").last).to_have_text(str(running))
+            legend = page.get_by_role("list", name="Legend")
+            expect(legend).to_contain_text("pending")
+            expect(legend).to_contain_text("running")
+            swatch = legend.locator(".swatch.s4")
+            assert swatch.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(31, 95, 191)"
+            _shot(page, "task-running-nodes")
+        finally:
+            sdk.tasks.cancel(slow)
     _no_csp_violations(console)
 
 

@@ -53,6 +53,22 @@ def _check_stream(events: list[TaskEventMessage], planned: int) -> None:
     assert sorted(done) == list(range(planned))
     assert progress[-1].percent == 100.0 and progress[-1].per_depth == plan["perDepth"]
     assert events[-2].event == "task.progress"  # the last progress comes just before the end
+    # Every node is announced started (nodes.started, batched) before it is announced done.
+    started_at: dict[int, int] = {}
+    for e in events:
+        if e.event == "nodes.started":
+            assert e.data["startedCalls"] >= 1
+            for start, end in e.data["started"]:
+                started_at.update((i, e.id) for i in range(start, end) if i not in started_at)
+    assert sorted(started_at) == list(range(planned))
+    for e in events:
+        for start, end in (e.progress.done or []) if e.progress is not None else []:
+            assert all(started_at[i] < e.id for i in range(start, end))
+    started = [e for e in events if e.event == "nodes.started"]
+    assert sum(e.data["startedCalls"] for e in started) == planned
+    assert started[-1].data["perDepth"] == plan["perDepth"]
+    # Batched: fewer events than calls (the leaves sent in one pump share one event).
+    assert len(started) < planned
 
 
 def test_a_built_in_tasks_events_from_started_to_completed(hv: rlm.Hypervisor) -> None:
@@ -163,7 +179,11 @@ def test_events_are_read_back_after_the_engine_restarts(ray_session: None, tmp_p
         ]
         # Interrupted by the restart: what was written, then an end made from its record.
         interrupted = list(again.events(running))
-        assert [e.event for e in interrupted[:2]] == ["task.started", "rlm.turn"]
+        told = [e.event for e in interrupted if e.event != "nodes.started"]
+        assert told[:2] == ["task.started", "rlm.turn"]
+        # Its two leaves were running when the engine went: written before the kill.
+        started = [e for e in interrupted if e.event == "nodes.started"]
+        assert sum(e.data["startedCalls"] for e in started) == 2
         end = interrupted[-1]
         assert end.terminal and end.id == len(interrupted)
         assert end.data["status"] == "failed"

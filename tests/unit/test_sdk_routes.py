@@ -53,7 +53,11 @@ ROUTE_METHODS: dict[tuple[str, str], list[SdkCall]] = {
     ],
     ("GET", "/v1/tasks/{taskId}"): [("tasks.get", ("task-1",), {}), ("tasks.wait", ("t-1",), {})],
     ("POST", "/v1/tasks/{taskId}/cancel"): [("tasks.cancel", ("task-1",), {})],
-    ("GET", "/v1/tasks"): [("tasks.list", (), {})],
+    ("GET", "/v1/tasks"): [
+        ("tasks.list", (), {}),
+        ("tasks.list", (), {"status": ["running", "pending"], "type": "parallel"}),
+        ("tasks.list_page", (), {"operation": "sum", "cursor": "abc"}),
+    ],
     ("GET", "/v1/tasks/{taskId}/events"): [("tasks.events", ("task-1",), {})],
     ("GET", "/v1/tasks/{taskId}/trajectory"): [("tasks.trajectory", ("task-1",), {})],
     ("POST", "/v1/storage/read"): [("storage.read", ("local", "k", 0, 16), {})],

@@ -138,3 +138,34 @@ def test_the_events_of_a_run_add_up_to_the_whole_tree(seed: int, leaves: int, fa
     assert events[-1]["perDepth"] == plan_shape(plan)["perDepth"]
     counts = [e["completedCalls"] for e in events]
     assert counts == sorted(counts)
+
+
+def test_calls_sent_go_out_as_one_batched_started_event() -> None:
+    plan = plan_task("recursive", 8, leaf_size=1, fanout=2, max_depth=8)
+    tracker = ProgressTracker(plan, t0=0.0)
+    assert tracker.take_started(now=0.0) is None
+    leaves = [n for n in plan.nodes if not n.children]
+    for node in reversed(leaves[:5]):  # in any order
+        tracker.start(node.index, node.depth)
+    assert tracker.pending  # started calls are worth an event even when none finished
+    started = tracker.take_started(now=0.0)
+    assert started is not None
+    depth = leaves[0].depth
+    assert started["startedCalls"] == 5 and started["perDepth"][depth] == 5
+    assert started["started"] == coalesce(n.index for n in leaves[:5])
+    # One throttle for both kinds: the next ones wait for the interval.
+    assert not tracker.pending and tracker.wait_s(now=0.05) > 0.0
+    root = plan.nodes[-1]
+    tracker.start(root.index, root.depth)
+    again = tracker.take_started(now=0.2)
+    assert again is not None and again["started"] == [[root.index, root.index + 1]]
+    assert again["perDepth"][0] == 1 and again["perDepth"][depth] == 5  # so far, per depth
+
+
+def test_a_tree_too_big_to_draw_announces_started_calls_by_depth_only() -> None:
+    plan = plan_task("parallel", MAX_TREE_NODES + 10, leaf_size=1, max_leaves=10**6)
+    tracker = ProgressTracker(plan, t0=0.0)
+    for index in range(300):
+        tracker.start(index, 1)
+    started = tracker.take_started(now=0.0)
+    assert started == {"startedCalls": 300, "perDepth": [0, 300]}

@@ -50,7 +50,7 @@ export type { EvaluationsAPI } from "./resources/evaluations.js";
 export type { IdempotentOptions, QuotasAPI, TransferParams, UsageParams } from "./resources/quotas.js";
 export type { SecurityAPI, SecurityEventsParams } from "./resources/security.js";
 export type { StorageAPI, StorageReadParams } from "./resources/storage.js";
-export { TERMINAL_STATES, type TasksAPI, type WaitOptions } from "./resources/tasks.js";
+export { TERMINAL_STATES, type TaskListParams, type TaskPageParams, type TasksAPI, type WaitOptions } from "./resources/tasks.js";
 export type { WebhooksAPI } from "./resources/webhooks.js";
 export { backoffMs, parseRetryAfterMs, retryDelayMs, MAX_RETRY_WAIT_MS } from "./retry.js";
 export type * from "./types.js";

@@ -704,7 +704,8 @@ export interface paths {
         };
         /**
          * List tasks (extension)
-         * @description The newest tasks the caller may see (its own; an admin's org's too).
+         * @description The tasks the caller may see (its own; an org admin's, its org's too), newest first,
+         *     filtered in the store; ``nextCursor`` (when set) fetches the next, older page.
          */
         get: operations["list_tasks_v1_tasks_get"];
         put?: never;
@@ -2716,6 +2717,18 @@ export interface components {
              * Format: date-time
              */
             timestamp: string;
+        };
+        /**
+         * TaskPage
+         * @description ``GET /tasks`` (extension): the tasks the filters select, newest first (the caller's
+         *     own; an org admin's, its org's too); ``nextCursor``, when set, fetches the older ones
+         *     (pass it as ``cursor`` with the same filters).
+         */
+        TaskPage: {
+            /** Nextcursor */
+            nextCursor?: string | null;
+            /** Tasks */
+            tasks: components["schemas"]["TaskStatus"][];
         };
         /**
          * TaskStatus
@@ -6585,6 +6598,18 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: number;
+                /** @description One or more (comma-separated) of pending, running, completed, failed, cancelled. */
+                status?: string;
+                /** @description One of recursive, parallel, sequential. */
+                type?: string;
+                /** @description The operation the task's input named (``rlm`` for RLM tasks). */
+                operation?: string;
+                /** @description Only tasks created at or after this RFC 3339 time. */
+                since?: string;
+                /** @description Only tasks created before this RFC 3339 time. */
+                until?: string;
+                /** @description The previous page's ``nextCursor`` (with the same filters). */
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -6598,7 +6623,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["TaskPage"];
                 };
             };
             /** @description Bad Request */

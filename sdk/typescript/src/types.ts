@@ -52,6 +52,7 @@ export type SecurityValidateResponse = Schemas["SecurityValidateResponse"];
 export type StorageReadRequest = Schemas["StorageReadRequest"];
 export type StorageReadResponse = Schemas["StorageReadResponse"];
 export type TaskEventMessage = Schemas["TaskEventMessage"];
+export type TaskPage = Schemas["TaskPage"];
 export type TaskStatus = Schemas["TaskStatus"];
 export type TeamConfig = Schemas["TeamConfig"];
 export type TeamCreate = Schemas["TeamCreate"];

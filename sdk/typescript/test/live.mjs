@@ -14,7 +14,7 @@ function required(name) {
 }
 
 export const BASE_URL = required("RLM_BASE_URL");
-/** Tokens by role: user, other, retrier, executeOnly, anonymous, manager. */
+/** Tokens by role: user, other, retrier, lister, executeOnly, anonymous, manager. */
 export const TOKENS = JSON.parse(required("RLM_TEST_TOKENS"));
 /** A tag unique to this run (org, team and user names). */
 export const TAG = required("RLM_TEST_TAG");

@@ -93,6 +93,26 @@ describe("tasks", () => {
     const others = (await client("other").tasks.list({ limit: 50 })).map((t) => t.taskId);
     assert.ok(!others.includes(first));
   });
+
+  test("list filters on the server and listPage follows the cursor", async () => {
+    const lister = client("lister");
+    const since = new Date();
+    const made = [];
+    for (const op of ["sum", "max", "sum"]) made.push((await lister.execute(task([1, 2], op))).taskId);
+    const sums = await lister.tasks.list({ operation: "sum", status: ["completed"], since });
+    assert.deepEqual(sums.map((t) => t.taskId), [made[2], made[0]]);
+    assert.deepEqual(await lister.tasks.list({ status: "running", since }), []);
+    const seen = [];
+    let page = await lister.tasks.listPage({ limit: 2, since });
+    seen.push(...page.tasks.map((t) => t.taskId));
+    assert.ok(page.nextCursor, "two of three tasks: a next page");
+    page = await lister.tasks.listPage({ limit: 2, since, cursor: page.nextCursor });
+    seen.push(...page.tasks.map((t) => t.taskId));
+    assert.equal(page.nextCursor, undefined);
+    assert.deepEqual(seen, [...made].reverse());
+    await assert.rejects(lister.tasks.list({ status: "finished" }), (err) => err.code === "INVALID_INPUT");
+    await assert.rejects(lister.tasks.listPage({ cursor: "garbage" }), (err) => err.status === 400);
+  });
 });
 
 describe("events", () => {

@@ -88,7 +88,7 @@ export function taskView(main, taskId, { signal, announce }) {
       treePanel.hidden = true;
       grid.classList.remove("two");
     }
-    if (wire.event === "task.started" && status === "pending") {
+    if ((wire.event === "task.started" || wire.event === "nodes.started") && status === "pending") {
       statusBadge.textContent = status = "running";
       statusBadge.className = "badge running";
     } else if (wire.event === "task.progress") {

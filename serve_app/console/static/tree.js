@@ -1,8 +1,9 @@
 // The live recursion tree of a task, drawn on a canvas.
 //
 // task.started's plan gives the tree's shape once ({nodes, leaves, depth, perDepth,
-// parents}; nodes numbered children before parents, the root last); every task.progress
-// names the nodes finished since the previous one as [start, end) ranges. The tree is one row
+// parents}; nodes numbered children before parents, the root last); every nodes.started
+// names the nodes sent to an agent since the previous one (running) and every task.progress
+// those finished, both as [start, end) ranges; a node in neither is pending. The tree is one row
 // per depth; a row's nodes are drawn as runs of one state (one rectangle per run, not per
 // node), so a 4,096-leaf tree costs a few hundred rectangles a frame. Drawing happens at most
 // once per animation frame, however many events arrive in between.
@@ -13,8 +14,13 @@ const PENDING = 0;
 const DONE = 1;
 const FAILED = 2;
 const CANCELLED = 3;
-const STATE_NAMES = ["pending", "done", "failed", "cancelled"];
-const COLOURS = ["#d5dbe3", "#1a7f37", "#c62828", "#8a6d00"];
+const RUNNING = 4;
+// Legend order: the life of a node.
+const LEGEND = [PENDING, RUNNING, DONE, FAILED, CANCELLED];
+const STATE_NAMES = ["pending", "done", "failed", "cancelled", "running"];
+// Running is a saturated blue, pending a pale grey: 4.4:1 between them and 6.1:1 against the
+// white page (WCAG asks 3:1 of graphics), so the two read apart without relying on hue alone.
+const COLOURS = ["#d5dbe3", "#1a7f37", "#c62828", "#8a6d00", "#1f5fbf"];
 // Edges are drawn between levels small enough for a line per node to mean something.
 const MAX_EDGE_NODES = 64;
 
@@ -40,13 +46,13 @@ export class TreeView {
       "table",
       { class: "levels" },
       h("caption", {}, "Agent calls per depth"),
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Depth"), h("th", { scope: "col" }, "Finished"), h("th", { scope: "col" }, "Planned"), h("th", { scope: "col" }, "Progress"))),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Depth"), h("th", { scope: "col" }, "Finished"), h("th", { scope: "col" }, "Planned"), h("th", { scope: "col" }, "Progress"), h("th", { scope: "col" }, "Running"))),
       this.levelsBody,
     );
     this.legend = h(
       "ul",
       { class: "legend", "aria-label": "Legend" },
-      STATE_NAMES.map((name, i) => h("li", {}, h("span", { class: `swatch s${i}`, "aria-hidden": "true" }), name)),
+      LEGEND.map((i) => h("li", {}, h("span", { class: `swatch s${i}`, "aria-hidden": "true" }), STATE_NAMES[i])),
     );
     replace(root, this.canvas, this.legend, this.table);
     this.plan = null;
@@ -54,6 +60,7 @@ export class TreeView {
     this.depthOf = null;
     this.levels = []; // node indices per depth, in drawing order
     this.perDepthDone = [];
+    this.perDepthStarted = [];
     this.pending = []; // events received and not yet drawn: [receivedAt, eventTimeMs]
     this.final = null;
     this.schedule = frameBatcher(() => this.draw());
@@ -70,6 +77,14 @@ export class TreeView {
     const d = wire.data || {};
     if (wire.event === "task.started" && d.plan) {
       this.setPlan(d.plan);
+    } else if (wire.event === "nodes.started") {
+      if (Array.isArray(d.perDepth)) this.perDepthStarted = d.perDepth;
+      if (this.state && Array.isArray(d.started)) {
+        const state = this.state;
+        for (const [start, end] of d.started) {
+          for (let i = start; i < Math.min(end, state.length); i++) if (state[i] === PENDING) state[i] = RUNNING;
+        }
+      }
     } else if (wire.event === "task.progress") {
       if (Array.isArray(d.perDepth)) this.perDepthDone = d.perDepth;
       if (this.state && Array.isArray(d.done)) {
@@ -79,7 +94,7 @@ export class TreeView {
       this.final = d.status;
       if (this.state && d.status !== "completed") {
         const mark = d.status === "cancelled" ? CANCELLED : FAILED;
-        for (let i = 0; i < this.state.length; i++) if (this.state[i] === PENDING) this.state[i] = mark;
+        for (let i = 0; i < this.state.length; i++) if (this.state[i] === PENDING || this.state[i] === RUNNING) this.state[i] = mark;
       } else if (this.state && d.status === "completed") {
         this.state.fill(DONE);
         if (this.plan) this.perDepthDone = this.plan.perDepth.slice();
@@ -193,6 +208,11 @@ export class TreeView {
       ctx.fillRect(0, y, width, rowH);
       ctx.fillStyle = COLOURS[DONE];
       ctx.fillRect(0, y, width * fraction, rowH);
+      const running = this.final ? 0 : this.running(d, count);
+      if (running) {
+        ctx.fillStyle = COLOURS[RUNNING];
+        ctx.fillRect(width * fraction, y, (width * running) / count, rowH);
+      }
       if (this.final && this.final !== "completed") {
         ctx.fillStyle = COLOURS[this.final === "cancelled" ? CANCELLED : FAILED];
         ctx.fillRect(width * fraction, y, width * (1 - fraction), rowH);
@@ -206,24 +226,32 @@ export class TreeView {
     planned.forEach((count, d) => {
       let row = rows[d];
       if (!row) {
-        row = h("tr", {}, h("th", { scope: "row" }, String(d)), h("td"), h("td", {}, num(count)), h("td", {}, h("progress", { max: String(count || 1), value: "0", "aria-label": `depth ${d}` })));
+        row = h("tr", {}, h("th", { scope: "row" }, String(d)), h("td"), h("td", {}, num(count)), h("td", {}, h("progress", { max: String(count || 1), value: "0", "aria-label": `depth ${d}` })), h("td"));
         this.levelsBody.append(row);
       }
       const done = Math.min(this.perDepthDone[d] || 0, count);
       row.cells[1].textContent = num(done);
       row.cells[3].firstChild.value = done;
+      row.cells[4].textContent = num(this.final ? 0 : this.running(d, count));
     });
+  }
+
+  /** Calls at depth `d` sent and not finished (a resent call counts once). */
+  running(d, count) {
+    const done = Math.min(this.perDepthDone[d] || 0, count);
+    return Math.max(0, Math.min(this.perDepthStarted[d] || 0, count) - done);
   }
 
   label() {
     if (!this.plan) return;
     const planned = (this.plan.perDepth || []).reduce((a, b) => a + b, 0);
     const done = this.perDepthDone.reduce((a, b) => a + b, 0);
+    const running = this.final ? 0 : (this.plan.perDepth || []).reduce((a, count, d) => a + this.running(d, count), 0);
     const fanout = (this.plan.perDepth || []).join(" → ");
     this.canvas.setAttribute(
       "aria-label",
       `Recursion tree: ${(this.plan.perDepth || []).length} levels (${fanout} calls), ` +
-        `${num(this.plan.leaves)} leaves; ${num(Math.min(done, planned))} of ${num(planned)} calls finished` +
+        `${num(this.plan.leaves)} leaves; ${num(Math.min(done, planned))} of ${num(planned)} calls finished, ${num(running)} running` +
         (this.final ? `; task ${this.final}` : ""),
     );
   }

@@ -7,7 +7,16 @@
 import { APITimeoutError } from "../errors.js";
 import { type EventStreamOptions, streamEvents } from "../events.js";
 import type { RequestOptions, Transport } from "../http.js";
-import type { CancelResponse, ExecuteResponse, TaskEventMessage, TaskStatus, Trajectory } from "../types.js";
+import type {
+  CancelResponse,
+  ExecuteResponse,
+  TaskEventMessage,
+  TaskPage,
+  TaskState,
+  TaskStatus,
+  TaskType,
+  Trajectory,
+} from "../types.js";
 import { listOf, object, seg } from "./shared.js";
 
 /** The states a task does not leave. */
@@ -19,6 +28,42 @@ export interface WaitOptions extends RequestOptions {
   waitMs?: number | undefined;
   /** Between two polls (default 200 ms). */
   pollIntervalMs?: number | undefined;
+}
+
+/** Filters of {@link TasksAPI.list} and {@link TasksAPI.listPage}; they run on the server. */
+export interface TaskListParams {
+  /** At most 500 (default 50). */
+  limit?: number;
+  /** One or more states (an array, or comma-separated). */
+  status?: TaskState | readonly TaskState[] | string;
+  /** recursive, parallel or sequential. */
+  type?: TaskType;
+  /** The operation the task's input named (`rlm` for RLM tasks). */
+  operation?: string;
+  /** Only tasks created at or after this time. */
+  since?: Date | string;
+  /** Only tasks created before this time. */
+  until?: Date | string;
+}
+
+/** {@link TaskListParams} and the page to read. */
+export interface TaskPageParams extends TaskListParams {
+  /** The previous page's `nextCursor` (with the same filters). */
+  cursor?: string;
+}
+
+function taskQuery(params: TaskPageParams): Record<string, string | number | undefined> {
+  const instant = (t: Date | string | undefined) => (t instanceof Date ? t.toISOString() : t);
+  const status = Array.isArray(params.status) ? params.status.join(",") : (params.status as string | undefined);
+  return {
+    limit: params.limit,
+    status,
+    type: params.type,
+    operation: params.operation,
+    since: instant(params.since),
+    until: instant(params.until),
+    cursor: params.cursor,
+  };
 }
 
 /** The result a task's status carries, or a placeholder while it has none. */
@@ -98,9 +143,23 @@ export class TasksAPI {
   }
 
   /** The caller's newest tasks, newest first: `GET /tasks` (an `rlm:admin` sees its org's too). */
-  list(params: { limit?: number } = {}, options?: RequestOptions): Promise<TaskStatus[]> {
+  list(params: TaskListParams = {}, options?: RequestOptions): Promise<TaskStatus[]> {
     return this.#http.send(
-      { method: "GET", path: "/tasks", query: { limit: params.limit }, parse: listOf<TaskStatus>("tasks", "task list") },
+      { method: "GET", path: "/tasks", query: taskQuery(params), parse: listOf<TaskStatus>("tasks", "task list") },
+      options,
+    );
+  }
+
+  /**
+   * One page of the caller's tasks, newest first, and the `nextCursor` of the next page.
+   *
+   * @example
+   * let page = await client.tasks.listPage({ status: ["running", "pending"] });
+   * while (page.nextCursor) page = await client.tasks.listPage({ status: ["running", "pending"], cursor: page.nextCursor });
+   */
+  listPage(params: TaskPageParams = {}, options?: RequestOptions): Promise<TaskPage> {
+    return this.#http.send(
+      { method: "GET", path: "/tasks", query: taskQuery(params), parse: object<TaskPage>("TaskPage") },
       options,
     );
   }
