@@ -39,7 +39,7 @@ from rlm.planning import NodeKind
 from rlm.storage.items import SourceItems
 from rlm.storage.service import StorageService
 
-__all__ = ["Agent", "AgentActor", "AskLM", "CallSpec", "ItemsSource", "LMCall"]
+__all__ = ["Agent", "AgentActor", "AskLM", "CallSpec", "ItemsSource", "LMCall", "is_small"]
 
 #: One call of a batch: ``(taskId, operation, kind, items, start, end, params, children)``.
 CallSpec = tuple[str, "bytes | Operation", str, "ItemsSource | None", int, int, Any, Any]
@@ -63,7 +63,7 @@ class _NeedInput(Exception):
 _SMALL_BYTES = 64 * 1024
 
 
-def _is_small(value: Any, depth: int = 0) -> bool:
+def is_small(value: Any, depth: int = 0) -> bool:
     """A cheap, conservative guess whether ``value`` pickles to under ``_SMALL_BYTES``."""
     if value is None or isinstance(value, bool | int | float | complex):
         return True
@@ -76,10 +76,10 @@ def _is_small(value: Any, depth: int = 0) -> bool:
     if depth > 2:
         return False
     if isinstance(value, list | tuple | set | frozenset):
-        return len(value) <= 256 and all(_is_small(v, depth + 1) for v in value)
+        return len(value) <= 256 and all(is_small(v, depth + 1) for v in value)
     if isinstance(value, dict):
         return len(value) <= 256 and all(
-            _is_small(k, depth + 1) and _is_small(v, depth + 1) for k, v in value.items()
+            is_small(k, depth + 1) and is_small(v, depth + 1) for k, v in value.items()
         )
     return False
 
@@ -409,7 +409,7 @@ class Agent:
             if meta["ok"]:
                 # Small partials ride back inline with the answer; large ones go into the
                 # object store, and only their reference travels (to the parent call).
-                if self._in_process or _is_small(partial):
+                if self._in_process or is_small(partial):
                     meta["partial"] = partial
                 else:
                     meta["partialRef"] = ray.put(partial)

@@ -35,14 +35,14 @@ import ray
 
 from rlm.config import EngineSettings
 from rlm.errors import InternalError, RLMError, error_from_payload
-from rlm.operations.base import Operation
+from rlm.operations.base import FunctionOperation, Operation
 from rlm.planning import PlanNode
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource, LMCall
 from rlm.runtime.placement import AGENT_OPTIONS
 from rlm.runtime.run import Run, TaskSpec
 from rlm.scheduling import ReadyQueue
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "builtin"]
 
 #: The agent index of the core's in-process agent.
 _LOCAL = -1
@@ -135,7 +135,7 @@ class Scheduler:
         and read a reply, and on the core's agent a request reaches the broker without two
         Ray hops each way. User-registered LM operations run on the agent actors.
         """
-        if not _builtin(spec.operation):
+        if not builtin(spec.operation):
             return False
         if spec.operation.uses_lm:
             return True
@@ -243,7 +243,7 @@ class Scheduler:
         the core)."""
         if node.kind != "combine" or run.spec.operation.uses_lm:
             return False
-        if not _builtin(run.spec.operation):
+        if not builtin(run.spec.operation):
             return False
         partials = run.partials
         return all(not isinstance(partials.get(c), ray.ObjectRef) for c in node.children)
@@ -431,9 +431,15 @@ class Scheduler:
         return list({id(f): f for _, _, f in run.inflight.values() if not f.done()}.values())
 
 
-def _builtin(op: Operation) -> bool:
-    """Whether ``op`` is one of the engine's own operations (no user code)."""
-    return type(op).__module__.startswith("rlm.operations.")
+def builtin(op: Operation) -> bool:
+    """Whether ``op`` is one of the engine's own operations (no user code).
+
+    A :class:`~rlm.operations.base.FunctionOperation` is defined in the engine's package but
+    wraps a user's functions: it is not.
+    """
+    return type(op).__module__.startswith("rlm.operations.") and not isinstance(
+        op, FunctionOperation
+    )
 
 
 def _first_batch(spec: TaskSpec, node: PlanNode) -> int:
@@ -444,7 +450,7 @@ def _first_batch(spec: TaskSpec, node: PlanNode) -> int:
     operation's cost is unknown until a call answers: one a message.
     """
     op = spec.operation
-    if node.kind != "leaf" or op.input_kind != "numbers" or not _builtin(op):
+    if node.kind != "leaf" or op.input_kind != "numbers" or not builtin(op):
         return 1
     guess = max(_CALL_S, (node.end - node.start) * _ITEM_S)
     return max(1, int(_BATCH_S / guess))

@@ -211,3 +211,20 @@ class WherePids(Operation):
 
 
 OPERATIONS.append(WherePids())
+
+
+def pid_leaf(chunk: Any, params: Any) -> Any:
+    """A user's leaf function (registered with ``Hypervisor.operation``): where it ran."""
+    import os
+
+    return {"leaves": [os.getpid()], "combines": []}
+
+
+def pid_combine(partials: Sequence[Any], params: Any) -> Any:
+    """A user's combine function: where it ran, after its children's."""
+    import os
+
+    return {
+        "leaves": [pid for p in partials for pid in p["leaves"]],
+        "combines": [pid for p in partials for pid in p["combines"]] + [os.getpid()],
+    }

@@ -114,6 +114,34 @@ def test_a_users_combine_never_runs_in_the_core(hv: rlm.Hypervisor) -> None:
     assert info["corePid"] not in result.output["combines"]
 
 
+def test_a_users_functions_never_run_in_the_core(hv: rlm.Hypervisor) -> None:
+    # Registered as functions (a FunctionOperation, a class of the engine's own package):
+    # still the user's code, so neither a one-call task nor a combine runs in the core.
+    hv.operation("where_pid_fns", combine=test_ops.pid_combine, replace=True)(test_ops.pid_leaf)
+    info = hv.engine_info()
+    one = hv.execute(
+        {
+            "type": "recursive",
+            "description": "one call",
+            "input": {"items": [1, 2, 3], "operation": "where_pid_fns"},
+        }
+    )
+    assert one.status == "completed", one.error
+    assert one.agent_calls == 1
+    assert set(one.output["leaves"]) <= set(info["pids"])
+    tree = hv.execute(
+        {
+            "type": "recursive",
+            "description": "tree",
+            "input": {"items": list(range(64)), "operation": "where_pid_fns"},
+            "options": {"leafSize": 4, "fanout": 4},
+        }
+    )
+    assert tree.status == "completed", tree.error
+    assert len(tree.output["combines"]) == 5
+    assert set(tree.output["leaves"]) | set(tree.output["combines"]) <= set(info["pids"])
+
+
 def test_which_combines_run_in_the_core(ray_session: None) -> None:
     registry = default_registry()
     registry.register(test_ops.WherePids())
