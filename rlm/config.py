@@ -139,6 +139,14 @@ class EngineSettings(BaseModel):
     cancel_grace_s: float = Field(
         default=10.0, gt=0, description="How long a cancel waits for in-flight calls to stop."
     )
+    call_retries: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        description="Times an agent call lost with its worker (a dead process or node) is sent "
+        "again to another agent before its task fails; calls of operations that call a "
+        "language model are never sent twice.",
+    )
     max_task_events: int = Field(
         default=10_000,
         ge=2,

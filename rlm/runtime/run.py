@@ -63,6 +63,7 @@ class Run:
         admission: What the task was admitted with (its lease is given back at the end).
         has_input: Agents that hold the task input (later calls name it by key).
         sent: Children's partials sent with each in-flight node, to resend after ``needInput``.
+        lost: Times each node's call was lost with its agent's worker (and sent again).
         t0: ``perf_counter`` at the start, for ``executionTimeMs``.
         remaining: Per inner node, children not finished yet.
         partials: Finished children's partials (or references), until their parent is sent.
@@ -86,6 +87,7 @@ class Run:
     admission: Admission | None = None
     has_input: set[int] = field(default_factory=set)
     sent: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    lost: dict[int, int] = field(default_factory=dict)
     t0: float = 0.0
     remaining: dict[int, int] = field(default_factory=dict)
     partials: dict[int, Any] = field(default_factory=dict)

@@ -55,6 +55,13 @@ _CALL_S = 50e-6
 #: Agent time one message of a task's calls carries at most (seconds).
 _BATCH_S = 0.005
 
+#: How long a probe of the pool waits for an agent's answer before taking it as alive.
+_PROBE_S = 2.0
+
+#: How long a ping waits for an agent Ray is restarting (on a node that is gone, Ray first
+#: has to declare the node dead: tens of seconds).
+_RESTART_WAIT_S = 120.0
+
 #: What the scheduler hands a run back with: its root partial, or why it stops.
 Finish = Callable[[Run, Any], Coroutine[Any, Any, None]]
 Stop = Callable[[Run, str, RLMError | None], Coroutine[Any, Any, None]]
@@ -96,6 +103,7 @@ class Scheduler:
         self._load = [0] * n
         self._lm_load = [0] * n
         self._down: set[int] = set()
+        self._probe: asyncio.Task[None] | None = None
         self._inflight = 0
         self._inflight_lm = 0
         self._lm_capacity = lm_capacity
@@ -105,8 +113,20 @@ class Scheduler:
     # -- the pool -----------------------------------------------------------------------------
 
     async def ping(self) -> list[dict[str, Any]]:
-        """Wait until every agent answers; their pings."""
-        return list(await asyncio.gather(*(a.ping.remote() for a in self._agents)))
+        """Wait until every agent answers (one Ray is restarting answers once it is back)."""
+        return list(await asyncio.gather(*(self._ping(a) for a in self._agents)))
+
+    @staticmethod
+    async def _ping(agent: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + _RESTART_WAIT_S
+        while True:
+            try:
+                answer: dict[str, Any] = await agent.ping.remote()
+                return answer
+            except ray.exceptions.RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
     async def busy(self) -> list[dict[str, Any]]:
         """What each agent is doing right now (the core's own agent last)."""
@@ -157,6 +177,60 @@ class Scheduler:
             except Exception:
                 await asyncio.sleep(0.2)
         self._down.discard(agent)
+        self._pump()
+
+    async def _find_down(self) -> None:
+        """Ask every agent that is up whether it still answers, at most one probe at a time.
+
+        A lost node takes all its agents at once, but the scheduler hears of each death only
+        when a call to it fails: before a lost call is sent again, the others are asked, so
+        the call goes to an agent that is alive.
+        """
+        if self._probe is None:
+            self._probe = asyncio.get_running_loop().create_task(self._probe_pool())
+        await asyncio.shield(self._probe)
+
+    async def _probe_pool(self) -> None:
+        try:
+            up = self._up()
+            answers = await asyncio.gather(*(self._answers(i) for i in up))
+            for agent, alive in zip(up, answers, strict=True):
+                if not alive:
+                    self._mark_down(agent)
+        finally:
+            self._probe = None
+
+    async def _answers(self, agent: int) -> bool:
+        try:
+            await asyncio.wait_for(self._agents[agent].ping.remote(), _PROBE_S)
+        except ray.exceptions.RayActorError:
+            return False
+        except Exception:
+            # A slow answer is not a death: a busy node is still a node.
+            return True
+        return True
+
+    def _may_resend(self, run: Run, nodes: list[PlanNode]) -> bool:
+        """Whether the calls lost with an agent's worker go to another agent.
+
+        Built-in and Python operations are functions of their inputs, so sending a call again
+        gives the same answer (Ray retries its tasks on a lost worker the same way). A model
+        call is never sent twice: the first may have been answered, and paid for.
+        """
+        if run.finished or run.spec.operation.uses_lm:
+            return False
+        retries = self._settings.call_retries
+        return all(run.lost.get(node.index, 0) < retries for node in nodes)
+
+    async def _resend(self, run: Run, nodes: list[PlanNode], agent: int) -> None:
+        await self._find_down()
+        if run.finished:
+            return
+        # The dead worker's cache of the task input went with it.
+        run.has_input.discard(agent)
+        for node in nodes:
+            run.partials.update(zip(node.children, run.sent.pop(node.index, ()), strict=True))
+            self._push(run, node)
         self._pump()
 
     # -- queue and dispatch -------------------------------------------------------------------
@@ -335,8 +409,16 @@ class Scheduler:
                 answer = fut.result()
             except (Exception, asyncio.CancelledError) as err:
                 if isinstance(err, ray.exceptions.RayActorError):
-                    msg = "an agent worker died while running the task"
                     self._mark_down(agent)
+                    if self._may_resend(run, nodes):
+                        for node in nodes:
+                            run.lost[node.index] = run.lost.get(node.index, 0) + 1
+                        asyncio.get_running_loop().create_task(self._resend(run, nodes, agent))
+                        return
+                    msg = "an agent worker died while running the task"
+                elif isinstance(err, ray.exceptions.ObjectLostError):
+                    # A large partial lives in the object store of the worker that made it.
+                    msg = "a partial result was lost with the worker that held it"
                 else:
                     msg = f"an agent call failed: {type(err).__name__}"
                 asyncio.get_running_loop().create_task(

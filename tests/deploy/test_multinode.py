@@ -2,9 +2,10 @@
 test cluster's head, and a driver in a process of its own (``multinode_driver``) runs tasks.
 
 The pool's agents spread over both nodes (the leaves report the node they ran on); losing the
-worker node in the middle of a task ends that task with a clear error — or completes it —
-within a bound, never a hang; the next task completes at once on the agents left, and once Ray
-has declared the node dead and restarted its agents on the head, the whole pool answers again.
+worker node in the middle of a task sends its lost calls to the agents left (or, when that
+cannot be, ends the task with a clear error) within a bound, never a hang; the next task
+completes at once on the agents left, and once Ray has declared the node dead and restarted
+its agents on the head, the whole pool answers again.
 """
 
 from __future__ import annotations

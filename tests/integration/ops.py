@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -63,6 +64,22 @@ class Crash(Operation):
 
 
 OPERATIONS.append(Crash())
+
+
+class KillWorker(Operation):
+    """A leaf that ends its worker's process, every time it runs: a poison call."""
+
+    name = "kill_worker"
+    input_kind = "numbers"
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        os._exit(1)
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        return 0
+
+
+OPERATIONS.append(KillWorker())
 
 
 class Probe(Operation):

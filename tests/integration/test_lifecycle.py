@@ -87,17 +87,49 @@ def test_cancel_mid_run_leaves_nothing_running(hv: rlm.Hypervisor) -> None:
     assert hv.cancel("task-nope").status == "not_found"
 
 
-def test_a_killed_agent_is_internal_error_not_a_hang(hv: rlm.Hypervisor) -> None:
+def test_a_call_lost_with_a_killed_agent_is_sent_again_and_the_task_completes(
+    hv: rlm.Hypervisor,
+) -> None:
     task_id = hv.submit(_slow(3.0, n=4))
     victim = wait_until(
         lambda: _agent_running(hv, task_id), 30, f"an agent runs a leaf of {task_id}"
     )
     os.kill(victim, signal.SIGKILL)
     result = hv.result(task_id, timeout=60)
+    # The leaf the dead worker ran went to an agent that answers: the answer is whole.
+    assert result.status == "completed", result.error
+    assert result.output == sum(range(4))
+    assert victim not in hv.agent_pids()  # Ray restarted the killed agent
+    ok = hv.execute(
+        {
+            "type": "parallel",
+            "description": "after",
+            "input": {"items": list(range(10)), "operation": "sum"},
+            "options": {"leafSize": 1},
+        }
+    )
+    assert ok.output == 45
+
+
+def test_a_call_that_kills_every_worker_fails_the_task_after_its_retries_not_a_hang(
+    hv: rlm.Hypervisor,
+) -> None:
+    pids = set(hv.agent_pids())
+    result = hv.execute(
+        {
+            "type": "parallel",
+            "description": "a poison leaf",
+            "input": {"items": [1], "operation": "kill_worker"},
+            "options": {"leafSize": 1},
+        }
+    )
     assert result.status == "failed"
     assert result.error is not None and result.error.code == "INTERNAL_ERROR"
-    assert "agent" in result.error.message
-    # The pool heals: the agent restarts and the next task runs.
+    assert "agent worker died" in result.error.message
+    # Sent once and again call_retries (2) times, each time to a live agent: with a pool of
+    # two, both workers died at least once, and Ray restarted them.
+    wait_until(lambda: len(hv.agent_pids()) == 2, 60, "the pool restarted")
+    assert not pids & set(hv.agent_pids())
     ok = hv.execute(
         {
             "type": "parallel",
