@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import ray
@@ -375,6 +375,31 @@ class Agent:
                 if not self._active[t]:
                     del self._active[t]
                     self._tokens.pop(t, None)
+        return self._metas(outcomes)
+
+    def run_inline(self, calls: list[CallSpec]) -> list[dict[str, Any]]:
+        """Run combines over values here and now, on the caller's thread; a meta for each.
+
+        For the core's agent only: the scheduler sends here the combines of built-in
+        operations whose children answered values (no object reference to resolve, no user
+        code), each a few microseconds of work (see :mod:`rlm.runtime.scheduler`).
+        """
+        outcomes = []
+        for task_id, op, kind, _, start, end, params, children in calls:
+            token = self._tokens.get(task_id) or threading.Event()
+            outcomes.append(
+                self._call(
+                    task_id,
+                    token,
+                    self._operation(op),
+                    cast("NodeKind", kind),
+                    None,
+                    start,
+                    end,
+                    children,
+                    params,
+                )
+            )
         return self._metas(outcomes)
 
     async def _in_threads(
