@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RECORDED", "figure", "machine", "median_time"]
+__all__ = ["RECORDED", "figure", "machine", "median_time", "paired_medians"]
 
 #: Every figure printed in this process, in order (``python -m benchmarks`` writes them out).
 RECORDED: list[dict[str, Any]] = []
@@ -26,6 +26,28 @@ def median_time(fn: Callable[[], Any], *, repeat: int, warmup: int = 1) -> float
         fn()
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples)
+
+
+def paired_medians(
+    ours: Callable[[], Any], base: Callable[[], Any], *, repeat: int, warmup: int = 1
+) -> tuple[float, float]:
+    """The median wall times of ``ours`` and ``base``, sampled alternately.
+
+    On a shared machine the load moves within seconds: timing all of one side, then all of
+    the other, hands each side a different machine. Alternating sample by sample gives both
+    the same one.
+    """
+    for _ in range(warmup):
+        ours()
+        base()
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(repeat):
+        for fn, samples in ((ours, a), (base, b)):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+    return statistics.median(a), statistics.median(b)
 
 
 def figure(

@@ -52,7 +52,14 @@ def _measured(row: dict[str, Any], unit: str) -> float | None:
 
 
 def _higher_is_better(row: dict[str, Any]) -> bool:
-    return str(row.get("goal", "")).lstrip().startswith((">=", "≥"))
+    goal = str(row.get("goal", "")).lstrip()
+    if goal.startswith((">=", "≥")):
+        return True
+    if _BOUND.match(goal) is None:
+        # A figure only reported (no bound to read a direction from): a rate is better higher.
+        unit = str(row.get("unit", ""))
+        return unit.endswith("/s") or unit.startswith("per ")
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
-"""Engine benchmarks (issue 2), each against a baseline measured in the same run.
+"""Engine benchmarks (issues 2 and 18), each against a baseline measured in the same run.
 
 - recursive sum of 2M float64 vs a hand-written Ray tree reduce of the same shape;
 - a small task's p50 through ``Hypervisor.execute`` vs one raw Ray task round trip;
+  (these two sample both sides alternately: the machine's load moves within seconds)
 - agent calls per second vs raw Ray tasks per second (submitted at once, then gathered);
 - the log-log slope of recursive-sum time from 1e5 to 1e7 items.
 """
@@ -17,7 +18,7 @@ import numpy as np
 import ray
 
 import rlm
-from benchmarks._report import figure, median_time
+from benchmarks._report import figure, median_time, paired_medians
 from benchmarks._session import bench_session
 from rlm.config import EngineSettings, Settings
 
@@ -78,8 +79,11 @@ def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
         }
         out = hv.execute(request)
         assert abs(out.output - _tree_reduce(arr, leaf_size, fanout)) < 1e-6 * len(arr)
-        ours = median_time(lambda: hv.execute(request), repeat=reps)
-        base = median_time(lambda: _tree_reduce(arr, leaf_size, fanout), repeat=reps)
+        ours, base = paired_medians(
+            lambda: hv.execute(request),
+            lambda: _tree_reduce(arr, leaf_size, fanout),
+            repeat=3 * reps,
+        )
         rows.append(
             figure(
                 "recursive sum of 2M float64 vs hand-written Ray tree reduce",
@@ -87,8 +91,8 @@ def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
                 base,
                 unit="s",
                 ratio=ours / base,
-                goal="<= 1.1x",
-                limit="1.5x",
+                goal="<= 0.7x",
+                limit="1.2x",
                 baseline_name="ray tasks tree reduce, same shape",
                 agentCalls=out.agent_calls,
             )
@@ -103,18 +107,9 @@ def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
         items = list(range(1, 11))
         n = 60 if quick else 300
 
-        def p50(fn: Any) -> float:
-            for _ in range(20):
-                fn()
-            samples = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                fn()
-                samples.append(time.perf_counter() - t0)
-            return statistics.median(samples)
-
-        ours = p50(lambda: hv.execute(small))
-        base = p50(lambda: ray.get(_tiny.remote(items)))
+        ours, base = paired_medians(
+            lambda: hv.execute(small), lambda: ray.get(_tiny.remote(items)), repeat=n, warmup=20
+        )
         rows.append(
             figure(
                 "small task (10-item sum) p50 via Hypervisor.execute vs raw Ray task round trip",
@@ -122,8 +117,8 @@ def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
                 base * 1000,
                 unit="ms",
                 ratio=ours / base,
-                goal="<= 1.5x",
-                limit="3x",
+                goal="<= 1.3x",
+                limit="2x",
                 baseline_name="ray.get(task.remote()) round trip",
             )
         )
@@ -155,8 +150,8 @@ def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
                 rate_base,
                 unit="calls/s",
                 ratio=rate_ours / rate_base,
-                goal=">= 0.8x",
-                limit=">= 0.5x",
+                goal=">= 5x",
+                limit=">= 2x",
                 baseline_name="ray tasks submitted at once, then gathered",
             )
         )

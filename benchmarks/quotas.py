@@ -175,9 +175,10 @@ def _figures(state: Path, quick: bool) -> list[dict[str, Any]]:
                 5000.0,
                 unit="admissions/s",
                 ratio=ours / 5000.0,
-                goal=">= 5000/s",
-                limit=">= 1000/s",
-                baseline_name="the goal (5,000/s)",
+                # Issue 18: persisted admissions/s through the accountant.
+                goal=">= 20000/s",
+                limit=">= 5000/s",
+                baseline_name="the first goal (5,000/s)",
             )
         )
         rows.append(

@@ -63,7 +63,8 @@ def mark_crossed_thresholds(
         )
         if marks is not None:
             account.alerts[period] = marks
-        fired.extend((period, threshold) for threshold in new)
+        for threshold in new:
+            fired.append((period, threshold))
     return fired
 
 

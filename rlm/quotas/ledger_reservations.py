@@ -7,7 +7,6 @@ actual usage exactly once and fires the user's threshold alerts.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import replace
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ from rlm.quotas.alerts import (
     team_alert_event,
 )
 from rlm.quotas.counters import to_micro
+from rlm.quotas.ids import random_hex
 from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.ledger_core import LedgerCore
 from rlm.quotas.records import Reservation, Settlement
@@ -145,7 +145,7 @@ class LedgerReservations(LedgerCore):
             account.org_id = plan.org_ids[0]
         account.concurrent += request.concurrent_agents
         res = Reservation(
-            reservation_id=f"res_{secrets.token_hex(16)}",
+            reservation_id=f"res_{random_hex()}",
             task_id=task_id,
             user_id=user_id,
             agents=request.agents,

@@ -19,13 +19,13 @@ were spent; the day then refuses further holds until it resets.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
 from rlm.quotas.accounts import UserAccount, UserLimits
 from rlm.quotas.admission import charged_counters, quota_exceeded, resolve_payers
+from rlm.quotas.ids import random_hex
 from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.records import TokenHold, TokenSettlement
 from rlm.quotas.settings import Tier, parse_tier
@@ -82,7 +82,7 @@ def hold_tokens(
                 "user", user_id, "tokens", "daily", limit, held, tokens, starts.reset("daily")
             )
     hold = TokenHold(
-        hold_id=f"tok_{secrets.token_hex(16)}",
+        hold_id=f"tok_{random_hex()}",
         user_id=user_id,
         tier=parsed_tier,
         tokens=tokens,

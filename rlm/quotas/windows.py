@@ -95,6 +95,8 @@ class WindowStarts:
         weekly: Start of this ISO week.
         monthly: Start of this calendar month.
         next_month: Start of next calendar month (the monthly reset).
+        month_days: Days in the current calendar month (every monthly compute limit reads
+            it: worked out once a day, not on each read).
     """
 
     now: datetime
@@ -102,6 +104,7 @@ class WindowStarts:
     weekly: datetime
     monthly: datetime
     next_month: datetime
+    month_days: int
 
     @classmethod
     def at(cls, now: datetime, hint: WindowStarts | None = None) -> WindowStarts:
@@ -113,21 +116,18 @@ class WindowStarts:
                 spares the calendar arithmetic on every call of a busy ledger.
         """
         if hint is not None and hint.daily <= now < hint.daily + _ONE_DAY:
-            return cls(now, hint.daily, hint.weekly, hint.monthly, hint.next_month)
+            return cls(now, hint.daily, hint.weekly, hint.monthly, hint.next_month, hint.month_days)
         daily = window_start("daily", now)
         monthly = daily.replace(day=1)
+        next_month = window_reset("monthly", monthly)
         return cls(
             now=now,
             daily=daily,
             weekly=daily - timedelta(days=daily.weekday()),
             monthly=monthly,
-            next_month=window_reset("monthly", monthly),
+            next_month=next_month,
+            month_days=(next_month - monthly).days,
         )
-
-    @property
-    def month_days(self) -> int:
-        """Days in the current calendar month."""
-        return (self.next_month - self.monthly).days
 
     def start(self, period: Period) -> datetime:
         """The start of ``period``'s current window."""

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import ray
@@ -39,7 +39,7 @@ from rlm.planning import NodeKind
 from rlm.storage.items import SourceItems
 from rlm.storage.service import StorageService
 
-__all__ = ["Agent", "AgentActor", "AskLM", "CallSpec", "ItemsSource", "LMCall"]
+__all__ = ["Agent", "AgentActor", "AskLM", "CallSpec", "ItemsSource", "LMCall", "is_small"]
 
 #: One call of a batch: ``(taskId, operation, kind, items, start, end, params, children)``.
 CallSpec = tuple[str, "bytes | Operation", str, "ItemsSource | None", int, int, Any, Any]
@@ -63,7 +63,7 @@ class _NeedInput(Exception):
 _SMALL_BYTES = 64 * 1024
 
 
-def _is_small(value: Any, depth: int = 0) -> bool:
+def is_small(value: Any, depth: int = 0) -> bool:
     """A cheap, conservative guess whether ``value`` pickles to under ``_SMALL_BYTES``."""
     if value is None or isinstance(value, bool | int | float | complex):
         return True
@@ -76,10 +76,10 @@ def _is_small(value: Any, depth: int = 0) -> bool:
     if depth > 2:
         return False
     if isinstance(value, list | tuple | set | frozenset):
-        return len(value) <= 256 and all(_is_small(v, depth + 1) for v in value)
+        return len(value) <= 256 and all(is_small(v, depth + 1) for v in value)
     if isinstance(value, dict):
         return len(value) <= 256 and all(
-            _is_small(k, depth + 1) and _is_small(v, depth + 1) for k, v in value.items()
+            is_small(k, depth + 1) and is_small(v, depth + 1) for k, v in value.items()
         )
     return False
 
@@ -381,6 +381,31 @@ class Agent:
                     self._tokens.pop(t, None)
         return self._metas(outcomes)
 
+    def run_inline(self, calls: list[CallSpec]) -> list[dict[str, Any]]:
+        """Run combines over values here and now, on the caller's thread; a meta for each.
+
+        For the core's agent only: the scheduler sends here the combines of built-in
+        operations whose children answered values (no object reference to resolve, no user
+        code), each a few microseconds of work (see :mod:`rlm.runtime.scheduler`).
+        """
+        outcomes = []
+        for task_id, op, kind, _, start, end, params, children in calls:
+            token = self._tokens.get(task_id) or threading.Event()
+            outcomes.append(
+                self._call(
+                    task_id,
+                    token,
+                    self._operation(op),
+                    cast("NodeKind", kind),
+                    None,
+                    start,
+                    end,
+                    children,
+                    params,
+                )
+            )
+        return self._metas(outcomes)
+
     async def _in_threads(
         self, runnable: list[tuple[Any, ...]], tokens: dict[str, threading.Event]
     ) -> list[tuple[Any, dict[str, Any]]]:
@@ -413,7 +438,7 @@ class Agent:
             if meta["ok"]:
                 # Small partials ride back inline with the answer; large ones go into the
                 # object store, and only their reference travels (to the parent call).
-                if self._in_process or _is_small(partial):
+                if self._in_process or is_small(partial):
                     meta["partial"] = partial
                 else:
                     meta["partialRef"] = ray.put(partial)

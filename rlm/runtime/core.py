@@ -53,12 +53,13 @@ from rlm.models.quotas import TeamQuotaStatus
 from rlm.models.tasks import CancelResponse, ExecuteResponse, TaskPage
 from rlm.quotas.service import BatchCall, QuotaLedgerService
 from rlm.ratelimit import RateJournal, RateLimiter, SharedLeases, SharedWindows
+from rlm.runtime.agents import is_small
 from rlm.runtime.input_holder import InputHolderActor
 from rlm.runtime.lm_broker import CallStopped, LMBroker
 from rlm.runtime.rlm_host import HostConfig
 from rlm.runtime.rlm_sessions import SessionHosts
 from rlm.runtime.run import Run, TaskSpec
-from rlm.runtime.scheduler import Scheduler
+from rlm.runtime.scheduler import Scheduler, builtin
 from rlm.runtime.table import TaskTable
 from rlm.runtime.webhook_worker import WebhookWorkerActor, worker_name
 from rlm.scoring import score
@@ -689,10 +690,16 @@ class HypervisorCore:
         try:
             if isinstance(partial, ray.ObjectRef):
                 partial = await partial
-            # A user's finish is arbitrary code: off the loop every task and caller shares.
-            output = await asyncio.to_thread(
-                finish_output, spec.operation, partial, spec.params, task_id=spec.task_id
-            )
+            if builtin(spec.operation) and is_small(partial):
+                # A built-in finish of a small partial takes microseconds: less than the
+                # hand-over to a thread and back, which a loaded machine makes far longer.
+                output = finish_output(spec.operation, partial, spec.params, task_id=spec.task_id)
+            else:
+                # A user's finish is arbitrary code (and a large output's conversion is
+                # long): off the loop every task and caller shares.
+                output = await asyncio.to_thread(
+                    finish_output, spec.operation, partial, spec.params, task_id=spec.task_id
+                )
         except RLMError as err:
             await self._stop(run, "failed", err)
             return

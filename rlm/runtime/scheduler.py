@@ -10,6 +10,14 @@ partials, which Ray hands from agent to agent without passing through the core. 
 only sees each call's small ``meta`` answer; the root's partial goes back to the core
 (``finish``), which finishes it into the output, and so does a call's failure (``stop``).
 
+Two shortcuts keep a tree of short calls from paying a Ray round trip per call. A built-in
+operation's combine over small partials (values, not object references) runs on the core's
+in-process agent, outside the pool's capacity: it adds a few numbers or merges a few short
+lists, far less than the message to an agent would cost, and the tree's last levels no longer
+wait on a round trip each. And a vectorised built-in operation's first leaves already travel
+in batches, sized from the items they hold (:func:`_first_batch`), instead of one a message
+until the task's first answer tells the scheduler how long a call takes.
+
 Every call sent and every call finished is marked on its run's progress tracker; one
 ``nodes.started`` and one ``task.progress`` event go out per throttle interval for all the calls
 sent and finished in it (:mod:`rlm.tasks.progress`).
@@ -28,16 +36,25 @@ import ray
 
 from rlm.config import EngineSettings
 from rlm.errors import InternalError, RLMError, error_from_payload
+from rlm.operations.base import FunctionOperation, Operation
 from rlm.planning import PlanNode
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource, LMCall
 from rlm.runtime.placement import AGENT_OPTIONS
 from rlm.runtime.run import Run, TaskSpec
 from rlm.scheduling import ReadyQueue
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "builtin"]
 
 #: The agent index of the core's in-process agent.
 _LOCAL = -1
+
+#: Seconds a vectorised built-in call is taken to cost per item before one has answered
+#: (numpy sums a float64 in under a nanosecond; this errs long), and at least per call.
+_ITEM_S = 2e-9
+_CALL_S = 50e-6
+
+#: Agent time one message of a task's calls carries at most (seconds).
+_BATCH_S = 0.005
 
 #: How long a probe of the pool waits for an agent's answer before taking it as alive.
 _PROBE_S = 2.0
@@ -139,7 +156,7 @@ class Scheduler:
         and read a reply, and on the core's agent a request reaches the broker without two
         Ray hops each way. User-registered LM operations run on the agent actors.
         """
-        if not type(spec.operation).__module__.startswith("rlm.operations."):
+        if not builtin(spec.operation):
             return False
         if spec.operation.uses_lm:
             return True
@@ -229,6 +246,9 @@ class Scheduler:
         self._pump()
 
     def _push(self, run: Run, node: PlanNode) -> None:
+        if self._combines_locally(run, node):
+            self._dispatch(run, [node], local=True)
+            return
         queue = self._ready_lm if run.spec.operation.uses_lm else self._ready
         queue.push((run, node), priority=run.spec.priority, task_seq=run.seq, order=node.index)
 
@@ -252,7 +272,7 @@ class Scheduler:
                 size = min(
                     self._settings.max_batch,
                     len(self._ready) // free + 1,
-                    self._batch_budget(run),
+                    self._batch_budget(run, node),
                 )
                 while len(nodes) < size and self._ready and self._ready.peek()[0] is run:
                     nodes.append(self._ready.pop()[1])
@@ -283,18 +303,42 @@ class Scheduler:
         return ("ref", source[1], run.spec.task_id)
 
     @staticmethod
-    def _batch_budget(run: Run) -> int:
+    def _batch_budget(run: Run, node: PlanNode) -> int:
         """How many of this task's calls fit in one message: about 5 ms of agent time."""
         if run.completed == 0:
-            return 1
+            return _first_batch(run.spec, node)
         mean = run.busy_s / run.completed
-        return max(1, int(0.005 / max(mean, 1e-6)))
+        return max(1, int(_BATCH_S / max(mean, 1e-6)))
 
-    def _dispatch(self, run: Run, nodes: list[PlanNode]) -> None:
+    @staticmethod
+    def _combines_locally(run: Run, node: PlanNode) -> bool:
+        """Whether ``node`` is a combine the core's in-process agent runs (see the module):
+        a built-in operation's, not an LM operation's (those have their own queue), every
+        child's partial a value rather than an object reference (a large partial stays out of
+        the core)."""
+        if node.kind != "combine" or run.spec.operation.uses_lm:
+            return False
+        if not builtin(run.spec.operation):
+            return False
+        partials = run.partials
+        return all(not isinstance(partials.get(c), ray.ObjectRef) for c in node.children)
+
+    def _dispatch(self, run: Run, nodes: list[PlanNode], *, local: bool = False) -> None:
+        """Send ``nodes`` (calls of one run) to an agent in one message.
+
+        Args:
+            run: The run.
+            nodes: Its calls, ready.
+            local: A combine for the core's agent outside the pool's capacity (see
+                :meth:`_combines_locally`); the run's own calls go there too when the whole
+                run does (:meth:`runs_locally`), and then count against the capacity.
+        """
         if run.record.status == "pending":
             run.record = run.record.evolve(status="running", started_at=datetime.now(UTC))
         calls: list[CallSpec] = []
-        local = self.runs_locally(run.spec)
+        # Whose slot the calls take: the LM calls', the pool's, or none (a local combine).
+        counted = not local
+        local = local or self.runs_locally(run.spec)
         lm = run.spec.operation.uses_lm
         load = self._lm_load if lm else self._load
         agent = _LOCAL if local else min(self._up(), key=load.__getitem__)
@@ -315,12 +359,20 @@ class Scheduler:
                 )
             )
         single = len(calls) == 1
-        if local:
+        if not counted:
+            # A built-in combine over values takes microseconds: run here, now, rather than
+            # hand it to the agent's thread and back (on a loaded machine, each hand-over
+            # waits for the thread to get a core). Answered through a done future, as a call.
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(self._local.run_inline(calls))
+            handle: Any = fut
+            single = False
+        elif local:
             # A one-call task over a small inline input with a built-in operation runs on the
             # core's own agent: the same Agent code, two network hops fewer.
             call = asyncio.get_running_loop().create_task(self._local.run_batch(calls))
-            handle: Any = call
-            fut: asyncio.Future[Any] = call
+            handle = call
+            fut = call
             single = False
         else:
             if single:
@@ -331,14 +383,14 @@ class Scheduler:
                 handle = self._agents[agent].run_batch.remote(calls)
             load[agent] += 1
             fut = asyncio.wrap_future(handle.future())
-        if lm:
+        if counted and lm:
             self._inflight_lm += 1
-        else:
+        elif counted:
             self._inflight += 1
         for node in nodes:
             run.inflight[node.index] = (agent, handle, fut)
             run.progress.start(node.index, node.depth)
-        fut.add_done_callback(lambda f: self._on_calls_done(run, nodes, agent, f, single))
+        fut.add_done_callback(lambda f: self._on_calls_done(run, nodes, agent, f, single, counted))
         # Not at once: every call this pump sends goes in the same nodes.started event.
         self._progress(run, soon=True)
 
@@ -351,13 +403,14 @@ class Scheduler:
         agent: int,
         fut: asyncio.Future[Any],
         single: bool,
+        counted: bool = True,
     ) -> None:
         lm = run.spec.operation.uses_lm
         if agent != _LOCAL:
             (self._lm_load if lm else self._load)[agent] -= 1
-        if lm:
+        if counted and lm:
             self._inflight_lm -= 1
-        else:
+        elif counted:
             self._inflight -= 1
         for node in nodes:
             run.inflight.pop(node.index, None)
@@ -485,3 +538,28 @@ class Scheduler:
         Each future is done once its agent has really stopped the call, or died.
         """
         return list({id(f): f for _, _, f in run.inflight.values() if not f.done()}.values())
+
+
+def builtin(op: Operation) -> bool:
+    """Whether ``op`` is one of the engine's own operations (no user code).
+
+    A :class:`~rlm.operations.base.FunctionOperation` is defined in the engine's package but
+    wraps a user's functions: it is not.
+    """
+    return type(op).__module__.startswith("rlm.operations.") and not isinstance(
+        op, FunctionOperation
+    )
+
+
+def _first_batch(spec: TaskSpec, node: PlanNode) -> int:
+    """How many of a task's calls one message carries before any has answered.
+
+    A vectorised built-in operation (numbers, numpy) costs about its items' count in
+    nanoseconds: its first leaves go in batches worth :data:`_BATCH_S` of that. Any other
+    operation's cost is unknown until a call answers: one a message.
+    """
+    op = spec.operation
+    if node.kind != "leaf" or op.input_kind != "numbers" or not builtin(op):
+        return 1
+    guess = max(_CALL_S, (node.end - node.start) * _ITEM_S)
+    return max(1, int(_BATCH_S / guess))

@@ -204,3 +204,44 @@ class Stubborn(Operation):
 
 
 OPERATIONS.append(Stubborn())
+
+
+class WherePids(Operation):
+    """Reports the process each call ran in: a leaf ``{"leaves": [pid]}``, a combine adds
+    its own pid to ``combines`` (where a user's combine runs: never the core)."""
+
+    name = "where_pids"
+    input_kind = "numbers"
+
+    def leaf(self, chunk: Any, params: Any) -> Any:
+        import os
+
+        return {"leaves": [os.getpid()], "combines": []}
+
+    def combine(self, partials: Sequence[Any], params: Any) -> Any:
+        import os
+
+        return {
+            "leaves": [pid for p in partials for pid in p["leaves"]],
+            "combines": [pid for p in partials for pid in p["combines"]] + [os.getpid()],
+        }
+
+
+OPERATIONS.append(WherePids())
+
+
+def pid_leaf(chunk: Any, params: Any) -> Any:
+    """A user's leaf function (registered with ``Hypervisor.operation``): where it ran."""
+    import os
+
+    return {"leaves": [os.getpid()], "combines": []}
+
+
+def pid_combine(partials: Sequence[Any], params: Any) -> Any:
+    """A user's combine function: where it ran, after its children's."""
+    import os
+
+    return {
+        "leaves": [pid for p in partials for pid in p["leaves"]],
+        "combines": [pid for p in partials for pid in p["combines"]] + [os.getpid()],
+    }

@@ -93,3 +93,14 @@ def test_every_printed_figure_is_recorded(capsys: pytest.CaptureFixture[str]) ->
     row = figure("x", 2.0, 1.0, unit="s", ratio=2.0, goal="<= 1x", limit="3x", baseline_name="b")
     assert RECORDED[-1] is row and json.loads(capsys.readouterr().out) == row
     RECORDED.pop()
+
+
+def test_a_reported_rate_that_rose_is_better_not_worse() -> None:
+    old = {"figures": [{**_row("single", 0.3, "report", "report"), "unit": "admissions/s"}]}
+    new = {"figures": [{**_row("single", 0.45, "report", "report"), "unit": "admissions/s"}]}
+    (change,) = _results.compare(old, new)
+    assert change.relative is not None and change.relative < 0
+    assert not change.regressed
+    slower = {"figures": [_row("p50", 1.5, "report", "—")]}  # a time: higher is worse
+    (change,) = _results.compare({"figures": [_row("p50", 1.0, "report", "—")]}, slower)
+    assert change.regressed

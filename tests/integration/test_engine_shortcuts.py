@@ -1,0 +1,178 @@
+"""The scheduler's shortcuts for trees of short calls (issue 18), on a real engine.
+
+A built-in operation's combine over small partials runs on the core's in-process agent, and a
+vectorised built-in operation's first leaves travel in batches. Results must not change: a
+combine whose partials are object references (large ones) still runs on an agent, and a
+user's combine never runs in the core.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import ray
+
+import rlm
+from rlm.operations import OperationRegistry, default_registry
+from rlm.planning import plan_task
+from rlm.runtime.run import Run, TaskSpec
+from rlm.runtime.scheduler import Scheduler, _first_batch
+from rlm.tasks.events import EventLog
+from rlm.tasks.record import TaskRecord
+from tests.integration import ops as test_ops
+
+pytestmark = pytest.mark.integration
+
+
+def _spec(op_name: str, n: int, leaf_size: int, registry: OperationRegistry) -> TaskSpec:
+    op = registry.get(op_name)
+    return TaskSpec(
+        task_id="task-" + "0" * 32,
+        type="recursive",
+        description="policy",
+        priority="normal",
+        owner_id="local",
+        org_id=None,
+        team_id=None,
+        request={},
+        operation=op,
+        params=op.parse_params({}),
+        items=("inline", []),
+        plan=plan_task("recursive", n, leaf_size=leaf_size, fanout=4),
+        timeout_ms=None,
+    )
+
+
+def _run(spec: TaskSpec) -> Run:
+    record = TaskRecord(
+        task_id=spec.task_id,
+        status="pending",
+        created_at=datetime.now(UTC),
+        type=spec.type,
+        description=spec.description,
+        priority=spec.priority,
+        owner_id=spec.owner_id,
+        org_id=None,
+        team_id=None,
+        request={},
+        planned_calls=spec.plan.agent_calls,
+    )
+    return Run(spec=spec, seq=1, record=record, op_bytes=b"", events=EventLog(spec.task_id))
+
+
+def test_tree_of_2m_float64_matches_numpy(hv: rlm.Hypervisor) -> None:
+    # The benchmark's shape: 16 leaves of 125,000, combines of 4, a root.
+    arr = np.random.default_rng(7).random(2_000_000)
+    request = {
+        "type": "recursive",
+        "description": "2M float64",
+        "input": {"items": arr, "operation": "sum"},
+        "options": {"leafSize": 125_000, "fanout": 4},
+    }
+    for _ in range(3):  # warm and cold input caches alike
+        result = hv.execute(request)
+        assert result.status == "completed", result.error
+        assert result.output == pytest.approx(float(arr.sum()), rel=1e-12)
+        assert (result.agent_calls, result.decomposition_depth) == (21, 2)
+
+
+@pytest.mark.parametrize("leaf_size", [25, 500])
+def test_sort_with_small_and_large_partials(hv: rlm.Hypervisor, leaf_size: int) -> None:
+    # Leaves of 25 answer inline (combined in the core); leaves of 500 are larger than the
+    # inline bound, so they answer object references and their combines run on agents.
+    items = [int(x) for x in np.random.default_rng(leaf_size).integers(-1000, 1000, 4000)]
+    result = hv.execute(
+        {
+            "type": "recursive",
+            "description": "sort",
+            "input": {"items": items, "operation": "sort"},
+            "options": {"leafSize": leaf_size, "fanout": 4},
+        }
+    )
+    assert result.status == "completed", result.error
+    assert result.output == sorted(items)
+
+
+def test_a_users_combine_never_runs_in_the_core(hv: rlm.Hypervisor) -> None:
+    info = hv.engine_info()
+    result = hv.execute(
+        {
+            "type": "recursive",
+            "description": "pids",
+            "input": {"items": list(range(64)), "operation": "where_pids"},
+            "options": {"leafSize": 4, "fanout": 4},
+        }
+    )
+    assert result.status == "completed", result.error
+    assert result.agent_calls == 16 + 4 + 1
+    agents = set(info["pids"])
+    assert set(result.output["leaves"]) <= agents
+    assert len(result.output["combines"]) == 5
+    assert set(result.output["combines"]) <= agents
+    assert info["corePid"] not in result.output["combines"]
+
+
+def test_a_users_functions_never_run_in_the_core(hv: rlm.Hypervisor) -> None:
+    # Registered as functions (a FunctionOperation, a class of the engine's own package):
+    # still the user's code, so neither a one-call task nor a combine runs in the core.
+    hv.operation("where_pid_fns", combine=test_ops.pid_combine, replace=True)(test_ops.pid_leaf)
+    info = hv.engine_info()
+    one = hv.execute(
+        {
+            "type": "recursive",
+            "description": "one call",
+            "input": {"items": [1, 2, 3], "operation": "where_pid_fns"},
+        }
+    )
+    assert one.status == "completed", one.error
+    assert one.agent_calls == 1
+    assert set(one.output["leaves"]) <= set(info["pids"])
+    tree = hv.execute(
+        {
+            "type": "recursive",
+            "description": "tree",
+            "input": {"items": list(range(64)), "operation": "where_pid_fns"},
+            "options": {"leafSize": 4, "fanout": 4},
+        }
+    )
+    assert tree.status == "completed", tree.error
+    assert len(tree.output["combines"]) == 5
+    assert set(tree.output["leaves"]) | set(tree.output["combines"]) <= set(info["pids"])
+
+
+def test_which_combines_run_in_the_core(ray_session: None) -> None:
+    registry = default_registry()
+    registry.register(test_ops.WherePids())
+    builtin = _run(_spec("sum", 64, 4, registry))
+    combine = next(n for n in builtin.spec.plan.nodes if n.kind == "combine")
+    leaf = next(n for n in builtin.spec.plan.nodes if n.kind == "leaf")
+    builtin.partials.update(dict.fromkeys(combine.children, 1.5))
+    assert Scheduler._combines_locally(builtin, combine)
+    assert not Scheduler._combines_locally(builtin, leaf)
+    # One child's partial is an object reference (a large partial): the combine goes to an
+    # agent, which reads it from the object store.
+    builtin.partials[combine.children[0]] = ray.put(1.5)
+    assert not Scheduler._combines_locally(builtin, combine)
+    users = _run(_spec("where_pids", 64, 4, registry))
+    users.partials.update({c: {"leaves": [], "combines": []} for c in combine.children})
+    assert not Scheduler._combines_locally(users, combine)
+
+
+def test_first_batches_are_sized_from_the_items() -> None:
+    registry = default_registry()
+    registry.register(test_ops.WherePids())
+
+    def first(op: str, leaf_size: int) -> int:
+        spec = _spec(op, 16 * leaf_size, leaf_size, registry)
+        return _first_batch(spec, spec.plan.leaves[0])
+
+    # ~2 ns an item, 5 ms a message: leaves of 125,000 go 20 at a time; leaves of 1 are
+    # counted at the 50 us a call costs anyway (100 a message); leaves of 10M alone.
+    assert first("sum", 125_000) == 20
+    assert first("sum", 1) == 100
+    assert first("sum", 10_000_000) == 1
+    # A user's operation, or a built-in over anything but numbers: unknown cost, one a message.
+    assert first("where_pids", 125_000) == 1
+    assert first("sort", 125_000) == 1
