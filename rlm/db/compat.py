@@ -141,6 +141,9 @@ class _Empty:
     def fetchone(self) -> None:
         return None
 
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        return []
+
     def fetchall(self) -> list[Any]:
         return []
 
@@ -154,13 +157,23 @@ class _Rows:
 
     def __init__(self, rows: list[tuple[Any, ...]], rowcount: int | None = None) -> None:
         self._rows = rows
+        self._next = 0  # an index, not pop(0): reading n rows one by one stays O(n)
         self.rowcount = len(rows) if rowcount is None else rowcount
 
     def fetchone(self) -> tuple[Any, ...] | None:
-        return self._rows.pop(0) if self._rows else None
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchmany(self, size: int = 1) -> list[tuple[Any, ...]]:
+        rows = self._rows[self._next : self._next + size]
+        self._next += len(rows)
+        return rows
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        rows, self._rows = self._rows, []
+        rows = self._rows[self._next :]
+        self._next = len(self._rows)
         return rows
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
@@ -183,6 +196,10 @@ class _Queued:
     def fetchone(self) -> Any:
         self._pipeline.sync()
         return self._cursor.fetchone()
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        self._pipeline.sync()
+        return list(self._cursor.fetchmany(size))
 
     def fetchall(self) -> list[Any]:
         self._pipeline.sync()
