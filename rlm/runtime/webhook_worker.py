@@ -34,6 +34,7 @@ import ray
 from rlm.admission import Viewer
 from rlm.config import Settings
 from rlm.errors import InvalidInput, RLMError
+from rlm.runtime.background import StarvationWatch, run_in_background
 from rlm.runtime.security import install_event_sink
 from rlm.security import record_security_event
 from rlm.webhooks.addresses import AddressPolicy, Resolver, SystemResolver
@@ -96,10 +97,11 @@ class WebhookWorker:
     def __init__(self, settings: Settings, resolver: Resolver | None = None) -> None:
         ws = settings.webhooks
         self._ws = ws
-        if ws.worker_nice:
-            # Background work: under CPU contention the engine's tasks go first.
-            with contextlib.suppress(OSError):
-                os.nice(ws.worker_nice)
+        # Background work: under CPU contention the engine's tasks go first. Every thread of
+        # the process (os.nice would lower only this one), and while the machine saturates,
+        # the watch below gives the normal class back so deliveries still move.
+        run_in_background(ws.worker_nice, idle=ws.worker_idle)
+        self._starving = StarvationWatch(ws.worker_nice)
         resolver = resolver or SystemResolver()
         self._store = WebhookStore(settings.database_path, ws, database_url=settings.database_dsn)
         self._service = WebhookService(self._store, ws, resolver)
@@ -137,6 +139,9 @@ class WebhookWorker:
             except OSError:
                 log.warning("no wake-up socket for the webhook worker: the core's calls wake it")
         self._loop = asyncio.get_running_loop().create_task(self._run())
+        self._watch = (
+            asyncio.get_running_loop().create_task(self._starving.run()) if ws.worker_idle else None
+        )
         install_event_sink(settings)
 
     def _record_disabled(self, webhook_id: str, reason: str) -> None:
@@ -166,6 +171,7 @@ class WebhookWorker:
             "inFlight": self._total,
             "releasedAtStart": self._released,
             "pid": os.getpid(),
+            "starvedPromotions": self._starving.promotions,
         }
 
     async def call(self, method: str, viewer: Viewer, *args: Any) -> tuple[str, Any]:
@@ -202,6 +208,8 @@ class WebhookWorker:
         self._loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._loop
+        if self._watch is not None:
+            self._watch.cancel()
         if self._listener is not None:
             self._listener.close()
         await self._sender.close()

@@ -47,6 +47,10 @@ class WebhookSettings(BaseModel):
         worker_nice: The delivery worker's process runs this much nicer (``nice``) than the
             engine: it is background work, and must not take the CPU tasks are waiting for.
             0 keeps the same priority.
+        worker_idle: The delivery worker's threads run in Linux's ``SCHED_IDLE`` class: they
+            take a CPU only when nothing else wants it, and yield it at once to a waking
+            task. While the machine stays saturated the worker goes back to the normal class
+            (niced) until it has been calm for 30 s, so deliveries are delayed, never stalled.
     """
 
     allow_http: bool = False
@@ -67,6 +71,7 @@ class WebhookSettings(BaseModel):
     retention_s: float = Field(default=7 * 86_400.0, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     worker_nice: int = Field(default=10, ge=0, le=19)
+    worker_idle: bool = True
 
     @model_validator(mode="after")
     def _delays_ordered(self) -> Self:
