@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -106,8 +107,8 @@ class EvaluationStore:
             questions=report.questions,
             results=report.results,
         )
-        summary = orjson.dumps({"config": run.config, "modes": _modes(run)})
-        detail = orjson.dumps(
+        summary = _dumps({"config": run.config, "modes": _modes(run)})
+        detail = _dumps(
             {"windows": run.windows, "questions": run.questions, "results": run.results}
         )
         with self._lock:
@@ -121,9 +122,10 @@ class EvaluationStore:
                         owner_id,
                         org_id,
                         run.created_at.timestamp(),
-                        run.benchmark,
-                        summary.decode(),
-                        detail.decode(),
+                        # A lone surrogate is valid JSON but not UTF-8: kept as its escape.
+                        run.benchmark.encode("utf-8", "backslashreplace").decode(),
+                        summary,
+                        detail,
                     ),
                 )
             except BaseException:
@@ -164,7 +166,7 @@ class EvaluationStore:
         if row is None:
             raise EvaluationNotFound(run_id)
         summary = _summary(row[:6])
-        detail = orjson.loads(row[6])
+        detail = _loads(row[6])
         return EvaluationRun(**summary.model_dump(), **detail)
 
     def close(self) -> None:
@@ -186,7 +188,7 @@ def _modes(run: EvaluationRun) -> dict[str, Any]:
 
 def _summary(row: Any) -> EvaluationSummary:
     run_id, owner_id, org_id, created_at, benchmark, summary_json = row
-    summary = orjson.loads(summary_json)
+    summary = _loads(summary_json)
     return EvaluationSummary.model_validate(
         {
             "runId": run_id,
@@ -198,3 +200,17 @@ def _summary(row: Any) -> EvaluationSummary:
             "modes": summary["modes"],
         }
     )
+
+
+def _dumps(value: Any) -> str:
+    """JSON text of a report's part: orjson, or the standard library for what orjson refuses
+    (integers past 64 bits, lone surrogates; both valid JSON a report may carry)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=True, allow_nan=False)
+
+
+def _loads(text: str) -> Any:
+    # The standard library: orjson would read an integer past 64 bits as a float.
+    return json.loads(text)

@@ -385,7 +385,7 @@ def test_quotas_show_the_callers_windows_and_a_managers_team_and_org(console: Co
         expect(day).to_contain_text(f"{mine.daily.agents_used} / {mine.daily.agents_limit:,}")
         expect(page.get_by_role("region", name="Month window")).to_be_visible()
         expect(page.locator(".team")).to_contain_text("Console Team")
-        expect(page.locator(".team table")).to_contain_text("member-one")
+        expect(page.locator(".team table.members")).to_contain_text("member-one")
         expect(page.locator(".org .hierarchy")).to_contain_text("Console Org")
         expect(page.locator(".org")).to_contain_text("Lab")
         # Usage over time: the caller's, the team's and (a manager's) the org's, each a chart

@@ -67,12 +67,19 @@ OPERATIONS.append(Crash())
 
 
 class KillWorker(Operation):
-    """A leaf that ends its worker's process, every time it runs: a poison call."""
+    """A leaf that ends its worker's process, every time it runs: a poison call. With
+    ``params.log``, each attempt first appends a line with its pid to that file."""
 
     name = "kill_worker"
     input_kind = "numbers"
 
+    def parse_params(self, params: Mapping[str, Any]) -> Any:
+        return str(params.get("log", ""))
+
     def leaf(self, chunk: Any, params: Any) -> Any:
+        if params:
+            with open(params, "a") as log:
+                log.write(f"{os.getpid()}\n")
         os._exit(1)
 
     def combine(self, partials: Sequence[Any], params: Any) -> Any:

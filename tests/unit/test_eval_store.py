@@ -43,6 +43,17 @@ def test_a_recorded_run_reads_back_whole(store: EvaluationStore) -> None:
     assert (got["ownerId"], got["orgId"]) == ("ada", "acme")
 
 
+def test_json_orjson_refuses_is_stored_and_read_back_exactly(store: EvaluationStore) -> None:
+    # Valid JSON a report's free-form config may carry (the schema fuzzer sent both): an
+    # integer past 64 bits, and a lone surrogate escape.
+    sent = report_json()
+    sent["config"] = {"seed": 2**70 + 1, "note": "a\ud800b", "ratio": 3.3e60}
+    run = store.record(parse_model(EvaluationReport, sent), owner_id="ada", org_id="acme")
+    got = store.get(Viewer("ada", "acme"), run.run_id).to_wire()
+    assert got["config"] == sent["config"]
+    assert isinstance(got["config"]["seed"], int)
+
+
 def test_the_org_sees_its_runs_newest_first_and_no_one_else_does(store: EvaluationStore) -> None:
     first = store.record(_report(0.25), owner_id="ada", org_id="acme")
     second = store.record(_report(0.75), owner_id="bob", org_id="acme")
