@@ -230,9 +230,13 @@ class Scheduler:
         # The dead worker's cache of the task input went with it.
         run.has_input.discard(agent)
         for node in nodes:
-            run.partials.update(zip(node.children, run.sent.pop(node.index, ()), strict=True))
-            self._push(run, node)
+            self._requeue(run, node, run.sent.pop(node.index, ()))
         self._pump()
+
+    def _requeue(self, run: Run, node: PlanNode, sent: tuple[Any, ...]) -> None:
+        """Queue ``node`` again, with the children's partials its lost call was sent."""
+        run.partials.update(zip(node.children, sent, strict=True))
+        self._push(run, node)
 
     # -- queue and dispatch -------------------------------------------------------------------
 
@@ -471,8 +475,7 @@ class Scheduler:
         if meta.get("needInput"):
             # The agent lost the input (it restarted): send the reference again.
             run.has_input.clear()
-            run.partials.update(zip(node.children, sent, strict=True))
-            self._push(run, node)
+            self._requeue(run, node, sent)
             return True
         if not meta.get("ok"):
             if not meta.get("cancelled"):
