@@ -39,7 +39,7 @@ from rlm.errors import InternalError, RLMError, error_from_payload
 from rlm.operations.base import FunctionOperation, Operation
 from rlm.planning import PlanNode
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource, LMCall
-from rlm.runtime.placement import AGENT_OPTIONS
+from rlm.runtime.placement import agent_options
 from rlm.runtime.run import Run, TaskSpec
 from rlm.scheduling import ReadyQueue
 
@@ -97,8 +97,8 @@ class Scheduler:
         # Spread over the nodes: a task's calls use the whole cluster, and losing a node loses
         # only its share of the pool (Ray restarts those agents on the nodes left).
         self._agents = [
-            AgentActor.options(**AGENT_OPTIONS).remote(i, core=core, lm_threads=lm_threads)
-            for i in range(n)
+            AgentActor.options(**options).remote(i, core=core, lm_threads=lm_threads)
+            for i, options in enumerate(agent_options(n))
         ]
         self._local = Agent(_LOCAL, in_process=True, lm_call=lm_call, lm_threads=lm_capacity)
         self._load = [0] * n

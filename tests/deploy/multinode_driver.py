@@ -111,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(phase="nodes", error=f"the cluster has not {args.cpus} CPUs")
             return 1
         time.sleep(0.2)
+    # ... and in the head raylet's view too (a task the driver sends with a soft affinity
+    # for the worker runs there only once the head's raylet lists it).
+    if not _head_sees_every_node(seen_since + WAIT_S):
+        _say(phase="nodes", error="the head's raylet never listed the worker")
+        return 1
     hv = rlm.connect(settings=settings)
     hv.register_operation("where_ran", leaf=_leaf, combine=_combine)
     hv.security()  # started on first use: start it, to see where it runs
@@ -176,6 +181,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     hv.shutdown_engine()
     return 0
+
+
+@ray.remote(num_cpus=0)
+def _node_id() -> str:
+    return str(ray.get_runtime_context().get_node_id())
+
+
+def _head_sees_every_node(deadline: float) -> bool:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    wanted = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    while time.monotonic() < deadline:
+        reached = set(
+            ray.get(
+                [
+                    _node_id.options(
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)
+                    ).remote()
+                    for node in wanted
+                ]
+            )
+        )
+        if reached == wanted:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _whole_pool(hv: rlm.Hypervisor, agents: int, deadline: float) -> list[int] | None:
