@@ -47,11 +47,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from rlm import __version__
 from rlm.config import get_settings
 from rlm.errors import EngineUnavailable, RLMError
+from rlm.jsonable import dumps
 from rlm.logs import configure_logging
 
 __all__ = ["EXIT_CODES", "EXIT_ENGINE_UNAVAILABLE", "EXIT_REFUSED", "main"]
@@ -75,11 +74,7 @@ EXIT_CODES: dict[int, str] = {
 def _dump(obj: Any, *, indent: bool = True) -> str:
     if hasattr(obj, "to_wire"):
         obj = obj.to_wire()
-    option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
-    try:
-        return orjson.dumps(obj, option=option).decode()
-    except TypeError:  # integers beyond 64 bits
-        return json.dumps(obj, indent=2 if indent else None)
+    return dumps(obj, indent=indent).decode()
 
 
 def _fail(err: RLMError) -> int:

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from starlette.responses import JSONResponse
 
 from rlm.errors import RLMError
+from rlm.jsonable import dumps
 
 __all__ = ["FastJSON", "error_response", "json_bytes"]
 
 
 def json_bytes(content: Any) -> bytes:
     """``content`` as compact JSON on one line, encoded with orjson (numpy values included)."""
-    try:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-    except TypeError:
-        # orjson refuses integers beyond 64 bits (exact sums and products can be larger).
-        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+    return dumps(content)
 
 
 class FastJSON(JSONResponse):

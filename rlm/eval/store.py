@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-
 from rlm.admission import Viewer
 from rlm.errors import Conflict, EvaluationNotFound, InvalidInput
+from rlm.jsonable import dumps
 from rlm.models.evaluations import EvaluationReport, EvaluationRun, EvaluationSummary
 
 __all__ = ["EVALUATIONS_DB_FILENAME", "MAX_LIST", "EvaluationStore"]
@@ -203,12 +202,8 @@ def _summary(row: Any) -> EvaluationSummary:
 
 
 def _dumps(value: Any) -> str:
-    """JSON text of a report's part: orjson, or the standard library for what orjson refuses
-    (integers past 64 bits, lone surrogates; both valid JSON a report may carry)."""
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=True, allow_nan=False)
+    """JSON text of a report's part (integers past 64 bits and lone surrogates included)."""
+    return dumps(value).decode()
 
 
 def _loads(text: str) -> Any:

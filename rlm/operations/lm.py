@@ -29,16 +29,14 @@ Common parameters: ``system`` (a system message), ``maxTokens`` (completion toke
 
 from __future__ import annotations
 
-import json
 import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-import orjson
-
 from rlm.errors import InvalidInput
+from rlm.jsonable import dumps
 from rlm.lm.calls import LMRequest
 from rlm.lm.handle import current_lm
 from rlm.lm.steps import LMSteps, run_steps
@@ -137,13 +135,7 @@ def _read_call(reader: ParamReader) -> _Call:
 
 def _line(item: Any) -> str:
     """An item as one line of a prompt (JSON for anything but a string)."""
-    if isinstance(item, str):
-        text = item
-    else:
-        try:
-            text = orjson.dumps(item).decode()
-        except TypeError:  # integers beyond 64 bits
-            text = json.dumps(item)
+    text = item if isinstance(item, str) else dumps(item).decode()
     return text.replace("\r", " ").replace("\n", " ")
 
 

@@ -24,8 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-import orjson
-
+from rlm.jsonable import dumps
 from rlm.tasks.events import TERMINAL_EVENT, TRUNCATED_EVENT, EventLog, TaskEvent
 from rlm.tasks.record import TaskRecord
 
@@ -57,10 +56,7 @@ _TRAJECTORY_SQL = f"(type LIKE 'rlm.%' OR type IN ('{TERMINAL_EVENT}', '{TRUNCAT
 
 
 def _dumps(data: dict[str, Any]) -> str:
-    try:
-        return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    except TypeError:  # integers beyond 64 bits (exact sums in a result)
-        return json.dumps(data, separators=(",", ":"))
+    return dumps(data).decode()
 
 
 def insert_events(c: sqlite3.Connection, task_id: str, events: Iterable[TaskEvent]) -> None:

@@ -24,13 +24,11 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
 from rlm.errors import InvalidInput
+from rlm.jsonable import dumps
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -72,12 +70,7 @@ def fingerprint(body: Any) -> str:
     Args:
         body: The request body as parsed JSON.
     """
-    try:
-        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        # orjson refuses integers beyond 64 bits; the standard library does not.
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(canonical).hexdigest()
+    return hashlib.sha256(dumps(body, sort_keys=True)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
