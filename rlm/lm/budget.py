@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from rlm.errors import QuotaExceeded
-from rlm.models.base import INTEGRAL, WireModel
+from rlm.models.budget import Budget  # the wire model, kept with the others (rlm.models)
 
 __all__ = ["Budget", "BudgetHold", "TaskBudget"]
-
-
-class Budget(WireModel):
-    """``options.budget`` (extension): limits on one task's LM calls. Unset = no limit."""
-
-    lm_calls: Annotated[int, Field(ge=0, le=10_000_000), INTEGRAL] | None = None
-    tokens: Annotated[int, Field(ge=0, le=10**12), INTEGRAL] | None = None
-    cost_usd: float | None = Field(default=None, ge=0, le=1e9)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from rlm.lm.budget import Budget
 from rlm.models.base import INTEGRAL, WireModel
+from rlm.models.budget import Budget
 
 __all__ = [
     "CancelResponse",
