@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner_id, created_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
 CREATE INDEX IF NOT EXISTS tasks_team ON tasks (team_id);
+-- An admin lists its org's tasks, newest first.
+CREATE INDEX IF NOT EXISTS tasks_org ON tasks (org_id, created_at);
 CREATE TABLE IF NOT EXISTS instances (
     instance_id TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,

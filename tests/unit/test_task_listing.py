@@ -188,3 +188,23 @@ def test_many_tasks_at_one_instant_page_by_id(database_url: str | None, tmp_path
             break
         query = query.evolve(after=TaskCursor(rows[2].created_at, rows[2].task_id))
     assert seen == sorted(ids, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("owner_id", "org_id"), [(None, "acme"), ("ada", "acme")], ids=["org", "admin"]
+)
+def test_an_org_list_reads_an_index_not_every_task(
+    tmp_path: Path, owner_id: str | None, org_id: str
+) -> None:
+    import sqlite3
+
+    from rlm.tasks.listing import where
+
+    TaskStore(tmp_path / "state.db")  # creates the schema
+    sql, args = where(TaskQuery(limit=10), owner_id=owner_id, org_id=org_id, on_postgres=False)
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        plan = " | ".join(
+            row[-1] for row in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM tasks " + sql, args)
+        )
+    assert "tasks_org" in plan, plan
+    assert "SCAN tasks" not in plan.replace("SCAN tasks USING", ""), plan
