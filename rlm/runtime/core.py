@@ -608,10 +608,12 @@ class HypervisorCore:
             self._cancel_poll = asyncio.get_running_loop().create_task(self._poll_cancels())
 
     async def _poll_cancels(self) -> None:
-        """Cancel the tasks another instance on the shared store was asked to cancel."""
+        """Cancel the tasks another instance on the shared store was asked to cancel, and
+        store "running" for the tasks that started here (so the others answer it)."""
         while True:
             await asyncio.sleep(_CANCEL_POLL_S)
             try:
+                self._table.publish_running()
                 for task_id in self._table.cancels_asked():
                     run = self._table.run(task_id, None)
                     if run is not None and not run.finished:

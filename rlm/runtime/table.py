@@ -79,6 +79,8 @@ class TaskTable:
         #: The tasks marked interrupted when this table opened (their holds are to release).
         self.interrupted_at_start: list[str] = interrupted
         self._runs: dict[str, Run] = {}
+        # Tasks whose "running" is stored (see publish_running): dropped when they end.
+        self._published: set[str] = set()
         self._seq = 0
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -123,6 +125,24 @@ class TaskTable:
     def forward_cancel(self, record: TaskRecord) -> None:
         """Ask the instance running ``record``'s task to cancel it."""
         self._store.request_cancel(record.task_id)
+
+    def publish_running(self) -> int:
+        """Store "running" for this instance's tasks that started since the last call; how many.
+
+        On a shared store another instance answers a task's status from its stored record,
+        which says "pending" until the task ends (the execute path writes no record when a
+        task starts): the instance running it calls this on its poll, one statement for every
+        task that started, so the others say "running" within a poll.
+        """
+        started = [
+            (task_id, run.record.started_at)
+            for task_id, run in self._runs.items()
+            if run.record.status == "running" and task_id not in self._published
+        ]
+        if started:
+            self._store.mark_running(started)
+            self._published.update(task_id for task_id, _ in started)
+        return len(started)
 
     def cancels_asked(self) -> list[str]:
         """This instance's tasks another instance was asked to cancel."""
@@ -331,6 +351,7 @@ class TaskTable:
         except Exception:  # pragma: no cover - the waiter still gets the result
             log.exception("could not persist the record of task %s", run.spec.task_id)
         self._runs.pop(run.spec.task_id, None)
+        self._published.discard(run.spec.task_id)
 
     def _record(self, task_id: str) -> TaskRecord | None:
         run = self._runs.get(task_id)

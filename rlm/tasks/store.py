@@ -379,6 +379,24 @@ class TaskStore:
             ).fetchall()
         return {str(r[0]) for r in rows}
 
+    def mark_running(self, started: Sequence[tuple[str, datetime | None]]) -> None:
+        """Store "running" and the start time of tasks still stored "pending" (one transaction).
+
+        A task's record says "pending" from its admission until its final record (no write per
+        start on the execute path); on a shared store the instance running it calls this on its
+        poll, so another instance answers "running". A task that ended meanwhile keeps its
+        final status (only "pending" rows change).
+
+        Args:
+            started: ``(task id, started at)`` of each task that started.
+        """
+        with self._tx(batched=True) as c:
+            c.executemany(
+                "UPDATE tasks SET status = 'running', started_at = ?"
+                " WHERE task_id = ? AND status = 'pending'",
+                [(_ts(at), task_id) for task_id, at in started],
+            )
+
     def request_cancel(self, task_id: str) -> None:
         """Ask the instance running ``task_id`` to cancel it (it polls :meth:`cancel_requests`)."""
         with self._lock:

@@ -231,6 +231,12 @@ def test_a_task_submitted_on_one_is_read_and_cancelled_through_the_other(pair: P
         with pair.client(1, other) as nosy:
             assert nosy.get(f"/tasks/{task_id}").status_code == 404
             assert nosy.post(f"/tasks/{task_id}/cancel").status_code == 404
+        # Once it runs on A, B says so (A stores "running" on its poll, every 0.5 s).
+        deadline = time.monotonic() + 15
+        while (now := b.get(f"/tasks/{task_id}").json())["status"] == "pending":
+            assert time.monotonic() < deadline, now
+            time.sleep(0.2)
+        assert now["status"] == "running", now
         started = time.monotonic()
         cancel = b.post(f"/tasks/{task_id}/cancel")
         assert cancel.status_code == 200, cancel.text

@@ -206,3 +206,17 @@ def test_a_key_and_its_task_are_written_together(database_url: str | None, tmp_p
     with pytest.raises(TypeError):
         store.put(bad, key=key)
     assert store.get("t1") is None and store.idempotent("alice", "k") is None
+
+
+def test_running_is_stored_for_pending_tasks_only(database_url: str | None, tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
+    for task_id, status in (("p1", "pending"), ("p2", "pending"), ("done", "completed")):
+        store.put(_record(task_id, status, "i1"))
+    at = datetime(2026, 12, 5, 18, 0, tzinfo=UTC)
+    store.mark_running([("p1", at), ("done", at), ("absent", at)])
+    p1, p2, done = (store.get(t) for t in ("p1", "p2", "done"))
+    assert p1 is not None and (p1.status, p1.started_at) == ("running", at)
+    assert p2 is not None and p2.status == "pending"
+    # A task that ended before its start was stored keeps its final record.
+    assert done is not None and done.status == "completed"
+    assert store.get("absent") is None
