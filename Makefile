@@ -28,7 +28,7 @@ system-deps:
 	./scripts/system-deps.sh
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=30  # the slowest, to keep the suite in its 30 min
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
