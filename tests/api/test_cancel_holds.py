@@ -14,6 +14,13 @@ from tests.support import wait_until
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL (leases and holds are
+    rows of the store)."""
+    return api_on_each_store
+
+
 def test_lease_and_quota_are_held_until_the_never_polling_leaf_stops(
     api: Api, tmp_path: Path
 ) -> None:
