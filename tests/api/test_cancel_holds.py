@@ -1,5 +1,7 @@
 """A cancelled task whose leaf never polls for the cancel keeps its lease and quota hold until
-its agent is really free: the caller cannot pile more work onto agents still busy with it."""
+its agent is really free: the caller cannot pile more work onto agents still busy with it.
+
+Run on both state stores (SQLite, then PostgreSQL): the lease and the hold are the store's."""
 
 from __future__ import annotations
 
