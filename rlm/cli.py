@@ -375,6 +375,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     address = args.address or settings.ray_address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         _refuse_second_engine(settings)
+    if settings.database_dsn is not None:
+        _claim_shared_database(settings)
     # The proxy guard (timeouts, connection caps, crash answers) runs in Serve's proxy, which
     # reads its callback from the environment: every process of a Ray started here inherits
     # it. A cluster joined with --address needs it in its own nodes' environment (README).
@@ -419,6 +421,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         serve.shutdown()
         ray.shutdown()
     return 0
+
+
+def _claim_shared_database(settings: Any) -> None:
+    """Before Ray starts: the shared database's schema brought up to this release (or a newer
+    one refused), and this instance's audit key checked against the chain's."""
+    from rlm.db.connect import ensure_schema
+    from rlm.security.store import claim_key_at_start
+
+    dsn = settings.database_dsn
+    ensure_schema(dsn)
+    claim_key_at_start(settings.state_dir, dsn)
 
 
 def _refuse_second_engine(settings: Any) -> None:

@@ -47,6 +47,19 @@ def _route_path(path: str) -> str:
     return path.removeprefix(_API_PREFIX)
 
 
+def _app_path(scope: Scope) -> str:
+    """The request's path as the app routes it: without the root path it is mounted at.
+
+    An app served under a prefix (a Serve ``route_prefix`` such as ``/pg``) sees the whole
+    path in ``scope["path"]`` and the prefix in ``root_path``; without stripping it no
+    admin change would be recognised there, and none recorded.
+    """
+    path, root = str(scope["path"]), str(scope.get("root_path", ""))
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        path = path[len(root) :]
+    return _route_path(path)
+
+
 _REFUSALS: Final[dict[str, str]] = {
     "UNAUTHORIZED": "auth.unauthorized",
     "FORBIDDEN": "auth.forbidden",
@@ -153,7 +166,7 @@ class AdminChanges:
         if (
             scope["type"] != "http"
             or scope["method"] == "GET"
-            or not _route_path(str(scope["path"])).startswith(_WATCHED_PREFIXES)
+            or not _app_path(scope).startswith(_WATCHED_PREFIXES)
         ):
             await self.app(scope, receive, send)
             return

@@ -33,6 +33,7 @@ __all__ = [
     "SECURITY_DB_FILENAME",
     "PolicyStore",
     "claim_key",
+    "claim_key_at_start",
     "key_fingerprint",
     "load_or_create_key",
     "open_security_db",
@@ -168,6 +169,45 @@ def claim_key(conn: sqlite3.Connection, key: bytes, *, record: bool = True) -> N
             f"started with: copy {AUDIT_KEY_FILENAME} from an instance already on this "
             "database into this instance's state directory (mode 0600)"
         )
+
+
+def claim_key_at_start(state_dir: Path, database_url: str) -> None:
+    """Refuse, before anything of an instance starts, an audit key that is not the shared
+    chain's; the first instance on the database records its key's fingerprint.
+
+    ``rlm serve`` calls this before it starts Ray: the security actor makes the same check, but
+    an actor that fails to start only breaks the audit log, behind a service that would answer
+    as if nothing were wrong.
+
+    Args:
+        state_dir: This instance's state directory (its ``audit-key``, created if missing).
+        database_url: The shared PostgreSQL database (its schema already migrated).
+
+    Raises:
+        InternalError: The chain was started with another key (the message names the key file
+            and the database, never the key), or the database is unreachable.
+    """
+    from rlm.db.compat import open_compat
+    from rlm.db.pool import close_pools
+    from rlm.db.url import redact
+
+    path = state_dir / AUDIT_KEY_FILENAME
+    key = load_or_create_key(path)
+    conn = open_compat(database_url, SECURITY_DB_FILENAME)
+    try:
+        claim_key(conn, key)
+    except InternalError:
+        raise InternalError(
+            f"refusing to start: the audit key {path} is not the key the shared audit log in "
+            f"{redact(database_url)} was started with (the database keeps that key's "
+            "fingerprint; records appended with another key would break the chain for every "
+            f"instance): copy {AUDIT_KEY_FILENAME} from an instance already on this database "
+            f"into {state_dir} (mode 0600)",
+            {"keyFile": str(path), "reason": "audit_key_mismatch"},
+        ) from None
+    finally:
+        conn.close()
+        close_pools()  # the caller's process needs no connection of its own from here on
 
 
 class PolicyStore:

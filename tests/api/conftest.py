@@ -195,6 +195,18 @@ def user(api: Api) -> Callable[..., httpx.Client]:
     return make
 
 
+@pytest.fixture
+def sqlite_user(sqlite_api: Api) -> Callable[..., httpx.Client]:
+    """:func:`user` on the SQLite API whatever the module's ``api``: for the tests of a suite
+    parametrised over both stores that check the HTTP layer only (auth, validation) and never
+    reach the store, so run once."""
+
+    def make(**kwargs: object) -> httpx.Client:
+        return sqlite_api.client(sqlite_api.token(**kwargs))  # type: ignore[arg-type]
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def oracle_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OracleServe]:
     """``rlm serve`` in a process of its own with the OOLONG oracle as its LM, shared by the

@@ -1,5 +1,7 @@
 """A cancelled task whose leaf never polls for the cancel keeps its lease and quota hold until
-its agent is really free: the caller cannot pile more work onto agents still busy with it."""
+its agent is really free: the caller cannot pile more work onto agents still busy with it.
+
+Run on both state stores (SQLite, then PostgreSQL): the lease and the hold are the store's."""
 
 from __future__ import annotations
 
@@ -12,6 +14,13 @@ from tests.api.conftest import Api
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL (leases and holds are
+    rows of the store)."""
+    return api_on_each_store
 
 
 def test_lease_and_quota_are_held_until_the_never_polling_leaf_stops(

@@ -1,4 +1,5 @@
-"""Teams and the enterprise org tree through real HTTP."""
+"""Teams and the enterprise org tree through real HTTP, on both state stores (SQLite, then
+PostgreSQL): every test reads or writes the quota tree, so none runs on one store only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import pytest
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL."""
+    return api_on_each_store
 
 
 def _manager(api: Api, org: str = "corp") -> object:

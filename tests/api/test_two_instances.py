@@ -32,7 +32,8 @@ from pydantic import SecretStr
 from rlm.auth.keys import load_signing_key
 from rlm.auth.settings import AuthSettings
 from rlm.auth.tokens import issue_token
-from rlm.security.store import load_or_create_key
+from rlm.db.connect import connect
+from rlm.security.store import key_fingerprint, load_or_create_key
 from rlm.testing.postgres import ThrowawayPostgres
 from tests.api.serve_process import Served, free_port, rlm_serve
 from tests.support import wait_until
@@ -299,6 +300,46 @@ def test_one_audit_chain_across_both_instances_verifies(pair: Pair) -> None:
         report = _verify_cli(pair, i)
         assert report["ok"] is True, report
         assert report["records"] == report["headSeq"] >= 40
+
+
+def test_an_instance_with_another_audit_key_is_refused_at_start(pair: Pair, tmp_path: Path) -> None:
+    state = tmp_path / "third-instance"
+    state.mkdir(mode=0o700)
+    key_file = state / "audit-key"
+    own_key = load_or_create_key(key_file)  # its own key, not the one the chain started with
+    shared_key = (Path(pair.envs[0]["RLM_STATE_DIR"]) / "audit-key").read_text().strip()
+    env = pair.envs[0] | {"RLM_STATE_DIR": str(state)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rlm", "serve", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # it served instead of refusing: stop it, then fail below
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+    assert process.returncode == 2, out + err
+    assert "is serving on" not in out  # refused before Ray and Serve start
+    # One JSON line, last on stderr, naming the key file, the problem and the remedy.
+    error = json.loads(err.strip().splitlines()[-1])["error"]
+    assert error["code"] == "INTERNAL_ERROR"
+    assert error["details"] == {"keyFile": str(key_file), "reason": "audit_key_mismatch"}
+    message = error["message"]
+    assert message.startswith(f"refusing to start: the audit key {key_file} is not the key")
+    assert "copy audit-key from an instance already on this database" in message
+    assert pair.url.rsplit("/", 1)[-1] in message  # which database
+    # Neither key is ever printed.
+    for secret in (own_key.hex(), shared_key):
+        assert secret not in out + err
+    # The database still names the shared key's fingerprint, never the refused one's.
+    with connect(pair.url) as conn:
+        [(recorded,)] = conn.execute("SELECT fingerprint FROM audit_key").fetchall()
+    assert recorded == key_fingerprint(bytes.fromhex(shared_key)) != key_fingerprint(own_key)
 
 
 def test_a_policy_changed_on_one_instance_applies_on_the_other(pair: Pair) -> None:

@@ -1,6 +1,10 @@
 """Usage over time and recorded evaluation runs through real HTTP: what tasks charge shows up
 in the caller's, its team's and its org's series; evaluation runs are shared within an org and
-invisible to any other; scopes and bad input are refused with the API's codes."""
+invisible to any other; scopes and bad input are refused with the API's codes.
+
+Usage history and evaluation runs live in the state store: every test runs on both (SQLite,
+then PostgreSQL) but the bad usage parameters, refused by the route before any query, which run
+once, on SQLite."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +35,12 @@ SUM = {
     "options": {"leafSize": 16},
 }
 USER_SCOPES = "rlm:execute rlm:read rlm:quota:read"
+
+
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL."""
+    return api_on_each_store
 
 
 @dataclass
@@ -158,8 +168,11 @@ def test_usage_scopes_and_tenants(api: Api, tenant: Tenant) -> None:
 
 
 @pytest.mark.parametrize("params", [{"period": "yearly"}, {"bucket": "minute"}, {"period": ""}])
-def test_bad_usage_parameters_are_invalid_input(tenant: Tenant, params: dict[str, str]) -> None:
-    refused = tenant.worker.get("/quotas/user/me/usage", params=params)
+def test_bad_usage_parameters_are_invalid_input(
+    sqlite_user: Callable[..., httpx.Client], params: dict[str, str]
+) -> None:
+    with sqlite_user(scopes=USER_SCOPES) as worker:
+        refused = worker.get("/quotas/user/me/usage", params=params)
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["code"] == "INVALID_INPUT"
 

@@ -1,5 +1,10 @@
 """``/v1/webhooks`` over real Serve: registration, scopes and tenancy, validation, the SDK, and
-events that arrive signed at a receiver on loopback (threshold alerts included)."""
+events that arrive signed at a receiver on loopback (threshold alerts included).
+
+Webhooks, the outbox and the deliveries live in the state store: every test runs on both
+(SQLite, then PostgreSQL) but the refused bodies and query parameters, which the routes refuse
+before any store is read, and run once, on SQLite.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,12 @@ pytestmark = pytest.mark.integration
 
 SUM = {"type": "recursive", "description": "s", "input": {"items": [1, 2, 3], "operation": "sum"}}
 EXECUTE = "rlm:execute rlm:read"
+
+
+@pytest.fixture(scope="module")
+def api(api_on_each_store: Api) -> Api:
+    """This suite runs on both state stores: SQLite, then PostgreSQL."""
+    return api_on_each_store
 
 
 @pytest.fixture
@@ -188,9 +199,9 @@ def test_scopes_and_tenancy(api: Api, user: Callable[..., httpx.Client]) -> None
     ],
 )
 def test_validation_errors_use_the_envelope_and_name_the_field(
-    user: Callable[..., httpx.Client], method: str, path: str, body: Any, field: str
+    sqlite_user: Callable[..., httpx.Client], method: str, path: str, body: Any, field: str
 ) -> None:
-    with user(scopes=EXECUTE) as client:
+    with sqlite_user(scopes=EXECUTE) as client:
         response = client.request(method, path, json=body)
     assert _error(response, 400, "INVALID_INPUT")["field"] == field
 
@@ -255,7 +266,9 @@ def test_threshold_alerts_at_80_and_100_percent_arrive_once_each(
         assert len({h.webhook_id for h in hits}) == 2
     assert len(receiver.received) == 2
     # The outbox holds exactly these two threshold events for the user: none repeated.
-    store = WebhookStore(api.settings.database_path, api.settings.webhooks)
+    store = WebhookStore(
+        api.settings.database_path, api.settings.webhooks, database_url=api.settings.database_dsn
+    )
     try:
         bodies = [
             body
