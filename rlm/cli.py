@@ -377,6 +377,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         _refuse_second_engine(settings)
     if settings.database_dsn is not None:
         _claim_shared_database(settings)
+    elif address is None:
+        from rlm.security.store import audit_key_at_start
+
+        audit_key_at_start(settings.state_dir)
     # The proxy guard (timeouts, connection caps, crash answers) runs in Serve's proxy, which
     # reads its callback from the environment: every process of a Ray started here inherits
     # it. A cluster joined with --address needs it in its own nodes' environment (README).

@@ -33,6 +33,7 @@ __all__ = [
     "SECURITY_DB_FILENAME",
     "PolicyStore",
     "claim_key",
+    "audit_key_at_start",
     "claim_key_at_start",
     "key_fingerprint",
     "load_or_create_key",
@@ -171,6 +172,27 @@ def claim_key(conn: sqlite3.Connection, key: bytes, *, record: bool = True) -> N
         )
 
 
+def audit_key_at_start(state_dir: Path) -> bytes:
+    """This instance's audit key (created if missing), or a clear refusal to start.
+
+    ``rlm serve`` calls this before it starts Ray, for the reason :func:`claim_key_at_start`
+    gives: a key the security actor cannot load would break only the audit log.
+
+    Raises:
+        InternalError: The key file is readable by group or others, or holds no key (the
+            message names the file and the fix, never the key).
+    """
+    path = state_dir / AUDIT_KEY_FILENAME
+    try:
+        return load_or_create_key(path)
+    except PermissionError as err:
+        raise InternalError(
+            f"refusing to start: {err}. The audit key signs the security log; if others could "
+            f"read it, treat it as leaked. Otherwise `chmod 600 {path}`",
+            {"keyFile": str(path), "reason": "audit_key_unsafe"},
+        ) from None
+
+
 def claim_key_at_start(state_dir: Path, database_url: str) -> None:
     """Refuse, before anything of an instance starts, an audit key that is not the shared
     chain's; the first instance on the database records its key's fingerprint.
@@ -192,7 +214,7 @@ def claim_key_at_start(state_dir: Path, database_url: str) -> None:
     from rlm.db.url import redact
 
     path = state_dir / AUDIT_KEY_FILENAME
-    key = load_or_create_key(path)
+    key = audit_key_at_start(state_dir)
     conn = open_compat(database_url, SECURITY_DB_FILENAME)
     try:
         claim_key(conn, key)

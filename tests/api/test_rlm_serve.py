@@ -78,3 +78,27 @@ def test_json_logs_carry_the_request_id_on_every_line(tmp_path: Path) -> None:
     mine = [r for r in records if r.get("request_id") in (rid, rid + "-bad")]
     assert {r["request_id"] for r in mine} == {rid, rid + "-bad"}, records[-20:]
     assert any("/v1/health" in r.get("message", "") for r in mine)
+
+
+def test_an_audit_key_others_can_read_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    key_file = tmp_path / "audit-key"
+    key = "ab" * 32
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o644)
+    env = {**os.environ, "RLM_STATE_DIR": str(tmp_path)}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("RLM_DATABASE_URL", None)
+    refused = subprocess.run(
+        [sys.executable, "-m", "rlm", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = refused.stdout + refused.stderr
+    assert refused.returncode == 2, out[-4000:]
+    assert "is serving on" not in out and "Traceback" not in out, out[-4000:]
+    error = json.loads(refused.stderr.strip().splitlines()[-1])["error"]
+    assert error["details"] == {"keyFile": str(key_file), "reason": "audit_key_unsafe"}
+    assert "chmod 600" in error["message"], error
+    assert key not in out
