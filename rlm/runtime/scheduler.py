@@ -44,13 +44,13 @@ import ray
 from rlm.config import EngineSettings
 from rlm.errors import InternalError, RLMError, error_from_payload
 from rlm.operations.base import FunctionOperation, Operation
-from rlm.planning import PlanNode
+from rlm.planning import Plan, PlanNode
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource, LMCall
 from rlm.runtime.placement import agent_options
 from rlm.runtime.run import Run, TaskSpec
 from rlm.scheduling import ReadyQueue
 
-__all__ = ["Scheduler", "builtin"]
+__all__ = ["Scheduler", "builtin", "fits_in_core"]
 
 #: The agent index of the core's in-process agent.
 _LOCAL = -1
@@ -178,13 +178,7 @@ class Scheduler:
         A built-in operation with a known cost per item, over an input in the call or in the
         object store whose items cost at most one message's budget (:data:`_BATCH_S`) in all.
         """
-        op = spec.operation
-        item_s = op.leaf_item_s
-        if item_s is None or op.uses_lm or not builtin(op):
-            return False
-        if spec.items[0] not in ("inline", "ref"):
-            return False
-        return spec.plan.n_items * item_s <= _BATCH_S
+        return spec.items[0] in ("inline", "ref") and fits_in_core(spec.operation, spec.plan)
 
     def _mark_down(self, agent: int) -> None:
         # Ray restarts a dead agent; until it answers again, no call is sent to it (a call
@@ -381,7 +375,7 @@ class Scheduler:
             calls.append(
                 (
                     run.spec.task_id,
-                    run.op_bytes,
+                    run.spec.operation if local else run.pickled_operation(),
                     node.kind,
                     items,
                     node.start,
@@ -584,6 +578,18 @@ def builtin(op: Operation) -> bool:
     return type(op).__module__.startswith("rlm.operations.") and not isinstance(
         op, FunctionOperation
     )
+
+
+def fits_in_core(op: Operation, plan: Plan) -> bool:
+    """Whether ``op`` over ``plan``'s items costs at most one message's budget in all.
+
+    Only a built-in operation that declares its cost per item
+    (:attr:`~rlm.operations.base.Operation.leaf_item_s`), not an LM one.
+    """
+    item_s = op.leaf_item_s
+    if item_s is None or op.uses_lm or not builtin(op):
+        return False
+    return plan.n_items * item_s <= _BATCH_S
 
 
 def _first_batch(spec: TaskSpec, node: PlanNode) -> int:

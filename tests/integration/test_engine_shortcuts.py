@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 import ray
-from ray import cloudpickle
 
 import rlm
 from rlm.config import EngineSettings
@@ -236,9 +236,8 @@ def test_small_vectorised_tasks_run_in_the_core_large_ones_on_the_pool(
         spec = _spec(op, arr.size, 125_000, registry)
         task_id = f"task-{name}"
         ref = ray.put(arr)
-        run = _run(dataclasses.replace(spec, task_id=task_id, items=("ref", [ref], task_id)))
-        run.op_bytes = cloudpickle.dumps(spec.operation)
-        runs.append(run)
+        # The operation is pickled for the pool's agent when a call first goes there.
+        runs.append(_run(dataclasses.replace(spec, task_id=task_id, items=("ref", [ref], task_id))))
 
     async def go() -> tuple[dict[str, object], list[set[int]]]:
         scheduler = Scheduler(EngineSettings(agents=1), 1, finish=_never, stop=_never)
@@ -262,3 +261,28 @@ def test_small_vectorised_tasks_run_in_the_core_large_ones_on_the_pool(
 
 async def _never(*args: object) -> None:
     raise AssertionError("replaced by _scheduled")
+
+
+def test_an_execute_the_core_runs_whole_takes_its_input_with_the_call(
+    hv: rlm.Hypervisor,
+) -> None:
+    # The caller of execute waits, so it may own the input: no holder round trip. A submit
+    # (the caller may exit), or an input past the cut-off, goes to the input holder.
+    arr = np.random.default_rng(11).random(2_000_000)
+
+    def request(items: np.ndarray[Any, Any]) -> dict[str, Any]:
+        return {
+            "type": "recursive",
+            "description": "inline",
+            "input": {"items": items, "operation": "sum"},
+            "options": {"leafSize": 125_000, "fanout": 4},
+        }
+
+    assert hv.prepare(request(arr), waits=True).items[0] == "inline"
+    assert hv.prepare(request(arr)).items[0] == "ref"
+    big = np.concatenate([arr, arr])
+    assert hv.prepare(request(big), waits=True).items[0] == "ref"
+    for items in (arr, big):
+        result = hv.execute(request(items))
+        assert result.status == "completed", result.error
+        assert result.output == pytest.approx(float(items.sum()), rel=1e-12)
