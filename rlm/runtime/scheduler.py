@@ -63,6 +63,10 @@ _CALL_S = 50e-6
 #: Agent time one message of a task's calls carries at most (seconds).
 _BATCH_S = 0.005
 
+#: What one call costs the core's loop beyond its items when a task runs in the core (its
+#: tuple, its meta, its progress mark): a task of many tiny calls stays on the pool.
+_CORE_CALL_S = 20e-6
+
 #: How long a probe of the pool waits for an agent's answer before taking it as alive.
 _PROBE_S = 2.0
 
@@ -581,7 +585,8 @@ def builtin(op: Operation) -> bool:
 
 
 def fits_in_core(op: Operation, plan: Plan) -> bool:
-    """Whether ``op`` over ``plan``'s items costs at most one message's budget in all.
+    """Whether ``op`` over ``plan`` costs at most one message's budget in all: its items at
+    the declared cost, and each call's own cost in the core (:data:`_CORE_CALL_S`).
 
     Only a built-in operation that declares its cost per item
     (:attr:`~rlm.operations.base.Operation.leaf_item_s`), not an LM one.
@@ -589,7 +594,7 @@ def fits_in_core(op: Operation, plan: Plan) -> bool:
     item_s = op.leaf_item_s
     if item_s is None or op.uses_lm or not builtin(op):
         return False
-    return plan.n_items * item_s <= _BATCH_S
+    return plan.n_items * item_s + len(plan.nodes) * _CORE_CALL_S <= _BATCH_S
 
 
 def _first_batch(spec: TaskSpec, node: PlanNode) -> int:
