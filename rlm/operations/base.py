@@ -58,6 +58,11 @@ class Operation(ABC):
     #: True for an operation the engine runs as one session on a session host instead of a
     #: plan of agent calls (RLM mode: :class:`rlm.rlmmode.operation.RLMOperation`).
     runs_in_session: ClassVar[bool] = False
+    #: A built-in leaf's worst-case CPU time per item (seconds; any dtype it takes), or
+    #: ``None`` when unknown. The engine runs a whole task on the core's loop when its items
+    #: cost less than one message's budget (:func:`rlm.runtime.scheduler.Scheduler.runs_in_core`):
+    #: a user's operation never declares one that counts (no user code runs in the core).
+    leaf_item_s: ClassVar[float | None] = None
     #: JSON Schema of ``input.params`` in the API document (see :mod:`rlm.operations.schema`):
     #: exactly what :meth:`parse_params` accepts. The default: no parameters.
     params_schema: ClassVar[dict[str, Any]] = NO_PARAMS

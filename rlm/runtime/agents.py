@@ -63,6 +63,13 @@ class _NeedInput(Exception):
 _SMALL_BYTES = 64 * 1024
 
 
+def _vectorised(items: Any) -> bool:
+    """Whether a call's items are none or an int64/float64 array (numpy's own loops)."""
+    return items is None or (
+        isinstance(items, np.ndarray) and items.dtype in (np.int64, np.float64)
+    )
+
+
 def is_small(value: Any, depth: int = 0) -> bool:
     """A cheap, conservative guess whether ``value`` pickles to under ``_SMALL_BYTES``."""
     if value is None or isinstance(value, bool | int | float | complex):
@@ -325,12 +332,22 @@ class Agent:
         call = (task_id, op, kind, items, start, end, params, child_partials)
         return (await self.run_batch([call]))[0]
 
-    async def run_batch(self, calls: list[CallSpec]) -> list[dict[str, Any]]:
+    async def run_batch(
+        self, calls: list[CallSpec], *, on_loop: bool = False
+    ) -> list[dict[str, Any]]:
         """Run several calls of one task in order, in one message; a meta for each.
 
         The engine sends a batch when a task has many calls ready at once, so the cost of a
         Ray message is shared by several agent calls. Children's partials that are object
         references are resolved here.
+
+        Args:
+            calls: The calls.
+            on_loop: Run them on this event loop rather than the compute thread: the core's
+                agent, for a built-in task whose items cost less than a thread hand-over's
+                wait on a loaded machine (the scheduler's cut-off). Only over int64 or
+                float64 arrays (or a combine's partials): anything else the operation would
+                convert item by item, and goes to the thread.
         """
         task_ids = {c[0] for c in calls}
         tokens = {t: self._tokens.setdefault(t, threading.Event()) for t in task_ids}
@@ -363,6 +380,8 @@ class Agent:
             if lm_call is not None and all(isinstance(p[2], LLMOperation) for p in runnable):
                 # The core's own agent: the calls run as steps on this loop (see the class).
                 done = iter([await self._call_on_loop(lm_call, *p) for p in runnable])
+            elif on_loop and all(_vectorised(p[4]) for p in runnable):
+                done = iter(self._call_many(runnable))
             else:
                 done = iter(await self._in_threads(runnable, tokens))
             outcomes = [

@@ -49,6 +49,7 @@ from rlm.runtime.agents import ItemsSource
 from rlm.runtime.core import CoreActor, TaskSpec
 from rlm.runtime.discovery import resolve_address, store_in_use
 from rlm.runtime.placement import ON_HEAD
+from rlm.runtime.scheduler import fits_in_core
 from rlm.runtime.security import RaySecurity
 from rlm.storage.access import StorageReader
 from rlm.storage.inputs import split_source
@@ -222,6 +223,7 @@ class Hypervisor:
         team_id: str | None = None,
         task_id: str | None = None,
         reader: StorageReader | None = None,
+        waits: bool = False,
     ) -> TaskSpec:
         """Validate and plan a request, and put its input into the object store once.
 
@@ -237,6 +239,11 @@ class Hypervisor:
                 connector's access policy before anything is read; given by the HTTP API,
                 whose requests are also held to the API document's bounds (numbers within
                 ±2**53). ``None``: a trusted caller of this Python API.
+            waits: The caller waits for the result in the call that sends the spec
+                (``execute``). A task the core runs whole (see
+                :func:`rlm.runtime.scheduler.fits_in_core`) then takes its input with that call:
+                the caller, alive until the answer, owns it, and the input holder's round trip
+                and second copy are saved. Else a large input goes to the holder.
 
         Raises:
             InvalidInput: naming the first bad field.
@@ -276,7 +283,8 @@ class Hypervisor:
             nbytes = items.nbytes if isinstance(items, np.ndarray) else 16 * len(items)
             # Large inputs go into the object store once, owned by the engine's input holder:
             # they outlive this process (a driver may submit and exit) until the task ends.
-            source = ("inline", items) if nbytes <= _INLINE_BYTES else ("ref", self._put(items))
+            inline = nbytes <= _INLINE_BYTES or (waits and fits_in_core(prepared.operation, plan))
+            source = ("inline", items) if inline else ("ref", self._put(items))
         fields_set = req.model_fields_set
         stored = req.model_dump(mode="json", by_alias=True, exclude={"input"}, exclude_none=True)
         stored["input"] = _summarise_input(req.input)
@@ -462,7 +470,7 @@ class Hypervisor:
         raises :class:`~rlm.errors.InvalidInput` before anything runs.
         """
         result: ExecuteResponse = _unwrap(
-            ray.get(self._core.execute.remote(self.prepare(request, **owner)))
+            ray.get(self._core.execute.remote(self.prepare(request, waits=True, **owner)))
         )
         return result
 

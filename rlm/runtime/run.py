@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray import cloudpickle
+
 from rlm.admission import Admission
 from rlm.lm.budget import Budget
 from rlm.models.tasks import Priority
@@ -59,7 +61,8 @@ class Run:
         spec: What the caller asked for.
         seq: The task's arrival order (ties between equal priorities go to the earlier task).
         record: The task's record, with live progress; stored when the task ends.
-        op_bytes: The operation, pickled once for every call of the task.
+        op_bytes: The operation, pickled once for every call of the task sent to an agent
+            actor (``b""`` until one is: see :meth:`pickled_operation`).
         admission: What the task was admitted with (its lease is given back at the end).
         has_input: Agents that hold the task input (later calls name it by key).
         sent: Children's partials sent with each in-flight node, to resend after ``needInput``.
@@ -83,7 +86,7 @@ class Run:
     spec: TaskSpec
     seq: int
     record: TaskRecord
-    op_bytes: bytes
+    op_bytes: bytes = b""
     admission: Admission | None = None
     has_input: set[int] = field(default_factory=set)
     sent: dict[int, tuple[Any, ...]] = field(default_factory=dict)
@@ -104,6 +107,16 @@ class Run:
 
     def __post_init__(self) -> None:
         self.progress = ProgressTracker(self.spec.plan, time.monotonic())
+
+    def pickled_operation(self) -> bytes:
+        """The operation as the agent actors get it, pickled on the first call sent to one.
+
+        A task that runs in the core (see :meth:`rlm.runtime.scheduler.Scheduler.runs_in_core`)
+        never needs it: its calls carry the operation itself.
+        """
+        if not self.op_bytes:
+            self.op_bytes = cloudpickle.dumps(self.spec.operation)
+        return self.op_bytes
 
     def report_progress(self) -> None:
         """Append a ``nodes.started`` event for the calls sent since the last one and a

@@ -18,6 +18,13 @@ wait on a round trip each. And a vectorised built-in operation's first leaves al
 in batches, sized from the items they hold (:func:`_first_batch`), instead of one a message
 until the task's first answer tells the scheduler how long a call takes.
 
+A task smaller still runs entirely in the core (:meth:`Scheduler.runs_in_core`): a built-in
+operation that declares its cost per item (:attr:`~rlm.operations.base.Operation.leaf_item_s`)
+over an input whose whole cost is under one message's budget (:data:`_BATCH_S`). Its leaves
+run in one batch on the core's loop, reading the input zero-copy from the object store: a
+message to an agent and back would cost more than the work. Past the cut-off the pool's
+parallelism is worth its messages, and the leaves go to the agents.
+
 Every call sent and every call finished is marked on its run's progress tracker; one
 ``nodes.started`` and one ``task.progress`` event go out per throttle interval for all the calls
 sent and finished in it (:mod:`rlm.tasks.progress`).
@@ -37,13 +44,13 @@ import ray
 from rlm.config import EngineSettings
 from rlm.errors import InternalError, RLMError, error_from_payload
 from rlm.operations.base import FunctionOperation, Operation
-from rlm.planning import PlanNode
+from rlm.planning import Plan, PlanNode
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource, LMCall
 from rlm.runtime.placement import agent_options
 from rlm.runtime.run import Run, TaskSpec
 from rlm.scheduling import ReadyQueue
 
-__all__ = ["Scheduler", "builtin"]
+__all__ = ["Scheduler", "builtin", "fits_in_core"]
 
 #: The agent index of the core's in-process agent.
 _LOCAL = -1
@@ -55,6 +62,10 @@ _CALL_S = 50e-6
 
 #: Agent time one message of a task's calls carries at most (seconds).
 _BATCH_S = 0.005
+
+#: What one call costs the core's loop beyond its items when a task runs in the core (its
+#: tuple, its meta, its progress mark): a task of many tiny calls stays on the pool.
+_CORE_CALL_S = 20e-6
 
 #: How long a probe of the pool waits for an agent's answer before taking it as alive.
 _PROBE_S = 2.0
@@ -160,7 +171,18 @@ class Scheduler:
             return False
         if spec.operation.uses_lm:
             return True
+        if Scheduler.runs_in_core(spec):
+            return True
         return len(spec.plan.nodes) == 1 and spec.items[0] == "inline"
+
+    @staticmethod
+    def runs_in_core(spec: TaskSpec) -> bool:
+        """Whether the whole task runs on the core's loop, leaves and combines.
+
+        A built-in operation with a known cost per item, over an input in the call or in the
+        object store whose items cost at most one message's budget (:data:`_BATCH_S`) in all.
+        """
+        return spec.items[0] in ("inline", "ref") and fits_in_core(spec.operation, spec.plan)
 
     def _mark_down(self, agent: int) -> None:
         # Ray restarts a dead agent; until it answers again, no call is sent to it (a call
@@ -268,7 +290,11 @@ class Scheduler:
             if run.finished:
                 continue
             nodes = [node]
-            if not self.runs_locally(run.spec):
+            if self.runs_in_core(run.spec):
+                # Its leaves cost one message's budget in all: one batch on the core's loop.
+                while self._ready and self._ready.peek()[0] is run:
+                    nodes.append(self._ready.pop()[1])
+            elif not self.runs_locally(run.spec):
                 # Share the queue among the free slots: when a task has many short calls ready,
                 # several travel in one message to an agent. Only short ones: a batch of long
                 # calls would hold an agent past the moment a more urgent task arrives.
@@ -353,7 +379,7 @@ class Scheduler:
             calls.append(
                 (
                     run.spec.task_id,
-                    run.op_bytes,
+                    run.spec.operation if local else run.pickled_operation(),
                     node.kind,
                     items,
                     node.start,
@@ -374,7 +400,11 @@ class Scheduler:
         elif local:
             # A one-call task over a small inline input with a built-in operation runs on the
             # core's own agent: the same Agent code, two network hops fewer.
-            call = asyncio.get_running_loop().create_task(self._local.run_batch(calls))
+            # A task within one message's budget runs on the loop itself (no thread hand-over).
+            on_loop = self.runs_in_core(run.spec)
+            call = asyncio.get_running_loop().create_task(
+                self._local.run_batch(calls, on_loop=on_loop)
+            )
             handle = call
             fut = call
             single = False
@@ -552,6 +582,19 @@ def builtin(op: Operation) -> bool:
     return type(op).__module__.startswith("rlm.operations.") and not isinstance(
         op, FunctionOperation
     )
+
+
+def fits_in_core(op: Operation, plan: Plan) -> bool:
+    """Whether ``op`` over ``plan`` costs at most one message's budget in all: its items at
+    the declared cost, and each call's own cost in the core (:data:`_CORE_CALL_S`).
+
+    Only a built-in operation that declares its cost per item
+    (:attr:`~rlm.operations.base.Operation.leaf_item_s`), not an LM one.
+    """
+    item_s = op.leaf_item_s
+    if item_s is None or op.uses_lm or not builtin(op):
+        return False
+    return plan.n_items * item_s + len(plan.nodes) * _CORE_CALL_S <= _BATCH_S
 
 
 def _first_batch(spec: TaskSpec, node: PlanNode) -> int:

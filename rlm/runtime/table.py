@@ -22,8 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ray import cloudpickle
-
 from rlm.admission import Admission, Viewer
 from rlm.errors import RLMError
 from rlm.lm.calls import LMUsage
@@ -180,7 +178,6 @@ class TaskTable:
             spec=spec,
             seq=self._seq,
             record=record,
-            op_bytes=cloudpickle.dumps(spec.operation),
             admission=admission,
             events=EventLog(spec.task_id, max_events=self._max_events, on_append=self._noted),
         )

@@ -8,13 +8,17 @@ user's combine never runs in the core.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 import ray
 
 import rlm
+from rlm.config import EngineSettings
 from rlm.operations import OperationRegistry, default_registry
 from rlm.planning import plan_task
 from rlm.runtime.run import Run, TaskSpec
@@ -176,3 +180,115 @@ def test_first_batches_are_sized_from_the_items() -> None:
     # A user's operation, or a built-in over anything but numbers: unknown cost, one a message.
     assert first("where_pids", 125_000) == 1
     assert first("sort", 125_000) == 1
+
+
+def test_which_tasks_run_in_the_core() -> None:
+    registry = default_registry()
+    registry.register(test_ops.WherePids())
+
+    def in_core(
+        op: str, n: int, items: tuple[object, ...] = ("ref", [], "k"), leaf: int = 125_000
+    ) -> bool:
+        spec = _spec(op, n, leaf, registry)
+        return Scheduler.runs_in_core(dataclasses.replace(spec, items=items))
+
+    # The cut-off: the items' declared cost plus 20 us a call against one message's budget
+    # (5 ms). 2M float64 in 21 calls: 4.42 ms; 2.4M in 53 calls: 5.86 ms.
+    assert in_core("sum", 2_000_000)
+    assert not in_core("sum", 2_400_000)
+    # One call: 200 ns an item + 20 us.
+    assert in_core("variance", 24_800)  # 4.98 ms
+    assert not in_core("variance", 25_000)  # 5.02 ms
+    # Few items in many calls: 3,999 one-item leaves cost the core's loop ~80 ms of calls.
+    assert not in_core("sum", 3_999, leaf=1)
+    assert in_core("sum", 10, ("inline", np.arange(10)))
+    # A file's ranges are read by the leaves; a user's operation never runs in the core; a
+    # built-in with no declared cost (a histogram, a product of big ints) neither.
+    assert not in_core("sum", 1_000, ("source", None, [], None, False))
+    assert not in_core("where_pids", 10)
+    assert not in_core("product", 10)
+
+
+async def _scheduled(scheduler: Scheduler, runs: list[Run]) -> dict[str, object]:
+    finished: dict[str, object] = {}
+    done = asyncio.Event()
+
+    async def finish(run: Run, partial: object) -> None:
+        finished[run.spec.task_id] = run.spec.operation.finish(partial, run.spec.params)
+        if len(finished) == len(runs):
+            done.set()
+
+    async def stop(run: Run, status: str, error: object) -> None:
+        raise AssertionError(f"{run.spec.task_id} stopped: {status} {error}")
+
+    scheduler._finish, scheduler._stop = finish, stop
+    for run in runs:
+        scheduler.add(run)
+    await asyncio.wait_for(done.wait(), 60)
+    return finished
+
+
+def test_small_vectorised_tasks_run_in_the_core_large_ones_on_the_pool(
+    ray_session: None,
+) -> None:
+    # Both sides of the cut-off through a real scheduler, a real agent actor and the object
+    # store: which agents took the input says where the leaves ran.
+    registry = default_registry()
+    rng = np.random.default_rng(3)
+    small, large = rng.random(2_000_000), rng.random(3_000_000)
+    runs = []
+    for name, arr in (("small", small), ("large", large), ("var", small[:100_000])):
+        op = "variance" if name == "var" else "sum"
+        spec = _spec(op, arr.size, 125_000, registry)
+        task_id = f"task-{name}"
+        ref = ray.put(arr)
+        # The operation is pickled for the pool's agent when a call first goes there.
+        runs.append(_run(dataclasses.replace(spec, task_id=task_id, items=("ref", [ref], task_id))))
+
+    async def go() -> tuple[dict[str, object], list[set[int]]]:
+        scheduler = Scheduler(EngineSettings(agents=1), 1, finish=_never, stop=_never)
+        try:
+            out = await _scheduled(scheduler, runs)
+            return out, [set(run.has_input) for run in runs]
+        finally:
+            for run in runs:
+                scheduler.forget_input(run)
+            ray.kill(scheduler._agents[0])
+
+    out, took_input = asyncio.run(go())
+    assert out["task-small"] == pytest.approx(float(small.sum()), rel=1e-12)
+    assert out["task-large"] == pytest.approx(float(large.sum()), rel=1e-12)
+    assert out["task-var"] == pytest.approx(float(small[:100_000].var()), rel=1e-12)
+    # 2M float64 sums cost ~4 ms at the declared 2 ns an item: the core's agent (-1) read the
+    # input. 3M (6 ms), and a variance of 100,000 (20 ms at 200 ns an item), went to the
+    # pool's agent (0).
+    assert took_input == [{-1}, {0}, {0}]
+
+
+async def _never(*args: object) -> None:
+    raise AssertionError("replaced by _scheduled")
+
+
+def test_an_execute_the_core_runs_whole_takes_its_input_with_the_call(
+    hv: rlm.Hypervisor,
+) -> None:
+    # The caller of execute waits, so it may own the input: no holder round trip. A submit
+    # (the caller may exit), or an input past the cut-off, goes to the input holder.
+    arr = np.random.default_rng(11).random(2_000_000)
+
+    def request(items: np.ndarray[Any, Any]) -> dict[str, Any]:
+        return {
+            "type": "recursive",
+            "description": "inline",
+            "input": {"items": items, "operation": "sum"},
+            "options": {"leafSize": 125_000, "fanout": 4},
+        }
+
+    assert hv.prepare(request(arr), waits=True).items[0] == "inline"
+    assert hv.prepare(request(arr)).items[0] == "ref"
+    big = np.concatenate([arr, arr])
+    assert hv.prepare(request(big), waits=True).items[0] == "ref"
+    for items in (arr, big):
+        result = hv.execute(request(items))
+        assert result.status == "completed", result.error
+        assert result.output == pytest.approx(float(items.sum()), rel=1e-12)
