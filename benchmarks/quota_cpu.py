@@ -6,9 +6,11 @@ medians, the admissions per second, the core actor's CPU per admission (``/proc/
 of its process: user + system) and the caller's (``time.process_time``). On a machine shared
 with other work the rate follows the load; the CPU per admission much less so.
 
-Run it against either checkout to compare them (``rlm`` comes from ``PYTHONPATH``)::
+Run it against either checkout to compare them (``rlm`` comes from ``PYTHONPATH``; ``runpy``
+keeps ``benchmarks/`` itself off ``sys.path``, where ``benchmarks/rlm.py`` would shadow ``rlm``)::
 
-    PYTHONPATH=/path/to/checkout python benchmarks/quota_cpu.py
+    PYTHONPATH=/path/to/checkout python -c "import runpy; runpy.run_path(
+        'benchmarks/quota_cpu.py', run_name='__main__')"
 """
 
 from __future__ import annotations
