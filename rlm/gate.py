@@ -26,6 +26,7 @@ from rlm.errors import RLMError
 from rlm.planning import Plan
 from rlm.quotas.clock import Clock, SystemClock, utc_now_from
 from rlm.quotas.service import BatchCall, QuotaLedgerService
+from rlm.quotas.wire import Slot, pack_outcome
 from rlm.ratelimit import RateLimiter
 
 __all__ = ["HISTORY", "AdmissionGate", "TaskClaim", "TaskTokens"]
@@ -371,13 +372,14 @@ class AdmissionGate:
         except RLMError as err:
             raise err.with_headers(headers) from None
 
-    def quota_batch(self, calls: Sequence[BatchCall]) -> list[tuple[str, Any]]:
+    def quota_batch(self, calls: Sequence[BatchCall]) -> list[Slot]:
         """Apply many admission calls in one commit (see ``QuotaLedgerService.batch``).
 
-        Each slot answers ``("ok", value)`` or ``("err", payload)``, like a single call.
+        Each slot answers ``("ok", value)`` or ``("err", payload)``, like a single call, or
+        carries a reservation or settlement as a compact tuple (see :mod:`rlm.quotas.wire`;
+        :func:`~rlm.quotas.wire.unpack_slot` reads any slot back).
         """
-        outcomes = self._quotas.batch(calls)
-        return [("err", o.to_payload()) if isinstance(o, RLMError) else ("ok", o) for o in outcomes]
+        return [pack_outcome(o) for o in self._quotas.batch(calls)]
 
 
 class TaskTokens:

@@ -24,6 +24,8 @@ Layout: :class:`QuotaLedger` is composed of one part per concept, each a subclas
 * :mod:`rlm.quotas.ledger_users` — user configs, org placement, ``user_status``;
 * :mod:`rlm.quotas.ledger_reservations` — ``check``, ``reserve``, ``reconcile``, ``release``,
   ``reap_expired`` and the open reservations;
+* :mod:`rlm.quotas.ledger_batch` — ``apply_batch``: a batch of admission calls at one
+  instant, runs of alike reserves and reconciles as one hold per counter;
 * :mod:`rlm.quotas.ledger_tokens` — language-model token holds;
 * :mod:`rlm.quotas.ledger_teams` — teams, members, allocations, transfers;
 * :mod:`rlm.quotas.ledger_orgs` — the org tree and ``governing_orgs``;
@@ -54,7 +56,7 @@ from rlm.models.usage import UsageHistory, UsagePoint
 from rlm.quotas.changes import ChangeSet, Snapshot
 from rlm.quotas.clock import Clock
 from rlm.quotas.counters import from_micro, from_nano
-from rlm.quotas.ledger_reservations import LedgerReservations
+from rlm.quotas.ledger_batch import LedgerBatch
 from rlm.quotas.ledger_tenancy import LedgerTenancy
 from rlm.quotas.ledger_tokens import LedgerTokens
 from rlm.quotas.settings import QuotaSettings
@@ -71,7 +73,7 @@ from rlm.quotas.windows import PERIODS
 __all__ = ["QuotaLedger"]
 
 
-class QuotaLedger(LedgerTenancy, LedgerReservations, LedgerTokens):
+class QuotaLedger(LedgerTenancy, LedgerBatch, LedgerTokens):
     """Users, teams and the org tree, with all-or-nothing admission.
 
     Not thread-safe: one caller at a time (an actor, or a lock in the service).

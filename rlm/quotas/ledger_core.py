@@ -32,6 +32,8 @@ class LedgerCore:
         self._defaults = UserLimits.defaults(self._settings)
         self._state = LedgerState()
         self._last_starts: WindowStarts | None = None
+        # Set while a batch is applied: every call of the batch happens at one instant.
+        self._pinned: WindowStarts | None = None
 
     @property
     def settings(self) -> QuotaSettings:
@@ -39,5 +41,7 @@ class LedgerCore:
         return self._settings
 
     def _starts(self) -> WindowStarts:
+        if self._pinned is not None:
+            return self._pinned
         self._last_starts = WindowStarts.at(utc_now_from(self._clock), self._last_starts)
         return self._last_starts

@@ -20,10 +20,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rlm.errors import InternalError, InvalidInput, RLMError
+from rlm.errors import InternalError
 from rlm.quotas.backend import QuotaStateStore, open_quota_store
 from rlm.quotas.clock import Clock, SystemClock
 from rlm.quotas.ledger import QuotaLedger
+from rlm.quotas.ledger_batch import BATCHABLE, check_batchable
 from rlm.quotas.settings import QuotaSettings
 
 __all__ = ["BATCHABLE", "BatchCall", "Outcome", "QuotaLedgerService", "READS", "WRITES"]
@@ -102,22 +103,6 @@ if TYPE_CHECKING:
 else:
     _LedgerMethods = object
 
-#: The methods :meth:`QuotaLedgerService.batch` applies: admission's hot path (agent
-#: reservations and language-model token holds) and its reads.
-BATCHABLE = frozenset(
-    {
-        "reserve",
-        "reconcile",
-        "release",
-        "reserve_tokens",
-        "settle_tokens",
-        "release_tokens",
-        "check",
-        "user_status",
-        "user_config",
-    }
-)
-
 
 class QuotaLedgerService(_LedgerMethods):
     """A :class:`QuotaLedger` whose every change is persisted before the call returns.
@@ -181,9 +166,12 @@ class QuotaLedgerService(_LedgerMethods):
         """Apply several admission calls in order and persist them together (group commit).
 
         Each call answers on its own, as it would alone: a refused reservation is an error in
-        its slot and does not undo the others. All the changes reach the state file in one
-        journal record before any answer is returned, so a front end that gathers the
-        admissions of many requests pays one write (and one actor call) for all of them.
+        its slot and does not undo the others. The batch happens at one instant, and runs of
+        alike reserves or reconciles are applied as one hold per counter (see
+        :mod:`rlm.quotas.ledger_batch`), with the same outcome as one by one. All the changes
+        reach the state file in one journal record before any answer is returned, so a front
+        end that gathers the admissions of many requests pays one write (and one actor call)
+        for all of them.
 
         Args:
             calls: ``(method, args, kwargs)`` with ``method`` in :data:`BATCHABLE`.
@@ -196,25 +184,9 @@ class QuotaLedgerService(_LedgerMethods):
             InternalError: The changes could not be saved; memory is rolled back to the file,
                 so none of the calls took effect.
         """
-        for i, (method, _, _) in enumerate(calls):
-            if method not in BATCHABLE:
-                raise InvalidInput(
-                    f"{method!r} cannot be batched; one of {sorted(BATCHABLE)}",
-                    field=f"calls[{i}].method",
-                )
-
-        def run_all() -> list[Outcome]:
-            outcomes: list[Outcome] = []
-            for method, args, kwargs in calls:
-                try:
-                    outcomes.append(getattr(self._ledger, method)(*args, **kwargs))
-                except RLMError as err:
-                    outcomes.append(err)
-                except TypeError as err:  # the caller's arguments do not fit the method
-                    outcomes.append(InvalidInput(f"{method}: {err}", field="calls"))
-            return outcomes
-
-        return self._commit(run_all)
+        check_batchable(calls)  # before anything is applied
+        # self._ledger is looked up inside: a failed write replaces it (see _commit).
+        return self._commit(lambda: self._ledger.apply_batch(calls))
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -397,7 +397,8 @@ class HypervisorCore:
     async def quota_batch(self, calls: list[BatchCall]) -> tuple[list[Any], dict[str, str]]:
         """Apply many admission calls in one actor call and one commit (see ``batch``).
 
-        Each slot answers ``("ok", value)`` or ``("err", payload)``, like a single call.
+        Each slot answers ``("ok", value)`` or ``("err", payload)``, like a single call; a
+        reservation or settlement travels as a compact tuple (:mod:`rlm.quotas.wire`).
         """
         return self._gate.quota_batch(calls), {}
 

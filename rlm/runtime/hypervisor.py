@@ -43,6 +43,7 @@ from rlm.operations.base import Chunk, FunctionOperation, InputKind, Operation
 from rlm.operations.registry import OperationRegistry, default_registry
 from rlm.planning import Plan, plan_task
 from rlm.quotas.service import BatchCall
+from rlm.quotas.wire import unpack_slot
 from rlm.rlmmode.operation import RLMOperation
 from rlm.rlmmode.request import check_not_rlm_options, is_rlm_input, parse_rlm_input
 from rlm.runtime.agents import ItemsSource
@@ -588,7 +589,7 @@ class Hypervisor:
             ... # doctest: +SKIP
         """
         slots = _unwrap(ray.get(self._core.quota_batch.remote(list(calls))))
-        return [error_from_payload(v) if kind == "err" else v for kind, v in slots]
+        return [unpack_slot(slot) for slot in slots]
 
     # -- webhooks -------------------------------------------------------------------------------
 

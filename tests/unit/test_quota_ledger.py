@@ -714,6 +714,7 @@ def test_exports_are_sorted() -> None:
         inputs,
         journal,
         ledger,
+        ledger_batch,
         ledger_core,
         ledger_orgs,
         ledger_reservations,
@@ -729,11 +730,12 @@ def test_exports_are_sorted() -> None:
         teams,
         tokens,
         windows,
+        wire,
     )
 
     modules = (package, accounts, admission, alerts, changes, clock, counters, inputs, journal)
     modules += (ledger, ledger_core, ledger_orgs, ledger_reservations, ledger_teams)
-    modules += (ledger_tokens, ledger_users)
+    modules += (ledger_tokens, ledger_users, ledger_batch, wire)
     modules += (orgs, records, service, settings, state, store, teams, tokens, windows)
     for module in modules:
         assert module.__all__ == sorted(module.__all__), module.__name__
