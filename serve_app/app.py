@@ -18,6 +18,7 @@ from rlm.storage import StorageService
 from serve_app.audit import AdminChanges
 from serve_app.console import install_console
 from serve_app.context import BodyLimit, RequestIds, install_error_handlers
+from serve_app.headroom import RateHeadroom
 from serve_app.openapi import install_openapi
 from serve_app.routes import evaluations, health, quotas, security, storage, tasks, webhooks
 from serve_app.security import LocalSecurity, Security
@@ -65,6 +66,7 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
         else LocalSecurity(settings.state_dir, settings.database_dsn)
     )
     app.state.security = Security(backend)
+    app.state.headroom = RateHeadroom()  # each caller's rate-limit room, as last reported
     app.state.engine_load = health.EngineLoad()
     app.state.evaluations = evaluations.Evaluations(settings)
     install_error_handlers(app)

@@ -22,7 +22,7 @@ from rlm.auth.tokens import authenticate_async
 from rlm.errors import Unauthorized
 from rlm.storage.access import StorageReader
 
-__all__ = ["Bearer", "Caller", "admitted", "authenticated"]
+__all__ = ["Bearer", "Caller", "admitted", "authenticated", "count_request"]
 
 #: Declares the bearer scheme in the OpenAPI document (the docs' Authorize button); the token
 #: itself is read and verified by :func:`rlm.auth.tokens.authenticate`, with this service's
@@ -85,11 +85,17 @@ async def _principal(request: Request) -> Principal:
     return principal
 
 
-async def _admit(request: Request, principal: Principal) -> None:
+async def count_request(request: Request, principal: Principal) -> dict[str, str]:
+    """Count the request against the caller's rate limits (one engine call); its headers.
+
+    Raises:
+        RateLimited: the caller has no room left (the headers on the error).
+    """
     _, headers = await request.app.state.hv.ask(
         "admit", Admission(principal.rate_limit_key, principal.limits)
     )
     request.state.rate = headers
+    return dict(headers)
 
 
 def _refuse_anonymous(principal: Principal, scope: str) -> None:
@@ -125,7 +131,7 @@ def admitted(scope: str | None) -> Callable[..., Awaitable[Caller]]:
         principal = await _principal(request)
         if scope is not None:
             _refuse_anonymous(principal, scope)
-        await _admit(request, principal)
+        await count_request(request, principal)
         return Caller(principal)
 
     if scope is None:
