@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 import rlm
 from rlm.auth.keys import load_verification_keys
+from rlm.auth.token_cache import VerifiedTokens
 from rlm.config import Settings
 from rlm.storage import StorageService
 from serve_app.audit import AdminChanges
@@ -57,6 +58,10 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.state.settings = settings
     app.state.auth = settings.auth
     app.state.keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)
+    # Each bearer token verified once per ``token_cache_s``, not on every request.
+    app.state.tokens = VerifiedTokens(
+        app.state.keys, settings.auth, ttl_s=settings.auth.token_cache_s
+    )
     app.state.hv = hv
     app.state.storage = StorageService(settings.storage_settings)
     # The security actor of the engine (batched events, policies); in-process without Ray.

@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rlm.admission import Admission, Viewer
 from rlm.auth.principal import Principal
 from rlm.auth.scopes import SCOPE_ADMIN
-from rlm.auth.tokens import authenticate_async
+from rlm.auth.tokens import bearer_token
 from rlm.errors import Unauthorized
 from rlm.storage.access import StorageReader
 
@@ -78,8 +78,9 @@ async def _principal(request: Request) -> Principal:
     client = request.client.host if request.client is not None else "unknown"
     # A token signed by an identity provider may need its JWKS fetched: asynchronously, so
     # the replica's event loop keeps serving everyone else meanwhile.
-    principal = await authenticate_async(
-        request.headers.get("authorization"), client, state.keys, state.auth
+    token = bearer_token(request.headers.get("authorization"))
+    principal = (
+        Principal.anonymous(client) if token is None else await state.tokens.principal(token)
     )
     request.state.principal = principal  # who a refusal or an admin change is recorded for
     return principal
