@@ -13,11 +13,13 @@ from fastapi_offline import FastAPIOffline
 
 import rlm
 from rlm.auth.keys import load_verification_keys
+from rlm.auth.token_cache import VerifiedTokens
 from rlm.config import Settings
 from rlm.storage import StorageService
 from serve_app.audit import AdminChanges
 from serve_app.console import install_console
 from serve_app.context import BodyLimit, RequestIds, install_error_handlers
+from serve_app.headroom import RateHeadroom
 from serve_app.openapi import install_openapi
 from serve_app.routes import evaluations, health, quotas, security, storage, tasks, webhooks
 from serve_app.security import LocalSecurity, Security
@@ -56,6 +58,10 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.state.settings = settings
     app.state.auth = settings.auth
     app.state.keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)
+    # Each bearer token verified once per ``token_cache_s``, not on every request.
+    app.state.tokens = VerifiedTokens(
+        app.state.keys, settings.auth, ttl_s=settings.auth.token_cache_s
+    )
     app.state.hv = hv
     app.state.storage = StorageService(settings.storage_settings)
     # The security actor of the engine (batched events, policies); in-process without Ray.
@@ -65,6 +71,7 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
         else LocalSecurity(settings.state_dir, settings.database_dsn)
     )
     app.state.security = Security(backend)
+    app.state.headroom = RateHeadroom()  # each caller's rate-limit room, as last reported
     app.state.engine_load = health.EngineLoad()
     app.state.evaluations = evaluations.Evaluations(settings)
     install_error_handlers(app)

@@ -18,11 +18,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from rlm.admission import Admission, Viewer
 from rlm.auth.principal import Principal
 from rlm.auth.scopes import SCOPE_ADMIN
-from rlm.auth.tokens import authenticate_async
+from rlm.auth.tokens import bearer_token
 from rlm.errors import Unauthorized
 from rlm.storage.access import StorageReader
 
-__all__ = ["Bearer", "Caller", "admitted", "authenticated"]
+__all__ = ["Bearer", "Caller", "admitted", "authenticated", "count_request"]
 
 #: Declares the bearer scheme in the OpenAPI document (the docs' Authorize button); the token
 #: itself is read and verified by :func:`rlm.auth.tokens.authenticate`, with this service's
@@ -78,18 +78,25 @@ async def _principal(request: Request) -> Principal:
     client = request.client.host if request.client is not None else "unknown"
     # A token signed by an identity provider may need its JWKS fetched: asynchronously, so
     # the replica's event loop keeps serving everyone else meanwhile.
-    principal = await authenticate_async(
-        request.headers.get("authorization"), client, state.keys, state.auth
+    token = bearer_token(request.headers.get("authorization"))
+    principal = (
+        Principal.anonymous(client) if token is None else await state.tokens.principal(token)
     )
     request.state.principal = principal  # who a refusal or an admin change is recorded for
     return principal
 
 
-async def _admit(request: Request, principal: Principal) -> None:
+async def count_request(request: Request, principal: Principal) -> dict[str, str]:
+    """Count the request against the caller's rate limits (one engine call); its headers.
+
+    Raises:
+        RateLimited: the caller has no room left (the headers on the error).
+    """
     _, headers = await request.app.state.hv.ask(
         "admit", Admission(principal.rate_limit_key, principal.limits)
     )
     request.state.rate = headers
+    return dict(headers)
 
 
 def _refuse_anonymous(principal: Principal, scope: str) -> None:
@@ -125,7 +132,7 @@ def admitted(scope: str | None) -> Callable[..., Awaitable[Caller]]:
         principal = await _principal(request)
         if scope is not None:
             _refuse_anonymous(principal, scope)
-        await _admit(request, principal)
+        await count_request(request, principal)
         return Caller(principal)
 
     if scope is None:

@@ -68,6 +68,9 @@ class AuthSettings(BaseModel):
             token naming a key the cached document lacks (a key rotation) fetches it again at
             once, but never more often than this.
         leeway_s: Clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
+        token_cache_s: How long an API replica reuses its verification of a bearer token
+            (never past the token's expiry; ``0`` verifies every request); a key withdrawn from
+            the JWKS document is still accepted for at most this long.
         default_ttl_s: Lifetime of a minted token when the caller names none.
         max_ttl_s: Longest lifetime a minted token may have.
     """
@@ -87,6 +90,7 @@ class AuthSettings(BaseModel):
     jwks_cache_s: float = Field(default=300.0, gt=0, le=86_400)
     jwks_refresh_cooldown_s: float = Field(default=10.0, ge=0, le=3600)
     leeway_s: float = Field(default=30.0, ge=0, le=600)
+    token_cache_s: float = Field(default=60.0, ge=0, le=3600)
     default_ttl_s: int = Field(default=3600, gt=0)
     max_ttl_s: int = Field(default=86_400, gt=0)
 

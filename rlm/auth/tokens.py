@@ -42,6 +42,7 @@ __all__ = [
     "issue_token",
     "verify_token",
     "verify_token_async",
+    "verify_token_claims_async",
 ]
 
 REQUIRED_CLAIMS: Final[tuple[str, ...]] = ("exp", "iss", "aud", "sub")
@@ -192,12 +193,26 @@ async def verify_token_async(token: str, keys: KeySet, settings: AuthSettings) -
     Static keys verify in place (microseconds of CPU); a token that needs the JWKS document
     awaits its asynchronous fetch, shared with every other request waiting on it.
     """
+    principal, _ = await verify_token_claims_async(token, keys, settings)
+    return principal
+
+
+async def verify_token_claims_async(
+    token: str, keys: KeySet, settings: AuthSettings
+) -> tuple[Principal, dict[str, Any]]:
+    """:func:`verify_token_async`, with the verified claims beside the principal (a cache of
+    verified tokens keeps each one until its ``exp``).
+
+    Raises:
+        Unauthorized: For any failure, with ``details.reason``.
+    """
     header, algorithm = _header(token, settings)
     claims, refused = _try_keys(token, keys.candidates(algorithm), settings)
     if claims is None and _uses_jwks(algorithm, keys):
         key = await keys.jwks_key_async(header, algorithm)
         claims, refused = _try_keys(token, [key], settings, refused)
-    return _principal(_verified(claims, refused))
+    verified = _verified(claims, refused)
+    return _principal(verified), verified
 
 
 def _header(token: str, settings: AuthSettings) -> tuple[dict[str, Any], str]:

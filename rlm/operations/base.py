@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 from rlm.errors import InvalidInput
 from rlm.operations.schema import ANY_OBJECT, NO_PARAMS, SchemaContext, branch
 
-__all__ = ["Chunk", "FunctionOperation", "InputKind", "Operation"]
+__all__ = ["Chunk", "FunctionOperation", "InputKind", "Operation", "is_builtin"]
 
 #: What a leaf receives: a numpy array view for numeric input, a sequence otherwise.
 Chunk = Any
@@ -195,3 +195,14 @@ class FunctionOperation(Operation):
 
     def __repr__(self) -> str:
         return f"FunctionOperation({self._name!r})"
+
+
+def is_builtin(op: Operation) -> bool:
+    """Whether ``op`` is one of the engine's own operations (no user code).
+
+    A :class:`FunctionOperation` is defined in the engine's package but wraps a user's
+    functions: it is not.
+    """
+    return type(op).__module__.startswith("rlm.operations.") and not isinstance(
+        op, FunctionOperation
+    )

@@ -228,11 +228,13 @@ class HypervisorCore:
         pids: list[int] = (await self.ready())["pids"]
         return pids
 
+    @ray.method(enable_task_events=False)  # type: ignore[untyped-decorator]
     @_answers
     async def admit(self, admission: Admission | None) -> tuple[Any, dict[str, str]]:
         """Count one request against its caller's rate limits."""
         return None, self._gate.admit(admission)
 
+    @ray.method(enable_task_events=False)  # type: ignore[untyped-decorator]
     @_answers
     async def submit(
         self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
@@ -250,6 +252,7 @@ class HypervisorCore:
         self._start(spec, admission, key)
         return spec.task_id, headers
 
+    @ray.method(enable_task_events=False)  # type: ignore[untyped-decorator]
     @_answers
     async def execute(
         self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None

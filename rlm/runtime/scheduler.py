@@ -43,7 +43,7 @@ import ray
 
 from rlm.config import EngineSettings
 from rlm.errors import InternalError, RLMError, error_from_payload
-from rlm.operations.base import FunctionOperation, Operation
+from rlm.operations.base import Operation, is_builtin
 from rlm.planning import Plan, PlanNode
 from rlm.runtime.agents import Agent, AgentActor, CallSpec, ItemsSource, LMCall
 from rlm.runtime.placement import agent_options
@@ -574,14 +574,8 @@ class Scheduler:
 
 
 def builtin(op: Operation) -> bool:
-    """Whether ``op`` is one of the engine's own operations (no user code).
-
-    A :class:`~rlm.operations.base.FunctionOperation` is defined in the engine's package but
-    wraps a user's functions: it is not.
-    """
-    return type(op).__module__.startswith("rlm.operations.") and not isinstance(
-        op, FunctionOperation
-    )
+    """Whether ``op`` is one of the engine's own operations (see :func:`is_builtin`)."""
+    return is_builtin(op)
 
 
 def fits_in_core(op: Operation, plan: Plan) -> bool:

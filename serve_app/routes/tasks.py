@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import Response
 
 from rlm.auth.scopes import SCOPE_EXECUTE, SCOPE_READ
-from rlm.errors import InvalidInput, TaskNotFound, error_from_payload
+from rlm.errors import InvalidInput, RateLimited, RLMError, TaskNotFound, error_from_payload
 from rlm.models.base import parse_model
 from rlm.models.events import Trajectory
 from rlm.models.tasks import (
@@ -22,6 +22,7 @@ from rlm.models.tasks import (
     TaskPage,
     TaskStatus,
 )
+from rlm.operations.base import is_builtin
 from rlm.tasks.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, IdempotencyKey
 from rlm.tasks.listing import (
     CURSOR_PATTERN,
@@ -31,9 +32,10 @@ from rlm.tasks.listing import (
     TaskCursor,
     TaskQuery,
 )
-from serve_app.bodies import off_loop
+from serve_app.bodies import INLINE_BYTES, off_loop
 from serve_app.crashes import chosen_task_id, engine_died, engine_lost
-from serve_app.deps import Caller, admitted, authenticated
+from serve_app.deps import Caller, authenticated, count_request
+from serve_app.headroom import RateHeadroom
 from serve_app.openapi import ROUTE_ERRORS, error_responses, json_body
 from serve_app.query import instant, listed
 from serve_app.responses import FastJSON, json_bytes
@@ -47,8 +49,9 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["tasks"])
 
-#: ``POST /execute`` counts the request first (``admitted``): nothing costly happens before.
-Executor = Annotated[Caller, Depends(admitted(SCOPE_EXECUTE))]
+#: ``POST /execute`` counts the request before anything costly happens, or in the engine call
+#: that runs it when the caller is known to have room (see :mod:`serve_app.headroom`).
+Executor = Annotated[Caller, Depends(authenticated(SCOPE_EXECUTE))]
 Canceller = Annotated[Caller, Depends(authenticated(SCOPE_EXECUTE))]
 Reader = Annotated[Caller, Depends(authenticated(SCOPE_READ))]
 TaskId = Annotated[str, Path(alias="taskId", max_length=200)]
@@ -125,14 +128,50 @@ async def execute(
 ) -> Any:
     """Run a task and answer with its result; ``options.async`` or ``Prefer: respond-async``
     answers 202 at once with the taskId, to poll with ``GET /tasks/{taskId}``."""
-    # The caller is authenticated and its request counted (or refused) before the body is
-    # even read: an unauthenticated or rate-limited caller costs nothing more.
+    # The caller is authenticated before the body is even read. Its request is counted
+    # against its rate limits first (a rate-limited caller costs nothing more) unless the
+    # engine said moments ago it had room: then the engine call that runs the task counts it
+    # (one round trip instead of two), and a refusal on the way counts it then.
+    principal = caller.principal
+    headroom: RateHeadroom = request.app.state.headroom
+    rate_key = principal.rate_limit_key
+    fast = headroom.claim(rate_key)
+    counted = [not fast]
+    try:
+        if not fast:
+            headroom.record(rate_key, await count_request(request, principal))
+        return await _execute(caller, request, prefer, idempotency_key, counted)
+    except RLMError as err:
+        headroom.record(rate_key, err.headers)
+        if counted[0]:
+            raise
+        # Refused before the engine counted it (bad body, input policy, quota...): counted
+        # now, as it would have been first; a rate refusal then answers instead.
+        try:
+            headroom.record(rate_key, await count_request(request, principal))
+        except RateLimited as limited:
+            raise limited from None
+        raise
+    finally:
+        if fast:
+            headroom.release(rate_key)
+
+
+async def _execute(
+    caller: Caller,
+    request: Request,
+    prefer: str | None,
+    idempotency_key: str | None,
+    counted: list[bool],
+) -> Any:
+    """``POST /execute`` once the caller is known; ``counted[0]`` turns true once the engine
+    has counted the request."""
     raw = await request.body()
     hv = request.app.state.hv
     content_type = request.headers.get("content-type")
     chosen = chosen_task_id(request.headers)
     principal = caller.principal
-    admission = replace(caller.admission, rate_counted=True)  # counted by the dependency
+    admission = replace(caller.admission, rate_counted=counted[0])
     rate = getattr(request.state, "rate", None) or {}
 
     def parse() -> tuple[ExecuteRequest, IdempotencyKey | None]:
@@ -151,22 +190,33 @@ async def execute(
     # The org's input policies: a critical violation refuses the task (400, violations in
     # details); lower ones are recorded.
     await request.app.state.security.check_execute(body, principal, size_hint=len(raw))
-    # Planning, regular expressions, storage reads and a large input's ray.put: off the loop.
-    spec = await asyncio.to_thread(
-        lambda: hv.prepare(body, task_id=chosen, reader=caller.reader, **caller.owner)
-    )
+
+    def prepare() -> TaskSpec:
+        spec: TaskSpec = hv.prepare(body, task_id=chosen, reader=caller.reader, **caller.owner)
+        return spec
+
+    # Planning, regular expressions, storage reads, a large input's ray.put and an operation's
+    # own code: off the loop. A small input of a built-in operation is planned in place
+    # (a few microseconds; a thread hand-over each way costs more).
+    if _prepares_inline(hv, body, len(raw)):
+        spec = prepare()
+    else:
+        spec = await asyncio.to_thread(prepare)
     respond_async = body.options.async_ or (
         prefer is not None and "respond-async" in prefer.lower()
     )
     try:
         if respond_async:
-            return await _submitted(request, caller, admission, spec, key, rate)
+            return await _submitted(request, caller, admission, spec, key, rate, counted)
         result, headers = await hv.ask("execute", spec, admission, key)
+        counted[0] = True
     except Exception as lost:
         if not engine_died(lost):
             raise
+        counted[0] = True  # the engine may have counted it before it died: never twice
         raise await engine_lost(hv, spec.task_id, caller.viewer, key, lost) from None
     assert isinstance(result, ExecuteResponse)
+    request.app.state.headroom.record(caller.principal.rate_limit_key, headers)
     headers = {**rate, **headers}
     if result.status == "failed" and result.error is not None:
         # The task ran and failed: the error's own status, with the whole result in details.
@@ -176,6 +226,22 @@ async def execute(
     return FastJSON(result.to_wire(), headers=headers)
 
 
+def _prepares_inline(hv: Any, body: ExecuteRequest, size: int) -> bool:
+    """Whether preparing ``body`` is quick and runs no user code: a small input, not read
+    from storage, of a built-in operation that calls no LM."""
+    raw = body.input
+    if size > INLINE_BYTES or not isinstance(raw, dict) or "source" in raw:
+        return False
+    registry = getattr(hv, "registry", None)
+    if registry is None:
+        return False
+    try:
+        op = registry.get(raw.get("operation"))
+    except InvalidInput:
+        return False  # prepared in a thread, which refuses it the usual way
+    return is_builtin(op) and not op.uses_lm
+
+
 async def _submitted(
     request: Request,
     caller: Caller,
@@ -183,10 +249,13 @@ async def _submitted(
     spec: TaskSpec,
     key: IdempotencyKey | None,
     rate: dict[str, str],
+    counted: list[bool],
 ) -> FastJSON:
     """``202 Accepted`` with the taskId; for a replayed key, the task as it stands now."""
     hv = request.app.state.hv
     task_id, headers = await hv.ask("submit", spec, admission, key)
+    counted[0] = True
+    request.app.state.headroom.record(caller.principal.rate_limit_key, headers)
     body: dict[str, Any] = {
         "taskId": task_id,
         "status": "pending",

@@ -110,3 +110,33 @@ def test_bodies_are_still_validated_in_the_envelope(api: Api) -> None:
         assert broken.json()["error"]["message"].startswith("body: not valid JSON")
         text = client.post("/execute", content=b"hello", headers={"Content-Type": "text/plain"})
         assert text.status_code == 400
+
+
+def test_the_one_call_path_counts_every_request_exactly_once(api: Api, tmp_path: Path) -> None:
+    # A user-tier token may send 60 requests a minute. The first execute is counted first
+    # (the replica knows nothing of the caller); later ones, while the engine's last answer
+    # left room, are counted by the call that runs them, and a bad body on that path is
+    # counted when it is refused.
+    marker = tmp_path / "prepared"
+    small = {
+        "type": "recursive",
+        "description": "sum",
+        "input": {"items": [1, 2, 3], "operation": "sum"},
+    }
+    with api.client(api.token(scopes="rlm:execute rlm:read", tier="user")) as caller:
+        left = []
+        for _ in range(40):
+            ok = caller.post("/execute", json=small)
+            assert ok.status_code == 200, ok.text
+            assert ok.json()["output"] == 6
+            left.append(int(ok.headers["RateLimit"].split("remaining=")[1].split(",")[0]))
+        assert left == list(range(59, 19, -1))
+        for _ in range(20):
+            bad = caller.post("/execute", json={"type": "recursive", "description": "no input"})
+            assert bad.status_code == 400, bad.text
+        # Sixty counted: the next is refused, and is not prepared.
+        limited = caller.post("/execute", json=_probe(marker, n=10))
+        assert limited.status_code == 429, limited.text
+        assert limited.json()["error"]["code"] == "RATE_LIMITED"
+        assert _preparations(marker) == 0
+        assert caller.post("/execute", json=small).status_code == 429
