@@ -57,6 +57,10 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
     app.state.auth = settings.auth
     app.state.keys = load_verification_keys(settings.auth, settings.state_dir, settings.env)
     app.state.hv = hv
+    if settings.database_dsn is not None:
+        from rlm.db.pool import configure_pools  # PostgreSQL only: psycopg imported lazily
+
+        configure_pools(settings.database_pool_size)
     app.state.storage = StorageService(settings.storage_settings)
     # The security actor of the engine (batched events, policies); in-process without Ray.
     backend = (

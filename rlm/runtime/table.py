@@ -31,7 +31,7 @@ from rlm.models.tasks import ErrorInfo, ExecuteResponse, Usage
 from rlm.runtime.run import Run, TaskSpec
 from rlm.tasks.event_store import EventWriter, stored_events
 from rlm.tasks.events import DEFAULT_MAX_EVENTS, TERMINAL_EVENT, EventLog, TaskEvent
-from rlm.tasks.idempotency import IdempotencyKey
+from rlm.tasks.idempotency import IdempotencyKey, IdempotentTask
 from rlm.tasks.listing import TaskCursor, TaskQuery
 from rlm.tasks.progress import plan_shape
 from rlm.tasks.record import TaskRecord
@@ -79,6 +79,9 @@ class TaskTable:
         #: The tasks marked interrupted when this table opened (their holds are to release).
         self.interrupted_at_start: list[str] = interrupted
         self._runs: dict[str, Run] = {}
+        # Runs whose pending record is being written (see start), by task id and by key.
+        self._starting: dict[str, Run] = {}
+        self._starting_keys: dict[tuple[str, str], tuple[str, Run]] = {}
         self._seq = 0
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -129,17 +132,19 @@ class TaskTable:
         self._store.forget_cancels()
         return self._store.cancel_requests(self._instance_id)
 
-    def taken(self, task_id: str) -> bool:
-        """Whether a task with this id runs or has a record."""
-        return task_id in self._runs or self._store.get(task_id) is not None
-
-    def start(
+    async def start(
         self, spec: TaskSpec, admission: Admission | None, key: IdempotencyKey | None = None
-    ) -> Run:
-        """Record a pending task and open its run (the caller checked :meth:`taken`).
+    ) -> Run | None:
+        """Record a pending task and open its run; ``None`` when a task with its id runs or
+        has a record (nothing is written then).
 
-        With ``key``, the store records in the same transaction that the key names the task.
+        With ``key``, the store records with it that the key names the task. The write is
+        awaited (on PostgreSQL the loop serves other callers meanwhile): until it is done the
+        run is *starting*, and a request with the same key finds it here (:meth:`idempotent`)
+        instead of starting a second task.
         """
+        if spec.task_id in self._runs or spec.task_id in self._starting:
+            return None
         record = TaskRecord(
             task_id=spec.task_id,
             status="pending",
@@ -154,7 +159,6 @@ class TaskTable:
             planned_calls=spec.plan.agent_calls,
             instance_id=self._instance_id,
         )
-        self._store.put(record, key=key)
         self._seq += 1
         run = Run(
             spec=spec,
@@ -164,6 +168,20 @@ class TaskTable:
             admission=admission,
             events=EventLog(spec.task_id, max_events=self._max_events, on_append=self._noted),
         )
+        named = None if key is None else (key.owner, key.key)
+        self._starting[spec.task_id] = run
+        if named is not None and key is not None:
+            self._starting_keys[named] = (key.fingerprint, run)
+        try:
+            fresh = await self._store.start_async(record, key)
+        finally:
+            self._starting.pop(spec.task_id, None)
+            if named is not None:
+                self._starting_keys.pop(named, None)
+        if not fresh:
+            run.finished = True
+            run.done.set()  # a request with its key waiting on it answers (it never ran)
+            return None
         run.t0 = time.perf_counter()
         started = {
             "operation": spec.operation.name,
@@ -210,6 +228,11 @@ class TaskTable:
         Raises:
             InvalidInput: the key was used with a different body.
         """
+        starting = self._starting_keys.get((key.owner, key.key))
+        if starting is not None:
+            fingerprint, run = starting
+            IdempotentTask(run.spec.task_id, fingerprint, 0.0).check(key)
+            return run
         named = self._store.idempotent(key.owner, key.key)
         if named is None:
             return None
@@ -280,7 +303,7 @@ class TaskTable:
         """Bytes the store keeps for the team's tasks."""
         return self._store.stored_bytes(team_id=team_id)
 
-    def end(
+    async def end(
         self,
         run: Run,
         status: str,
@@ -290,7 +313,11 @@ class TaskTable:
         task_score: float | None = None,
         usage: LMUsage | None = None,
     ) -> None:
-        """Close the run: its result into its record, the record into the store."""
+        """Close the run: its result into its record, the record into the store.
+
+        The write is awaited (on PostgreSQL the loop serves others meanwhile); until it is
+        done the run stays in the table, so a status read sees its final record.
+        """
         run.finished = True
         if run.timer is not None:
             run.timer.cancel()
@@ -326,7 +353,7 @@ class TaskTable:
         run.events.append(TERMINAL_EVENT, {"status": status, "result": result.to_wire()})
         self._writer.forget(run.events)
         try:
-            self._store.put(run.record, run.events.unsaved())
+            await self._store.put_async(run.record, run.events.unsaved())
             run.events.mark_saved()
         except Exception:  # pragma: no cover - the waiter still gets the result
             log.exception("could not persist the record of task %s", run.spec.task_id)
