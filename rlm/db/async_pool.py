@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +43,13 @@ _Params = Sequence[Any] | Mapping[str, Any]
 #: A store's SQL as PostgreSQL's: the statement and its ``LIMIT`` parameters' positions.
 Plan = Callable[[str], tuple[bytes, list[int]]]
 
-_pools: dict[tuple[str, int], AsyncConnectionPool] = {}
-_opening: dict[tuple[str, int], asyncio.Future[AsyncConnectionPool]] = {}
+# By loop (weakly: a closed loop's pools go with it; an id could be reused by a new loop).
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncConnectionPool]] = (
+    weakref.WeakKeyDictionary()
+)
+_opening: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, asyncio.Future[AsyncConnectionPool]]
+] = weakref.WeakKeyDictionary()
 
 
 async def async_pool(url: str) -> AsyncConnectionPool:
@@ -57,16 +63,18 @@ async def async_pool(url: str) -> AsyncConnectionPool:
         InternalError: The server is unreachable.
     """
     checked = validate_database_url(url)
-    key = (checked, id(asyncio.get_running_loop()))
-    pool = _pools.get(key)
+    loop = asyncio.get_running_loop()
+    pools = _pools.setdefault(loop, {})
+    pool = pools.get(checked)
     if pool is not None and not pool.closed:
         return pool
     # Callers arriving while it opens wait for the same pool instead of opening another.
-    opening = _opening.get(key)
-    if opening is not None:
-        return await asyncio.shield(opening)
-    future: asyncio.Future[AsyncConnectionPool] = asyncio.get_running_loop().create_future()
-    _opening[key] = future
+    opening = _opening.setdefault(loop, {})
+    pending = opening.get(checked)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[AsyncConnectionPool] = loop.create_future()
+    opening[checked] = future
     try:
         pool = await _open(checked)
     except BaseException as err:
@@ -74,8 +82,8 @@ async def async_pool(url: str) -> AsyncConnectionPool:
         future.exception()  # retrieved: no "never retrieved" warning without other waiters
         raise
     finally:
-        _opening.pop(key, None)
-    _pools[key] = pool
+        opening.pop(checked, None)
+    pools[checked] = pool
     future.set_result(pool)
     return pool
 
@@ -109,9 +117,9 @@ async def _open(url: str) -> AsyncConnectionPool:
 
 async def close_async_pools() -> None:
     """Close this loop's pools (their connections too)."""
-    loop = id(asyncio.get_running_loop())
-    for key in [k for k in _pools if k[1] == loop]:
-        await _pools.pop(key).close()
+    pools = _pools.pop(asyncio.get_running_loop(), {})
+    for pool in pools.values():
+        await pool.close()
 
 
 class AsyncTransaction:

@@ -206,3 +206,33 @@ def test_a_key_and_its_task_are_written_together(database_url: str | None, tmp_p
     with pytest.raises(TypeError):
         store.put(bad, key=key)
     assert store.get("t1") is None and store.idempotent("alice", "k") is None
+
+
+def test_starting_a_task_checks_its_id_and_records_its_key_at_once(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from rlm.db.async_pool import close_async_pools
+
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
+    key = IdempotencyKey("alice", "k1", "f1")
+    other = IdempotencyKey("alice", "k2", "f2")
+    first = _record("t1", "pending", "i1")
+
+    async def go() -> tuple[bool, bool]:
+        try:
+            fresh = await store.start_async(first, key)
+            # Same id again (another key): refused, and neither the record nor a key written.
+            again = await store.start_async(_record("t1", "running", "i2", owner="bob"), other)
+            return fresh, again
+        finally:
+            await close_async_pools()
+
+    assert asyncio.run(go()) == (True, False)
+    stored = store.get("t1")
+    assert stored is not None
+    assert (stored.status, stored.owner_id, stored.instance_id) == ("pending", "alice", "i1")
+    named = store.idempotent("alice", "k1")
+    assert named is not None and (named.task_id, named.fingerprint) == ("t1", "f1")
+    assert store.idempotent("alice", "k2") is None
