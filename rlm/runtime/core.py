@@ -271,7 +271,7 @@ class HypervisorCore:
                 replay = replay.record
             return _current_result(replay), headers
         headers = self._admit_task(admission, spec)
-        run = await self._start(spec, admission, key)
+        run = await self._start(spec, admission, key, awaited=True)
         await run.done.wait()
         assert run.record.result is not None
         return run.record.result, headers
@@ -638,10 +638,15 @@ class HypervisorCore:
         self._limiter.purge_journal()
 
     async def _start(
-        self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
+        self,
+        spec: TaskSpec,
+        admission: Admission | None = None,
+        key: IdempotencyKey | None = None,
+        *,
+        awaited: bool = False,
     ) -> Run:
         self._ensure_heartbeat()
-        run = await self._table.start(spec, admission, key)
+        run = await self._table.start(spec, admission, key, awaited=awaited)
         if run is None:
             self._gate.release(spec.task_id, admission)
             self._gate.settle(spec.task_id, 0, 0.0)

@@ -458,7 +458,9 @@ class TaskStore:
 
     # -- the engine core's hot path: awaited on PostgreSQL -----------------------------------
 
-    async def start_async(self, record: TaskRecord, key: IdempotencyKey | None = None) -> bool:
+    async def start_async(
+        self, record: TaskRecord, key: IdempotencyKey | None = None, *, flush: bool = True
+    ) -> bool:
         """Write a new task's record and, with ``key``, that the key names it; unless a task
         with its id exists already.
 
@@ -466,6 +468,13 @@ class TaskStore:
         one statement: the id check, the record and the key in one round trip, during which
         the caller's event loop serves others. On SQLite it is the synchronous :meth:`get`
         and :meth:`put` (a local file: microseconds).
+
+        Args:
+            record: The new task's (pending) record.
+            key: The idempotency key naming the task, if any.
+            flush: Wait for the server to flush the commit to disk (PostgreSQL). ``False``
+                only where losing the record in a crash of the *database server* is harmless:
+                see :meth:`rlm.runtime.table.TaskTable.start`.
 
         Returns:
             ``False`` when the id was taken (nothing was written).
@@ -485,8 +494,17 @@ class TaskStore:
             args += [key.owner, key.key, key.fingerprint, self._clock()]
         with pg_errors():
             async with pool.connection() as conn:
-                cursor = await conn.execute(sql.encode(), args)
-                row = await cursor.fetchone()
+                if flush:
+                    cursor = await conn.execute(sql.encode(), args)
+                    row = await cursor.fetchone()
+                else:
+                    # One round trip still: the four statements travel in one pipeline.
+                    async with conn.pipeline():
+                        await conn.execute(b"BEGIN")
+                        await conn.execute(b"SET LOCAL synchronous_commit = off")
+                        cursor = await conn.execute(sql.encode(), args)
+                        await conn.execute(b"COMMIT")
+                    row = await cursor.fetchone()
         return row is not None and int(str(row[0])) == 1
 
     async def put_async(self, record: TaskRecord, events: Sequence[TaskEvent] = ()) -> None:

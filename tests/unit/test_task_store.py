@@ -220,16 +220,21 @@ def test_starting_a_task_checks_its_id_and_records_its_key_at_once(
     other = IdempotencyKey("alice", "k2", "f2")
     first = _record("t1", "pending", "i1")
 
-    async def go() -> tuple[bool, bool]:
+    async def go() -> tuple[bool, bool, bool, bool]:
         try:
             fresh = await store.start_async(first, key)
             # Same id again (another key): refused, and neither the record nor a key written.
             again = await store.start_async(_record("t1", "running", "i2", owner="bob"), other)
-            return fresh, again
+            # Not flushed (an execute's record without a key): written and checked the same.
+            unflushed = await store.start_async(_record("t2", "pending", "i1"), flush=False)
+            taken = await store.start_async(_record("t2", "running", "i3"), flush=False)
+            return fresh, again, unflushed, taken
         finally:
             await close_async_pools()
 
-    assert asyncio.run(go()) == (True, False)
+    assert asyncio.run(go()) == (True, False, True, False)
+    unflushed = TaskStore(tmp_path / "state.db", database_url=database_url).get("t2")
+    assert unflushed is not None and unflushed.instance_id == "i1"
     stored = store.get("t1")
     assert stored is not None
     assert (stored.status, stored.owner_id, stored.instance_id) == ("pending", "alice", "i1")
