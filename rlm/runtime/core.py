@@ -646,7 +646,14 @@ class HypervisorCore:
         awaited: bool = False,
     ) -> Run:
         self._ensure_heartbeat()
-        run = await self._table.start(spec, admission, key, awaited=awaited)
+        try:
+            run = await self._table.start(spec, admission, key, awaited=awaited)
+        except BaseException:
+            # The record could not be written (the database away): nothing runs, so the
+            # lease and the hold the admission took go back at once.
+            self._gate.release(spec.task_id, admission)
+            self._gate.settle(spec.task_id, 0, 0.0)
+            raise
         if run is None:
             self._gate.release(spec.task_id, admission)
             self._gate.settle(spec.task_id, 0, 0.0)
