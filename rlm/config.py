@@ -198,6 +198,15 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     state_dir: Path = Field(default_factory=lambda: Path.home() / ".rlm")
     database_url: SecretStr | None = None
+    database_pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Connections each process keeps open to RLM_DATABASE_URL at most, per "
+        "pool: the stores' shared pool, and in the engine core also the pool of its "
+        "asynchronous hot path (the task records of executes). Raise it with many concurrent "
+        "readers per process; the server's max_connections must cover every process's pools.",
+    )
     ray_address: str | None = None
     namespace: str = "rlm"
     engine: EngineSettings = Field(default_factory=EngineSettings)

@@ -63,6 +63,10 @@ def create_app(settings: Settings, hv: Any) -> FastAPI:
         app.state.keys, settings.auth, ttl_s=settings.auth.token_cache_s
     )
     app.state.hv = hv
+    if settings.database_dsn is not None:
+        from rlm.db.pool import configure_pools  # PostgreSQL only: psycopg imported lazily
+
+        configure_pools(settings.database_pool_size)
     app.state.storage = StorageService(settings.storage_settings)
     # The security actor of the engine (batched events, policies); in-process without Ray.
     backend = (

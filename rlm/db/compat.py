@@ -52,7 +52,9 @@ __all__ = [
     "PgCompatConnection",
     "PgIntegrityError",
     "PgOperationalError",
+    "bind",
     "open_compat",
+    "pg_errors",
     "pipelined",
     "translate",
 ]
@@ -240,6 +242,26 @@ class PgCompatConnection:
         """A ``BEGIN`` is open (as :attr:`sqlite3.Connection.in_transaction`)."""
         held = self._held
         return self._pending_begin or (held is not None and held.info.transaction_status != 0)
+
+    @property
+    def begin_statements(self) -> list[bytes]:
+        """What a ``BEGIN`` of this connection sends: ``BEGIN`` and its state files' advisory
+        locks, in their fixed order (the asynchronous path sends the same)."""
+        return list(self._begin)
+
+    def plan_statement(self, sql: str) -> tuple[bytes, list[int]]:
+        """A statement of the stores' SQL as PostgreSQL's (bound with :func:`bind`).
+
+        Raises:
+            ValueError: ``sql`` is transaction control, a ``PRAGMA`` or DDL (not a statement
+                another connection could send as it is).
+        """
+        with self._mutex, self._errors():
+            kind, plan = self._plan(sql)
+        if kind != "stmt":
+            raise ValueError(f"not a plain statement: {sql[:40]!r}")
+        text, limits = plan
+        return text, limits
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         """Run one statement; returns a cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
@@ -455,18 +477,31 @@ class PgCompatConnection:
             ).fetchall()
         return [tuple(r) for r in rows]
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        import psycopg
+    def _errors(self) -> AbstractContextManager[None]:
+        return pg_errors()
 
-        try:
-            yield
-        except psycopg.errors.IntegrityError as err:
-            raise PgIntegrityError(str(err)) from err
-        except psycopg.errors.RaiseException as err:  # the audit log's append-only trigger
-            raise PgIntegrityError(str(err)) from err
-        except psycopg.Error as err:
-            raise PgOperationalError(str(err)) from err
+
+@contextmanager
+def pg_errors() -> Iterator[None]:
+    """Raise psycopg's errors as :mod:`sqlite3`'s (see the module docstring)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.errors.IntegrityError as err:
+        raise PgIntegrityError(str(err)) from err
+    except psycopg.errors.RaiseException as err:  # the audit log's append-only trigger
+        raise PgIntegrityError(str(err)) from err
+    except psycopg.Error as err:
+        raise PgOperationalError(str(err)) from err
+
+
+def bind(
+    params: Sequence[Any] | Mapping[str, Any], limits: list[int]
+) -> Sequence[Any] | Mapping[str, Any]:
+    """``params`` for a statement of :meth:`PgCompatConnection.plan_statement` (SQLite's
+    ``LIMIT -1`` made ``LIMIT NULL``)."""
+    return _params(params, limits)
 
 
 def _params(

@@ -29,18 +29,38 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-__all__ = ["MAX_CONNECTIONS", "close_pools", "shared_pool"]
+__all__ = ["MAX_CONNECTIONS", "close_pools", "configure_pools", "pool_size", "shared_pool"]
 
-#: Connections a process opens to one database at most. A store holds one only while a
-#: statement, transaction or pipeline runs; the core's loop runs one at a time, and the
-#: threads it hands blocking work to a few more.
+#: Connections a process opens to one database at most by default (``RLM_DATABASE_POOL_SIZE``
+#: sets it). A store holds one only while a statement, transaction or pipeline runs; the
+#: core's loop runs one at a time, and the threads it hands blocking work to a few more.
 MAX_CONNECTIONS = 8
+
+_size = MAX_CONNECTIONS
 
 #: How long a borrower waits for a connection (all in use, or the server away) before failing.
 _WAIT_S = 30.0
 
 _pools: dict[str, ConnectionPool] = {}
 _lock = threading.Lock()
+
+
+def configure_pools(size: int) -> None:
+    """Open the pools of this process with at most ``size`` connections each (from the
+    ``database_pool_size`` setting); pools already open keep theirs.
+
+    Raises:
+        ValueError: ``size`` is below 1.
+    """
+    global _size
+    if size < 1:
+        raise ValueError(f"a connection pool needs at least 1 connection, not {size}")
+    _size = size
+
+
+def pool_size() -> int:
+    """The most connections each pool of this process opens (see :func:`configure_pools`)."""
+    return _size
 
 
 def shared_pool(url: str) -> ConnectionPool:
@@ -63,7 +83,7 @@ def shared_pool(url: str) -> ConnectionPool:
         pool = ConnectionPool(
             checked,
             min_size=1,
-            max_size=MAX_CONNECTIONS,
+            max_size=_size,
             kwargs={"autocommit": True, "connect_timeout": 10},
             configure=_configure,
             timeout=_WAIT_S,
@@ -99,6 +119,11 @@ def close_pools() -> None:
 
 def _configure(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.adapters.register_loader("numeric", _NumericLoader)
+
+
+def numeric_loader() -> type[Loader]:
+    """The NUMERIC loader every pool's connections use (the asynchronous pool's too)."""
+    return _NumericLoader
 
 
 class _NumericLoader(Loader):

@@ -124,6 +124,10 @@ class HypervisorCore:
         # The quota store is locked for the engine's life: open it before registering this
         # instance, so an engine refused the lock is never listed as one to join.
         dsn = settings.database_dsn
+        if dsn is not None:
+            from rlm.db.pool import configure_pools  # PostgreSQL only: psycopg imported lazily
+
+            configure_pools(settings.database_pool_size)
         quotas = QuotaLedgerService(settings.state_dir / "quotas.db", database_url=dsn)
         # The outbox writes task.completed events in the transaction of each final record.
         self._outbox = WebhookOutbox(settings.database_path, settings.webhooks, database_url=dsn)
@@ -249,7 +253,7 @@ class HypervisorCore:
             headers = {**self._gate.admit(admission), REPLAYED_HEADER: "true"}
             return _task_id(replay), headers
         headers = self._admit_task(admission, spec)
-        self._start(spec, admission, key)
+        await self._start(spec, admission, key)
         return spec.task_id, headers
 
     @ray.method(enable_task_events=False)  # type: ignore[untyped-decorator]
@@ -270,7 +274,7 @@ class HypervisorCore:
                 replay = replay.record
             return _current_result(replay), headers
         headers = self._admit_task(admission, spec)
-        run = self._start(spec, admission, key)
+        run = await self._start(spec, admission, key, awaited=True)
         await run.done.wait()
         assert run.record.result is not None
         return run.record.result, headers
@@ -586,9 +590,10 @@ class HypervisorCore:
         """The task ``key`` already names; else check that ``spec`` can run (awaited).
 
         The key is looked up again after that ``await``: a request with the same key may
-        have started its task meanwhile. From that second look to the task's record there is
-        no ``await`` (the caller admits and starts at once), so two requests with one key
-        never both start a task.
+        have started its task meanwhile. From that second look to the task's run entering
+        the table as *starting* there is no ``await`` (the caller admits and starts at once),
+        and a starting run is found by its key while its record is written (awaited), so two
+        requests with one key never both start a task.
         """
         replay = self._table.idempotent(key) if key is not None else None
         if replay is None:
@@ -638,15 +643,27 @@ class HypervisorCore:
         self._table.purge()
         self._limiter.purge_journal()
 
-    def _start(
-        self, spec: TaskSpec, admission: Admission | None = None, key: IdempotencyKey | None = None
+    async def _start(
+        self,
+        spec: TaskSpec,
+        admission: Admission | None = None,
+        key: IdempotencyKey | None = None,
+        *,
+        awaited: bool = False,
     ) -> Run:
         self._ensure_heartbeat()
-        if self._table.taken(spec.task_id):
+        try:
+            run = await self._table.start(spec, admission, key, awaited=awaited)
+        except BaseException:
+            # The record could not be written (the database away): nothing runs, so the
+            # lease and the hold the admission took go back at once.
+            self._gate.release(spec.task_id, admission)
+            self._gate.settle(spec.task_id, 0, 0.0)
+            raise
+        if run is None:
             self._gate.release(spec.task_id, admission)
             self._gate.settle(spec.task_id, 0, 0.0)
             raise InternalError(f"task id {spec.task_id!r} is already taken")
-        run = self._table.start(spec, admission, key)
         session = spec.operation.runs_in_session
         if spec.operation.uses_lm:
             self._broker.open(
@@ -716,7 +733,7 @@ class HypervisorCore:
         if run.finished:
             return
         task_score = score(output, spec.expected_output) if spec.has_expected_output else None
-        self._end(run, "completed", output=output, task_score=task_score)
+        await self._end(run, "completed", output=output, task_score=task_score)
 
     async def _stop(self, run: Run, status: str, error: RLMError | None) -> None:
         if run.finished:
@@ -734,9 +751,9 @@ class HypervisorCore:
             await self._sessions.stop(run.spec.task_id, grace)
         await self._scheduler.cancel(run)
         run.partials.clear()
-        self._end(run, status, error=error)
+        await self._end(run, status, error=error)
 
-    def _end(
+    async def _end(
         self,
         run: Run,
         status: str,
@@ -746,7 +763,9 @@ class HypervisorCore:
         task_score: float | None = None,
     ) -> None:
         usage = self._broker.close(run.spec.task_id)
-        self._table.end(run, status, output=output, error=error, task_score=task_score, usage=usage)
+        await self._table.end(
+            run, status, output=output, error=error, task_score=task_score, usage=usage
+        )
         # The input's last references: the agents' cached copies (the core's goes with the run).
         self._scheduler.forget_input(run)
         # Answers from the memo cache cost nothing: they are not charged as agent calls.

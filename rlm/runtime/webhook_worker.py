@@ -103,6 +103,10 @@ class WebhookWorker:
         run_in_background(ws.worker_nice, idle=ws.worker_idle)
         self._starving = StarvationWatch(ws.worker_nice)
         resolver = resolver or SystemResolver()
+        if settings.database_dsn is not None:
+            from rlm.db.pool import configure_pools  # PostgreSQL only: psycopg imported lazily
+
+            configure_pools(settings.database_pool_size)
         self._store = WebhookStore(settings.database_path, ws, database_url=settings.database_dsn)
         self._service = WebhookService(self._store, ws, resolver)
         self._sender = WebhookSender(

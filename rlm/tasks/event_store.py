@@ -59,12 +59,20 @@ def _dumps(data: dict[str, Any]) -> str:
     return dumps(data).decode()
 
 
+#: Writes one event (a repeat is ignored); :func:`event_rows` are its parameters.
+INSERT_EVENT_SQL = (
+    "INSERT OR IGNORE INTO task_events (task_id, seq, type, ts, data_json) VALUES (?,?,?,?,?)"
+)
+
+
+def event_rows(task_id: str, events: Iterable[TaskEvent]) -> list[tuple[Any, ...]]:
+    """The parameters of :data:`INSERT_EVENT_SQL` for events of one task."""
+    return [(task_id, e.seq, e.type, e.ts, _dumps(e.data)) for e in events]
+
+
 def insert_events(c: sqlite3.Connection, task_id: str, events: Iterable[TaskEvent]) -> None:
     """Write events of one task (inside the caller's transaction); a repeat is ignored."""
-    c.executemany(
-        "INSERT OR IGNORE INTO task_events (task_id, seq, type, ts, data_json) VALUES (?,?,?,?,?)",
-        [(task_id, e.seq, e.type, e.ts, _dumps(e.data)) for e in events],
-    )
+    c.executemany(INSERT_EVENT_SQL, event_rows(task_id, events))
 
 
 def select_events(

@@ -32,14 +32,16 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from rlm.models.tasks import ErrorInfo, ExecuteResponse
 from rlm.private_files import private_database
 from rlm.tasks import idempotency
 from rlm.tasks.event_store import (
     EVENTS_SCHEMA,
+    INSERT_EVENT_SQL,
     delete_events,
+    event_rows,
     insert_events,
     last_event,
     select_events,
@@ -49,6 +51,10 @@ from rlm.tasks.idempotency import IdempotencyKey, IdempotentTask
 from rlm.tasks.listing import TaskQuery, where
 from rlm.tasks.record import TaskRecord
 
+if TYPE_CHECKING:
+    from rlm.db.async_pool import AsyncTransaction
+    from rlm.db.compat import PgCompatConnection
+
 __all__ = ["INTERRUPTED_MESSAGE", "EngineInstance", "TaskStore", "TerminalHook", "open_sqlite"]
 
 #: A list of events (``TaskStore.list`` shadows the builtin inside the class).
@@ -56,6 +62,25 @@ _Events = list[TaskEvent]
 _Records = list[TaskRecord]
 
 INTERRUPTED_MESSAGE = "interrupted: the service stopped while the task was running"
+
+#: Writes a task's record (a new one, or over its previous one).
+_WRITE_SQL = "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+#: A new task's pending record, unless its id is taken, and with it (on PostgreSQL, in one
+#: statement: one round trip, atomic without a transaction) the idempotency key naming it.
+#: Answers 1 when the record was written, 0 when the id was taken (then no key is written).
+_START_PG = (
+    "WITH task AS (INSERT INTO tasks VALUES"
+    " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    " ON CONFLICT (task_id) DO NOTHING RETURNING task_id)"
+    "{key} SELECT count(*) FROM task"
+)
+_START_KEY_PG = (
+    ", idem AS (INSERT INTO idempotency (owner, key, fingerprint, task_id, created_at)"
+    " SELECT %s, %s, %s, task_id, %s FROM task ON CONFLICT (owner, key) DO UPDATE SET"
+    " fingerprint = EXCLUDED.fingerprint, task_id = EXCLUDED.task_id,"
+    " created_at = EXCLUDED.created_at)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -126,6 +151,10 @@ class TerminalHook(Protocol):
     def task_ended(self, conn: sqlite3.Connection, record: TaskRecord) -> None:
         """Write what follows from ``record`` having ended, inside the caller's transaction
         (an error rolls the record back too)."""
+        ...
+
+    async def task_ended_async(self, tx: AsyncTransaction, record: TaskRecord) -> None:
+        """:meth:`task_ended` in a transaction of the asynchronous path (PostgreSQL)."""
         ...
 
 
@@ -203,6 +232,7 @@ class TaskStore:
         self._lock = threading.Lock()
         self._conn = open_sqlite(path, database_url)
         self._on_postgres = database_url is not None
+        self._database_url = database_url
         with self._lock:
             self._conn.executescript(_SCHEMA + EVENTS_SCHEMA)
             if hook is not None:
@@ -446,6 +476,75 @@ class TaskStore:
                     (key.owner, key.key, key.fingerprint, record.task_id, self._clock()),
                 )
 
+    # -- the engine core's hot path: awaited on PostgreSQL -----------------------------------
+
+    async def start_async(
+        self, record: TaskRecord, key: IdempotencyKey | None = None, *, flush: bool = True
+    ) -> bool:
+        """Write a new task's record and, with ``key``, that the key names it; unless a task
+        with its id exists already.
+
+        On PostgreSQL this is awaited on the asynchronous pool (:mod:`rlm.db.async_pool`), as
+        one statement: the id check, the record and the key in one round trip, during which
+        the caller's event loop serves others. On SQLite it is the synchronous :meth:`get`
+        and :meth:`put` (a local file: microseconds).
+
+        Args:
+            record: The new task's (pending) record.
+            key: The idempotency key naming the task, if any.
+            flush: Wait for the server to flush the commit to disk (PostgreSQL). ``False``
+                only where losing the record in a crash of the *database server* is harmless:
+                see :meth:`rlm.runtime.table.TaskTable.start`.
+
+        Returns:
+            ``False`` when the id was taken (nothing was written).
+        """
+        if self._database_url is None:
+            if self.get(record.task_id) is not None:
+                return False
+            self.put(record, key=key)
+            return True
+        from rlm.db.async_pool import async_pool  # PostgreSQL only: psycopg imported lazily
+        from rlm.db.compat import pg_errors
+
+        pool = await async_pool(self._database_url)
+        sql, args = _START_PG.format(key=""), list(self._row(record))
+        if key is not None:
+            sql = _START_PG.format(key=_START_KEY_PG)
+            args += [key.owner, key.key, key.fingerprint, self._clock()]
+        with pg_errors():
+            async with pool.connection() as conn:
+                if flush:
+                    cursor = await conn.execute(sql.encode(), args)
+                    row = await cursor.fetchone()
+                else:
+                    # One round trip still: the four statements travel in one pipeline.
+                    async with conn.pipeline():
+                        await conn.execute(b"BEGIN")
+                        await conn.execute(b"SET LOCAL synchronous_commit = off")
+                        cursor = await conn.execute(sql.encode(), args)
+                        await conn.execute(b"COMMIT")
+                    row = await cursor.fetchone()
+        return row is not None and int(str(row[0])) == 1
+
+    async def put_async(self, record: TaskRecord, events: Sequence[TaskEvent] = ()) -> None:
+        """:meth:`put` (without a key), awaited on PostgreSQL: the transaction (its advisory
+        lock, the record, its events, the hook's rows, the ``COMMIT``) is one pipeline on the
+        asynchronous pool, two round trips when the hook reads. On SQLite, :meth:`put`."""
+        if self._database_url is None:
+            self.put(record, events)
+            return
+        from rlm.db.async_pool import async_pool, transaction
+
+        compat = cast("PgCompatConnection", self._conn)
+        pool = await async_pool(self._database_url)
+        async with transaction(pool, compat.begin_statements, compat.plan_statement) as tx:
+            await tx.execute(_WRITE_SQL, self._row(record))
+            if events:
+                await tx.executemany(INSERT_EVENT_SQL, event_rows(record.task_id, events))
+            if self._hook is not None and record.terminal:
+                await self._hook.task_ended_async(tx, record)
+
     # -- idempotency keys --------------------------------------------------------------------
 
     def idempotent(
@@ -573,31 +672,33 @@ class TaskStore:
 
     @staticmethod
     def _write(c: sqlite3.Connection, r: TaskRecord) -> None:
+        c.execute(_WRITE_SQL, TaskStore._row(r))
+
+    @staticmethod
+    def _row(r: TaskRecord) -> tuple[Any, ...]:
+        """The ``tasks`` row of ``r``, in the table's column order."""
         request = json.dumps(r.request)
         result = None if r.result is None else r.result.model_dump_json(by_alias=True)
         # Counted once here, so a team's storage is a SUM over an integer column on reads.
         stored = len(request.encode()) + (0 if result is None else len(result.encode()))
-        c.execute(
-            "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                r.task_id,
-                r.status,
-                _ts(r.created_at),
-                r.type,
-                r.description,
-                r.priority,
-                r.owner_id,
-                r.org_id,
-                r.team_id,
-                request,
-                r.planned_calls,
-                r.completed_calls,
-                _ts(r.started_at),
-                _ts(r.completed_at),
-                result,
-                r.instance_id,
-                stored,
-            ),
+        return (
+            r.task_id,
+            r.status,
+            _ts(r.created_at),
+            r.type,
+            r.description,
+            r.priority,
+            r.owner_id,
+            r.org_id,
+            r.team_id,
+            request,
+            r.planned_calls,
+            r.completed_calls,
+            _ts(r.started_at),
+            _ts(r.completed_at),
+            result,
+            r.instance_id,
+            stored,
         )
 
     @staticmethod

@@ -22,11 +22,12 @@ was queued (the worker also polls, so a lost wake-up only delays a delivery).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import open_sqlite
@@ -39,6 +40,9 @@ from rlm.webhooks.payloads import (
     task_completed,
 )
 from rlm.webhooks.settings import WebhookSettings
+
+if TYPE_CHECKING:
+    from rlm.db.async_pool import AsyncTransaction
 
 __all__ = ["QuotaEvent", "WebhookOutbox"]
 
@@ -98,6 +102,20 @@ class WebhookOutbox:
             webhook_ids=targets,
             now=self._clock(),
         )
+
+    async def task_ended_async(self, tx: AsyncTransaction, record: TaskRecord) -> None:
+        """:meth:`task_ended` in a transaction of the asynchronous path (PostgreSQL, the
+        engine core's loop): the same rows, awaited instead of blocking the loop."""
+        rows = await tx.fetchall(_store.SUBSCRIBERS_SQL, (record.owner_id, record.org_id))
+        targets = _store.subscribed(rows, TASK_COMPLETED)
+        if not targets:
+            return
+        event_id, body = task_completed(record, self._settings.max_result_bytes)
+        row = (event_id, TASK_COMPLETED, record.owner_id, record.org_id)
+        written = await tx.rowcount(
+            _store.ENQUEUE_SQL, (*row, json.dumps(targets), body, self._clock())
+        )
+        self._queued += len(targets) if written > 0 else 0
 
     # -- quota events (moved over from the ledger) --------------------------------------------
 

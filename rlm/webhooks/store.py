@@ -255,12 +255,20 @@ def subscribers(
 
     A ``user`` webhook gets its owner's events; an ``org`` webhook every event of its org.
     """
-    rows = conn.execute(
-        "SELECT webhook_id, events FROM webhooks WHERE status = 'active' AND"
-        " ((scope = 'user' AND owner_id = ?) OR (scope = 'org' AND org_id = ?))",
-        (owner_id, org_id),
-    ).fetchall()
-    return [webhook_id for webhook_id, events in rows if event in json.loads(events)]
+    rows = conn.execute(SUBSCRIBERS_SQL, (owner_id, org_id)).fetchall()
+    return subscribed(rows, event)
+
+
+#: The active webhooks of an owner (``?`` 1) or an org (``?`` 2): their ids and events.
+SUBSCRIBERS_SQL = (
+    "SELECT webhook_id, events FROM webhooks WHERE status = 'active' AND"
+    " ((scope = 'user' AND owner_id = ?) OR (scope = 'org' AND org_id = ?))"
+)
+
+
+def subscribed(rows: Sequence[Sequence[Any]], event: str) -> list[str]:
+    """The ids among :data:`SUBSCRIBERS_SQL`'s ``rows`` whose webhooks get ``event``."""
+    return [str(webhook_id) for webhook_id, events in rows if event in json.loads(events)]
 
 
 def delivery_id(webhook_id: str, event_id: str) -> str:
@@ -303,13 +311,16 @@ def enqueue(
     if not webhook_ids and not keep:
         return 0
     targets = json.dumps(list(webhook_ids)) if webhook_ids else None
-    cursor = conn.execute(
-        "INSERT OR IGNORE INTO webhook_messages"
-        " (event_id, event, owner_id, org_id, targets, body, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (event_id, event, owner_id, org_id, targets, body, now),
-    )
+    cursor = conn.execute(ENQUEUE_SQL, (event_id, event, owner_id, org_id, targets, body, now))
     return len(webhook_ids) if cursor.rowcount > 0 else 0
+
+
+#: Writes one outbox event unless its id is there (see :func:`enqueue`).
+ENQUEUE_SQL = (
+    "INSERT OR IGNORE INTO webhook_messages"
+    " (event_id, event, owner_id, org_id, targets, body, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(frozen=True, slots=True)

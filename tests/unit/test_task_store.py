@@ -220,3 +220,38 @@ def test_running_is_stored_for_pending_tasks_only(database_url: str | None, tmp_
     # A task that ended before its start was stored keeps its final record.
     assert done is not None and done.status == "completed"
     assert store.get("absent") is None
+
+
+def test_starting_a_task_checks_its_id_and_records_its_key_at_once(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from rlm.db.async_pool import close_async_pools
+
+    store = TaskStore(tmp_path / "state.db", database_url=database_url)
+    key = IdempotencyKey("alice", "k1", "f1")
+    other = IdempotencyKey("alice", "k2", "f2")
+    first = _record("t1", "pending", "i1")
+
+    async def go() -> tuple[bool, bool, bool, bool]:
+        try:
+            fresh = await store.start_async(first, key)
+            # Same id again (another key): refused, and neither the record nor a key written.
+            again = await store.start_async(_record("t1", "running", "i2", owner="bob"), other)
+            # Not flushed (an execute's record without a key): written and checked the same.
+            unflushed = await store.start_async(_record("t2", "pending", "i1"), flush=False)
+            taken = await store.start_async(_record("t2", "running", "i3"), flush=False)
+            return fresh, again, unflushed, taken
+        finally:
+            await close_async_pools()
+
+    assert asyncio.run(go()) == (True, False, True, False)
+    unflushed = TaskStore(tmp_path / "state.db", database_url=database_url).get("t2")
+    assert unflushed is not None and unflushed.instance_id == "i1"
+    stored = store.get("t1")
+    assert stored is not None
+    assert (stored.status, stored.owner_id, stored.instance_id) == ("pending", "alice", "i1")
+    named = store.idempotent("alice", "k1")
+    assert named is not None and (named.task_id, named.fingerprint) == ("t1", "f1")
+    assert store.idempotent("alice", "k2") is None

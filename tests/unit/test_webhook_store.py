@@ -3,10 +3,13 @@ retried, pruned; webhooks disabled by 410 and by long failure."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -25,6 +28,8 @@ from rlm.webhooks.store import Outcome, WebhookStore
 SETTINGS = WebhookSettings(
     allow_http=True, allow_loopback=True, disable_after_s=10.0, disable_min_failures=2
 )
+T = TypeVar("T")
+
 ALICE = Viewer("alice", "acme")
 ADMIN = Viewer("root", "acme", admin=True)
 
@@ -369,3 +374,71 @@ def test_old_finished_deliveries_are_pruned(
     assert store.prune(older_than_s=50) == 1
     left = service.deliveries(ALICE, hook.webhook_id)
     assert [d.status for d in left] == ["pending"]  # pending deliveries are never pruned
+
+
+def test_the_async_path_writes_a_final_record_its_events_and_its_event_together(
+    database_url: str | None, path: Path, clock: Clock, service: WebhookService
+) -> None:
+    from rlm.tasks.events import TaskEvent
+
+    mine = service.create(
+        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
+    )
+    tasks = TaskStore(path, database_url=database_url, hook=_hook(path, clock, database_url))
+    events = [TaskEvent(1, "task.started", {"n": 1}, 1.0), TaskEvent(2, "task.completed", {}, 2.0)]
+
+    async def go() -> None:
+        assert await tasks.start_async(_record("t1", "pending"))
+        await tasks.put_async(_record("t1", "running"))
+        assert _queued(path, database_url) == []  # not ended: nothing to say yet
+        await tasks.put_async(_record("t1", "completed"), events)
+        await tasks.put_async(_record("t2", "failed", owner="carol", org=None))  # nobody's
+
+    asyncio.run(_closing(go()))
+    assert _queued(path, database_url) == [("task.completed", [mine.webhook_id])]
+    stored = tasks.get("t1")
+    assert stored is not None and stored.status == "completed"
+    assert [(e.seq, e.type, e.data) for e in tasks.events("t1")] == [
+        (1, "task.started", {"n": 1}),
+        (2, "task.completed", {}),
+    ]
+
+
+class _BrokenAsync(WebhookOutbox):
+    async def task_ended_async(self, tx: Any, record: TaskRecord) -> None:
+        await super().task_ended_async(tx, record)
+        raise OSError("disk full")
+
+    def task_ended(self, conn: sqlite3.Connection, record: TaskRecord) -> None:
+        super().task_ended(conn, record)
+        raise OSError("disk full")
+
+
+def test_a_failed_outbox_write_rolls_the_record_back_on_the_async_path(
+    database_url: str | None, path: Path, clock: Clock, service: WebhookService
+) -> None:
+    service.create(ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"]))
+    tasks = TaskStore(
+        path,
+        database_url=database_url,
+        hook=_BrokenAsync(path, SETTINGS, clock=clock, database_url=database_url),
+    )
+    asyncio.run(_closing(tasks.put_async(_record("t1", "running"))))
+    with pytest.raises(OSError, match="disk full"):
+        asyncio.run(_closing(tasks.put_async(_record("t1", "completed"))))
+    stored = tasks.get("t1")
+    assert stored is not None and stored.status == "running"
+    assert _queued(path, database_url) == []
+    # The connection went back clean: the next write on it succeeds.
+    asyncio.run(_closing(tasks.put_async(_record("t2", "running"))))
+    assert tasks.get("t2") is not None
+
+
+async def _closing(step: Coroutine[Any, Any, T]) -> T:
+    """Run ``step``, then close the loop's asynchronous pools (the loop ends with the call)."""
+    from rlm.db.async_pool import close_async_pools
+
+    try:
+        return await step
+    finally:
+        await close_async_pools()
