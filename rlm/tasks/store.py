@@ -528,9 +528,19 @@ class TaskStore:
         return row is not None and int(str(row[0])) == 1
 
     async def put_async(self, record: TaskRecord, events: Sequence[TaskEvent] = ()) -> None:
-        """:meth:`put` (without a key), awaited on PostgreSQL: the transaction (its advisory
-        lock, the record, its events, the hook's rows, the ``COMMIT``) is one pipeline on the
-        asynchronous pool, two round trips when the hook reads. On SQLite, :meth:`put`."""
+        """:meth:`put` (without a key), awaited on PostgreSQL: the transaction (the record, its
+        events, the hook's rows, the ``COMMIT``) is one pipeline on the asynchronous pool, two
+        round trips when the hook reads. On SQLite, :meth:`put`.
+
+        Without the state files' advisory locks that the synchronous ``BEGIN`` takes: this
+        transaction holds its locks while its caller's event loop serves others (between its
+        round trips), and the same loop also runs synchronous transactions (the heartbeat, the
+        events writer, the poll that stores "running"), which would block the loop waiting for
+        a lock only the loop can release — the core would hang. Nothing here reads and then
+        writes what those serialise: the record is an upsert of a task no one else writes
+        while it ends (its events writer has let go of it, and it is no longer "running"), its
+        events and the outbox row are inserts with unique keys.
+        """
         if self._database_url is None:
             self.put(record, events)
             return
@@ -538,7 +548,7 @@ class TaskStore:
 
         compat = cast("PgCompatConnection", self._conn)
         pool = await async_pool(self._database_url)
-        async with transaction(pool, compat.begin_statements, compat.plan_statement) as tx:
+        async with transaction(pool, [b"BEGIN"], compat.plan_statement) as tx:
             await tx.execute(_WRITE_SQL, self._row(record))
             if events:
                 await tx.executemany(INSERT_EVENT_SQL, event_rows(record.task_id, events))
