@@ -111,10 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(phase="nodes", error=f"the cluster has not {args.cpus} CPUs")
             return 1
         time.sleep(0.2)
-    # ... and in the head raylet's view too (a task the driver sends with a soft affinity
-    # for the worker runs there only once the head's raylet lists it).
-    if not _head_sees_every_node(seen_since + WAIT_S):
-        _say(phase="nodes", error="the head's raylet never listed the worker")
+    # ... and in each raylet's view of the other (a task sent from one node with a soft
+    # affinity for the other runs there only once that node's raylet lists the other).
+    if not _raylets_see_each_other(seen_since + WAIT_S):
+        _say(phase="nodes", error="the raylets never listed each other")
         return 1
     hv = rlm.connect(settings=settings)
     hv.register_operation("where_ran", leaf=_leaf, combine=_combine)
@@ -188,22 +188,34 @@ def _node_id() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
-def _head_sees_every_node(deadline: float) -> bool:
+@ray.remote(num_cpus=0)
+def _reaches(target: str) -> str:
+    """Where a task sent from here (this node's raylet decides) with a soft affinity for
+    ``target`` runs: ``target`` once this node's raylet lists it."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    wanted = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    strategy = NodeAffinitySchedulingStrategy(target, soft=True)
+    return str(ray.get(_node_id.options(scheduling_strategy=strategy).remote()))
+
+
+def _raylets_see_each_other(deadline: float) -> bool:
+    """Whether every node's raylet lists every other node (a raylet places an actor with its
+    own view of the cluster, and a node that has just joined may be missing from it, either
+    way round: the pool's agents would then all land on one node)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    pairs = [(a, b) for a in nodes for b in nodes if a != b]
     while time.monotonic() < deadline:
-        reached = set(
-            ray.get(
-                [
-                    _node_id.options(
-                        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)
-                    ).remote()
-                    for node in wanted
-                ]
-            )
+        reached = ray.get(
+            [
+                _reaches.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(a, soft=False)
+                ).remote(b)
+                for a, b in pairs
+            ]
         )
-        if reached == wanted:
+        if all(got == b for (_, b), got in zip(pairs, reached, strict=True)):
             return True
         time.sleep(0.2)
     return False
