@@ -35,10 +35,9 @@ from rlm.quotas.accounts import UserAccount
 from rlm.quotas.admission import AdmissionRequest, plan_admission, reservation_counters
 from rlm.quotas.alerts import crossed_thresholds
 from rlm.quotas.counters import WindowCounter, to_micro
-from rlm.quotas.ids import random_hex
 from rlm.quotas.inputs import check_count, check_id
 from rlm.quotas.ledger_reservations import LedgerReservations
-from rlm.quotas.records import Reservation, Settlement
+from rlm.quotas.records import Reservation
 from rlm.quotas.usage import charged_levels
 from rlm.quotas.windows import PERIODS, WindowStarts
 
@@ -212,32 +211,8 @@ class LedgerBatch(LedgerReservations):
             )
         except RLMError:
             return None  # some call would be refused: one by one finds which
-        for hold in plan.holds:
-            hold.counter.hold(hold.start, total.agents, total.compute)
-        account = plan.account
-        if plan.is_new:
-            self._state.users[user_id] = account
-        account.tier = request.tier
-        if plan.org_ids and account.org_id is None:
-            account.org_id = plan.org_ids[0]
-        account.concurrent += total.concurrent_agents
-        made: list[Any] = []
-        for task_id in task_ids:
-            res = Reservation(
-                reservation_id=f"res_{random_hex()}",
-                task_id=task_id,
-                user_id=user_id,
-                agents=request.agents,
-                compute_micro=request.compute,
-                concurrent_agents=request.concurrent_agents,
-                team_id=request.team_id,
-                org_ids=plan.org_ids,
-                created_at=starts.now,
-            )
-            self._state.open[res.reservation_id] = res
-            self._state.open_by_task[task_id] = res.reservation_id
-            self._state.changed.add(("reservation", res.reservation_id))
-            made.append(res)
+        self._take_holds(plan, request, scale=k)
+        made: list[Any] = [self._open(t, request, plan.org_ids, starts.now) for t in task_ids]
         self._state.touch(made[0])  # one payer chain: the same entities for every call
         return made
 
@@ -281,23 +256,10 @@ class LedgerBatch(LedgerReservations):
         for counter, start in counters:
             counter.settle(start, held, used)
         account.concurrent -= lease
-        made: list[Any] = []
-        for res, agent_calls, compute in items:
-            settlement = Settlement(
-                reservation_id=res.reservation_id,
-                task_id=res.task_id,
-                user_id=res.user_id,
-                agents_reserved=res.agents,
-                agent_calls=agent_calls,
-                compute_micro=compute,
-                released=False,
-                settled_at=starts.now,
-            )
-            del self._state.open[res.reservation_id]
-            self._state.open_by_task.pop(res.task_id, None)
-            self._state.settled[res.reservation_id] = settlement
-            self._state.changed.add(("reservation", res.reservation_id))
-            made.append(settlement)
+        made: list[Any] = [
+            self._close(res, agent_calls, compute, released=False, now=starts.now)
+            for res, agent_calls, compute in items
+        ]
         self._state.touch(first)
         if used[0] or used[1]:
             self._state.usage.charge(

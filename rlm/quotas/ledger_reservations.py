@@ -8,12 +8,17 @@ actual usage exactly once and fires the user's threshold alerts.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rlm.errors import InvalidInput, QuotaExceeded
 from rlm.models.quotas import AllocationDecision
 from rlm.quotas.accounts import UserAccount
-from rlm.quotas.admission import AdmissionRequest, plan_admission, reservation_counters
+from rlm.quotas.admission import (
+    AdmissionPlan,
+    AdmissionRequest,
+    plan_admission,
+    reservation_counters,
+)
 from rlm.quotas.alerts import (
     alert_event,
     crossed_thresholds,
@@ -135,31 +140,73 @@ class LedgerReservations(LedgerCore):
         plan = plan_admission(
             request, account, self._defaults, self._state.teams, self._state.orgs, starts
         )
+        self._take_holds(plan, request, scale=1)
+        res = self._open(task_id, request, plan.org_ids, starts.now)
+        self._state.touch(res)
+        return res
+
+    def _take_holds(self, plan: AdmissionPlan, request: AdmissionRequest, *, scale: int) -> None:
+        """Apply ``plan`` for ``scale`` calls of ``request``: hold on every counter of the
+        payer chain, record the account (new, tier, org) and take the concurrency lease."""
         for hold in plan.holds:
-            hold.counter.hold(hold.start, request.agents, request.compute)
+            hold.counter.hold(hold.start, request.agents * scale, request.compute * scale)
         account = plan.account
         if plan.is_new:
-            self._state.users[user_id] = account
+            self._state.users[request.user_id] = account
         account.tier = request.tier
         if plan.org_ids and account.org_id is None:
             account.org_id = plan.org_ids[0]
-        account.concurrent += request.concurrent_agents
+        account.concurrent += request.concurrent_agents * scale
+
+    def _open(
+        self,
+        task_id: str,
+        request: AdmissionRequest,
+        org_ids: tuple[str, ...],
+        now: datetime,
+    ) -> Reservation:
+        """Make ``task_id``'s reservation of ``request`` and register it as open."""
         res = Reservation(
             reservation_id=f"res_{random_hex()}",
             task_id=task_id,
-            user_id=user_id,
+            user_id=request.user_id,
             agents=request.agents,
             compute_micro=request.compute,
             concurrent_agents=request.concurrent_agents,
             team_id=request.team_id,
-            org_ids=plan.org_ids,
-            created_at=starts.now,
+            org_ids=org_ids,
+            created_at=now,
         )
         self._state.open[res.reservation_id] = res
         self._state.open_by_task[task_id] = res.reservation_id
-        self._state.touch(res)
         self._state.changed.add(("reservation", res.reservation_id))
         return res
+
+    def _close(
+        self,
+        res: Reservation,
+        agent_calls: int,
+        compute: int,
+        *,
+        released: bool,
+        now: datetime,
+    ) -> Settlement:
+        """Record ``res``'s settlement and move it from open to settled (counters untouched)."""
+        settlement = Settlement(
+            reservation_id=res.reservation_id,
+            task_id=res.task_id,
+            user_id=res.user_id,
+            agents_reserved=res.agents,
+            agent_calls=agent_calls,
+            compute_micro=compute,
+            released=released,
+            settled_at=now,
+        )
+        del self._state.open[res.reservation_id]
+        self._state.open_by_task.pop(res.task_id, None)
+        self._state.settled[res.reservation_id] = settlement
+        self._state.changed.add(("reservation", res.reservation_id))
+        return settlement
 
     def reconcile(
         self, reservation_id: str, actual_agent_calls: int, compute_hours: float = 0.0
@@ -248,21 +295,8 @@ class LedgerReservations(LedgerCore):
         for counter, start in counters:
             counter.settle(start, (res.agents, res.compute_micro), (agent_calls, compute))
         account.concurrent = max(0, account.concurrent - res.concurrent_agents)
-        settlement = Settlement(
-            reservation_id=res.reservation_id,
-            task_id=res.task_id,
-            user_id=res.user_id,
-            agents_reserved=res.agents,
-            agent_calls=agent_calls,
-            compute_micro=compute,
-            released=released,
-            settled_at=starts.now,
-        )
-        del self._state.open[res.reservation_id]
-        self._state.open_by_task.pop(res.task_id, None)
-        self._state.settled[res.reservation_id] = settlement
+        settlement = self._close(res, agent_calls, compute, released=released, now=starts.now)
         self._state.touch(res)
-        self._state.changed.add(("reservation", res.reservation_id))
         if agent_calls or compute:
             self._state.usage.charge(
                 charged_levels(res.user_id, res.team_id, res.org_ids),

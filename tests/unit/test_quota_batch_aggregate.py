@@ -75,10 +75,8 @@ def _ids(first: int) -> Iterator[None]:
     def next_hex() -> str:
         return f"{next(counter):032x}"
 
-    with (
-        mock.patch("rlm.quotas.ledger_batch.random_hex", next_hex),
-        mock.patch("rlm.quotas.ledger_reservations.random_hex", next_hex),
-    ):
+    # Both paths draw their reservation ids in ``LedgerReservations._open``.
+    with mock.patch("rlm.quotas.ledger_reservations.random_hex", next_hex):
         yield
 
 
