@@ -29,6 +29,7 @@ import psutil
 from ray import serve
 
 from benchmarks import api as bench
+from benchmarks._cpu import cpu_seconds
 from benchmarks._session import bench_session
 from rlm.auth.keys import load_signing_key
 from rlm.auth.tokens import issue_token
@@ -75,10 +76,9 @@ def _cpu(procs: dict[str, list[psutil.Process]]) -> dict[str, float]:
         total = 0.0
         for proc in members:
             try:
-                times = proc.cpu_times()
-            except psutil.Error:
+                total += cpu_seconds(proc.pid)
+            except OSError:  # gone since it was found
                 continue
-            total += times.user + times.system
         out[name] = total
     own = os.times()
     out["driver"] = own.user + own.system

@@ -13,38 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import ray
 
 import rlm
+from benchmarks._cpu import cpu_ms_per_call
 from benchmarks._report import paired_medians
 from benchmarks._session import bench_session
 from benchmarks.engine import _tiny, _tree_reduce
 from rlm.config import EngineSettings, Settings
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _cpu_per_run(fn: Callable[[], object], pids: dict[str, int], n: int) -> dict[str, float]:
-    """Milliseconds of CPU per call of ``fn``, per process."""
-    before = {name: _cpu_s(pid) for name, pid in pids.items()}
-    driver = time.process_time()
-    for _ in range(n):
-        fn()
-    out = {name: (_cpu_s(pid) - before[name]) * 1000 / n for name, pid in pids.items()}
-    out["driver"] = (time.process_time() - driver) * 1000 / n
-    return {k: round(v, 3) for k, v in out.items()}
 
 
 def _pair(ours: float, base: float) -> dict[str, float]:
@@ -89,8 +68,8 @@ def main() -> None:
             result: dict[str, Any] = {
                 "tree": _pair(ours_t, base_t),
                 "small": _pair(ours_s, base_s),
-                "treeCpuMs": _cpu_per_run(lambda: hv.execute(tree), pids, 40),
-                "smallCpuMs": _cpu_per_run(lambda: hv.execute(small), pids, 400),
+                "treeCpuMs": cpu_ms_per_call(lambda: hv.execute(tree), pids, 40),
+                "smallCpuMs": cpu_ms_per_call(lambda: hv.execute(small), pids, 400),
             }
         finally:
             hv.shutdown_engine()

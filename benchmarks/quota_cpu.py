@@ -6,11 +6,10 @@ medians, the admissions per second, the core actor's CPU per admission (``/proc/
 of its process: user + system) and the caller's (``time.process_time``). On a machine shared
 with other work the rate follows the load; the CPU per admission much less so.
 
-Run it against either checkout to compare them (``rlm`` comes from ``PYTHONPATH``; ``runpy``
-keeps ``benchmarks/`` itself off ``sys.path``, where ``benchmarks/rlm.py`` would shadow ``rlm``)::
+Run it from the checkout's root (Ray's workers import the driver's working directory, so
+a ``PYTHONPATH`` pointing elsewhere does not switch the code the core runs)::
 
-    PYTHONPATH=/path/to/checkout python -c "import runpy; runpy.run_path(
-        'benchmarks/quota_cpu.py', run_name='__main__')"
+    .venv/bin/python -m benchmarks.quota_cpu
 """
 
 from __future__ import annotations
@@ -18,34 +17,20 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import ray
 
 import rlm
+from benchmarks._cpu import cpu_seconds
 from benchmarks._session import bench_session
+from benchmarks.quotas import batched_admissions, setup_tenants
 from rlm.config import EngineSettings, Settings
-from rlm.models.quotas import QuotaConfig
-
-try:
-    from rlm.quotas.wire import unpack_slot
-except ImportError:  # a checkout from before compact slots answers ("ok", dataclass)
-
-    def unpack_slot(slot: tuple[str, Any]) -> Any:  # type: ignore[misc]
-        return slot[1]
-
 
 __all__ = ["main"]
 
 N = 10_000
 BATCH = 100
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -54,52 +39,14 @@ def main() -> None:
         hv = rlm.connect(settings=Settings(state_dir=state, engine=EngineSettings(agents=1)))
         core = hv._core
         try:
-            hv.quotas("create_org", "corp", "", None, 10**9, 10**6, 0.0)
-            hv.quotas("create_org", "eng", "", "corp", 10**9, 10**6, 0.0)
-            hv.quotas("create_team", "research", "Research", 10**9, 10**6, 0.0)
-            hv.quotas("add_member", "research", "bench")
-            big = 10**9
-            hv.quotas(
-                "set_user_config",
-                QuotaConfig(
-                    user_id="bench",
-                    daily_agent_limit=big,
-                    weekly_agent_limit=big,
-                    monthly_agent_limit=big,
-                    daily_compute_hours=10**6,
-                    max_concurrent_agents=big,
-                    max_storage_gb=1.0,
-                ),
-            )
+            setup_tenants(hv)
             pid = ray.get(core.__ray_call__.remote(lambda _self: os.getpid()))
-            kw = {"tier": "user", "team_id": "research", "org_id": "eng"}
 
             def run() -> tuple[float, float, float]:
-                ids = [uuid.uuid4().hex for _ in range(N)]
-                c0, d0, t0 = _cpu_s(pid), time.process_time(), time.perf_counter()
-                held = ray.get(
-                    [
-                        core.quota_batch.remote(
-                            [("reserve", ("bench", 5), {**kw, "task_id": i}) for i in chunk]
-                        )
-                        for chunk in (ids[k : k + BATCH] for k in range(0, N, BATCH))
-                    ]
-                )
-                settled = ray.get(
-                    [
-                        core.quota_batch.remote(
-                            [
-                                ("reconcile", (unpack_slot(s).reservation_id, 4, 0.001), {})
-                                for s in answer[1]
-                            ]
-                        )
-                        for answer in held
-                    ]
-                )
-                done = [unpack_slot(s) for answer in settled for s in answer[1]]
+                c0, d0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
+                batched_admissions(core, N, BATCH)
                 elapsed = time.perf_counter() - t0
-                c1, d1 = _cpu_s(pid), time.process_time()
-                assert all(type(s).__name__ == "Settlement" for s in done)
+                c1, d1 = cpu_seconds(pid), time.process_time()
                 return N / elapsed, (c1 - c0) / N * 1e6, (d1 - d0) / N * 1e6
 
             run()

@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 import rlm
+from benchmarks._cpu import cpu_ms_per_call
 from benchmarks._report import paired_medians
 from benchmarks._session import bench_session
-from benchmarks.engine_cpu import _cpu_per_run
 from benchmarks.storage_tasks import _warm, _write_int64
 from rlm.config import EngineSettings, Settings
 
@@ -55,7 +55,7 @@ def main() -> None:
             out = hv.execute(request)
             assert out.output == numpy_sum(), (out.output, numpy_sum())
             ours, base = paired_medians(lambda: hv.execute(request), numpy_sum, repeat=9)
-            cpu = _cpu_per_run(lambda: hv.execute(request), pids, 5)
+            cpu = cpu_ms_per_call(lambda: hv.execute(request), pids, 5)
             t0 = time.process_time()
             for _ in range(5):
                 numpy_sum()
