@@ -305,13 +305,23 @@ def test_the_async_sdk_covers_the_routes(api: Api, receiver: WebhookReceiver) ->
     asyncio.run(main())
 
 
-def test_an_orgs_caps_reaching_80_percent_alert_its_org_webhooks(api: Api) -> None:
-    org, user = _name("capped-org"), _name("capped")
+def _pool(api: Api, kind: str) -> tuple[str, str, str, str]:
+    """An org whose monthly caps (``kind`` ``org``) or whose team's pool (``team``) is 10
+    agent calls, and a member with ample limits of its own: ``(org, team, user, manager
+    token)``. Only the pool's thresholds can fire: the org is otherwise ample, and so is the
+    user."""
+    org, team, user = _name(f"{kind}-org"), _name("team"), _name(f"{kind}-member")
     manager_token = api.token(sub=f"{org}-admin", scopes="rlm:admin", tier="admin", org=org)
     with api.client(manager_token) as manager:
-        made = manager.post(
-            "/quotas/enterprise/org", json={"orgId": org, "agents": 10, "computeHours": 100.0}
+        caps = (
+            {"agents": 10, "computeHours": 100.0}
+            if kind == "org"
+            else {
+                "agents": 10**6,
+                "computeHours": 10**4,
+            }
         )
+        made = manager.post("/quotas/enterprise/org", json={"orgId": org, **caps})
         assert made.status_code == 201, made.text
         limits = {
             "userId": user,
@@ -323,22 +333,72 @@ def test_an_orgs_caps_reaching_80_percent_alert_its_org_webhooks(api: Api) -> No
             "maxStorageGB": 1.0,
         }
         assert manager.put(f"/quotas/user/{user}", json=limits).status_code == 200
+        if kind == "team":
+            pool = {
+                "teamId": team,
+                "teamName": "Pool",
+                "totalAgentPool": 10,
+                "totalComputeHours": 100,
+                "totalStorageGB": 1,
+            }
+            made = manager.post("/quotas/team", json=pool)
+            assert made.status_code == 201, made.text
+            joined = manager.put(f"/quotas/team/{team}/members/{user}", json={})
+            assert joined.status_code == 200, joined.text
+    return org, team, user, manager_token
+
+
+@pytest.mark.parametrize("kind", ["team", "org"])
+def test_a_team_pool_and_an_orgs_caps_alert_at_80_and_100_percent_once_each(
+    api: Api, kind: str
+) -> None:
+    """A team's pool and an org's caps are monthly windows: reaching 80 % and 100 % of them
+    sends one event each to the org-wide webhooks of the team's org (of that org), carrying
+    ``teamId`` + ``orgId`` (``orgId``) instead of a ``userId``; the call refused at 100 % and
+    the calls before 80 % send nothing."""
+    org, team, user, manager_token = _pool(api, kind)
+    key = "teamId" if kind == "team" else "orgId"
+    ours = team if kind == "team" else org
     with WebhookReceiver() as org_receiver, _sdk(api, manager_token) as admin:
         org_hook = admin.webhooks.create(
             org_receiver.url, ["quota.threshold_exceeded"], scope="org"
         )
-        with _sdk(api, api.token(sub=user, scopes=EXECUTE)) as client:
+        token = api.token(sub=user, scopes=EXECUTE, org=org)
+        with _sdk(api, token) as client:
             used = 0
-            while used < 8:  # the org's 10 agent calls a month: 80 % at 8
+            while used < 7:
                 used += client.execute(SUM).agent_calls
-        [hit] = org_receiver.wait_for(
-            lambda h: h.json()["data"].get("orgId") == org and h.json()["data"]["threshold"] == 80,
-            timeout=30,
-        )
+            assert used == 7  # one agent call each
+            assert org_receiver.received == []  # 70 %: nothing yet (checked again below)
+            for _ in range(3):
+                used += client.execute(SUM).agent_calls
+            with pytest.raises(Exception, match="quota"):
+                client.execute(SUM)  # refused at 100 %: no new event
+
+        def both_succeeded() -> list[Any]:
+            found = admin.webhooks.deliveries(org_hook.webhook_id)
+            return found if len(found) == 2 and {d.status for d in found} == {"succeeded"} else []
+
+        wait_until(both_succeeded, 30, "the two deliveries to the org's webhook succeed")
+        hits = org_receiver.received
         admin.webhooks.delete(org_hook.webhook_id)
-    event = verify(hit.body, hit.headers, org_hook.secret)
-    assert event["event"] == "quota.threshold_exceeded"
-    assert event["data"]["orgId"] == org and "userId" not in event["data"]
-    assert (event["data"]["threshold"], event["data"]["period"]) == (80, "monthly")
-    assert event["data"]["usage"]["agentsTotal"] == 10
-    assert 8 <= event["data"]["usage"]["agentsUsed"] <= used
+    assert len(hits) == 2 and len({h.webhook_id for h in hits}) == 2  # once each
+    events = [verify(h.body, h.headers, org_hook.secret) for h in hits]
+    assert sorted(e["data"]["threshold"] for e in events) == [80, 100]
+    for event in events:
+        data = event["data"]
+        assert event["event"] == "quota.threshold_exceeded"
+        assert data[key] == ours and data["orgId"] == org and "userId" not in data
+        assert data["period"] == "monthly"
+        assert data["usage"]["agentsTotal"] == 10
+        assert data["usage"]["agentsUsed"] == data["threshold"] // 10  # 8 then 10
+    # The outbox holds exactly these two events for the pool: none repeated, none more.
+    store = WebhookStore(
+        api.settings.database_path, api.settings.webhooks, database_url=api.settings.database_dsn
+    )
+    try:
+        mark = f'"{key}":"{ours}"'.encode()
+        bodies = [b for _, b, _, _ in store.events("quota.threshold_exceeded", 500) if mark in b]
+    finally:
+        store.close()
+    assert len(bodies) == 2
