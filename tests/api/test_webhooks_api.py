@@ -9,6 +9,7 @@ before any store is read, and run once, on SQLite.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -101,17 +102,28 @@ def test_register_receive_verify_list_retry_and_ping(api: Api, receiver: Webhook
 def test_rotation_signs_with_both_secrets_during_the_grace(
     api: Api, receiver: WebhookReceiver
 ) -> None:
+    grace = 5
     with _sdk(api, api.token(sub=_name("rot"), scopes=EXECUTE)) as client:
         hook = client.webhooks.create(receiver.url)
-        rotated = client.webhooks.rotate_secret(hook.webhook_id, grace_seconds=600)
-        assert rotated.previous_secret_expires_at is not None
+        rotated = client.webhooks.rotate_secret(hook.webhook_id, grace_seconds=grace)
+        expires = rotated.previous_secret_expires_at
+        assert expires is not None
         client.webhooks.test(hook.webhook_id)
         [hit] = receiver.wait_for(lambda h: True, timeout=30)
+        assert hit.at < expires.timestamp()  # sent within the grace: both secrets sign
         verify(hit.body, hit.headers, hook.secret)
         verify(hit.body, hit.headers, rotated.secret)
+        # Once the grace is over, the old secret signs no more (no rotation in between).
+        wait_until(lambda: time.time() > expires.timestamp(), grace + 5, "the grace ends")
+        client.webhooks.test(hook.webhook_id)
+        late = receiver.wait_for(lambda h: True, count=2, timeout=30)[1]
+        verify(late.body, late.headers, rotated.secret)
+        with pytest.raises(WebhookVerificationError):
+            verify(late.body, late.headers, hook.secret)
+        # Grace 0: the newest secret alone signs at once.
         last = client.webhooks.rotate_secret(hook.webhook_id, grace_seconds=0)
         client.webhooks.test(hook.webhook_id)
-        after = receiver.wait_for(lambda h: True, count=2, timeout=30)[1]
+        after = receiver.wait_for(lambda h: True, count=3, timeout=30)[2]
         verify(after.body, after.headers, last.secret)
         for stale in (hook.secret, rotated.secret):
             with pytest.raises(WebhookVerificationError):
