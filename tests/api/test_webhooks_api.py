@@ -377,6 +377,8 @@ def test_a_team_pool_and_an_orgs_caps_alert_at_80_and_100_percent_once_each(
         )
         token = api.token(sub=user, scopes=EXECUTE, org=org)
         with _sdk(api, token) as client:
+            # The member's own webhook gets its own thresholds, never the pool's.
+            own = client.webhooks.create(org_receiver.url, ["quota.threshold_exceeded"])
             used = 0
             while used < 7:
                 used += client.execute(SUM).agent_calls
@@ -393,6 +395,10 @@ def test_a_team_pool_and_an_orgs_caps_alert_at_80_and_100_percent_once_each(
 
         wait_until(both_succeeded, 30, "the two deliveries to the org's webhook succeed")
         hits = org_receiver.received
+        with _sdk(api, token) as client:
+            # An event's deliveries are all made at once, so the member's would be there now.
+            assert client.webhooks.deliveries(own.webhook_id) == []
+            client.webhooks.delete(own.webhook_id)
         admin.webhooks.delete(org_hook.webhook_id)
     assert len(hits) == 2 and len({h.webhook_id for h in hits}) == 2  # once each
     events = [verify(h.body, h.headers, org_hook.secret) for h in hits]
