@@ -200,7 +200,7 @@ def _exited(pid: int) -> bool:
     return False
 
 
-def test_pending_deliveries_survive_killing_the_worker_and_the_engine(
+def test_pending_deliveries_survive_killing_the_worker_and_stopping_the_engine(
     ray_session: None, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path)
@@ -219,7 +219,7 @@ def test_pending_deliveries_survive_killing_the_worker_and_the_engine(
     worker = ray.get_actor(worker_name(settings), namespace=settings.namespace)
     ray.kill(worker, no_restart=False)
     wait_until(lambda: _restarted(hv), 60, "the restarted worker answers")
-    # Then the whole engine.
+    # Then the whole engine, stopped (tests/api/test_webhooks_kill.py kills `rlm serve`).
     core_pid = hv.engine_info()["corePid"]
     hv.shutdown_engine()
     wait_until(lambda: _exited(core_pid), 30, f"the old core (pid {core_pid}) exits")
