@@ -139,6 +139,12 @@ def test_scopes_and_tenancy(api: Api, user: Callable[..., httpx.Client]) -> None
         )
         assert made.status_code == 201, made.text
         hook = made.json()["webhookId"]
+        secret = made.json()["secret"]
+        assert secret.startswith("whsec_")
+        # The secret is shown this once: no later answer carries it.
+        for later in (alice.get(f"/webhooks/{hook}"), alice.get("/webhooks")):
+            assert later.status_code == 200 and secret not in later.text
+            assert "whsec_" not in later.text
         refused = alice.post(
             "/webhooks",
             json={"url": "http://127.0.0.1:9/h", "events": ["task.completed"], "scope": "org"},
