@@ -323,24 +323,23 @@ def test_the_async_sdk_covers_the_routes(api: Api, receiver: WebhookReceiver) ->
     asyncio.run(main())
 
 
-def _pool(api: Api, kind: str) -> tuple[str, str, str, str]:
-    """An org whose monthly caps (``kind`` ``org``) or whose team's pool (``team``) is 10
-    agent calls, and a member with ample limits of its own: ``(org, team, user, manager
-    token)``. Only the pool's thresholds can fire: the org is otherwise ample, and so is the
-    user."""
-    org, team, user = _name(f"{kind}-org"), _name("team"), _name(f"{kind}-member")
+def _pool(api: Api, kind: str) -> tuple[str, str, str, str, str]:
+    """A parent org with ample caps, and a child org whose monthly caps (``kind`` ``org``) or
+    whose team's pool (``team``) is 10 agent calls, with a member with ample limits of its own:
+    ``(org, team, user, manager token, parent's manager token)``. Only the pool's thresholds
+    can fire: everything else is ample."""
+    parent, org = _name("parent"), _name(f"{kind}-org")
+    team, user = _name("team"), _name(f"{kind}-member")
+    parent_token = api.token(sub=f"{parent}-admin", scopes="rlm:admin", tier="admin", org=parent)
     manager_token = api.token(sub=f"{org}-admin", scopes="rlm:admin", tier="admin", org=org)
-    with api.client(manager_token) as manager:
-        caps = (
-            {"agents": 10, "computeHours": 100.0}
-            if kind == "org"
-            else {
-                "agents": 10**6,
-                "computeHours": 10**4,
-            }
-        )
-        made = manager.post("/quotas/enterprise/org", json={"orgId": org, **caps})
+    ample = {"agents": 10**6, "computeHours": 10**4}
+    caps = {"agents": 10, "computeHours": 100.0} if kind == "org" else ample
+    with api.client(parent_token) as owner:
+        made = owner.post("/quotas/enterprise/org", json={"orgId": parent, **ample})
         assert made.status_code == 201, made.text
+        made = owner.post("/quotas/enterprise/org", json={"orgId": org, "parentId": parent, **caps})
+        assert made.status_code == 201, made.text
+    with api.client(manager_token) as manager:
         limits = {
             "userId": user,
             "dailyAgentLimit": 1000,
@@ -363,7 +362,7 @@ def _pool(api: Api, kind: str) -> tuple[str, str, str, str]:
             assert made.status_code == 201, made.text
             joined = manager.put(f"/quotas/team/{team}/members/{user}", json={})
             assert joined.status_code == 200, joined.text
-    return org, team, user, manager_token
+    return org, team, user, manager_token, parent_token
 
 
 @pytest.mark.parametrize("kind", ["team", "org"])
@@ -374,11 +373,19 @@ def test_a_team_pool_and_an_orgs_caps_alert_at_80_and_100_percent_once_each(
     sends one event each to the org-wide webhooks of the team's org (of that org), carrying
     ``teamId`` + ``orgId`` (``orgId``) instead of a ``userId``; the call refused at 100 % and
     the calls before 80 % send nothing."""
-    org, team, user, manager_token = _pool(api, kind)
+    org, team, user, manager_token, parent_token = _pool(api, kind)
     key = "teamId" if kind == "team" else "orgId"
     ours = team if kind == "team" else org
-    with WebhookReceiver() as org_receiver, _sdk(api, manager_token) as admin:
+    with (
+        WebhookReceiver() as org_receiver,
+        _sdk(api, manager_token) as admin,
+        _sdk(api, parent_token) as parent_admin,
+    ):
         org_hook = admin.webhooks.create(
+            org_receiver.url, ["quota.threshold_exceeded"], scope="org"
+        )
+        # The parent org's webhook: its child's events are the child's managers' business.
+        parent_hook = parent_admin.webhooks.create(
             org_receiver.url, ["quota.threshold_exceeded"], scope="org"
         )
         token = api.token(sub=user, scopes=EXECUTE, org=org)
@@ -405,6 +412,8 @@ def test_a_team_pool_and_an_orgs_caps_alert_at_80_and_100_percent_once_each(
             # An event's deliveries are all made at once, so the member's would be there now.
             assert client.webhooks.deliveries(own.webhook_id) == []
             client.webhooks.delete(own.webhook_id)
+        assert parent_admin.webhooks.deliveries(parent_hook.webhook_id) == []
+        parent_admin.webhooks.delete(parent_hook.webhook_id)
         admin.webhooks.delete(org_hook.webhook_id)
     assert len(hits) == 2 and len({h.webhook_id for h in hits}) == 2  # once each
     events = [verify(h.body, h.headers, org_hook.secret) for h in hits]
