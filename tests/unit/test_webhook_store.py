@@ -273,9 +273,8 @@ def test_a_dead_workers_leases_are_released(
     database_url: str | None,
     path: Path,
     store: WebhookStore,
-    service: WebhookService,
     clock: Clock,
-    alice_hook: WebhookCreated,
+    alice_hook: WebhookCreated,  # the webhook the events are for
 ) -> None:
     _enqueue(store, clock, 2)
     claimed = store.claim(10, lease_s=60.0, room={}, default_room=10)
