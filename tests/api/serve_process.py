@@ -10,14 +10,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from tests.support import ok_response, wait_until
 
-__all__ = ["Served", "free_port", "rlm_serve"]
+__all__ = ["Served", "descendants", "free_port", "kill_tree", "rlm_serve"]
 
 
 def free_port() -> int:
@@ -25,6 +26,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (children, their children...), read from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def kill_tree(process: subprocess.Popen[str]) -> None:
+    """SIGKILL ``process`` and everything it started (its local Ray, the engine's actors), as
+    a crash or an OOM kill would: no handler runs, nothing is flushed or shut down."""
+    tree = [process.pid, *descendants(process.pid)]  # listed first: orphans leave the tree
+    for pid in tree:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # and anything started since, in its session
+    process.wait(timeout=30)
 
 
 @dataclass

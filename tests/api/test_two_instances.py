@@ -35,7 +35,7 @@ from rlm.auth.tokens import issue_token
 from rlm.db.connect import connect
 from rlm.security.store import key_fingerprint, load_or_create_key
 from rlm.testing.postgres import ThrowawayPostgres
-from tests.api.serve_process import Served, free_port, rlm_serve
+from tests.api.serve_process import Served, descendants, free_port, rlm_serve
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,24 +62,6 @@ def _token(sub: str, scopes: str, tier: str = "enterprise", org: str | None = No
     auth = AuthSettings(secret=SecretStr(SECRET))
     key = load_signing_key(auth, Path("/nonexistent-state-dir"), "development")
     return issue_token(sub, scopes.split(), tier, org=org, settings=auth, key=key)
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 @dataclass
@@ -413,7 +395,7 @@ def test_killing_one_instance_the_other_marks_its_task_interrupted_and_releases_
     assert held["daily"]["agentsUsed"] == 5  # 4 leaves and a combine, held through B
     assert held["currentConcurrentAgents"] >= 1
     victim = pair.served[1].process
-    for pid in [victim.pid, *_descendants(victim.pid)]:
+    for pid in [victim.pid, *descendants(victim.pid)]:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     victim.wait(timeout=30)

@@ -9,6 +9,7 @@ before any store is read, and run once, on SQLite.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -101,17 +102,28 @@ def test_register_receive_verify_list_retry_and_ping(api: Api, receiver: Webhook
 def test_rotation_signs_with_both_secrets_during_the_grace(
     api: Api, receiver: WebhookReceiver
 ) -> None:
+    grace = 5
     with _sdk(api, api.token(sub=_name("rot"), scopes=EXECUTE)) as client:
         hook = client.webhooks.create(receiver.url)
-        rotated = client.webhooks.rotate_secret(hook.webhook_id, grace_seconds=600)
-        assert rotated.previous_secret_expires_at is not None
+        rotated = client.webhooks.rotate_secret(hook.webhook_id, grace_seconds=grace)
+        expires = rotated.previous_secret_expires_at
+        assert expires is not None
         client.webhooks.test(hook.webhook_id)
         [hit] = receiver.wait_for(lambda h: True, timeout=30)
+        assert hit.at < expires.timestamp()  # sent within the grace: both secrets sign
         verify(hit.body, hit.headers, hook.secret)
         verify(hit.body, hit.headers, rotated.secret)
+        # Once the grace is over, the old secret signs no more (no rotation in between).
+        wait_until(lambda: time.time() > expires.timestamp(), grace + 5, "the grace ends")
+        client.webhooks.test(hook.webhook_id)
+        late = receiver.wait_for(lambda h: True, count=2, timeout=30)[1]
+        verify(late.body, late.headers, rotated.secret)
+        with pytest.raises(WebhookVerificationError):
+            verify(late.body, late.headers, hook.secret)
+        # Grace 0: the newest secret alone signs at once.
         last = client.webhooks.rotate_secret(hook.webhook_id, grace_seconds=0)
         client.webhooks.test(hook.webhook_id)
-        after = receiver.wait_for(lambda h: True, count=2, timeout=30)[1]
+        after = receiver.wait_for(lambda h: True, count=3, timeout=30)[2]
         verify(after.body, after.headers, last.secret)
         for stale in (hook.secret, rotated.secret):
             with pytest.raises(WebhookVerificationError):
@@ -127,6 +139,12 @@ def test_scopes_and_tenancy(api: Api, user: Callable[..., httpx.Client]) -> None
         )
         assert made.status_code == 201, made.text
         hook = made.json()["webhookId"]
+        secret = made.json()["secret"]
+        assert secret.startswith("whsec_")
+        # The secret is shown this once: no later answer carries it.
+        for later in (alice.get(f"/webhooks/{hook}"), alice.get("/webhooks")):
+            assert later.status_code == 200 and secret not in later.text
+            assert "whsec_" not in later.text
         refused = alice.post(
             "/webhooks",
             json={"url": "http://127.0.0.1:9/h", "events": ["task.completed"], "scope": "org"},
@@ -305,14 +323,23 @@ def test_the_async_sdk_covers_the_routes(api: Api, receiver: WebhookReceiver) ->
     asyncio.run(main())
 
 
-def test_an_orgs_caps_reaching_80_percent_alert_its_org_webhooks(api: Api) -> None:
-    org, user = _name("capped-org"), _name("capped")
+def _pool(api: Api, kind: str) -> tuple[str, str, str, str, str]:
+    """A parent org with ample caps, and a child org whose monthly caps (``kind`` ``org``) or
+    whose team's pool (``team``) is 10 agent calls, with a member with ample limits of its own:
+    ``(org, team, user, manager token, parent's manager token)``. Only the pool's thresholds
+    can fire: everything else is ample."""
+    parent, org = _name("parent"), _name(f"{kind}-org")
+    team, user = _name("team"), _name(f"{kind}-member")
+    parent_token = api.token(sub=f"{parent}-admin", scopes="rlm:admin", tier="admin", org=parent)
     manager_token = api.token(sub=f"{org}-admin", scopes="rlm:admin", tier="admin", org=org)
-    with api.client(manager_token) as manager:
-        made = manager.post(
-            "/quotas/enterprise/org", json={"orgId": org, "agents": 10, "computeHours": 100.0}
-        )
+    ample = {"agents": 10**6, "computeHours": 10**4}
+    caps = {"agents": 10, "computeHours": 100.0} if kind == "org" else ample
+    with api.client(parent_token) as owner:
+        made = owner.post("/quotas/enterprise/org", json={"orgId": parent, **ample})
         assert made.status_code == 201, made.text
+        made = owner.post("/quotas/enterprise/org", json={"orgId": org, "parentId": parent, **caps})
+        assert made.status_code == 201, made.text
+    with api.client(manager_token) as manager:
         limits = {
             "userId": user,
             "dailyAgentLimit": 1000,
@@ -323,22 +350,88 @@ def test_an_orgs_caps_reaching_80_percent_alert_its_org_webhooks(api: Api) -> No
             "maxStorageGB": 1.0,
         }
         assert manager.put(f"/quotas/user/{user}", json=limits).status_code == 200
-    with WebhookReceiver() as org_receiver, _sdk(api, manager_token) as admin:
+        if kind == "team":
+            pool = {
+                "teamId": team,
+                "teamName": "Pool",
+                "totalAgentPool": 10,
+                "totalComputeHours": 100,
+                "totalStorageGB": 1,
+            }
+            made = manager.post("/quotas/team", json=pool)
+            assert made.status_code == 201, made.text
+            joined = manager.put(f"/quotas/team/{team}/members/{user}", json={})
+            assert joined.status_code == 200, joined.text
+    return org, team, user, manager_token, parent_token
+
+
+@pytest.mark.parametrize("kind", ["team", "org"])
+def test_a_team_pool_and_an_orgs_caps_alert_at_80_and_100_percent_once_each(
+    api: Api, kind: str
+) -> None:
+    """A team's pool and an org's caps are monthly windows: reaching 80 % and 100 % of them
+    sends one event each to the org-wide webhooks of the team's org (of that org), carrying
+    ``teamId`` + ``orgId`` (``orgId``) instead of a ``userId``; the call refused at 100 % and
+    the calls before 80 % send nothing."""
+    org, team, user, manager_token, parent_token = _pool(api, kind)
+    key = "teamId" if kind == "team" else "orgId"
+    ours = team if kind == "team" else org
+    with (
+        WebhookReceiver() as org_receiver,
+        _sdk(api, manager_token) as admin,
+        _sdk(api, parent_token) as parent_admin,
+    ):
         org_hook = admin.webhooks.create(
             org_receiver.url, ["quota.threshold_exceeded"], scope="org"
         )
-        with _sdk(api, api.token(sub=user, scopes=EXECUTE)) as client:
-            used = 0
-            while used < 8:  # the org's 10 agent calls a month: 80 % at 8
-                used += client.execute(SUM).agent_calls
-        [hit] = org_receiver.wait_for(
-            lambda h: h.json()["data"].get("orgId") == org and h.json()["data"]["threshold"] == 80,
-            timeout=30,
+        # The parent org's webhook: its child's events are the child's managers' business.
+        parent_hook = parent_admin.webhooks.create(
+            org_receiver.url, ["quota.threshold_exceeded"], scope="org"
         )
+        token = api.token(sub=user, scopes=EXECUTE, org=org)
+        with _sdk(api, token) as client:
+            # The member's own webhook gets its own thresholds, never the pool's.
+            own = client.webhooks.create(org_receiver.url, ["quota.threshold_exceeded"])
+            used = 0
+            while used < 7:
+                used += client.execute(SUM).agent_calls
+            assert used == 7  # one agent call each
+            assert org_receiver.received == []  # 70 %: nothing yet (checked again below)
+            for _ in range(3):
+                used += client.execute(SUM).agent_calls
+            with pytest.raises(Exception, match="quota"):
+                client.execute(SUM)  # refused at 100 %: no new event
+
+        def both_succeeded() -> list[Any]:
+            found = admin.webhooks.deliveries(org_hook.webhook_id)
+            return found if len(found) == 2 and {d.status for d in found} == {"succeeded"} else []
+
+        wait_until(both_succeeded, 30, "the two deliveries to the org's webhook succeed")
+        hits = org_receiver.received
+        with _sdk(api, token) as client:
+            # An event's deliveries are all made at once, so the member's would be there now.
+            assert client.webhooks.deliveries(own.webhook_id) == []
+            client.webhooks.delete(own.webhook_id)
+        assert parent_admin.webhooks.deliveries(parent_hook.webhook_id) == []
+        parent_admin.webhooks.delete(parent_hook.webhook_id)
         admin.webhooks.delete(org_hook.webhook_id)
-    event = verify(hit.body, hit.headers, org_hook.secret)
-    assert event["event"] == "quota.threshold_exceeded"
-    assert event["data"]["orgId"] == org and "userId" not in event["data"]
-    assert (event["data"]["threshold"], event["data"]["period"]) == (80, "monthly")
-    assert event["data"]["usage"]["agentsTotal"] == 10
-    assert 8 <= event["data"]["usage"]["agentsUsed"] <= used
+    assert len(hits) == 2 and len({h.webhook_id for h in hits}) == 2  # once each
+    events = [verify(h.body, h.headers, org_hook.secret) for h in hits]
+    assert sorted(e["data"]["threshold"] for e in events) == [80, 100]
+    for event in events:
+        data = event["data"]
+        assert event["event"] == "quota.threshold_exceeded"
+        assert data[key] == ours and data["orgId"] == org and "userId" not in data
+        assert data["period"] == "monthly"
+        assert data["usage"]["agentsTotal"] == 10
+        assert data["usage"]["agentsUsed"] == data["threshold"] // 10  # 8 then 10
+    # The outbox holds exactly these two events for the pool: none repeated, none more.
+    store = WebhookStore(
+        api.settings.database_path, api.settings.webhooks, database_url=api.settings.database_dsn
+    )
+    try:
+        mark = f'"{key}":"{ours}"'.encode()
+        bodies = [b for _, b, _, _ in store.events("quota.threshold_exceeded", 500) if mark in b]
+    finally:
+        store.close()
+    assert len(bodies) == 2

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +149,14 @@ def test_a_hanging_receiver_slows_neither_tasks_nor_other_webhooks(hv: rlm.Hyper
         _register(hv, viewer, fine.url)
         first = hv.execute(SUM, owner_id=viewer.user_id)
         stuck.wait_for(_for_task(first.task_id), timeout=30)  # its request now hangs
-        tasks = [first.task_id] + [
-            hv.execute(SUM, owner_id=viewer.user_id).task_id for _ in range(9)
-        ]
+        tasks, took = [first.task_id], []
+        for _ in range(9):
+            started = time.monotonic()
+            tasks.append(hv.execute(SUM, owner_id=viewer.user_id).task_id)
+            took.append(time.monotonic() - started)
+        # A task whose end waited on its delivery to the stuck receiver would take at least an
+        # attempt's timeout (its send cut off there); none comes near it.
+        assert max(took) < TEST_WEBHOOKS.attempt_timeout_s, took
         arrived = fine.wait_for(lambda h: h.json()["data"]["taskId"] in tasks, count=10, timeout=30)
         # Every task ended, and the other webhook got every event, while the first request to
         # the stuck receiver was still unanswered.
@@ -192,7 +200,7 @@ def _exited(pid: int) -> bool:
     return False
 
 
-def test_pending_deliveries_survive_killing_the_worker_and_the_engine(
+def test_pending_deliveries_survive_killing_the_worker_and_stopping_the_engine(
     ray_session: None, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path)
@@ -211,7 +219,7 @@ def test_pending_deliveries_survive_killing_the_worker_and_the_engine(
     worker = ray.get_actor(worker_name(settings), namespace=settings.namespace)
     ray.kill(worker, no_restart=False)
     wait_until(lambda: _restarted(hv), 60, "the restarted worker answers")
-    # Then the whole engine.
+    # Then the whole engine, stopped (tests/api/test_webhooks_kill.py kills `rlm serve`).
     core_pid = hv.engine_info()["corePid"]
     hv.shutdown_engine()
     wait_until(lambda: _exited(core_pid), 30, f"the old core (pid {core_pid}) exits")
@@ -270,25 +278,28 @@ class Rebinding:
         return ["127.0.0.1"] if self.calls == 1 else ["10.0.0.7"]
 
 
-@pytest.fixture
-def own_worker(ray_session: None, tmp_path: Path) -> Iterator[tuple[Any, Settings]]:
-    """A worker actor of its own (no engine) with a resolver the test controls, and settings
-    that disable a webhook after 3 failures over a second."""
+@contextmanager
+def _worker(state_dir: Path, **webhooks: Any) -> Iterator[tuple[Any, Settings]]:
+    """A worker actor of its own (no engine) on ``state_dir``, with a resolver the test
+    controls and the test settings changed by ``webhooks``."""
     settings = Settings(
-        state_dir=tmp_path,
-        webhooks=WebhookSettings(
-            **{
-                **TEST_WEBHOOKS.model_dump(),
-                "disable_after_s": 1.0,
-                "disable_min_failures": 3,
-            }
-        ),
+        state_dir=state_dir,
+        webhooks=WebhookSettings(**{**TEST_WEBHOOKS.model_dump(), **webhooks}),
     )
     worker = WebhookWorkerActor.remote(settings, Rebinding())
     ray.get(worker.ready.remote())
-    yield worker, settings
-    ray.get(worker.close.remote())
-    ray.kill(worker)
+    try:
+        yield worker, settings
+    finally:
+        ray.get(worker.close.remote())
+        ray.kill(worker)
+
+
+@pytest.fixture
+def own_worker(ray_session: None, tmp_path: Path) -> Iterator[tuple[Any, Settings]]:
+    """A worker of its own that disables a webhook after 3 failures over a second."""
+    with _worker(tmp_path, disable_after_s=1.0, disable_min_failures=3) as made:
+        yield made
 
 
 def _call(worker: Any, method: str, viewer: Viewer, *args: Any) -> Any:
@@ -296,6 +307,12 @@ def _call(worker: Any, method: str, viewer: Viewer, *args: Any) -> Any:
     if kind == "err":
         raise error_from_payload(value)
     return value
+
+
+def _disabled_events(settings: Settings, webhook_id: str) -> list[Any]:
+    """The ``webhook.disabled`` security events of ``webhook_id`` (as the operator sees them)."""
+    page = RaySecurity(settings).call_sync("events", None, types=["webhook.disabled"])
+    return [e for e in page.events if (e.details or {}).get("webhookId") == webhook_id]
 
 
 def _event(settings: Settings, owner: str) -> None:
@@ -373,14 +390,11 @@ def test_410_gone_disables_the_webhook(
     view = _call(worker, "get", viewer, hook.webhook_id)
     assert view.disabled_reason == "the receiver answered 410 Gone" and view.disabled_at
     # The audit log has it too, for the owner's org's admins (here: the operator, no org).
-    security = RaySecurity(settings)
-
-    def recorded() -> list[Any] | None:
-        page = security.call_sync("events", None, types=["webhook.disabled"])
-        mine = [e for e in page.events if (e.details or {}).get("webhookId") == hook.webhook_id]
-        return mine or None
-
-    [event] = wait_until(recorded, 30, "the audit log records the disabled webhook")
+    [event] = wait_until(
+        lambda: _disabled_events(settings, hook.webhook_id),
+        30,
+        "the audit log records the disabled webhook",
+    )
     assert event.user_id == viewer.user_id and "410 Gone" in event.message
     [delivery] = _call(worker, "deliveries", viewer, hook.webhook_id)
     assert (delivery.status, delivery.last_status_code) == ("failed", 410)
@@ -423,6 +437,44 @@ def test_a_webhook_failing_for_long_is_disabled(
         d.last_error.startswith("webhook disabled") or d.last_status_code == 500 for d in deliveries
     )
     assert ray.get(worker.stats.remote())["disabled"] == 1
+    # And a security event says so, as for a 410.
+    [event] = wait_until(
+        lambda: _disabled_events(settings, hook.webhook_id), 30, "a webhook.disabled event"
+    )
+    assert event.user_id == viewer.user_id and "every attempt failed" in event.message
+    assert event.type == "webhook.disabled"
+
+
+def test_retry_after_is_honoured(
+    ray_session: None, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    # The schedule alone would try again within 0.24 s (0.2 s and its jitter); the receiver
+    # asks for 3 s, well under the longest wait (30 s here), so 3 s it is.
+    with _worker(tmp_path, retry_max_delay_s=30.0) as (worker, settings):
+        viewer = _user()
+        hook = _call(
+            worker, "create", viewer, WebhookCreate(url=receiver.url, events=["task.completed"])
+        )
+        receiver.respond(429, retry_after="3")
+        _event(settings, viewer.user_id)
+        ray.get(worker.kick.remote())
+        first, second = receiver.wait_for(lambda h: True, count=2, timeout=30)
+        [delivery] = wait_until(
+            lambda: [
+                d
+                for d in _call(worker, "deliveries", viewer, hook.webhook_id)
+                if d.status == "succeeded"
+            ],
+            30,
+            "the delivery succeeds",
+        )
+    assert (first.status, second.status) == (429, 200)
+    assert second.webhook_id == first.webhook_id
+    # The second attempt waited for what the receiver asked, from when it answered.
+    assert 3.0 <= second.at - first.at < 20.0
+    assert [a.status_code for a in delivery.attempt_log] == [429, 200]
+    assert delivery.attempt_log[1].at - delivery.attempt_log[0].at >= timedelta(seconds=3)
+    assert all(a.latency_ms > 0 for a in delivery.attempt_log)  # each attempt's latency
 
 
 def test_webhooks_survive_a_restarted_core(ray_session: None, tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from rlm.admission import Viewer
 from rlm.errors import InvalidInput
-from rlm.models import ExecuteResponse, WebhookCreate, WebhookUpdate
+from rlm.models import ExecuteResponse, WebhookCreate, WebhookCreated, WebhookUpdate
+from rlm.tasks.events import TaskEvent
 from rlm.tasks.record import TaskRecord
 from rlm.tasks.store import TaskStore
 from rlm.webhooks.lifecycle import AttemptResult, Decision
@@ -67,6 +68,20 @@ def service(store: WebhookStore, clock: Clock) -> WebhookService:
     return WebhookService(store, SETTINGS, Names(), clock=clock)
 
 
+@pytest.fixture
+def alice_hook(service: WebhookService) -> WebhookCreated:
+    """Alice's own webhook for ``task.completed``."""
+    return service.create(
+        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
+    )
+
+
+@pytest.fixture
+def tasks(path: Path, clock: Clock, database_url: str | None) -> TaskStore:
+    """A task store whose final records write ``task.completed`` into the outbox."""
+    return TaskStore(path, database_url=database_url, hook=_hook(path, clock, database_url))
+
+
 def _record(
     task_id: str, status: str, owner: str = "alice", org: str | None = "acme"
 ) -> TaskRecord:
@@ -113,11 +128,14 @@ def _queued(path: Path, url: str | None) -> list[tuple[str, list[str]]]:
 
 
 def test_a_final_record_and_its_event_are_written_together(
-    database_url: str | None, path: Path, clock: Clock, service: WebhookService, store: WebhookStore
+    database_url: str | None,
+    path: Path,
+    clock: Clock,
+    service: WebhookService,
+    store: WebhookStore,
+    alice_hook: WebhookCreated,
 ) -> None:
-    mine = service.create(
-        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
-    )
+    mine = alice_hook
     org = service.create(
         ADMIN, WebhookCreate(url="http://localhost:9/o", events=["task.completed"], scope="org")
     )
@@ -157,40 +175,45 @@ def test_a_final_record_and_its_event_are_written_together(
 
 
 class _Broken(WebhookOutbox):
+    """An outbox whose write fails after queuing its row, on either path."""
+
+    async def task_ended_async(self, tx: Any, record: TaskRecord) -> None:
+        await super().task_ended_async(tx, record)
+        raise OSError("disk full")
+
     def task_ended(self, conn: sqlite3.Connection, record: TaskRecord) -> None:
         super().task_ended(conn, record)
         raise OSError("disk full")
 
 
+@pytest.fixture
+def broken_tasks(
+    path: Path, clock: Clock, database_url: str | None, alice_hook: WebhookCreated
+) -> TaskStore:
+    """A task store, for a subscribed task owner, whose outbox write fails."""
+    outbox = _Broken(path, SETTINGS, clock=clock, database_url=database_url)
+    return TaskStore(path, database_url=database_url, hook=outbox)
+
+
 def test_a_failed_outbox_write_rolls_the_record_back(
-    database_url: str | None, path: Path, clock: Clock, service: WebhookService
+    database_url: str | None, path: Path, broken_tasks: TaskStore
 ) -> None:
-    service.create(ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"]))
-    tasks = TaskStore(
-        path,
-        database_url=database_url,
-        hook=_Broken(path, SETTINGS, clock=clock, database_url=database_url),
-    )
-    tasks.put(_record("t1", "running"))
+    broken_tasks.put(_record("t1", "running"))
     with pytest.raises(OSError, match="disk full"):
-        tasks.put(_record("t1", "completed"))
-    stored = tasks.get("t1")
+        broken_tasks.put(_record("t1", "completed"))
+    stored = broken_tasks.get("t1")
     assert stored is not None and stored.status == "running"
     assert _queued(path, database_url) == []
 
 
 def test_tasks_marked_interrupted_get_their_event(
-    database_url: str | None, path: Path, clock: Clock, service: WebhookService
+    database_url: str | None, path: Path, alice_hook: WebhookCreated, tasks: TaskStore
 ) -> None:
-    hook = service.create(
-        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
-    )
     TaskStore(path, database_url=database_url).put(
         _record("t1", "running").evolve(instance_id="gone")
     )
-    tasks = TaskStore(path, database_url=database_url, hook=_hook(path, clock, database_url))
     assert tasks.recover_interrupted("me") == ["t1"]
-    assert _queued(path, database_url) == [("task.completed", [hook.webhook_id])]
+    assert _queued(path, database_url) == [("task.completed", [alice_hook.webhook_id])]
 
 
 def _enqueue(store: WebhookStore, clock: Clock, n: int, owner: str = "alice") -> None:
@@ -206,11 +229,9 @@ def _enqueue(store: WebhookStore, clock: Clock, n: int, owner: str = "alice") ->
 
 
 def test_claim_lease_record_and_retry(
-    store: WebhookStore, service: WebhookService, clock: Clock
+    store: WebhookStore, service: WebhookService, clock: Clock, alice_hook: WebhookCreated
 ) -> None:
-    hook = service.create(
-        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
-    )
+    hook = alice_hook
     _enqueue(store, clock, 3)
     first = store.claim(2, lease_s=60.0, room={}, default_room=10)
     assert [j.event_id for j in first] == ["msg_alice_0", "msg_alice_1"]
@@ -249,9 +270,12 @@ def test_claim_lease_record_and_retry(
 
 
 def test_a_dead_workers_leases_are_released(
-    database_url: str | None, path: Path, store: WebhookStore, service: WebhookService, clock: Clock
+    database_url: str | None,
+    path: Path,
+    store: WebhookStore,
+    clock: Clock,
+    alice_hook: WebhookCreated,  # the webhook the events are for
 ) -> None:
-    service.create(ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"]))
     _enqueue(store, clock, 2)
     claimed = store.claim(10, lease_s=60.0, room={}, default_room=10)
     assert len(claimed) == 2
@@ -262,11 +286,9 @@ def test_a_dead_workers_leases_are_released(
 
 
 def test_a_webhook_without_room_is_skipped_not_blocking(
-    store: WebhookStore, service: WebhookService, clock: Clock
+    store: WebhookStore, service: WebhookService, clock: Clock, alice_hook: WebhookCreated
 ) -> None:
-    busy = service.create(
-        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
-    )
+    busy = alice_hook
     _enqueue(store, clock, 5)
     idle = service.create(
         Viewer("bob"), WebhookCreate(url="http://localhost:9/b", events=["task.completed"])
@@ -290,11 +312,9 @@ def _fail(store: WebhookStore, clock: Clock, status: int) -> list[tuple[str, str
 
 
 def test_410_disables_the_webhook_and_ends_its_pending_deliveries(
-    store: WebhookStore, service: WebhookService, clock: Clock
+    store: WebhookStore, service: WebhookService, clock: Clock, alice_hook: WebhookCreated
 ) -> None:
-    hook = service.create(
-        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
-    )
+    hook = alice_hook
     _enqueue(store, clock, 3)
     assert _fail(store, clock, 410) == [(hook.webhook_id, "the receiver answered 410 Gone")]
     view = service.get(ALICE, hook.webhook_id)
@@ -310,11 +330,9 @@ def test_410_disables_the_webhook_and_ends_its_pending_deliveries(
 
 
 def test_a_webhook_failing_for_long_is_disabled(
-    store: WebhookStore, service: WebhookService, clock: Clock
+    store: WebhookStore, service: WebhookService, clock: Clock, alice_hook: WebhookCreated
 ) -> None:
-    hook = service.create(
-        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
-    )
+    hook = alice_hook
     _enqueue(store, clock, 1)
     assert _fail(store, clock, 500) == []
     clock.now += 5
@@ -362,11 +380,9 @@ def test_quota_events_are_moved_in_once_and_kept_without_subscribers(
 
 
 def test_old_finished_deliveries_are_pruned(
-    store: WebhookStore, service: WebhookService, clock: Clock
+    store: WebhookStore, service: WebhookService, clock: Clock, alice_hook: WebhookCreated
 ) -> None:
-    hook = service.create(
-        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
-    )
+    hook = alice_hook
     _enqueue(store, clock, 2)
     [job, _] = store.claim(10, lease_s=60.0, room={}, default_room=10)
     store.record([Outcome(job, AttemptResult(200, 1.0), Decision("succeeded"), clock.now)])
@@ -377,14 +393,8 @@ def test_old_finished_deliveries_are_pruned(
 
 
 def test_the_async_path_writes_a_final_record_its_events_and_its_event_together(
-    database_url: str | None, path: Path, clock: Clock, service: WebhookService
+    database_url: str | None, path: Path, alice_hook: WebhookCreated, tasks: TaskStore
 ) -> None:
-    from rlm.tasks.events import TaskEvent
-
-    mine = service.create(
-        ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"])
-    )
-    tasks = TaskStore(path, database_url=database_url, hook=_hook(path, clock, database_url))
     events = [TaskEvent(1, "task.started", {"n": 1}, 1.0), TaskEvent(2, "task.completed", {}, 2.0)]
 
     async def go() -> None:
@@ -395,7 +405,7 @@ def test_the_async_path_writes_a_final_record_its_events_and_its_event_together(
         await tasks.put_async(_record("t2", "failed", owner="carol", org=None))  # nobody's
 
     asyncio.run(_closing(go()))
-    assert _queued(path, database_url) == [("task.completed", [mine.webhook_id])]
+    assert _queued(path, database_url) == [("task.completed", [alice_hook.webhook_id])]
     stored = tasks.get("t1")
     assert stored is not None and stored.status == "completed"
     assert [(e.seq, e.type, e.data) for e in tasks.events("t1")] == [
@@ -404,34 +414,18 @@ def test_the_async_path_writes_a_final_record_its_events_and_its_event_together(
     ]
 
 
-class _BrokenAsync(WebhookOutbox):
-    async def task_ended_async(self, tx: Any, record: TaskRecord) -> None:
-        await super().task_ended_async(tx, record)
-        raise OSError("disk full")
-
-    def task_ended(self, conn: sqlite3.Connection, record: TaskRecord) -> None:
-        super().task_ended(conn, record)
-        raise OSError("disk full")
-
-
 def test_a_failed_outbox_write_rolls_the_record_back_on_the_async_path(
-    database_url: str | None, path: Path, clock: Clock, service: WebhookService
+    database_url: str | None, path: Path, broken_tasks: TaskStore
 ) -> None:
-    service.create(ALICE, WebhookCreate(url="http://localhost:9/a", events=["task.completed"]))
-    tasks = TaskStore(
-        path,
-        database_url=database_url,
-        hook=_BrokenAsync(path, SETTINGS, clock=clock, database_url=database_url),
-    )
-    asyncio.run(_closing(tasks.put_async(_record("t1", "running"))))
+    asyncio.run(_closing(broken_tasks.put_async(_record("t1", "running"))))
     with pytest.raises(OSError, match="disk full"):
-        asyncio.run(_closing(tasks.put_async(_record("t1", "completed"))))
-    stored = tasks.get("t1")
+        asyncio.run(_closing(broken_tasks.put_async(_record("t1", "completed"))))
+    stored = broken_tasks.get("t1")
     assert stored is not None and stored.status == "running"
     assert _queued(path, database_url) == []
     # The connection went back clean: the next write on it succeeds.
-    asyncio.run(_closing(tasks.put_async(_record("t2", "running"))))
-    assert tasks.get("t2") is not None
+    asyncio.run(_closing(broken_tasks.put_async(_record("t2", "running"))))
+    assert broken_tasks.get("t2") is not None
 
 
 async def _closing(step: Coroutine[Any, Any, T]) -> T:
