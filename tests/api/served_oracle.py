@@ -27,6 +27,8 @@ class OracleServe:
     served: Served
     env: dict[str, str]
     state_dir: Path
+    #: The service's language model: what it was asked is in ``lm.requests``.
+    lm: FakeLMServer
 
     @property
     def base_url(self) -> str:
@@ -59,9 +61,11 @@ def oracle_serve(tmp: Path) -> Iterator[OracleServe]:
             "RLM_LM__BASE_URL": lm.url,
             "RLM_LM__API_KEY": "test-key",
             "RLM_LM__MODEL": "fake-model",
+            # A second model the provider offers (a notebook may name it, OOLONG_MODEL).
+            "RLM_LM__SUB_MODEL": "fake-sub-model",
             # Prices, so the notebooks' cost charts show something: the API document's units.
             "RLM_LM__INPUT_PRICE_PER_MTOK": "1.0",
             "RLM_LM__OUTPUT_PRICE_PER_MTOK": "2.0",
         }
         with rlm_serve(env, free_port()) as served:
-            yield OracleServe(served, env, state)
+            yield OracleServe(served, env, state, lm)

@@ -98,14 +98,43 @@ def test_quotas_and_tenants(notebook_env: OracleServe, monkeypatch: pytest.Monke
 
 
 def test_oolong_research_run(notebook_env: OracleServe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default the run asks the service's own model: here (as the notebook's setup says)
+    the fake OOLONG oracle the service's ``RLM_LM__*`` environment points at."""
     monkeypatch.setenv("RLM_API_KEY", notebook_env.token(scopes=READ, tier="enterprise"))
     monkeypatch.delenv("OOLONG_MODEL", raising=False)
     monkeypatch.setenv("OOLONG_QUESTIONS", "8")
+    notebook_env.lm.reset_stats()
     book, took = _run(NOTEBOOKS / "03_oolong_research_run.ipynb")
     text = _text(book)
+    assert "model: the service default (RLM_LM__MODEL)" in text
     assert "24 answers over 1 window(s)" in text  # 8 questions in each of the 3 modes
     # The oracle behind the service answers every mode right: the harness is sound.
     for mode in ("rlm", "direct", "map-reduce"):
         assert f"{mode:>10}: accuracy 100.0%, errors 0" in text, text
     assert _images(book) == 2
+    # Every question went to the endpoint of the service's environment, its default model
+    # (an RLM's sub-calls to the provider's sub-model).
+    asked = {r.model for r in notebook_env.lm.requests}
+    default, sub = notebook_env.env["RLM_LM__MODEL"], notebook_env.env["RLM_LM__SUB_MODEL"]
+    assert default in asked and asked <= {default, sub}, asked
     assert took < 120
+
+
+def test_oolong_research_run_on_a_model_named_in_the_environment(
+    notebook_env: OracleServe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``OOLONG_MODEL`` names the endpoint's model the run asks (a real one in a real run)."""
+    monkeypatch.setenv("RLM_API_KEY", notebook_env.token(scopes=READ, tier="enterprise"))
+    # Offered by the service's provider (its sub-model), and not its default model.
+    monkeypatch.setenv("OOLONG_MODEL", notebook_env.env["RLM_LM__SUB_MODEL"])
+    monkeypatch.setenv("OOLONG_QUESTIONS", "2")
+    notebook_env.lm.reset_stats()
+    book, _ = _run(NOTEBOOKS / "03_oolong_research_run.ipynb")
+    text = _text(book)
+    assert "model: fake-sub-model" in text
+    assert "6 answers over 1 window(s)" in text
+    for mode in ("rlm", "direct", "map-reduce"):
+        assert f"{mode:>10}: accuracy 100.0%, errors 0" in text, text
+    # Every call of every mode (an RLM's sub-calls too) asked the model the environment named.
+    asked = [r.model for r in notebook_env.lm.requests]
+    assert asked and set(asked) == {"fake-sub-model"}, sorted(set(asked))

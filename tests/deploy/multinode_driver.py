@@ -235,12 +235,19 @@ def _whole_pool(hv: rlm.Hypervisor, agents: int, deadline: float) -> list[int] |
 
 
 def _placements() -> dict[str, list[str]]:
-    """The node of each of the engine's live actors, by class (for the failure messages)."""
+    """The node of each live actor of this driver's engine, by class.
+
+    Only this job's actors: the engine's core is created by this driver and every other actor
+    of the engine by the core, so all carry this job's id. Another engine on the same cluster
+    (one a ``serve run`` or a job of an earlier test started: its detached actors outlive
+    ``serve shutdown``) would otherwise add its agents to this pool's count.
+    """
     from ray._private import state
 
+    job = ray.get_runtime_context().get_job_id()
     where: dict[str, list[str]] = {}
     for actor in state.actors().values():
-        if actor.get("State") == "ALIVE":
+        if actor.get("State") == "ALIVE" and actor.get("JobID") == job:
             node = actor.get("Address", {}).get("NodeID", "?")
             where.setdefault(actor.get("ActorClassName", "?"), []).append(node)
     return where

@@ -1,12 +1,16 @@
 """The cluster launcher files and the KubeRay RayService, checked without a cloud or a
 Kubernetes cluster: the launcher files by Ray's own validation (what ``ray up`` runs before it
-creates anything), the RayService against the required fields of KubeRay's CRD, and both for
+creates anything), the RayService against KubeRay's own CRD schema (its required fields and
+every field's type, as ``kubectl apply`` checks them), and both for
 what they must do (install the project, start the service from ``serve_app/config.yaml``)."""
 
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -136,92 +140,30 @@ def test_node_environment_is_settings_the_service_accepts(tmp_path: Path) -> Non
 
 # -- KubeRay --------------------------------------------------------------------------------
 
-_POD_TEMPLATE: dict[str, Any] = {
-    "type": "object",
-    "required": ["spec"],
-    "properties": {
-        "spec": {
-            "type": "object",
-            "required": ["containers"],
-            "properties": {
-                "containers": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "image"],
-                        "properties": {"name": {"type": "string"}, "image": {"type": "string"}},
-                    },
-                }
-            },
-        }
-    },
-}
+#: KubeRay's own RayService CRD (``ray-operator/config/crd/bases/ray.io_rayservices.yaml`` of
+#: ray-project/kuberay at tag v1.7.0, commit 59d663aeec13760646da3db9c1cf8cfe883e30b7; xz of the
+#: file as published, sha256 below), what ``kubectl apply`` validates a RayService against.
+RAYSERVICE_CRD = Path(__file__).with_name("data") / "ray.io_rayservices-v1.7.0.yaml.xz"
+RAYSERVICE_CRD_SHA256 = "0a8fc325e6e22b9231c1f282b309555e2ecf94227ca20a03df3d1d9a403907ab"
 
-#: The RayService fields KubeRay's CRD (ray.io/v1) requires, from its Go types: a field whose
-#: json tag has no ``omitempty`` is required (``RayClusterSpec.headGroupSpec``;
-#: ``HeadGroupSpec.template``, ``.rayStartParams``; ``WorkerGroupSpec.groupName``,
-#: ``.minReplicas``, ``.maxReplicas``, ``.rayStartParams``, ``.template``), plus Kubernetes'
-#: own (a pod spec's ``containers``, each with a ``name``; an ``image`` for a pod to start).
-#: ``serveConfigV2`` is optional in the CRD but is the point of a RayService: required here.
-RAYSERVICE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "ray.io/v1"},
-        "kind": {"const": "RayService"},
-        "metadata": {"type": "object", "required": ["name"]},
-        "spec": {
-            "type": "object",
-            "required": ["serveConfigV2", "rayClusterConfig"],
-            "properties": {
-                "serveConfigV2": {"type": "string"},
-                "rayClusterConfig": {
-                    "type": "object",
-                    "required": ["headGroupSpec"],
-                    "properties": {
-                        "rayVersion": {"type": "string"},
-                        "headGroupSpec": {
-                            "type": "object",
-                            "required": ["template", "rayStartParams"],
-                            "properties": {
-                                "rayStartParams": {
-                                    "type": "object",
-                                    "additionalProperties": {"type": "string"},
-                                },
-                                "template": _POD_TEMPLATE,
-                            },
-                        },
-                        "workerGroupSpecs": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": [
-                                    "groupName",
-                                    "minReplicas",
-                                    "maxReplicas",
-                                    "rayStartParams",
-                                    "template",
-                                ],
-                                "properties": {
-                                    "groupName": {"type": "string"},
-                                    "replicas": {"type": "integer", "minimum": 0},
-                                    "minReplicas": {"type": "integer", "minimum": 0},
-                                    "maxReplicas": {"type": "integer", "minimum": 0},
-                                    "rayStartParams": {
-                                        "type": "object",
-                                        "additionalProperties": {"type": "string"},
-                                    },
-                                    "template": _POD_TEMPLATE,
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
+
+@functools.cache
+def _crd_schema() -> dict[str, Any]:
+    """The ``openAPIV3Schema`` of the CRD's served, stored version (``ray.io/v1``)."""
+    raw = lzma.decompress(RAYSERVICE_CRD.read_bytes())
+    assert hashlib.sha256(raw).hexdigest() == RAYSERVICE_CRD_SHA256, "not KubeRay's file"
+    crd = yaml.safe_load(raw)
+    assert crd["spec"]["names"]["kind"] == "RayService"
+    (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+    assert version["name"] == "v1" and version["served"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _crd_validate(service: dict[str, Any]) -> None:
+    """Validate as the API server does (OpenAPI v3.0 schemas are JSON Schema draft 4's
+    keywords; the ``x-kubernetes-*`` extensions are annotations to a validator)."""
+    jsonschema.Draft4Validator(_crd_schema()).validate(service)
 
 
 def _rayservice() -> dict[str, Any]:
@@ -232,19 +174,55 @@ def _rayservice() -> dict[str, Any]:
     return service
 
 
-def test_rayservice_has_the_fields_kuberay_requires() -> None:
-    jsonschema.validate(_rayservice(), RAYSERVICE_SCHEMA)
+def test_rayservice_is_valid_against_kuberays_crd() -> None:
+    service = _rayservice()
+    assert (service["apiVersion"], service["kind"]) == ("ray.io/v1", "RayService")
+    _crd_validate(service)
+    # The fields the CRD requires are there (the validation above checks them; this names
+    # them): spec.rayClusterConfig, its headGroupSpec.template, each worker group's groupName,
+    # minReplicas, maxReplicas and template.
+    schema = _crd_schema()["properties"]["spec"]
+    assert schema["required"] == ["rayClusterConfig"]
+    cluster = schema["properties"]["rayClusterConfig"]
+    assert cluster["required"] == ["headGroupSpec"]
+    assert cluster["properties"]["headGroupSpec"]["required"] == ["template"]
+    workers = cluster["properties"]["workerGroupSpecs"]["items"]["required"]
+    assert set(workers) == {"groupName", "minReplicas", "maxReplicas", "template"}
+    # Optional in the CRD, but the point of a RayService: the Serve config it runs.
+    assert isinstance(service["spec"]["serveConfigV2"], str)
 
 
-def test_the_required_fields_check_refuses_what_kuberay_refuses() -> None:
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (("spec", "rayClusterConfig", "workerGroupSpecs", 0, "groupName"), "groupName"),
+        (("spec", "rayClusterConfig", "workerGroupSpecs", 0, "maxReplicas"), "maxReplicas"),
+        (("spec", "rayClusterConfig", "headGroupSpec", "template"), "template"),
+        (("spec", "rayClusterConfig"), "rayClusterConfig"),
+    ],
+)
+def test_the_crd_refuses_a_rayservice_missing_a_required_field(
+    path: tuple[str | int, ...], message: str
+) -> None:
     service = _rayservice()
-    del service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["groupName"]
-    with pytest.raises(jsonschema.ValidationError, match="groupName"):
-        jsonschema.validate(service, RAYSERVICE_SCHEMA)
+    parent: Any = service
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    with pytest.raises(jsonschema.ValidationError, match=f"'{message}' is a required property"):
+        _crd_validate(service)
+
+
+def test_the_crd_refuses_a_field_of_the_wrong_type() -> None:
     service = _rayservice()
-    del service["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]
-    with pytest.raises(jsonschema.ValidationError, match="rayStartParams"):
-        jsonschema.validate(service, RAYSERVICE_SCHEMA)
+    head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    head["containers"][0]["ports"][0]["containerPort"] = "6379"
+    with pytest.raises(jsonschema.ValidationError, match="is not of type 'integer'"):
+        _crd_validate(service)
+    service = _rayservice()
+    service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["replicas"] = "two"
+    with pytest.raises(jsonschema.ValidationError, match="is not of type 'integer'"):
+        _crd_validate(service)
 
 
 def test_rayservice_serves_the_same_serve_config() -> None:

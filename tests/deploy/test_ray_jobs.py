@@ -40,8 +40,9 @@ def _ray(
 def _submit(
     cluster: DeployCluster, *entrypoint: str
 ) -> tuple[str, subprocess.CompletedProcess[str]]:
-    """``ray job submit --working-dir . --runtime-env deploy/job-runtime-env.yaml -- ...`` as
-    the README shows it; waits for the job (the CLI's default) and returns its id."""
+    """``ray job submit --working-dir . -- ENTRYPOINT``, the command as the README shows it
+    (the one option added is the submission id, to find the job again); waits for the job
+    (the CLI's default) and returns its id."""
     submission_id = f"rlm-test-{uuid.uuid4().hex[:8]}"
     done = _ray(
         cluster,
@@ -51,8 +52,6 @@ def _submit(
         submission_id,
         "--working-dir",
         ".",
-        "--runtime-env",
-        "deploy/job-runtime-env.yaml",
         "--",
         *entrypoint,
         timeout=JOB_TIMEOUT_S,
@@ -109,7 +108,8 @@ def test_ray_job_submit_runs_a_task_and_its_result_is_in_the_state_store(
     assert status["result"]["output"] == expected
     assert status["result"]["agentCalls"] == printed["agentCalls"]
 
-    # What --working-dir uploaded: the checkout without the environment, the VCS or the tests.
+    # What --working-dir uploaded: the checkout without the environment, the VCS, or what
+    # .rayignore leaves out (tests, benchmarks, notebooks, the SDKs' sources and tools).
     uploaded = list(
         (cluster.head.temp_dir / "session_latest").glob(
             "runtime_resources/working_dir_files/*/rlm/cli.py"
@@ -119,7 +119,7 @@ def test_ray_job_submit_runs_a_task_and_its_result_is_in_the_state_store(
     package = uploaded[0].parent.parent
     names = {p.relative_to(package).parts[0] for p in package.iterdir()}
     assert {"rlm", "serve_app", "examples"} <= names
-    assert not names & {".venv", ".git", "tests", "benchmarks", "node_modules"}, names
+    assert not names & {".venv", ".git", "tests", "benchmarks", "notebooks", "sdk"}, names
     size = sum(p.stat().st_size for p in package.rglob("*") if p.is_file())
     assert size < 5 * 1024 * 1024, f"the job uploaded {size:,} bytes"
 

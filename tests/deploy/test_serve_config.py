@@ -137,10 +137,12 @@ def test_serve_run_config_serves_the_api_until_ctrl_c(
     wait_until(lambda: _closed(base), 60, "the API stops answering after Ctrl-C")
 
 
+#: ``serve deploy`` attempts: a port free when chosen may be taken before Serve's proxy binds it
+#: (on a shared machine any process's outgoing connection can get it); the proxy then fails.
+_BIND_ATTEMPTS = 3
+
+
 def test_serve_deploy_config_then_serve_shutdown(cluster: DeployCluster, tmp_path: Path) -> None:
-    port = free_port()
-    config = _config_on(port, tmp_path)
-    base = f"http://127.0.0.1:{port}/v1"
     assert cluster.head.dashboard_url is not None
     dash = ["-a", cluster.head.dashboard_url]
 
@@ -154,8 +156,20 @@ def test_serve_deploy_config_then_serve_shutdown(cluster: DeployCluster, tmp_pat
             timeout=120,
         )
 
-    deployed = serve("deploy", str(config), *dash)
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    attempts = 0
+    while True:
+        attempts += 1
+        port = free_port()
+        config = _config_on(port, tmp_path)
+        base = f"http://127.0.0.1:{port}/v1"
+        deployed = serve("deploy", str(config), *dash)
+        told = deployed.stdout + deployed.stderr
+        bind_failed = "Failed to bind to address" in told
+        if deployed.returncode == 0 or not bind_failed or attempts == _BIND_ATTEMPTS:
+            break
+        # Serve stays up with its failed proxy: shut it down before the next port.
+        assert serve("shutdown", "-y", *dash).returncode == 0
+    assert deployed.returncode == 0, f"attempt {attempts}: {told}"
     try:
         _serve_answers_a_task(
             cluster, base, lambda: f"serve deploy answers /health: {serve('status', *dash).stdout}"
