@@ -126,7 +126,7 @@ def record_refusal(request: Request, err: RLMError) -> None:
         "requestId": request_id_of(request),
         "client": request.client.host if request.client is not None else None,
     }
-    for key in ("reason", "requiredScope", "resource", "period", "limit", "used"):
+    for key in ("reason", "rule", "requiredScope", "resource", "period", "limit", "used"):
         if key in err.details:
             details[key] = err.details[key]
     if kind == "auth.unauthorized" and principal is None:
