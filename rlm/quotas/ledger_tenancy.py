@@ -21,9 +21,10 @@ The rules, each refusal a :class:`~rlm.errors.Forbidden` whose ``details["rule"]
 * ``peer_raise`` — nor does a manager raise the limits (``QuotaConfig``, member allocation,
   a transfer to it) of a *peer*: a user the ledger knows as a manager of an org that governs
   the manager itself (its own org or an ancestor), who could raise it in turn. The ledger
-  knows a manager from its first managed change that succeeded (:attr:`~rlm.quotas.orgs.Org.managers`), so of
-  two managers of one org at most one ever raises the other, and neither once both have
-  acted. Lowering is allowed; raising a peer is for a manager of a parent org or an operator.
+  knows a manager from its first managed change that succeeded
+  (:attr:`~rlm.quotas.orgs.Org.managers`), so of two managers of one org at most one ever
+  raises the other, and neither once both have acted. Lowering is allowed; raising a peer
+  is for a manager of a parent org or an operator.
 * ``root_org`` — a root org is only created by a manager whose own org it is (bootstrap).
 """
 
