@@ -7,11 +7,11 @@ distributed tree computes exactly what :func:`run_plan_locally` computes.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from rlm.errors import InternalError, RLMError
+from rlm.incidents import log_incident
 from rlm.inputs import Items, PreparedInput, slice_items
 from rlm.jsonable import to_jsonable
 from rlm.lm.steps import LMSteps
@@ -83,13 +83,8 @@ def finish_output(op: Operation, partial: Any, params: Any, *, task_id: str = ""
     except RLMError:
         raise
     except Exception as err:
-        incident = uuid.uuid4().hex[:12]
-        log.error(
-            "task %s: operation %r failed to finish its output (incident %s)",
-            task_id,
-            op.name,
-            incident,
-            exc_info=err,
+        incident = log_incident(
+            log, f"operation {op.name!r} failed to finish its output", err, task_id=task_id
         )
         raise InternalError(
             f"operation {op.name!r} failed to finish its output (incident {incident})",

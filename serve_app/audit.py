@@ -32,6 +32,10 @@ ADMIN_ROUTES: Final[dict[tuple[str, str], str]] = {
     ("POST", "/quotas/team/{teamId}/transfers"): "team.transfer",
     ("POST", "/quotas/enterprise/org"): "org.create",
     ("PATCH", "/quotas/enterprise/org/{orgId}"): "org.update",
+    ("POST", "/webhooks"): "webhook.create",
+    ("PATCH", "/webhooks/{webhookId}"): "webhook.update",
+    ("DELETE", "/webhooks/{webhookId}"): "webhook.delete",
+    ("POST", "/webhooks/{webhookId}/rotate-secret"): "webhook.secret.rotate",
 }
 """Routes whose success is an admin change, by (method, route path under ``/v1``), with the
 action name.
@@ -122,7 +126,7 @@ def record_refusal(request: Request, err: RLMError) -> None:
         "requestId": request_id_of(request),
         "client": request.client.host if request.client is not None else None,
     }
-    for key in ("reason", "requiredScope", "resource", "period", "limit", "used"):
+    for key in ("reason", "rule", "requiredScope", "resource", "period", "limit", "used"):
         if key in err.details:
             details[key] = err.details[key]
     if kind == "auth.unauthorized" and principal is None:

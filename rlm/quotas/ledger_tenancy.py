@@ -18,6 +18,13 @@ The rules, each refusal a :class:`~rlm.errors.Forbidden` whose ``details["rule"]
   the limits in force for it now, its tier's defaults when it has none), its own member
   allocation, a transfer to itself, or the caps of an org it is itself charged to (its org
   and every org its own user sits in or under). Lowering them is allowed.
+* ``peer_raise`` — nor does a manager raise the limits (``QuotaConfig``, member allocation,
+  a transfer to it) of a *peer*: a user the ledger knows as a manager of an org that governs
+  the manager itself (its own org or an ancestor), who could raise it in turn. The ledger
+  knows a manager from its first managed change that succeeded
+  (:attr:`~rlm.quotas.orgs.Org.managers`), so of two managers of one org at most one ever
+  raises the other, and neither once both have acted. Lowering is allowed; raising a peer
+  is for a manager of a parent org or an operator.
 * ``root_org`` — a root org is only created by a manager whose own org it is (bootstrap).
 """
 
@@ -88,6 +95,18 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
             ) from None
         return org
 
+    def _acted(self, manager: Manager) -> None:
+        """Remember the manager of a change that succeeded (a refused one changes nothing)."""
+        if manager.org_id is not None and manager.org_id in self._state.orgs.orgs:
+            self._state.orgs.add_manager(manager.org_id, manager.user_id)
+
+    def _is_peer(self, manager: Manager, user_id: str) -> bool:
+        """Whether ``user_id`` is another manager who governs ``manager`` (could raise it)."""
+        if user_id == manager.user_id:
+            return False
+        orgs = self._state.orgs.orgs
+        return any(user_id in orgs[o].managers for o in self._own_orgs(manager) if o in orgs)
+
     def _governs(self, manager: Manager, kind: str, entity_id: str) -> str:
         """The manager's org, if it governs the entity; else refuse."""
         org = self._managed_org(manager)
@@ -140,15 +159,17 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
         config = parse_model(QuotaConfig, config)
         user_id = config.user_id
         place = self._claim(manager, user_id)
-        if user_id == manager.user_id:
-            self._no_raise_of_own_config(manager, config)
+        if user_id == manager.user_id or self._is_peer(manager, user_id):
+            self._no_raise_of_config(manager, config)
         tier: Tier = parse_tier(manager.tier) if user_id == manager.user_id else "user"
         done = self.set_user_config(config, tier=tier)
         self._place(user_id, place, tier)
+        self._acted(manager)
         return done
 
-    def _no_raise_of_own_config(self, manager: Manager, config: QuotaConfig) -> None:
-        now = self.user_config(manager.user_id, tier=parse_tier(manager.tier))
+    def _no_raise_of_config(self, manager: Manager, config: QuotaConfig) -> None:
+        own = config.user_id == manager.user_id
+        now = self.user_config(config.user_id, tier=parse_tier(manager.tier) if own else None)
         raised = [
             name
             for name in _CONFIG_LIMITS
@@ -160,11 +181,12 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
             raised.append("daily_token_limit")
         if raised:
             fields = sorted(QuotaConfig.model_fields[n].alias or n for n in raised)
+            whose = "its own limits" if own else "the limits of a manager who governs it"
             raise _refuse(
-                "self_raise",
-                f"a manager cannot raise its own limits ({', '.join(fields)}); lowering them is "
+                "self_raise" if own else "peer_raise",
+                f"a manager cannot raise {whose} ({', '.join(fields)}); lowering them is "
                 "allowed, raising them is for a manager of a parent org or an operator",
-                userId=manager.user_id,
+                userId=config.user_id,
                 fields=fields,
             )
 
@@ -183,9 +205,11 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
         """Create a team in ``org_id`` (default: the manager's org), which it must govern."""
         org = org_id or self._managed_org(manager)
         self._governs(manager, "org", org)
-        return self.create_team(
+        done = self.create_team(
             team_id, team_name, total_agent_pool, total_compute_hours, total_storage_gb, org
         )
+        self._acted(manager)
+        return done
 
     def managed_add_member(
         self,
@@ -204,25 +228,33 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
         """
         self._governs(manager, "team", team_id)
         place = self._claim(manager, user_id)
-        if user_id == manager.user_id and (agents is not None or compute_hours is not None):
-            self._no_raise_of_own_allocation(manager, team_id, agents or 0, compute_hours or 0.0)
+        if (user_id == manager.user_id or self._is_peer(manager, user_id)) and (
+            agents is not None or compute_hours is not None
+        ):
+            self._no_raise_of_allocation(
+                manager, team_id, user_id, agents or 0, compute_hours or 0.0
+            )
         member = self.add_member(team_id, user_id, role, agents, compute_hours)
         self._place(user_id, place, "user")
+        self._acted(manager)
         return member
 
-    def _no_raise_of_own_allocation(
-        self, manager: Manager, team_id: str, agents: int, compute_hours: float
+    def _no_raise_of_allocation(
+        self, manager: Manager, team_id: str, user_id: str, agents: int, compute_hours: float
     ) -> None:
-        member = self._state.teams.get(team_id).members.get(manager.user_id)
+        member = self._state.teams.get(team_id).members.get(user_id)
         if member is None or not member.allocated:
             return  # a member without a cap, or a newcomer: any cap only lowers
         micro = to_micro(compute_hours, field="computeHoursAllocated")
         if agents > member.agents_allocated or micro > member.compute_allocated:
+            own = user_id == manager.user_id
             raise _refuse(
-                "self_raise",
-                "a manager cannot raise its own allocation in a team",
+                "self_raise" if own else "peer_raise",
+                "a manager cannot raise its own allocation in a team"
+                if own
+                else "a manager cannot raise the allocation of a manager who governs it",
                 teamId=team_id,
-                userId=manager.user_id,
+                userId=user_id,
             )
 
     def managed_set_project_allocation(
@@ -236,7 +268,9 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
     ) -> TeamQuotaStatus:
         """Set a project's share of a governed team's pool."""
         self._governs(manager, "team", team_id)
-        return self.set_project_allocation(team_id, project_id, agents, compute_hours, name)
+        done = self.set_project_allocation(team_id, project_id, agents, compute_hours, name)
+        self._acted(manager)
+        return done
 
     def managed_transfer(
         self,
@@ -253,14 +287,19 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
         self._governs(manager, "team", team_id)
         for user in (from_user, to_user):
             self._governs(manager, "user", user)
-        if to_user == manager.user_id and (agents > 0 or compute_hours > 0):
+        peer = self._is_peer(manager, to_user)
+        if (to_user == manager.user_id or peer) and (agents > 0 or compute_hours > 0):
             raise _refuse(
-                "self_raise",
-                "a manager cannot transfer allocation to itself",
+                "peer_raise" if peer else "self_raise",
+                "a manager cannot transfer allocation to a manager who governs it"
+                if peer
+                else "a manager cannot transfer allocation to itself",
                 teamId=team_id,
-                userId=manager.user_id,
+                userId=to_user,
             )
-        return self.transfer(team_id, from_user, to_user, agents, compute_hours, idempotency_key)
+        done = self.transfer(team_id, from_user, to_user, agents, compute_hours, idempotency_key)
+        self._acted(manager)
+        return done
 
     # -- orgs -----------------------------------------------------------------------------------
 
@@ -280,7 +319,9 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
             self._governs(manager, "org", parent_id)
         elif manager.org_id is None or org_id != manager.org_id:
             raise _refuse("root_org", "a root org is created by its own manager", orgId=org_id)
-        return self.create_org(org_id, name, parent_id, agents, compute_hours, storage_gb)
+        done = self.create_org(org_id, name, parent_id, agents, compute_hours, storage_gb)
+        self._acted(manager)
+        return done
 
     def managed_patch_org(
         self,
@@ -312,4 +353,6 @@ class LedgerTenancy(LedgerUsers, LedgerTeams, LedgerOrgs):
                     orgId=org_id,
                     fields=raised,
                 )
-        return self.patch_org(org_id, agents, compute_hours, storage_gb)
+        done = self.patch_org(org_id, agents, compute_hours, storage_gb)
+        self._acted(manager)
+        return done

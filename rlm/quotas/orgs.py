@@ -43,6 +43,8 @@ class Org:
         direct: Monthly usage of this org's own users.
         children: Child ids, in creation order (derived from ``parent_id``; not stored).
         alerts: This month's start and the thresholds of the caps already announced in it.
+        managers: Users who have managed this org (made a managed change as its manager):
+            none of them may raise another's limits (the ``peer_raise`` rule).
     """
 
     org_id: str
@@ -55,6 +57,7 @@ class Org:
     direct: WindowCounter
     children: list[str] = field(default_factory=list)
     alerts: tuple[datetime, list[int]] | None = None
+    managers: set[str] = field(default_factory=set)
 
     def view(self, starts: WindowStarts) -> Organization:
         """The API's ``Organization``; usage counts reservations in flight (tokens and cost:
@@ -86,6 +89,7 @@ class Org:
             "subtree": self.subtree.to_row(),
             "direct": self.direct.to_row(),
             "alerts": marks_to_row(self.alerts),
+            "managers": sorted(self.managers),
         }
 
     @classmethod
@@ -101,6 +105,7 @@ class Org:
             subtree=WindowCounter.from_row(data["subtree"]),
             direct=WindowCounter.from_row(data["direct"]),
             alerts=marks_from_row(data.get("alerts")),  # absent in state written before org alerts
+            managers=set(data.get("managers", ())),  # absent in state written before managers
         )
 
 
@@ -200,6 +205,13 @@ class OrgTree:
             self.orgs[parent_id].children.append(org_id)
         self._changed.add(("org", org_id))
         return org.view(starts)
+
+    def add_manager(self, org_id: str, user_id: str) -> None:
+        """Remember that ``user_id`` manages ``org_id`` (see :attr:`Org.managers`)."""
+        org = self.get(org_id)
+        if user_id not in org.managers:
+            org.managers.add(user_id)
+            self._changed.add(("org", org_id))
 
     def patch(
         self,

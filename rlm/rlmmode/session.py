@@ -565,8 +565,14 @@ class _Session:
         return answers
 
 
-def root_failure(error: BaseException) -> RLMError:
-    """The task's error for an exception that escaped a tree (not a stop)."""
+def root_failure(error: BaseException, incident: str = "") -> RLMError:
+    """The task's error for an exception that escaped a tree (not a stop).
+
+    An :class:`~rlm.errors.RLMError` is the session's deliberate answer. Anything else is a
+    failure of the engine whose text may carry internals: the caller sees a generic sentence
+    with the ``incident`` id under which the exception was logged
+    (:func:`rlm.incidents.log_incident`).
+    """
     if isinstance(error, RLMError):
         return error
-    return InternalError(f"the RLM session failed: {type(error).__name__}: {error}")
+    return InternalError(f"the RLM session failed (incident {incident})", {"incident": incident})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -29,10 +30,11 @@ from ray import cloudpickle
 
 from rlm.errors import RLMError, error_from_payload
 from rlm.execution import call_steps, run_call
+from rlm.incidents import log_incident
 from rlm.lm.calls import LMRequest
 from rlm.lm.handle import lm_scope
 from rlm.lm.steps import run_steps_async
-from rlm.operations.base import Operation
+from rlm.operations.base import Operation, is_builtin
 from rlm.operations.context import CallCancelled, cancellation_scope
 from rlm.operations.lm import LLMOperation
 from rlm.planning import NodeKind
@@ -90,6 +92,8 @@ def is_small(value: Any, depth: int = 0) -> bool:
         )
     return False
 
+
+log = logging.getLogger(__name__)
 
 #: Exceptions from an operation that mean the input or parameters were wrong for it.
 _USER_ERRORS = (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError)
@@ -163,25 +167,31 @@ class _LoopLM(_Asking):
         return self._answer(*await self._lm_call(self._task_id, request, extra))
 
 
-def _failed(op: Operation, err: Exception, t0: float) -> dict[str, Any]:
-    """The meta of a call that raised ``err`` (cancelled, refused, the user's or a crash)."""
+def _failed(op: Operation, err: Exception, t0: float, task_id: str = "") -> dict[str, Any]:
+    """The meta of a call that raised ``err`` (cancelled, refused, the user's or a crash).
+
+    The text of an exception from a user's operation never reaches the caller: it may carry
+    anything (paths, data, credentials). The caller gets a generic sentence with an incident
+    id, and the log keeps the exception under that id. A built-in operation's own
+    ``ValueError``-like text describes the caller's input and is shown; a crash of one shows
+    only its type.
+    """
     busy = time.perf_counter() - t0
     if isinstance(err, CallCancelled):
         return {"ok": False, "cancelled": True, "busyS": busy}
     if isinstance(err, RLMError):
         return {"ok": False, "error": err.to_payload(), "busyS": busy}
-    if isinstance(err, _USER_ERRORS):
-        payload = {
-            "code": "INVALID_INPUT",
-            "message": f"operation {op.name!r} failed on this input: {err}",
-            "details": {"operation": op.name, "error": type(err).__name__},
-        }
+    bad_input = isinstance(err, _USER_ERRORS)
+    code = "INVALID_INPUT" if bad_input else "INTERNAL_ERROR"
+    if bad_input and is_builtin(op):
+        message = f"operation {op.name!r} failed on this input: {err}"
+        details: dict[str, Any] = {"operation": op.name, "error": type(err).__name__}
     else:
-        payload = {
-            "code": "INTERNAL_ERROR",
-            "message": f"operation {op.name!r} crashed: {type(err).__name__}",
-            "details": {"operation": op.name, "error": type(err).__name__},
-        }
+        incident = log_incident(log, f"operation {op.name!r} failed", err, task_id=task_id)
+        what = "failed on this input" if bad_input else "crashed"
+        message = f"operation {op.name!r} {what} (incident {incident})"
+        details = {"operation": op.name, "incident": incident}
+    payload = {"code": code, "message": message, "details": details}
     return {"ok": False, "error": payload, "busyS": busy}
 
 
@@ -493,7 +503,7 @@ class Agent:
             with cancellation_scope(token), lm_scope(lm) if lm is not None else _nothing():
                 partial = run_call(op, kind, items, start, end, child_partials, params)
         except Exception as err:
-            return None, _failed(op, err, t0)
+            return None, _failed(op, err, t0, task_id)
         finally:
             if lm is None:
                 self._running = None
@@ -527,7 +537,7 @@ class Agent:
                 raise TypeError(f"operation {op.name!r} has no LM steps")
             partial = await run_steps_async(steps, lm.complete)
         except Exception as err:
-            return None, _failed(op, err, t0)
+            return None, _failed(op, err, t0, task_id)
         return partial, {"ok": True, "busyS": time.perf_counter() - t0, "lmCalls": lm.calls}
 
 

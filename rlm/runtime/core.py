@@ -60,6 +60,7 @@ from rlm.runtime.rlm_host import HostConfig
 from rlm.runtime.rlm_sessions import SessionHosts
 from rlm.runtime.run import Run, TaskSpec
 from rlm.runtime.scheduler import Scheduler, builtin
+from rlm.runtime.source_prompts import SourcePrompts, reads_storage
 from rlm.runtime.table import TaskTable
 from rlm.runtime.webhook_worker import WebhookWorkerActor, worker_name
 from rlm.scoring import score
@@ -159,6 +160,7 @@ class HypervisorCore:
             ray.get_runtime_context().current_actor,
         )
         # Providers are resolved on the driver (keys come from its environment) and handed in.
+        self._source_prompts = SourcePrompts(settings)
         self._broker = LMBroker(
             providers or {},
             MemoStore(settings.database_path, database_url=dsn) if settings.lm.memo else None,
@@ -517,6 +519,9 @@ class HypervisorCore:
             ``("ok", text)``, ``("err", error payload)``, or ``("stopped", None)`` when the
             task has ended (the agent's call then stops).
         """
+        refused = await self._source_refusal(task_id, [request])
+        if refused is not None:
+            return "err", refused
         try:
             reply = await self._broker.call(task_id, request, extra=extra)
         except CallStopped:
@@ -524,6 +529,19 @@ class HypervisorCore:
         except RLMError as err:
             return "err", err.to_payload()
         return "ok", reply.text
+
+    async def _source_refusal(
+        self, task_id: str, requests: list[LMRequest]
+    ) -> dict[str, Any] | None:
+        """The refusal of LM requests carrying a storage source's text that the task's org's
+        input policies refuse (:mod:`rlm.runtime.source_prompts`), else ``None``."""
+        run = self._table.run(task_id, None)
+        if run is None or not reads_storage(run.spec):
+            return None
+        try:
+            return await self._source_prompts.refusal(run.spec, requests)
+        except RLMError as err:
+            return err.to_payload()
 
     async def lm_batch(
         self, task_id: str, requests: list[LMRequest], extra: bool = False

@@ -40,6 +40,7 @@ from pydantic import SecretStr
 
 from rlm.config import Settings
 from rlm.errors import RLMError, error_from_payload
+from rlm.incidents import log_incident
 from rlm.lm.calls import LMRequest
 from rlm.rlmmode.loop import Completion
 from rlm.rlmmode.request import RLMParams, read_context
@@ -312,9 +313,10 @@ class SessionHost:
             except SessionStopped:
                 outcome = ("stopped", None)
             except Exception as exc:
+                incident = ""
                 if not isinstance(exc, RLMError):
-                    log.exception("the RLM session of task %s failed", task_id)
-                outcome = ("err", root_failure(exc).to_payload())
+                    incident = log_incident(log, "the RLM session failed", exc, task_id=task_id)
+                outcome = ("err", root_failure(exc, incident).to_payload())
             finally:
                 with self._lock:
                     self._trees.pop(task_id, None)

@@ -176,28 +176,45 @@ class PromptGuard:
         cache_s: How long an org's policies are reused.
     """
 
-    def __init__(self, settings: Settings, *, cache_s: float = 2.0) -> None:
+    def __init__(self, settings: Settings, *, cache_s: float = 2.0, source: str = "rlm") -> None:
         self._actor = security_actor(settings)
         self._sink = install_event_sink(settings)
         self._cache_s = cache_s
         self._cache: dict[str | None, tuple[float, PolicySet]] = {}
+        self._source = source
+
+    def _cached(self, org_id: str | None) -> PolicySet | None:
+        hit = self._cache.get(org_id)
+        if hit is not None and time.monotonic() - hit[0] < self._cache_s:
+            return hit[1]
+        return None
+
+    def _keep(self, org_id: str | None, kind: str, value: Any) -> PolicySet:
+        if kind == "err":
+            raise error_from_payload(value)
+        found = PolicySet(value)
+        self._cache[org_id] = (time.monotonic(), found)
+        return found
 
     def policies(self, org_id: str | None) -> PolicySet:
         """The org's policies in force (cached)."""
-        now = time.monotonic()
-        hit = self._cache.get(org_id)
-        if hit is not None and now - hit[0] < self._cache_s:
-            return hit[1]
-        changed: dict[str, Any] = {}
-        if org_id is not None:
-            ref = self._actor.call.remote("changed_policies", (org_id,), {})
-            kind, value = ref.future().result()
-            if kind == "err":
-                raise error_from_payload(value)
-            changed = value
-        found = PolicySet(changed)
-        self._cache[org_id] = (now, found)
-        return found
+        found = self._cached(org_id)
+        if found is not None:
+            return found
+        if org_id is None:
+            return self._keep(org_id, "ok", {})
+        ref = self._actor.call.remote("changed_policies", (org_id,), {})
+        return self._keep(org_id, *ref.future().result())
+
+    async def policies_async(self, org_id: str | None) -> PolicySet:
+        """:meth:`policies` for an event loop (the core's): the fetch is awaited."""
+        found = self._cached(org_id)
+        if found is not None:
+            return found
+        if org_id is None:
+            return self._keep(org_id, "ok", {})
+        kind, value = await self._actor.call.remote("changed_policies", (org_id,), {})
+        return self._keep(org_id, kind, value)
 
     def check(
         self,
@@ -225,11 +242,27 @@ class PromptGuard:
     ) -> ValidationResult:
         """Validate the prompts of one batch together: one result (violations name
         ``field[i]``), recorded once; refuse the batch when it is not ``allowed``."""
-        if len(texts) == 1:
-            return self.check(
-                texts[0], org_id=org_id, user_id=user_id, field=field, task_id=task_id
-            )
         policies = self.policies(org_id)
+        return self.check_many_with(
+            policies, texts, org_id=org_id, user_id=user_id, field=field, task_id=task_id
+        )
+
+    def check_many_with(
+        self,
+        policies: PolicySet,
+        texts: Sequence[str],
+        *,
+        org_id: str | None,
+        user_id: str | None,
+        field: str = "prompt",
+        task_id: str | None = None,
+    ) -> ValidationResult:
+        """:meth:`check_many` with the org's policies already in hand (no fetch: for an
+        event loop, after :meth:`policies_async`)."""
+        if len(texts) == 1:
+            result = validate_text(texts[0], policies, field=field)
+            self._record(result, policies, org_id, user_id, task_id)
+            return result
         validator = InputValidator(policies)
         found = []
         done: dict[str, int] = {}
@@ -271,7 +304,7 @@ class PromptGuard:
         if result.violations:
             record_violations(
                 result.violations,
-                source="rlm",
+                source=self._source,
                 org_id=org_id,
                 user_id=user_id,
                 refused=not result.allowed,

@@ -152,3 +152,56 @@ def test_a_request_beyond_the_plan_is_held_on_the_quota_before_it_is_sent(
         assert body["agentCalls"] == 2 and body["usage"]["lmCalls"] == 2
         assert lm_server.stats().requests == 2
         assert used == 2
+
+
+def test_an_lm_task_over_a_storage_file_has_each_prompt_checked_by_the_orgs_policies(
+    api: Api, lm_server: FakeLMServer
+) -> None:
+    # The API never sees a source's lines: the core checks each prompt made of them before
+    # the broker sends it (#11: every input that reaches a model passes the policies).
+    from tests.support import wait_until
+
+    secret = "AKIAIOSFODNN7EXAMPLE"
+    user, client = _user(api)
+    folder = api.settings.state_dir / "data" / "users" / user
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "clean.txt").write_text("alpha\nbeta\n")
+    (folder / "leaky.txt").write_text(f"alpha\nbeta\nmy aws key is {secret}\n")
+
+    def task(name: str) -> dict[str, Any]:
+        source = {"connector": "local", "key": f"users/{user}/{name}", "format": "lines"}
+        return {
+            "type": "parallel",
+            "description": "map a file",
+            "input": {"source": source, "operation": "llm_map", "params": {"prompt": "Q {chunk}"}},
+            "options": {"leafSize": 1, "memo": False},
+        }
+
+    lm_server.reset_stats()
+    with client:
+        clean = client.post("/execute", json=task("clean.txt"))
+        assert clean.status_code == 200, clean.text
+        # The file's ranges went to the model (the fake answers each prompt reversed).
+        assert clean.json()["output"] == ["R:" + "Q alpha\nbeta"[::-1]]
+        refused = client.post("/execute", json=task("leaky.txt"))
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "INVALID_INPUT"
+    assert "refused by security policy input-secrets" in error["message"]
+    found = {(v["policyId"], v["field"], v["severity"]) for v in error["details"]["violations"]}
+    assert ("input-secrets", "input.source.prompt", "critical") in found
+    assert secret not in refused.text
+    # The model never received the line with the key (the others may have gone out).
+    assert lm_server.requests and secret not in str(lm_server.requests)
+    # On record for the org's admin, without the secret.
+    with api.client(api.token("admin-acme", "rlm:admin", "admin", org="acme")) as admin:
+
+        def recorded() -> list[dict[str, Any]]:
+            listed = admin.get("/security/events", params={"type": "policy.violation"})
+            events: list[dict[str, Any]] = listed.json()["events"]
+            task_id = error["details"].get("taskId")
+            return [e for e in events if e["details"].get("taskId") == task_id]
+
+        (event,) = wait_until(recorded, 30, "the refusal is recorded")
+    assert event["details"]["source"] == "storage" and event["details"]["refused"] is True
+    assert event["userId"] == user and secret not in str(event)

@@ -11,9 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rlm.auth.keys import load_signing_key
+from rlm.auth.tokens import issue_token
+from rlm.config import Settings
 from tests.api.serve_process import free_port, rlm_serve
 
 pytestmark = pytest.mark.integration
+
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7x\n-----END RSA PRIVATE KEY-----"
 
 
 def test_rlm_serve_token_execute_and_ctrl_c(tmp_path: Path) -> None:
@@ -49,7 +55,7 @@ def test_rlm_serve_token_execute_and_ctrl_c(tmp_path: Path) -> None:
     assert "rlm token" in out
 
 
-def test_json_logs_carry_the_request_id_on_every_line(tmp_path: Path) -> None:
+def test_json_logs_carry_the_request_id_and_never_a_secret(tmp_path: Path) -> None:
     port = free_port()
     logs = tmp_path / "logs"
     env = {
@@ -68,6 +74,28 @@ def test_json_logs_carry_the_request_id_on_every_line(tmp_path: Path) -> None:
             f"{served.base}/execute", content=b"{", headers={"X-Request-ID": rid + "-bad"}
         )
         assert bad.json()["requestId"] == rid + "-bad"
+        # Nothing secret reaches a log (#11): a valid token, a forged one, and credentials
+        # in request bodies, refused or not.
+        settings = Settings(state_dir=tmp_path / "state")
+        key = load_signing_key(settings.auth, settings.state_dir, settings.env)
+        token = issue_token(
+            "ada", ["rlm:execute", "rlm:read"], "user", settings=settings.auth, key=key
+        )
+        forged = token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8)
+        auth = {"Authorization": f"Bearer {token}"}
+        checked = httpx.post(
+            f"{served.base}/security/validate", json={"input": f"key {AWS_KEY}"}, headers=auth
+        )
+        assert checked.status_code == 200 and checked.json()["allowed"] is False
+        task = {
+            "type": "parallel",
+            "description": "count",
+            "input": {"items": [f"creds: {AWS_KEY}", PEM], "operation": "word_count"},
+        }
+        refused = httpx.post(f"{served.base}/execute", json=task, headers=auth, timeout=60)
+        assert refused.status_code == 400, refused.text
+        denied = httpx.get(f"{served.base}/tasks", headers={"Authorization": f"Bearer {forged}"})
+        assert denied.status_code == 401
     files = sorted(logs.glob("*.log"))
     assert files, f"no replica log in {logs}"
     records = []
@@ -78,6 +106,12 @@ def test_json_logs_carry_the_request_id_on_every_line(tmp_path: Path) -> None:
     mine = [r for r in records if r.get("request_id") in (rid, rid + "-bad")]
     assert {r["request_id"] for r in mine} == {rid, rid + "-bad"}, records[-20:]
     assert any("/v1/health" in r.get("message", "") for r in mine)
+    # Requests were logged (the refusals too), and no secret with them.
+    assert any("/v1/security/validate" in r.get("message", "") for r in records)
+    everything = served.output + "".join(path.read_text() for path in files)
+    signature = token.rsplit(".", 1)[1]
+    for secret in (token, signature, forged.rsplit(".", 1)[1], AWS_KEY, "MIIEpAIBAAKCAQEA7x"):
+        assert secret not in everything, secret[:12]
 
 
 def test_an_audit_key_others_can_read_is_refused_before_anything_starts(tmp_path: Path) -> None:

@@ -204,6 +204,18 @@ def test_every_event_type_is_recorded_and_read_by_its_org_admin_only(
         "maxStorageGB": 1,
     }
     assert admin.put(f"/quotas/user/{ben}", json=config).status_code == 200
+    # admin.change of teams and of webhooks (created, changed, re-keyed, deleted).
+    team = {"teamId": f"t-{org}", "teamName": "T", "totalAgentPool": 10, "totalComputeHours": 1}
+    assert admin.post("/quotas/team", json=team).status_code == 201
+    hook = admin.post(
+        "/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["task.completed"]}
+    )
+    assert hook.status_code == 201, hook.text
+    hook_id, hook_secret = hook.json()["webhookId"], hook.json()["secret"]
+    assert admin.patch(f"/webhooks/{hook_id}", json={"description": "x"}).status_code == 200
+    rotated = admin.post(f"/webhooks/{hook_id}/rotate-secret", json={})
+    assert rotated.status_code == 200, rotated.text
+    assert admin.delete(f"/webhooks/{hook_id}").status_code == 204
     # quota.refused: ben's daily limit is 0.
     with api.client(api.token(ben, "rlm:execute", "user", org=org)) as client:
         refused = client.post(
@@ -275,7 +287,20 @@ def test_every_event_type_is_recorded_and_read_by_its_org_admin_only(
     events = _events(admin, limit=1000)
     assert {e["orgId"] for e in events} == {org}
     actions = {e["details"].get("action") for e in events if e["type"] == "admin.change"}
-    assert {"org.create", "quota.config.set", "policy.update"} <= actions
+    assert {
+        "org.create",
+        "quota.config.set",
+        "team.create",
+        "policy.update",
+        "webhook.create",
+        "webhook.update",
+        "webhook.secret.rotate",
+        "webhook.delete",
+    } <= actions
+    hooked = [e for e in events if e["details"].get("action", "").startswith("webhook.")]
+    assert all(e["details"]["pathParams"].get("webhookId", hook_id) == hook_id for e in hooked)
+    # Neither the signing secret nor the rotated one is ever stored.
+    assert hook_secret not in str(events) and rotated.json()["secret"] not in str(events)
     unauthorized = next(e for e in events if e["type"] == "auth.unauthorized")
     assert unauthorized["details"]["reason"] == "token expired"
     assert unauthorized["userId"] == f"dee-{org}"

@@ -336,6 +336,46 @@ def test_a_manager_cannot_raise_its_own_limits(api: Api) -> None:
         assert refused.json()["error"]["details"]["rule"] == "no_org"
 
 
+def test_two_managers_of_one_org_cannot_raise_each_other(api: Api) -> None:
+    tag = uuid.uuid4().hex[:6]
+    org, ann, ben = f"peers-{tag}", f"ann-{tag}", f"ben-{tag}"
+    first = api.token(sub=ann, scopes="rlm:quota:manage", tier="admin", org=org)
+    second = api.token(sub=ben, scopes="rlm:admin", tier="admin", org=org)
+    with api.client(first) as a, api.client(second) as b:
+        assert (
+            a.post("/quotas/enterprise/org", json={"orgId": org, "agents": 100}).status_code == 201
+        )
+        assert a.put(f"/quotas/user/{ann}", json=_config(ann, 5)).status_code == 200
+        assert b.put(f"/quotas/user/{ben}", json=_config(ben, 5)).status_code == 200
+        # Each has managed the org: neither may raise the other (who could raise it back)...
+        for client, peer in ((a, ben), (b, ann)):
+            raised = client.put(f"/quotas/user/{peer}", json=_config(peer, 50))
+            assert raised.status_code == 403, raised.text
+            error = raised.json()["error"]
+            assert error["code"] == "FORBIDDEN" and error["details"]["rule"] == "peer_raise"
+        team = {"teamId": f"t-{tag}", "teamName": "T", "totalAgentPool": 50, "totalComputeHours": 1}
+        assert a.post("/quotas/team", json=team).status_code == 201
+        member = f"/quotas/team/t-{tag}/members/{ben}"
+        assert a.put(member, json={"agentsAllocated": 10}).status_code == 200
+        assert a.put(member, json={"agentsAllocated": 11}).json()["error"]["details"] == {
+            "rule": "peer_raise",
+            "teamId": f"t-{tag}",
+            "userId": ben,
+        }
+        assert a.put(f"/quotas/team/t-{tag}/members/w-{tag}", json={"agentsAllocated": 20})
+        move = {"fromUserId": f"w-{tag}", "toUserId": ben, "agents": 5}
+        assert a.post(f"/quotas/team/t-{tag}/transfers", json=move).status_code == 403
+        # ...nothing changed, and lowering a peer is allowed.
+        for client in (a, b):
+            assert client.get("/quotas/user/me").json()["daily"]["agentsLimit"] == 5
+        assert a.put(f"/quotas/user/{ben}", json=_config(ben, 4)).status_code == 200
+        assert b.get("/quotas/user/me").json()["daily"]["agentsLimit"] == 4
+        # The refusals are on record for the org's admin, with their rule.
+        refusals = b.get("/security/events", params={"type": "auth.forbidden"}).json()["events"]
+        rules = [e["details"].get("rule") for e in refusals]
+        assert rules.count("peer_raise") >= 2, refusals
+
+
 def test_two_orgs_managers_racing_for_the_same_users_never_split_them(api: Api) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

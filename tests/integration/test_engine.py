@@ -120,7 +120,11 @@ def test_an_operation_error_is_invalid_input(hv: rlm.Hypervisor) -> None:
     )
     assert result.status == "failed" and result.success is False
     assert result.error is not None and result.error.code == "INVALID_INPUT"
-    assert result.error.details == {"operation": "explode", "error": "ValueError"}
+    # A user's operation: its exception text stays in the log, under the incident id shown.
+    incident = result.error.details["incident"]
+    assert result.error.details == {"operation": "explode", "incident": incident}
+    assert result.error.message == f"operation 'explode' failed on this input (incident {incident})"
+    assert "always fails" not in result.model_dump_json()
 
 
 def test_registered_python_functions(hv: rlm.Hypervisor) -> None:

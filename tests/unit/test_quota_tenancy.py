@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from rlm.errors import Forbidden, InvalidInput
 from rlm.models.quotas import QuotaConfig
 from rlm.quotas import FrozenClock, Manager, QuotaLedger, QuotaLedgerService
+from rlm.quotas.orgs import Org
 
 NOW = datetime(2028, 2, 29, 12, tzinfo=UTC)
 
@@ -77,9 +78,48 @@ def test_a_manager_never_raises_its_own_limits(ledger: QuotaLedger) -> None:
     with pytest.raises(Forbidden) as excinfo:
         ledger.managed_set_user_config(ACME, _config("ada", 10))
     assert excinfo.value.details["fields"] == ["dailyTokenLimit"]
-    # The manager of a parent org may raise it.
-    parent = Manager("root-admin", "acme", "admin")
-    assert ledger.managed_set_user_config(parent, _config("ada", 50)).daily_agent_limit == 50
+    # Nor may a peer, another manager of its org (whom it could raise in turn).
+    peer = Manager("root-admin", "acme", "admin")
+    with pytest.raises(Forbidden) as excinfo:
+        ledger.managed_set_user_config(peer, _config("ada", 50))
+    assert _rule(excinfo) == "peer_raise"
+    # An operator (the ledger itself, no manager) may.
+    assert ledger.set_user_config(_config("ada", 50)).daily_agent_limit == 50
+
+
+def test_peer_managers_never_raise_each_other(ledger: QuotaLedger) -> None:
+    bob = Manager("bob", "acme", "admin")
+    # ada has not managed yet: bob may raise her (she is a user of acme to him)...
+    ledger.managed_set_user_config(ACME, _config("ada", 5))  # now ada has managed acme
+    ledger.managed_set_user_config(bob, _config("bob", 5))  # and so has bob
+    # ...but once both have acted, neither raises the other, by any of the three routes.
+    with pytest.raises(Forbidden) as excinfo:
+        ledger.managed_set_user_config(bob, _config("ada", 6))
+    assert _rule(excinfo) == "peer_raise" and excinfo.value.details["userId"] == "ada"
+    with pytest.raises(Forbidden) as excinfo:
+        ledger.managed_set_user_config(ACME, _config("bob", 6))
+    assert _rule(excinfo) == "peer_raise"
+    assert ledger.user_config("ada").daily_agent_limit == 5  # nothing changed
+    assert ledger.user_config("bob").daily_agent_limit == 5
+    ledger.managed_create_team(ACME, "t", "T", 100, 10.0)
+    ledger.managed_add_member(ACME, "t", "bob", agents=20)  # a newcomer's cap only limits
+    with pytest.raises(Forbidden) as excinfo:
+        ledger.managed_add_member(ACME, "t", "bob", agents=21)
+    assert _rule(excinfo) == "peer_raise"
+    ledger.managed_add_member(ACME, "t", "cyd", agents=30)
+    with pytest.raises(Forbidden) as excinfo:
+        ledger.managed_transfer(ACME, "t", "cyd", "bob", agents=5)
+    assert _rule(excinfo) == "peer_raise"
+    # Lowering a peer is allowed, and so is raising a plain user.
+    assert ledger.managed_set_user_config(ACME, _config("bob", 4)).daily_agent_limit == 4
+    assert ledger.managed_set_user_config(bob, _config("cyd", 9)).daily_agent_limit == 9
+    # A child org's manager is no peer: acme's manager governs eve, eve cannot touch ada.
+    ledger.managed_set_user_config(ENG, _config("eve", 3))
+    assert ledger.managed_set_user_config(ACME, _config("eve", 8)).daily_agent_limit == 8
+    # Who manages is part of the org's stored row: a ledger reloaded still knows the peers.
+    acme = ledger._state.orgs.get("acme")
+    assert acme.managers == {"ada", "bob"}
+    assert Org.from_dict(acme.to_dict()).managers == {"ada", "bob"}
 
 
 def test_no_org_manages_nothing_not_even_itself(ledger: QuotaLedger) -> None:

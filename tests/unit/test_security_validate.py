@@ -300,3 +300,22 @@ def test_hidden_characters_are_always_reported(text: str, hidden: str) -> None:
     result = validate_text(text + hidden + text)
     assert hidden not in result.sanitized
     assert any(v.policy_id == "input-unicode" for v in result.violations)
+
+
+def test_validation_is_deterministic_and_never_touches_the_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No model download and no lookup: every connection attempt fails the test.
+    import socket
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("input validation opened a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    corpus = [text for text, *_ in ATTACKS] + BENIGN
+    first = [validate_text(text, field="input") for text in corpus]
+    again = [validate_text(text, field="input") for text in reversed(corpus)][::-1]
+    assert first == again  # the same verdict, sanitized text and violations in order
+    assert any(not r.allowed for r in first) and any(r.allowed for r in first)
