@@ -19,6 +19,14 @@ over its own sandbox, never shared. Inside a cell, the REPL's functions reach
   max_depth``; at the cap they answer as ``llm_query`` does (the reference's rule). A child
   that fails answers ``"Error: Child RLM completion failed - …"``.
 
+A cell's wall time (``cell_timeout_s``) bounds everything the cell waits for, not only its own
+code: each LM batch it sends is given the time the cell has left (the port stops the batch's
+calls in flight when it runs out, and the code is answered ``"Error: …"``), and a child RLM
+started from the cell lives under the same deadline — its turns, cells and sub-calls get at
+most what is left of its parent's cell; past it the child fails and its parent's code gets
+``"Error: Child RLM completion failed - …"``. The sandbox then interrupts the cell as for any
+cell past its wall time.
+
 What ends the whole tree: :meth:`SessionTree.stop` (cancel, timeout: every sandbox is killed,
 every call in flight was already stopped by the broker) and a *fatal* error — a budget or
 quota refusal (``QUOTA_EXCEEDED``), a prompt the org's input policies refuse
@@ -51,7 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlm.errors import InternalError, InvalidInput, QuotaExceeded, RLMError
+from rlm.errors import InternalError, InvalidInput, QuotaExceeded, RLMError, TaskTimeout
 from rlm.lm.calls import LMRequest
 from rlm.rlmmode.loop import Completion, LoopConfig, LoopResult, Messages, clip, run_loop
 from rlm.rlmmode.request import RLMParams
@@ -69,6 +77,7 @@ __all__ = [
     "SessionTree",
     "TreeResult",
     "ViolationSink",
+    "cell_timed_out",
 ]
 
 #: Digests of at most this many prompts are listed in an ``rlm.subcalls`` event.
@@ -95,10 +104,15 @@ class LMOutcome:
 class LMPort(Protocol):
     """Sends a task's LM requests (the core's broker: budgets, quotas, memo, gateways)."""
 
-    def complete(self, requests: Sequence[LMRequest], *, extra: bool) -> list[LMOutcome]:
+    def complete(
+        self, requests: Sequence[LMRequest], *, extra: bool, timeout_s: float | None = None
+    ) -> list[LMOutcome]:
         """Send ``requests`` at once; one outcome each, in order.
 
         ``extra``: calls beyond the one the task's admission held, held on the quotas first.
+        ``timeout_s``: the time the calling cell has left (``None``: no bound but the
+        task's); past it the calls still in flight are stopped (never charged) and answer
+        a :class:`~rlm.errors.TaskTimeout` error.
         """
         ...
 
@@ -153,6 +167,18 @@ class TreeResult:
     turns: int
     depth: int
     forced: bool
+
+
+def cell_timed_out(cell_timeout_s: float) -> TaskTimeout:
+    """The error of a call the cell's wall time stopped (or never let start)."""
+    return TaskTimeout(
+        f"the cell's wall time ({cell_timeout_s:g} s) ran out before this call was answered"
+    )
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds to ``deadline`` (never negative), or ``None`` for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _fatal(error: RLMError) -> bool:
@@ -345,17 +371,25 @@ class SessionTree:
 
     # -- LM calls -----------------------------------------------------------------------------
 
-    def send(self, requests: Sequence[LMRequest], depth: int) -> list[LMOutcome]:
-        """Send requests made at ``depth``; notes the depth of those answered."""
+    def send(
+        self, requests: Sequence[LMRequest], depth: int, deadline: float | None = None
+    ) -> list[LMOutcome]:
+        """Send requests made at ``depth``; notes the depth of those answered.
+
+        ``deadline`` (``time.monotonic()``): the calling cell's; none is sent past it, and
+        calls still in flight at it are stopped and answer :class:`TaskTimeout`.
+        """
         self.check()
+        if deadline is not None and deadline - time.monotonic() <= 0:
+            return [LMOutcome(error=cell_timed_out(self.cell_timeout_s))] * len(requests)
         with self._lock:
             held = min(self._held, len(requests))
             self._held -= held
         outcomes: list[LMOutcome] = []
         if held:
-            outcomes += self._lm.complete(requests[:held], extra=False)
+            outcomes += self._lm.complete(requests[:held], extra=False, timeout_s=_left(deadline))
         if len(requests) > held:
-            outcomes += self._lm.complete(requests[held:], extra=True)
+            outcomes += self._lm.complete(requests[held:], extra=True, timeout_s=_left(deadline))
         if any(o.completion is not None for o in outcomes):
             with self._lock:
                 self.depth = max(self.depth, depth)
@@ -384,11 +418,21 @@ class _SessionRepl:
         tree.check()
 
     def run(self, code: str) -> CellResult:
-        tree = self._session.tree
-        tree.check()
-        result = self.box.run(code, tree.cell_timeout_s, cpu_s=tree.cell_cpu_s)
-        self._after()
         session = self._session
+        tree = session.tree
+        tree.check()
+        timeout_s = tree.cell_timeout_s
+        if session.outer_deadline is not None:
+            # A child RLM's cells live within its parent's cell.
+            timeout_s = min(timeout_s, session.outer_deadline - time.monotonic())
+            if timeout_s <= 0:
+                raise cell_timed_out(tree.cell_timeout_s)
+        session.cell_deadline = time.monotonic() + timeout_s
+        try:
+            result = self.box.run(code, timeout_s, cpu_s=tree.cell_cpu_s)
+        finally:
+            session.cell_deadline = None
+        self._after()
         tree.report(result, {"path": session.path, "depth": session.depth, "turn": session.turn})
         if not self.box.alive:
             self._replace()
@@ -415,6 +459,7 @@ class _Session:
         query: str | None,
         context: Any,
         model: str | None,
+        outer_deadline: float | None = None,
     ) -> None:
         self.tree = tree
         self.path = path
@@ -422,9 +467,18 @@ class _Session:
         self.query = query
         self.context = context
         self.model = model
+        #: A child's parent cell's deadline: everything of the child ends by it.
+        self.outer_deadline = outer_deadline
+        #: The running cell's deadline (``None`` between cells).
+        self.cell_deadline: float | None = None
         self.turn = 0
         self._children = 0
         self._lock = threading.Lock()
+
+    def deadline(self) -> float | None:
+        """The earliest of the running cell's deadline and the parent cell's (if any)."""
+        bounds = [d for d in (self.cell_deadline, self.outer_deadline) if d is not None]
+        return min(bounds) if bounds else None
 
     def run(self) -> LoopResult:
         tree = self.tree
@@ -454,7 +508,7 @@ class _Session:
             model=self.model,
             purpose=f"rlm.turn:{self.path}",
         )
-        (outcome,) = self.tree.send([request], self.depth)
+        (outcome,) = self.tree.send([request], self.depth, self.outer_deadline)
         if outcome.error is not None:
             if _fatal(outcome.error):
                 self.tree.fail(outcome.error)
@@ -486,7 +540,7 @@ class _Session:
             for p in prompts
         ]
         started = time.perf_counter()
-        outcomes = tree.send(requests, self.depth + 1)
+        outcomes = tree.send(requests, self.depth + 1, self.deadline())
         answers: list[str] = []
         errors = 0
         for outcome in outcomes:
@@ -533,7 +587,7 @@ class _Session:
         depth = self.depth + 1
         base = {"path": path, "parent": self.path, "depth": depth}
         tree.events.emit("rlm.child", {**base, "phase": "started"})
-        child = _Session(tree, path, depth, None, prompt, model or self.model)
+        child = _Session(tree, path, depth, None, prompt, model or self.model, self.deadline())
         try:
             result = child.run()
         except SessionStopped:
