@@ -633,14 +633,10 @@ class Sandbox:
         )
 
     def _answer(self, message: dict[str, Any], *, refuse: bool) -> list[str]:
-        kind, prompts, model = message["kind"], message["prompts"], message.get("model")
-        if (
-            kind not in HOST_FUNCTIONS
-            or not isinstance(prompts, list)
-            or not all(isinstance(p, str) for p in prompts)
-            or not (model is None or isinstance(model, str))
-        ):
-            raise ValueError("malformed call")
+        # The decoder checked the fields' types (framing.CHILD_MESSAGES); the kind is ours.
+        kind, prompts, model = message["kind"], message["prompts"], message["model"]
+        if kind not in HOST_FUNCTIONS:
+            raise ValueError(f"unknown host function {kind!r:.40}")
         if len(prompts) > self.limits.max_prompts_per_call:
             return [f"Error: at most {self.limits.max_prompts_per_call} prompts per call"] * len(
                 prompts
