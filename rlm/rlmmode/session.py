@@ -50,12 +50,13 @@ depth of an answered call: the task's ``decompositionDepth``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -363,6 +364,33 @@ class SessionTree:
             raise
         return box
 
+    def take_sandbox_filling(self, on_call: HostCall, context: Any) -> tuple[Sandbox, Future[None]]:
+        """A fresh sandbox, registered, whose ``context`` is set on a thread of its own.
+
+        The root's first turn needs only the context's metadata, so its LM call goes out while
+        the context travels into the REPL; wait for the future before the sandbox's first use
+        (it raises what :meth:`Sandbox.set_context` raised).
+        """
+        self.check()
+        box = self._sandboxes.take(on_call)
+        with self._lock:
+            if self._stopped.is_set():
+                box.close()
+                raise SessionStopped()
+            self._boxes.add(box)
+        filled: Future[None] = Future()
+
+        def fill() -> None:
+            try:
+                box.set_context(context)
+            except BaseException as exc:  # handed to the session's thread
+                filled.set_exception(exc)
+            else:
+                filled.set_result(None)
+
+        threading.Thread(target=fill, name="rlm-context", daemon=True).start()
+        return box, filled
+
     def release(self, box: Sandbox) -> None:
         """Close a sandbox for good (it served its RLM)."""
         with self._lock:
@@ -402,9 +430,26 @@ class SessionTree:
 class _SessionRepl:
     """The loop's REPL: a session's sandbox, replaced by a fresh one if its process dies."""
 
-    def __init__(self, session: _Session, box: Sandbox) -> None:
+    def __init__(self, session: _Session, box: Sandbox, filled: Future[None] | None = None) -> None:
         self._session = session
         self.box = box
+        self._filled = filled
+
+    def _ready(self) -> None:
+        """Wait for the context to be in the first sandbox (raises what setting it raised)."""
+        if self._filled is not None:
+            filled, self._filled = self._filled, None
+            try:
+                filled.result()
+            except BaseException:
+                self._after()  # a tree stopped meanwhile (its sandboxes killed) says so first
+                raise
+
+    def settle(self) -> None:
+        """Wait for the context's thread to be done with the sandbox, whatever it met (the
+        sandbox is closed next; a stopped tree has killed it, so this is quick)."""
+        if self._filled is not None:
+            concurrent.futures.wait([self._filled])
 
     def _replace(self) -> None:
         tree = self._session.tree
@@ -421,6 +466,7 @@ class _SessionRepl:
         session = self._session
         tree = session.tree
         tree.check()
+        self._ready()
         timeout_s = tree.cell_timeout_s
         if session.outer_deadline is not None:
             # A child RLM's cells live within its parent's cell.
@@ -440,6 +486,7 @@ class _SessionRepl:
         return result
 
     def lookup(self, name: str) -> Lookup:
+        self._ready()
         try:
             return self.box.lookup(name)
         except SandboxDead:
@@ -482,8 +529,8 @@ class _Session:
 
     def run(self) -> LoopResult:
         tree = self.tree
-        box = tree.take_sandbox(self.on_call, self.context)
-        repl = _SessionRepl(self, box)
+        box, filled = tree.take_sandbox_filling(self.on_call, self.context)
+        repl = _SessionRepl(self, box, filled)
         config = LoopConfig(
             max_iterations=tree.params.max_iterations,
             depth=self.depth,
@@ -493,6 +540,7 @@ class _Session:
         try:
             return run_loop(self.query, self.context, self.complete, repl, config, tree.events.emit)
         finally:
+            repl.settle()
             tree.release(repl.box)
 
     # -- the root's model ---------------------------------------------------------------------

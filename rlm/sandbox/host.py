@@ -470,8 +470,12 @@ class Sandbox:
 
     def _send(self, message: dict[str, Any], deadline: float) -> bool:
         """Write one frame; ``False`` if the child did not take it before ``deadline``."""
+        return self._send_frame(framing.encode(message), deadline)
+
+    def _send_frame(self, frame: bytes, deadline: float) -> bool:
+        """Write an encoded frame; ``False`` if the child did not take it before ``deadline``."""
         process = self._require()
-        view = memoryview(framing.encode(message))
+        view = memoryview(frame)
         poller = select.poll()
         poller.register(process.write_fd, select.POLLOUT)
         while view:
@@ -524,13 +528,13 @@ class Sandbox:
             SandboxDead: The process is gone.
         """
         try:
-            framing.encode({"op": "context", "value": value})
+            frame = framing.encode({"op": "context", "value": value})  # once: it may be large
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"the context is not JSON-serialisable: {exc}") from None
         self._context, self._has_context = value, True
         deadline = time.monotonic() + timeout_s
         try:
-            sent = self._send({"op": "context", "value": value}, deadline)
+            sent = self._send_frame(frame, deadline)
             reply = self._read(deadline) if sent else None
         except (_ChildGone, framing.FrameError):
             reply = None

@@ -395,3 +395,39 @@ def test_cells_that_run_into_a_sandbox_limit_are_reported(pool: SandboxPool) -> 
     assert (violation.reason, violation.severity) == ("cpu_limit", "medium")
     assert facts["path"] == "0" and facts["turn"] == 1 and facts["killedReason"] == "cpu_limit"
     assert "code" not in facts and "stdout" not in facts
+
+
+class _SlowContextSandboxes:
+    """Fresh sandboxes whose context takes ``delay_s`` longer to arrive; notes when it did."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.context_set_at: list[float] = []
+
+    def take(self, on_call: host.HostCall) -> Sandbox:
+        source = self
+
+        class _Slow(Sandbox):
+            def set_context(self, value: Any, timeout_s: float = 60.0) -> None:
+                time.sleep(source.delay_s)
+                super().set_context(value, timeout_s)
+                source.context_set_at.append(time.monotonic())
+
+        return _Slow(on_call)
+
+
+def test_the_first_turn_leaves_while_the_context_travels_into_the_repl() -> None:
+    turns_at: list[float] = []
+
+    def root(path: str, turn: int) -> str:
+        turns_at.append(time.monotonic())
+        return _answer("str(len(context))")
+
+    sandboxes = _SlowContextSandboxes(delay_s=1.0)
+    params = RLMParams(query="q", max_iterations=5, max_depth=1, model="m", sub_model="s")
+    tree = SessionTree(params, FakeLM(root), sandboxes, cell_timeout_s=30, cell_cpu_s=30)
+    result = tree.run(["a", "b", "c"])
+    assert result.answer == "3"  # the cell saw the whole context
+    (context_set,) = sandboxes.context_set_at
+    assert turns_at[0] < context_set - 0.5  # the turn did not wait for it
+    assert not tree.sandboxes()
