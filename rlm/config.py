@@ -151,8 +151,16 @@ class EngineSettings(BaseModel):
         default=10_000,
         ge=2,
         le=10_000_000,
-        description="Events kept per task before its terminal one; over it, a task.truncated "
-        "marker is recorded and later events are dropped.",
+        description="Events kept per task before its terminal one, progress events not "
+        "counted; over it, a task.truncated marker is recorded and later events are dropped.",
+    )
+    max_task_progress_events: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Progress events (nodes.started, task.progress) kept per task, counted "
+        "apart from its other events so progress never crowds out a long task's trajectory; "
+        "over it, a progress.truncated marker is recorded and later progress is dropped.",
     )
     quota_hold_ttl_s: float = Field(
         default=900.0,

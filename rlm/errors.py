@@ -16,7 +16,6 @@ error code and HTTP status, plus structured fields in ``details``::
     ├── RateLimited               RATE_LIMITED       429   (retryAfterS)
     └── InternalError             INTERNAL_ERROR     500
         ├── EngineUnavailable     INTERNAL_ERROR     500   (pid, host, path)
-        ├── ProtocolError         INTERNAL_ERROR     500   (reason)
         └── SandboxError          INTERNAL_ERROR     500   (rlm.sandbox.errors)
             ├── SandboxUnavailable                         the OS cannot isolate it
             └── SandboxDead                                its process died or was killed
@@ -37,7 +36,6 @@ __all__ = [
     "Forbidden",
     "InternalError",
     "InvalidInput",
-    "ProtocolError",
     "QuotaExceeded",
     "RLMError",
     "RateLimited",
@@ -235,29 +233,6 @@ class EngineUnavailable(InternalError):
     Its message is one sentence that says what to do. It shares ``INTERNAL_ERROR`` with its
     parent, so it is not in :data:`ERRORS_BY_CODE`.
     """
-
-
-class ProtocolError(InternalError):
-    """A message between the host and an RLM sandbox broke the wire protocol (500).
-
-    Raised for malformed JSON, an unknown message type, a field of the wrong type or an
-    oversized message (:mod:`rlm.rlmmode.messages`). The sandbox is untrusted: the host stops
-    a sandbox that sends one, and the task fails with this error. It shares
-    ``INTERNAL_ERROR`` with its parent, so it is not in :data:`ERRORS_BY_CODE`.
-
-    Args:
-        message: A sentence for a person.
-        reason: ``"oversized"``, ``"malformed"`` (not a JSON line), ``"invalid"`` (JSON that
-            is not a valid message) or ``"truncated"`` (the stream ended mid-line).
-    """
-
-    def __init__(self, message: str, reason: str = "invalid") -> None:
-        super().__init__(message, {"reason": reason})
-
-    @property
-    def reason(self) -> str:
-        """Why the message was refused."""
-        return str(self.details.get("reason", "invalid"))
 
 
 ERRORS_BY_CODE: dict[str, type[RLMError]] = {

@@ -9,14 +9,14 @@ output drives both:
 * :mod:`~rlm.rlmmode.prompts`: the system prompt, the context's metadata, each turn's prompt;
 * :mod:`~rlm.rlmmode.feedback`: a cell's output as the root reads it, truncated head + tail;
 * :mod:`~rlm.rlmmode.answer`: when a turn has answered, and what the answer is;
-* :mod:`~rlm.rlmmode.messages`: a JSON-lines wire between a host and a REPL (the sandbox
-  speaks its own length-prefixed frames, :mod:`rlm.sandbox.framing`, for now);
 * :mod:`~rlm.rlmmode.request`: an RLM task's request, validated;
 * :mod:`~rlm.rlmmode.loop`: the turn loop of one RLM, over any REPL and model;
 * :mod:`~rlm.rlmmode.session`: the session tree of one task (sub-calls, child RLMs, depth,
   budgets' refusals, stop), over ports the session host binds to Ray;
 * :mod:`~rlm.rlmmode.operation`, :mod:`~rlm.rlmmode.settings`: the ``rlm`` operation a task
   spec carries, and ``RLM_RLM__*``.
+
+The wire between a session and its REPL is the sandbox's own (:mod:`rlm.sandbox.framing`).
 
 Only the protocol's names are re-exported here; import the others from their modules.
 """
@@ -37,20 +37,6 @@ from rlm.rlmmode.feedback import (
     format_turn_feedback,
     truncate_middle,
 )
-from rlm.rlmmode.messages import (
-    MAX_MESSAGE_BYTES,
-    Call,
-    Done,
-    Exec,
-    HostMessage,
-    Result,
-    SandboxMessage,
-    Shutdown,
-    decode_from_host,
-    decode_from_sandbox,
-    encode_message,
-    read_line,
-)
 from rlm.rlmmode.prompts import (
     ContextMetadata,
     context_metadata,
@@ -60,30 +46,18 @@ from rlm.rlmmode.prompts import (
 )
 
 __all__ = [
-    "Call",
     "ContextMetadata",
-    "Done",
-    "Exec",
     "FEEDBACK_LIMIT",
     "FinalAnswer",
-    "HostMessage",
-    "MAX_MESSAGE_BYTES",
     "Resolution",
-    "Result",
-    "SandboxMessage",
-    "Shutdown",
     "answer_from_dict",
     "answer_from_last_reply",
     "context_metadata",
-    "decode_from_host",
-    "decode_from_sandbox",
-    "encode_message",
     "extract_code_blocks",
     "final_turn_prompt",
     "find_final",
     "format_cell_feedback",
     "format_turn_feedback",
-    "read_line",
     "resolve_final",
     "system_prompt",
     "truncate_middle",

@@ -14,6 +14,7 @@ Every refusal is :class:`~rlm.errors.InvalidInput` naming the field (``input.que
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,24 @@ def _bounded(value: int | None, default: int, hi: int, wire: str) -> int:
     return chosen
 
 
+def _json_size(context: Any) -> int:
+    """Bytes of ``context`` as compact UTF-8 JSON, or ``INVALID_INPUT`` if it is not JSON.
+
+    orjson first (fast); it stops at integers past 64 bits, which are valid JSON and which the
+    sandbox's wire (the standard library's ``json``) carries exactly, so those are measured by
+    the standard library. Lone surrogates, sets, objects and non-finite floats stay refused.
+    """
+    try:
+        return len(orjson.dumps(context))
+    except TypeError:
+        pass
+    try:
+        text = json.dumps(context, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return len(text.encode())
+    except (TypeError, ValueError) as err:  # UnicodeEncodeError: a lone surrogate
+        raise InvalidInput(f"input.context is not JSON: {err}", field="input.context") from None
+
+
 def parse_rlm_input(
     raw: Mapping[str, Any], options: ExecuteOptions, settings: RLMSettings
 ) -> RLMInput:
@@ -204,10 +223,7 @@ def parse_rlm_input(
         raise InvalidInput(
             "input.context must be a string, a list or an object", field="input.context"
         )
-    try:
-        size = len(orjson.dumps(context))
-    except TypeError as err:
-        raise InvalidInput(f"input.context is not JSON: {err}", field="input.context") from None
+    size = _json_size(context)
     if size > settings.max_context_bytes:
         raise InvalidInput(
             f"input.context is {size:,} bytes of JSON; at most {settings.max_context_bytes:,} "

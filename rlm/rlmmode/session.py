@@ -19,6 +19,14 @@ over its own sandbox, never shared. Inside a cell, the REPL's functions reach
   max_depth``; at the cap they answer as ``llm_query`` does (the reference's rule). A child
   that fails answers ``"Error: Child RLM completion failed - …"``.
 
+A cell's wall time (``cell_timeout_s``) bounds everything the cell waits for, not only its own
+code: each LM batch it sends is given the time the cell has left (the port stops the batch's
+calls in flight when it runs out, and the code is answered ``"Error: …"``), and a child RLM
+started from the cell lives under the same deadline — its turns, cells and sub-calls get at
+most what is left of its parent's cell; past it the child fails and its parent's code gets
+``"Error: Child RLM completion failed - …"``. The sandbox then interrupts the cell as for any
+cell past its wall time.
+
 What ends the whole tree: :meth:`SessionTree.stop` (cancel, timeout: every sandbox is killed,
 every call in flight was already stopped by the broker) and a *fatal* error — a budget or
 quota refusal (``QUOTA_EXCEEDED``), a prompt the org's input policies refuse
@@ -42,16 +50,17 @@ depth of an answered call: the task's ``decompositionDepth``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlm.errors import InternalError, InvalidInput, QuotaExceeded, RLMError
+from rlm.errors import InternalError, InvalidInput, QuotaExceeded, RLMError, TaskTimeout
 from rlm.lm.calls import LMRequest
 from rlm.rlmmode.loop import Completion, LoopConfig, LoopResult, Messages, clip, run_loop
 from rlm.rlmmode.request import RLMParams
@@ -69,6 +78,7 @@ __all__ = [
     "SessionTree",
     "TreeResult",
     "ViolationSink",
+    "cell_timed_out",
 ]
 
 #: Digests of at most this many prompts are listed in an ``rlm.subcalls`` event.
@@ -95,10 +105,15 @@ class LMOutcome:
 class LMPort(Protocol):
     """Sends a task's LM requests (the core's broker: budgets, quotas, memo, gateways)."""
 
-    def complete(self, requests: Sequence[LMRequest], *, extra: bool) -> list[LMOutcome]:
+    def complete(
+        self, requests: Sequence[LMRequest], *, extra: bool, timeout_s: float | None = None
+    ) -> list[LMOutcome]:
         """Send ``requests`` at once; one outcome each, in order.
 
         ``extra``: calls beyond the one the task's admission held, held on the quotas first.
+        ``timeout_s``: the time the calling cell has left (``None``: no bound but the
+        task's); past it the calls still in flight are stopped (never charged) and answer
+        a :class:`~rlm.errors.TaskTimeout` error.
         """
         ...
 
@@ -153,6 +168,18 @@ class TreeResult:
     turns: int
     depth: int
     forced: bool
+
+
+def cell_timed_out(cell_timeout_s: float) -> TaskTimeout:
+    """The error of a call the cell's wall time stopped (or never let start)."""
+    return TaskTimeout(
+        f"the cell's wall time ({cell_timeout_s:g} s) ran out before this call was answered"
+    )
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds to ``deadline`` (never negative), or ``None`` for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _fatal(error: RLMError) -> bool:
@@ -337,6 +364,33 @@ class SessionTree:
             raise
         return box
 
+    def take_sandbox_filling(self, on_call: HostCall, context: Any) -> tuple[Sandbox, Future[None]]:
+        """A fresh sandbox, registered, whose ``context`` is set on a thread of its own.
+
+        The root's first turn needs only the context's metadata, so its LM call goes out while
+        the context travels into the REPL; wait for the future before the sandbox's first use
+        (it raises what :meth:`Sandbox.set_context` raised).
+        """
+        self.check()
+        box = self._sandboxes.take(on_call)
+        with self._lock:
+            if self._stopped.is_set():
+                box.close()
+                raise SessionStopped()
+            self._boxes.add(box)
+        filled: Future[None] = Future()
+
+        def fill() -> None:
+            try:
+                box.set_context(context)
+            except BaseException as exc:  # handed to the session's thread
+                filled.set_exception(exc)
+            else:
+                filled.set_result(None)
+
+        threading.Thread(target=fill, name="rlm-context", daemon=True).start()
+        return box, filled
+
     def release(self, box: Sandbox) -> None:
         """Close a sandbox for good (it served its RLM)."""
         with self._lock:
@@ -345,17 +399,25 @@ class SessionTree:
 
     # -- LM calls -----------------------------------------------------------------------------
 
-    def send(self, requests: Sequence[LMRequest], depth: int) -> list[LMOutcome]:
-        """Send requests made at ``depth``; notes the depth of those answered."""
+    def send(
+        self, requests: Sequence[LMRequest], depth: int, deadline: float | None = None
+    ) -> list[LMOutcome]:
+        """Send requests made at ``depth``; notes the depth of those answered.
+
+        ``deadline`` (``time.monotonic()``): the calling cell's; none is sent past it, and
+        calls still in flight at it are stopped and answer :class:`TaskTimeout`.
+        """
         self.check()
+        if deadline is not None and deadline - time.monotonic() <= 0:
+            return [LMOutcome(error=cell_timed_out(self.cell_timeout_s))] * len(requests)
         with self._lock:
             held = min(self._held, len(requests))
             self._held -= held
         outcomes: list[LMOutcome] = []
         if held:
-            outcomes += self._lm.complete(requests[:held], extra=False)
+            outcomes += self._lm.complete(requests[:held], extra=False, timeout_s=_left(deadline))
         if len(requests) > held:
-            outcomes += self._lm.complete(requests[held:], extra=True)
+            outcomes += self._lm.complete(requests[held:], extra=True, timeout_s=_left(deadline))
         if any(o.completion is not None for o in outcomes):
             with self._lock:
                 self.depth = max(self.depth, depth)
@@ -368,9 +430,26 @@ class SessionTree:
 class _SessionRepl:
     """The loop's REPL: a session's sandbox, replaced by a fresh one if its process dies."""
 
-    def __init__(self, session: _Session, box: Sandbox) -> None:
+    def __init__(self, session: _Session, box: Sandbox, filled: Future[None] | None = None) -> None:
         self._session = session
         self.box = box
+        self._filled = filled
+
+    def _ready(self) -> None:
+        """Wait for the context to be in the first sandbox (raises what setting it raised)."""
+        if self._filled is not None:
+            filled, self._filled = self._filled, None
+            try:
+                filled.result()
+            except BaseException:
+                self._after()  # a tree stopped meanwhile (its sandboxes killed) says so first
+                raise
+
+    def settle(self) -> None:
+        """Wait for the context's thread to be done with the sandbox, whatever it met (the
+        sandbox is closed next; a stopped tree has killed it, so this is quick)."""
+        if self._filled is not None:
+            concurrent.futures.wait([self._filled])
 
     def _replace(self) -> None:
         tree = self._session.tree
@@ -384,11 +463,22 @@ class _SessionRepl:
         tree.check()
 
     def run(self, code: str) -> CellResult:
-        tree = self._session.tree
-        tree.check()
-        result = self.box.run(code, tree.cell_timeout_s, cpu_s=tree.cell_cpu_s)
-        self._after()
         session = self._session
+        tree = session.tree
+        tree.check()
+        self._ready()
+        timeout_s = tree.cell_timeout_s
+        if session.outer_deadline is not None:
+            # A child RLM's cells live within its parent's cell.
+            timeout_s = min(timeout_s, session.outer_deadline - time.monotonic())
+            if timeout_s <= 0:
+                raise cell_timed_out(tree.cell_timeout_s)
+        session.cell_deadline = time.monotonic() + timeout_s
+        try:
+            result = self.box.run(code, timeout_s, cpu_s=tree.cell_cpu_s)
+        finally:
+            session.cell_deadline = None
+        self._after()
         tree.report(result, {"path": session.path, "depth": session.depth, "turn": session.turn})
         if not self.box.alive:
             self._replace()
@@ -396,6 +486,7 @@ class _SessionRepl:
         return result
 
     def lookup(self, name: str) -> Lookup:
+        self._ready()
         try:
             return self.box.lookup(name)
         except SandboxDead:
@@ -415,6 +506,7 @@ class _Session:
         query: str | None,
         context: Any,
         model: str | None,
+        outer_deadline: float | None = None,
     ) -> None:
         self.tree = tree
         self.path = path
@@ -422,14 +514,23 @@ class _Session:
         self.query = query
         self.context = context
         self.model = model
+        #: A child's parent cell's deadline: everything of the child ends by it.
+        self.outer_deadline = outer_deadline
+        #: The running cell's deadline (``None`` between cells).
+        self.cell_deadline: float | None = None
         self.turn = 0
         self._children = 0
         self._lock = threading.Lock()
 
+    def deadline(self) -> float | None:
+        """The earliest of the running cell's deadline and the parent cell's (if any)."""
+        bounds = [d for d in (self.cell_deadline, self.outer_deadline) if d is not None]
+        return min(bounds) if bounds else None
+
     def run(self) -> LoopResult:
         tree = self.tree
-        box = tree.take_sandbox(self.on_call, self.context)
-        repl = _SessionRepl(self, box)
+        box, filled = tree.take_sandbox_filling(self.on_call, self.context)
+        repl = _SessionRepl(self, box, filled)
         config = LoopConfig(
             max_iterations=tree.params.max_iterations,
             depth=self.depth,
@@ -439,6 +540,7 @@ class _Session:
         try:
             return run_loop(self.query, self.context, self.complete, repl, config, tree.events.emit)
         finally:
+            repl.settle()
             tree.release(repl.box)
 
     # -- the root's model ---------------------------------------------------------------------
@@ -454,7 +556,7 @@ class _Session:
             model=self.model,
             purpose=f"rlm.turn:{self.path}",
         )
-        (outcome,) = self.tree.send([request], self.depth)
+        (outcome,) = self.tree.send([request], self.depth, self.outer_deadline)
         if outcome.error is not None:
             if _fatal(outcome.error):
                 self.tree.fail(outcome.error)
@@ -486,7 +588,7 @@ class _Session:
             for p in prompts
         ]
         started = time.perf_counter()
-        outcomes = tree.send(requests, self.depth + 1)
+        outcomes = tree.send(requests, self.depth + 1, self.deadline())
         answers: list[str] = []
         errors = 0
         for outcome in outcomes:
@@ -533,7 +635,7 @@ class _Session:
         depth = self.depth + 1
         base = {"path": path, "parent": self.path, "depth": depth}
         tree.events.emit("rlm.child", {**base, "phase": "started"})
-        child = _Session(tree, path, depth, None, prompt, model or self.model)
+        child = _Session(tree, path, depth, None, prompt, model or self.model, self.deadline())
         try:
             result = child.run()
         except SessionStopped:

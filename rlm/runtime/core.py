@@ -136,6 +136,7 @@ class HypervisorCore:
             TaskStore(settings.database_path, hook=self._outbox, database_url=dsn),
             ray.get_runtime_context().gcs_address,
             max_events=settings.engine.max_task_events,
+            max_progress_events=settings.engine.max_task_progress_events,
         )
         self._scheduler = Scheduler(
             settings.engine,

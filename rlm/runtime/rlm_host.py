@@ -25,6 +25,7 @@ binds its ports to Ray.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -44,7 +45,13 @@ from rlm.incidents import log_incident
 from rlm.lm.calls import LMRequest
 from rlm.rlmmode.loop import Completion
 from rlm.rlmmode.request import RLMParams, read_context
-from rlm.rlmmode.session import LMOutcome, SessionStopped, SessionTree, root_failure
+from rlm.rlmmode.session import (
+    LMOutcome,
+    SessionStopped,
+    SessionTree,
+    cell_timed_out,
+    root_failure,
+)
 from rlm.rlmmode.settings import RLMSettings
 from rlm.runtime.security import PromptGuard
 from rlm.sandbox.errors import SandboxDead, SandboxUnavailable
@@ -148,14 +155,25 @@ def _ray_temp_dir() -> str | None:
 class _CoreLM:
     """The LM port of a tree: the core's broker, one actor call per batch."""
 
-    def __init__(self, core: Any, task_id: str) -> None:
+    def __init__(self, core: Any, task_id: str, cell_timeout_s: float) -> None:
         self._core = core
         self._task_id = task_id
+        self._cell_timeout_s = cell_timeout_s
 
-    def complete(self, requests: Sequence[LMRequest], *, extra: bool) -> list[LMOutcome]:
+    def complete(
+        self, requests: Sequence[LMRequest], *, extra: bool, timeout_s: float | None = None
+    ) -> list[LMOutcome]:
         # A concurrent future, not ray.get: this runs on a session thread of an async actor.
         ref = self._core.lm_batch.remote(self._task_id, list(requests), extra)
-        answers = ref.future().result()
+        try:
+            answers = ref.future().result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            # The cell's wall time ran out: cancelling the core's coroutine cancels the
+            # broker's batch, which stops every call of it still queued or in flight (never
+            # charged); the code is answered "Error: ..." and its cell is interrupted.
+            ray.cancel(ref)
+            error = cell_timed_out(self._cell_timeout_s)
+            return [LMOutcome(error=error)] * len(requests)
         outcomes = []
         for kind, value in answers:
             if kind == "ok":
@@ -280,7 +298,7 @@ class SessionHost:
 
         tree = SessionTree(
             params,
-            _CoreLM(self._core, task_id),
+            _CoreLM(self._core, task_id, self._config.sandbox.cell_timeout_s),
             self._pool,
             send_events,
             cell_timeout_s=self._config.sandbox.cell_timeout_s,

@@ -28,7 +28,13 @@ from rlm.lm.calls import LMUsage
 from rlm.models.tasks import ErrorInfo, ExecuteResponse, Usage
 from rlm.runtime.run import Run, TaskSpec
 from rlm.tasks.event_store import EventWriter, stored_events
-from rlm.tasks.events import DEFAULT_MAX_EVENTS, TERMINAL_EVENT, EventLog, TaskEvent
+from rlm.tasks.events import (
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_MAX_PROGRESS_EVENTS,
+    TERMINAL_EVENT,
+    EventLog,
+    TaskEvent,
+)
 from rlm.tasks.idempotency import IdempotencyKey, IdempotentTask
 from rlm.tasks.listing import TaskCursor, TaskQuery
 from rlm.tasks.progress import plan_shape
@@ -56,6 +62,7 @@ class TaskTable:
         ray_address: The GCS address of the Ray cluster the engine runs in, recorded with the
             instance so later commands on the same state directory join it.
         max_events: The cap on each task's events (see :class:`~rlm.tasks.events.EventLog`).
+        max_progress_events: The cap on each task's progress events, counted apart.
     """
 
     def __init__(
@@ -64,9 +71,11 @@ class TaskTable:
         ray_address: str | None = None,
         *,
         max_events: int = DEFAULT_MAX_EVENTS,
+        max_progress_events: int = DEFAULT_MAX_PROGRESS_EVENTS,
     ) -> None:
         self._store = store
         self._max_events = max_events
+        self._max_progress_events = max_progress_events
         self._writer = EventWriter(store.write_events)
         self._flush_timer: asyncio.TimerHandle | None = None
         self._instance_id = uuid.uuid4().hex
@@ -198,7 +207,12 @@ class TaskTable:
             seq=self._seq,
             record=record,
             admission=admission,
-            events=EventLog(spec.task_id, max_events=self._max_events, on_append=self._noted),
+            events=EventLog(
+                spec.task_id,
+                max_events=self._max_events,
+                max_progress_events=self._max_progress_events,
+                on_append=self._noted,
+            ),
         )
         named = None if key is None else (key.owner, key.key)
         self._starting[spec.task_id] = run

@@ -1,9 +1,9 @@
-"""The sandbox's internal wire format: length-prefixed JSON frames over a pair of pipes.
+"""The one wire between an RLM's host and its sandboxed REPL: length-prefixed JSON frames.
 
-This is a stop-gap until the project's JSON-lines message protocol lands; everything that knows
-the byte layout lives here, so swapping it touches this module only. The module must stay
-standard-library only: its source is also sent to the sandboxed child, which cannot import
-``rlm`` (it runs ``python -I -S`` as another uid).
+Every byte layout and message shape of the host ↔ sandbox protocol lives here and only here
+(an earlier JSON-lines codec, ``rlm.rlmmode.messages``, that nothing spoke was folded into it).
+The module must stay standard-library only: its source is also sent to the sandboxed child,
+which cannot import ``rlm`` (it runs ``python -I -S`` as another uid).
 
 A frame is a 4-byte big-endian unsigned length followed by that many bytes of UTF-8 JSON whose
 top level is an object with an ``"op"`` key. Messages, host to child:
@@ -21,7 +21,10 @@ Child to host:
   "error"}`` answers ``var``.
 
 The host treats every frame from the child as untrusted: :class:`FrameDecoder` refuses frames
-longer than its limit and anything that is not a JSON object with a string ``op``.
+longer than its limit, JSON with duplicate keys or ``NaN``/``Infinity``, anything that is not
+an object with a string ``op``, and (:func:`check_child_message`) an ``op`` the child may not
+send, a missing or unknown field, or a field of the wrong type (:data:`CHILD_MESSAGES`). The
+child trusts the host's frames (:func:`read_message` only parses them).
 """
 
 from __future__ import annotations
@@ -30,9 +33,35 @@ import json
 import struct
 from typing import Any, BinaryIO
 
-__all__ = ["FrameDecoder", "FrameError", "encode", "read_message"]
+__all__ = [
+    "CHILD_MESSAGES",
+    "FrameDecoder",
+    "FrameError",
+    "check_child_message",
+    "encode",
+    "read_message",
+]
 
 _HEADER = struct.Struct(">I")
+
+# Field kinds of :data:`CHILD_MESSAGES`.
+_STR, _OPT_STR, _BOOL, _STRS = "str", "str|None", "bool", "list[str]"
+
+#: What the child may send: each ``op`` and its fields (all required, no others).
+CHILD_MESSAGES: dict[str, dict[str, str]] = {
+    "ready": {"confined": _BOOL, "error": _OPT_STR},
+    "call": {"kind": _STR, "prompts": _STRS, "model": _OPT_STR},
+    "result": {
+        "stdout": _STR,
+        "stderr": _STR,
+        "new_vars": _STRS,
+        "error": _OPT_STR,
+        "killed_reason": _OPT_STR,
+        "answer": _OPT_STR,
+    },
+    "ok": {},
+    "var": {"value": _OPT_STR, "names": _STRS, "error": _OPT_STR},
+}
 
 
 class FrameError(ValueError):
@@ -45,18 +74,69 @@ def encode(message: dict[str, Any]) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
-def _decode_body(body: bytes) -> dict[str, Any]:
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise FrameError(f"duplicate key {key!r:.80}")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise FrameError(f"{name} is not a JSON number")
+
+
+def _decode_body(body: bytes, *, strict: bool = False) -> dict[str, Any]:
     try:
-        message = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FrameError(f"frame is not JSON: {exc}") from None
+        if strict:
+            message = json.loads(
+                body, object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+            )
+        else:
+            message = json.loads(body)
+    except FrameError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FrameError(f"frame is not JSON: {exc}"[:300]) from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise FrameError("frame is not an object with a string 'op'")
     return message
 
 
+def _fits(value: Any, kind: str) -> bool:
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _OPT_STR:
+        return value is None or isinstance(value, str)
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_child_message(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` if it is one the child may send (:data:`CHILD_MESSAGES`), exactly.
+
+    Raises:
+        FrameError: An unknown ``op``, a missing or unknown field, or a wrong type.
+    """
+    op = message["op"]
+    fields = CHILD_MESSAGES.get(op)
+    if fields is None:
+        raise FrameError(f"the sandbox may not send {op!r:.40}")
+    missing = fields.keys() - message.keys()
+    unknown = message.keys() - fields.keys() - {"op"}
+    if missing or unknown:
+        raise FrameError(f"{op} message: missing {sorted(missing)}, unknown {sorted(unknown)[:5]}")
+    for name, kind in fields.items():
+        if not _fits(message[name], kind):
+            raise FrameError(f"{op} message: {name} must be {kind}")
+    return message
+
+
 class FrameDecoder:
-    """Incremental decoder for a non-blocking reader (the host side).
+    """Incremental decoder of the child's frames for a non-blocking reader (the host side):
+    strict JSON, and only the messages of :data:`CHILD_MESSAGES`.
 
     Args:
         max_frame_bytes: Longest body accepted; a longer header raises :class:`FrameError`
@@ -80,7 +160,7 @@ class FrameDecoder:
                 break
             body = bytes(self._buffer[_HEADER.size : end])
             del self._buffer[:end]
-            messages.append(_decode_body(body))
+            messages.append(check_child_message(_decode_body(body, strict=True)))
         return messages
 
 

@@ -21,7 +21,11 @@ How the child is confined (each point has a test in ``tests/unit/test_sandbox_is
    ``prctl(PR_SET_NO_NEW_PRIVS)`` makes set-uid binaries inert.
 4. **Limits** (``setrlimit``, hard = soft, so the child can not raise them): ``RLIMIT_AS``,
    ``RLIMIT_NPROC``, ``RLIMIT_FSIZE``, ``RLIMIT_CORE`` = 0, ``RLIMIT_CPU`` for the process's life
-   and a soft ``RLIMIT_CPU`` per cell (``SIGXCPU`` stops the cell). The wall clock is the host's:
+   and a soft ``RLIMIT_CPU`` per cell (``SIGXCPU`` stops the cell). A soft limit is the
+   process's to raise (up to the hard one) and ``SIGXCPU`` its to ignore, so the host also
+   watches the REPL's CPU time (``/proc/<pid>/stat``, every :data:`CPU_CHECK_S` while a cell
+   runs): a cell past its CPU time by :data:`CPU_SLACK_S` is killed with its sandbox
+   (``cpu_limit_killed``). The wall clock is the host's:
    past the cell's timeout it sends ``SIGINT``; a cell that does not stop within
    ``interrupt_grace_s`` is ``SIGKILL``-ed and the sandbox must be restarted. Output is kept as
    head + tail inside the child, never buffered whole; frames above ``max_frame_bytes`` are a
@@ -71,6 +75,13 @@ HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batc
 HostCall = Callable[[str, list[str], "str | None"], list[str]]
 
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+#: How often the host reads a running cell's CPU time.
+CPU_CHECK_S = 0.25
+#: CPU time past a cell's limit after which the host kills it (the child's own ``SIGXCPU``
+#: normally stops it first; only a cell that raised its soft limit or ignores the signal
+#: gets here).
+CPU_SLACK_S = 1.0
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _BOOT = """\
 import sys, types
 def _load(name, src):
@@ -127,7 +138,9 @@ class CellResult:
         duration_ms: Host-side wall time of the cell, host calls included.
         killed_reason: ``None`` when the cell ended by itself; ``"cpu_limit"`` or
             ``"wall_timeout"`` (stopped, namespace kept); ``"wall_timeout_killed"``,
-            ``"crashed"`` or ``"protocol_violation"`` (the process is gone: ``restart()``).
+            ``"cpu_limit_killed"`` (past its CPU time although the child's own limit should
+            have stopped it: the code raised it or ignored the signal), ``"crashed"`` or
+            ``"protocol_violation"`` (the process is gone: ``restart()``).
         answer: ``str(answer["content"])`` when the cell ended with ``answer["ready"]``
             truthy (the rule of :func:`rlm.rlmmode.answer.answer_from_dict`), else ``None``.
     """
@@ -217,6 +230,17 @@ def _uids_in_use() -> dict[int, list[int]]:
         except OSError:
             continue  # the process ended while we looked
     return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of process ``pid`` and its waited-for children (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from the state (3).
+    return sum(int(f) for f in fields[11:15]) / _CLK_TCK
 
 
 def _kill_uid(uid: int) -> None:
@@ -446,8 +470,12 @@ class Sandbox:
 
     def _send(self, message: dict[str, Any], deadline: float) -> bool:
         """Write one frame; ``False`` if the child did not take it before ``deadline``."""
+        return self._send_frame(framing.encode(message), deadline)
+
+    def _send_frame(self, frame: bytes, deadline: float) -> bool:
+        """Write an encoded frame; ``False`` if the child did not take it before ``deadline``."""
         process = self._require()
-        view = memoryview(framing.encode(message))
+        view = memoryview(frame)
         poller = select.poll()
         poller.register(process.write_fd, select.POLLOUT)
         while view:
@@ -500,13 +528,13 @@ class Sandbox:
             SandboxDead: The process is gone.
         """
         try:
-            framing.encode({"op": "context", "value": value})
+            frame = framing.encode({"op": "context", "value": value})  # once: it may be large
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"the context is not JSON-serialisable: {exc}") from None
         self._context, self._has_context = value, True
         deadline = time.monotonic() + timeout_s
         try:
-            sent = self._send({"op": "context", "value": value}, deadline)
+            sent = self._send_frame(frame, deadline)
             reply = self._read(deadline) if sent else None
         except (_ChildGone, framing.FrameError):
             reply = None
@@ -532,6 +560,7 @@ class Sandbox:
         started = time.perf_counter()
         deadline = time.monotonic() + timeout_s
         cpu = cpu_s if cpu_s is not None else max(1, math.ceil(timeout_s))
+        cpu_start = _cpu_seconds(self.pid)
         interrupted = False
 
         def ended(reason: str, error: str) -> CellResult:
@@ -543,7 +572,17 @@ class Sandbox:
             if not self._send({"op": "run", "code": code, "cpu_s": cpu}, deadline):
                 return ended("wall_timeout_killed", "the sandbox did not take the cell")
             while True:
-                message = self._read(deadline)
+                message = self._read(min(deadline, time.monotonic() + CPU_CHECK_S))
+                if message is None and time.monotonic() < deadline:
+                    used = _cpu_seconds(self.pid) - cpu_start
+                    if used > cpu + CPU_SLACK_S:
+                        return ended(
+                            "cpu_limit_killed",
+                            f"the cell used {used:.1f} s of CPU time, past its limit of {cpu} s "
+                            "(its own limit was raised or its signal ignored); the sandbox was "
+                            "killed (its variables are lost)",
+                        )
+                    continue
                 if message is None:
                     if interrupted:
                         return ended(
@@ -598,14 +637,10 @@ class Sandbox:
         )
 
     def _answer(self, message: dict[str, Any], *, refuse: bool) -> list[str]:
-        kind, prompts, model = message["kind"], message["prompts"], message.get("model")
-        if (
-            kind not in HOST_FUNCTIONS
-            or not isinstance(prompts, list)
-            or not all(isinstance(p, str) for p in prompts)
-            or not (model is None or isinstance(model, str))
-        ):
-            raise ValueError("malformed call")
+        # The decoder checked the fields' types (framing.CHILD_MESSAGES); the kind is ours.
+        kind, prompts, model = message["kind"], message["prompts"], message["model"]
+        if kind not in HOST_FUNCTIONS:
+            raise ValueError(f"unknown host function {kind!r:.40}")
         if len(prompts) > self.limits.max_prompts_per_call:
             return [f"Error: at most {self.limits.max_prompts_per_call} prompts per call"] * len(
                 prompts

@@ -37,6 +37,8 @@ _KILLED: Final[dict[str, Severity]] = {
     "cpu_limit": "medium",
     "wall_timeout": "medium",
     "wall_timeout_killed": "medium",
+    # Its code raised its own CPU limit or ignored the signal: tampering, not only slowness.
+    "cpu_limit_killed": "high",
     "crashed": "high",
     "protocol_violation": "high",
 }
@@ -55,8 +57,9 @@ class SandboxViolation:
     """A limit a cell ran into.
 
     Attributes:
-        reason: ``cpu_limit``, ``wall_timeout``, ``wall_timeout_killed``, ``crashed``,
-            ``protocol_violation``, ``memory``, ``processes``, ``file_size`` or ``network``.
+        reason: ``cpu_limit``, ``wall_timeout``, ``wall_timeout_killed``,
+            ``cpu_limit_killed``, ``crashed``, ``protocol_violation``, ``memory``,
+            ``processes``, ``file_size`` or ``network``.
         severity: ``high`` for a process that crashed or broke the protocol and for a network
             attempt (code reaching past its confinement), ``medium`` for a resource cap.
     """

@@ -35,8 +35,13 @@ Event types (``data`` fields in camelCase, as on the wire):
   failed.
 - ``rlm.answer``: ``path``, ``answer`` (truncated), ``turns``, ``forced``.
 - ``task.truncated``: ``limit``, ``firstDropped`` — the task reached its cap of stored events
-  (``RLM_ENGINE__MAX_TASK_EVENTS``, default 10,000): events after this marker, up to the
-  terminal one, were not recorded. ``task.completed`` is always kept.
+  (``RLM_ENGINE__MAX_TASK_EVENTS``, default 10,000, progress not counted): events after this
+  marker, up to the terminal one, were not recorded. ``task.completed`` is always kept.
+- ``progress.truncated``: ``limit``, ``firstDropped`` — the task's progress events
+  (``nodes.started`` and ``task.progress``) reached their own cap
+  (``RLM_ENGINE__MAX_TASK_PROGRESS_EVENTS``, default 10,000): no progress event is recorded
+  after this marker, every other event still is. Progress has its own budget so a long task's
+  progress never crowds out its trajectory (turns, cells, sub-calls).
 - ``task.completed``: ``status``, ``result`` (the task's ``ExecuteResponse`` on the wire) —
   always the last event.
 
@@ -86,7 +91,10 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_EVENTS",
+    "DEFAULT_MAX_PROGRESS_EVENTS",
     "MAX_TREE_NODES",
+    "PROGRESS_EVENTS",
+    "PROGRESS_TRUNCATED_EVENT",
     "TERMINAL_EVENT",
     "TRUNCATED_EVENT",
     "EventLog",
@@ -98,8 +106,14 @@ __all__ = [
 TERMINAL_EVENT = "task.completed"
 #: The marker that replaces the first event over a task's cap.
 TRUNCATED_EVENT = "task.truncated"
+#: The marker that replaces the first progress event over a task's progress cap.
+PROGRESS_TRUNCATED_EVENT = "progress.truncated"
+#: Event types counted against the progress budget, not the task's cap of other events.
+PROGRESS_EVENTS = frozenset({"nodes.started", "task.progress"})
 #: Events a task keeps before the terminal one, unless the engine's settings say otherwise.
 DEFAULT_MAX_EVENTS = 10_000
+#: Progress events a task keeps, unless the engine's settings say otherwise.
+DEFAULT_MAX_PROGRESS_EVENTS = 10_000
 #: Plans up to this many nodes carry their ``parents`` and ``done`` ranges (see above).
 MAX_TREE_NODES = 16_384
 
@@ -147,8 +161,12 @@ class EventLog:
         task_id: The task's id.
         first_seq: The number the next event gets (a log resumed from the store continues
             its numbering).
-        max_events: Events kept before the terminal one (``None``: no cap). Over the cap, one
-            ``task.truncated`` marker takes the next event's place and later ones are dropped.
+        max_events: Events other than progress kept before the terminal one (``None``: no
+            cap). Over the cap, one ``task.truncated`` marker takes the next event's place and
+            later ones (progress too) are dropped.
+        max_progress_events: Progress events (:data:`PROGRESS_EVENTS`) kept (``None``: no
+            cap). Over it, one ``progress.truncated`` marker takes the next one's place and
+            later progress is dropped; other events are not affected.
         on_append: Called with the log after every event it keeps (the engine batches its
             writes to the store from there).
     """
@@ -159,12 +177,19 @@ class EventLog:
         first_seq: int = 1,
         *,
         max_events: int | None = DEFAULT_MAX_EVENTS,
+        max_progress_events: int | None = DEFAULT_MAX_PROGRESS_EVENTS,
         on_append: Callable[[EventLog], None] | None = None,
     ) -> None:
         if max_events is not None and max_events < 2:
             raise ValueError(f"max_events must be at least 2, got {max_events}")
+        if max_progress_events is not None and max_progress_events < 1:
+            raise ValueError(f"max_progress_events must be at least 1, got {max_progress_events}")
         self.task_id = task_id
         self.max_events = max_events
+        self.max_progress_events = max_progress_events
+        # Kept events of each budget, each marker in its own (the terminal event in neither).
+        self._kept = 0
+        self._kept_progress = 0
         self.on_append = on_append
         self._events: list[TaskEvent] = []
         self._next = first_seq
@@ -173,6 +198,8 @@ class EventLog:
         self.closed = False
         #: Events dropped over the cap.
         self.dropped = 0
+        #: Progress events dropped over the progress cap (before the main cap was reached).
+        self.progress_dropped = 0
 
     def __len__(self) -> int:
         return len(self._events)
@@ -195,15 +222,29 @@ class EventLog:
         """
         if self.closed:
             raise ValueError(f"the event log of task {self.task_id} is closed")
-        if type != TERMINAL_EVENT and self.max_events is not None:
-            if self.dropped:
-                self.dropped += 1
+        if type == TERMINAL_EVENT:
+            return self._add(type, data, ts)
+        if self.dropped:
+            self.dropped += 1
+            return None
+        if type in PROGRESS_EVENTS and self.max_progress_events is not None:
+            if self.progress_dropped:
+                self.progress_dropped += 1
                 return None
-            if len(self._events) >= self.max_events - 1:
-                self.dropped = 1
-                marker = {"limit": self.max_events, "firstDropped": type}
-                self._add(TRUNCATED_EVENT, marker, ts)
+            if self._kept_progress >= self.max_progress_events - 1:
+                self.progress_dropped = 1
+                marker = {"limit": self.max_progress_events, "firstDropped": type}
+                self._kept_progress += 1
+                self._add(PROGRESS_TRUNCATED_EVENT, marker, ts)
                 return None
+            self._kept_progress += 1
+            return self._add(type, data, ts)
+        if self.max_events is not None and self._kept >= self.max_events - 1:
+            self.dropped = 1
+            marker = {"limit": self.max_events, "firstDropped": type}
+            self._add(TRUNCATED_EVENT, marker, ts)
+            return None
+        self._kept += 1
         return self._add(type, data, ts)
 
     def _add(self, type: str, data: dict[str, Any], ts: float | None) -> TaskEvent:

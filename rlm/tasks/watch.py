@@ -77,6 +77,7 @@ class TaskWatch:
         self.subcalls = 0
         self.tokens = 0
         self.truncated = False
+        self.progress_truncated = False
         self.result: ExecuteResponse | None = None
         self.steps: deque[Text] = deque(maxlen=recent)
         self.last_id = 0
@@ -99,6 +100,8 @@ class TaskWatch:
             self.per_depth = list(data.get("perDepth", []))
         elif kind == "task.truncated":
             self.truncated = True
+        elif kind == "progress.truncated":
+            self.progress_truncated = True
         elif kind == "task.completed":
             self.status = str(data.get("status", "completed"))
             self.result = event.result
@@ -186,6 +189,8 @@ class TaskWatch:
             parts.extend(self.steps)
         if self.truncated:
             parts.append(Text("(events over the task's cap were not recorded)", style="yellow"))
+        elif self.progress_truncated:
+            parts.append(Text("(progress over its cap is no longer recorded)", style="yellow"))
         if self.result is not None:
             summary = f"{self.result.agent_calls} agent calls, {self.result.execution_time_ms} ms"
             if self.result.error is not None:

@@ -9,6 +9,7 @@ shown (its cells' feedback) is read at the server.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -81,6 +82,30 @@ def test_an_rlm_task_answers_and_charges_each_call(api: Api, lm_server: FakeLMSe
         assert daily["tokensUsed"] == usage["inputTokens"] + usage["outputTokens"]
         stored = client.get(f"/tasks/{body['taskId']}").json()
         assert stored["status"] == "completed" and stored["result"]["output"] == body["output"]
+        # Its steps, as the SSE stream gives them: two turns, two cells, one sub-call batch.
+        stream = client.get(f"/tasks/{body['taskId']}/events")
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events = [
+            json.loads(line[len("data: ") :])
+            for line in stream.text.splitlines()
+            if line.startswith("data: ")
+        ]
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "task.started" and kinds[-1] == "task.completed"
+        assert [k for k in kinds if k.startswith("rlm.")] == [
+            "rlm.turn",
+            "rlm.subcalls",
+            "rlm.cell",
+            "rlm.turn",
+            "rlm.cell",
+            "rlm.answer",
+        ]
+        batch = next(e["data"] for e in events if e["event"] == "rlm.subcalls")
+        assert (batch["count"], batch["depth"], batch["cached"]) == (2, 1, 0)
+        assert len(batch["promptDigests"]) == 2 and batch["inputTokens"] > 0
+        cell = next(e["data"] for e in events if e["event"] == "rlm.cell")
+        assert cell["stdout"].startswith("150 ['R:ddo") and cell["durationMs"] > 0
+        assert events[-1]["data"]["result"]["output"] == body["output"]
     assert _root_prompts(lm_server, query)[1].startswith(
         "REPL output:\n150 ['R:ddo :1 yrtne', 'R:ddo :992 yrtne']"
     )

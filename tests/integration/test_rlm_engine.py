@@ -207,6 +207,35 @@ def test_final_and_final_var_in_the_reply_answer(rlm_hv: rlm.Hypervisor) -> None
     assert by_text.output == "seventeen" and by_text.agent_calls == 1
 
 
+def test_a_context_with_integers_past_64_bits_reaches_the_repl_exactly(
+    rlm_hv: rlm.Hypervisor,
+) -> None:
+    context = {"big": [2**70, -(2**64)]}
+    query = script([_answer("str(context['big'][0] + 1) + ' ' + str(sum(context['big']))")])
+    result = rlm_hv.execute(_task(query, context=context))
+    assert result.status == "completed", result.error
+    assert result.output == f"{2**70 + 1} {2**70 - 2**64}"
+
+
+def test_a_timeout_stops_every_sub_call_in_flight(
+    rlm_hv: rlm.Hypervisor, server: FakeLMServer
+) -> None:
+    query = script(["```repl\nrs = llm_query_batched([f'stuck {i}' for i in range(6)])\n```"])
+    server.stall_next(1, 0.0)  # the root's turn answers at once
+    server.stall_next(6, 60.0)  # the batch hangs at the server
+    task_id = rlm_hv.submit(_task(query, timeoutMs=4000))
+    wait_until(lambda: server.stats().in_flight >= 6, 30, "the batch in flight")
+    boxes = wait_until(lambda: _sandboxes(rlm_hv, task_id), 30, "the task's sandbox")
+    result = rlm_hv.result(task_id, timeout=30)
+    assert result.status == "failed"
+    assert result.error is not None and result.error.code == "TIMEOUT"
+    # Only the root's turn was answered and charged; the six stopped calls were not.
+    assert result.agent_calls == 1
+    assert result.usage is not None and result.usage.lm_calls == 1
+    assert _gone([b["uid"] for b in boxes]) and _sandboxes(rlm_hv, task_id) == []
+    assert server.stats().requests == 7  # nothing sent after the timeout
+
+
 def test_max_iterations_forces_one_last_call(rlm_hv: rlm.Hypervisor, server: FakeLMServer) -> None:
     query = script(["```repl\nprint('looking')\n```", "Still thinking.", "My best guess: 42"])
     result = rlm_hv.execute(_task(query, maxIterations=2))

@@ -168,9 +168,10 @@ def test_events_are_read_back_after_the_engine_restarts(ray_session: None, tmp_p
     try:
         assert list(again.events(done.task_id)) == before
         assert list(again.events(done.task_id, after=2)) == before[2:]
-        # Over the cap: the marker, then only the end.
+        # Over the cap: the marker, then only the end (progress is counted apart).
         kept = list(again.events(capped))
-        assert len(kept) == 9
+        counted = [e for e in kept if e.event not in ("nodes.started", "task.progress")]
+        assert len(counted) == 9
         assert kept[-2].event == "task.truncated" and kept[-2].data["limit"] == 8
         assert kept[-1].terminal and kept[-1].data["status"] == "completed"
         assert [e.event for e in again.trajectory(capped).events][-2:] == [
@@ -191,3 +192,39 @@ def test_events_are_read_back_after_the_engine_restarts(ray_session: None, tmp_p
         assert "interrupted" in end.result.error.message
     finally:
         again.shutdown_engine()
+
+
+def test_progress_has_its_own_cap_and_never_crowds_out_rlm_steps(
+    ray_session: None, tmp_path: Path
+) -> None:
+    # Caps far below the defaults, so a task of a second or two reaches the progress one.
+    settings = make_settings(tmp_path, max_task_events=20, max_task_progress_events=4)
+    hv = with_test_ops(rlm.connect(settings=settings))
+    try:
+        task_id = hv.submit(_slow(0.05, n=40))
+        assert hv.record_events(task_id, RLM_STEPS)
+        stream = hv.events(task_id)
+        seen = []
+        for event in stream:  # live, until the progress budget is spent
+            seen.append(event)
+            if event.event == "progress.truncated":
+                break
+        assert not seen[-1].terminal, "the task ended before its progress reached the cap"
+        # Steps recorded after progress reached its cap are still kept.
+        assert hv.record_events(task_id, RLM_STEPS)
+        seen.extend(stream)
+        assert seen[-1].terminal and seen[-1].data["status"] == "completed"
+        types = [e.event for e in seen]
+        assert [e.id for e in seen] == list(range(1, len(seen) + 1))
+        assert [t for t in types if t.startswith("rlm.")] == [t for t, _ in RLM_STEPS] * 2
+        assert "task.truncated" not in types
+        progress = [t for t in types if t in ("nodes.started", "task.progress")]
+        assert len(progress) == 3 and types.count("progress.truncated") == 1
+        marker = seen[types.index("progress.truncated")]
+        assert marker.data["limit"] == 4
+        # The stored copy, read back once the task has ended, is the same; so is the trajectory.
+        assert list(hv.events(task_id)) == seen
+        trajectory = [e.event for e in hv.trajectory(task_id).events]
+        assert trajectory == [t for t, _ in RLM_STEPS] * 2 + ["task.completed"]
+    finally:
+        hv.shutdown_engine()

@@ -48,7 +48,9 @@ class _ResponderLM:
         self.requests: list[LMRequest] = []
         self.input_tokens = self.output_tokens = 0
 
-    def complete(self, requests: Sequence[LMRequest], *, extra: bool) -> list[LMOutcome]:
+    def complete(
+        self, requests: Sequence[LMRequest], *, extra: bool, timeout_s: float | None = None
+    ) -> list[LMOutcome]:
         outcomes = []
         for request in requests:
             messages = [dict(m) for m in request.messages]

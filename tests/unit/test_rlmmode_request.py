@@ -79,6 +79,26 @@ def test_refusals_name_the_field(raw: dict[str, Any], options: dict[str, Any], f
     assert info.value.details["field"] == field
 
 
+def test_a_context_with_integers_past_64_bits_is_json() -> None:
+    context = {"big": [2**70, -(2**64)], "name": "é"}
+    parsed = _parse({"query": "q", "context": context})
+    assert parsed.context == context
+    assert parsed.context_bytes == len(
+        '{"big":[1180591620717411303424,-18446744073709551616],"name":"é"}'.encode()
+    )
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"s": {1, 2}}, ["\ud800", 2**70], [object()], [float("nan"), 2**70]],
+    ids=["set", "lone-surrogate", "object", "nan"],
+)
+def test_a_context_that_is_not_json_is_refused_naming_the_field(context: Any) -> None:
+    with pytest.raises(InvalidInput, match="not JSON") as info:
+        _parse({"query": "q", "context": context})
+    assert info.value.details["field"] == "input.context"
+
+
 def test_rlm_only_options_are_refused_on_other_tasks() -> None:
     check_not_rlm_options(ExecuteOptions(maxDepth=3))  # shared options pass
     for option in ("model", "subModel", "maxIterations"):

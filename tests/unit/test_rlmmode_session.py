@@ -7,12 +7,13 @@ The model is scripted through a stand-in for the core's LM port; sandboxes are r
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from rlm.errors import InternalError, InvalidInput, QuotaExceeded, RLMError
+from rlm.errors import InternalError, InvalidInput, QuotaExceeded, RLMError, TaskTimeout
 from rlm.lm.calls import LMRequest
 from rlm.rlmmode.loop import Completion
 from rlm.rlmmode.request import RLMParams
@@ -38,7 +39,9 @@ class FakeLM:
         self.calls: list[tuple[str, bool, str | None]] = []
         self.lock = threading.Lock()
 
-    def complete(self, requests: Sequence[LMRequest], *, extra: bool) -> list[LMOutcome]:
+    def complete(
+        self, requests: Sequence[LMRequest], *, extra: bool, timeout_s: float | None = None
+    ) -> list[LMOutcome]:
         outcomes = []
         for request in requests:
             with self.lock:
@@ -71,7 +74,8 @@ def _tree(
     params = RLMParams(
         query="q", max_iterations=5, max_depth=max_depth, model="root-m", sub_model="sub-m"
     )
-    tree = SessionTree(params, lm, pool, events.extend, cell_timeout_s=30, cell_cpu_s=30, **kwargs)
+    kwargs.setdefault("cell_timeout_s", 30)
+    tree = SessionTree(params, lm, pool, events.extend, cell_cpu_s=30, **kwargs)
     return tree, events
 
 
@@ -212,6 +216,77 @@ def test_stop_ends_a_running_cell_and_leaves_no_process(pool: SandboxPool) -> No
     assert uid not in host._uids_in_use() and not tree.sandboxes()
 
 
+class StallingLM(FakeLM):
+    """A FakeLM whose requests for ``stalled`` purposes never answer: each waits out the
+    ``timeout_s`` it is given, as the core's port does, then answers ``TaskTimeout``."""
+
+    def __init__(self, root: RootScript, stalled: Callable[[str], bool]) -> None:
+        super().__init__(root)
+        self.stalled = stalled
+        self.timeouts: list[float | None] = []
+        self.never = threading.Event()  # set by no one: a stalled call is never answered
+
+    def complete(
+        self, requests: Sequence[LMRequest], *, extra: bool, timeout_s: float | None = None
+    ) -> list[LMOutcome]:
+        if not any(self.stalled(r.purpose) for r in requests):
+            return super().complete(requests, extra=extra, timeout_s=timeout_s)
+        with self.lock:
+            self.timeouts.append(timeout_s)
+        # Unbounded (None) would hang the test: the assertion below then fails on time.
+        self.never.wait(60 if timeout_s is None else timeout_s)
+        return [LMOutcome(error=TaskTimeout("stopped at the cell's deadline"))] * len(requests)
+
+
+def test_a_cells_wall_time_bounds_a_sub_call_in_flight(pool: SandboxPool) -> None:
+    def root(path: str, turn: int) -> str:
+        if turn == 1:
+            return "```repl\nr = llm_query('slow')\n```"
+        return _answer("'went on'")
+
+    lm = StallingLM(root, lambda purpose: purpose == "rlm.llm_query")
+    tree, events = _tree(lm, pool, cell_timeout_s=1.5)
+    started = time.monotonic()
+    result = tree.run("ctx")
+    assert result.answer == "went on" and result.turns == 2
+    # The port was given the cell's time left, not an unbounded wait.
+    assert len(lm.timeouts) == 1 and lm.timeouts[0] is not None and 0 < lm.timeouts[0] <= 1.5
+    (cell, *_) = [d for t, d in events if t == "rlm.cell"]
+    assert cell["killedReason"] in ("wall_timeout", "wall_timeout_killed")
+    assert cell["durationMs"] < (1.5 + host.SandboxLimits().interrupt_grace_s) * 1000 + 1500
+    assert time.monotonic() - started < 20
+
+
+def test_a_child_rlm_lives_within_its_parents_cell(pool: SandboxPool) -> None:
+    def root(path: str, turn: int) -> str:
+        if path == "0":
+            if turn == 1:
+                return "```repl\nr = rlm_query('child work')\n```"
+            return _answer("'parent went on'")
+        return _answer("'never'")
+
+    # The child's first turn stalls: only the parent's cell deadline can end it.
+    lm = StallingLM(root, lambda purpose: purpose == "rlm.turn:0.0")
+    tree, events = _tree(lm, pool, max_depth=2, cell_timeout_s=1.5)
+    started = time.monotonic()
+    result = tree.run("ctx")
+    assert result.answer == "parent went on"
+    assert len(lm.timeouts) == 1 and lm.timeouts[0] is not None and 0 < lm.timeouts[0] <= 1.5
+    ended = [d for t, d in events if t == "rlm.child" and d["phase"] == "ended"]
+    assert len(ended) == 1 and ended[0]["error"].startswith("stopped at the cell's deadline")
+    assert not tree.sandboxes()  # the child's sandbox was closed too
+    assert time.monotonic() - started < 20
+
+
+def test_no_call_is_sent_once_the_cells_deadline_has_passed(pool: SandboxPool) -> None:
+    lm = FakeLM(lambda path, turn: "FINAL(x)")
+    tree, _ = _tree(lm, pool, cell_timeout_s=7)
+    outcomes = tree.send([LMRequest.chat("late")], 1, deadline=time.monotonic() - 0.001)
+    assert lm.calls == []
+    assert len(outcomes) == 1 and isinstance(outcomes[0].error, TaskTimeout)
+    assert "(7 s)" in outcomes[0].error.message
+
+
 def test_a_repl_that_dies_is_replaced_with_context_set_again(pool: SandboxPool) -> None:
     def root(path: str, turn: int) -> str:
         if turn == 1:
@@ -320,3 +395,39 @@ def test_cells_that_run_into_a_sandbox_limit_are_reported(pool: SandboxPool) -> 
     assert (violation.reason, violation.severity) == ("cpu_limit", "medium")
     assert facts["path"] == "0" and facts["turn"] == 1 and facts["killedReason"] == "cpu_limit"
     assert "code" not in facts and "stdout" not in facts
+
+
+class _SlowContextSandboxes:
+    """Fresh sandboxes whose context takes ``delay_s`` longer to arrive; notes when it did."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.context_set_at: list[float] = []
+
+    def take(self, on_call: host.HostCall) -> Sandbox:
+        source = self
+
+        class _Slow(Sandbox):
+            def set_context(self, value: Any, timeout_s: float = 60.0) -> None:
+                time.sleep(source.delay_s)
+                super().set_context(value, timeout_s)
+                source.context_set_at.append(time.monotonic())
+
+        return _Slow(on_call)
+
+
+def test_the_first_turn_leaves_while_the_context_travels_into_the_repl() -> None:
+    turns_at: list[float] = []
+
+    def root(path: str, turn: int) -> str:
+        turns_at.append(time.monotonic())
+        return _answer("str(len(context))")
+
+    sandboxes = _SlowContextSandboxes(delay_s=1.0)
+    params = RLMParams(query="q", max_iterations=5, max_depth=1, model="m", sub_model="s")
+    tree = SessionTree(params, FakeLM(root), sandboxes, cell_timeout_s=30, cell_cpu_s=30)
+    result = tree.run(["a", "b", "c"])
+    assert result.answer == "3"  # the cell saw the whole context
+    (context_set,) = sandboxes.context_set_at
+    assert turns_at[0] < context_set - 0.5  # the turn did not wait for it
+    assert not tree.sandboxes()

@@ -13,7 +13,6 @@ import pytest
 
 from rlm.errors import InvalidInput
 from rlm.sandbox import Sandbox, SandboxDead, SandboxUnavailable, host
-from rlm.sandbox.framing import FrameDecoder, FrameError, encode
 
 Call = tuple[str, list[str], str | None]
 
@@ -157,27 +156,6 @@ def test_refuses_without_root_unless_unsafe_local(monkeypatch: pytest.MonkeyPatc
     with Sandbox(Recorder(), unsafe_local=True) as sandbox:
         assert sandbox.uid is None
         assert sandbox.run("print(6 * 7)").stdout == "42\n"
-
-
-def test_frames_round_trip_in_pieces() -> None:
-    data = encode({"op": "a", "x": [1, "é"]}) + encode({"op": "b"})
-    decoder = FrameDecoder(1024)
-    messages = [m for i in range(len(data)) for m in decoder.feed(data[i : i + 1])]
-    assert messages == [{"op": "a", "x": [1, "é"]}, {"op": "b"}]
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        (10_000).to_bytes(4, "big"),  # longer than the limit: refused before buffering
-        (2).to_bytes(4, "big") + b"[]",
-        (7).to_bytes(4, "big") + b'{"op":1',
-        (1).to_bytes(4, "big") + b"\xff",
-    ],
-)
-def test_bad_frames_are_refused(data: bytes) -> None:
-    with pytest.raises(FrameError):
-        FrameDecoder(1024).feed(data)
 
 
 def test_the_answer_dict_is_read_at_the_end_of_each_cell(box: Sandbox) -> None:

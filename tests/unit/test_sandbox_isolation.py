@@ -189,6 +189,53 @@ def test_cpu_cap_stops_a_cell_even_if_it_catches_exceptions(box: Sandbox) -> Non
     assert box.run("print('usable')").stdout == "usable\n"
 
 
+def test_the_code_cannot_raise_its_hard_limits(box: Sandbox) -> None:
+    code = (
+        "import resource\n"
+        "for name in ('RLIMIT_AS', 'RLIMIT_CPU', 'RLIMIT_NPROC', 'RLIMIT_FSIZE'):\n"
+        "    r = getattr(resource, name)\n"
+        "    try:\n"
+        "        resource.setrlimit(r, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+        "        print(name, 'raised')\n"
+        "    except ValueError as exc:\n"
+        "        print(name, exc)\n"
+    )
+    lines = box.run(code).stdout.splitlines()
+    assert lines == [f"{n} not allowed to raise maximum limit" for n in _LIMITS]
+    # The cap still holds after the attempt.
+    result = box.run("big = bytearray(10 * 2**30)")
+    assert result.error is not None and "MemoryError" in result.error
+
+
+_LIMITS = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_FSIZE")
+
+
+@pytest.mark.parametrize(
+    "escape",
+    [
+        # The per-cell CPU limit is a soft one: the code may raise it up to the hard one...
+        "s, h = resource.getrlimit(resource.RLIMIT_CPU)\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, (h, h))",
+        # ...or ignore the signal it sends.
+        "signal.signal(signal.SIGXCPU, signal.SIG_IGN)",
+    ],
+    ids=["raised", "ignored"],
+)
+def test_a_cell_that_escapes_its_cpu_limit_is_killed_by_the_host(escape: str) -> None:
+    with Sandbox(no_calls) as sandbox:
+        code = f"import resource, signal\n{escape}\nwhile True:\n    pass"
+        # A wall time far beyond the CPU limit: only the host's CPU watch can end it first
+        # (on a loaded machine CPU time accrues slower than wall time, hence the margin).
+        result = sandbox.run(code, timeout_s=300, cpu_s=1)
+        assert result.killed_reason == "cpu_limit_killed", result.error
+        assert result.error is not None and "past its limit of 1 s" in result.error
+        assert not sandbox.alive
+        with pytest.raises(SandboxDead):
+            sandbox.run("x = 1")
+    # The control (no escape: the child's own limit stops the cell as "cpu_limit", its
+    # namespace kept) is test_cpu_cap_stops_a_cell_even_if_it_catches_exceptions.
+
+
 def test_a_cell_that_ignores_interrupts_is_killed_and_must_be_restarted(box: Sandbox) -> None:
     box.set_context("ctx")
     uid = box.uid

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlm.tasks.events import TERMINAL_EVENT, TRUNCATED_EVENT, EventLog, in_trajectory
+from rlm.tasks.events import (
+    PROGRESS_EVENTS,
+    PROGRESS_TRUNCATED_EVENT,
+    TERMINAL_EVENT,
+    TRUNCATED_EVENT,
+    EventLog,
+    in_trajectory,
+)
 
 
 def test_events_are_numbered_from_one_and_wire_shaped() -> None:
@@ -58,11 +65,11 @@ def test_a_waiter_wakes_on_the_next_event_and_times_out_without_one() -> None:
 def test_the_cap_keeps_a_marker_then_only_the_terminal_event() -> None:
     appended: list[int] = []
     log = EventLog("t", max_events=5, on_append=lambda lg: appended.append(lg.last_seq))
-    kept = [log.append("task.progress", {"i": i}) for i in range(10)]
+    kept = [log.append("rlm.cell", {"i": i}) for i in range(10)]
     # Four events, then the marker in the fifth slot; the rest are dropped (None).
     assert [e is not None for e in kept] == [True] * 4 + [False] * 6
-    assert [e.type for e in log.after(0)] == ["task.progress"] * 4 + [TRUNCATED_EVENT]
-    assert log.after(0)[-1].data == {"limit": 5, "firstDropped": "task.progress"}
+    assert [e.type for e in log.after(0)] == ["rlm.cell"] * 4 + [TRUNCATED_EVENT]
+    assert log.after(0)[-1].data == {"limit": 5, "firstDropped": "rlm.cell"}
     assert log.truncated and log.dropped == 6
     terminal = log.append(TERMINAL_EVENT, {"status": "completed"})
     assert terminal is not None and terminal.seq == 6 and log.closed
@@ -82,6 +89,46 @@ def test_a_capped_log_never_holds_more_than_its_cap_plus_the_end(cap: int, n: in
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert (TRUNCATED_EVENT in [e.type for e in events]) == (n >= cap)
     assert log.dropped == max(0, n - (cap - 1))
+
+
+def test_progress_has_its_own_budget_and_never_crowds_out_the_trajectory() -> None:
+    log = EventLog("t", max_events=7, max_progress_events=4)
+    log.append("task.started", {})
+    # A long task: far more progress than either cap, with RLM steps between.
+    for i in range(50):
+        log.append("nodes.started" if i % 2 else "task.progress", {"i": i})
+        if i % 10 == 0:
+            log.append("rlm.turn", {"turn": i // 10})
+    log.append(TERMINAL_EVENT, {"status": "completed"})
+    types = [e.type for e in log.after(0)]
+    # Every RLM step is kept: the progress cap took only progress.
+    assert types.count("rlm.turn") == 5 and TRUNCATED_EVENT not in types
+    # Three progress events, then the progress marker in the fourth slot, then none.
+    progress = [t for t in types if t in PROGRESS_EVENTS or t == PROGRESS_TRUNCATED_EVENT]
+    first = ["task.progress", "nodes.started", "task.progress"]
+    assert progress == [*first, PROGRESS_TRUNCATED_EVENT]
+    marker = next(e for e in log.after(0) if e.type == PROGRESS_TRUNCATED_EVENT)
+    assert marker.data == {"limit": 4, "firstDropped": "nodes.started"}
+    assert log.progress_dropped == 47 and log.dropped == 0
+    assert types[-1] == TERMINAL_EVENT
+    assert [e.seq for e in log.after(0)] == list(range(1, len(types) + 1))
+
+
+def test_the_main_cap_still_bounds_everything_past_the_progress_budget() -> None:
+    log = EventLog("t", max_events=4, max_progress_events=100)
+    for i in range(20):
+        log.append("task.progress", {"i": i})  # within the progress budget: all kept
+    for i in range(5):
+        log.append("rlm.cell", {"i": i})
+    log.append("task.progress", {"late": True})  # the main cap was reached: dropped too
+    log.append(TERMINAL_EVENT, {})
+    types = [e.type for e in log.after(0)]
+    assert types.count("task.progress") == 20
+    assert [t for t in types if t != "task.progress"] == ["rlm.cell"] * 3 + [
+        TRUNCATED_EVENT,
+        TERMINAL_EVENT,
+    ]
+    assert log.dropped == 3
 
 
 def test_a_cap_below_two_is_refused() -> None:
