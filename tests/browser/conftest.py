@@ -1,5 +1,5 @@
-"""One ``rlm serve`` and one Chromium for the console's browser tests (module-wide: starting
-them is most of the cost)."""
+"""One ``rlm serve`` and one Chromium for all the console's browser tests (package-wide:
+starting them is most of the cost; each test makes its own tenants)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _respond(request: ChatRequest) -> str:
     return rlm_script.responder(request)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """A live ``rlm serve`` (fake LM on loopback) and the distribution's Chromium."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

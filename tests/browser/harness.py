@@ -53,6 +53,12 @@ class Console:
     state_dir: Path
     browser: Browser
     console_errors: list[str] = field(default_factory=list)
+    #: Every message any page wrote to the browser's console.
+    console_messages: list[str] = field(default_factory=list)
+    #: Every request any page made: (method, URL, its Authorization header or None).
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: Every token :meth:`token` made (to look for them where they must never be).
+    issued: list[str] = field(default_factory=list)
 
     @property
     def origin(self) -> str:
@@ -72,12 +78,20 @@ class Console:
         **claims: Any,
     ) -> str:
         """A token signed with the service's own key (as ``rlm token`` makes one)."""
-        return state_dir_token(self.state_dir, sub, scopes, tier, **claims)
+        token = state_dir_token(self.state_dir, sub, scopes, tier, **claims)
+        self.issued.append(token)
+        return token
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the API replicas write their logs (``RLM_LOG_DIR``, access logs included)."""
+        return self.state_dir.parent / "logs"
 
     @contextmanager
     def page(self, width: int = 1440, height: int = 900) -> Iterator[Page]:
-        """A fresh browser context (its own session storage) and page; console errors are
-        collected in :attr:`console_errors`."""
+        """A fresh browser context (its own session storage) and page; console messages and
+        requests are collected in :attr:`console_errors`, :attr:`console_messages` and
+        :attr:`requests`."""
         context = self.browser.new_context(
             viewport={"width": width, "height": height}, accept_downloads=True
         )
@@ -87,6 +101,11 @@ class Console:
             lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
         )
         page.on("pageerror", lambda e: self.console_errors.append(f"page error: {e}"))
+        page.on("console", lambda m: self.console_messages.append(m.text))
+        page.on(
+            "request",
+            lambda r: self.requests.append((r.method, r.url, r.headers.get("authorization"))),
+        )
         try:
             yield page
         finally:
@@ -113,7 +132,8 @@ def chromium() -> Iterator[Browser]:
 
 @contextmanager
 def served_console(tmp: Path, lm_url: str, *, agents: int = 2) -> Iterator[tuple[Served, Path]]:
-    """``rlm serve`` with the test operations and ``lm_url`` as its LM provider."""
+    """``rlm serve`` with the test operations and ``lm_url`` as its LM provider (priced, so
+    tasks cost something), its replicas logging under ``tmp/logs``."""
     state = tmp / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RLM_", "RAY_"))}
     env |= {
@@ -123,6 +143,10 @@ def served_console(tmp: Path, lm_url: str, *, agents: int = 2) -> Iterator[tuple
         "RLM_LM__BASE_URL": lm_url,
         "RLM_LM__API_KEY": "test-key",
         "RLM_LM__MODEL": "fake-model",
+        # USD per million tokens: high enough that a few fake tokens show as a cost.
+        "RLM_LM__INPUT_PRICE_PER_MTOK": "1000",
+        "RLM_LM__OUTPUT_PRICE_PER_MTOK": "2000",
+        "RLM_LOG_DIR": str(tmp / "logs"),
     }
     with rlm_serve(env, free_port()) as served:
         yield served, state

@@ -263,7 +263,9 @@ def test_an_rlm_task_shows_its_cells_and_sub_calls_as_they_happen(console: Conso
         if turn.number == 1:
             return (
                 "Let me look at the lines.\n```repl\nnotes = llm_query_batched("
-                "[l for l in context[:3]])\nprint('first three:', notes)\n```"
+                "[l for l in context[:3]])\nprint('first three:', notes)\n"
+                # An output too long to show whole: the page shows its head and tail.
+                "print('A' * 2500 + 'Z' * 2500)\n```"
             )
         return second_turn(turn)
 
@@ -288,9 +290,21 @@ def test_an_rlm_task_shows_its_cells_and_sub_calls_as_they_happen(console: Conso
             timeline = page.get_by_role("region", name="RLM trajectory")
             cell = timeline.locator(".cell").first
             expect(cell).to_contain_text("llm_query_batched", timeout=60_000)
-            expect(cell.locator("pre.stdout")).to_contain_text("first three:")
+            stdout = cell.locator("pre.stdout")
+            expect(stdout).to_contain_text("first three:")
+            # Truncated: the head and the tail of the 5,000 characters, and where it was cut.
+            expect(stdout).to_contain_text(re.compile(r"characters cut\] \.\.\.\nZ+\s*$"))
+            assert len(stdout.inner_text()) < 3000
             batch = timeline.locator(".subcalls").first
             expect(batch).to_contain_text("llm_query_batched \u00d7 3")
+            # The batch's tokens, latency and cache hits are the ones the API recorded.
+            sent = [e.data for e in sdk.tasks.trajectory(task).events if e.event == "rlm.subcalls"]
+            assert len(sent) == 1 and sent[0]["count"] == 3 and sent[0]["inputTokens"] > 0
+            expect(batch).to_contain_text(
+                f"{sent[0]['inputTokens']:,} in / {sent[0]['outputTokens']:,} out tokens"
+            )
+            expect(batch).to_contain_text(f"{sent[0]['cached']} cached")
+            expect(batch).to_contain_text(re.compile(r" \u00b7 \d+(\.\d)? m?s \u00b7 "))
             expect(timeline.locator(".turn").first).to_contain_text("Let me look at the lines.")
             # Still running: the second turn is held until now.
             expect(page.locator("#task-status")).to_have_text("running")
@@ -383,7 +397,10 @@ def test_quotas_show_the_callers_windows_and_a_managers_team_and_org(console: Co
         page.get_by_role("link", name="Quotas").click()
         day = page.get_by_role("region", name="Day window")
         expect(day).to_contain_text(f"{mine.daily.agents_used} / {mine.daily.agents_limit:,}")
-        expect(page.get_by_role("region", name="Month window")).to_be_visible()
+        for name, window in (("Week", mine.weekly), ("Month", mine.monthly)):
+            region = page.get_by_role("region", name=f"{name} window")
+            expect(region).to_contain_text(f"{window.agents_used} / {window.agents_limit:,}")
+            expect(region).to_contain_text("resets")
         expect(page.locator(".team")).to_contain_text("Console Team")
         expect(page.locator(".team table.members")).to_contain_text("member-one")
         expect(page.locator(".org .hierarchy")).to_contain_text("Console Org")

@@ -95,6 +95,16 @@ export async function blob(path, accept) {
   return response.blob();
 }
 
+// The longest the stream's reader works before it lets the page draw and answer input: a
+// reconnect (or a page opened on a busy task) replays hundreds of buffered events, and reading
+// them is a chain of microtasks that would otherwise run as one long main-thread task.
+const SLICE_MS = 4;
+
+function yieldToPage() {
+  if (globalThis.scheduler && typeof scheduler.yield === "function") return scheduler.yield();
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /**
  * Stream a task's events (GET /v1/tasks/{id}/events, Server-Sent Events) with fetch, so the
  * token goes in a header (EventSource cannot send one). Reconnects with Last-Event-ID after a
@@ -121,6 +131,7 @@ export async function streamEvents(taskId, onEvent, signal, onOpen = () => {}) {
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       let data = [];
+      let slice = performance.now();
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
@@ -137,6 +148,10 @@ export async function streamEvents(taskId, onEvent, signal, onOpen = () => {}) {
               failures = 0;
               onEvent(wire);
               if (wire.event === "task.completed") ended = true;
+              if (performance.now() - slice > SLICE_MS) {
+                await yieldToPage();
+                slice = performance.now();
+              }
             }
           } else if (line.startsWith("data:")) {
             data.push(line.slice(5).replace(/^ /, ""));

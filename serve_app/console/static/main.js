@@ -84,6 +84,12 @@ function route() {
   document.title = `${heading ? heading.textContent : "Console"} · RLM Hypervisor`;
 }
 
+// The skip link moves the focus into the view; following its href ("#main") would change the
+// hash route and leave the view.
+document.querySelector("a.skip").addEventListener("click", (e) => {
+  e.preventDefault();
+  main.focus();
+});
 document.getElementById("signout").addEventListener("click", () => {
   clearToken();
   location.hash = "";

@@ -1,7 +1,7 @@
 // A task: its status, the live recursion tree, the RLM trajectory, cancel, result and error.
 
 import { blob, call, streamEvents } from "./api.js";
-import { duration, h, num, pretty, replace, usd, when } from "./dom.js";
+import { duration, frameBatcher, h, num, pretty, replace, usd, when } from "./dom.js";
 import { TrajectoryView } from "./trajectory.js";
 import { TreeView, stats } from "./tree.js";
 
@@ -38,6 +38,12 @@ export function taskView(main, taskId, { signal, announce }) {
   const traj = new TrajectoryView(trajBox);
   signal.addEventListener("abort", () => tree.close());
   let status = null;
+  // The head (status badge, percent) is written once per animation frame, not per event.
+  let shownPercent = null;
+  const paintHead = frameBatcher(() => {
+    if (shownPercent !== null) percent.textContent = `${num(shownPercent, 0)} %`;
+    shownPercent = null;
+  });
 
   function showStatus(t) {
     status = t.status;
@@ -92,11 +98,15 @@ export function taskView(main, taskId, { signal, announce }) {
       statusBadge.textContent = status = "running";
       statusBadge.className = "badge running";
     } else if (wire.event === "task.progress") {
-      percent.textContent = `${num(wire.data.percent, 0)} %`;
+      shownPercent = wire.data.percent;
+      paintHead();
     } else if (wire.event === "task.completed") {
       call(`/tasks/${encodeURIComponent(taskId)}`, { signal }).then(showStatus, () => {});
       if (wire.data.result) showResult(wire.data.result);
-      if (wire.data.status === "completed") percent.textContent = "100 %";
+      if (wire.data.status === "completed") {
+        shownPercent = 100;
+        paintHead();
+      }
       announce(`Task ${taskId} ${wire.data.status}.`);
     }
   }

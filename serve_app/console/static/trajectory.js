@@ -5,8 +5,9 @@
 
 import { duration, frameBatcher, h, num } from "./dom.js";
 
-// Long outputs stay readable: the server already keeps the first and last 1,000 characters.
-const OUTPUT_CHARS = 2000;
+// The server already keeps the first and last 1,000 characters of a long text (and says where
+// it cut); this only guards the page against an event that was not clipped.
+const OUTPUT_CHARS = 4000;
 
 function cut(text) {
   if (!text) return "";

@@ -5,8 +5,11 @@
 // names the nodes sent to an agent since the previous one (running) and every task.progress
 // those finished, both as [start, end) ranges; a node in neither is pending. The tree is one row
 // per depth; a row's nodes are drawn as runs of one state (one rectangle per run, not per
-// node), so a 4,096-leaf tree costs a few hundred rectangles a frame. Drawing happens at most
-// once per animation frame, however many events arrive in between.
+// node). Drawing happens at most once per animation frame, however many events arrive in
+// between, and a frame repaints only the span of each row whose nodes changed since the last
+// one (the whole tree only when its plan, size or outcome changes): an event costs the page
+// a few rectangles, not a 4,096-leaf tree. The per-depth table and the canvas's label are
+// written in the same frame, and only where their text changed.
 
 import { frameBatcher, h, num, replace } from "./dom.js";
 
@@ -63,9 +66,25 @@ export class TreeView {
     this.perDepthStarted = [];
     this.pending = []; // events received and not yet drawn: [receivedAt, eventTimeMs]
     this.final = null;
+    this.posOf = null; // each node's position in its row
+    this.dirty = []; // per depth: [first, last] positions changed since the last frame, or null
+    this.full = true; // the next frame repaints everything
     this.schedule = frameBatcher(() => this.draw());
-    this.resize = new ResizeObserver(() => this.schedule());
+    this.resize = new ResizeObserver(() => {
+      this.full = true;
+      this.schedule();
+    });
     this.resize.observe(this.canvas);
+  }
+
+  /** Note that node `i` changed state: its row's span to repaint grows to hold it. */
+  touch(i) {
+    const d = this.depthOf[i];
+    const k = this.posOf[i];
+    const span = this.dirty[d];
+    if (!span) this.dirty[d] = [k, k];
+    else if (k < span[0]) span[0] = k;
+    else if (k > span[1]) span[1] = k;
   }
 
   close() {
@@ -82,16 +101,30 @@ export class TreeView {
       if (this.state && Array.isArray(d.started)) {
         const state = this.state;
         for (const [start, end] of d.started) {
-          for (let i = start; i < Math.min(end, state.length); i++) if (state[i] === PENDING) state[i] = RUNNING;
+          for (let i = start; i < Math.min(end, state.length); i++) {
+            if (state[i] === PENDING) {
+              state[i] = RUNNING;
+              this.touch(i);
+            }
+          }
         }
       }
     } else if (wire.event === "task.progress") {
       if (Array.isArray(d.perDepth)) this.perDepthDone = d.perDepth;
       if (this.state && Array.isArray(d.done)) {
-        for (const [start, end] of d.done) this.state.fill(DONE, start, Math.min(end, this.state.length));
+        const state = this.state;
+        for (const [start, end] of d.done) {
+          for (let i = start; i < Math.min(end, state.length); i++) {
+            if (state[i] !== DONE) {
+              state[i] = DONE;
+              this.touch(i);
+            }
+          }
+        }
       }
     } else if (wire.event === "task.completed") {
       this.final = d.status;
+      this.full = true;
       if (this.state && d.status !== "completed") {
         const mark = d.status === "cancelled" ? CANCELLED : FAILED;
         for (let i = 0; i < this.state.length; i++) if (this.state[i] === PENDING || this.state[i] === RUNNING) this.state[i] = mark;
@@ -118,10 +151,13 @@ export class TreeView {
     // Parents come after their children: walk from the root (the last node) down.
     for (let i = n - 1; i >= 0; i--) depth[i] = parents[i] < 0 ? 0 : depth[parents[i]] + 1;
     const levels = [];
-    for (let i = 0; i < n; i++) (levels[depth[i]] ||= []).push(i);
+    const posOf = new Int32Array(n);
+    for (let i = 0; i < n; i++) posOf[i] = (levels[depth[i]] ||= []).push(i) - 1;
     this.depthOf = depth;
+    this.posOf = posOf;
     this.levels = levels.map((l) => Int32Array.from(l || []));
     this.state = new Uint8Array(n);
+    this.full = true;
   }
 
   draw() {
@@ -137,14 +173,23 @@ export class TreeView {
       canvas.width = Math.round(width * dpr);
       canvas.height = Math.round(height * dpr);
       canvas.style.height = `${height}px`;
+      this.full = true;
     }
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, height);
-    if (this.plan) {
-      if (this.state) this.drawNodes(ctx, width, rowH, gapH);
-      else this.drawLevels(ctx, width, rowH, gapH);
+    // Positions snap to device pixels, so a span repainted later meets its neighbours exactly.
+    const snap = (x) => Math.round(x * dpr) / dpr;
+    if (this.full || !this.state) {
+      ctx.clearRect(0, 0, width, height);
+      if (this.plan) {
+        if (this.state) this.drawNodes(ctx, width, rowH, gapH, snap);
+        else this.drawLevels(ctx, width, rowH, gapH);
+      }
+      this.full = false;
+    } else {
+      this.drawDirty(ctx, width, rowH, gapH, snap);
     }
+    this.dirty = [];
     this.drawTable();
     this.label();
     const now = performance.now();
@@ -161,28 +206,31 @@ export class TreeView {
     stats.maxDrawMs = Math.max(stats.maxDrawMs, performance.now() - started);
   }
 
-  drawNodes(ctx, width, rowH, gapH) {
-    const { levels, state } = this;
-    const parents = this.plan.parents;
-    const xs = new Float32Array(state.length); // each node's centre, for the edges
-    levels.forEach((level, d) => {
-      const y = d * (rowH + gapH) + gapH / 2;
-      const w = width / level.length;
-      const pad = w > 4 ? 1 : 0;
-      let runStart = 0;
-      for (let k = 0; k <= level.length; k++) {
-        if (k < level.length) xs[level[k]] = (k + 0.5) * w;
-        if (k === level.length || state[level[k]] !== state[level[runStart]]) {
-          ctx.fillStyle = COLOURS[state[level[runStart]]];
-          if (pad) {
-            for (let j = runStart; j < k; j++) ctx.fillRect(j * w + pad, y, w - 2 * pad, rowH);
-          } else {
-            ctx.fillRect(runStart * w, y, (k - runStart) * w, rowH);
-          }
-          runStart = k;
+  /** Paint positions [from, to) of row `d`: runs of one state, one rectangle per run. */
+  drawSpan(ctx, d, from, to, width, rowH, gapH, snap) {
+    const level = this.levels[d];
+    const state = this.state;
+    const y = d * (rowH + gapH) + gapH / 2;
+    const w = width / level.length;
+    const pad = w > 4 ? 1 : 0;
+    let runStart = from;
+    for (let k = from; k <= to; k++) {
+      if (k === to || state[level[k]] !== state[level[runStart]]) {
+        ctx.fillStyle = COLOURS[state[level[runStart]]];
+        if (pad) {
+          for (let j = runStart; j < k; j++) ctx.fillRect(snap(j * w) + pad, y, snap(w) - 2 * pad, rowH);
+        } else {
+          ctx.fillRect(snap(runStart * w), y, snap(k * w) - snap(runStart * w), rowH);
         }
+        runStart = k;
       }
-    });
+    }
+  }
+
+  drawNodes(ctx, width, rowH, gapH, snap) {
+    const { levels } = this;
+    const parents = this.plan.parents;
+    levels.forEach((level, d) => this.drawSpan(ctx, d, 0, level.length, width, rowH, gapH, snap));
     ctx.strokeStyle = "#6b7785";
     ctx.lineWidth = 1;
     ctx.beginPath();
@@ -190,12 +238,28 @@ export class TreeView {
       if (d === 0 || level.length > MAX_EDGE_NODES) return;
       const yTop = d * (rowH + gapH) + gapH / 2;
       const yParent = yTop - gapH;
-      for (const i of level) {
-        ctx.moveTo(xs[i], yTop);
-        ctx.lineTo(xs[parents[i]], yParent);
+      const w = width / level.length;
+      const wp = width / levels[d - 1].length;
+      for (let k = 0; k < level.length; k++) {
+        ctx.moveTo((k + 0.5) * w, yTop);
+        ctx.lineTo((this.posOf[parents[level[k]]] + 0.5) * wp, yParent);
       }
     });
     ctx.stroke();
+  }
+
+  /** Repaint only each row's span of nodes that changed (edges lie between rows: untouched). */
+  drawDirty(ctx, width, rowH, gapH, snap) {
+    this.dirty.forEach((span, d) => {
+      if (!span) return;
+      const level = this.levels[d];
+      const w = width / level.length;
+      const from = span[0];
+      const to = span[1] + 1;
+      const y = d * (rowH + gapH) + gapH / 2;
+      ctx.clearRect(snap(from * w), y, snap(to * w) - snap(from * w), rowH);
+      this.drawSpan(ctx, d, from, to, width, rowH, gapH, snap);
+    });
   }
 
   drawLevels(ctx, width, rowH, gapH) {
@@ -230,9 +294,9 @@ export class TreeView {
         this.levelsBody.append(row);
       }
       const done = Math.min(this.perDepthDone[d] || 0, count);
-      row.cells[1].textContent = num(done);
-      row.cells[3].firstChild.value = done;
-      row.cells[4].textContent = num(this.final ? 0 : this.running(d, count));
+      setText(row.cells[1], num(done));
+      if (row.cells[3].firstChild.value !== done) row.cells[3].firstChild.value = done;
+      setText(row.cells[4], num(this.final ? 0 : this.running(d, count)));
     });
   }
 
@@ -248,11 +312,15 @@ export class TreeView {
     const done = this.perDepthDone.reduce((a, b) => a + b, 0);
     const running = this.final ? 0 : (this.plan.perDepth || []).reduce((a, count, d) => a + this.running(d, count), 0);
     const fanout = (this.plan.perDepth || []).join(" → ");
-    this.canvas.setAttribute(
-      "aria-label",
+    const text =
       `Recursion tree: ${(this.plan.perDepth || []).length} levels (${fanout} calls), ` +
         `${num(this.plan.leaves)} leaves; ${num(Math.min(done, planned))} of ${num(planned)} calls finished, ${num(running)} running` +
-        (this.final ? `; task ${this.final}` : ""),
-    );
+      (this.final ? `; task ${this.final}` : "");
+    if (this.canvas.getAttribute("aria-label") !== text) this.canvas.setAttribute("aria-label", text);
   }
+}
+
+/** Write `text` into `el` only when it differs (an unchanged cell costs no style work). */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
 }
