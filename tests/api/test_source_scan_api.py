@@ -105,7 +105,7 @@ def test_a_text_file_with_a_critical_finding_is_refused_before_it_costs_anything
         events = tenant.storage_events()
         return events if len(events) >= 2 else None
 
-    events = wait_until(two, 30, "both refusals are recorded")
+    events = wait_until(two, 30, "both refusals are recorded", interval=0.5)
     assert all(e["details"]["refused"] is True and e["severity"] == "critical" for e in events)
     assert {v["policyId"] for e in events for v in e["details"]["violations"]} >= {
         "input-secrets",
@@ -123,7 +123,7 @@ def test_trojan_source_is_recorded_and_refused_once_the_org_makes_it_critical(
     ran = tenant.client.post("/execute", json=tenant.task("bidi.txt", "grep", pattern="plain"))
     assert ran.status_code == 200, ran.text
     task_id = ran.json()["taskId"]
-    (event,) = wait_until(tenant.storage_events, 30, "the bidi finding is recorded")
+    (event,) = wait_until(tenant.storage_events, 30, "the bidi finding is recorded", interval=0.5)
     assert event["details"]["refused"] is False and event["details"]["taskId"] == task_id
     assert event["severity"] == "high"
     assert [v["detector"] for v in event["details"]["violations"]] == ["bidi"]
