@@ -86,9 +86,8 @@ class SizeSettings(_Settings):
     Attributes:
         max_chars: Longest text accepted: ``/security/validate``'s input, a task's
             description, each prompt or parameter, each text item.
-        max_scan_chars: Text of one task's items (or of its text file in storage) scanned by
-            the other input policies; beyond it the rest is not scanned, and a ``medium``
-            violation says so.
+        max_scan_chars: Text of one task's items scanned by the other input policies; beyond
+            it the rest is not scanned, and a ``medium`` violation says so.
         severity: Of a text over ``max_chars``.
     """
 
