@@ -24,6 +24,7 @@ SUITES = [
     "storage_tasks",
     "lm",
     "security",
+    "source_scan",
     "webhooks",
     "resilience",
     "rlm",

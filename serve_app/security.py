@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from rlm.auth.principal import Principal
@@ -19,7 +20,9 @@ from rlm.security.buffer import EventBuffer
 from rlm.security.events import SecurityEventIn, install_sink, record_violations
 from rlm.security.policies import PolicySet
 from rlm.security.service import SecurityService
+from rlm.security.source_scan import scan_source
 from rlm.security.validator import InputValidator, ValidationResult
+from rlm.storage.service import StorageService
 
 __all__ = ["LocalSecurity", "Security", "SecurityBackend"]
 
@@ -156,9 +159,12 @@ class Security:
 
     async def check_execute(
         self, body: ExecuteRequest, principal: Principal, *, size_hint: int = 0
-    ) -> None:
+    ) -> PolicySet:
         """Validate a task's description, text and prompts before it runs; record what was
         found. A ``critical`` violation refuses the task.
+
+        Returns:
+            The org's policies it was checked with (for :meth:`check_source`).
 
         Raises:
             InvalidInput: refused, with the violations in ``details``.
@@ -172,3 +178,40 @@ class Security:
             result = validator.check_request(*args)
         self.record_validation(result, policies, principal, source="execute")
         result.raise_if_refused("the task")
+        return policies
+
+    def check_source(
+        self,
+        items: Any,
+        storage: Callable[[], StorageService],
+        policies: PolicySet,
+        principal: Principal,
+        *,
+        task_id: str,
+    ) -> None:
+        """Validate the text of a task's storage source, as its agents will read it, before
+        the task is admitted (blocking: call it off the event loop, where the task is
+        prepared). Lower violations are recorded (source ``storage``); a ``critical`` one
+        refuses the task. Inline items and binary formats: nothing to do.
+
+        Args:
+            items: The prepared task's items (``TaskSpec.items``): ``("source", spec, ranges,
+                ...)`` for a file in storage.
+            storage: The storage service the agents read through (asked for only when
+                there is a source).
+            policies: The org's policies (as :meth:`check_execute` answered).
+            principal: Who runs the task.
+            task_id: The task's id, named in the recorded event when it runs.
+
+        Raises:
+            InvalidInput: refused, with the violations in ``details``.
+        """
+        if not (isinstance(items, tuple) and len(items) >= 3 and items[0] == "source"):
+            return  # inline items (checked by check_execute), or an RLM's context file
+        source, ranges = items[1], items[2]
+        result = scan_source(InputValidator(policies), storage(), source, ranges)
+        if result is None:
+            return
+        details = {"taskId": task_id} if result.allowed else None  # a refused task never exists
+        self.record_validation(result, policies, principal, source="storage", details=details)
+        result.raise_if_refused("the task's source")

@@ -165,6 +165,26 @@ class InputValidator:
             self._scan(task_input, "input", found, data=True)
         return self._result(found, "")
 
+    def check_texts(self, texts: Iterable[tuple[str, str]]) -> ValidationResult:
+        """Validate data texts read from elsewhere (a storage source's lines) as a task's
+        inline text items are: scanned as one text, up to the ``input-size`` policy's
+        ``maxScanChars``; beyond it a ``medium`` violation says the rest was not scanned.
+
+        Args:
+            texts: ``(field, text)`` pairs, read lazily: no further than the budget (and one
+                text past it, to know there is more).
+
+        Returns:
+            The result (``sanitized`` empty: data is used as it is, or refused).
+        """
+        found: list[Violation] = []
+        if any(self.policies.enabled(p) for p in _INPUT_POLICIES):
+            it = iter(texts)
+            first = next(it, None)
+            if first is not None:
+                self._scan_data(itertools.chain([first], it), found)
+        return self._result(found, "")
+
     # -- the policies -------------------------------------------------------------------------
 
     def _scan(self, text: str, field: str, found: list[Violation], *, data: bool) -> None:

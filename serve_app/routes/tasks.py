@@ -189,10 +189,17 @@ async def _execute(
         principal.require_scope(SCOPE_READ)
     # The org's input policies: a critical violation refuses the task (400, violations in
     # details); lower ones are recorded.
-    await request.app.state.security.check_execute(body, principal, size_hint=len(raw))
+    security = request.app.state.security
+    policies = await security.check_execute(body, principal, size_hint=len(raw))
 
     def prepare() -> TaskSpec:
         spec: TaskSpec = hv.prepare(body, task_id=chosen, reader=caller.reader, **caller.owner)
+        # A text file in storage: its lines pass the same policies as inline items, here
+        # (off the loop, bounded by maxScanChars) and before admission, so a refused task
+        # costs no quota.
+        security.check_source(
+            spec.items, lambda: hv.storage, policies, principal, task_id=spec.task_id
+        )
         return spec
 
     # Planning, regular expressions, storage reads, a large input's ray.put and an operation's

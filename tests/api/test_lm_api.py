@@ -178,12 +178,27 @@ def test_an_lm_task_over_a_storage_file_has_each_prompt_checked_by_the_orgs_poli
         }
 
     lm_server.reset_stats()
-    with client:
+    admin = api.client(api.token("admin-acme", "rlm:admin", "admin", org="acme"))
+    with client, admin:
         clean = client.post("/execute", json=task("clean.txt"))
         assert clean.status_code == 200, clean.text
         # The file's ranges went to the model (the fake answers each prompt reversed).
         assert clean.json()["output"] == ["R:" + "Q alpha\nbeta"[::-1]]
-        refused = client.post("/execute", json=task("leaky.txt"))
+        # The file's first maxScanChars characters are scanned before the task is admitted:
+        # refused there, nothing sent.
+        early = client.post("/execute", json=task("leaky.txt"))
+        assert early.status_code == 400, early.text
+        (first, *_) = early.json()["error"]["details"]["violations"]
+        assert (first["policyId"], first["field"]) == ("input-secrets", "input.source.lines[2]")
+        assert lm_server.stats().requests == 1
+        # Past that budget the lines are not scanned up front: the prompt made of them is.
+        budget = {"settings": {"maxScanChars": 8}}
+        assert admin.patch("/security/policies/input-size", json=budget).status_code == 200
+        try:
+            refused = client.post("/execute", json=task("leaky.txt"))
+        finally:
+            restored = {"settings": {"maxScanChars": 4_000_000}}
+            assert admin.patch("/security/policies/input-size", json=restored).status_code == 200
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
     assert error["code"] == "INVALID_INPUT"
@@ -200,8 +215,14 @@ def test_an_lm_task_over_a_storage_file_has_each_prompt_checked_by_the_orgs_poli
             listed = admin.get("/security/events", params={"type": "policy.violation"})
             events: list[dict[str, Any]] = listed.json()["events"]
             task_id = error["details"].get("taskId")
-            return [e for e in events if e["details"].get("taskId") == task_id]
+            found = [e for e in events if e["details"].get("taskId") == task_id]
+            return found if len(found) == 2 else []
 
-        (event,) = wait_until(recorded, 30, "the refusal is recorded")
+        # The up-front scan's "not scanned beyond" finding (the task ran; recorded by the
+        # replica) and the refusal (by the core): two writers, so in either order.
+        found = wait_until(recorded, 30, "the scan and the refusal are recorded", interval=0.5)
+        (scanned,) = [e for e in found if e["details"]["refused"] is False]
+        (event,) = [e for e in found if e["details"]["refused"] is True]
+    assert [v["detector"] for v in scanned["details"]["violations"]] == ["scan_limit"]
     assert event["details"]["source"] == "storage" and event["details"]["refused"] is True
     assert event["userId"] == user and secret not in str(event)
