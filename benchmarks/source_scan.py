@@ -193,8 +193,10 @@ def _over_http(text_file: Path, *, repeat: int) -> list[dict[str, Any]]:
             unscanned * 1000,
             unit="ms",
             ratio=scanned / unscanned,
-            goal="<= 1.1x",
-            limit="1.3x",
+            # Issue 11's "policies on vs off" figure is the small inline task of
+            # benchmarks/security.py; this one is what the scan of a large file costs.
+            goal="report",
+            limit="—",
             baseline_name=baseline,
         ),
         figure(
@@ -204,8 +206,8 @@ def _over_http(text_file: Path, *, repeat: int) -> list[dict[str, Any]]:
             unscanned_again * 1000,
             unit="ms",
             ratio=budgeted / unscanned_again,
-            goal="<= 1.1x",
-            limit="1.3x",
+            goal="report",
+            limit="—",
             baseline_name=baseline,
         ),
     ]
