@@ -350,13 +350,7 @@ class SessionTree:
 
     def take_sandbox(self, on_call: HostCall, context: Any) -> Sandbox:
         """A fresh sandbox holding ``context``, registered so :meth:`stop` can kill it."""
-        self.check()
-        box = self._sandboxes.take(on_call)
-        with self._lock:
-            if self._stopped.is_set():
-                box.close()
-                raise SessionStopped()
-            self._boxes.add(box)
+        box = self._take_registered(on_call)
         try:
             box.set_context(context)
         except BaseException:
@@ -371,13 +365,7 @@ class SessionTree:
         the context travels into the REPL; wait for the future before the sandbox's first use
         (it raises what :meth:`Sandbox.set_context` raised).
         """
-        self.check()
-        box = self._sandboxes.take(on_call)
-        with self._lock:
-            if self._stopped.is_set():
-                box.close()
-                raise SessionStopped()
-            self._boxes.add(box)
+        box = self._take_registered(on_call)
         filled: Future[None] = Future()
 
         def fill() -> None:
@@ -390,6 +378,18 @@ class SessionTree:
 
         threading.Thread(target=fill, name="rlm-context", daemon=True).start()
         return box, filled
+
+    def _take_registered(self, on_call: HostCall) -> Sandbox:
+        """A fresh sandbox, registered so :meth:`stop` can kill it (closed at once, and
+        :class:`SessionStopped` raised, if the session stopped meanwhile)."""
+        self.check()
+        box = self._sandboxes.take(on_call)
+        with self._lock:
+            if self._stopped.is_set():
+                box.close()
+                raise SessionStopped()
+            self._boxes.add(box)
+        return box
 
     def release(self, box: Sandbox) -> None:
         """Close a sandbox for good (it served its RLM)."""
