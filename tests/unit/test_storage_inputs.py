@@ -18,24 +18,12 @@ from rlm.errors import InvalidInput
 from rlm.models import parse_model
 from rlm.storage import (
     LocalConnector,
-    ReadResult,
     SourceSpec,
-    StorageService,
     StorageSettings,
     read_source_chunk,
     split_source,
 )
-
-
-class CountingService(StorageService):
-    """Counts the bytes every read returns, to prove the driver never reads a file whole."""
-
-    bytes_read = 0
-
-    def read(self, *args: Any, **kwargs: Any) -> ReadResult:
-        result = super().read(*args, **kwargs)
-        self.bytes_read += len(result.data)
-        return result
+from tests.counting_storage import CountingService
 
 
 @pytest.fixture
