@@ -311,7 +311,13 @@ _WHEN = {"daily": "today", "weekly": "this week", "monthly": "this month"}
 
 
 def _amount(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    if abs(value) < 0.01:
+        # A task's compute-hour estimate is often a few thousandths: two decimals would print
+        # "needs 0.00 more", which reads as if nothing were needed.
+        return f"{value:.2g}"
+    return f"{value:,.2f}"
 
 
 def quota_message(
