@@ -174,6 +174,28 @@ def test_a_final_record_and_its_event_are_written_together(
     assert store.claim(10, lease_s=60.0, room={}, default_room=10) == []  # fanned out once
 
 
+def test_a_parent_orgs_webhook_never_gets_a_child_orgs_user_events(
+    database_url: str | None, path: Path, clock: Clock, service: WebhookService
+) -> None:
+    # acme-eu is a child org of acme in the tenancy tree; an org webhook covers its own org's
+    # members only, so acme's admin never hears of what acme-eu's users run.
+    parent = service.create(
+        ADMIN, WebhookCreate(url="http://localhost:9/p", events=["task.completed"], scope="org")
+    )
+    child_admin = Viewer("eu-root", "acme-eu", admin=True)
+    child = service.create(
+        child_admin,
+        WebhookCreate(url="http://localhost:9/c", events=["task.completed"], scope="org"),
+    )
+    tasks = TaskStore(path, database_url=database_url, hook=_hook(path, clock, database_url))
+    tasks.put(_record("eu1", "completed", owner="dave", org="acme-eu"))
+    tasks.put(_record("us1", "completed", owner="erin", org="acme"))
+    assert _queued(path, database_url) == [
+        ("task.completed", [child.webhook_id]),
+        ("task.completed", [parent.webhook_id]),
+    ]
+
+
 class _Broken(WebhookOutbox):
     """An outbox whose write fails after queuing its row, on either path."""
 
