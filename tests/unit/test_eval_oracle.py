@@ -110,9 +110,17 @@ def test_the_root_oracle_reads_a_list_context_too(plan: EvalPlan, box: Sandbox) 
     window, question = plan.windows[0], plan.questions[0]
     prompt = turn_prompt(question.prompt, context_metadata(window.rendered_lines), 1, 30)
     box.set_context(window.rendered_lines)
-    box.run('answer = {"content": "", "ready": False}')
-    assert box.run(extract_code_blocks(ORACLE(prompt))[0]).error is None
-    answer = answer_from_dict(json.loads(box.run("print(json.dumps(answer))").stdout))
+    # Each cell's error is checked and shown: a cell that fails (a limit under load) names
+    # itself instead of leaving an empty stdout for json.loads to trip on.
+    for code in (
+        'answer = {"content": "", "ready": False}',
+        extract_code_blocks(ORACLE(prompt))[0],
+    ):
+        cell = box.run(code)
+        assert cell.error is None, (cell.error, cell.stderr)
+    shown = box.run("import json\nprint(json.dumps(answer))")
+    assert shown.error is None and shown.stdout, (shown.error, shown.stderr)
+    answer = answer_from_dict(json.loads(shown.stdout))
     assert score_reply(answer, question.gold) == 1.0
 
 
