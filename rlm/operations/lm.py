@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import re
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from rlm.errors import InvalidInput
 from rlm.jsonable import dumps
@@ -139,8 +139,26 @@ def _line(item: Any) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
+def _items(chunk: Chunk) -> Iterable[Any]:
+    """A chunk's items as a prompt shows them, whatever the source's format gave the leaf.
+
+    A storage source's leaf gets an Arrow table (``arrow``: one item per row, as an object),
+    raw bytes (``bytes``: one item per line of their UTF-8 text) or a numpy array (numbers);
+    iterating those directly would give columns, small integers or numpy scalars.
+    """
+    if isinstance(chunk, bytes | bytearray | memoryview):
+        return str(chunk, "utf-8", "replace").splitlines()
+    to_pylist = getattr(chunk, "to_pylist", None)  # a pyarrow Table or Array
+    if callable(to_pylist):
+        return cast("list[Any]", to_pylist())
+    tolist = getattr(chunk, "tolist", None)  # a numpy array
+    if callable(tolist):
+        return cast("list[Any]", tolist())
+    return cast("Iterable[Any]", chunk)
+
+
 def _text(chunk: Chunk) -> str:
-    return "\n".join(_line(item) for item in chunk)
+    return "\n".join(_line(item) for item in _items(chunk))
 
 
 class LLMOperation(Operation):
@@ -318,7 +336,7 @@ class LLMClassify(LLMOperation):
         return _ClassifyParams(labels=labels, instruction=instruction, call=_read_call(reader))
 
     def leaf_steps(self, chunk: Chunk, params: _ClassifyParams) -> LMSteps[dict[str, int]]:
-        lines = [_line(item) for item in chunk]
+        lines = [_line(item) for item in _items(chunk)]
         if not lines:
             return {}
         prompt = classify_prompt(lines, params.labels, params.instruction)

@@ -185,3 +185,26 @@ def test_an_lm_operation_outside_the_engine_says_no_model_is_bound() -> None:
         current_lm()
     with pytest.raises(RLMError, match="language model"):
         _run("llm_map", ["a"], {"prompt": "{chunk}"}, None)
+
+
+def test_storage_chunks_are_shown_item_by_item() -> None:
+    # What a leaf over a storage source gets: an Arrow table (rows), bytes (lines), a numpy
+    # array (numbers). Each is shown one item per line, as inline items are.
+    import numpy as np
+    import pyarrow as pa
+
+    lm = FunctionLM(lambda r: _prompt_of(r))
+    op = REGISTRY.get("llm_map")
+    params = op.parse_params({"prompt": "<{chunk}>"})
+    table = pa.table({"id": [1, 2], "text": ["spam here", "ham\nthere"]})
+    with lm_scope(lm):
+        assert op.leaf(table, params) == [
+            '<{"id":1,"text":"spam here"}\n{"id":2,"text":"ham\\nthere"}>'  # JSON escapes it
+        ]
+        assert op.leaf(b"one\r\ntwo \xff\n", params) == ["<one\ntwo \ufffd>"]
+        assert op.leaf(np.array([3, 4], dtype=np.int64), params) == ["<3\n4>"]
+    classify = REGISTRY.get("llm_classify")
+    oracle = FunctionLM(lambda r: classify_oracle(_label)(_prompt_of(r)))
+    with lm_scope(oracle):
+        counts = classify.leaf(table, classify.parse_params({"labels": LABELS}))
+    assert sum(counts.values()) == 2 and set(counts) <= set(LABELS)
