@@ -9,6 +9,10 @@ figures, in-process with the default policies over a local connector:
   do (the work the task itself does on it, at the least);
 - the scan of a 128 MiB file vs the scan of the 16 MiB one: the scan stops at the budget, so
   the file's size does not matter;
+- the scan of the same 16 MiB read as ``bytes`` (decoded as text) vs reading it whole as
+  the leaves do and decoding it, and of a 16 MiB Arrow file (the log lines as a string
+  column beside a number column, 16 batches) vs reading it whole as the leaves do and taking
+  its strings out (what an operation reading the text does, at the least);
 - end to end over HTTP (one replica, 2 agents): ``POST /v1/execute`` p50 of ``word_count``
   over the 16 MiB file in the caller's org prefix, from an org with every input policy on vs
   one whose admin turned the six ``input_validation`` policies off.
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 from ray import serve
 
 from benchmarks._report import figure, paired_medians
@@ -118,9 +123,62 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 baseline_name="the scan of the 16 MiB source",
             )
         )
+        rows.extend(binary_figures(root, service, validator, repeat=repeat))
         service.close()
         rows.extend(_over_http(root / "small.txt", repeat=5 if quick else 15))
     print(f'{{"uptime": "{os.getloadavg()}"}}', flush=True)
+    return rows
+
+
+def binary_figures(
+    root: Path, service: StorageService, validator: InputValidator, *, repeat: int
+) -> list[dict[str, Any]]:
+    """The scans of a ``bytes`` and an ``arrow`` source of 16 MiB vs reading them whole."""
+    lines = (root / "small.txt").read_text().splitlines()
+    table = pa.table({"n": list(range(len(lines))), "line": lines})
+    with (
+        pa.OSFile(str(root / "log.arrow"), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as writer,
+    ):
+        for batch in table.to_batches(max_chunksize=len(lines) // 16 + 1):
+            writer.write_batch(batch)
+    rows = []
+    for key, fmt, what in [
+        ("small.txt", "bytes", "the same 16 MiB as a bytes source"),
+        ("log.arrow", "arrow", "a 16 MiB Arrow file (a string and a number column)"),
+    ]:
+        source = SourceSpec.model_validate({"connector": "local", "key": key, "format": fmt})
+        ranges = split_source(service, source, 8)
+
+        def scan(source: SourceSpec = source, ranges: list[tuple[int, int]] = ranges) -> None:
+            result = scan_source(validator, service, source, ranges)
+            assert result is not None and result.allowed
+
+        def read_whole(source: SourceSpec = source, ranges: list[tuple[int, int]] = ranges) -> None:
+            # What an operation reading the text does at the least: the leaves' reads, then
+            # the bytes decoded / the strings taken out of the Table.
+            for a, b in ranges:
+                chunk = read_source_chunk(service, source, a, b)
+                if isinstance(chunk, bytes):
+                    chunk.decode(errors="replace")
+                else:
+                    chunk.column("line").to_pylist()
+
+        scanned, read = paired_medians(scan, read_whole, repeat=repeat)
+        rows.append(
+            figure(
+                f"scan of {what} (first 4,000,000 characters, default policies) vs reading it "
+                "whole as text",
+                scanned * 1000,
+                read * 1000,
+                unit="ms",
+                ratio=scanned / read,
+                goal="report",
+                limit="—",
+                baseline_name=f"read_source_chunk ({fmt}) over the task's 8 ranges, the text "
+                "decoded (bytes.decode / the string column's to_pylist)",
+            )
+        )
     return rows
 
 

@@ -192,7 +192,7 @@ class Security:
         """Validate the text of a task's storage source, as its agents will read it, before
         the task is admitted (blocking: call it off the event loop, where the task is
         prepared). Lower violations are recorded (source ``storage``); a ``critical`` one
-        refuses the task. Inline items and binary formats: nothing to do.
+        refuses the task. Inline items and numbers (``int64``, ``float64``): nothing to do.
 
         Args:
             items: The prepared task's items (``TaskSpec.items``): ``("source", spec, ranges,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,14 +165,26 @@ class InputValidator:
             self._scan(task_input, "input", found, data=True)
         return self._result(found, "")
 
-    def check_texts(self, texts: Iterable[tuple[str, str]]) -> ValidationResult:
-        """Validate data texts read from elsewhere (a storage source's lines) as a task's
-        inline text items are: scanned as one text, up to the ``input-size`` policy's
-        ``maxScanChars``; beyond it a ``medium`` violation says the rest was not scanned.
+    def check_texts(
+        self,
+        texts: Iterable[tuple[str, str]],
+        *,
+        items: bool = True,
+        cut_short: Callable[[], bool] | None = None,
+    ) -> ValidationResult:
+        """Validate data texts read from elsewhere (a storage source's lines, Arrow strings,
+        decoded bytes) as a task's inline text items are: scanned as one text, up to the
+        ``input-size`` policy's ``maxScanChars``; beyond it a ``medium`` violation says the
+        rest was not scanned.
 
         Args:
             texts: ``(field, text)`` pairs, read lazily: no further than the budget (and one
                 text past it, to know there is more).
+            items: Each text is an item, refused over ``maxChars`` like an inline one;
+                ``False`` for the pieces of one blob (a ``bytes`` source), whose length is
+                no item's.
+            cut_short: Asked once ``texts`` ran out: whether its reader stopped at a bound of
+                its own before the end (then the same ``medium`` violation says so).
 
         Returns:
             The result (``sanitized`` empty: data is used as it is, or refused).
@@ -182,7 +194,9 @@ class InputValidator:
             it = iter(texts)
             first = next(it, None)
             if first is not None:
-                self._scan_data(itertools.chain([first], it), found)
+                self._scan_data(itertools.chain([first], it), found, items=items)
+            if cut_short is not None and cut_short() and not _limited(found):
+                found.append(self._scan_limit())
         return self._result(found, "")
 
     # -- the policies -------------------------------------------------------------------------
@@ -194,7 +208,9 @@ class InputValidator:
         self._injection(cleaned, field, found)
         self._traversal(cleaned, field, found, path=False if data else looks_like_path(text))
 
-    def _scan_data(self, texts: Iterable[tuple[str, str]], found: list[Violation]) -> None:
+    def _scan_data(
+        self, texts: Iterable[tuple[str, str]], found: list[Violation], *, items: bool = True
+    ) -> None:
         """Text items scanned as one text (one pass per detector), up to ``maxScanChars``
         (``texts`` is read lazily: no further than that)."""
         size = self.policies.settings("input-size")
@@ -205,19 +221,11 @@ class InputValidator:
         names: list[str] = []
         total = 0
         for name, text in texts:
-            if enabled and len(text) > size.max_chars:
+            if items and enabled and len(text) > size.max_chars:
                 self._size(text, name, found)
                 text = text[: size.max_chars]
             if budget is not None and total + len(text) > budget:
-                found.append(
-                    self._violation(
-                        "input-size",
-                        "medium",
-                        f"only the first {budget} characters of the input's text were scanned",
-                        "input",
-                        "scan_limit",
-                    )
-                )
+                found.append(self._scan_limit())
                 text = text[: max(0, budget - total)]
             offsets.append(total)
             names.append(name)
@@ -226,11 +234,17 @@ class InputValidator:
             if budget is not None and total > budget:
                 break
         joined = "\n".join(parts)
+        cleaned, report = clean(joined)
+        if len(cleaned) != len(joined):
+            # Detectors report offsets in the clean text: find where each text starts in it
+            # (cleaning never crosses a line break, so each text's clean form is its part).
+            offsets = list(
+                itertools.accumulate((len(clean(p)[0]) + 1 for p in parts[:-1]), initial=0)
+            )
 
         def where(at: int) -> str:
             return names[max(0, bisect.bisect_right(offsets, at) - 1)]
 
-        cleaned, report = clean(joined)
         if self.policies.enabled("input-unicode"):
             self._unicode_findings(report.removed, where(0), found)
         if self.policies.enabled("input-secrets"):
@@ -377,6 +391,16 @@ class InputValidator:
 
     # -- results ------------------------------------------------------------------------------
 
+    def _scan_limit(self) -> Violation:
+        budget = self.policies.settings("input-size").max_scan_chars
+        return self._violation(
+            "input-size",
+            "medium",
+            f"only the first {budget} characters of the input's text were scanned",
+            "input",
+            "scan_limit",
+        )
+
     def _violation(
         self,
         policy_id: str,
@@ -400,6 +424,10 @@ class InputValidator:
     def _result(self, found: list[Violation], sanitized: str) -> ValidationResult:
         found.sort(key=lambda v: (-SEVERITY_RANK[v.severity], -self.policies.priority(v.policy_id)))
         return ValidationResult(_allowed(found), sanitized, found)
+
+
+def _limited(violations: Iterable[Violation]) -> bool:
+    return any(v.detector == "scan_limit" for v in violations)
 
 
 def _allowed(violations: Iterable[Violation]) -> bool:

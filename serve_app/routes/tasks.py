@@ -194,9 +194,9 @@ async def _execute(
 
     def prepare() -> TaskSpec:
         spec: TaskSpec = hv.prepare(body, task_id=chosen, reader=caller.reader, **caller.owner)
-        # A text file in storage: its lines pass the same policies as inline items, here
-        # (off the loop, bounded by maxScanChars) and before admission, so a refused task
-        # costs no quota.
+        # A file in storage: its text (lines, decoded bytes, Arrow strings) passes the same
+        # policies as inline items, here (off the loop, bounded by maxScanChars) and before
+        # admission, so a refused task costs no quota.
         security.check_source(
             spec.items, lambda: hv.storage, policies, principal, task_id=spec.task_id
         )
