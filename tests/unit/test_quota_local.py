@@ -126,3 +126,27 @@ def test_an_engine_without_a_ray_address_is_not_joined(settings: Settings) -> No
         assert join.calls == 0
     finally:
         store.close()
+
+
+def test_with_postgresql_the_shared_ledger_is_used_here(
+    settings: Settings, postgres_url: str
+) -> None:
+    # A database is shared by every instance, not held by one: the command changes it in its
+    # own transactions, and an engine's ledger on the same database sees the change.
+    from rlm.db.connect import ensure_schema
+    from rlm.quotas import QuotaLedgerService
+
+    ensure_schema(postgres_url)
+    on_db = Settings(state_dir=settings.state_dir, database_url=postgres_url)
+    assert on_db.database_dsn == postgres_url
+    engine_ledger = QuotaLedgerService(None, database_url=postgres_url)
+    try:
+        join = Join()
+        with quota_ledger(None, on_db, join) as quotas:
+            assert isinstance(quotas, LocalQuotas)
+            quotas("set_user_config", ALICE)
+        assert join.calls == 0
+        assert engine_ledger.user_status("alice").daily.agents_limit == 123
+    finally:
+        engine_ledger.close()
+    assert not (settings.state_dir / "quotas.db").exists()
