@@ -27,6 +27,7 @@ Every command that needs the engine joins the one already running on the same st
 (``rlm serve``, a ``rlm.connect()``): it registers its Ray address there. ``--address`` (before
 or after the command), ``RLM_RAY_ADDRESS`` and ``RAY_ADDRESS`` override; with none of them and
 no engine running, the command starts a local Ray of its own.
+
 ``rlm quota show`` and ``rlm tenants load`` need no engine: with none running (and no address
 given) they open the state directory's quota ledger themselves, without Ray.
 
