@@ -28,6 +28,9 @@ Every command that needs the engine joins the one already running on the same st
 or after the command), ``RLM_RAY_ADDRESS`` and ``RAY_ADDRESS`` override; with none of them and
 no engine running, the command starts a local Ray of its own.
 
+``rlm quota show`` and ``rlm tenants load`` need no engine: with none running (and no address
+given) they open the state directory's quota ledger themselves, without Ray.
+
 Exit codes (:data:`EXIT_CODES`): 0 the task completed (or the command succeeded; ``rlm tasks
 watch`` exits with the watched task's code), 1 it failed or was cancelled, 2 the
 request was refused, 3 the engine could not be started or joined (for 2 and 3 the error
@@ -45,13 +48,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlm import __version__
 from rlm.config import get_settings
 from rlm.errors import EngineUnavailable, RLMError
 from rlm.jsonable import dumps
 from rlm.logs import configure_logging
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from rlm.quotas.local import QuotaCall
 
 __all__ = ["EXIT_CODES", "EXIT_ENGINE_UNAVAILABLE", "EXIT_REFUSED", "main"]
 
@@ -119,6 +127,15 @@ def _connect(args: argparse.Namespace) -> Any:
 
     _quiet_logs(args.verbose)  # after Ray's import: it sets its loggers up then
     return connect(args.address)
+
+
+def _quota_ledger(args: argparse.Namespace) -> AbstractContextManager[QuotaCall]:
+    """The quota ledger to call (a context manager): the running engine's, else the state
+    directory's opened in this process, without Ray (see :func:`rlm.quotas.local.quota_ledger`).
+    """
+    from rlm.quotas.local import quota_ledger
+
+    return quota_ledger(args.address, get_settings(), lambda: _connect(args).quotas)
 
 
 def _read_task(path: str) -> Any:
@@ -458,16 +475,16 @@ def _refuse_second_engine(settings: Any) -> None:
 def _cmd_tenants_load(args: argparse.Namespace) -> int:
     from rlm.tenants import apply_tenants, load_tenant_file
 
-    tenants = load_tenant_file(Path(args.file))  # refuse a bad file before starting Ray
-    hv = _connect(args)
-    counts = apply_tenants(tenants, hv.quotas)
+    tenants = load_tenant_file(Path(args.file))  # refuse a bad file before any ledger
+    with _quota_ledger(args) as quotas:
+        counts = apply_tenants(tenants, quotas)
     sys.stdout.write(_dump(counts) + "\n")
     return 0
 
 
 def _cmd_quota_show(args: argparse.Namespace) -> int:
-    hv = _connect(args)
-    status = hv.quotas("user_status", args.user_id)
+    with _quota_ledger(args) as quotas:
+        status = quotas("user_status", args.user_id)
     if args.json or not sys.stdout.isatty():
         sys.stdout.write(_dump(status) + "\n")
         return 0

@@ -26,6 +26,18 @@ TASK = {
     "input": {"items": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "operation": "sum"},
 }
 
+TENANTS = """
+users:
+  - userId: alice
+    tier: user
+    dailyAgentLimit: 4321
+    weeklyAgentLimit: 20000
+    monthlyAgentLimit: 60000
+    dailyComputeHours: 10
+    maxConcurrentAgents: 20
+    maxStorageGB: 50
+"""
+
 CONNECT = """
 import json, ray, rlm
 hv = rlm.connect()
@@ -77,6 +89,13 @@ def test_cli_and_connect_join_the_running_serve(tmp_path: Path) -> None:
         assert listing.returncode == 0, listing.stderr
         assert [t["taskId"] for t in json.loads(listing.stdout)] == [result["taskId"]]
 
+        # With an engine running, tenants load writes through the engine's ledger (it holds
+        # the store: opening it here would be refused), and the engine applies her limits.
+        (tmp_path / "tenants.yaml").write_text(TENANTS)
+        loaded = rlm_cli("tenants", "load", "tenants.yaml")
+        assert loaded.returncode == 0, loaded.stderr
+        assert json.loads(loaded.stdout)["users"] == 1
+
         # Over HTTP, alice's task is charged to her quota; the CLI reads the same ledger.
         token = rlm_cli("token", "--sub", "alice", "--tier", "user").stdout.strip()
         served = httpx.post(
@@ -88,7 +107,12 @@ def test_cli_and_connect_join_the_running_serve(tmp_path: Path) -> None:
         assert served.status_code == 200, served.text
         quota = rlm_cli("quota", "show", "alice", "--json")
         assert quota.returncode == 0, quota.stderr
-        assert json.loads(quota.stdout)["daily"]["agentsUsed"] == served.json()["agentCalls"]
+        daily = json.loads(quota.stdout)["daily"]
+        assert daily["agentsUsed"] == served.json()["agentCalls"] > 0
+        assert daily["agentsLimit"] == 4321  # the limit loaded through the engine
+        assert [i.instance_id for i in store.live_instances() if i.ray_address] == [
+            engine.instance_id
+        ]  # the commands joined; none started an engine of its own
 
         joined = subprocess.run(
             [sys.executable, "-c", CONNECT],

@@ -22,9 +22,15 @@ TASK = {
 }
 
 
-def _rlm(state: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _rlm(
+    state: Path, *args: str, stdin: str | None = None, no_ray: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``rlm ARGS`` on ``state``; with ``no_ray`` (see :func:`_no_ray`), Ray is unimportable."""
     env = {**os.environ, "RLM_STATE_DIR": str(state), "RLM_ENGINE__AGENTS": "2"}
     env.pop("RAY_ADDRESS", None)
+    env.pop("RLM_RAY_ADDRESS", None)
+    if no_ray is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(no_ray), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "rlm", *args],
         input=stdin,
@@ -102,11 +108,41 @@ users:
 """
 
 
+# Shadows the installed Ray (first on PYTHONPATH): an import of it leaves a mark and fails, so
+# even an import some code would catch and survive is seen.
+RAY_BLOCKER = """
+import os
+with open(os.path.join(os.path.dirname(__file__), "imported"), "a") as mark:
+    mark.write("ray was imported\\n")
+raise ImportError("ray is blocked by the test: this command must not import it")
+"""
+
+
+def _no_ray(tmp_path: Path) -> Path:
+    """A directory to put first on ``PYTHONPATH`` so that ``import ray`` fails and is marked."""
+    root = tmp_path / "no-ray"
+    (root / "ray").mkdir(parents=True)
+    (root / "ray" / "__init__.py").write_text(RAY_BLOCKER)
+    return root
+
+
+def _ray_was_imported(no_ray: Path) -> bool:
+    return (no_ray / "ray" / "imported").exists()
+
+
 def test_tenants_load_is_idempotent_and_quota_show(tmp_path: Path) -> None:
+    # No engine runs on this state directory: the commands open the quota ledger themselves,
+    # without importing (let alone starting) Ray.
+    no_ray = _no_ray(tmp_path)
+    probe = _rlm(tmp_path, "run", "-", stdin=json.dumps(TASK), no_ray=no_ray)
+    assert probe.returncode != 0 and _ray_was_imported(no_ray), probe.stderr  # the blocker works
+    (no_ray / "ray" / "imported").unlink()
+
     path = tmp_path / "tenants.yaml"
     path.write_text(TENANTS)
-    first = _rlm(tmp_path, "tenants", "load", str(path))
+    first = _rlm(tmp_path, "tenants", "load", str(path), no_ray=no_ray)
     assert first.returncode == 0, first.stderr
+    assert first.stderr == ""  # no Ray start lines, no notice
     assert json.loads(first.stdout) == {
         "orgsCreated": 2,
         "orgsUpdated": 0,
@@ -114,23 +150,26 @@ def test_tenants_load_is_idempotent_and_quota_show(tmp_path: Path) -> None:
         "members": 1,
         "users": 1,
     }
-    again = json.loads(_rlm(tmp_path, "tenants", "load", str(path)).stdout)
+    again = json.loads(_rlm(tmp_path, "tenants", "load", str(path), no_ray=no_ray).stdout)
     assert (again["orgsCreated"], again["orgsUpdated"], again["teamsCreated"]) == (0, 2, 0)
-    show = _rlm(tmp_path, "quota", "show", "alice", "--json")
+    show = _rlm(tmp_path, "quota", "show", "alice", "--json", no_ray=no_ray)
     assert show.returncode == 0, show.stderr
+    assert show.stderr == ""
     status = json.loads(show.stdout)
     assert status["daily"]["agentsLimit"] == 5000
     assert status["maxConcurrentAgents"] == 20
-    quiet = _rlm(tmp_path, "quota", "events", "--json")
+    assert not _ray_was_imported(no_ray)
+    quiet = _rlm(tmp_path, "quota", "events", "--json", no_ray=no_ray)
     assert quiet.returncode == 0, quiet.stderr
     assert json.loads(quiet.stdout) == []  # nothing ran over HTTP: no threshold crossed
     bad = tmp_path / "bad.yaml"
     bad.write_text("orgs:\n  - {orgId: x, agents: -1}\n")
-    refused = _rlm(tmp_path, "tenants", "load", str(bad))
+    refused = _rlm(tmp_path, "tenants", "load", str(bad), no_ray=no_ray)
     assert refused.returncode == 2
     assert (
         json.loads(refused.stderr.splitlines()[-1])["error"]["details"]["field"] == "orgs[0].agents"
     )
+    assert not _ray_was_imported(no_ray)
 
 
 HOLD_QUOTA_STORE = """
@@ -141,21 +180,42 @@ print("held", flush=True)
 sys.stdin.read()
 """
 
+# What another `rlm quota show` or `rlm tenants load` holds while it runs without an engine.
+HOLD_LOCAL_LEDGER = """
+import sys
+from rlm.quotas.local import LocalQuotas
+quotas = LocalQuotas(sys.argv[1])
+quotas("user_status", "alice")
+print("held", flush=True)
+sys.stdin.read()
+"""
 
-def test_store_held_by_another_process_is_one_line_and_exit_3(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize("holder_code", [HOLD_QUOTA_STORE, HOLD_LOCAL_LEDGER], ids=["store", "cli"])
+def test_store_held_by_another_process_is_one_line_and_exit_3(
+    tmp_path: Path, holder_code: str
+) -> None:
     # A process that is not an engine (no Ray address registered) holds the quota store.
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_QUOTA_STORE, str(tmp_path / "quotas.db")],
+        [sys.executable, "-c", holder_code, str(tmp_path / "quotas.db")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(TENANTS)
+    no_ray = _no_ray(tmp_path)
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
-        for args in (("quota", "show", "alice"), ("tenants", "load", "missing.yaml")):
-            refused = _rlm(tmp_path, *args)
-            if args[0] == "tenants":  # a bad file is refused before any engine is needed
+        commands = (
+            ("quota", "show", "alice"),
+            ("tenants", "load", "missing.yaml"),
+            ("tenants", "load", str(tenants)),
+        )
+        for args in commands:
+            refused = _rlm(tmp_path, *args, no_ray=no_ray)
+            if args[-1] == "missing.yaml":  # a bad file is refused before any engine is needed
                 assert refused.returncode == 2, refused.stderr
                 continue
             assert refused.returncode == 3, refused.stderr
@@ -166,9 +226,15 @@ def test_store_held_by_another_process_is_one_line_and_exit_3(tmp_path: Path) ->
             assert error["details"]["pid"] == holder.pid
             assert f"process {holder.pid}" in error["message"]
             assert "RLM_STATE_DIR" in error["message"]
+        # Refused without waiting on Ray: the commands never imported it.
+        assert not _ray_was_imported(no_ray)
     finally:
         holder.kill()
         holder.wait()
+    # The holder is gone: the same load now goes through, onto an intact ledger.
+    loaded = _rlm(tmp_path, "tenants", "load", str(tenants), no_ray=no_ray)
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)["orgsCreated"] == 2
 
 
 RLM_STEPS = [
