@@ -112,7 +112,9 @@ def rlm_serve(
             health = f"{served.base}/health"
             return ok_response(lambda: httpx.get(health, timeout=2, verify=verify)) is not None
 
-        wait_until(ready, 150, "rlm serve prints its banner and answers /health", interval=1)
+        # Polled often: until the banner is printed a poll only reads the output so far, and
+        # every start of the suite waits on this (a 1 s poll cost half a second each).
+        wait_until(ready, 150, "rlm serve prints its banner and answers /health", interval=0.2)
         yield served
     finally:
         os.killpg(process.pid, signal.SIGINT)
