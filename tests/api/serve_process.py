@@ -57,6 +57,15 @@ def kill_tree(process: subprocess.Popen[str]) -> None:
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # and anything started since, in its session
     process.wait(timeout=30)
+    # A killed process is still there until it has exited and been reaped (a Ray worker
+    # unmapping its object store takes a while): a restart before then finds the old engine
+    # "alive" by its pid and refuses, as it must. Wait until all of them are gone.
+    wait_until(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in tree[1:]),
+        30,
+        lambda: f"the killed processes exit: {[p for p in tree if Path(f'/proc/{p}').exists()]}",
+        interval=0.05,
+    )
 
 
 @dataclass
