@@ -74,6 +74,15 @@ class ServerSettings(BaseModel):
     min_replicas: int = Field(default=2, ge=1)
     max_replicas: int = Field(default=4, ge=1)
     target_ongoing_requests: int = Field(default=64, ge=1)
+    shutdown_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description=(
+            "A stopping API replica checks this often whether its requests in flight have"
+            " finished (it waits for them, up to 20 s, and at least this long)."
+        ),
+    )
     header_timeout_s: float = Field(default=10.0, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
     keep_alive_timeout_s: int = Field(default=15, ge=1)

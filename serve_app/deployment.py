@@ -56,6 +56,8 @@ def build_app(settings: Settings | None = None) -> Any:
             "target_ongoing_requests": server.target_ongoing_requests,
         },
         logging_config=serve_logging_config(settings),
+        # Serve's own default (2 s); the tests shorten it, as every stop waits at least once.
+        graceful_shutdown_wait_loop_s=server.shutdown_poll_s,
     )
     return deployment.bind(settings)
 

@@ -88,7 +88,9 @@ def _settings(
         state_dir=state,
         database_url=None if database_url is None else SecretStr(database_url),
         engine=EngineSettings(agents=2, cancel_grace_s=5.0),
-        server=ServerSettings(port=port, min_replicas=1, max_replicas=1),
+        # A stopping replica checks for requests in flight every 0.1 s, not 2 s: the session's
+        # three apps are deleted at its end, each waiting one poll at least.
+        server=ServerSettings(port=port, min_replicas=1, max_replicas=1, shutdown_poll_s=0.1),
         operations=["tests.integration.ops:OPERATIONS"],
         lm=LMSettings(
             base_url=lm_server.url,

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,8 @@ class Pair:
 
     url: str
     envs: list[dict[str, str]]
-    served: list[Served]
-    stacks: list[ExitStack]
+    served: dict[int, Served] = field(default_factory=dict)
+    stacks: dict[int, ExitStack] = field(default_factory=dict)
 
     def base(self, i: int) -> str:
         return self.served[i].base
@@ -81,22 +81,35 @@ class Pair:
             base_url=self.base(i), headers={"Authorization": f"Bearer {token}"}, timeout=120
         )
 
-    def start(self, i: int) -> None:
-        stack = ExitStack()
-        served = stack.enter_context(rlm_serve(self.envs[i], free_port()))
-        if i < len(self.served):
-            self.served[i], self.stacks[i] = served, stack
-        else:
-            self.served.append(served)
-            self.stacks.append(stack)
+    def start(self, *which: int) -> None:
+        """Start the instances ``which``, side by side: each starts a Ray of its own and
+        shares nothing with the other but the database, so neither waits for the other."""
+
+        def one(i: int) -> tuple[Served, ExitStack]:
+            stack = ExitStack()
+            return stack.enter_context(rlm_serve(self.envs[i], free_port())), stack
+
+        with ThreadPoolExecutor(max_workers=len(which)) as pool:
+            started = {i: pool.submit(one, i) for i in which}
+        failed: list[BaseException] = []
+        for i, future in started.items():
+            if (error := future.exception()) is not None:
+                failed.append(error)  # that instance's rlm_serve already stopped it
+            else:
+                self.served[i], self.stacks[i] = future.result()
+        if failed:
+            raise failed[0]
 
     def forget(self, i: int) -> None:
         """Drop instance ``i`` without stopping it (it was killed)."""
         self.stacks[i].pop_all()
 
     def stop(self) -> None:
-        for stack in self.stacks:
-            stack.close()
+        """Stop every running instance, side by side (each waits on its own Ray's shutdown)."""
+        stacks, self.stacks = list(self.stacks.values()), {}
+        with ThreadPoolExecutor(max_workers=max(1, len(stacks))) as pool:
+            for future in [pool.submit(stack.close) for stack in stacks]:
+                future.result()
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +136,9 @@ def pair(
             }
         )
         envs.append(env)
-    found = Pair(url, envs, [], [])
+    found = Pair(url, envs)
     try:
-        found.start(0)
-        found.start(1)
+        found.start(0, 1)
         yield found
     finally:
         found.stop()
@@ -415,8 +427,7 @@ def test_killing_one_instance_the_other_marks_its_task_interrupted_and_releases_
     assert after["daily"]["agentsUsed"] == 0  # the holds were released, not charged
     # Restart both: nothing is lost.
     pair.stop()
-    pair.start(0)
-    pair.start(1)
+    pair.start(0, 1)
     with pair.client(1, token) as b, pair.client(0, token) as a:
         for client in (a, b):
             again = client.get(f"/tasks/{task_id}").json()
