@@ -16,7 +16,18 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   need+=(nodejs npm)
 fi
+# The TypeScript SDK needs Node.js 20 or newer (package.json "engines"); an older one fails its
+# tests in ways that do not say why, so say it here.
+check_node() {
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$major" -lt 20 ]; then
+    echo "system-deps: Node.js $(node --version 2>/dev/null || echo '(none)') is too old: the TypeScript SDK needs 20 or newer (Debian 13 ships 20; on Debian 12 install Node 20 from nodejs.org or NodeSource)" >&2
+    exit 1
+  fi
+}
 if [ ${#need[@]} -eq 0 ]; then
+  check_node
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -27,3 +38,4 @@ echo "system-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+check_node
