@@ -62,15 +62,14 @@ def quota_ledger(
             :func:`rlm.runtime.discovery.store_in_use`).
     """
     # rlm.runtime.discovery reads the state file and /proc only: importing it loads no Ray.
-    from rlm.runtime.discovery import engine_on, store_in_use
+    from rlm.runtime.discovery import resolve_address, store_in_use
 
-    named = address or settings.ray_address or os.environ.get("RAY_ADDRESS")
-    if named or engine_on(settings) is not None:
+    # The same choice connect() makes: a named cluster, else the registered engine, else a
+    # refusal when another process holds the store; (None, None) leaves the store to us.
+    ray_address, _ = resolve_address(address, settings)
+    if ray_address is not None:
         yield join()
         return
-    refusal = store_in_use(settings)
-    if refusal is not None:
-        raise refusal
     try:
         quotas = LocalQuotas(settings.state_dir / "quotas.db", database_url=settings.database_dsn)
     except InternalError:
