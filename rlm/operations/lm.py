@@ -133,8 +133,22 @@ def _read_call(reader: ParamReader) -> _Call:
     )
 
 
+def _readable(value: Any) -> Any:
+    """``value`` with every ``bytes`` in it as the UTF-8 text it holds (bad bytes replaced):
+    an Arrow ``binary`` column's values, which JSON cannot write (the source scan reads them
+    the same way, :mod:`rlm.security.arrow_scan`)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {key: _readable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_readable(item) for item in value]
+    return value
+
+
 def _line(item: Any) -> str:
     """An item as one line of a prompt (JSON for anything but a string)."""
+    item = _readable(item)
     text = item if isinstance(item, str) else dumps(item).decode()
     return text.replace("\r", " ").replace("\n", " ")
 

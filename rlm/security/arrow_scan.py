@@ -1,12 +1,14 @@
-"""The text in an Arrow IPC source: its string values, as a source scan reads them.
+"""The text in an Arrow IPC source: its string and binary values, as a source scan reads them.
 
 An operation given a ``pyarrow.Table`` can read any string in it, so the scan reads what the
 leaves get: the record batches of the task's ranges, one at a time, and of each only its
-columns that hold strings (``string``, ``large_string``, ``string_view``, a dictionary of
-them, or strings nested in lists, structs and maps). The reader asks pyarrow for those
-columns alone (``IpcReadOptions.included_fields``), so the bytes of the other columns are
-never fetched; every read goes through a :class:`~rlm.storage.range_file.RangeFile`, whose
-byte budget bounds the whole scan.
+columns that hold text (``string``, ``large_string``, ``string_view``, a dictionary of them,
+or strings nested in lists, structs and maps), or bytes (``binary``, ``large_binary``,
+``binary_view``, ``fixed_size_binary``: decoded as UTF-8 with bad bytes replaced, which is
+how an LM operation's prompt shows them, :func:`rlm.operations.lm._line`). The reader asks
+pyarrow for those columns alone (``IpcReadOptions.included_fields``), so the bytes of the
+other columns are never fetched; every read goes through a
+:class:`~rlm.storage.range_file.RangeFile`, whose byte budget bounds the whole scan.
 
 Each value is one text, named ``input.source.arrow.<column>[<row>]`` (``row`` counts from the
 first batch read, the file's first: an ``arrow`` source is read whole); a nested value's
@@ -35,11 +37,22 @@ def _is_text(type_: pa.DataType) -> bool:
         pa.types.is_string(type_)
         or pa.types.is_large_string(type_)
         or pa.types.is_string_view(type_)
+        or pa.types.is_binary(type_)
+        or pa.types.is_large_binary(type_)
+        or pa.types.is_binary_view(type_)
+        or pa.types.is_fixed_size_binary(type_)
     )
 
 
+def _decoded(value: Any) -> Any:
+    """A string as it is; bytes as the UTF-8 text they hold (bad bytes replaced)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
 def holds_text(type_: pa.DataType) -> bool:
-    """Whether values of ``type_`` are, or hold, strings."""
+    """Whether values of ``type_`` are, or hold, strings or bytes."""
     if _is_text(type_):
         return True
     if pa.types.is_dictionary(type_):
@@ -60,9 +73,9 @@ def holds_text(type_: pa.DataType) -> bool:
 
 
 def _strings(value: Any) -> Iterator[str]:
-    """The strings inside a nested value as ``to_pylist`` gives it."""
-    if isinstance(value, str):
-        yield value
+    """The strings (and bytes, decoded) inside a nested value as ``to_pylist`` gives it."""
+    if isinstance(value, str | bytes):
+        yield _decoded(value)
     elif isinstance(value, dict):
         for item in value.values():
             yield from _strings(item)
@@ -76,7 +89,7 @@ def _column_texts(column: pa.Array, name: str, row0: int) -> Iterator[tuple[str,
     direct = _is_text(type_) or (pa.types.is_dictionary(type_) and _is_text(type_.value_type))
     for at in range(0, len(column), _ROWS):
         for j, value in enumerate(column.slice(at, _ROWS).to_pylist()):
-            text = value if direct else "\n".join(_strings(value))
+            text = _decoded(value) if direct else "\n".join(_strings(value))
             if isinstance(text, str) and text:
                 yield f"input.source.arrow.{name}[{row0 + at + j}]", text
 

@@ -208,3 +208,23 @@ def test_storage_chunks_are_shown_item_by_item() -> None:
     with lm_scope(oracle):
         counts = classify.leaf(table, classify.parse_params({"labels": LABELS}))
     assert sum(counts.values()) == 2 and set(counts) <= set(LABELS)
+
+
+def test_an_arrow_binary_column_is_shown_as_its_text() -> None:
+    # JSON has no bytes: a binary value is shown as the UTF-8 text it holds (bad bytes
+    # replaced), nested ones too, as the source scan reads them (rlm.security.arrow_scan).
+    import pyarrow as pa
+
+    lm = FunctionLM(lambda r: _prompt_of(r))
+    op = REGISTRY.get("llm_map")
+    params = op.parse_params({"prompt": "<{chunk}>"})
+    table = pa.table(
+        {
+            "raw": pa.array([b"caf\xc3\xa9", b"\xff!"], pa.binary()),
+            "parts": pa.array([[b"a"], []], pa.list_(pa.large_binary())),
+        }
+    )
+    with lm_scope(lm):
+        assert op.leaf(table, params) == [
+            '<{"raw":"caf\u00e9","parts":["a"]}\n{"raw":"\ufffd!","parts":[]}>'
+        ]

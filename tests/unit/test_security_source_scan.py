@@ -272,22 +272,50 @@ def test_a_finding_in_an_arrow_string_column_names_its_column_and_row(
 def test_arrow_columns_without_strings_are_neither_read_nor_scanned(
     service: CountingService, tmp_path: Path
 ) -> None:
-    # The injection's bytes as numbers and as binary: no string column, nothing to read.
+    # The injection's bytes as numbers: no string column, nothing to read.
     phrase = INJECTION.encode()[:56]
     numbers = np.tile(np.frombuffer(phrase, "<i8"), 20_000)
-    table = pa.table({"n": numbers, "raw": pa.array([phrase] * len(numbers), pa.binary())})
+    table = pa.table({"n": numbers, "f": numbers.astype(np.float64)})
     _write_arrow(tmp_path / "t.arrow", table, 10_000)
     spec = _spec("t.arrow", "arrow")
     ranges = split_source(service, spec, 3)
     service.bytes_read = 0
     assert scan_source(InputValidator(), service, spec, ranges) == InputValidator().check_texts(())
-    assert service.bytes_read < 4096  # the footer, not ~11 MB of columns
+    assert service.bytes_read < 4096  # the footer, not ~2.5 MB of columns
     # With a string column added, only that column's buffers are read.
     table = table.append_column("s", pa.array(["ok"] * len(numbers)))
     _write_arrow(tmp_path / "t.arrow", table, 10_000)
     service.bytes_read = 0
     assert scan_source(InputValidator(), service, spec, ranges).violations == []
     assert service.bytes_read < 2 * 6 * len(numbers)  # offsets + "ok": ~6 bytes a row
+
+
+@pytest.mark.parametrize(
+    "type_",
+    [pa.binary(), pa.large_binary(), pa.binary_view(), pa.binary(len(INJECTION.encode()) + 2)],
+    ids=["binary", "large_binary", "binary_view", "fixed_size_binary"],
+)
+def test_an_arrow_binary_column_is_scanned_as_the_text_it_decodes_to(
+    service: StorageService, tmp_path: Path, type_: pa.DataType
+) -> None:
+    # An LM operation shows a binary value to its model as UTF-8 text (bad bytes replaced),
+    # so the scan reads it so too: the phrase behind an invalid byte is still found.
+    width = len(INJECTION.encode()) + 2
+    values = [b"ok".ljust(width, b" ")] * 100
+    values[42] = b"\xff " + INJECTION.encode()
+    nested = [[b"fine"]] * 100
+    nested[7] = [b"fine", AWS_KEY.encode()]
+    table = pa.table(
+        {"raw": pa.array(values, type_), "parts": pa.array(nested, pa.list_(pa.binary()))}
+    )
+    _write_arrow(tmp_path / "t.arrow", table, 30)
+    result = _scan(service, _spec("t.arrow", "arrow"))
+    assert not result.allowed
+    found = {(v.field, v.policy_id) for v in result.violations if v.severity == "critical"}
+    assert found == {
+        ("input.source.arrow.raw[42]", "input-injection"),
+        ("input.source.arrow.parts[7]", "input-secrets"),
+    }
 
 
 def test_an_arrow_scan_reads_no_further_than_its_budget(
