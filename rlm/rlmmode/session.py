@@ -126,7 +126,8 @@ class SandboxSource(Protocol):
         ...
 
 
-#: Receives a batch of events ``[(type, data), ...]`` (fire and forget).
+#: Receives a batch of events ``[(type, data), ...]`` (fire and forget; it must not block:
+#: it is called under the tree's event lock, in the order the batches were made).
 EventBatchSink = Callable[[list[tuple[str, dict[str, Any]]]], None]
 
 
@@ -192,7 +193,12 @@ def _unchecked(texts: Sequence[str], field: str) -> None:
 
 
 class _Events:
-    """The tree's events, batched: sub-call batches ride with the next cell or turn."""
+    """The tree's events, batched: sub-call batches ride with the next cell or turn.
+
+    The sink is called under the lock, so batches from the tree's threads (a child RLM runs
+    on its own) reach it in the order they were made; a sink that numbers them (the session
+    host) numbers them in that order.
+    """
 
     def __init__(self, sink: EventBatchSink | None) -> None:
         self._sink = sink
@@ -207,15 +213,15 @@ class _Events:
             if type_ == "rlm.subcalls":
                 return
             batch, self._pending = self._pending, []
-        self._sink(batch)
+            self._sink(batch)
 
     def flush(self) -> None:
         if self._sink is None:
             return
         with self._lock:
             batch, self._pending = self._pending, []
-        if batch:
-            self._sink(batch)
+            if batch:
+                self._sink(batch)
 
 
 class SessionTree:

@@ -412,11 +412,25 @@ class HypervisorCore:
         """
         return self._gate.quota_batch(calls), {}
 
-    async def record_events(self, task_id: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
+    async def record_events(
+        self,
+        task_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        batch: int | None = None,
+    ) -> bool:
         """Append events of a running task (an RLM session's turns, cells, sub-calls...).
 
         ``task.completed`` is the task table's to append (when the task ends): one sent here
         is ignored. Over the task's cap, events are dropped (see ``EventLog``).
+
+        Args:
+            task_id: The task.
+            events: ``(type, data)`` pairs, in order.
+            batch: The batch's number, from 1, when the sender numbers its batches (an RLM
+                session host, whose fire-and-forget calls this async actor may run out of
+                order): the batch is held until the ones before it are in, and one that
+                comes twice is dropped (see :class:`~rlm.tasks.batch_order.BatchOrder`).
+                ``None``: appended as it comes.
 
         Returns:
             ``False`` when the task is no longer running (its log is closed): the caller stops.
@@ -424,9 +438,11 @@ class HypervisorCore:
         run = self._table.run(task_id, None)
         if run is None or run.events.closed:
             return False
-        for type_, data in events:
-            if type_ != TERMINAL_EVENT:
-                run.events.append(type_, data)
+        ready = [events] if batch is None else run.event_batches.accept(batch, events)
+        for each in ready:
+            for type_, data in each:
+                if type_ != TERMINAL_EVENT:
+                    run.events.append(type_, data)
         return True
 
     @_answers

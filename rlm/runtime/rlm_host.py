@@ -8,7 +8,8 @@ on its LM calls, never on the host's event loop):
 * the root's turns and every sub-call go to the core as ``lm_batch`` (a batch in one actor
   call: the broker reserves the budget and the quotas of each request before it is sent,
   then sends them all at once through the provider's gateways);
-* events go to the core as ``record_events`` batches, fire and forget;
+* events go to the core as ``record_events`` batches, fire and forget, numbered so that the
+  core puts back the order its async calls may lose (:mod:`rlm.tasks.batch_order`);
 * :meth:`SessionHost.stop_task` (the core's cancel or timeout) stops the task's tree and kills
   its sandboxes, after the broker has stopped the task's LM calls in flight;
 * security: every text a session sends to a model passes the task's org's input policies
@@ -28,6 +29,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import threading
@@ -66,6 +68,9 @@ from rlm.storage.settings import StorageSettings
 __all__ = ["HostConfig", "SessionHost", "SessionHostActor", "Tenant"]
 
 log = logging.getLogger(__name__)
+
+#: Event batch references kept before the ones already in are dropped from the list.
+_PRUNE_SENT = 64
 
 
 @dataclass(frozen=True)
@@ -291,10 +296,16 @@ class SessionHost:
         done: asyncio.Future[tuple[str, Any]] = loop.create_future()
         tenant = tenant or Tenant()
         guard = await asyncio.to_thread(self._task_guard, tenant, task_id)
-        sent: list[Any] = []  # the newest event batch's reference
+        sent: list[Any] = []  # the event batches' references not known to be in yet
+        numbers = itertools.count(1)
 
         def send_events(events: list[tuple[str, dict[str, Any]]]) -> None:
-            sent[:] = [self._core.record_events.remote(task_id, events)]
+            # Called in the order the batches were made (under the tree's event lock): the
+            # numbers let the core put back the order its async calls may lose.
+            sent.append(self._core.record_events.remote(task_id, events, next(numbers)))
+            if len(sent) >= _PRUNE_SENT:
+                _, pending = ray.wait(sent, num_returns=len(sent), timeout=0)
+                sent[:] = pending
 
         tree = SessionTree(
             params,
@@ -338,9 +349,9 @@ class SessionHost:
             finally:
                 with self._lock:
                     self._trees.pop(task_id, None)
-            # The task's events reach the core before its outcome does: batches from this
-            # host run on the core in the order sent, so once the newest is in, all are (a
-            # watcher sees every turn and cell before task.completed).
+            # The task's events reach the core before its outcome does: every batch is waited
+            # for (the core puts them in order), so a watcher sees every turn and cell before
+            # task.completed.
             with contextlib.suppress(Exception):
                 ray.get(sent, timeout=10.0)
             with contextlib.suppress(RuntimeError):  # the actor is shutting down

@@ -21,6 +21,7 @@ from rlm.models.tasks import Priority
 from rlm.operations.base import Operation
 from rlm.planning import Plan
 from rlm.runtime.agents import ItemsSource
+from rlm.tasks.batch_order import BatchOrder
 from rlm.tasks.events import EventLog
 from rlm.tasks.progress import ProgressTracker
 from rlm.tasks.record import TaskRecord
@@ -77,6 +78,8 @@ class Run:
         done: Set once the task has ended and its result is recorded.
         timer: The ``timeoutMs`` timer.
         events: The task's events (see :mod:`rlm.tasks.events`).
+        event_batches: An RLM session's numbered event batches, put back in the order they
+            were sent (see :mod:`rlm.tasks.batch_order`).
         progress: Calls finished since the last ``task.progress`` event, and its throttle.
         progress_timer: The pending (throttled) ``task.progress`` event, if any.
         depth_reached: An RLM task's ``decompositionDepth`` (the deepest sub-call), set when
@@ -102,6 +105,7 @@ class Run:
     timer: asyncio.TimerHandle | None = None
     depth_reached: int | None = None
     events: EventLog = field(kw_only=True)
+    event_batches: BatchOrder[list[tuple[str, dict[str, Any]]]] = field(default_factory=BatchOrder)
     progress: ProgressTracker = field(init=False)
     progress_timer: asyncio.TimerHandle | None = None
 

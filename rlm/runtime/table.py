@@ -396,6 +396,11 @@ class TaskTable:
         # The last progress (calls finished since the previous one), then the terminal event;
         # both reach the store with the record, in one transaction.
         run.report_progress()
+        # A session's batches still held for an earlier one that never came: in, in order.
+        for batch in run.event_batches.drain():
+            for type_, data in batch:
+                if type_ != TERMINAL_EVENT:
+                    run.events.append(type_, data)
         run.events.append(TERMINAL_EVENT, {"status": status, "result": result.to_wire()})
         self._writer.forget(run.events)
         try:

@@ -136,6 +136,27 @@ def test_rlm_steps_go_into_the_stream_and_the_trajectory(hv: rlm.Hypervisor) -> 
     assert [e for e in stream if e.event.startswith("rlm.")] == ended.events[:-1]
 
 
+def test_numbered_batches_are_kept_in_their_senders_order(hv: rlm.Hypervisor) -> None:
+    # What a session host sends: numbered batches, fire and forget, which the async core may
+    # run in another order (the cell's batch before its turn's), or twice (a retried call).
+    import ray
+
+    task_id = hv.submit(_slow(0.3, n=2))
+    core = hv._core
+    turn, cell, subcalls = ([step] for step in RLM_STEPS)
+    assert ray.get(core.record_events.remote(task_id, cell, 2))
+    assert ray.get(core.record_events.remote(task_id, subcalls, 4))  # 3 never comes
+    assert hv.trajectory(task_id).events == []  # both wait for batch 1
+    assert ray.get(core.record_events.remote(task_id, turn, 1))
+    assert ray.get(core.record_events.remote(task_id, turn, 1))  # again: dropped
+    running = hv.trajectory(task_id)
+    assert [e.event for e in running.events] == ["rlm.turn", "rlm.cell"]
+    hv.result(task_id, timeout=60)
+    # Batch 4, held for the missing 3, goes in before the end, not lost with the task.
+    ended = [e.event for e in hv.trajectory(task_id).events]
+    assert ended == ["rlm.turn", "rlm.cell", "rlm.subcalls", "task.completed"]
+
+
 def _exited(pid: int) -> bool:
     try:
         os.kill(pid, 0)
