@@ -151,6 +151,13 @@ def _read_task(path: str) -> Any:
         raise InvalidInput(f"{path} is not JSON: {err}", field="task") from None
 
 
+def _no_engine_to_detach() -> EngineUnavailable:
+    return EngineUnavailable(
+        "--detach needs a running engine to leave the task with (start `rlm serve`, or "
+        "pass --address); without one, run the task without --detach"
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -169,14 +176,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         check_not_rlm_options(parsed.options)
         prepare_input(parsed.input, default_registry(get_settings().operations))
+    if args.detach:
+        from rlm.runtime.discovery import resolve_address
+
+        if resolve_address(args.address, get_settings())[0] is None:
+            raise _no_engine_to_detach()  # known before paying for a Ray start
     hv = _connect(args)
     if args.detach and hv.owns_ray:
         # This command started the engine, and it stops with the command: nothing would run
         # the task once it returned.
-        raise EngineUnavailable(
-            "--detach needs a running engine to leave the task with (start `rlm serve`, or "
-            "pass --address); without one, run the task without --detach"
-        )
+        raise _no_engine_to_detach()
     task_id = hv.submit(request)
     if args.detach:
         sys.stdout.write(task_id + "\n")  # the task runs on in the engine

@@ -64,10 +64,13 @@ def test_run_then_show_and_list(tmp_path: Path) -> None:
 def test_detach_needs_an_engine_to_leave_the_task_with(tmp_path: Path) -> None:
     task_file = tmp_path / "task.json"
     task_file.write_text(json.dumps(TASK))
-    run = _rlm(tmp_path, "run", "--detach", str(task_file))
-    # No engine runs on this state dir: the command's own Ray would stop with it.
+    no_ray = _no_ray(tmp_path)
+    run = _rlm(tmp_path, "run", "--detach", str(task_file), no_ray=no_ray)
+    # No engine runs on this state dir: the command's own Ray would stop with it. Known
+    # before a Ray is imported, let alone started.
     assert run.returncode == 3, run.stderr
     assert "--detach needs a running engine" in run.stderr
+    assert not _ray_was_imported(no_ray)
     assert json.loads(_rlm(tmp_path, "tasks", "list").stdout) == []
 
 
