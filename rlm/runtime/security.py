@@ -45,6 +45,7 @@ __all__ = [
     "flush_installed_sink",
     "install_event_sink",
     "security_actor",
+    "security_actor_name",
 ]
 
 
@@ -65,7 +66,8 @@ SecurityActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3, max_
 )
 
 
-def _actor_name(settings: Settings) -> str:
+def security_actor_name(settings: Settings) -> str:
+    """The name of ``settings.state_dir``'s security actor: one per state directory."""
     digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:12]
     return f"rlm-security-{digest}"
 
@@ -78,7 +80,7 @@ def security_actor(settings: Settings) -> Any:
     serialises their appends).
     """
     return SecurityActor.options(
-        name=_actor_name(settings),
+        name=security_actor_name(settings),
         namespace=settings.namespace,
         lifetime="detached",
         get_if_exists=True,

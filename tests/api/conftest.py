@@ -24,7 +24,7 @@ from rlm.sandbox.settings import SandboxSettings
 from rlm.testing import ChatRequest, FakeLMServer
 from rlm.testing.postgres import ThrowawayPostgres
 from serve_app.deployment import build_app
-from tests import rlm_script
+from tests import engines, rlm_script
 from tests.api.served_oracle import OracleServe, oracle_serve
 from tests.integration.conftest import TEST_WEBHOOKS
 from tests.support import ok_response, wait_until
@@ -72,7 +72,7 @@ def _respond(request: ChatRequest) -> str:
     return "R:" + request.last_user_message[::-1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lm_server() -> Iterator[FakeLMServer]:
     """The service's LM provider: an OpenAI-compatible server of ours on loopback, standing
     in for a paid API (this machine reaches none). Replies echo the prompt reversed; RLM
@@ -119,7 +119,7 @@ def _run_app(settings: Settings, name: str, prefix: str) -> str:
     return base
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sqlite_api(
     ray_session: None, lm_server: FakeLMServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:
@@ -129,16 +129,20 @@ def sqlite_api(
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield Api(_run_app(settings, "rlm-test", "/"), settings)
     serve.delete("rlm-test")
+    # The API tests are done: Serve, the engine and its audit writer go (the tests after them
+    # do not pay for their idle actors).
+    serve.shutdown()
+    engines.reap()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(sqlite_api: Api) -> Api:
     """The session's API (SQLite); a module parametrised over both stores redefines it from
     :func:`api_on_each_store`."""
     return sqlite_api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pg_api(
     sqlite_api: Api,
     lm_server: FakeLMServer,
@@ -154,7 +158,7 @@ def pg_api(
     )
     yield Api(_run_app(settings, "rlm-test-pg", "/pg"), settings)
     serve.delete("rlm-test-pg")
-    # Its engine too (the SQLite one ends with the session's Ray): its connections close
+    # Its engine too (the SQLite one goes with the package's Serve): its connections close
     # before the session's PostgreSQL stops.
     ray.kill(ray.get_actor(core_actor_name(settings), namespace=settings.namespace))
 
@@ -169,7 +173,7 @@ def api_on_each_store(request: pytest.FixtureRequest) -> Api:
     return chosen
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fuzz_root(api: Api) -> Iterator[str]:
     """A second deployment beside the session's, at ``/fuzz``, for the fuzzers: the same engine
     and state directory, offering the built-in operations only (the test operations hold
@@ -209,7 +213,7 @@ def sqlite_user(sqlite_api: Api) -> Callable[..., httpx.Client]:
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def oracle_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OracleServe]:
     """``rlm serve`` in a process of its own with the OOLONG oracle as its LM, shared by the
     tests that use the service from outside (bare SDK install, notebooks)."""

@@ -36,7 +36,7 @@ class DeployCluster:
     data: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def oracle_lm() -> Iterator[FakeLMServer]:
     """The cluster's LM provider: the OOLONG oracle behind an OpenAI-compatible server."""
     data = shared_file(OOLONG_DATA)
@@ -44,7 +44,7 @@ def oracle_lm() -> Iterator[FakeLMServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(oracle_lm: FakeLMServer) -> Iterator[DeployCluster]:
     state_dir = Path(tempfile.mkdtemp(prefix="rlm-deploy-state-"))
     env = cluster_env(

@@ -12,6 +12,7 @@ from ray import cloudpickle
 import rlm
 from rlm.config import EngineSettings, Settings
 from rlm.webhooks.settings import WebhookSettings
+from tests import engines
 from tests.integration import ops as test_ops
 
 # The test operations live in this test package, which Ray's workers cannot import: ship them
@@ -47,12 +48,24 @@ def with_test_ops(hv: rlm.Hypervisor) -> rlm.Hypervisor:
     return hv
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def hv(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[rlm.Hypervisor]:
+    """The integration tests' shared engine, stopped when they are done (the unit tests
+    after them do not pay for its idle actors)."""
     settings = make_settings(tmp_path_factory.mktemp("engine"))
     hv = with_test_ops(rlm.connect(settings=settings))
+    engines.keep(settings)
     yield hv
+    engines.release(settings)
     hv.shutdown_engine()
+    engines.reap()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _reap_engines() -> Iterator[None]:
+    """After each module, stop the engines it started and left (and their audit writers)."""
+    yield
+    engines.reap()
 
 
 @pytest.fixture(autouse=True)
