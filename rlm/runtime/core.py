@@ -64,7 +64,7 @@ from rlm.runtime.source_prompts import SourcePrompts, reads_storage
 from rlm.runtime.table import TaskTable
 from rlm.runtime.webhook_worker import WebhookWorkerActor, worker_name
 from rlm.scoring import score
-from rlm.tasks.events import TERMINAL_EVENT, in_trajectory
+from rlm.tasks.events import in_trajectory
 from rlm.tasks.idempotency import REPLAYED_HEADER, IdempotencyKey
 from rlm.tasks.listing import TaskQuery
 from rlm.tasks.record import TaskRecord
@@ -438,11 +438,7 @@ class HypervisorCore:
         run = self._table.run(task_id, None)
         if run is None or run.events.closed:
             return False
-        ready = [events] if batch is None else run.event_batches.accept(batch, events)
-        for each in ready:
-            for type_, data in each:
-                if type_ != TERMINAL_EVENT:
-                    run.events.append(type_, data)
+        run.append_steps([events] if batch is None else run.event_batches.accept(batch, events))
         return True
 
     @_answers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from rlm.operations.base import Operation
 from rlm.planning import Plan
 from rlm.runtime.agents import ItemsSource
 from rlm.tasks.batch_order import BatchOrder
-from rlm.tasks.events import EventLog
+from rlm.tasks.events import TERMINAL_EVENT, EventLog
 from rlm.tasks.progress import ProgressTracker
 from rlm.tasks.record import TaskRecord
 
@@ -111,6 +112,14 @@ class Run:
 
     def __post_init__(self) -> None:
         self.progress = ProgressTracker(self.spec.plan, time.monotonic())
+
+    def append_steps(self, batches: Iterable[list[tuple[str, dict[str, Any]]]]) -> None:
+        """Append an RLM session's event batches, in order. A ``task.completed`` among them
+        is ignored: the task table appends the terminal event, when the task ends."""
+        for batch in batches:
+            for type_, data in batch:
+                if type_ != TERMINAL_EVENT:
+                    self.events.append(type_, data)
 
     def pickled_operation(self) -> bytes:
         """The operation as the agent actors get it, pickled on the first call sent to one.

@@ -397,10 +397,7 @@ class TaskTable:
         # both reach the store with the record, in one transaction.
         run.report_progress()
         # A session's batches still held for an earlier one that never came: in, in order.
-        for batch in run.event_batches.drain():
-            for type_, data in batch:
-                if type_ != TERMINAL_EVENT:
-                    run.events.append(type_, data)
+        run.append_steps(run.event_batches.drain())
         run.events.append(TERMINAL_EVENT, {"status": status, "result": result.to_wire()})
         self._writer.forget(run.events)
         try:
