@@ -183,8 +183,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise _no_engine_to_detach()  # known before paying for a Ray start
     hv = _connect(args)
     if args.detach and hv.owns_ray:
-        # This command started the engine, and it stops with the command: nothing would run
-        # the task once it returned.
+        # The engine found above stopped before this command joined it, and this command
+        # started one of its own, which stops with it: nothing would run the task once it
+        # returned.
         raise _no_engine_to_detach()
     task_id = hv.submit(request)
     if args.detach:
